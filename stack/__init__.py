@@ -1,0 +1,3 @@
+"""Stack: a multi-host process and socket manager."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""The domain model of a stack: watchers and sockets as frozen dataclasses.
+
+These are what the agent and the controller reason about. They are not wire
+types: `stack.spec.convert` turns them into `stack.v1` messages and back. The
+defaults follow Circus, so a Circus user finds the same names and meanings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# Limits shared by validation and the services.
+MAX_PROCESSES = 10_000
+NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Where one output stream of a watcher is written, and how it rotates."""
+
+    filename: str = ""
+    """Path of the file; empty means `<agent data dir>/logs/<watcher>.<out|err>.log`."""
+    max_bytes: int = 10 * 1024 * 1024
+    """Rotate when the file would grow past this size; 0 never rotates."""
+    backup_count: int = 5
+    """How many rotated files (`.1` ... `.N`) to keep."""
+
+
+@dataclass(frozen=True)
+class FlappingSpec:
+    """Circus's flapping detection, per watcher."""
+
+    attempts: int = 2
+    """More than this many starts within `window` seconds is flapping."""
+    window: float = 1.0
+    """The sliding window, in seconds."""
+    retry_in: float = 7.0
+    """Seconds to wait before trying again once flapping is detected."""
+    max_retry: int = 5
+    """Retries before the watcher is fatal; -1 retries forever."""
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    """A socket the agent binds once and hands to workers by file descriptor."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str = ""
+    """A unix socket path; when set, host and port are not used."""
+    family: str = "AF_INET"
+    type: str = "SOCK_STREAM"
+    backlog: int = 2048
+    umask: int = -1
+    """Umask while binding a unix socket; -1 keeps the agent's."""
+    replace: bool = False
+    """Unlink an existing unix socket path before binding."""
+    so_reuseport: bool = False
+    blocking: bool = False
+
+
+def _frozen_map(value: dict[str, Any] | None = None) -> MappingProxyType[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True)
+class WatcherSpec:
+    """A program run as `numprocesses` identical workers."""
+
+    name: str
+    cmd: str
+    args: tuple[str, ...] = ()
+    numprocesses: int = 1
+    warmup_delay: float = 0.0
+    working_dir: str = ""
+    shell: bool = False
+    uid: str = ""
+    gid: str = ""
+    env: MappingProxyType[str, str] = field(default_factory=_frozen_map)
+    copy_env: bool = False
+    rlimits: MappingProxyType[str, int] = field(default_factory=_frozen_map)
+    """Resource limits by name without the prefix: {"nofile": 1024}."""
+    stop_signal: str = "TERM"
+    stop_children: bool = False
+    graceful_timeout: float = 30.0
+    respawn: bool = True
+    max_retry: int = 5
+    autostart: bool = True
+    priority: int = 0
+    singleton: bool = False
+    use_sockets: bool = False
+    sockets: tuple[str, ...] = ()
+    """Sockets the workers inherit, in fd order; empty with use_sockets: all."""
+    close_child_stdin: bool = True
+    max_age: float = 0.0
+    max_age_variance: float = 30.0
+    stdout_stream: StreamSpec = StreamSpec()
+    stderr_stream: StreamSpec = StreamSpec()
+    flapping: FlappingSpec = FlappingSpec()
+    umask: int = -1
+    """Umask of the workers; -1 keeps the agent's."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-ready dict (maps become dicts, tuples lists)."""
+        out = asdict(self)
+        out["env"] = dict(self.env)
+        out["rlimits"] = dict(self.rlimits)
+        out["args"] = list(self.args)
+        out["sockets"] = list(self.sockets)
+        return out
+
+    def process_fingerprint(self) -> str:
+        """A digest of every option that needs new processes when it changes.
+
+        numprocesses, priority, autostart and flapping can change without
+        replacing running workers; everything else cannot.
+        """
+        data = self.to_dict()
+        for key in ("numprocesses", "priority", "autostart", "flapping", "max_retry"):
+            data.pop(key)
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A whole stack file: every watcher and socket, by name."""
+
+    watchers: MappingProxyType[str, WatcherSpec] = field(default_factory=_frozen_map)
+    sockets: MappingProxyType[str, SocketSpec] = field(default_factory=_frozen_map)
+
+    def sockets_of(self, watcher: WatcherSpec) -> tuple[SocketSpec, ...]:
+        """The sockets a watcher's workers inherit, in fd order."""
+        if watcher.sockets:
+            return tuple(self.sockets[name] for name in watcher.sockets)
+        if watcher.use_sockets:
+            return tuple(self.sockets[name] for name in sorted(self.sockets))
+        return ()

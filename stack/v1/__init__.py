@@ -1,0 +1,1 @@
+"""Generated wire code; regenerate with scripts/gen_proto.py."""

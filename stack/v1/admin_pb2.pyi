@@ -1,0 +1,227 @@
+from stack.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ApplyRequest(_message.Message):
+    __slots__ = ("filename", "content", "dry_run")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    content: str
+    dry_run: bool
+    def __init__(self, filename: _Optional[str] = ..., content: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("op", "kind", "name", "details")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    kind: str
+    name: str
+    details: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, op: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApplyReply(_message.Message):
+    __slots__ = ("changes", "applied", "generation")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    applied: bool
+    generation: int
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., applied: _Optional[bool] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class ScaleRequest(_message.Message):
+    __slots__ = ("watcher", "count", "relative")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    count: int
+    relative: bool
+    def __init__(self, watcher: _Optional[str] = ..., count: _Optional[int] = ..., relative: _Optional[bool] = ...) -> None: ...
+
+class ScaleReply(_message.Message):
+    __slots__ = ("watcher", "previous", "numprocesses")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    NUMPROCESSES_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    previous: int
+    numprocesses: int
+    def __init__(self, watcher: _Optional[str] = ..., previous: _Optional[int] = ..., numprocesses: _Optional[int] = ...) -> None: ...
+
+class WatchersRequest(_message.Message):
+    __slots__ = ("watchers", "all")
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    watchers: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, watchers: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class WatchersReply(_message.Message):
+    __slots__ = ("watchers",)
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    watchers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, watchers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SignalRequest(_message.Message):
+    __slots__ = ("watcher", "signal", "wid", "children")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    WID_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    signal: str
+    wid: int
+    children: bool
+    def __init__(self, watcher: _Optional[str] = ..., signal: _Optional[str] = ..., wid: _Optional[int] = ..., children: _Optional[bool] = ...) -> None: ...
+
+class SignalReply(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: int
+    def __init__(self, agents: _Optional[int] = ...) -> None: ...
+
+class RemoveRequest(_message.Message):
+    __slots__ = ("watcher",)
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    def __init__(self, watcher: _Optional[str] = ...) -> None: ...
+
+class RemoveReply(_message.Message):
+    __slots__ = ("watcher",)
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    def __init__(self, watcher: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("watcher",)
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    def __init__(self, watcher: _Optional[str] = ...) -> None: ...
+
+class WatcherStatus(_message.Message):
+    __slots__ = ("name", "numprocesses", "active", "phase", "message", "running", "pending", "pending_reason", "processes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMPROCESSES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    numprocesses: int
+    active: bool
+    phase: _types_pb2.WatcherPhase
+    message: str
+    running: int
+    pending: int
+    pending_reason: str
+    processes: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProcessStatus]
+    def __init__(self, name: _Optional[str] = ..., numprocesses: _Optional[int] = ..., active: _Optional[bool] = ..., phase: _Optional[_Union[_types_pb2.WatcherPhase, str]] = ..., message: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., pending_reason: _Optional[str] = ..., processes: _Optional[_Iterable[_Union[_types_pb2.ProcessStatus, _Mapping]]] = ...) -> None: ...
+
+class StatusReply(_message.Message):
+    __slots__ = ("watchers", "generation")
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    watchers: _containers.RepeatedCompositeFieldContainer[WatcherStatus]
+    generation: int
+    def __init__(self, watchers: _Optional[_Iterable[_Union[WatcherStatus, _Mapping]]] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class AgentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AgentInfo(_message.Message):
+    __slots__ = ("host_id", "address", "labels", "state", "processes", "last_seen", "version", "generation")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    address: str
+    labels: _containers.ScalarMap[str, str]
+    state: str
+    processes: int
+    last_seen: float
+    version: str
+    generation: int
+    def __init__(self, host_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., processes: _Optional[int] = ..., last_seen: _Optional[float] = ..., version: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class AgentsReply(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[AgentInfo]
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("watcher", "lines", "follow", "stream", "host")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    lines: int
+    follow: bool
+    stream: str
+    host: str
+    def __init__(self, watcher: _Optional[str] = ..., lines: _Optional[int] = ..., follow: _Optional[bool] = ..., stream: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ("follow", "watcher", "lines")
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    follow: bool
+    watcher: str
+    lines: int
+    def __init__(self, follow: _Optional[bool] = ..., watcher: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("watcher",)
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    def __init__(self, watcher: _Optional[str] = ...) -> None: ...
+
+class GetReply(_message.Message):
+    __slots__ = ("spec", "active", "toml")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    spec: _types_pb2.WatcherSpec
+    active: bool
+    toml: str
+    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., active: _Optional[bool] = ..., toml: _Optional[str] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExportReply(_message.Message):
+    __slots__ = ("toml",)
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    toml: str
+    def __init__(self, toml: _Optional[str] = ...) -> None: ...
