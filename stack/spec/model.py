@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -107,11 +107,17 @@ class WatcherSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (maps become dicts, tuples lists)."""
-        out = asdict(self)
-        out["env"] = dict(self.env)
-        out["rlimits"] = dict(self.rlimits)
-        out["args"] = list(self.args)
-        out["sockets"] = list(self.sockets)
+        # Not asdict(self): it deep-copies fields, and a mappingproxy cannot be copied.
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, MappingProxyType):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, StreamSpec | FlappingSpec):
+                value = asdict(value)
+            out[item.name] = value
         return out
 
     def process_fingerprint(self) -> str:

@@ -1,0 +1,1 @@
+"""Runnable examples for the README: `python3 -m examples.app`, `python3 -m examples.ticker`."""

@@ -1,0 +1,166 @@
+"""What applying a new stack would change, option by option.
+
+`stackctl apply --dry-run` prints this list, and the controller uses the same
+functions to decide which watchers only scale and which need new processes.
+A pure function of two StackSpecs: no I/O, deterministic order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from stack.spec.dump import is_secret
+from stack.spec.model import FlappingSpec, SocketSpec, StackSpec, WatcherSpec
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a diff between two stacks."""
+
+    op: str
+    """"add", "remove", "change" or "scale" (only numprocesses differs)."""
+    kind: str
+    """"watcher" or "socket"."""
+    name: str
+    """The watcher's or the socket's name."""
+    details: tuple[str, ...] = ()
+    """Human lines such as "cmd: 'a' -> 'b'" or "numprocesses: 4 -> 6"."""
+
+
+def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
+    """Every difference, sockets first then watchers, each sorted by name.
+
+    A watcher whose own spec is unchanged but which inherits a socket that
+    changed is listed as a "change" too: its workers must get the new socket.
+    """
+    changes: list[Change] = []
+    for name in sorted(set(old.sockets) | set(new.sockets)):
+        if name not in new.sockets:
+            changes.append(Change("remove", "socket", name))
+        elif name not in old.sockets:
+            changes.append(Change("add", "socket", name, (_address(new.sockets[name]),)))
+        else:
+            details = _option_changes(old.sockets[name], new.sockets[name])
+            if details:
+                changes.append(Change("change", "socket", name, tuple(details)))
+    for name in sorted(set(old.watchers) | set(new.watchers)):
+        if name not in new.watchers:
+            changes.append(Change("remove", "watcher", name))
+            continue
+        spec = new.watchers[name]
+        if name not in old.watchers:
+            summary = (f"cmd: {spec.cmd!r}", f"numprocesses: {spec.numprocesses}")
+            changes.append(Change("add", "watcher", name, summary))
+            continue
+        details = _option_changes(old.watchers[name], spec)
+        details += _inherited_socket_changes(old, new, old.watchers[name], spec)
+        if details == [f"numprocesses: {old.watchers[name].numprocesses} -> {spec.numprocesses}"]:
+            changes.append(Change("scale", "watcher", name, tuple(details)))
+        elif details:
+            changes.append(Change("change", "watcher", name, tuple(details)))
+    return changes
+
+
+def needs_new_processes(
+    old: WatcherSpec,
+    new: WatcherSpec,
+    *,
+    old_stack: StackSpec | None = None,
+    new_stack: StackSpec | None = None,
+) -> bool:
+    """Whether running workers of `old` must be replaced to run as `new`.
+
+    True when an option outside numprocesses/priority/autostart/flapping/
+    max_retry changed (the process fingerprint), or, when both stacks are
+    given, when a socket the watcher inherits changed.
+    """
+    if _process_view(old) != _process_view(new):
+        return True
+    if old_stack is None or new_stack is None:
+        return False
+    return bool(_inherited_socket_changes(old_stack, new_stack, old, new))
+
+
+_NOT_OF_THE_PROCESS = {"numprocesses": 0, "priority": 0, "autostart": True,
+                       "flapping": FlappingSpec(), "max_retry": 0}  # fmt: skip
+"""Options that change without new processes (as in WatcherSpec.process_fingerprint)."""
+
+
+def _process_view(spec: WatcherSpec) -> WatcherSpec:
+    """The spec with the options that do not need new processes set to fixed values.
+
+    Two views are equal exactly when the process fingerprints are; comparing them
+    directly avoids hashing (and model.to_dict, which cannot copy a mappingproxy).
+    """
+    return replace(spec, **_NOT_OF_THE_PROCESS)  # type: ignore[arg-type]
+
+
+def _inherited_socket_changes(
+    old_stack: StackSpec, new_stack: StackSpec, old: WatcherSpec, new: WatcherSpec
+) -> list[str]:
+    before = {spec.name: spec for spec in _sockets_of(old_stack, old)}
+    after = {spec.name: spec for spec in _sockets_of(new_stack, new)}
+    return [
+        f"socket {name!r} changed"
+        for name in sorted(set(before) & set(after))
+        if before[name] != after[name]
+    ]
+
+
+def _sockets_of(stack: StackSpec, watcher: WatcherSpec) -> list[SocketSpec]:
+    """Like StackSpec.sockets_of, but tolerant of a name the stack does not define."""
+    if watcher.sockets:
+        names: list[str] = list(watcher.sockets)
+    elif watcher.use_sockets:
+        names = sorted(stack.sockets)
+    else:
+        names = []
+    return [stack.sockets[name] for name in names if name in stack.sockets]
+
+
+def _option_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """One line per differing field, recursing into nested specs and maps."""
+    out: list[str] = []
+    for item in fields(old):
+        if item.name == "name":
+            continue
+        before, after = getattr(old, item.name), getattr(new, item.name)
+        if before == after:
+            continue
+        key = f"{prefix}{item.name}"
+        if isinstance(before, Mapping):
+            out += _map_changes(key, before, after)
+        elif hasattr(before, "__dataclass_fields__"):
+            out += _option_changes(before, after, f"{key}.")
+        else:
+            out.append(f"{key}: {_show(before)} -> {_show(after)}")
+    return out
+
+
+def _map_changes(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        if before.get(name) == after.get(name):
+            continue
+        if key == "env" and is_secret(name):
+            out.append(f"{key}.{name}: (secret) changed")
+            continue
+        old = _show(before[name]) if name in before else "(unset)"
+        new = _show(after[name]) if name in after else "(unset)"
+        out.append(f"{key}.{name}: {old} -> {new}")
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return repr(value)
+
+
+def _address(spec: SocketSpec) -> str:
+    if spec.family == "AF_UNIX":
+        return f"path: {spec.path!r}"
+    host = f"[{spec.host}]" if ":" in spec.host else spec.host
+    return f"address: {host}:{spec.port}"

@@ -1,0 +1,451 @@
+"""Reading and validating a stack file (TOML) into a StackSpec.
+
+This is the only door into the domain model from user text, so every check
+happens here, before anything is applied: unknown keys, wrong types (a bool is
+not an integer, even though Python thinks so), ranges, undefined sockets and
+substitutions that could never be expanded. The first problem found, in a
+fixed order (file order of sections and keys, then cross-checks), is raised as
+one `SpecError` naming the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import shlex
+import signal
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stack.spec.errors import SpecError
+from stack.spec.model import (
+    MAX_PROCESSES,
+    NAME_PATTERN,
+    FlappingSpec,
+    SocketSpec,
+    StackSpec,
+    StreamSpec,
+    WatcherSpec,
+    _frozen_map,
+)
+from stack.spec.substitute import SubstitutionError, check_key, find_references, split_key
+
+INT32_MAX = 2**31 - 1
+INT32_MIN = -(2**31)
+INT64_MAX = 2**63 - 1
+UMASK_MAX = 0o777
+
+RLIMITS = (
+    "nofile", "nproc", "core", "cpu", "fsize", "data", "stack", "as", "memlock", "rss",
+    "msgqueue", "nice", "rtprio", "sigpending",
+)  # fmt: skip
+"""Resource limits a watcher may set as `rlimit_<name>`."""
+
+FAMILIES = {"AF_INET": "AF_INET", "AF_INET6": "AF_INET6", "AF_UNIX": "AF_UNIX",
+            "INET": "AF_INET", "INET6": "AF_INET6", "UNIX": "AF_UNIX"}  # fmt: skip
+TYPES = {"SOCK_STREAM": "SOCK_STREAM", "SOCK_DGRAM": "SOCK_DGRAM",
+         "STREAM": "SOCK_STREAM", "DGRAM": "SOCK_DGRAM"}  # fmt: skip
+STREAM_CLASSES = ("FileStream", "circus.stream.FileStream", "stack.FileStream")
+"""Stream classes accepted (and ignored) for Circus users: all mean a rotated file."""
+
+_NAME = re.compile(NAME_PATTERN)
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def parse_signal(value: str | int) -> str:
+    """A signal given as "TERM", "SIGTERM", "term", "15" or 15, as its name without SIG."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"unknown signal {value!r}")
+    if isinstance(value, int) or value.strip().isdigit():
+        number = int(value)
+        try:
+            return signal.Signals(number).name.removeprefix("SIG")
+        except ValueError:
+            raise ValueError(f"unknown signal {number}") from None
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return signal.Signals[name].name.removeprefix("SIG")
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}") from None
+
+
+def load_stack_file(path: str | Path) -> StackSpec:
+    """Read and validate a stack file; messages name the file as given."""
+    filename = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(filename, "", "no such file") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(filename, "", f"not UTF-8 text ({err.reason})") from None
+    except OSError as err:
+        raise SpecError(filename, "", f"cannot read: {err.strerror or err}") from None
+    return load_stack(text, filename)
+
+
+def load_stack(text: str, filename: str = "<stack>") -> StackSpec:
+    """Validate the text of a stack file; raises SpecError on the first problem."""
+    data = _parse_toml(text, filename)
+    return _Loader(filename).stack(data)
+
+
+def _parse_toml(text: str, filename: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        found = _TOML_POSITION.search(message)
+        if found:
+            where = f"line {found.group(1)}"
+            message = message[: found.start()]
+        else:
+            where = f"line {text.count(chr(10)) + 1}"
+            message = message.replace(" (at end of document)", "")
+        raise SpecError(filename, where, f"invalid TOML: {message}") from None
+
+
+def _show(value: Any) -> str:
+    """A value as the user would write it in TOML, shortened for one-line messages."""
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = str(value)
+    else:
+        try:
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+class _Loader:
+    """Turns parsed TOML into the model; every method raises SpecError on a problem."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        raise SpecError(self.filename, path, message)
+
+    # -- value checks ---------------------------------------------------------------
+
+    def table(self, path: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a table, got {_show(value)}")
+        return value
+
+    def string(self, path: str, value: Any) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string, got {_show(value)}")
+        return value
+
+    def boolean(self, path: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {_show(value)}")
+        return value
+
+    def integer(self, path: str, value: Any, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"must be an integer, got {_show(value)}")
+        if value < low:
+            self.fail(path, f"must be >= {low}, got {value}")
+        if value > high:
+            self.fail(path, f"must be <= {high}, got {value}")
+        return value
+
+    def number(self, path: str, value: Any, *, positive: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(path, f"must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            self.fail(path, f"must be a finite number, got {_show(value)}")
+        if positive and value <= 0:
+            self.fail(path, f"must be > 0, got {value}")
+        if value < 0:
+            self.fail(path, f"must be >= 0, got {value}")
+        return float(value)
+
+    def umask(self, path: str, value: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"(0o)?[0-7]{1,4}", value.strip()):
+            value = int(value.strip().removeprefix("0o"), 8)
+        elif isinstance(value, str):
+            self.fail(path, f"must be an octal number like 0o022, got {_show(value)}")
+        number = self.integer(path, value, 0, 2**63)
+        if number > UMASK_MAX:
+            self.fail(path, f"must be <= 0o777, got 0o{number:o}")
+        return number
+
+    def name(self, path: str, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            self.fail(path, "invalid name (use 1 to 64 letters, digits, '_', '.' or '-')")
+        return value
+
+    # -- the stack ------------------------------------------------------------------
+
+    def stack(self, data: dict[str, Any]) -> StackSpec:
+        self.check_keys_top(data)
+        sockets_table = self.table("sockets", data.get("sockets", {}))
+        watchers_table = self.table("watchers", data.get("watchers", {}))
+        sockets: dict[str, SocketSpec] = {}
+        for name, value in sockets_table.items():
+            path = f"sockets.{name}"
+            sockets[name] = self.socket(path, self.name(path, name), self.table(path, value))
+        watchers: dict[str, WatcherSpec] = {}
+        for name, value in watchers_table.items():
+            path = f"watchers.{name}"
+            spec = self.watcher(path, self.name(path, name), self.table(path, value))
+            self.check_watcher_sockets(path, spec, sockets)
+            watchers[name] = spec
+        return StackSpec(watchers=_frozen_map(watchers), sockets=_frozen_map(sockets))
+
+    def check_keys_top(self, data: dict[str, Any]) -> None:
+        for key in data:
+            if key not in ("sockets", "watchers"):
+                self.fail(key, "unknown section (expected [sockets.NAME] or [watchers.NAME])")
+
+    # -- sockets --------------------------------------------------------------------
+
+    def socket(self, path: str, name: str, table: dict[str, Any]) -> SocketSpec:
+        fields: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{path}.{key}"
+            if key in ("host", "path"):
+                fields[key] = self.string(where, value)
+            elif key == "port":
+                fields[key] = self.integer(where, value, 0, 65535)
+            elif key == "family":
+                fields[key] = self.choice(where, value, FAMILIES)
+            elif key == "type":
+                fields[key] = self.choice(where, value, TYPES)
+            elif key == "backlog":
+                fields[key] = self.integer(where, value, 1, INT32_MAX)
+            elif key == "umask":
+                fields[key] = self.umask(where, value)
+            elif key in ("replace", "so_reuseport", "blocking"):
+                fields[key] = self.boolean(where, value)
+            else:
+                self.fail(where, "unknown option")
+        if fields.get("path") and "family" not in fields:
+            fields["family"] = "AF_UNIX"
+        if fields.get("family") == "AF_INET6" and "host" not in fields:
+            fields["host"] = "::1"  # the loopback, like AF_INET's default
+        spec = SocketSpec(name=name, **fields)
+        if spec.family == "AF_UNIX":
+            if not spec.path:
+                self.fail(f"{path}.path", "required for an AF_UNIX socket")
+        elif spec.path:
+            self.fail(f"{path}.family", f"must be AF_UNIX when a path is set, got {spec.family}")
+        elif not spec.host:
+            self.fail(f"{path}.host", f"required for an {spec.family} socket")
+        else:
+            self.check_host_family(f"{path}.host", spec.host, spec.family)
+        return spec
+
+    def choice(self, path: str, value: Any, choices: dict[str, str]) -> str:
+        text = self.string(path, value)
+        if text.upper() not in choices:
+            wanted = ", ".join(key for key, full in choices.items() if key == full)
+            self.fail(path, f"must be one of {wanted}, got {_show(value)}")
+        return choices[text.upper()]
+
+    def check_host_family(self, path: str, host: str, family: str) -> None:
+        if host.startswith("["):
+            self.fail(path, f"write IPv6 addresses without brackets, got {_show(host)}")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a host name: resolved by the agent when it binds
+        wanted = 6 if family == "AF_INET6" else 4
+        if address.version != wanted:
+            self.fail(path, f"not an IPv{wanted} address for an {family} socket, got {_show(host)}")
+
+    # -- watchers -------------------------------------------------------------------
+
+    def watcher(self, path: str, name: str, table: dict[str, Any]) -> WatcherSpec:
+        fields: dict[str, Any] = {}
+        rlimits: dict[str, int] = {}
+        for key, value in table.items():
+            where = f"{path}.{key}"
+            if key.startswith("rlimit_") and key.removeprefix("rlimit_") in RLIMITS:
+                rlimits[key.removeprefix("rlimit_")] = self.integer(where, value, -1, INT64_MAX)
+            elif key in _WATCHER_OPTIONS:
+                fields[key] = _WATCHER_OPTIONS[key](self, where, value)
+            else:
+                self.fail(where, "unknown option")
+        if "cmd" not in fields:
+            self.fail(f"{path}.cmd", "required")
+        if fields.get("singleton") and fields.get("numprocesses", 1) > 1:
+            self.fail(
+                f"{path}.numprocesses",
+                f"must be <= 1 for a singleton watcher, got {fields['numprocesses']}",
+            )
+        if fields.get("sockets"):
+            if fields.get("use_sockets") is False:
+                self.fail(f"{path}.use_sockets", "must be true when sockets are listed")
+            fields["use_sockets"] = True
+        return WatcherSpec(name=name, rlimits=_frozen_map(rlimits), **fields)
+
+    def cmd(self, path: str, value: Any) -> str:
+        text = self.string(path, value)
+        if not text.strip():
+            self.fail(path, "must not be empty")
+        return text
+
+    def args(self, path: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as err:
+                self.fail(path, f"cannot be split into arguments: {err}")
+        if not isinstance(value, list):
+            self.fail(path, f"must be a string or a list of strings, got {_show(value)}")
+        for index, item in enumerate(value):
+            self.string(f"{path}[{index}]", item)
+        return tuple(value)
+
+    def ident(self, path: str, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(self.integer(path, value, 0, 2**32 - 2))
+        if not isinstance(value, str):
+            self.fail(path, f"must be a name or a number, got {_show(value)}")
+        return value
+
+    def stop_signal(self, path: str, value: Any) -> str:
+        try:
+            return parse_signal(value)
+        except ValueError as err:
+            self.fail(path, str(err))
+
+    def socket_names(self, path: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.fail(path, f"must be a list of socket names, got {_show(value)}")
+        seen: list[str] = []
+        for index, item in enumerate(value):
+            name = self.string(f"{path}[{index}]", item)
+            if name in seen:
+                self.fail(path, f"socket {name!r} is listed twice")
+            seen.append(name)
+        return tuple(seen)
+
+    def env(self, path: str, value: Any) -> Any:
+        table = self.table(path, value)
+        env: dict[str, str] = {}
+        for key, item in table.items():
+            where = f"{path}.{key}"
+            if not key or "=" in key or "\0" in key:
+                self.fail(where, "invalid environment variable name")
+            if isinstance(item, bool):
+                env[key] = "true" if item else "false"
+            elif isinstance(item, int | float):
+                env[key] = str(item)
+            elif isinstance(item, str):
+                if "\0" in item:
+                    self.fail(where, "must not contain a NUL character")
+                env[key] = item
+            else:
+                self.fail(where, f"must be a string, got {_show(item)}")
+        return _frozen_map(env)
+
+    def flapping(self, path: str, value: Any) -> FlappingSpec:
+        fields: dict[str, Any] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key == "attempts":
+                fields[key] = self.integer(where, item, 1, INT32_MAX)
+            elif key == "window":
+                fields[key] = self.number(where, item, positive=True)
+            elif key == "retry_in":
+                fields[key] = self.number(where, item)
+            elif key == "max_retry":
+                fields[key] = self.integer(where, item, -1, INT32_MAX)
+            else:
+                self.fail(where, "unknown option")
+        return FlappingSpec(**fields)
+
+    def stream(self, path: str, value: Any) -> StreamSpec:
+        fields: dict[str, Any] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key == "class":
+                if self.string(where, item) not in STREAM_CLASSES:
+                    self.fail(where, f"unsupported stream class {_show(item)} (only FileStream)")
+            elif key == "filename":
+                fields[key] = self.string(where, item)
+            elif key == "max_bytes":
+                fields[key] = self.integer(where, item, 0, INT64_MAX)
+            elif key == "backup_count":
+                fields[key] = self.integer(where, item, 0, INT32_MAX)
+            else:
+                self.fail(where, "unknown option")
+        return StreamSpec(**fields)
+
+    # -- cross-checks ---------------------------------------------------------------
+
+    def check_watcher_sockets(
+        self, path: str, spec: WatcherSpec, sockets: dict[str, SocketSpec]
+    ) -> None:
+        for name in spec.sockets:
+            if name not in sockets:
+                self.fail(f"{path}.sockets", f"undefined socket {name!r}")
+        if spec.sockets:
+            inherited = set(spec.sockets)
+        elif spec.use_sockets:
+            inherited = set(sockets)
+        else:
+            inherited = set()
+        texts = [("cmd", spec.cmd)] + [(f"args[{i}]", arg) for i, arg in enumerate(spec.args)]
+        for key, text in texts:
+            where = f"{path}.{key}"
+            try:
+                found = find_references(text)
+                for written, ref in found:
+                    check_key(ref, written)
+            except SubstitutionError as err:
+                self.fail(where, str(err))
+            for written, ref in found:
+                kind, arg = split_key(ref)
+                if kind == "sockets" and arg not in sockets:
+                    self.fail(where, f"{written}: undefined socket {arg!r}")
+                if kind == "sockets" and arg not in inherited:
+                    self.fail(
+                        where,
+                        f"{written}: socket {arg!r} is not inherited by the watcher "
+                        "(set use_sockets = true or list it in sockets)",
+                    )
+                if kind == "env" and not spec.copy_env and arg not in spec.env:
+                    self.fail(where, f"{written}: {arg!r} is not set in the watcher's env")
+
+
+_WATCHER_OPTIONS: dict[str, Callable[[_Loader, str, Any], Any]] = {
+    "cmd": _Loader.cmd,
+    "args": _Loader.args,
+    "numprocesses": lambda ld, p, v: ld.integer(p, v, 0, MAX_PROCESSES),
+    "warmup_delay": lambda ld, p, v: ld.number(p, v),
+    "working_dir": _Loader.string,
+    "shell": _Loader.boolean,
+    "uid": _Loader.ident,
+    "gid": _Loader.ident,
+    "env": _Loader.env,
+    "copy_env": _Loader.boolean,
+    "stop_signal": _Loader.stop_signal,
+    "stop_children": _Loader.boolean,
+    "graceful_timeout": lambda ld, p, v: ld.number(p, v),
+    "respawn": _Loader.boolean,
+    "max_retry": lambda ld, p, v: ld.integer(p, v, -1, INT32_MAX),
+    "autostart": _Loader.boolean,
+    "priority": lambda ld, p, v: ld.integer(p, v, INT32_MIN, INT32_MAX),
+    "singleton": _Loader.boolean,
+    "use_sockets": _Loader.boolean,
+    "sockets": _Loader.socket_names,
+    "close_child_stdin": _Loader.boolean,
+    "max_age": lambda ld, p, v: ld.number(p, v),
+    "max_age_variance": lambda ld, p, v: ld.number(p, v),
+    "stdout_stream": _Loader.stream,
+    "stderr_stream": _Loader.stream,
+    "flapping": _Loader.flapping,
+    "umask": _Loader.umask,
+}
+"""Every watcher option except `rlimit_*`, with the check that parses it."""

@@ -1,0 +1,198 @@
+"""Writing stacks back as TOML: what load_stack reads is what dump_stack wrote."""
+
+from __future__ import annotations
+
+import signal
+import tomllib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stack.spec.dump import MASK, dump_stack, dump_watcher
+from stack.spec.load import INT32_MAX, INT64_MAX, RLIMITS, load_stack
+from stack.spec.model import (
+    MAX_PROCESSES,
+    FlappingSpec,
+    SocketSpec,
+    StackSpec,
+    StreamSpec,
+    WatcherSpec,
+    _frozen_map,
+)
+
+NAMES = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+    min_size=1,
+    max_size=12,
+)
+TEXT = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=16
+).filter(lambda s: "$(" not in s)
+SECONDS = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
+SIGNALS = sorted({sig.name.removeprefix("SIG") for sig in signal.Signals})
+UMASKS = st.one_of(st.just(-1), st.integers(0, 0o777))
+
+
+def _int32(low: int) -> st.SearchStrategy[int]:
+    return st.integers(low, INT32_MAX)
+
+
+@st.composite
+def sockets(draw: st.DrawFn, name: str) -> SocketSpec:
+    family = draw(st.sampled_from(["AF_INET", "AF_INET6", "AF_UNIX"]))
+    fields: dict[str, object] = {}
+    if family == "AF_UNIX":
+        fields["path"] = draw(TEXT.filter(bool))
+        fields["host"] = draw(TEXT)
+    elif family == "AF_INET6":
+        fields["host"] = draw(st.sampled_from(["::1", "::", "fe80::1", "localhost"]))
+    else:
+        fields["host"] = draw(st.sampled_from(["127.0.0.1", "0.0.0.0", "10.1.2.3", "localhost"]))
+    return SocketSpec(
+        name=name,
+        family=family,
+        port=draw(st.integers(0, 65535)),
+        type=draw(st.sampled_from(["SOCK_STREAM", "SOCK_DGRAM"])),
+        backlog=draw(_int32(1)),
+        umask=draw(UMASKS),
+        replace=draw(st.booleans()),
+        so_reuseport=draw(st.booleans()),
+        blocking=draw(st.booleans()),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+STREAMS = st.builds(
+    StreamSpec, filename=TEXT, max_bytes=st.integers(0, INT64_MAX), backup_count=_int32(0)
+)
+FLAPPING = st.builds(
+    FlappingSpec,
+    attempts=_int32(1),
+    window=SECONDS.filter(lambda x: x > 0),
+    retry_in=SECONDS,
+    max_retry=_int32(-1),
+)
+
+
+@st.composite
+def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec:
+    inherited: list[str] = []
+    if socket_names:
+        inherited = draw(st.lists(st.sampled_from(socket_names), unique=True))
+    use_sockets = bool(inherited) or draw(st.booleans())
+    usable = inherited or (socket_names if use_sockets else [])
+    cmd = draw(TEXT.filter(lambda s: s.strip()))
+    refer: bool = draw(st.booleans())
+    if usable and refer:
+        cmd += f" --fd $(circus.sockets.{draw(st.sampled_from(usable))})"
+    singleton = draw(st.booleans())
+    env = draw(st.dictionaries(TEXT.filter(lambda s: s and "=" not in s), TEXT, max_size=3))
+    return WatcherSpec(
+        name=name,
+        cmd=cmd + draw(st.sampled_from(["", " $(stack.wid)", " $(circus.name)"])),
+        args=tuple(draw(st.lists(TEXT, max_size=3))),
+        numprocesses=draw(st.integers(0, 1 if singleton else MAX_PROCESSES)),
+        warmup_delay=draw(SECONDS),
+        working_dir=draw(TEXT),
+        shell=draw(st.booleans()),
+        uid=draw(TEXT),
+        gid=draw(TEXT),
+        env=_frozen_map(env),
+        copy_env=draw(st.booleans()),
+        rlimits=_frozen_map(
+            draw(st.dictionaries(st.sampled_from(RLIMITS), st.integers(-1, INT64_MAX)))
+        ),
+        stop_signal=draw(st.sampled_from(SIGNALS)),
+        stop_children=draw(st.booleans()),
+        graceful_timeout=draw(SECONDS),
+        respawn=draw(st.booleans()),
+        max_retry=draw(_int32(-1)),
+        autostart=draw(st.booleans()),
+        priority=draw(st.integers(-(2**31), INT32_MAX)),
+        singleton=singleton,
+        use_sockets=use_sockets,
+        sockets=tuple(inherited),
+        close_child_stdin=draw(st.booleans()),
+        max_age=draw(SECONDS),
+        max_age_variance=draw(SECONDS),
+        stdout_stream=draw(STREAMS),
+        stderr_stream=draw(STREAMS),
+        flapping=draw(FLAPPING),
+        umask=draw(UMASKS),
+    )
+
+
+@st.composite
+def stacks(draw: st.DrawFn) -> StackSpec:
+    socket_names = draw(st.lists(NAMES, unique=True, max_size=3))
+    watcher_names = draw(st.lists(NAMES, unique=True, max_size=3))
+    return StackSpec(
+        sockets=_frozen_map({name: draw(sockets(name)) for name in socket_names}),
+        watchers=_frozen_map({name: draw(watchers(name, socket_names)) for name in watcher_names}),
+    )
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(stacks())
+def test_load_of_dump_gives_back_the_same_stack(stack: StackSpec) -> None:
+    assert load_stack(dump_stack(stack)) == stack
+
+
+def test_dump_writes_only_what_differs_from_defaults_plus_cmd_and_numprocesses() -> None:
+    stack = load_stack(
+        '[sockets.web]\nport = 8080\n[watchers.webapp]\ncmd = "run"\n'
+        "[watchers.webapp.flapping]\nattempts = 3\n"
+    )
+    assert dump_stack(stack) == (
+        "[sockets.web]\nport = 8080\n\n"
+        '[watchers.webapp]\ncmd = "run"\nnumprocesses = 1\n\n'
+        "[watchers.webapp.flapping]\nattempts = 3\n"
+    )
+
+
+def test_dump_writes_readable_numbers_and_quotes_odd_names() -> None:
+    spec = WatcherSpec(
+        name="my.app",
+        cmd='say "hi"\n',
+        graceful_timeout=10.0,
+        warmup_delay=0.25,
+        umask=0o022,
+        env=_frozen_map({"A B": "1"}),
+    )
+    text = dump_watcher(spec)
+    assert text.startswith('[watchers."my.app"]\ncmd = "say \\"hi\\"\\n"\n')
+    assert "graceful_timeout = 10\n" in text and "warmup_delay = 0.25\n" in text
+    assert "umask = 0o022\n" in text
+    assert '[watchers."my.app".env]\n"A B" = "1"\n' in text
+    assert load_stack(text).watchers["my.app"] == spec
+
+
+def test_mask_secrets_hides_values_of_secret_looking_variables() -> None:
+    env = {
+        "DB_PASSWORD": "hunter2",
+        "api_key": "k",
+        "GH_TOKEN": "t",
+        "MySecret": "s",
+        "USER": "bob",
+    }
+    spec = WatcherSpec(name="w", cmd="run", env=_frozen_map(env))
+    masked = tomllib.loads(dump_watcher(spec, mask_secrets=True))["watchers"]["w"]["env"]
+    assert masked == {
+        "DB_PASSWORD": MASK, "api_key": MASK, "GH_TOKEN": MASK, "MySecret": MASK, "USER": "bob",
+    }  # fmt: skip
+    plain = tomllib.loads(dump_watcher(spec))["watchers"]["w"]["env"]
+    assert plain == env
+
+
+def test_mask_secrets_applies_to_every_watcher_of_a_stack() -> None:
+    stack = load_stack(
+        '[watchers.a]\ncmd = "x"\nenv = { TOKEN = "1" }\n'
+        '[watchers.b]\ncmd = "y"\nenv = { PASSWORD = "2" }\n'
+    )
+    text = dump_stack(stack, mask_secrets=True)
+    assert '"1"' not in text and '"2"' not in text and text.count(MASK) == 2
+
+
+def test_empty_stack_dumps_to_empty_text() -> None:
+    assert dump_stack(StackSpec()) == ""
+    assert load_stack(dump_stack(StackSpec())) == StackSpec()
