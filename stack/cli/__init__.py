@@ -1,0 +1,1 @@
+"""stackctl, the operator's CLI: typer commands over the controller's AdminService."""

@@ -110,7 +110,7 @@ class StatusRequest(_message.Message):
     def __init__(self, watcher: _Optional[str] = ...) -> None: ...
 
 class WatcherStatus(_message.Message):
-    __slots__ = ("name", "numprocesses", "active", "phase", "message", "running", "pending", "pending_reason", "processes")
+    __slots__ = ("name", "numprocesses", "active", "phase", "message", "running", "pending", "pending_reason", "processes", "retry_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUMPROCESSES_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class WatcherStatus(_message.Message):
     PENDING_FIELD_NUMBER: _ClassVar[int]
     PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     numprocesses: int
     active: bool
@@ -129,7 +130,8 @@ class WatcherStatus(_message.Message):
     pending: int
     pending_reason: str
     processes: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProcessStatus]
-    def __init__(self, name: _Optional[str] = ..., numprocesses: _Optional[int] = ..., active: _Optional[bool] = ..., phase: _Optional[_Union[_types_pb2.WatcherPhase, str]] = ..., message: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., pending_reason: _Optional[str] = ..., processes: _Optional[_Iterable[_Union[_types_pb2.ProcessStatus, _Mapping]]] = ...) -> None: ...
+    retry_at: float
+    def __init__(self, name: _Optional[str] = ..., numprocesses: _Optional[int] = ..., active: _Optional[bool] = ..., phase: _Optional[_Union[_types_pb2.WatcherPhase, str]] = ..., message: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., pending_reason: _Optional[str] = ..., processes: _Optional[_Iterable[_Union[_types_pb2.ProcessStatus, _Mapping]]] = ..., retry_at: _Optional[float] = ...) -> None: ...
 
 class StatusReply(_message.Message):
     __slots__ = ("watchers", "generation")

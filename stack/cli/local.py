@@ -1,0 +1,154 @@
+"""A controller and an agent as child processes of `stackctl up`.
+
+`up` is the one-machine demo: it runs `stack.controller.main` and
+`stack.agent.main` with the same Python, each in its own process group (so a
+Ctrl-C in the terminal reaches only stackctl, which then stops them in order:
+the agent first, so it stops its workers gracefully, then the controller).
+Each child's output goes to a log file under the data dir; when a child dies
+its last line says why.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from stack.cli.client import CommandError
+from stack.cli.render import signal_name
+
+TAIL_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class LocalStackSettings:
+    """Where and how `stackctl up` runs its children."""
+
+    controller: str
+    """The address the controller listens on and the agent dials, HOST:PORT."""
+    data_dir: Path
+    """The controller and the agent keep their state in subfolders of this one."""
+    python: str = field(default_factory=lambda: sys.executable)
+    """The interpreter that runs the children (the one running stackctl)."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`127.0.0.1:7450` -> ("127.0.0.1", 7450); `[::1]:7450` -> ("::1", 7450)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_listening(address: str, timeout: float = 0.5) -> bool:
+    """Whether something already accepts connections at HOST:PORT."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a file, or an empty string."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - TAIL_BYTES))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class Child:
+    """One daemon run by `up`: its process and the file that keeps its output."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                process_group=0,
+            )
+        except OSError as error:
+            self._log.close()
+            raise CommandError(f"cannot start the {name}: {error.strerror}") from None
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def describe_exit(self) -> str:
+        """`the agent exited with code 1: <its last line> (see .stack/agent.log)`."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return f"the {self.name} was killed by {signal_name(-code)}"
+        line = last_line(self.log_path)
+        said = f": {line}" if line else ""
+        return f"the {self.name} exited with code {code}{said} (see {self.log_path})"
+
+    def stop(self, forced: threading.Event, poll: float = 0.2) -> None:
+        """SIGTERM and wait until it exits; SIGKILL once `forced` is set."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        killed = False
+        while True:
+            try:
+                self.process.wait(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                if forced.is_set() and not killed:
+                    self.process.kill()
+                    killed = True
+        self._log.close()
+
+
+class LocalStack:
+    """The controller and agent children of one `stackctl up`."""
+
+    def __init__(self, settings: LocalStackSettings) -> None:
+        self.settings = settings
+        self.children: list[Child] = []
+
+    def _start(self, name: str, module: str, *args: str) -> Child:
+        folder = self.settings.data_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [self.settings.python, "-m", module, *args, "--data-dir", str(folder)]
+        child = Child(name, argv, self.settings.data_dir / f"{name}.log")
+        self.children.append(child)
+        return child
+
+    def start_controller(self) -> Child:
+        return self._start(
+            "controller", "stack.controller.main", "--listen", self.settings.controller
+        )
+
+    def start_agent(self) -> Child:
+        return self._start("agent", "stack.agent.main", "--controller", self.settings.controller)
+
+    def check_alive(self) -> None:
+        """CommandError naming the first child that has exited."""
+        for child in self.children:
+            if child.exited():
+                raise CommandError(child.describe_exit())
+
+    def stop(self, forced: threading.Event, say: bool = True) -> None:
+        """Stop the agent first (its workers stop gracefully), then the controller."""
+        for child in reversed(self.children):
+            if say and not child.exited():
+                print(f"stopping the {child.name}", file=sys.stderr, flush=True)
+            child.stop(forced)

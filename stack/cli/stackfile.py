@@ -1,0 +1,245 @@
+"""Commands about the stack file as a whole: apply, up and export.
+
+stackctl never parses or validates a stack file for the controller: it sends
+the file's name and text, and the controller answers with the changes or a
+one-line error naming the key.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from stack.cli import render
+from stack.cli.client import CommandError, StackClient
+from stack.cli.local import LocalStack, LocalStackSettings, is_listening
+from stack.cli.options import open_client, options_of
+from stack.v1 import admin_pb2
+
+CONTROLLER_READY_TIMEOUT = 15.0
+RUNNING_TIMEOUT = 20.0
+POLL_INTERVAL = 0.1
+
+FileArg = Annotated[str, typer.Argument(metavar="FILE", help="A stack file (TOML).")]
+
+
+def read_stack_file(path: str) -> str:
+    """The file's text; CommandError `cannot read webapp.toml: No such file or directory`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"cannot read {path}: not UTF-8 text") from None
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def apply_document(reply: admin_pb2.ApplyReply, dry_run: bool) -> dict[str, Any]:
+    document = render.to_json(reply)
+    document["dry_run"] = dry_run
+    return document
+
+
+def _print_apply(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
+    console = render.stdout_console()
+    for line in render.change_lines(reply.changes):
+        console.print(line, soft_wrap=True)
+    console.print(render.apply_outcome(reply, dry_run), markup=False, soft_wrap=True)
+
+
+def apply(
+    ctx: typer.Context,
+    file: FileArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the changes, apply nothing.")
+    ] = False,
+) -> None:
+    """Make the stack what FILE says; prints the changes like a diff."""
+    content = read_stack_file(file)
+    reply = open_client(ctx).apply(file, content, dry_run)
+    if options_of(ctx).json:
+        render.print_json(apply_document(reply, dry_run))
+    else:
+        _print_apply(reply, dry_run)
+
+
+def export(ctx: typer.Context) -> None:
+    """Print the whole stack as a TOML stack file."""
+    reply = open_client(ctx).export()
+    if options_of(ctx).json:
+        render.print_json({"toml": reply.toml})
+    else:
+        typer.echo(reply.toml, nl=not reply.toml.endswith("\n"))
+
+
+# -- up --------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while `up` was starting."""
+
+
+@contextmanager
+def _stop_requests() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(interrupted, forced): set by the first and by a second SIGINT/SIGTERM."""
+    interrupted = threading.Event()
+    forced = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if interrupted.is_set():
+            forced.set()
+        interrupted.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupted, forced
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _poll(
+    interrupted: threading.Event,
+    stack: LocalStack,
+    timeout: float,
+    done: Callable[[], bool],
+) -> bool:
+    """Call `done` until it is true (True) or `timeout` passes (False); stops early on
+    Ctrl-C (_Interrupted) or when a child dies (CommandError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if interrupted.is_set():
+            raise _Interrupted
+        stack.check_alive()
+        if done():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        interrupted.wait(POLL_INTERVAL)
+
+
+def _controller_answers(client: StackClient) -> Callable[[], bool]:
+    def answers() -> bool:
+        try:
+            client.status(timeout=1.0)
+        except CommandError:
+            return False
+        return True
+
+    return answers
+
+
+def _not_running(reply: admin_pb2.StatusReply) -> list[str]:
+    """`webapp has 3 of 4 running` for every active watcher short of its count."""
+    return [
+        f"{w.name} has {w.running} of {w.numprocesses} running"
+        for w in reply.watchers
+        if w.active and (w.running != w.numprocesses or w.pending)
+    ]
+
+
+def socket_urls(toml_text: str) -> list[tuple[str, str]]:
+    """(name, `http://127.0.0.1:8080`) for every TCP socket of a stack file's text."""
+    try:
+        document = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError:
+        return []
+    sockets = document.get("sockets", {})
+    urls: list[tuple[str, str]] = []
+    if not isinstance(sockets, dict):
+        return urls
+    for name, spec in sockets.items():
+        if not isinstance(spec, dict) or spec.get("path"):
+            continue
+        if spec.get("family", "AF_INET") == "AF_UNIX":
+            continue
+        if spec.get("type", "SOCK_STREAM") != "SOCK_STREAM":
+            continue
+        port = spec.get("port", 0)
+        if not isinstance(port, int) or port <= 0:
+            continue
+        host = str(spec.get("host", "127.0.0.1"))
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        urls.append((name, f"http://{host}:{port}"))
+    return urls
+
+
+def _flush() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def up(
+    ctx: typer.Context,
+    file: FileArg,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", metavar="DIR", help="State of the controller and agent.")
+    ] = Path(".stack"),
+) -> None:
+    """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
+    content = read_stack_file(file)
+    address = options_of(ctx).controller
+    if is_listening(address):
+        raise CommandError(
+            f"something already listens at {address} (a controller? stop it or use --controller)"
+        )
+    client = open_client(ctx)
+    stack = LocalStack(LocalStackSettings(controller=address, data_dir=data_dir))
+    err = render.stderr_console()
+    with _stop_requests() as (interrupted, forced):
+        try:
+            stack.start_controller()
+            if not _poll(interrupted, stack, CONTROLLER_READY_TIMEOUT, _controller_answers(client)):
+                raise CommandError(
+                    f"the controller at {address} did not answer within "
+                    f"{CONTROLLER_READY_TIMEOUT:g}s (see {data_dir / 'controller.log'})"
+                )
+            stack.start_agent()
+            _print_apply(client.apply(file, content), dry_run=False)
+            _flush()
+            missing: list[str] = []
+
+            def all_running() -> bool:
+                missing[:] = _not_running(client.status())
+                return not missing
+
+            if not _poll(interrupted, stack, RUNNING_TIMEOUT, all_running):
+                err.print(
+                    f"not everything is running after {RUNNING_TIMEOUT:g}s: {'; '.join(missing)}",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            print()
+            for name, url in socket_urls(client.export().toml) or socket_urls(content):
+                render.print_text(f"{name}: {url}")
+            print()
+            render.print_status(client.status(), time.time())
+            print()
+            render.print_text(f"controller at {address}; Ctrl-C stops everything")
+            _flush()
+            _poll(interrupted, stack, float("inf"), lambda: False)
+        except _Interrupted:
+            pass
+        finally:
+            stack.stop(forced)
+        _flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply")(apply)
+    app.command("up")(up)
+    app.command("export")(export)

@@ -1,0 +1,146 @@
+"""`--wait`: poll Status until the watchers reach what a command asked for.
+
+Each kind of wait is a pure check of one WatcherStatus returning a `WaitState`
+(done or not, progress, and what is still missing in words). `wait_until`
+polls the controller every 100 ms with a deadline, shows a progress bar on a
+terminal, and on timeout fails with `timed out after 30s: webapp has 3 of 6
+running`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from stack.cli.client import CommandError, StackClient, format_seconds
+from stack.cli.render import state_name, wait_display
+from stack.v1 import admin_pb2, types_pb2
+
+PS = types_pb2.ProcessState
+POLL_INTERVAL = 0.1
+
+# States in which a process has (or is about to have) an OS process.
+_LIVE = (PS.PROCESS_STATE_STARTING, PS.PROCESS_STATE_RUNNING, PS.PROCESS_STATE_STOPPING)
+
+
+@dataclass(frozen=True)
+class WaitState:
+    """How far one watcher is from what the command waits for."""
+
+    done: bool
+    """The watcher is where the command wanted it."""
+    have: int
+    """Progress so far (processes running, restarted, ...)."""
+    want: int
+    """Progress needed."""
+    missing: str
+    """What is still missing, in words: `webapp has 3 of 6 running`."""
+
+
+Check = Callable[[admin_pb2.WatcherStatus], WaitState]
+ProcessKey = tuple[str, int]
+
+
+def _others_text(others: Sequence[types_pb2.ProcessStatus]) -> str:
+    by_state: dict[str, int] = {}
+    for process in others:
+        name = state_name(process.state)
+        by_state[name] = by_state.get(name, 0) + 1
+    return ", ".join(f"{count} still {name}" for name, count in sorted(by_state.items()))
+
+
+def scaled_to(count: int) -> Check:
+    """Exactly `count` processes RUNNING and no others remain (stopped ones aside)."""
+
+    def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
+        running = [p for p in watcher.processes if p.state == PS.PROCESS_STATE_RUNNING]
+        others = [
+            p
+            for p in watcher.processes
+            if p.state not in (PS.PROCESS_STATE_RUNNING, PS.PROCESS_STATE_STOPPED)
+        ]
+        missing = f"{watcher.name} has {len(running)} of {count} running"
+        if others:
+            missing += f", {_others_text(others)}"
+        done = len(running) == count and not others and not watcher.pending
+        return WaitState(done, min(len(running), count), count, missing)
+
+    return check
+
+
+def started() -> Check:
+    """Every desired process of the watcher RUNNING."""
+
+    def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
+        return scaled_to(watcher.numprocesses)(watcher)
+
+    return check
+
+
+def stopped() -> Check:
+    """No process of the watcher left with an OS process."""
+
+    def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
+        live = [p for p in watcher.processes if p.pid != 0 or p.state in _LIVE]
+        total = len(watcher.processes)
+        missing = f"{watcher.name} has {len(live)} processes still running"
+        return WaitState(not live, total - len(live), total, missing)
+
+    return check
+
+
+def start_times(reply: admin_pb2.StatusReply) -> dict[ProcessKey, float]:
+    """(host, wid) -> started_at of every process, taken before a restart."""
+    return {(p.host_id, p.wid): p.started_at for w in reply.watchers for p in w.processes}
+
+
+def restarted(before: Mapping[ProcessKey, float]) -> Check:
+    """Every process started after the call (compared with `before`, so no clock skew)."""
+
+    def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
+        def fresh(p: types_pb2.ProcessStatus) -> bool:
+            previous = before.get((p.host_id, p.wid))
+            return previous is None or p.started_at > previous
+
+        running = [p for p in watcher.processes if p.state == PS.PROCESS_STATE_RUNNING]
+        renewed = [p for p in running if fresh(p)]
+        stale = [p for p in watcher.processes if p.pid != 0 and not fresh(p)]
+        want = watcher.numprocesses
+        missing = f"{watcher.name} has {len(renewed)} of {want} restarted"
+        done = len(renewed) == want and not stale and not watcher.pending
+        return WaitState(done, min(len(renewed), want), want, missing)
+
+    return check
+
+
+def wait_until(
+    client: StackClient,
+    watchers: Sequence[str],
+    check: Check,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Poll Status until `check` is done for every watcher; CommandError on timeout."""
+    deadline = clock() + timeout
+    only = watchers[0] if len(watchers) == 1 else ""
+    description = ", ".join(watchers)
+    with wait_display(description) as display:
+        while True:
+            remaining = deadline - clock()
+            reply = client.status(only, timeout=max(0.1, min(remaining, client.settings.timeout)))
+            by_name = {w.name: w for w in reply.watchers}
+            states = [
+                check(by_name[name])
+                if name in by_name
+                else WaitState(False, 0, 1, f"{name} is not in the status")
+                for name in watchers
+            ]
+            display.update(sum(s.have for s in states), sum(s.want for s in states))
+            if all(s.done for s in states):
+                return
+            remaining = deadline - clock()
+            if remaining <= 0:
+                missing = "; ".join(s.missing for s in states if not s.done)
+                raise CommandError(f"timed out after {format_seconds(timeout)}s: {missing}")
+            time.sleep(min(POLL_INTERVAL, remaining))

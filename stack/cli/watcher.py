@@ -1,0 +1,185 @@
+"""Commands that act on watchers: scale, start, stop, restart, reload, signal, rm, reset, get."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stack.cli import render
+from stack.cli.count import parse_count
+from stack.cli.options import open_client, options_of
+from stack.cli.waiting import (
+    Check,
+    restarted,
+    scaled_to,
+    start_times,
+    started,
+    stopped,
+    wait_until,
+)
+
+WatcherArg = Annotated[str, typer.Argument(metavar="WATCHER", show_default=False)]
+WatchersArg = Annotated[list[str] | None, typer.Argument(metavar="WATCHER", show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every watcher.")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until it is done.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0, help="Seconds --wait waits before failing.")
+]
+
+_PAST = {
+    "start": "started",
+    "stop": "stopped",
+    "restart": "restarted",
+    "reload": "reloaded",
+    "reset": "reset",
+}
+
+
+def _targets(watchers: list[str] | None, all_watchers: bool) -> list[str]:
+    names = list(watchers or [])
+    if all_watchers and names:
+        raise typer.BadParameter("give WATCHER names or --all, not both")
+    if not all_watchers and not names:
+        raise typer.BadParameter("give at least one WATCHER, or --all")
+    return names
+
+
+def _act(
+    ctx: typer.Context,
+    verb: str,
+    watchers: list[str] | None,
+    all_watchers: bool,
+    wait: bool = False,
+    timeout: float = 30.0,
+) -> None:
+    names = _targets(watchers, all_watchers)
+    client = open_client(ctx)
+    before = start_times(client.status()) if wait and verb == "restart" else {}
+    reply = client.watchers_call(verb, names, all_watchers)
+    acted = list(reply.watchers)
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+    else:
+        for name in acted:
+            render.print_text(f"{_PAST[verb]} {name}")
+    if wait and acted:
+        checks: dict[str, Check] = {
+            "start": started(),
+            "stop": stopped(),
+            "restart": restarted(before),
+        }
+        wait_until(client, acted, checks[verb], timeout)
+
+
+def scale(
+    ctx: typer.Context,
+    watcher: WatcherArg,
+    count: Annotated[str, typer.Argument(metavar="N|+N|-N", show_default=False)],
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Set a watcher's number of processes (N) or change it (+N, -N)."""
+    try:
+        parsed = parse_count(count)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="N|+N|-N") from None
+    client = open_client(ctx)
+    reply = client.scale(watcher, parsed.value, parsed.relative)
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+    else:
+        render.print_text(f"{reply.watcher}: {reply.previous} -> {reply.numprocesses}")
+    if wait:
+        wait_until(client, [reply.watcher or watcher], scaled_to(reply.numprocesses), timeout)
+
+
+def start(
+    ctx: typer.Context,
+    watchers: WatchersArg = None,
+    all_watchers: AllOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Start watchers (clears flapping and fatal)."""
+    _act(ctx, "start", watchers, all_watchers, wait, timeout)
+
+
+def stop(
+    ctx: typer.Context,
+    watchers: WatchersArg = None,
+    all_watchers: AllOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Stop watchers' processes gracefully; they stay defined."""
+    _act(ctx, "stop", watchers, all_watchers, wait, timeout)
+
+
+def restart(
+    ctx: typer.Context,
+    watchers: WatchersArg = None,
+    all_watchers: AllOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Stop and start every process of the watchers."""
+    _act(ctx, "restart", watchers, all_watchers, wait, timeout)
+
+
+def reload(ctx: typer.Context, watchers: WatchersArg = None, all_watchers: AllOpt = False) -> None:
+    """Replace processes gracefully: new workers up before old ones stop."""
+    _act(ctx, "reload", watchers, all_watchers)
+
+
+def reset(ctx: typer.Context, watchers: WatchersArg = None, all_watchers: AllOpt = False) -> None:
+    """Clear flapping and fatal state so the watchers try again."""
+    _act(ctx, "reset", watchers, all_watchers)
+
+
+def send_signal(
+    ctx: typer.Context,
+    watcher: WatcherArg,
+    sig: Annotated[str, typer.Argument(metavar="SIG", help="HUP, SIGHUP or a number.")],
+    wid: Annotated[int, typer.Option("--wid", min=0, help="Only this worker id.")] = 0,
+    children: Annotated[bool, typer.Option("--children", help="Their children too.")] = False,
+) -> None:
+    """Send a signal to a watcher's processes."""
+    reply = open_client(ctx).signal(watcher, sig, wid, children)
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+        return
+    target = f"{watcher}[{wid}]" if wid else watcher
+    plural = "" if reply.agents == 1 else "s"
+    render.print_text(f"sent {sig} to {target} ({reply.agents} agent{plural})")
+
+
+def remove(ctx: typer.Context, watcher: WatcherArg) -> None:
+    """Stop a watcher's processes and remove it from the stack."""
+    reply = open_client(ctx).remove(watcher)
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+    else:
+        render.print_text(f"removed {reply.watcher or watcher}")
+
+
+def get(ctx: typer.Context, watcher: WatcherArg) -> None:
+    """Print a watcher's effective config (TOML, or its spec as JSON)."""
+    reply = open_client(ctx).get(watcher)
+    if options_of(ctx).json:
+        render.print_json({"active": reply.active, "spec": render.to_json(reply.spec)})
+    else:
+        typer.echo(reply.toml, nl=not reply.toml.endswith("\n"))
+
+
+def register(app: typer.Typer) -> None:
+    negative_counts = {"ignore_unknown_options": True}
+    app.command("scale", context_settings=negative_counts)(scale)
+    app.command("start")(start)
+    app.command("stop")(stop)
+    app.command("restart")(restart)
+    app.command("reload")(reload)
+    app.command("signal")(send_signal)
+    app.command("rm")(remove)
+    app.command("reset")(reset)
+    app.command("get")(get)
