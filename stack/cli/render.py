@@ -166,7 +166,7 @@ def flapping_text(retry_at: float, now: float) -> str:
 
 def watcher_note(watcher: admin_pb2.WatcherStatus, now: float) -> str:
     """What is special about a watcher: flapping (with its countdown), fatal, ..."""
-    retry_at = float(getattr(watcher, "retry_at", 0.0))
+    retry_at = float(watcher.retry_at)
     if watcher.phase == WP.WATCHER_PHASE_FLAPPING:
         if retry_at > 0:
             return flapping_text(retry_at, now)
@@ -182,7 +182,7 @@ def process_note(
     process: types_pb2.ProcessStatus, watcher: admin_pb2.WatcherStatus | None, now: float
 ) -> str:
     """The process's own message, with a fresh flapping countdown when one is known."""
-    retry_at = float(getattr(watcher, "retry_at", 0.0)) if watcher is not None else 0.0
+    retry_at = float(watcher.retry_at) if watcher is not None else 0.0
     flapping = process.state == PS.PROCESS_STATE_BACKOFF or process.message.startswith("flapping")
     if flapping and retry_at > 0:
         return flapping_text(retry_at, now)

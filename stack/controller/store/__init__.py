@@ -1,0 +1,1 @@
+"""Where the controller keeps its desired state: a small key/value interface."""
