@@ -1,0 +1,1 @@
+"""The controller: desired state in a store, placement, and the agent and admin services."""

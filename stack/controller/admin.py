@@ -1,0 +1,191 @@
+"""The AdminService: stackctl's API, a thin gRPC edge over the Controller.
+
+Each RPC converts the request, calls the controller and converts the answer.
+Domain errors become gRPC status codes here and only here, with their one-line
+message; a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+
+from stack.controller.controller import Controller
+from stack.controller.errors import ControllerError
+from stack.controller.status import agents_reply, status_reply
+from stack.spec.convert import watcher_to_proto
+from stack.spec.dump import dump_stack, dump_watcher
+from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+def _unary(
+    method: Callable[[Any, Req, Context], Awaitable[Rep]],
+) -> Callable[[Any, Req, Context], Awaitable[Rep]]:
+    """Translate a ControllerError raised by `method` into the RPC's status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: Context) -> Rep:
+        try:
+            return await method(self, request, context)
+        except ControllerError as exc:
+            await context.abort(exc.code, str(exc))
+            raise  # abort raises; this keeps type checkers honest
+
+    return wrapper
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    """AdminService over one Controller."""
+
+    def __init__(self, controller: Controller) -> None:
+        self._c = controller
+
+    @_unary
+    async def Apply(
+        self, request: admin_pb2.ApplyRequest, context: Context
+    ) -> admin_pb2.ApplyReply:
+        changes, applied, generation = await self._c.apply(
+            request.content, request.filename, request.dry_run
+        )
+        return admin_pb2.ApplyReply(
+            changes=[
+                admin_pb2.Change(op=c.op, kind=c.kind, name=c.name, details=list(c.details))
+                for c in changes
+            ],
+            applied=applied,
+            generation=generation,
+        )
+
+    @_unary
+    async def Scale(
+        self, request: admin_pb2.ScaleRequest, context: Context
+    ) -> admin_pb2.ScaleReply:
+        previous, now = await self._c.scale(request.watcher, request.count, request.relative)
+        return admin_pb2.ScaleReply(watcher=request.watcher, previous=previous, numprocesses=now)
+
+    async def _act(self, kind: str, request: admin_pb2.WatchersRequest) -> admin_pb2.WatchersReply:
+        names = await self._c.act(kind, list(request.watchers), request.all)
+        return admin_pb2.WatchersReply(watchers=list(names))
+
+    @_unary
+    async def Start(
+        self, request: admin_pb2.WatchersRequest, context: Context
+    ) -> admin_pb2.WatchersReply:
+        return await self._act("start", request)
+
+    @_unary
+    async def Stop(
+        self, request: admin_pb2.WatchersRequest, context: Context
+    ) -> admin_pb2.WatchersReply:
+        return await self._act("stop", request)
+
+    @_unary
+    async def Restart(
+        self, request: admin_pb2.WatchersRequest, context: Context
+    ) -> admin_pb2.WatchersReply:
+        return await self._act("restart", request)
+
+    @_unary
+    async def Reload(
+        self, request: admin_pb2.WatchersRequest, context: Context
+    ) -> admin_pb2.WatchersReply:
+        return await self._act("reload", request)
+
+    @_unary
+    async def Reset(
+        self, request: admin_pb2.WatchersRequest, context: Context
+    ) -> admin_pb2.WatchersReply:
+        return await self._act("reset", request)
+
+    @_unary
+    async def Signal(
+        self, request: admin_pb2.SignalRequest, context: Context
+    ) -> admin_pb2.SignalReply:
+        sent = self._c.signal(request.watcher, request.signal, request.wid, request.children)
+        return admin_pb2.SignalReply(agents=sent)
+
+    @_unary
+    async def Remove(
+        self, request: admin_pb2.RemoveRequest, context: Context
+    ) -> admin_pb2.RemoveReply:
+        await self._c.remove(request.watcher)
+        return admin_pb2.RemoveReply(watcher=request.watcher)
+
+    @_unary
+    async def Status(
+        self, request: admin_pb2.StatusRequest, context: Context
+    ) -> admin_pb2.StatusReply:
+        if request.watcher:
+            self._c.check_watcher(request.watcher)
+        return status_reply(
+            self._c.state,
+            self._c.placement,
+            list(self._c.agents.records.values()),
+            request.watcher,
+        )
+
+    @_unary
+    async def Agents(
+        self, request: admin_pb2.AgentsRequest, context: Context
+    ) -> admin_pb2.AgentsReply:
+        return agents_reply(self._c.agents.records.values())
+
+    @_unary
+    async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
+        watcher = self._c.state.watcher(request.watcher)
+        return admin_pb2.GetReply(
+            spec=watcher_to_proto(watcher.spec),
+            active=watcher.active,
+            toml=dump_watcher(watcher.spec, mask_secrets=True),
+        )
+
+    @_unary
+    async def Export(
+        self, request: admin_pb2.ExportRequest, context: Context
+    ) -> admin_pb2.ExportReply:
+        return admin_pb2.ExportReply(toml=dump_stack(self._c.state.stack()))
+
+    async def Logs(
+        self, request: admin_pb2.LogsRequest, context: Context
+    ) -> AsyncIterator[types_pb2.LogLine]:
+        watcher, stream, host = request.watcher, request.stream, request.host
+        if watcher not in self._c.state.watchers:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
+
+        def wanted(line: types_pb2.LogLine) -> bool:
+            return (
+                line.watcher == watcher
+                and (not stream or line.stream == stream)
+                and (not host or line.host_id == host)
+            )
+
+        with self._c.logs.fanout.follow(wanted) as follower:
+            last_at = 0.0
+            if request.lines > 0:
+                for line in await self._c.tail(watcher, request.lines, stream, host):
+                    last_at = max(last_at, line.at)
+                    yield line
+            while request.follow and (live := await follower.get()) is not None:
+                if live.at > last_at:
+                    yield live
+
+    async def Events(
+        self, request: admin_pb2.EventsRequest, context: Context
+    ) -> AsyncIterator[types_pb2.Event]:
+        watcher = request.watcher
+        if watcher and watcher not in self._c.state.watchers:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
+        with self._c.events.fanout.follow(
+            lambda event: not watcher or event.watcher == watcher
+        ) as follower:
+            for event in self._c.events.recent(watcher, request.lines):
+                yield event
+            while request.follow and (new := await follower.get()) is not None:
+                yield new

@@ -1,0 +1,33 @@
+"""What each host should run: desired state + placement -> one Assignment per host.
+
+Pure. An Assignment is level-triggered: the host's whole share, every watcher
+of the stack (with the worker ids placed there, possibly none) and every socket.
+"""
+
+from __future__ import annotations
+
+from stack.controller.desired import DesiredState
+from stack.controller.placement import Placement
+from stack.spec.convert import socket_to_proto, watcher_to_proto
+from stack.v1 import agent_pb2
+
+
+def build_assignment(
+    desired: DesiredState, placement: Placement, host_id: str, fencing_token: int
+) -> agent_pb2.Assignment:
+    """The Assignment for `host_id`."""
+    assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
+    for name, watcher in sorted(desired.watchers.items()):
+        assignment.watchers.append(
+            agent_pb2.WatcherAssignment(
+                spec=watcher_to_proto(watcher.spec),
+                wids=placement.wids(host_id, name),
+                active=watcher.active,
+                restart_token=watcher.restart_token,
+                graceful=watcher.graceful,
+                reset_token=watcher.reset_token,
+            )
+        )
+    for _, sock in sorted(desired.sockets.items()):
+        assignment.sockets.append(socket_to_proto(sock))
+    return assignment

@@ -1,0 +1,327 @@
+"""The controller: desired state, agents and placement tied together.
+
+It owns the one copy of the desired state in memory, writes every change to
+the store before answering, recomputes placement whenever the desired state or
+the fleet changes, and queues a new Assignment to each host whose share
+changed. The gRPC servicers (admin.py, agents.py) are thin edges over it.
+All methods run on the event loop, store commits included (see `_change`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from stack.controller import desired as d
+from stack.controller.agents import AgentRecord, AgentRegistry, AgentSession
+from stack.controller.assignments import build_assignment
+from stack.controller.errors import FencedOut, InvalidArgument, Unavailable, unknown_watcher
+from stack.controller.events import EventLog
+from stack.controller.logs import LogHub, merge
+from stack.controller.placement import AgentView, Placement, place
+from stack.controller.settings import ControllerSettings
+from stack.controller.store.base import StaleTerm, Store, StoreError
+from stack.spec.diff import Change
+from stack.spec.errors import SpecError
+from stack.spec.load import load_stack, parse_signal
+from stack.v1 import agent_pb2, types_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """One controller's state and behaviour, without the gRPC plumbing."""
+
+    def __init__(self, settings: ControllerSettings, store: Store, term: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.term = term
+        """The fencing token: the store's term acquired at start."""
+        self.state = d.DesiredState()
+        self.placement = Placement()
+        self.agents = AgentRegistry(settings.agent_queue)
+        self.events = EventLog(settings.events_capacity, settings.follower_queue)
+        self.logs = LogHub(settings.follower_queue)
+        self._write_lock = asyncio.Lock()
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        """True once `shut_down` ran."""
+        return self._stopping
+
+    def shut_down(self) -> None:
+        """End every agent session and follower stream, so their RPCs return on their own.
+
+        Agents keep their workers and reconnect to the next controller.
+        """
+        self._stopping = True
+        for record in self.agents.records.values():
+            if record.session is not None:
+                record.session.close()
+        self.logs.fanout.close()
+        self.events.fanout.close()
+
+    async def load(self) -> None:
+        """Read the desired state from the store."""
+        records = await asyncio.to_thread(self.store.load, d.PREFIX)
+        self.state = d.decode(records)
+        log.info(
+            "desired state loaded: %d watchers, generation %d, term %d",
+            len(self.state.watchers),
+            self.state.generation,
+            self.term,
+        )
+
+    # ---- changes to the desired state ----
+
+    async def _change(self, transition: Callable[[d.DesiredState], d.DesiredState]) -> bool:
+        """Apply a transition, persist it, then push Assignments. False when nothing changed."""
+        async with self._write_lock:
+            old = self.state
+            new = transition(old)
+            if new is old:
+                return False
+            puts, deletes = d.record_changes(old, new)
+            try:
+                # On the loop, not in a thread: a commit is a few ms, and an RPC
+                # cancelled mid-write can then never leave memory and store apart.
+                self.store.commit(self.term, puts, deletes)
+            except StaleTerm as exc:
+                raise FencedOut(f"another controller took over the store: {exc}") from exc
+            except StoreError as exc:
+                raise Unavailable(str(exc)) from exc
+            self.state = new
+        self.reschedule()
+        return True
+
+    async def apply(
+        self, content: str, filename: str, dry_run: bool
+    ) -> tuple[list[Change], bool, int]:
+        """Make a stack file the desired stack: (changes, applied, generation)."""
+        try:
+            stack = load_stack(content, filename or "<stack>")
+        except SpecError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        changes: list[Change] = []
+
+        def transition(state: d.DesiredState) -> d.DesiredState:
+            new, found = d.apply_stack(state, stack)
+            changes.extend(found)
+            return state if dry_run else new
+
+        applied = await self._change(transition)
+        if applied:
+            summary = ", ".join(f"{c.op} {c.kind} {c.name}" for c in changes)
+            self.events.record("apply", f"applied {filename or 'stack'}: {summary}")
+        return changes, applied, self.state.generation
+
+    async def scale(self, watcher: str, count: int, relative: bool) -> tuple[int, int]:
+        """Set a watcher's numprocesses: (previous, now)."""
+        previous = 0
+
+        def transition(state: d.DesiredState) -> d.DesiredState:
+            nonlocal previous
+            new, previous = d.scale(state, watcher, count, relative)
+            return new
+
+        if await self._change(transition):
+            now = self.state.watchers[watcher].spec.numprocesses
+            self.events.record("scale", f"scale {watcher}: {previous} -> {now}", watcher)
+        return previous, self.state.watcher(watcher).spec.numprocesses
+
+    async def act(self, kind: str, names: list[str], all_watchers: bool) -> tuple[str, ...]:
+        """start, stop, restart, reload or reset watchers; return the ones acted on."""
+        transitions = {
+            "start": d.start,
+            "stop": d.stop,
+            "restart": d.restart,
+            "reload": d.reload,
+            "reset": d.reset,
+        }
+        step = transitions[kind]
+        selected: tuple[str, ...] = ()
+
+        def transition(state: d.DesiredState) -> d.DesiredState:
+            nonlocal selected
+            selected = d.select(state, names, all_watchers)
+            return step(state, selected)
+
+        await self._change(transition)
+        for name in selected:
+            self.events.record(kind, f"{kind} {name}", name)
+        return selected
+
+    async def remove(self, watcher: str) -> None:
+        """Delete a watcher."""
+        await self._change(lambda state: d.remove(state, watcher))
+        self.events.record("remove", f"remove {watcher}", watcher)
+
+    # ---- commands through agents ----
+
+    def signal(self, watcher: str, signal: str, wid: int, children: bool) -> int:
+        """Send a signal to the watcher's processes; return how many agents got it."""
+        self.state.watcher(watcher)
+        try:
+            name = parse_signal(signal)
+        except ValueError:
+            raise InvalidArgument(f"unknown signal {signal!r}") from None
+        command = agent_pb2.SignalCommand(watcher=watcher, wid=wid, signal=name, children=children)
+        sent = 0
+        for record in self.running(watcher):
+            assert record.session is not None
+            record.session.send(
+                agent_pb2.ControllerMessage(fencing_token=self.term, signal=command)
+            )
+            sent += 1
+        return sent
+
+    def running(self, watcher: str) -> list[AgentRecord]:
+        """Ready agents that run (or are placed) some worker of `watcher`."""
+        placed = set(self.placement.hosts_of(watcher))
+        return [r for r in self.agents.ready() if r.host_id in placed or watcher in r.wids()]
+
+    async def tail(
+        self, watcher: str, lines: int, stream: str, host: str
+    ) -> list[types_pb2.LogLine]:
+        """The last `lines` output lines of a watcher, gathered from its agents."""
+        self.state.watcher(watcher)
+        records = [r for r in self.running(watcher) if not host or r.host_id == host]
+        request_id, pending = self.logs.open_tail(r.host_id for r in records)
+        try:
+            request = agent_pb2.LogTailRequest(
+                request_id=request_id, watcher=watcher, stream=stream, lines=lines
+            )
+            for record in records:
+                assert record.session is not None
+                record.session.send(
+                    agent_pb2.ControllerMessage(fencing_token=self.term, log_tail=request)
+                )
+            try:
+                await asyncio.wait_for(pending.done.wait(), self.settings.tail_timeout)
+            except TimeoutError:
+                log.warning("log tail of %s: no reply from %s", watcher, sorted(pending.waiting))
+        finally:
+            self.logs.close_tail(request_id)
+        wanted = [
+            line
+            for line in pending.lines
+            if line.watcher == watcher and (not stream or line.stream == stream)
+        ]
+        return merge(wanted, lines)
+
+    # ---- agents ----
+
+    def agent_connected(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
+        session = self.agents.connect(hello, peer)
+        log.info("agent %s connected from %s", hello.host_id, peer)
+        self.events.record("agent_up", f"agent {hello.host_id} connected")
+        session.send(
+            agent_pb2.ControllerMessage(
+                fencing_token=self.term,
+                welcome=agent_pb2.Welcome(
+                    controller_id=self.settings.controller_id,
+                    fencing_token=self.term,
+                    heartbeat_interval=self.settings.heartbeat_interval,
+                ),
+            )
+        )
+        self.reschedule()
+        return session
+
+    def agent_message(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
+        record, came_back = self.agents.heard(session)
+        if record is None:
+            return
+        if came_back:
+            self.events.record("agent_up", f"agent {record.host_id} is back")
+        body = message.WhichOneof("body")
+        if body == "observed":
+            record.observed = message.observed
+            self.reschedule()
+        elif body == "events":
+            for event in message.events.events:
+                if not event.host_id:
+                    event.host_id = record.host_id
+                self.events.add(event)
+        elif body == "logs":
+            self.logs.publish(message.logs, record.host_id)
+        elif body == "log_tail":
+            self.logs.deliver(message.log_tail, record.host_id)
+        elif came_back:
+            self.reschedule()
+
+    def agent_disconnected(self, session: AgentSession) -> None:
+        if self.agents.disconnect(session):
+            log.info("agent %s disconnected", session.host_id)
+            self.events.record(
+                "agent_down",
+                f"agent {session.host_id} disconnected",
+                severity=types_pb2.SEVERITY_WARNING,
+            )
+            self.logs.host_gone(session.host_id)
+            self.reschedule()
+
+    def expire_agents(self) -> None:
+        """Mark down the agents silent for longer than the timeout."""
+        expired = self.agents.expire(self.settings.agent_timeout)
+        for host_id in expired:
+            log.warning("agent %s silent for %.1fs: down", host_id, self.settings.agent_timeout)
+            self.events.record(
+                "agent_down",
+                f"agent {host_id} silent for {self.settings.agent_timeout:g}s",
+                severity=types_pb2.SEVERITY_WARNING,
+            )
+            self.logs.host_gone(host_id)
+        if expired:
+            self.reschedule()
+
+    async def watch_agents(self) -> None:
+        """Run forever: check agents' liveness a few times per timeout."""
+        interval = min(0.5, self.settings.agent_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_agents()
+
+    # ---- placement and assignments ----
+
+    def reschedule(self) -> None:
+        """Recompute placement and queue a new Assignment to every host whose share changed.
+
+        What a host runs is what it reports plus what it was last assigned, so
+        a wid queued to an agent that has not started it yet does not move.
+        """
+        ready = self.agents.ready()
+        observed = {record.host_id: record.wids() for record in ready}
+        current: dict[str, dict[str, frozenset[int]]] = {}
+        for host_id, wids in observed.items():
+            mine = dict(wids)
+            for watcher, placed in self.placement.hosts.get(host_id, {}).items():
+                # A wid some other host reports running stays there.
+                elsewhere = {
+                    wid
+                    for other, by in observed.items()
+                    if other != host_id
+                    for wid in by.get(watcher, ())
+                }
+                extra = frozenset(placed) - elsewhere
+                mine[watcher] = mine.get(watcher, frozenset()) | extra
+            current[host_id] = mine
+        views = [AgentView(r.host_id, r.ready) for r in ready]
+        self.placement = place(self.state.counts(), views, current)
+        for record in ready:
+            session = record.session
+            assert session is not None
+            assignment = build_assignment(self.state, self.placement, record.host_id, self.term)
+            data = assignment.SerializeToString(deterministic=True)
+            if data != session.last_assignment:
+                session.last_assignment = data
+                session.send(
+                    agent_pb2.ControllerMessage(fencing_token=self.term, assignment=assignment)
+                )
+
+    def check_watcher(self, watcher: str) -> None:
+        """NotFound unless `watcher` is in the desired state."""
+        if watcher not in self.state.watchers:
+            raise unknown_watcher(watcher)

@@ -1,0 +1,269 @@
+"""The desired state and its transitions, as pure functions over frozen values.
+
+Everything an operator can ask for (apply a stack, scale, start, stop, restart,
+reload, reset, remove) is a function `state -> new state` here, or a domain
+error. Nothing is stored or sent: the controller persists the new state, then
+pushes Assignments. A transition that changes nothing returns the same state
+object, so callers can skip the write. Every change bumps `generation`.
+
+`encode`/`decode` turn a state into store records and back (JSON, readable in
+the store, the same records for sqlite and etcd).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from google.protobuf import json_format
+
+from stack.controller.errors import InvalidArgument, unknown_watcher
+from stack.spec.convert import (
+    socket_from_proto,
+    socket_to_proto,
+    watcher_from_proto,
+    watcher_to_proto,
+)
+from stack.spec.diff import Change, diff_stacks, needs_new_processes
+from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec
+from stack.v1 import types_pb2
+
+GENERATION_KEY = "stack/generation"
+WATCHER_PREFIX = "stack/watchers/"
+SOCKET_PREFIX = "stack/sockets/"
+PREFIX = "stack/"
+
+
+@dataclass(frozen=True)
+class DesiredWatcher:
+    """One watcher as the operator wants it."""
+
+    spec: WatcherSpec
+    """The watcher's options (numprocesses is the desired count)."""
+    active: bool = True
+    """False when stopped by the user: its workers are placed but not running."""
+    restart_token: int = 0
+    """Bumped to restart every worker (restart, reload, a spec change)."""
+    graceful: bool = False
+    """With the last restart_token bump: start new workers before stopping old (reload)."""
+    reset_token: int = 0
+    """Bumped to clear flapping and fatal state (reset, start)."""
+
+
+def _no_watchers() -> Mapping[str, DesiredWatcher]:
+    return MappingProxyType({})
+
+
+def _no_sockets() -> Mapping[str, SocketSpec]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The whole desired state of the stack."""
+
+    watchers: Mapping[str, DesiredWatcher] = field(default_factory=_no_watchers)
+    """Watchers by name."""
+    sockets: Mapping[str, SocketSpec] = field(default_factory=_no_sockets)
+    """Sockets by name."""
+    generation: int = 0
+    """Increases with every change; never goes back (persisted)."""
+
+    def stack(self) -> StackSpec:
+        """The desired state as a stack file's model."""
+        return StackSpec(
+            watchers=MappingProxyType({n: w.spec for n, w in sorted(self.watchers.items())}),
+            sockets=MappingProxyType(dict(sorted(self.sockets.items()))),
+        )
+
+    def watcher(self, name: str) -> DesiredWatcher:
+        """The watcher called `name`, or NotFound."""
+        try:
+            return self.watchers[name]
+        except KeyError:
+            raise unknown_watcher(name) from None
+
+    def counts(self) -> dict[str, int]:
+        """watcher -> desired numprocesses (what placement needs)."""
+        return {name: w.spec.numprocesses for name, w in self.watchers.items()}
+
+
+def _sorted(sockets: Mapping[str, SocketSpec]) -> dict[str, SocketSpec]:
+    return dict(sorted(sockets.items()))
+
+
+def _with(
+    state: DesiredState,
+    watchers: Mapping[str, DesiredWatcher],
+    sockets: Mapping[str, SocketSpec] | None = None,
+) -> DesiredState:
+    return DesiredState(
+        watchers=MappingProxyType(dict(sorted(watchers.items()))),
+        sockets=MappingProxyType(_sorted(state.sockets if sockets is None else sockets)),
+        generation=state.generation + 1,
+    )
+
+
+def apply_stack(state: DesiredState, stack: StackSpec) -> tuple[DesiredState, list[Change]]:
+    """Make `stack` the whole desired stack; return the new state and what changed.
+
+    Watchers whose processes must be replaced get a restart (not graceful); a
+    change of numprocesses (or other live options) alone only scales. New
+    watchers start active when autostart is set. No change: the same state.
+    """
+    old_stack = state.stack()
+    changes = diff_stacks(old_stack, stack)
+    if not changes:
+        return state, []
+    watchers: dict[str, DesiredWatcher] = {}
+    for name, spec in stack.watchers.items():
+        old = state.watchers.get(name)
+        if old is None:
+            watchers[name] = DesiredWatcher(spec=spec, active=spec.autostart)
+        elif needs_new_processes(old.spec, spec, old_stack=old_stack, new_stack=stack):
+            watchers[name] = replace(
+                old, spec=spec, restart_token=old.restart_token + 1, graceful=False
+            )
+        else:
+            watchers[name] = replace(old, spec=spec)
+    return _with(state, watchers, dict(stack.sockets)), changes
+
+
+def scale(state: DesiredState, name: str, count: int, relative: bool) -> tuple[DesiredState, int]:
+    """Set the desired numprocesses of `name` (absolute, or a delta); return (state, previous)."""
+    current = state.watcher(name)
+    previous = current.spec.numprocesses
+    target = previous + count if relative else count
+    top = 1 if current.spec.singleton else MAX_PROCESSES
+    if not 0 <= target <= top:
+        what = " for a singleton" if current.spec.singleton else ""
+        raise InvalidArgument(
+            f"scale {name}: count must be between 0 and {top}{what}, got {target}"
+        )
+    if target == previous:
+        return state, previous
+    spec = replace(current.spec, numprocesses=target)
+    return _with(state, {**state.watchers, name: replace(current, spec=spec)}), previous
+
+
+def select(state: DesiredState, names: Iterable[str], all_watchers: bool) -> tuple[str, ...]:
+    """The watchers a Start/Stop/Restart/Reload/Reset request names, validated."""
+    wanted = tuple(dict.fromkeys(names))
+    if all_watchers:
+        return tuple(sorted(state.watchers))
+    if not wanted:
+        raise InvalidArgument("name at least one watcher, or use all")
+    for name in wanted:
+        state.watcher(name)
+    return wanted
+
+
+def _update(
+    state: DesiredState, names: tuple[str, ...], change: Callable[[DesiredWatcher], DesiredWatcher]
+) -> DesiredState:
+    if not names:
+        return state
+    watchers = dict(state.watchers)
+    for name in names:
+        watchers[name] = change(watchers[name])
+    if all(watchers[name] == state.watchers[name] for name in names):
+        return state
+    return _with(state, watchers)
+
+
+def start(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
+    """Make the watchers active; starting also clears flapping (reset_token + 1)."""
+    return _update(state, names, lambda w: replace(w, active=True, reset_token=w.reset_token + 1))
+
+
+def stop(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
+    """Stop the watchers' workers (they stay placed, not running)."""
+    return _update(state, names, lambda w: replace(w, active=False))
+
+
+def restart(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
+    """Replace every worker: stop the old ones, then start new ones."""
+    return _update(
+        state,
+        names,
+        lambda w: replace(w, active=True, restart_token=w.restart_token + 1, graceful=False),
+    )
+
+
+def reload(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
+    """Replace every worker gracefully: new ones up before the old ones stop."""
+    return _update(
+        state, names, lambda w: replace(w, restart_token=w.restart_token + 1, graceful=True)
+    )
+
+
+def reset(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
+    """Clear flapping and fatal state."""
+    return _update(state, names, lambda w: replace(w, reset_token=w.reset_token + 1))
+
+
+def remove(state: DesiredState, name: str) -> DesiredState:
+    """Delete a watcher from the desired state (its workers stop)."""
+    state.watcher(name)
+    return _with(state, {n: w for n, w in state.watchers.items() if n != name})
+
+
+# ---- store records ----
+
+
+def encode(state: DesiredState) -> dict[str, bytes]:
+    """The state as store records (key -> JSON bytes)."""
+    records = {GENERATION_KEY: str(state.generation).encode()}
+    for name, watcher in state.watchers.items():
+        record = {
+            "spec": json_format.MessageToDict(watcher_to_proto(watcher.spec)),
+            "active": watcher.active,
+            "restart_token": watcher.restart_token,
+            "graceful": watcher.graceful,
+            "reset_token": watcher.reset_token,
+        }
+        records[WATCHER_PREFIX + name] = json.dumps(record, sort_keys=True).encode()
+    for name, sock in state.sockets.items():
+        data = json_format.MessageToDict(socket_to_proto(sock))
+        records[SOCKET_PREFIX + name] = json.dumps(data, sort_keys=True).encode()
+    return records
+
+
+def decode(records: Mapping[str, bytes]) -> DesiredState:
+    """The state stored as `records` (an empty store is the empty state)."""
+    watchers: dict[str, DesiredWatcher] = {}
+    sockets: dict[str, SocketSpec] = {}
+    for key, value in records.items():
+        if key.startswith(WATCHER_PREFIX):
+            record = json.loads(value)
+            spec = watcher_from_proto(
+                json_format.ParseDict(record["spec"], types_pb2.WatcherSpec())
+            )
+            watchers[spec.name] = DesiredWatcher(
+                spec=spec,
+                active=bool(record["active"]),
+                restart_token=int(record["restart_token"]),
+                graceful=bool(record["graceful"]),
+                reset_token=int(record["reset_token"]),
+            )
+        elif key.startswith(SOCKET_PREFIX):
+            sock = socket_from_proto(
+                json_format.ParseDict(json.loads(value), types_pb2.SocketSpec())
+            )
+            sockets[sock.name] = sock
+    generation = int(records.get(GENERATION_KEY, b"0"))
+    return DesiredState(
+        watchers=MappingProxyType(dict(sorted(watchers.items()))),
+        sockets=MappingProxyType(dict(sorted(sockets.items()))),
+        generation=generation,
+    )
+
+
+def record_changes(old: DesiredState, new: DesiredState) -> tuple[dict[str, bytes], list[str]]:
+    """The puts and deletes that turn the stored `old` into `new`."""
+    before, after = encode(old), encode(new)
+    puts = {key: value for key, value in after.items() if before.get(key) != value}
+    deletes = sorted(key for key in before if key not in after)
+    return puts, deletes

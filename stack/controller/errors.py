@@ -1,0 +1,43 @@
+"""The controller's own errors, and their gRPC status at the edge.
+
+The desired-state transitions and the services raise these; only the gRPC
+servicers turn them into status codes, so the core never imports grpc types
+for errors. Every message is one line that names what was wrong.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ControllerError(Exception):
+    """Base of every error the controller reports to a caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ControllerError):
+    """A bad stack file, count, signal or request shape."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ControllerError):
+    """An unknown watcher."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Unavailable(ControllerError):
+    """The controller cannot serve the request now (not ready, fenced out)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class FencedOut(Unavailable):
+    """A newer controller took over the store: this one must not write."""
+
+
+def unknown_watcher(name: str) -> NotFound:
+    """The one wording of an unknown watcher, everywhere."""
+    return NotFound(f"unknown watcher {name!r}")

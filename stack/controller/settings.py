@@ -1,0 +1,50 @@
+"""The controller's settings: one frozen dataclass, defaults in one place."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """/var/lib/stack-controller as root, else ~/.local/state/stack/controller."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/stack-controller")
+    return Path.home() / ".local" / "state" / "stack" / "controller"
+
+
+def default_controller_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """How one controller runs. The command line fills these."""
+
+    listen: str = "127.0.0.1:7450"
+    """host:port the gRPC server (AgentService and AdminService) listens on; port 0 picks one."""
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Where the embedded store (controller.db) lives."""
+    agent_timeout: float = 10.0
+    """Seconds without any message from an agent before it is marked down."""
+    heartbeat_interval: float = 2.0
+    """Seconds between the agents' Observed messages at least (sent in Welcome)."""
+    log_level: str = "INFO"
+    """Level of the controller's own log on stderr."""
+    events_capacity: int = 1000
+    """How many recent events the ring keeps."""
+    follower_queue: int = 1000
+    """Items a log or event follower may lag behind before it loses some."""
+    tail_timeout: float = 3.0
+    """Seconds to wait for agents' replies to a log tail."""
+    agent_queue: int = 1024
+    """Messages queued for one agent before its session is dropped (it reconnects)."""
+    controller_id: str = field(default_factory=default_controller_id)
+    """This controller's name, sent to agents in Welcome."""
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file of the embedded store."""
+        return self.data_dir / "controller.db"
