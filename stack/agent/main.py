@@ -1,0 +1,124 @@
+"""`stack-agent`: the per-host daemon (engine + session to the controller).
+
+Start-up order matters: stop the leftovers of a previous life, apply the persisted
+Assignment (so workers run even while the controller is unreachable), then connect.
+SIGTERM/SIGINT stop every worker gracefully, close the sockets and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import MappingProxyType
+from typing import NoReturn
+
+from stack.agent.engine import Engine
+from stack.agent.session import Session
+from stack.agent.settings import AgentSettings, default_data_dir
+
+log = logging.getLogger("stack.agent")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"stack-agent: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"a label is key=value, got {text!r}")
+    return key, value
+
+
+def _address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
+    defaults = AgentSettings(data_dir=default_data_dir())
+    parser = _Parser(prog="stack-agent", description="Stack's per-host agent.")
+    parser.add_argument(
+        "--controller",
+        type=_address,
+        default=os.environ.get("STACK_CONTROLLER") or defaults.controller,
+        help="HOST:PORT of the controller (env STACK_CONTROLLER; default 127.0.0.1:7450)",
+    )
+    parser.add_argument("--host-id", default=defaults.host_id, help="default: the hostname")
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    parser.add_argument("--label", type=_label, action="append", default=[], metavar="K=V")
+    parser.add_argument("--stats-interval", type=_positive, default=defaults.stats_interval)
+    parser.add_argument("--heartbeat-interval", type=_positive, default=defaults.heartbeat_interval)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+    args = parser.parse_args(argv)
+    if not args.host_id:
+        parser.error("--host-id must not be empty")
+    settings = AgentSettings(
+        data_dir=args.data_dir,
+        host_id=args.host_id,
+        controller=args.controller,
+        labels=MappingProxyType(dict(args.label)),
+        stats_interval=args.stats_interval,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+    return settings, args.log_level
+
+
+async def run(settings: AgentSettings) -> None:
+    """Run until SIGTERM/SIGINT; stops every worker before returning."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with Engine(settings) as engine:
+        await engine.restore()
+        session = Session(settings, engine)
+        async with asyncio.TaskGroup() as tg:
+            session_task = tg.create_task(session.run(), name="session")
+            await stop.wait()
+            log.info("stopping: stopping every worker")
+            session_task.cancel()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, level = parse_args(argv)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"stack-agent: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Capture of workers' stdout/stderr: timestamped lines to files, a tail ring, a ship buffer.
+
+Pipes are read non-blocking from the event loop (`add_reader`), so a worker never
+blocks on a full pipe however fast it writes. Every read is split into lines (a partial
+line waits for its newline, a line is capped at 64 KiB) stamped with the time it was
+read. The lines go to three places: the watcher's rotating file (everything), an
+in-memory ring per watcher and stream (for `logs` tails) and a bounded shipping buffer
+for the controller, which drops its OLDEST lines when full and counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from stack.agent.log_files import RotatingFile
+from stack.spec.model import StreamSpec
+
+
+class Line(NamedTuple):
+    at: float
+    watcher: str
+    wid: int
+    stream: str
+    text: str
+
+
+def timestamp(at: float) -> str:
+    """`2026-11-29T01:02:03.123Z`"""
+    millis = int(at * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{millis:03d}Z"
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; keeps the partial last line; caps line length."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._partial = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            lines: list[bytes] = []
+            rest = data
+        else:
+            lines = data[:cut].split(b"\n")
+            rest = data[cut + 1 :]
+        while len(rest) >= self.max_line:
+            lines.append(rest[: self.max_line])
+            rest = rest[self.max_line :]
+        if any(len(line) > self.max_line for line in lines):
+            lines = [piece for line in lines for piece in self._cut(line)]
+        self._partial = rest
+        return lines
+
+    def _cut(self, line: bytes) -> list[bytes]:
+        if len(line) <= self.max_line:
+            return [line]
+        return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
+
+    def rest(self) -> list[bytes]:
+        rest, self._partial = self._partial, b""
+        return [rest] if rest else []
+
+
+class LogHub:
+    """Every watcher's output: files, rings and the shipping buffer of the whole agent."""
+
+    def __init__(self, logs_dir: Path, ring_lines: int, ship_lines: int, max_line: int) -> None:
+        self.logs_dir = logs_dir
+        self.ring_lines = ring_lines
+        self.max_line = max_line
+        self._files: dict[tuple[str, str], tuple[StreamSpec, RotatingFile]] = {}
+        self._rings: dict[tuple[str, str], deque[Line]] = {}
+        self._ship: deque[Line] = deque(maxlen=ship_lines)
+        self._dropped = 0
+        self._readers: dict[int, tuple[IO[bytes], LineSplitter, str, int, str]] = {}
+        self.on_lines: list[asyncio.Event] = []
+
+    # ---- configuration ----
+    def configure(self, watcher: str, stdout: StreamSpec, stderr: StreamSpec) -> None:
+        """(Re)open the files of a watcher when their settings changed."""
+        for stream, spec in (("out", stdout), ("err", stderr)):
+            key = (watcher, stream)
+            current = self._files.get(key)
+            if current is not None and current[0] == spec:
+                continue
+            if current is not None:
+                current[1].close()
+            default = self.logs_dir / f"{watcher}.{stream}.log"
+            path = Path(spec.filename) if spec.filename else default
+            self._files[key] = (spec, RotatingFile(path, spec.max_bytes, spec.backup_count))
+
+    def forget(self, watcher: str) -> None:
+        for stream in ("out", "err"):
+            entry = self._files.pop((watcher, stream), None)
+            if entry is not None:
+                entry[1].close()
+            self._rings.pop((watcher, stream), None)
+
+    # ---- capture ----
+    def attach(self, watcher: str, wid: int, stream: str, pipe: IO[bytes] | None) -> None:
+        """Read `pipe` from the event loop until EOF."""
+        if pipe is None:
+            return
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        self._readers[fd] = (pipe, LineSplitter(self.max_line), watcher, wid, stream)
+        asyncio.get_running_loop().add_reader(fd, self._readable, fd)
+
+    def _readable(self, fd: int) -> None:
+        pipe, splitter, watcher, wid, stream = self._readers[fd]
+        try:
+            data = os.read(fd, 256 * 1024)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._emit(watcher, wid, stream, splitter.feed(data))
+            return
+        self._emit(watcher, wid, stream, splitter.rest())
+        asyncio.get_running_loop().remove_reader(fd)
+        del self._readers[fd]
+        pipe.close()
+
+    def detach_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        for fd, (pipe, splitter, watcher, wid, stream) in list(self._readers.items()):
+            loop.remove_reader(fd)
+            self._emit(watcher, wid, stream, splitter.rest())
+            pipe.close()
+        self._readers.clear()
+
+    def _emit(self, watcher: str, wid: int, stream: str, raw: list[bytes]) -> None:
+        if not raw:
+            return
+        at = time.time()
+        entry = self._files.get((watcher, stream))
+        if entry is not None:
+            prefix = f"{timestamp(at)} [{wid}] ".encode()
+            entry[1].write_lines([prefix + line + b"\n" for line in raw])
+        lines = [Line(at, watcher, wid, stream, r.decode("utf-8", "replace")) for r in raw]
+        ring = self._rings.get((watcher, stream))
+        if ring is None:
+            ring = self._rings[(watcher, stream)] = deque(maxlen=self.ring_lines)
+        ring.extend(lines[-self.ring_lines :])
+        ship = self._ship
+        overflow = len(ship) + len(lines) - (ship.maxlen or 0)
+        if overflow > 0:
+            self._dropped += overflow
+        ship.extend(lines)
+        for event in self.on_lines:
+            event.set()
+
+    # ---- consumers ----
+    def tail(self, watcher: str, stream: str, count: int) -> list[Line]:
+        """The last `count` lines (both streams merged by time when stream is ""), oldest first."""
+        streams = [stream] if stream else ["out", "err"]
+        rings = [self._rings.get((watcher, name), deque()) for name in streams]
+        merged = list(heapq.merge(*rings, key=lambda line: line.at))
+        return merged[-count:] if count > 0 else merged
+
+    def take_shipping(self, limit: int) -> list[Line]:
+        ship = self._ship
+        return [ship.popleft() for _ in itertools.repeat(None, min(limit, len(ship)))]
+
+    def pending_shipping(self) -> int:
+        return len(self._ship)
+
+    def take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+    def flush(self) -> None:
+        for _, rotating in self._files.values():
+            rotating.flush()
+
+    def close(self) -> None:
+        for _, rotating in self._files.values():
+            rotating.close()
+        self._files.clear()

@@ -1,0 +1,300 @@
+"""Spawn, signal and stop one worker process.
+
+No `preexec_fn` (grpcio runs threads): the process group, cwd, env, uid/gid, umask,
+stdin and the pipes go through Popen's own arguments. Only when a worker inherits
+sockets or needs rlimits does it go through a tiny bash step that moves the sockets to
+fds 3, 4, ..., applies `ulimit`, exports LISTEN_PID=$$ and execs the real command (the
+pid stays the same). Everything else is spawned directly: that is the fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import psutil
+
+from stack.spec.model import WatcherSpec
+from stack.spec.substitute import SubstitutionError, expand
+
+BASH = shutil.which("bash") or "/bin/bash"
+
+_ULIMIT_FLAGS = {
+    "as": "-v", "core": "-c", "cpu": "-t", "data": "-d", "fsize": "-f", "locks": "-x",
+    "memlock": "-l", "msgqueue": "-q", "nice": "-e", "nofile": "-n", "nproc": "-u",
+    "rss": "-m", "rtprio": "-r", "sigpending": "-i", "stack": "-s",
+}  # fmt: skip
+
+
+class SpawnError(Exception):
+    """A worker could not be started; str() is the one-line reason shown in status."""
+
+
+def signal_number(name: str | int) -> int:
+    """A signal given as "TERM", "SIGTERM", "term" or "15", as its number (else ValueError)."""
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(signal.Signals(int(text)))
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Exactly what is handed to Popen for one worker."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...]
+    through_bash: bool
+
+
+def build_launch(
+    spec: WatcherSpec,
+    wid: int,
+    sockets: list[tuple[str, int]],
+    agent_env: Mapping[str, str],
+) -> Launch:
+    """The argv/env/fds of one worker. `sockets` are (name, agent-side fd) in fd order."""
+    env: dict[str, str] = dict(agent_env) if spec.copy_env else {}
+    env.update(spec.env)
+    env["STACK_WATCHER"] = spec.name
+    env["STACK_WID"] = str(wid)
+    child_fds = {name: 3 + index for index, (name, _) in enumerate(sockets)}
+    if sockets:
+        env["LISTEN_FDS"] = str(len(sockets))
+        env["LISTEN_FDNAMES"] = ":".join(name for name, _ in sockets)
+    try:
+        cmd = expand(spec.cmd, watcher=spec.name, wid=wid, socket_fds=child_fds, env=env)
+        args = [
+            expand(arg, watcher=spec.name, wid=wid, socket_fds=child_fds, env=env)
+            for arg in spec.args
+        ]
+    except SubstitutionError as exc:
+        raise SpawnError(f"spawn error: {exc}") from None
+    if spec.shell:
+        argv = ["/bin/sh", "-c", " ".join([cmd, *args])]
+    else:
+        try:
+            argv = [*shlex.split(cmd), *args]
+        except ValueError as exc:
+            raise SpawnError(f"spawn error: bad cmd {cmd!r}: {exc}") from None
+        if not argv:
+            raise SpawnError("spawn error: empty cmd")
+        argv[0] = _resolve(argv[0], env, agent_env, spec.working_dir)
+    steps: list[str] = []
+    if sockets:
+        moves = " ".join(f"{3 + i}<&{fd}" for i, (_, fd) in enumerate(sockets))
+        closes = " ".join(f"{fd}<&-" for _, fd in sockets)
+        steps.append(f"exec {moves} {closes}")
+    for name, value in sorted(spec.rlimits.items()):
+        flag = _ULIMIT_FLAGS.get(name.lower())
+        if flag is None:
+            raise SpawnError(f"spawn error: unknown rlimit {name!r}")
+        steps.append(f"ulimit {flag} {'unlimited' if value < 0 else int(value)}")
+    if not steps:
+        return Launch(argv, env, (), False)
+    if sockets:
+        steps.append("export LISTEN_PID=$$")
+    steps.append('exec "$0" "$@"')
+    script = "; ".join(steps)
+    return Launch([BASH, "-c", script, *argv], env, tuple(fd for _, fd in sockets), True)
+
+
+def _resolve(program: str, env: Mapping[str, str], agent_env: Mapping[str, str], cwd: str) -> str:
+    """An absolute path for `program`, or FileNotFoundError as execve would give it."""
+    if "/" in program:
+        return program
+    path = env.get("PATH", agent_env.get("PATH", os.defpath))
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return found
+
+
+def _ids(spec: WatcherSpec) -> tuple[int | None, int | None]:
+    uid: int | None = None
+    gid: int | None = None
+    if spec.uid:
+        try:
+            entry = pwd.getpwuid(int(spec.uid)) if spec.uid.isdigit() else pwd.getpwnam(spec.uid)
+        except KeyError:
+            if not spec.uid.isdigit():
+                raise SpawnError(f"spawn error: unknown user {spec.uid!r}") from None
+            uid = int(spec.uid)
+        else:
+            uid, gid = entry.pw_uid, entry.pw_gid
+    if spec.gid:
+        if spec.gid.isdigit():
+            gid = int(spec.gid)
+        else:
+            try:
+                gid = grp.getgrnam(spec.gid).gr_gid
+            except KeyError:
+                raise SpawnError(f"spawn error: unknown group {spec.gid!r}") from None
+    return uid, gid
+
+
+@dataclass(eq=False)
+class Proc:
+    """One spawned worker process (a slot may see several over its life)."""
+
+    watcher: str
+    wid: int
+    popen: subprocess.Popen[bytes]
+    started_at: float
+    """Unix time of the spawn."""
+    started_mono: float
+    generation: int
+    """The watcher's process generation it was spawned for (replacement bookkeeping)."""
+    deadline: float = 0.0
+    """Monotonic time when max_age recycles it; 0: never."""
+    exited: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    """Resolved by the reaper with the raw wait status."""
+    create_time: float = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+
+def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
+    """Start one worker in its own process group; raises SpawnError with the OS error."""
+    uid, gid = _ids(spec)
+    try:
+        popen = subprocess.Popen(
+            launch.argv,
+            env=launch.env,
+            cwd=spec.working_dir or None,
+            stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=launch.pass_fds,
+            process_group=0,
+            user=uid,
+            group=gid,
+            extra_groups=[] if uid is not None and os.geteuid() == 0 else None,
+            umask=spec.umask,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SpawnError(f"spawn error: {exc}") from None
+    create_time = 0.0
+    with contextlib.suppress(psutil.Error):
+        create_time = psutil.Process(popen.pid).create_time()
+    return Proc(
+        watcher=spec.name,
+        wid=wid,
+        popen=popen,
+        started_at=time.time(),
+        started_mono=time.monotonic(),
+        generation=generation,
+        create_time=create_time,
+    )
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def descendants_outside_group(pid: int) -> list[psutil.Process]:
+    """Descendants of `pid` that left its process group (stop_children targets them too)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out = []
+    for child in children:
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(child.pid) != pid:
+                out.append(child)
+    return out
+
+
+def _signal_all(procs: list[psutil.Process], signum: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signum)
+
+
+async def stop_process(proc: Proc, signum: int, graceful_timeout: float, children: bool) -> bool:
+    """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
+
+    Returns once the worker is reaped and no member of its group is left.
+    """
+    pgid = proc.pid
+    extra = descendants_outside_group(pgid) if children else []
+    deadline = time.monotonic() + graceful_timeout
+    if proc.alive() or group_alive(pgid):
+        signal_group(pgid, signum)
+        _signal_all(extra, signum)
+    killed = False
+    if not await _wait_gone(proc, pgid, extra, deadline):
+        killed = True
+        signal_group(pgid, signal.SIGKILL)
+        _signal_all(extra, signal.SIGKILL)
+        await _wait_gone(proc, pgid, extra, time.monotonic() + 5.0)
+    return killed
+
+
+async def _wait_gone(proc: Proc, pgid: int, extra: list[psutil.Process], deadline: float) -> bool:
+    """Wait for the leader's exit (event) then for the rest of the group (short polls)."""
+    remaining = deadline - time.monotonic()
+    if remaining > 0 and not proc.exited.done():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining):
+                await asyncio.shield(proc.exited)
+    delay = 0.002
+    while True:
+        if proc.exited.done() and not group_alive(pgid) and not _any_alive(extra):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _any_alive(procs: list[psutil.Process]) -> bool:
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False

@@ -1,0 +1,197 @@
+"""The agent's gRPC stream to the controller: Hello, Assignments in, Observed/events/logs out.
+
+The agent dials out (`AgentService.Connect`) and keeps one stream open. It sends Hello
+first, applies every Assignment it is pushed (unless fenced off), persists it and
+answers with Observed carrying that generation. Observed is re-sent whenever something
+changed (coalesced) and at least every heartbeat interval; events and log lines are
+shipped in batches. If the stream fails or ends, workers keep running (losing the
+control plane never restarts a worker) and the session reconnects with exponential
+backoff and full jitter, logging one line per lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections import deque
+
+import grpc
+
+import stack
+from stack.agent.engine import Engine
+from stack.agent.settings import AgentSettings
+from stack.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class SessionError(Exception):
+    """The stream to the controller failed; str() is one line."""
+
+
+class _Redirected(Exception):
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
+
+
+class Session:
+    """Keeps this agent connected to the (leader) controller for as long as it runs."""
+
+    def __init__(self, settings: AgentSettings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.address = settings.controller
+        self.connected = asyncio.Event()
+        """Set while a stream is established (after Welcome)."""
+        self._heartbeat = settings.heartbeat_interval
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect; returns only when cancelled."""
+        backoff = self.settings.reconnect_min
+        quiet = False
+        while True:
+            welcomed = [False]
+            try:
+                await self._serve(self.address, welcomed)
+            except _Redirected as redirect:
+                log.info("controller redirects to %s", redirect.address)
+                self.address = redirect.address
+                backoff = self.settings.reconnect_min
+                continue
+            except Exception as exc:  # a guard: never let one bad message end the agent
+                if not isinstance(exc, SessionError):
+                    log.exception("session to %s failed", self.address)
+                elif welcomed[0]:
+                    log.warning("connection to controller %s lost: %s", self.address, exc)
+                elif not quiet:
+                    log.warning("controller %s unreachable (retrying): %s", self.address, exc)
+                else:
+                    log.debug("controller %s still unreachable: %s", self.address, exc)
+            finally:
+                self.connected.clear()
+            quiet = not welcomed[0]
+            if welcomed[0]:
+                backoff = self.settings.reconnect_min
+            await asyncio.sleep(random.uniform(0, backoff))
+            backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    async def _serve(self, address: str, welcomed: list[bool]) -> None:
+        """One connection; sets welcomed[0] once the controller said Welcome."""
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Connect()
+            outbox: deque[agent_pb2.AgentMessage] = deque()
+            try:
+                await call.write(agent_pb2.AgentMessage(hello=self._hello()))
+                async with asyncio.TaskGroup() as tg:
+                    reader = tg.create_task(self._read(call, outbox, welcomed), name="session read")
+                    writer = tg.create_task(self._write(call, outbox), name="session write")
+                    await reader
+                    writer.cancel()
+            except* grpc.aio.AioRpcError as group:
+                error = group.exceptions[0]
+                assert isinstance(error, grpc.aio.AioRpcError)
+                raise SessionError(f"{error.code().name}: {error.details()}") from None
+            except* _Redirected as group:
+                raise group.exceptions[0] from None
+            except* grpc.aio.UsageError as group:
+                raise SessionError(str(group.exceptions[0])) from None
+            finally:
+                call.cancel()
+        raise SessionError("the controller closed the stream")
+
+    def _hello(self) -> agent_pb2.Hello:
+        return agent_pb2.Hello(
+            host_id=self.settings.host_id,
+            labels=dict(self.settings.labels),
+            version=stack.__version__,
+            last_generation=self.engine.generation,
+            last_fencing_token=self.engine.fencing_token,
+            observed=self.engine.observed(),
+            address=socket.gethostname(),
+        )
+
+    async def _read(
+        self,
+        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+        outbox: deque[agent_pb2.AgentMessage],
+        welcomed: list[bool],
+    ) -> None:
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                return
+            assert isinstance(msg, agent_pb2.ControllerMessage)
+            body = msg.WhichOneof("body")
+            if body == "welcome":
+                welcomed[0] = True
+                self.connected.set()
+                self.engine.note_fencing_token(msg.welcome.fencing_token)
+                if msg.welcome.heartbeat_interval > 0:
+                    self._heartbeat = msg.welcome.heartbeat_interval
+                log.info("connected to controller %s", self.address)
+            elif body == "assignment":
+                self.engine.apply(msg.assignment)
+                outbox.append(agent_pb2.AgentMessage(observed=self.engine.observed()))
+                self.engine.updates.set()
+            elif body == "log_tail":
+                outbox.append(agent_pb2.AgentMessage(log_tail=self._tail(msg.log_tail)))
+                self.engine.updates.set()
+            elif body == "signal":
+                self._signal(msg.signal)
+            elif body == "redirect":
+                raise _Redirected(msg.redirect.leader_address)
+
+    def _tail(self, request: agent_pb2.LogTailRequest) -> agent_pb2.LogTailReply:
+        reply = agent_pb2.LogTailReply(request_id=request.request_id)
+        if request.watcher not in self.engine.watchers:
+            reply.error = f"no watcher {request.watcher!r} on host {self.settings.host_id}"
+            return reply
+        reply.lines.extend(self.engine.tail(request.watcher, request.stream, request.lines))
+        return reply
+
+    def _signal(self, command: agent_pb2.SignalCommand) -> None:
+        try:
+            self.engine.signal(command.watcher, command.wid, command.signal, command.children)
+        except (KeyError, ValueError) as exc:
+            log.warning("signal %s to %s: %s", command.signal, command.watcher, exc)
+
+    async def _write(
+        self,
+        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+        outbox: deque[agent_pb2.AgentMessage],
+    ) -> None:
+        engine = self.engine
+        last_observed = time.monotonic()
+        while True:
+            timeout = max(0.0, last_observed + self._heartbeat - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await engine.updates.wait()
+            if not outbox:
+                await asyncio.sleep(self.settings.coalesce_interval)
+            engine.updates.clear()
+            while outbox:
+                msg = outbox.popleft()
+                await call.write(msg)
+                if msg.HasField("observed"):
+                    last_observed = time.monotonic()
+            while engine.pending():
+                events = engine.take_events(BATCH)
+                if events:
+                    batch = agent_pb2.EventBatch(events=events)
+                    await call.write(agent_pb2.AgentMessage(events=batch))
+                lines = engine.take_logs(BATCH)
+                if lines:
+                    await call.write(agent_pb2.AgentMessage(logs=agent_pb2.LogBatch(lines=lines)))
+            heartbeat_due = time.monotonic() - last_observed >= self._heartbeat
+            if engine.status_dirty() or heartbeat_due:
+                await call.write(agent_pb2.AgentMessage(observed=engine.observed()))
+                last_observed = time.monotonic()

@@ -1,0 +1,55 @@
+"""The agent's settings: one frozen dataclass, defaults in one place, filled by the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+
+def default_data_dir() -> Path:
+    """/var/lib/stack-agent as root, else ~/.local/state/stack/agent."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/stack-agent")
+    return Path.home() / ".local" / "state" / "stack" / "agent"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Everything the agent's engine and session need to know about their host."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Persisted assignment, worker records and `logs/` live here."""
+    host_id: str = field(default_factory=socket.gethostname)
+    """How this host is named in the fleet; stamped on every status, event and log line."""
+    controller: str = "127.0.0.1:7450"
+    """HOST:PORT of the controller the session dials."""
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Free-form labels sent in Hello (used by placement)."""
+    stats_interval: float = 2.0
+    """Seconds between psutil samples of the running workers."""
+    heartbeat_interval: float = 2.0
+    """Seconds between Observed messages at least (the controller's Welcome may override)."""
+    coalesce_interval: float = 0.1
+    """Changes, events and log lines are batched for this long before they are sent."""
+    flush_interval: float = 0.2
+    """Log files are flushed (and worker records persisted) at least this often."""
+    ring_lines: int = 1000
+    """Lines kept in memory per watcher and stream for `logs` tails."""
+    ship_lines: int = 10_000
+    """Lines buffered for shipping to the controller; the oldest are dropped beyond."""
+    max_line_bytes: int = 64 * 1024
+    """A longer output line is cut into pieces of this size."""
+    reconnect_min: float = 0.2
+    """First reconnect backoff in seconds (doubles, with full jitter)."""
+    reconnect_max: float = 10.0
+    """Reconnect backoff cap in seconds."""
+    stale_timeout: float = 10.0
+    """Graceful timeout for leftover workers whose watcher is not known any more."""
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"

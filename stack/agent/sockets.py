@@ -1,0 +1,151 @@
+"""The sockets the agent binds once and lends to workers by file descriptor.
+
+Binding in the agent (not in each worker) means a socket outlives every worker restart:
+while no worker accepts, clients queue in the backlog instead of being refused. Each
+bound fd is moved to a number >= FD_FLOOR so that the exec step in the child can put
+the inherited sockets at 3, 4, ... without colliding with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import logging
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from stack.spec.model import SocketSpec
+
+log = logging.getLogger(__name__)
+
+FD_FLOOR = 100
+"""Agent-side socket fds are at least this number (children get them at 3, 4, ...)."""
+
+
+class SocketBindError(Exception):
+    """A socket could not be bound; the message says which and why."""
+
+
+@dataclass
+class BoundSocket:
+    spec: SocketSpec
+    sock: socket.socket | None
+    error: str = ""
+    serial: int = 0
+    """Distinguishes successive bindings of the same name (workers follow a re-bind)."""
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno() if self.sock is not None else -1
+
+    @property
+    def address(self) -> str:
+        if self.spec.path:
+            return self.spec.path
+        if self.sock is None:
+            return f"{self.spec.host}:{self.spec.port}"
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _family(spec: SocketSpec) -> socket.AddressFamily:
+    if spec.path:
+        return socket.AF_UNIX
+    name = spec.family or "AF_INET"
+    if name == "AF_INET" and ":" in spec.host:
+        return socket.AF_INET6
+    return socket.AddressFamily[name]
+
+
+def bind(spec: SocketSpec) -> socket.socket:
+    """Bind and listen on one SocketSpec; raises SocketBindError with a one-line reason."""
+    try:
+        family = _family(spec)
+        kind = socket.SocketKind[spec.type or "SOCK_STREAM"]
+    except KeyError as exc:
+        raise SocketBindError(f"socket {spec.name}: unknown family or type {exc}") from None
+    try:
+        sock = socket.socket(family, kind)
+    except OSError as exc:
+        raise SocketBindError(f"socket {spec.name}: {exc}") from None
+    try:
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if spec.so_reuseport:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((spec.host, spec.port))
+        else:
+            _bind_unix(sock, spec)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(spec.backlog or 2048)
+        sock.setblocking(spec.blocking)
+        moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
+        high = socket.socket(fileno=moved)
+        sock.close()
+        return high
+    except OSError as exc:
+        sock.close()
+        where = spec.path or f"{spec.host}:{spec.port}"
+        raise SocketBindError(f"socket {spec.name}: cannot bind {where}: {exc.strerror}") from None
+
+
+def _bind_unix(sock: socket.socket, spec: SocketSpec) -> None:
+    if spec.replace:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(spec.path).st_mode):
+                os.unlink(spec.path)
+    old = os.umask(spec.umask) if spec.umask >= 0 else None
+    try:
+        sock.bind(spec.path)
+    finally:
+        if old is not None:
+            os.umask(old)
+
+
+class SocketPool:
+    """Every socket of the current Assignment, bound once and re-bound when its spec changes."""
+
+    def __init__(self) -> None:
+        self._bound: dict[str, BoundSocket] = {}
+        self._serial = itertools.count(1)
+
+    def sync(self, specs: list[SocketSpec]) -> list[str]:
+        """Make the pool match `specs`; returns the names whose binding changed."""
+        wanted = {spec.name: spec for spec in specs}
+        changed: list[str] = []
+        for name in list(self._bound):
+            if name not in wanted or self._bound[name].spec != wanted[name]:
+                self._close(name)
+                changed.append(name)
+        for name, spec in wanted.items():
+            if name in self._bound:
+                continue
+            try:
+                self._bound[name] = BoundSocket(spec, bind(spec), serial=next(self._serial))
+            except SocketBindError as exc:
+                log.error("%s", exc)
+                self._bound[name] = BoundSocket(spec, None, str(exc), serial=next(self._serial))
+            if name not in changed:
+                changed.append(name)
+        return changed
+
+    def get(self, name: str) -> BoundSocket | None:
+        return self._bound.get(name)
+
+    def all(self) -> list[BoundSocket]:
+        return [self._bound[name] for name in sorted(self._bound)]
+
+    def _close(self, name: str) -> None:
+        bound = self._bound.pop(name)
+        if bound.sock is not None:
+            bound.sock.close()
+            if bound.spec.path:
+                with contextlib.suppress(OSError):
+                    os.unlink(bound.spec.path)
+
+    def close(self) -> None:
+        for name in list(self._bound):
+            self._close(name)

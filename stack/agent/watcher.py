@@ -1,0 +1,400 @@
+"""One watcher's workers on this host, reconciled to its WatcherAssignment.
+
+A watcher owns one slot per worker id it must run here. Desired-state changes (wid
+list, active flag, spec fingerprint, inherited sockets, restart and reset tokens) are
+recorded by `update` and acted on by `reconcile`, which the engine calls in priority
+order. Exits arrive synchronously from the reaper and are handled at once: an
+unplanned exit goes through the flapping rules and, unless the watcher flaps, is
+respawned in the same event-loop turn. Stopping a process is a task (stop signal,
+grace period, SIGKILL) owned by the engine's TaskGroup, so a slow stop never delays
+anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stack.agent import flapping
+from stack.agent.flapping import Decision, FlapPhase, FlapState
+from stack.agent.output import LogHub
+from stack.agent.process import (
+    Proc,
+    SpawnError,
+    build_launch,
+    signal_group,
+    signal_number,
+    spawn,
+    stop_process,
+)
+from stack.agent.reaper import Reaper, describe
+from stack.agent.sockets import SocketPool
+from stack.agent.states import ProcessState, transition
+from stack.agent.wire import LastExit, reason_name
+from stack.spec.model import WatcherSpec
+from stack.v1 import types_pb2
+
+R = types_pb2.ExitReason
+INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
+
+
+def fingerprint(spec: types_pb2.WatcherSpec) -> str:
+    """A digest of every option that needs new processes when it changes.
+
+    Same rule as WatcherSpec.process_fingerprint (numprocesses, priority, autostart,
+    flapping and max_retry change without replacing workers), computed on the wire
+    message with deterministic serialization.
+    """
+    copy = types_pb2.WatcherSpec()
+    copy.CopyFrom(spec)
+    for name in ("numprocesses", "priority", "autostart", "flapping", "max_retry"):
+        copy.ClearField(name)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+class Host(Protocol):
+    """What a watcher needs from the engine that owns it."""
+
+    reaper: Reaper
+    logs: LogHub
+    sockets: SocketPool
+
+    def event(
+        self, kind: str, watcher: str, wid: int, message: str, severity: types_pb2.Severity
+    ) -> None: ...
+    def changed(self) -> None: ...
+    def wake(self) -> None: ...
+    def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
+
+
+@dataclass(eq=False)
+class Slot:
+    """One worker id of the watcher on this host."""
+
+    wid: int
+    state: ProcessState = ProcessState.UNSPECIFIED
+    proc: Proc | None = None
+    restarts: int = 0
+    spawned: int = 0
+    last_exit: LastExit | None = None
+    message: str = ""
+    pending: bool = True
+    """Should be started by the next reconcile (new, restarted, retried, reset)."""
+
+    def move(self, new: ProcessState) -> None:
+        self.state = transition(self.state, new)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One WatcherAssignment, converted."""
+
+    spec: WatcherSpec
+    wids: tuple[int, ...]
+    active: bool
+    restart_token: int
+    graceful: bool
+    reset_token: int
+    sockets: tuple[str, ...]
+    """Names of the inherited sockets, in child fd order."""
+    socket_key: tuple[Any, ...]
+    """Changes whenever one of those sockets was re-bound."""
+    fingerprint: str
+    """Changes whenever an option that needs new processes changed (see fingerprint())."""
+
+
+@dataclass(eq=False)
+class Watcher:
+    host: Host
+    desired: Desired
+    generation: int = 0
+    """Bumped when every process must be replaced."""
+    graceful_replace: bool = False
+    flap: FlapState = field(default_factory=FlapState)
+    slots: dict[int, Slot] = field(default_factory=dict)
+    retiring: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
+    removed: bool = False
+    agent_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    @property
+    def name(self) -> str:
+        return self.desired.spec.name
+
+    @property
+    def spec(self) -> WatcherSpec:
+        return self.desired.spec
+
+    # ---- desired state ----
+    def update(self, new: Desired) -> None:
+        old = self.desired
+        replace = new.fingerprint != old.fingerprint or new.socket_key != old.socket_key
+        graceful = False
+        if new.restart_token != old.restart_token:
+            replace = True
+            graceful = new.graceful
+        if new.reset_token != old.reset_token:
+            self.reset()
+        if replace:
+            self.generation += 1
+            self.graceful_replace = graceful
+        if new.active and not old.active:
+            for slot in self.slots.values():
+                slot.pending = True
+        self.desired = new
+
+    def reset(self) -> None:
+        """Clear flapping/fatal; everything missing is started again."""
+        if self.flap.phase is not FlapPhase.ACTIVE:
+            self.host.event("reset", self.name, 0, "flapping state cleared", INFO)
+        self.flap = flapping.reset()
+        for slot in self.slots.values():
+            slot.pending = True
+            slot.message = ""
+
+    # ---- reconcile ----
+    def next_deadline(self) -> float | None:
+        """The next monotonic time `reconcile` has something to do (retry, max_age)."""
+        procs = [slot.proc for slot in self.slots.values() if slot.proc is not None]
+        times = [proc.deadline for proc in procs if proc.deadline]
+        if self.flap.phase is FlapPhase.FLAPPING:
+            times.append(self.flap.retry_at)
+        return min(times) if times else None
+
+    def idle(self) -> bool:
+        return not self.retiring and all(slot.proc is None for slot in self.slots.values())
+
+    async def reconcile(self, now: float) -> None:
+        if self.removed:
+            self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+            return
+        wanted = set(self.desired.wids)
+        for wid in [wid for wid in self.slots if wid not in wanted]:
+            slot = self.slots.pop(wid)
+            if slot.proc is not None:
+                self._retire(slot.proc, R.EXIT_REASON_STOPPED)
+        if not self.desired.active:
+            for wid in wanted:
+                self.slots.setdefault(wid, Slot(wid, pending=False))
+            self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+            return
+        if self.flap.phase is FlapPhase.FLAPPING:
+            self.flap, decision = flapping.tick(self.flap, now)
+            if decision is Decision.RETRY:
+                self.host.event("retry", self.name, 0, "retrying after flapping", INFO)
+                for slot in self.slots.values():
+                    slot.pending = True
+        if self.flap.phase is not FlapPhase.ACTIVE:
+            return
+        for slot in self.slots.values():
+            proc = slot.proc
+            if proc is None:
+                continue
+            if proc.generation != self.generation:
+                slot.pending = True
+                if not self.graceful_replace:
+                    slot.proc = None
+                    slot.move(ProcessState.STOPPING)
+                    self._retire(proc, R.EXIT_REASON_RESTARTED)
+            elif proc.deadline and now >= proc.deadline:
+                slot.proc = None
+                slot.pending = True
+                slot.move(ProcessState.STOPPING)
+                self._retire(proc, R.EXIT_REASON_MAX_AGE)
+        await self._start_missing()
+
+    async def _start_missing(self) -> None:
+        for wid in sorted(self.desired.wids):
+            if self.flap.phase is not FlapPhase.ACTIVE or self.removed or not self.desired.active:
+                return
+            if wid not in self.desired.wids:
+                continue  # scaled down while this loop waited out a warmup_delay
+            slot = self.slots.get(wid)
+            if slot is None:
+                slot = self.slots[wid] = Slot(wid)
+            if not slot.pending:
+                continue
+            old = slot.proc
+            if old is not None and old.generation == self.generation:
+                slot.pending = False
+                continue
+            if old is None and any(p.wid == wid for p in self.retiring):
+                continue  # the previous process of this wid is still stopping
+            started = self._start(slot)
+            if old is not None:
+                self._retire(old, R.EXIT_REASON_RESTARTED)
+            if started and self.spec.warmup_delay > 0:
+                proc = slot.proc
+                await asyncio.sleep(self.spec.warmup_delay)
+                if slot.proc is proc and slot.state is ProcessState.STARTING:
+                    slot.move(ProcessState.RUNNING)
+                    self.host.changed()
+
+    # ---- starting ----
+    def _start(self, slot: Slot) -> bool:
+        """Spawn into `slot`; spawn errors count as exits for flapping. True if running."""
+        while True:
+            try:
+                proc = self._spawn(slot.wid)
+            except (SpawnError, OSError) as exc:
+                text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
+                slot.proc = None
+                slot.last_exit = LastExit(0, 0, R.EXIT_REASON_SPAWN_ERROR, time.time(), text)
+                slot.message = text
+                slot.move(ProcessState.EXITED)
+                self.host.event("spawn_error", self.name, slot.wid, text, ERROR)
+                self.host.changed()
+                if not self.spec.respawn:
+                    slot.pending = False
+                    return False
+                if self._record_exit() is Decision.RESPAWN:
+                    slot.restarts += 1
+                    continue
+                return False
+            if slot.spawned:
+                slot.restarts += 1
+            slot.spawned += 1
+            slot.proc = proc
+            slot.pending = False
+            slot.message = ""
+            slot.move(ProcessState.STARTING if self.spec.warmup_delay > 0 else ProcessState.RUNNING)
+            self.host.event("spawn", self.name, slot.wid, f"pid {proc.pid}", INFO)
+            self.host.changed()
+            return True
+
+    def _spawn(self, wid: int) -> Proc:
+        pairs: list[tuple[str, int]] = []
+        for name in self.desired.sockets:
+            bound = self.host.sockets.get(name)
+            if bound is None or bound.sock is None:
+                why = bound.error if bound is not None else "not in the assignment"
+                raise SpawnError(f"spawn error: socket {name!r} is not bound: {why}")
+            pairs.append((name, bound.fd))
+        launch = build_launch(self.spec, wid, pairs, self.agent_env)
+        proc = spawn(launch, self.spec, wid, self.generation)
+        self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
+        self.host.logs.attach(self.name, wid, "out", proc.popen.stdout)
+        self.host.logs.attach(self.name, wid, "err", proc.popen.stderr)
+        if self.spec.max_age > 0:
+            variance = int.from_bytes(os.urandom(2)) / 65535 * self.spec.max_age_variance
+            proc.deadline = proc.started_mono + self.spec.max_age + variance
+            self.host.wake()
+        return proc
+
+    # ---- exits ----
+    def _on_exit(self, proc: Proc, status: int) -> None:
+        code, sig = describe(status)
+        proc.popen.returncode = -sig if sig else code
+        if not proc.exited.done():
+            proc.exited.set_result(status)
+        self.host.changed()
+        if proc in self.retiring:
+            return
+        signal_group(proc.pid, signal.SIGKILL)  # leftovers of the group must not outlive it
+        slot = self.slots.get(proc.wid)
+        if slot is None or slot.proc is not proc:
+            return
+        slot.proc = None
+        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, time.time())
+        slot.move(ProcessState.EXITED)
+        how = f"killed by signal {sig}" if sig else f"exit code {code}"
+        self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {how} (crashed)", WARNING)
+        if not self.spec.respawn or not self.desired.active or self.removed:
+            slot.pending = False
+            return
+        if self._record_exit() is Decision.RESPAWN:
+            self._start(slot)
+
+    def _record_exit(self) -> Decision:
+        self.flap, decision = flapping.record_exit(self.flap, time.monotonic(), self.spec.flapping)
+        if decision is Decision.BACKOFF:
+            text = f"flapping, retry in {self.spec.flapping.retry_in:g}s"
+            self.host.event("flapping", self.name, 0, text, WARNING)
+            self._stop_all(ProcessState.BACKOFF, R.EXIT_REASON_FLAPPING, pending=True)
+            self.host.wake()
+        elif decision is Decision.FATAL:
+            text = flapping.message(self.flap, time.monotonic())
+            self.host.event("fatal", self.name, 0, text, ERROR)
+            self._stop_all(ProcessState.FATAL, R.EXIT_REASON_FLAPPING)
+        return decision
+
+    # ---- stopping ----
+    def _stop_all(
+        self, state: ProcessState, reason: types_pb2.ExitReason, pending: bool = False
+    ) -> None:
+        for slot in self.slots.values():
+            if slot.proc is not None:
+                self._retire(slot.proc, reason)
+                slot.proc = None
+                target = ProcessState.STOPPING if state is ProcessState.STOPPED else state
+                slot.move(target)
+            elif slot.state not in (ProcessState.STOPPING, state):
+                slot.move(state)
+            slot.pending = pending
+
+    def _retire(self, proc: Proc, reason: types_pb2.ExitReason) -> None:
+        if proc in self.retiring:
+            return
+        self.retiring[proc] = self.host.run_task(
+            self._stop(proc, reason, self.spec), name=f"stop {self.name}[{proc.wid}] {proc.pid}"
+        )
+        self.host.changed()
+
+    async def _stop(self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec) -> None:
+        try:
+            killed = await stop_process(
+                proc, signal_number(spec.stop_signal), spec.graceful_timeout, spec.stop_children
+            )
+        finally:
+            self.retiring.pop(proc, None)
+            self.host.changed()
+            self.host.wake()
+        code, sig = describe(proc.exited.result()) if proc.exited.done() else (0, 0)
+        final = R.EXIT_REASON_KILLED if killed else reason
+        how = "SIGKILLed after graceful_timeout" if killed else reason_name(final)
+        self.host.event("stopped", self.name, proc.wid, f"pid {proc.pid} {how}", INFO)
+        slot = self.slots.get(proc.wid)
+        if slot is not None and slot.proc is None:
+            slot.last_exit = LastExit(code, sig, final, time.time())
+            if slot.state is ProcessState.STOPPING and not slot.pending:
+                slot.move(ProcessState.STOPPED)
+
+    def stop_everything(self) -> list[asyncio.Task[None]]:
+        """Stop every process (agent shutdown); returns the stop tasks to await."""
+        self.removed = True
+        self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+        return list(self.retiring.values())
+
+    # ---- commands and status ----
+    def send_signal(self, wid: int, signum: int, children: bool) -> int:
+        count = 0
+        for slot in self.slots.values():
+            if slot.proc is None or (wid and slot.wid != wid):
+                continue
+            try:
+                if children:
+                    os.killpg(slot.proc.pid, signum)
+                else:
+                    os.kill(slot.proc.pid, signum)
+                count += 1
+            except ProcessLookupError:
+                continue
+        return count
+
+    def procs(self) -> list[Proc]:
+        running = [slot.proc for slot in self.slots.values() if slot.proc is not None]
+        return running + [proc for proc in self.retiring if proc.alive()]
+
+    def phase(self) -> types_pb2.WatcherPhase:
+        if self.flap.phase is FlapPhase.FLAPPING:
+            return types_pb2.WATCHER_PHASE_FLAPPING
+        if self.flap.phase is FlapPhase.FATAL:
+            return types_pb2.WATCHER_PHASE_FATAL
+        if not self.desired.active:
+            return types_pb2.WATCHER_PHASE_STOPPED
+        return types_pb2.WATCHER_PHASE_ACTIVE

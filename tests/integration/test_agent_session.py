@@ -1,0 +1,172 @@
+"""The agent's session against a minimal AgentService on 127.0.0.1 (real gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+import stack
+from stack.agent.engine import Engine
+from stack.agent.session import Session
+from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from tests.integration.agent_harness import (
+    assignment,
+    run,
+    running_pids,
+    settings,
+    until,
+    watcher,
+)
+
+CMD = "sh -c 'echo hello $STACK_WID; exec sleep 300'"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeController(agent_pb2_grpc.AgentServiceServicer):
+    """Records what the agent sends; the test pushes ControllerMessages through `send`."""
+
+    def __init__(self) -> None:
+        self.inbox: dict[str, asyncio.Queue[agent_pb2.AgentMessage]] = {
+            kind: asyncio.Queue() for kind in ("hello", "observed", "events", "logs", "log_tail")
+        }
+        self.outbox: asyncio.Queue[agent_pb2.ControllerMessage] = asyncio.Queue()
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+    ) -> AsyncIterator[agent_pb2.ControllerMessage]:
+        async def pump() -> None:
+            async for msg in request_iterator:
+                self.inbox[str(msg.WhichOneof("body"))].put_nowait(msg)
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            while True:
+                yield await self.outbox.get()
+        finally:
+            reader.cancel()
+
+    def send(self, **body: object) -> None:
+        self.outbox.put_nowait(agent_pb2.ControllerMessage(**body))  # type: ignore[arg-type]
+
+    async def expect(self, kind: str, timeout: float = 5.0) -> agent_pb2.AgentMessage:
+        """The next message of `kind` (messages of each kind are queued separately)."""
+        async with asyncio.timeout(timeout):
+            return await self.inbox[kind].get()
+
+
+@contextlib.asynccontextmanager
+async def serving(port: int) -> AsyncIterator[FakeController]:
+    server = grpc.aio.server()
+    fake = FakeController()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(fake, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield fake
+    finally:
+        await server.stop(0)
+
+
+def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(tmp_path: Path) -> None:
+    port = _free_port()
+
+    async def scenario() -> None:
+        config = settings(tmp_path, controller=f"127.0.0.1:{port}", labels={"zone": "a"})
+        async with serving(port) as fake, Engine(config) as engine, asyncio.TaskGroup() as tg:
+            session = tg.create_task(Session(config, engine).run())
+            hello = (await fake.expect("hello")).hello
+            assert (hello.host_id, hello.version) == ("test-host", stack.__version__)
+            assert dict(hello.labels) == {"zone": "a"} and hello.address
+            fake.send(welcome=agent_pb2.Welcome(fencing_token=3, heartbeat_interval=0.3))
+            fake.send(
+                fencing_token=3,
+                assignment=assignment(watcher("w", CMD, [1, 2]), generation=7, fencing_token=3),
+            )
+            observed = (await fake.expect("observed")).observed
+            assert observed.generation == 7
+            while len(running_pids(observed, "w")) < 2:
+                observed = (await fake.expect("observed")).observed
+            assert all(p.host_id == "test-host" for p in observed.processes)
+            pids = running_pids(observed, "w")
+
+            events = (await fake.expect("events")).events.events
+            assert {"assignment_applied", "spawn"} <= {e.kind for e in events}
+            assert all(e.host_id == "test-host" for e in events)
+            lines = (await fake.expect("logs")).logs.lines
+            assert {line.text for line in lines} <= {"hello 1", "hello 2"}
+
+            fake.send(log_tail=agent_pb2.LogTailRequest(request_id=9, watcher="w", lines=5))
+            reply = (await fake.expect("log_tail")).log_tail
+            assert reply.request_id == 9 and sorted(ln.text for ln in reply.lines) == [
+                "hello 1",
+                "hello 2",
+            ]
+            fake.send(log_tail=agent_pb2.LogTailRequest(request_id=10, watcher="nope", lines=5))
+            assert "nope" in (await fake.expect("log_tail")).log_tail.error
+
+            fake.send(signal=agent_pb2.SignalCommand(watcher="w", wid=1, signal="TERM"))
+            while running_pids(observed, "w").get(1, pids[1]) == pids[1]:
+                observed = (await fake.expect("observed")).observed
+            assert running_pids(observed, "w")[2] == pids[2]
+
+            # nothing changes: Observed still arrives every heartbeat interval
+            started = time.monotonic()
+            for _ in range(3):
+                await fake.expect("observed")
+            assert time.monotonic() - started < 1.5
+            session.cancel()
+
+    run(scenario())
+
+
+def test_lost_controller_keeps_workers_and_agent_follows_redirect_and_reconnects(
+    tmp_path: Path,
+) -> None:
+    first, second = _free_port(), _free_port()
+
+    async def scenario() -> None:
+        config = settings(tmp_path, controller=f"127.0.0.1:{first}", reconnect_max=0.5)
+        async with Engine(config) as engine, asyncio.TaskGroup() as tg:
+            session = tg.create_task(Session(config, engine).run())
+            async with serving(first) as fake:
+                await fake.expect("hello")
+                fake.send(welcome=agent_pb2.Welcome(fencing_token=1))
+                fake.send(assignment=assignment(watcher("w", CMD, [1, 2])))
+                pids = await until(
+                    lambda: len(r := running_pids(engine.observed(), "w")) == 2 and r,
+                    what="2 workers",
+                )
+                async with serving(second) as leader:
+                    fake.send(redirect=agent_pb2.Redirect(leader_address=f"127.0.0.1:{second}"))
+                    hello = (await leader.expect("hello")).hello
+                    assert running_pids(hello.observed, "w") == pids
+            # both controllers are gone now: the workers keep running
+            await asyncio.sleep(0.5)
+            assert running_pids(engine.observed(), "w") == pids
+            async with serving(second) as back:
+                hello = (await back.expect("hello", timeout=5)).hello
+                assert running_pids(hello.observed, "w") == pids
+                assert hello.last_generation == 1 and hello.last_fencing_token == 1
+                fake_stale = assignment(generation=2, fencing_token=0)
+                back.send(welcome=agent_pb2.Welcome(fencing_token=1))
+                back.send(assignment=fake_stale)  # fenced off: ignored, workers stay
+                await back.expect("observed")
+                assert running_pids(engine.observed(), "w") == pids
+            session.cancel()
+        states = {p.state for p in engine.observed().processes}
+        assert states == {types_pb2.PROCESS_STATE_STOPPED}, "leaving the engine stops workers"
+
+    run(scenario())
