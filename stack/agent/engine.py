@@ -138,8 +138,17 @@ class Engine:
 
     def changed(self) -> None:
         self._status_dirty = True
-        self._records_dirty = True
         self.updates.set()
+        if not self._records_dirty:
+            # Record workers as soon as this burst of changes is done, so that a
+            # kill -9 right after a spawn still leaves the new pid on disk.
+            self._records_dirty = True
+            with contextlib.suppress(RuntimeError):  # no running loop: the flush loop saves
+                asyncio.get_running_loop().call_soon(self._save_if_dirty)
+
+    def _save_if_dirty(self) -> None:
+        if self._records_dirty:
+            self._save_state()
 
     def wake(self) -> None:
         if self._wake_event is not None:
@@ -310,8 +319,7 @@ class Engine:
                     f"{dropped} log lines dropped from shipping (buffer full); files keep them",
                     types_pb2.SEVERITY_WARNING,
                 )
-            if self._records_dirty:
-                self._save_state()
+            self._save_if_dirty()
 
     async def _stats_loop(self) -> None:
         while True:

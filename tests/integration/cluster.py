@@ -1,0 +1,299 @@
+"""A real single-host Stack for tests: a controller and an agent as subprocesses.
+
+Everything talks real gRPC on 127.0.0.1 with random free ports and temporary
+data dirs. Tests drive it through `stackctl` (as a subprocess, the way a user
+does) and read state through the AdminService for fast polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import psutil
+
+from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("STACK_CONTROLLER", None)
+    return env
+
+
+@dataclass
+class Daemon:
+    """One daemon subprocess with its stderr kept in a file."""
+
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=handle, stderr=handle, env=_env(), cwd=ROOT, start_new_session=True
+        )
+        handle.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Cluster:
+    """A controller and one agent (host id `h1`) under `root`."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    tag: str = field(default_factory=lambda: f"stacktest-{uuid.uuid4().hex[:12]}")
+    """Put in workers' command lines (see watcher_toml) so a test finds exactly its own."""
+    agent_timeout: float = 2.0
+    controller: Daemon = field(init=False)
+    agent: Daemon = field(init=False)
+    _channel: grpc.Channel | None = None
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.controller = Daemon(
+            [PYTHON, "-m", "stack.controller.main", "--listen", self.address,
+             "--data-dir", str(self.root / "controller"),
+             "--agent-timeout", str(self.agent_timeout)],
+            self.root / "controller.log",
+        )  # fmt: skip
+        self.agent = Daemon(
+            [PYTHON, "-m", "stack.agent.main", "--controller", self.address,
+             "--host-id", "h1", "--data-dir", str(self.root / "agent"),
+             "--stats-interval", "0.5", "--heartbeat-interval", "0.5"],
+            self.root / "agent.log",
+        )  # fmt: skip
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self) -> Cluster:
+        self.start_controller()
+        self.start_agent()
+        return self
+
+    def start_controller(self) -> None:
+        self.controller.start()
+        wait_for(self._controller_answers, 15, "the controller to answer")
+
+    def start_agent(self, wait_connected: bool = True) -> None:
+        self.agent.start()
+        if wait_connected:
+            wait_for(lambda: self.agent_state() == "ready", 15, "the agent to connect")
+
+    def _controller_answers(self) -> bool:
+        if not self.controller.alive():
+            raise AssertionError(f"controller exited:\n{self.controller.output()}")
+        try:
+            self.admin().Status(admin_pb2.StatusRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        with contextlib.suppress(Exception):
+            self.agent.stop()
+        with contextlib.suppress(Exception):
+            self.controller.stop()
+        kill_descendants()
+
+    # -- reading state ----------------------------------------------------
+
+    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return admin_pb2_grpc.AdminServiceStub(self._channel)
+
+    def status(self, watcher: str = "") -> admin_pb2.StatusReply:
+        reply: admin_pb2.StatusReply = self.admin().Status(
+            admin_pb2.StatusRequest(watcher=watcher), timeout=5
+        )
+        return reply
+
+    def processes(self, watcher: str) -> list[types_pb2.ProcessStatus]:
+        return [p for w in self.status().watchers if w.name == watcher for p in w.processes]
+
+    def running_pids(self, watcher: str) -> dict[int, int]:
+        """wid -> pid of the RUNNING processes of a watcher, as the controller reports them."""
+        return {
+            p.wid: p.pid
+            for p in self.processes(watcher)
+            if p.state == types_pb2.PROCESS_STATE_RUNNING
+        }
+
+    def wait_running(self, watcher: str, count: int, timeout: float = 15.0) -> dict[int, int]:
+        def done() -> dict[int, int] | None:
+            procs = self.processes(watcher)
+            pids = self.running_pids(watcher)
+            return pids if len(pids) == count and len(procs) == count else None
+
+        if count == 0:
+            wait_for(lambda: not self.processes(watcher), timeout, f"{watcher} to have none")
+            return {}
+        return wait_for(done, timeout, f"{watcher} to have {count} running")
+
+    def agent_state(self) -> str:
+        try:
+            reply = self.admin().Agents(admin_pb2.AgentsRequest(), timeout=2)
+        except grpc.RpcError:
+            return ""
+        return next((a.state for a in reply.agents if a.host_id == "h1"), "")
+
+    # -- acting like a user -----------------------------------------------
+
+    def stackctl(self, *args: str, timeout: float = 60.0, check: bool = False) -> Result:
+        proc = subprocess.run(
+            [PYTHON, "-m", "stack.cli.main", "--controller", self.address, *args],
+            capture_output=True, text=True, env=_env(), cwd=self.root, timeout=timeout,
+        )  # fmt: skip
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check:
+            assert result.code == 0, f"stackctl {' '.join(args)} failed: {result}"
+        return result
+
+    def apply(self, text: str, name: str = "stack.toml") -> Result:
+        path = self.root / name
+        path.write_text(text)
+        return self.stackctl("apply", str(path), check=True)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+def worker_processes(marker: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line contains `marker`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if marker in " ".join(proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def kill_descendants() -> None:
+    """SIGKILL whatever this test process still has below it, and reap it."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def become_subreaper() -> None:
+    """Orphans of killed agents re-parent to the test process, so teardown finds them."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_child_subreaper = 36
+    libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, **kwargs: Any) -> Iterator[Cluster]:
+    cluster = Cluster(root, **kwargs)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+WORKER = ROOT / "tests" / "integration" / "programs" / "worker.py"
+
+
+def watcher_toml(name: str, tag: str, *flags: str, **options: Any) -> str:
+    """A [watchers.NAME] table running programs/worker.py with `flags`."""
+    cmd = " ".join([PYTHON, str(WORKER), "--tag", tag, *flags])
+    lines = [f"[watchers.{name}]", f"cmd = {json.dumps(cmd)}"]
+    tables = {k: v for k, v in options.items() if isinstance(v, dict)}
+    for key, value in options.items():
+        if key not in tables:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, table in tables.items():
+        lines.append(f"[watchers.{name}.{key}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"

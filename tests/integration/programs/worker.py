@@ -1,0 +1,104 @@
+"""A configurable worker for the integration tests (standard library only).
+
+--tag T          ignored; lets a test find its processes by command line
+--ignore-term    ignore SIGTERM (to test the SIGKILL after graceful_timeout)
+--grandchild     start a long sleeping grandchild in the same process group
+--lines N        print N numbered lines to stdout, then keep running
+--err-lines N    print N numbered lines to stderr
+--line-size B    pad each printed line to B bytes
+--exit CODE      exit at once with CODE (a crashing or flapping worker)
+--serve-fd FD    accept on the inherited listening socket FD, answer "<pid>\n" per connection
+--serve-listen   like --serve-fd, from the systemd variables (LISTEN_FDS/LISTEN_PID, fd 3)
+--tick S         print "tick N" every S seconds, forever
+--report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def serve(fd: int) -> None:
+    """Answer each connection with our pid; on SIGTERM finish the current one and exit 0."""
+    listener = socket.socket(fileno=fd)
+    listener.setblocking(False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, lambda *_: None)  # the wakeup fd carries it to the loop
+    reply = f"{os.getpid()}\n".encode()
+    while True:
+        readable, _, _ = select.select([listener, wake_r], [], [])
+        if wake_r in readable:
+            sys.exit(0)
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:  # another worker took it
+            continue
+        with conn:
+            conn.setblocking(True)
+            conn.sendall(reply)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--grandchild", action="store_true")
+    parser.add_argument("--lines", type=int, default=0)
+    parser.add_argument("--err-lines", type=int, default=0)
+    parser.add_argument("--line-size", type=int, default=0)
+    parser.add_argument("--exit", type=int, default=None)
+    parser.add_argument("--serve-fd", type=int, default=None)
+    parser.add_argument("--serve-listen", action="store_true")
+    parser.add_argument("--report", default="")
+    parser.add_argument("--tick", type=float, default=0.0)
+    ns = parser.parse_args()
+
+    if ns.report:
+        info = {
+            "pid": os.getpid(),
+            "listen_fds": os.environ.get("LISTEN_FDS"),
+            "listen_pid": os.environ.get("LISTEN_PID"),
+            "listen_fdnames": os.environ.get("LISTEN_FDNAMES"),
+            "wid": os.environ.get("STACK_WID"),
+            "watcher": os.environ.get("STACK_WATCHER"),
+        }
+        with open(f"{ns.report}.{os.getpid()}", "w") as out:
+            json.dump(info, out)
+    if ns.exit is not None:
+        sys.exit(ns.exit)
+    if ns.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if ns.grandchild:
+        subprocess.Popen(["sleep", "3600"])  # same group: stopped with us
+    for i in range(ns.lines):
+        print(f"line {i}".ljust(ns.line_size, "x"), flush=False)
+    for i in range(ns.err_lines):
+        print(f"err {i}".ljust(ns.line_size, "x"), file=sys.stderr)
+    sys.stdout.flush()
+    if ns.serve_fd is not None:
+        serve(ns.serve_fd)
+    if ns.serve_listen:
+        assert os.environ["LISTEN_PID"] == str(os.getpid())
+        serve(3)
+    tick = 0
+    while True:
+        if ns.tick:
+            time.sleep(ns.tick)
+            print(f"tick {tick}", flush=True)
+            tick += 1
+        else:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

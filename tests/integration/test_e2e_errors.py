@@ -1,0 +1,86 @@
+"""Bad input gets one clear line and changes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cluster import PYTHON, ROOT, Cluster, _env, free_port
+
+GOOD = '[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = 2\n'
+
+BAD_FILES = [
+    ('[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = -3\n',
+     "bad.toml: watchers.w.numprocesses: must be >= 0, got -3"),
+    ('[watchers.w]\ncmd = "sleep 3600"\ncolour = "red"\n',
+     "bad.toml: watchers.w.colour: unknown option"),
+    ('[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = "four"\n',
+     "bad.toml: watchers.w.numprocesses: must be an integer"),
+    ('[watchers.w]\ncmd = "sleep 3600"\nsockets = ["db"]\n',
+     "bad.toml: watchers.w.sockets: undefined socket 'db'"),
+    ('[watchers.w\ncmd = "sleep 3600"\n', "bad.toml: line 1"),
+    ('[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = 20000\n',
+     "bad.toml: watchers.w.numprocesses: must be <= 10000, got 20000"),
+    ('[watchers.w]\ncmd = "sleep 3600"\nstop_signal = "NOPE"\n',
+     "bad.toml: watchers.w.stop_signal"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILES)
+def test_bad_stack_file_is_refused_with_one_line_and_changes_nothing(
+    cluster: Cluster, text: str, message: str
+) -> None:
+    cluster.apply(GOOD)
+    pids = cluster.wait_running("w", 2)
+    before = cluster.stackctl("export", check=True).out
+    bad = cluster.root / "bad.toml"
+    bad.write_text(text)
+
+    result = cluster.stackctl("apply", "bad.toml")
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and message in result.err, result
+    assert "Traceback" not in result.err
+    assert cluster.stackctl("export", check=True).out == before
+    assert cluster.running_pids("w") == pids
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scale", "nope", "3"], "unknown watcher 'nope'"),
+        (["scale", "w", "-5"], "count must be between 0 and 10000, got -3"),
+        (["scale", "w", "1000000"], "count must be between 0 and 10000, got 1000000"),
+        (["stop", "nope"], "unknown watcher 'nope'"),
+        (["signal", "w", "NOPE"], "unknown signal"),
+        (["logs", "nope"], "unknown watcher 'nope'"),
+        (["apply", "missing.toml"], "cannot read missing.toml"),
+    ],
+)
+def test_bad_command_is_refused_with_one_line_and_changes_nothing(
+    cluster: Cluster, args: list[str], message: str
+) -> None:
+    cluster.apply(GOOD)
+    pids = cluster.wait_running("w", 2)
+    result = cluster.stackctl(*args)
+    assert result.code == 1, result
+    assert result.err.count("\n") == 1 and message in result.err, result
+    assert cluster.status().watchers[0].numprocesses == 2
+    assert cluster.running_pids("w") == pids
+
+
+def test_unknown_command_is_a_usage_error(cluster: Cluster) -> None:
+    result = cluster.stackctl("frobnicate")
+    assert result.code == 2
+
+
+def test_unreachable_controller_is_one_clear_line(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.run(
+        [PYTHON, "-m", "stack.cli.main", "--controller", f"127.0.0.1:{port}", "status"],
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert f"cannot reach the controller at 127.0.0.1:{port}" in proc.stderr

@@ -1,0 +1,93 @@
+"""Shared sockets: bound once by the agent, inherited by workers, kept across restarts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+from tests.integration.cluster import Cluster, free_port, wait_for, watcher_toml
+
+
+def fetch(port: int) -> int:
+    """Connect to the shared socket and read the answering worker's pid."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(64)
+            if not chunk:
+                raise ConnectionError("closed without an answer")
+            data += chunk
+    return int(data)
+
+
+def socket_stack(tag: str, port: int, *flags: str, **options: object) -> str:
+    head = f'[sockets.web]\nhost = "127.0.0.1"\nport = {port}\n\n'
+    return head + watcher_toml("w", tag, *flags, sockets=["web"], **options)
+
+
+def test_four_workers_accept_on_one_port(cluster: Cluster) -> None:
+    port = free_port()
+    cluster.apply(socket_stack(cluster.tag, port, "--serve-fd", "$(circus.sockets.web)",
+                               numprocesses=4))  # fmt: skip
+    pids = set(cluster.wait_running("w", 4).values())
+    seen: set[int] = set()
+    deadline = time.monotonic() + 20
+    while seen != pids and time.monotonic() < deadline:
+        seen.add(fetch(port))
+    assert seen == pids
+
+
+def test_connections_are_served_while_workers_restart(cluster: Cluster) -> None:
+    port = free_port()
+    cluster.apply(socket_stack(cluster.tag, port, "--serve-fd", "$(stack.sockets.web)",
+                               numprocesses=4, graceful_timeout=5))  # fmt: skip
+    before = set(cluster.wait_running("w", 4).values())
+    failures: list[Exception] = []
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set() and len(answers) < 20_000:
+            try:
+                answers.append(fetch(port))
+            except OSError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        assert cluster.stackctl("restart", "w", "--wait", "--timeout", "30").code == 0
+        after = set(cluster.running_pids("w").values())
+        wait_for(lambda: after & set(answers[-50:]), 10, "new workers to answer")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert before & set(answers) and after & set(answers)
+
+
+def test_socket_activated_program_gets_listen_fds_and_its_own_listen_pid(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    report = tmp_path / "report"
+    cluster.apply(socket_stack(cluster.tag, port, "--serve-listen", "--report", str(report),
+                               numprocesses=2))  # fmt: skip
+    pids = cluster.wait_running("w", 2)
+    for wid, pid in pids.items():
+        info = json.loads(wait_for(lambda p=pid: _read(tmp_path / f"report.{p}"), 5, "report"))
+        assert info == {
+            "pid": pid, "listen_fds": "1", "listen_pid": str(pid), "listen_fdnames": "web",
+            "wid": str(wid), "watcher": "w",
+        }  # fmt: skip
+    assert fetch(port) in pids.values()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
