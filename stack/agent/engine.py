@@ -34,7 +34,7 @@ from stack.agent.reaper import Reaper
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
 from stack.agent.stats import StatsSampler
-from stack.agent.watcher import Desired, Watcher, fingerprint
+from stack.agent.watcher import Desired, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
 from stack.spec.convert import socket_from_proto, watcher_from_proto
 from stack.spec.model import WatcherSpec
@@ -238,7 +238,7 @@ class Engine:
             reset_token=wa.reset_token,
             sockets=names,
             socket_key=tuple(key),
-            fingerprint=fingerprint(wa.spec),
+            fingerprint=spec.process_fingerprint(),
         )
 
     # ---- restart of the agent ----

@@ -47,6 +47,10 @@ class FlapState:
     phase: FlapPhase = FlapPhase.ACTIVE
     retry_at: float = 0.0
     """Monotonic time of the next retry while FLAPPING."""
+    spawn_failures: int = 0
+    """Spawn errors in a row; more than the watcher's max_retry is fatal."""
+    fatal_reason: str = ""
+    """Why the watcher gave up, when not by flapping."""
 
 
 def record_exit(state: FlapState, now: float, spec: FlappingSpec) -> tuple[FlapState, Decision]:
@@ -62,6 +66,20 @@ def record_exit(state: FlapState, now: float, spec: FlappingSpec) -> tuple[FlapS
         retries=state.retries + 1, phase=FlapPhase.FLAPPING, retry_at=now + spec.retry_in
     )
     return flapping, Decision.BACKOFF
+
+
+def spawn_failed(state: FlapState, error: str, max_retry: int) -> FlapState:
+    """A spawn error: fatal once more than `max_retry` (-1: never) happen in a row."""
+    failures = state.spawn_failures + 1
+    if max_retry != -1 and failures > max_retry:
+        why = f"could not start after {failures} attempts: {error}"
+        return FlapState(phase=FlapPhase.FATAL, spawn_failures=failures, fatal_reason=why)
+    return replace(state, spawn_failures=failures)
+
+
+def spawned(state: FlapState) -> FlapState:
+    """A successful spawn ends a run of spawn errors."""
+    return replace(state, spawn_failures=0) if state.spawn_failures else state
 
 
 def tick(state: FlapState, now: float) -> tuple[FlapState, Decision]:
@@ -81,6 +99,8 @@ def message(state: FlapState, now: float) -> str:
     if state.phase is FlapPhase.FLAPPING:
         seconds = max(0, math.ceil(state.retry_at - now))
         return f"flapping, retry in {seconds}s"
+    if state.phase is FlapPhase.FATAL and state.fatal_reason:
+        return f"fatal: {state.fatal_reason}"
     if state.phase is FlapPhase.FATAL:
         return f"fatal: flapped {state.retries + 1} times"
     return ""

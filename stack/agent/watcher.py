@@ -13,7 +13,6 @@ anything else.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import time
@@ -42,20 +41,6 @@ from stack.v1 import types_pb2
 
 R = types_pb2.ExitReason
 INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
-
-
-def fingerprint(spec: types_pb2.WatcherSpec) -> str:
-    """A digest of every option that needs new processes when it changes.
-
-    Same rule as WatcherSpec.process_fingerprint (numprocesses, priority, autostart,
-    flapping and max_retry change without replacing workers), computed on the wire
-    message with deterministic serialization.
-    """
-    copy = types_pb2.WatcherSpec()
-    copy.CopyFrom(spec)
-    for name in ("numprocesses", "priority", "autostart", "flapping", "max_retry"):
-        copy.ClearField(name)
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
 class Host(Protocol):
@@ -106,7 +91,7 @@ class Desired:
     socket_key: tuple[Any, ...]
     """Changes whenever one of those sockets was re-bound."""
     fingerprint: str
-    """Changes whenever an option that needs new processes changed (see fingerprint())."""
+    """WatcherSpec.process_fingerprint(): changes when the processes must be replaced."""
 
 
 @dataclass(eq=False)
@@ -249,6 +234,10 @@ class Watcher:
                 slot.move(ProcessState.EXITED)
                 self.host.event("spawn_error", self.name, slot.wid, text, ERROR)
                 self.host.changed()
+                self.flap = flapping.spawn_failed(self.flap, text, self.spec.max_retry)
+                if self.flap.phase is FlapPhase.FATAL:
+                    self._give_up(R.EXIT_REASON_SPAWN_ERROR)
+                    return False
                 if not self.spec.respawn:
                     slot.pending = False
                     return False
@@ -256,6 +245,7 @@ class Watcher:
                     slot.restarts += 1
                     continue
                 return False
+            self.flap = flapping.spawned(self.flap)
             if slot.spawned:
                 slot.restarts += 1
             slot.spawned += 1
@@ -318,10 +308,14 @@ class Watcher:
             self._stop_all(ProcessState.BACKOFF, R.EXIT_REASON_FLAPPING, pending=True)
             self.host.wake()
         elif decision is Decision.FATAL:
-            text = flapping.message(self.flap, time.monotonic())
-            self.host.event("fatal", self.name, 0, text, ERROR)
-            self._stop_all(ProcessState.FATAL, R.EXIT_REASON_FLAPPING)
+            self._give_up(R.EXIT_REASON_FLAPPING)
         return decision
+
+    def _give_up(self, reason: types_pb2.ExitReason) -> None:
+        """The watcher is fatal (flapped or could not start): stop all until reset."""
+        text = flapping.message(self.flap, time.monotonic())
+        self.host.event("fatal", self.name, 0, text, ERROR)
+        self._stop_all(ProcessState.FATAL, reason)
 
     # ---- stopping ----
     def _stop_all(

@@ -8,11 +8,11 @@ A pure function of two StackSpecs: no I/O, deterministic order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from stack.spec.dump import is_secret
-from stack.spec.model import FlappingSpec, SocketSpec, StackSpec, WatcherSpec
+from stack.spec.model import SocketSpec, StackSpec, WatcherSpec
 
 
 @dataclass(frozen=True)
@@ -76,25 +76,11 @@ def needs_new_processes(
     max_retry changed (the process fingerprint), or, when both stacks are
     given, when a socket the watcher inherits changed.
     """
-    if _process_view(old) != _process_view(new):
+    if old.process_fingerprint() != new.process_fingerprint():
         return True
     if old_stack is None or new_stack is None:
         return False
     return bool(_inherited_socket_changes(old_stack, new_stack, old, new))
-
-
-_NOT_OF_THE_PROCESS = {"numprocesses": 0, "priority": 0, "autostart": True,
-                       "flapping": FlappingSpec(), "max_retry": 0}  # fmt: skip
-"""Options that change without new processes (as in WatcherSpec.process_fingerprint)."""
-
-
-def _process_view(spec: WatcherSpec) -> WatcherSpec:
-    """The spec with the options that do not need new processes set to fixed values.
-
-    Two views are equal exactly when the process fingerprints are; comparing them
-    directly avoids hashing (and model.to_dict, which cannot copy a mappingproxy).
-    """
-    return replace(spec, **_NOT_OF_THE_PROCESS)  # type: ignore[arg-type]
 
 
 def _inherited_socket_changes(

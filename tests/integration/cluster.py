@@ -110,6 +110,7 @@ class Cluster:
     tag: str = field(default_factory=lambda: f"stacktest-{uuid.uuid4().hex[:12]}")
     """Put in workers' command lines (see watcher_toml) so a test finds exactly its own."""
     agent_timeout: float = 2.0
+    agent_options: tuple[str, ...] = ("--stats-interval", "0.5", "--heartbeat-interval", "0.5")
     controller: Daemon = field(init=False)
     agent: Daemon = field(init=False)
     _channel: grpc.Channel | None = None
@@ -124,8 +125,7 @@ class Cluster:
         )  # fmt: skip
         self.agent = Daemon(
             [PYTHON, "-m", "stack.agent.main", "--controller", self.address,
-             "--host-id", "h1", "--data-dir", str(self.root / "agent"),
-             "--stats-interval", "0.5", "--heartbeat-interval", "0.5"],
+             "--host-id", "h1", "--data-dir", str(self.root / "agent"), *self.agent_options],
             self.root / "agent.log",
         )  # fmt: skip
 

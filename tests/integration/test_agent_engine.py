@@ -226,6 +226,25 @@ def test_missing_command_is_a_spawn_error_in_status_and_events(tmp_path: Path) -
     run(scenario())
 
 
+def test_a_command_that_never_starts_is_fatal_after_max_retry_attempts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            never = FlappingSpec(attempts=1000, window=1.0)  # flapping must not hide max_retry
+            engine.apply(assignment(watcher("bad", "nope-not-a-command", [1], max_retry=2,
+                                            flapping=never)))  # fmt: skip
+
+            def fatal() -> types_pb2.WatcherObserved | None:
+                (observed,) = engine.observed().watchers
+                return observed if observed.phase == types_pb2.WATCHER_PHASE_FATAL else None
+
+            observed = await until(fatal, what="the watcher to give up")
+            assert observed.message.startswith("fatal: could not start after 3 attempts:")
+            events = [e.kind for e in engine.take_events() if e.watcher == "bad"]
+            assert events.count("spawn_error") == 3 and events[-1] == "fatal"
+
+    run(scenario())
+
+
 def test_bad_working_dir_and_unknown_user_are_spawn_errors(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:

@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stack.agent.flapping import Decision, FlapPhase, FlapState, message, record_exit, reset, tick
+from stack.agent.flapping import (
+    Decision,
+    FlapPhase,
+    FlapState,
+    message,
+    record_exit,
+    reset,
+    spawn_failed,
+    spawned,
+    tick,
+)
 from stack.spec.model import FlappingSpec
 
 SPEC = FlappingSpec(attempts=2, window=1.0, retry_in=5.0, max_retry=2)
@@ -104,3 +114,28 @@ def test_never_flaps_with_at_most_attempts_exits(times: list[float]) -> None:
     for now in sorted(times):
         state, decision = record_exit(state, now, spec)
         assert decision is Decision.RESPAWN
+
+
+def test_spawn_errors_in_a_row_beyond_max_retry_are_fatal_with_the_error() -> None:
+    state = FlapState()
+    for _ in range(3):
+        state = spawn_failed(state, "spawn error: boom", max_retry=3)
+        assert state.phase is FlapPhase.ACTIVE
+    state = spawn_failed(state, "spawn error: boom", max_retry=3)
+    assert state.phase is FlapPhase.FATAL
+    assert message(state, 0.0) == "fatal: could not start after 4 attempts: spawn error: boom"
+
+
+def test_a_successful_spawn_ends_the_run_of_spawn_errors() -> None:
+    state = spawn_failed(spawn_failed(FlapState(), "e", max_retry=2), "e", max_retry=2)
+    state = spawned(state)
+    assert spawn_failed(spawn_failed(state, "e", max_retry=2), "e", max_retry=2).phase is (
+        FlapPhase.ACTIVE
+    )
+
+
+def test_max_retry_minus_one_never_gives_up_on_spawn_errors() -> None:
+    state = FlapState()
+    for _ in range(100):
+        state = spawn_failed(state, "e", max_retry=-1)
+    assert state.phase is FlapPhase.ACTIVE
