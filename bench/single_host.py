@@ -122,8 +122,8 @@ def respawn_latency(cluster: Cluster, rounds: int) -> list[float]:
     return samples
 
 
-def footprint(cluster: Cluster, seconds: float) -> tuple[float, float]:
-    """(agent RSS in MiB, agent CPU % over `seconds`) with 100 idle children."""
+def footprint(cluster: Cluster, seconds: float) -> tuple[float, float, float]:
+    """(agent RSS, USS in MiB, agent CPU % over `seconds`) with 100 idle children."""
     admin = cluster.admin()
     admin.Scale(admin_pb2.ScaleRequest(watcher="sleepers", count=COUNT), timeout=10)
     poll(lambda: len(sleepers_of(cluster.agent.pid)) >= COUNT)
@@ -135,7 +135,15 @@ def footprint(cluster: Cluster, seconds: float) -> tuple[float, float]:
     after = agent.cpu_times()
     elapsed = time.perf_counter() - wall
     cpu = (after.user + after.system - before.user - before.system) / elapsed * 100
-    return agent.memory_info().rss / 2**20, cpu
+    memory = agent.memory_full_info()
+    return memory.rss / 2**20, memory.uss / 2**20, cpu
+
+
+def grpc_floor() -> float:
+    """RSS in MiB of a bare Python that only imports grpc: what any gRPC agent starts from."""
+    code = "import grpc, psutil; print(psutil.Process().memory_info().rss)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout) / 2**20
 
 
 def main() -> None:
@@ -165,7 +173,7 @@ def main() -> None:
                 agent.append(on_agent)
                 status.append(in_status)
             respawns = sorted(respawn_latency(cluster, ns.respawns))
-            rss, cpu = footprint(cluster, ns.idle_seconds)
+            rss, uss, cpu = footprint(cluster, ns.idle_seconds)
         finally:
             cluster.close()
 
@@ -179,7 +187,8 @@ def main() -> None:
     print(f"(b) respawn after SIGKILL, {len(respawns)} samples")
     print(f"    median {med(respawns) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     print(f"(c) agent with {COUNT} idle children over {ns.idle_seconds:.0f} s")
-    print(f"    RSS {rss:.1f} MiB, CPU {cpu:.2f} %")
+    print(f"    RSS {rss:.1f} MiB (USS {uss:.1f} MiB), CPU {cpu:.2f} %")
+    print(f"    for scale: python3 with only grpc imported has RSS {grpc_floor():.1f} MiB")
 
 
 if __name__ == "__main__":
