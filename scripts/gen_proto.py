@@ -18,7 +18,8 @@ PROTO_ROOT = ROOT / "proto"
 def generate(out: Path) -> None:
     from grpc_tools import protoc  # dev dependency
 
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "stack" / "v1").glob("*.proto"))
+    sources = (PROTO_ROOT / "stack" / "v1").glob("*.proto")
+    protos = sorted(str(path.relative_to(PROTO_ROOT)) for path in sources)
     include = Path(protoc.__file__).parent / "_proto"
     args = [
         "protoc",

@@ -5,39 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 
 from stack.agent import persist
 from tests.integration.agent_harness import assignment, watcher
-
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.integration.cluster import ROOT, free_port, wait_for
 
 
 def _workers(name: str) -> set[int]:
@@ -70,7 +47,7 @@ def _agent(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
         "-m",
         "stack.agent.main",
         "--controller",
-        f"127.0.0.1:{_unused_port()}",
+        f"127.0.0.1:{free_port()}",
         "--data-dir",
         str(data_dir),
         "--host-id",
@@ -95,9 +72,9 @@ def test_agent_restart_without_controller_runs_persisted_assignment_without_dupl
     )
     first = _agent(data_dir, log)
     try:
-        old = _wait(lambda: len(w := _workers(name)) == 2 and w, what="2 workers from disk")
+        old = wait_for(lambda: len(w := _workers(name)) == 2 and w, what="2 workers from disk")
         state = data_dir / persist.STATE_FILE
-        _wait(
+        wait_for(
             lambda: state.exists() and len(persist.load_state(data_dir)[1]) == 2,
             what="worker records persisted",
         )
@@ -107,7 +84,7 @@ def test_agent_restart_without_controller_runs_persisted_assignment_without_dupl
 
         second = _agent(data_dir, log)
         try:
-            new = _wait(
+            new = wait_for(
                 lambda: (w := _workers(name)) and w.isdisjoint(old) and len(w) == 2 and w,
                 what="2 fresh workers",
             )
@@ -118,7 +95,7 @@ def test_agent_restart_without_controller_runs_persisted_assignment_without_dupl
             assert "Traceback" not in text, text
             second.send_signal(signal.SIGTERM)
             assert second.wait(10) == 0
-            _wait(lambda: all(_dead(pid) for pid in new), what="workers stopped on SIGTERM")
+            wait_for(lambda: all(_dead(pid) for pid in new), what="workers stopped on SIGTERM")
         finally:
             if second.poll() is None:
                 second.kill()
