@@ -129,7 +129,7 @@ def signal_name(number: int) -> str:
 
 _REASON_TEXT = {
     ER.EXIT_REASON_CRASHED: "crashed",
-    ER.EXIT_REASON_STOPPED: "stopped",
+    ER.EXIT_REASON_STOPPED: "stopped by user",
     ER.EXIT_REASON_FLAPPING: "flapping",
     ER.EXIT_REASON_SPAWN_ERROR: "spawn error",
     ER.EXIT_REASON_KILLED: "killed",
@@ -146,11 +146,12 @@ def has_last_exit(process: types_pb2.ProcessStatus) -> bool:
 
 
 def format_last_exit(last: types_pb2.LastExit | None) -> str:
-    """`exit 1 (crashed)`, `SIGKILL (stopped)`, `spawn error: [Errno 2] ...`; empty for none."""
+    """`exit 1 (crashed)`, `SIGTERM (stopped by user)`, `spawn error: ...`; empty for none."""
     if last is None or not (last.reason or last.code or last.signal or last.at or last.message):
         return ""
     if last.reason == ER.EXIT_REASON_SPAWN_ERROR:
-        return f"spawn error: {last.message}" if last.message else "spawn error"
+        message = last.message.removeprefix("spawn error: ")
+        return f"spawn error: {message}" if message else "spawn error"
     head = signal_name(last.signal) if last.signal else f"exit {last.code}"
     reason = _REASON_TEXT.get(last.reason, "")
     return f"{head} ({reason})" if reason else head

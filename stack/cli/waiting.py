@@ -36,10 +36,20 @@ class WaitState:
     """Progress needed."""
     missing: str
     """What is still missing, in words: `webapp has 3 of 6 running`."""
+    hopeless: str = ""
+    """Why it cannot get there without another command (it is stopped); fail at once."""
 
 
 Check = Callable[[admin_pb2.WatcherStatus], WaitState]
 ProcessKey = tuple[str, int]
+
+
+def _hopeless(watcher: admin_pb2.WatcherStatus) -> str:
+    """Why processes of `watcher` will not come up by waiting, if they will not."""
+    # Only the desired state counts here: what agents report lags behind a command.
+    if not watcher.active:
+        return f"{watcher.name} is stopped (stackctl start {watcher.name})"
+    return ""
 
 
 def _others_text(others: Sequence[types_pb2.ProcessStatus]) -> str:
@@ -64,7 +74,9 @@ def scaled_to(count: int) -> Check:
         if others:
             missing += f", {_others_text(others)}"
         done = len(running) == count and not others and not watcher.pending
-        return WaitState(done, min(len(running), count), count, missing)
+        return WaitState(
+            done, min(len(running), count), count, missing, _hopeless(watcher) if count else ""
+        )
 
     return check
 
@@ -139,6 +151,9 @@ def wait_until(
             display.update(sum(s.have for s in states), sum(s.want for s in states))
             if all(s.done for s in states):
                 return
+            hopeless = [s.hopeless for s in states if s.hopeless and not s.done]
+            if hopeless:
+                raise CommandError("; ".join(hopeless))
             remaining = deadline - clock()
             if remaining <= 0:
                 missing = "; ".join(s.missing for s in states if not s.done)

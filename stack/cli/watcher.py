@@ -150,8 +150,9 @@ def send_signal(
         render.print_json(render.to_json(reply))
         return
     target = f"{watcher}[{wid}]" if wid else watcher
-    plural = "" if reply.agents == 1 else "s"
-    render.print_text(f"sent {sig} to {target} ({reply.agents} agent{plural})")
+    procs = f"{reply.processes} process" + ("" if reply.processes == 1 else "es")
+    agents = f"{reply.agents} agent" + ("" if reply.agents == 1 else "s")
+    render.print_text(f"sent {sig} to {target} ({procs} on {agents})")
 
 
 def remove(ctx: typer.Context, watcher: WatcherArg) -> None:

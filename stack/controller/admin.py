@@ -17,7 +17,7 @@ from stack.controller.controller import Controller
 from stack.controller.errors import ControllerError
 from stack.controller.status import agents_reply, status_reply
 from stack.spec.convert import watcher_to_proto
-from stack.spec.dump import dump_stack, dump_watcher
+from stack.spec.dump import MASK, dump_stack, dump_watcher, is_secret
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 Req = TypeVar("Req")
@@ -108,8 +108,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Signal(
         self, request: admin_pb2.SignalRequest, context: Context
     ) -> admin_pb2.SignalReply:
-        sent = self._c.signal(request.watcher, request.signal, request.wid, request.children)
-        return admin_pb2.SignalReply(agents=sent)
+        agents, processes = self._c.signal(
+            request.watcher, request.signal, request.wid, request.children
+        )
+        return admin_pb2.SignalReply(agents=agents, processes=processes)
 
     @_unary
     async def Remove(
@@ -140,8 +142,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @_unary
     async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
         watcher = self._c.state.watcher(request.watcher)
+        spec = watcher_to_proto(watcher.spec)
+        for key in spec.env:
+            if is_secret(key):
+                spec.env[key] = MASK
         return admin_pb2.GetReply(
-            spec=watcher_to_proto(watcher.spec),
+            spec=spec,
             active=watcher.active,
             toml=dump_watcher(watcher.spec, mask_secrets=True),
         )

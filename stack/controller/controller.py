@@ -16,7 +16,13 @@ from collections.abc import Callable
 from stack.controller import desired as d
 from stack.controller.agents import AgentRecord, AgentRegistry, AgentSession
 from stack.controller.assignments import build_assignment
-from stack.controller.errors import FencedOut, InvalidArgument, Unavailable, unknown_watcher
+from stack.controller.errors import (
+    FencedOut,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    unknown_watcher,
+)
 from stack.controller.events import EventLog
 from stack.controller.logs import LogHub, merge
 from stack.controller.placement import AgentView, Placement, place
@@ -160,22 +166,32 @@ class Controller:
 
     # ---- commands through agents ----
 
-    def signal(self, watcher: str, signal: str, wid: int, children: bool) -> int:
-        """Send a signal to the watcher's processes; return how many agents got it."""
+    def signal(self, watcher: str, signal: str, wid: int, children: bool) -> tuple[int, int]:
+        """Signal the watcher's running processes: (agents sent to, processes meant)."""
         self.state.watcher(watcher)
         try:
             name = parse_signal(signal)
         except ValueError:
             raise InvalidArgument(f"unknown signal {signal!r}") from None
+        targets = {
+            record.host_id: [
+                p for p in record.observed.processes
+                if p.watcher == watcher and p.pid and (not wid or p.wid == wid)
+            ]
+            for record in self.agents.ready()
+        }  # fmt: skip
+        targets = {host: procs for host, procs in targets.items() if procs}
+        if not targets:
+            what = f"worker {wid} of {watcher!r}" if wid else f"{watcher!r}"
+            raise NotFound(f"no running process of {what} to signal")
         command = agent_pb2.SignalCommand(watcher=watcher, wid=wid, signal=name, children=children)
-        sent = 0
-        for record in self.running(watcher):
-            assert record.session is not None
-            record.session.send(
-                agent_pb2.ControllerMessage(fencing_token=self.term, signal=command)
-            )
-            sent += 1
-        return sent
+        for record in self.agents.ready():
+            if record.host_id in targets:
+                assert record.session is not None
+                record.session.send(
+                    agent_pb2.ControllerMessage(fencing_token=self.term, signal=command)
+                )
+        return len(targets), sum(len(procs) for procs in targets.values())
 
     def running(self, watcher: str) -> list[AgentRecord]:
         """Ready agents that run (or are placed) some worker of `watcher`."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from stack.v1 import types_pb2 as stack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/admin.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"B\n\x0c\x41pplyRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"A\n\x06\x43hange\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\"T\n\nApplyReply\x12!\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x10.stack.v1.Change\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\ngeneration\x18\x03 \x01(\x03\"@\n\x0cScaleRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x10\n\x08relative\x18\x03 \x01(\x08\"E\n\nScaleReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x10\n\x08previous\x18\x02 \x01(\x05\x12\x14\n\x0cnumprocesses\x18\x03 \x01(\x05\"0\n\x0fWatchersRequest\x12\x10\n\x08watchers\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"!\n\rWatchersReply\x12\x10\n\x08watchers\x18\x01 \x03(\t\"O\n\rSignalRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0b\n\x03wid\x18\x03 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"\x1d\n\x0bSignalReply\x12\x0e\n\x06\x61gents\x18\x01 \x01(\x05\" \n\rRemoveRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x1e\n\x0bRemoveReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\" \n\rStatusRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\xf3\x01\n\rWatcherStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnumprocesses\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12%\n\x05phase\x18\x04 \x01(\x0e\x32\x16.stack.v1.WatcherPhase\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x0f\n\x07pending\x18\x07 \x01(\x05\x12\x16\n\x0epending_reason\x18\x08 \x01(\t\x12*\n\tprocesses\x18\t \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12\x10\n\x08retry_at\x18\n \x01(\x01\"L\n\x0bStatusReply\x12)\n\x08watchers\x18\x01 \x03(\x0b\x32\x17.stack.v1.WatcherStatus\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\x0f\n\rAgentsRequest\"\xe7\x01\n\tAgentInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.stack.v1.AgentInfo.LabelsEntry\x12\r\n\x05state\x18\x04 \x01(\t\x12\x11\n\tprocesses\x18\x05 \x01(\x05\x12\x11\n\tlast_seen\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41gentsReply\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.stack.v1.AgentInfo\"[\n\x0bLogsRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"?\n\rEventsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x05\"\x1d\n\nGetRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"M\n\x08GetReply\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0c\n\x04toml\x18\x03 \x01(\t\"\x0f\n\rExportRequest\"\x1b\n\x0b\x45xportReply\x12\x0c\n\x04toml\x18\x01 \x01(\t2\xec\x06\n\x0c\x41\x64minService\x12\x35\n\x05\x41pply\x12\x16.stack.v1.ApplyRequest\x1a\x14.stack.v1.ApplyReply\x12\x35\n\x05Scale\x12\x16.stack.v1.ScaleRequest\x1a\x14.stack.v1.ScaleReply\x12;\n\x05Start\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12:\n\x04Stop\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12=\n\x07Restart\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12<\n\x06Reload\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12;\n\x05Reset\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12\x38\n\x06Signal\x12\x17.stack.v1.SignalRequest\x1a\x15.stack.v1.SignalReply\x12\x38\n\x06Remove\x12\x17.stack.v1.RemoveRequest\x1a\x15.stack.v1.RemoveReply\x12\x38\n\x06Status\x12\x17.stack.v1.StatusRequest\x1a\x15.stack.v1.StatusReply\x12\x38\n\x06\x41gents\x12\x17.stack.v1.AgentsRequest\x1a\x15.stack.v1.AgentsReply\x12\x32\n\x04Logs\x12\x15.stack.v1.LogsRequest\x1a\x11.stack.v1.LogLine0\x01\x12\x34\n\x06\x45vents\x12\x17.stack.v1.EventsRequest\x1a\x0f.stack.v1.Event0\x01\x12/\n\x03Get\x12\x14.stack.v1.GetRequest\x1a\x12.stack.v1.GetReply\x12\x38\n\x06\x45xport\x12\x17.stack.v1.ExportRequest\x1a\x15.stack.v1.ExportReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/admin.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"B\n\x0c\x41pplyRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"A\n\x06\x43hange\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\"T\n\nApplyReply\x12!\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x10.stack.v1.Change\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\ngeneration\x18\x03 \x01(\x03\"@\n\x0cScaleRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x10\n\x08relative\x18\x03 \x01(\x08\"E\n\nScaleReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x10\n\x08previous\x18\x02 \x01(\x05\x12\x14\n\x0cnumprocesses\x18\x03 \x01(\x05\"0\n\x0fWatchersRequest\x12\x10\n\x08watchers\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"!\n\rWatchersReply\x12\x10\n\x08watchers\x18\x01 \x03(\t\"O\n\rSignalRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0b\n\x03wid\x18\x03 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"0\n\x0bSignalReply\x12\x0e\n\x06\x61gents\x18\x01 \x01(\x05\x12\x11\n\tprocesses\x18\x02 \x01(\x05\" \n\rRemoveRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x1e\n\x0bRemoveReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\" \n\rStatusRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\xf3\x01\n\rWatcherStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnumprocesses\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12%\n\x05phase\x18\x04 \x01(\x0e\x32\x16.stack.v1.WatcherPhase\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x0f\n\x07pending\x18\x07 \x01(\x05\x12\x16\n\x0epending_reason\x18\x08 \x01(\t\x12*\n\tprocesses\x18\t \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12\x10\n\x08retry_at\x18\n \x01(\x01\"L\n\x0bStatusReply\x12)\n\x08watchers\x18\x01 \x03(\x0b\x32\x17.stack.v1.WatcherStatus\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\x0f\n\rAgentsRequest\"\xe7\x01\n\tAgentInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.stack.v1.AgentInfo.LabelsEntry\x12\r\n\x05state\x18\x04 \x01(\t\x12\x11\n\tprocesses\x18\x05 \x01(\x05\x12\x11\n\tlast_seen\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41gentsReply\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.stack.v1.AgentInfo\"[\n\x0bLogsRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"?\n\rEventsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x05\"\x1d\n\nGetRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"M\n\x08GetReply\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0c\n\x04toml\x18\x03 \x01(\t\"\x0f\n\rExportRequest\"\x1b\n\x0b\x45xportReply\x12\x0c\n\x04toml\x18\x01 \x01(\t2\xec\x06\n\x0c\x41\x64minService\x12\x35\n\x05\x41pply\x12\x16.stack.v1.ApplyRequest\x1a\x14.stack.v1.ApplyReply\x12\x35\n\x05Scale\x12\x16.stack.v1.ScaleRequest\x1a\x14.stack.v1.ScaleReply\x12;\n\x05Start\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12:\n\x04Stop\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12=\n\x07Restart\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12<\n\x06Reload\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12;\n\x05Reset\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12\x38\n\x06Signal\x12\x17.stack.v1.SignalRequest\x1a\x15.stack.v1.SignalReply\x12\x38\n\x06Remove\x12\x17.stack.v1.RemoveRequest\x1a\x15.stack.v1.RemoveReply\x12\x38\n\x06Status\x12\x17.stack.v1.StatusRequest\x1a\x15.stack.v1.StatusReply\x12\x38\n\x06\x41gents\x12\x17.stack.v1.AgentsRequest\x1a\x15.stack.v1.AgentsReply\x12\x32\n\x04Logs\x12\x15.stack.v1.LogsRequest\x1a\x11.stack.v1.LogLine0\x01\x12\x34\n\x06\x45vents\x12\x17.stack.v1.EventsRequest\x1a\x0f.stack.v1.Event0\x01\x12/\n\x03Get\x12\x14.stack.v1.GetRequest\x1a\x12.stack.v1.GetReply\x12\x38\n\x06\x45xport\x12\x17.stack.v1.ExportRequest\x1a\x15.stack.v1.ExportReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,37 +51,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNALREQUEST']._serialized_start=499
   _globals['_SIGNALREQUEST']._serialized_end=578
   _globals['_SIGNALREPLY']._serialized_start=580
-  _globals['_SIGNALREPLY']._serialized_end=609
-  _globals['_REMOVEREQUEST']._serialized_start=611
-  _globals['_REMOVEREQUEST']._serialized_end=643
-  _globals['_REMOVEREPLY']._serialized_start=645
-  _globals['_REMOVEREPLY']._serialized_end=675
-  _globals['_STATUSREQUEST']._serialized_start=677
-  _globals['_STATUSREQUEST']._serialized_end=709
-  _globals['_WATCHERSTATUS']._serialized_start=712
-  _globals['_WATCHERSTATUS']._serialized_end=955
-  _globals['_STATUSREPLY']._serialized_start=957
-  _globals['_STATUSREPLY']._serialized_end=1033
-  _globals['_AGENTSREQUEST']._serialized_start=1035
-  _globals['_AGENTSREQUEST']._serialized_end=1050
-  _globals['_AGENTINFO']._serialized_start=1053
-  _globals['_AGENTINFO']._serialized_end=1284
-  _globals['_AGENTINFO_LABELSENTRY']._serialized_start=1239
-  _globals['_AGENTINFO_LABELSENTRY']._serialized_end=1284
-  _globals['_AGENTSREPLY']._serialized_start=1286
-  _globals['_AGENTSREPLY']._serialized_end=1336
-  _globals['_LOGSREQUEST']._serialized_start=1338
-  _globals['_LOGSREQUEST']._serialized_end=1429
-  _globals['_EVENTSREQUEST']._serialized_start=1431
-  _globals['_EVENTSREQUEST']._serialized_end=1494
-  _globals['_GETREQUEST']._serialized_start=1496
-  _globals['_GETREQUEST']._serialized_end=1525
-  _globals['_GETREPLY']._serialized_start=1527
-  _globals['_GETREPLY']._serialized_end=1604
-  _globals['_EXPORTREQUEST']._serialized_start=1606
-  _globals['_EXPORTREQUEST']._serialized_end=1621
-  _globals['_EXPORTREPLY']._serialized_start=1623
-  _globals['_EXPORTREPLY']._serialized_end=1650
-  _globals['_ADMINSERVICE']._serialized_start=1653
-  _globals['_ADMINSERVICE']._serialized_end=2529
+  _globals['_SIGNALREPLY']._serialized_end=628
+  _globals['_REMOVEREQUEST']._serialized_start=630
+  _globals['_REMOVEREQUEST']._serialized_end=662
+  _globals['_REMOVEREPLY']._serialized_start=664
+  _globals['_REMOVEREPLY']._serialized_end=694
+  _globals['_STATUSREQUEST']._serialized_start=696
+  _globals['_STATUSREQUEST']._serialized_end=728
+  _globals['_WATCHERSTATUS']._serialized_start=731
+  _globals['_WATCHERSTATUS']._serialized_end=974
+  _globals['_STATUSREPLY']._serialized_start=976
+  _globals['_STATUSREPLY']._serialized_end=1052
+  _globals['_AGENTSREQUEST']._serialized_start=1054
+  _globals['_AGENTSREQUEST']._serialized_end=1069
+  _globals['_AGENTINFO']._serialized_start=1072
+  _globals['_AGENTINFO']._serialized_end=1303
+  _globals['_AGENTINFO_LABELSENTRY']._serialized_start=1258
+  _globals['_AGENTINFO_LABELSENTRY']._serialized_end=1303
+  _globals['_AGENTSREPLY']._serialized_start=1305
+  _globals['_AGENTSREPLY']._serialized_end=1355
+  _globals['_LOGSREQUEST']._serialized_start=1357
+  _globals['_LOGSREQUEST']._serialized_end=1448
+  _globals['_EVENTSREQUEST']._serialized_start=1450
+  _globals['_EVENTSREQUEST']._serialized_end=1513
+  _globals['_GETREQUEST']._serialized_start=1515
+  _globals['_GETREQUEST']._serialized_end=1544
+  _globals['_GETREPLY']._serialized_start=1546
+  _globals['_GETREPLY']._serialized_end=1623
+  _globals['_EXPORTREQUEST']._serialized_start=1625
+  _globals['_EXPORTREQUEST']._serialized_end=1640
+  _globals['_EXPORTREPLY']._serialized_start=1642
+  _globals['_EXPORTREPLY']._serialized_end=1669
+  _globals['_ADMINSERVICE']._serialized_start=1672
+  _globals['_ADMINSERVICE']._serialized_end=2548
 # @@protoc_insertion_point(module_scope)

@@ -86,10 +86,12 @@ class SignalRequest(_message.Message):
     def __init__(self, watcher: _Optional[str] = ..., signal: _Optional[str] = ..., wid: _Optional[int] = ..., children: _Optional[bool] = ...) -> None: ...
 
 class SignalReply(_message.Message):
-    __slots__ = ("agents",)
+    __slots__ = ("agents", "processes")
     AGENTS_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
     agents: int
-    def __init__(self, agents: _Optional[int] = ...) -> None: ...
+    processes: int
+    def __init__(self, agents: _Optional[int] = ..., processes: _Optional[int] = ...) -> None: ...
 
 class RemoveRequest(_message.Message):
     __slots__ = ("watcher",)

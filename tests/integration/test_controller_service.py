@@ -506,9 +506,15 @@ def test_signal_log_tail_and_follow_go_through_the_agents(
     agent.receive("assignment")
 
     reply = admin.Signal(admin_pb2.SignalRequest(watcher="web", signal="sighup"), timeout=5)
-    assert reply.agents == 1
+    assert (reply.agents, reply.processes) == (1, 2)
     command = agent.receive("signal").signal
     assert (command.watcher, command.signal, command.wid) == ("web", "HUP", 0)
+    no_such_wid = admin_pb2.SignalRequest(watcher="web", signal="HUP", wid=9)
+    err = rpc_error(lambda: admin.Signal(no_such_wid))
+    assert (err.code(), err.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "no running process of worker 9 of 'web' to signal",
+    )
     err = rpc_error(lambda: admin.Signal(admin_pb2.SignalRequest(watcher="web", signal="FOO")))
     assert (err.code(), err.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -54,6 +54,7 @@ def test_bad_stack_file_is_refused_with_one_line_and_changes_nothing(
         (["scale", "w", "1000000"], "count must be between 0 and 10000, got 1000000"),
         (["stop", "nope"], "unknown watcher 'nope'"),
         (["signal", "w", "NOPE"], "unknown signal"),
+        (["signal", "w", "HUP", "--wid", "7"], "no running process of worker 7 of 'w' to signal"),
         (["logs", "nope"], "unknown watcher 'nope'"),
         (["apply", "missing.toml"], "cannot read missing.toml"),
     ],
@@ -84,3 +85,12 @@ def test_unreachable_controller_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1
     assert f"cannot reach the controller at 127.0.0.1:{port}" in proc.stderr
+
+
+def test_scale_wait_on_a_stopped_watcher_fails_at_once_with_the_reason(cluster: Cluster) -> None:
+    cluster.apply(GOOD)
+    cluster.wait_running("w", 2)
+    assert cluster.stackctl("stop", "w", "--wait").code == 0
+    result = cluster.stackctl("scale", "w", "3", "--wait", "--timeout", "60", timeout=20)
+    assert result.code == 1
+    assert result.err == "stackctl: w is stopped (stackctl start w)\n"

@@ -136,3 +136,12 @@ def test_signal_reaches_every_worker(cluster: Cluster) -> None:
         )
 
     wait_for(all_killed_and_respawned, 10, "both workers to be killed and respawned")
+
+
+def test_get_masks_secret_environment_values_in_text_and_json(cluster: Cluster) -> None:
+    env = {"DB_PASSWORD": "hunter2", "API_TOKEN": "t0k", "GREETING": "hello"}
+    cluster.apply(watcher_toml("w", cluster.tag, env=env))
+    text = cluster.stackctl("get", "w", check=True).out
+    spec = cluster.stackctl("-o", "json", "get", "w", check=True).json()["spec"]
+    assert "hunter2" not in text and "t0k" not in text and 'GREETING = "hello"' in text
+    assert spec["env"] == {"DB_PASSWORD": "********", "API_TOKEN": "********", "GREETING": "hello"}

@@ -65,7 +65,7 @@ def last_exit(**fields: object) -> types_pb2.LastExit:
         (last_exit(code=0, reason=types_pb2.EXIT_REASON_CRASHED, at=NOW), "exit 0 (crashed)"),
         (
             last_exit(signal=int(signal.SIGKILL), reason=types_pb2.EXIT_REASON_STOPPED, at=NOW),
-            "SIGKILL (stopped)",
+            "SIGKILL (stopped by user)",
         ),
         (
             last_exit(signal=int(signal.SIGTERM), reason=types_pb2.EXIT_REASON_RESTARTED, at=NOW),
@@ -80,6 +80,14 @@ def last_exit(**fields: object) -> types_pb2.LastExit:
             last_exit(
                 reason=types_pb2.EXIT_REASON_SPAWN_ERROR,
                 message="[Errno 2] No such file or directory: '/nope'",
+                at=NOW,
+            ),
+            "spawn error: [Errno 2] No such file or directory: '/nope'",
+        ),
+        (
+            last_exit(  # the agent's own wording already says what it is: no second prefix
+                reason=types_pb2.EXIT_REASON_SPAWN_ERROR,
+                message="spawn error: [Errno 2] No such file or directory: '/nope'",
                 at=NOW,
             ),
             "spawn error: [Errno 2] No such file or directory: '/nope'",
