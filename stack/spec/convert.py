@@ -5,7 +5,16 @@ The one place where dataclasses meet protobuf, so that neither leaks into the ot
 
 from __future__ import annotations
 
-from stack.spec.model import FlappingSpec, SocketSpec, StreamSpec, WatcherSpec, _frozen_map
+from stack.spec.model import (
+    FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
+    SocketSpec,
+    StreamSpec,
+    UpdateSpec,
+    WatcherSpec,
+    _frozen_map,
+)
 from stack.v1 import types_pb2 as pb
 
 
@@ -31,6 +40,37 @@ def flapping_from_proto(msg: pb.FlappingSpec) -> FlappingSpec:
     )
 
 
+def placement_to_proto(spec: PlacementSpec) -> pb.PlacementSpec:
+    msg = pb.PlacementSpec(mode=spec.mode, max_per_host=spec.max_per_host)
+    msg.labels.update(spec.labels)
+    return msg
+
+
+def placement_from_proto(msg: pb.PlacementSpec) -> PlacementSpec:
+    labels = _frozen_map(dict(msg.labels))
+    return PlacementSpec(mode=msg.mode or "spread", max_per_host=msg.max_per_host, labels=labels)
+
+
+def update_to_proto(spec: UpdateSpec) -> pb.UpdateSpec:
+    return pb.UpdateSpec(max_parallel=spec.max_parallel, min_uptime=spec.min_uptime)
+
+
+def update_from_proto(msg: pb.UpdateSpec) -> UpdateSpec:
+    # A message from before updates existed has 0, which no valid spec has.
+    return UpdateSpec(max_parallel=msg.max_parallel or 1, min_uptime=msg.min_uptime)
+
+
+_HEALTH_FIELDS = ("type", "target", "interval", "timeout", "retries")
+
+
+def health_to_proto(spec: HealthSpec) -> pb.HealthSpec:
+    return pb.HealthSpec(**{name: getattr(spec, name) for name in _HEALTH_FIELDS})
+
+
+def health_from_proto(msg: pb.HealthSpec) -> HealthSpec:
+    return HealthSpec(**{name: getattr(msg, name) for name in _HEALTH_FIELDS})
+
+
 _WATCHER_SCALARS = (
     "name", "cmd", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid",
     "copy_env", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry",
@@ -48,6 +88,9 @@ def watcher_to_proto(spec: WatcherSpec) -> pb.WatcherSpec:
     msg.stdout_stream.CopyFrom(stream_to_proto(spec.stdout_stream))
     msg.stderr_stream.CopyFrom(stream_to_proto(spec.stderr_stream))
     msg.flapping.CopyFrom(flapping_to_proto(spec.flapping))
+    msg.placement.CopyFrom(placement_to_proto(spec.placement))
+    msg.update.CopyFrom(update_to_proto(spec.update))
+    msg.health.CopyFrom(health_to_proto(spec.health))
     return msg
 
 
@@ -61,6 +104,9 @@ def watcher_from_proto(msg: pb.WatcherSpec) -> WatcherSpec:
         stdout_stream=stream_from_proto(msg.stdout_stream),
         stderr_stream=stream_from_proto(msg.stderr_stream),
         flapping=flapping_from_proto(msg.flapping),
+        placement=placement_from_proto(msg.placement),
+        update=update_from_proto(msg.update),
+        health=health_from_proto(msg.health),
     )
 
 

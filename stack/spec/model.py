@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -42,6 +42,44 @@ class FlappingSpec:
     """Seconds to wait before trying again once flapping is detected."""
     max_retry: int = 5
     """Retries before the watcher is fatal; -1 retries forever."""
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    """Where a watcher's processes may run across the fleet."""
+
+    mode: str = "spread"
+    """"spread": numprocesses is the fleet-wide total; "each": numprocesses per eligible agent."""
+    max_per_host: int = 0
+    """At most this many processes of the watcher on one agent; 0 is no limit."""
+    labels: MappingProxyType[str, str] = field(default_factory=lambda: _frozen_map())
+    """An agent is eligible when it has every one of these labels."""
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """How processes are replaced when the watcher's spec changes (a rolling change)."""
+
+    max_parallel: int = 1
+    """Processes replaced per batch."""
+    min_uptime: float = 2.0
+    """Seconds a new process must stay up before the next batch, without a health check."""
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """A health check the agent runs against each process."""
+
+    type: str = ""
+    """"" (no check), "tcp", "http" or "exec"."""
+    target: str = ""
+    """tcp: a port or socket name; http: a URL path or a URL; exec: a command."""
+    interval: float = 10.0
+    """Seconds between checks."""
+    timeout: float = 2.0
+    """Seconds one check may take."""
+    retries: int = 3
+    """Failed checks in a row before the process is unhealthy and restarted."""
 
 
 @dataclass(frozen=True)
@@ -104,33 +142,45 @@ class WatcherSpec:
     flapping: FlappingSpec = FlappingSpec()
     umask: int = -1
     """Umask of the workers; -1 keeps the agent's."""
+    placement: PlacementSpec = PlacementSpec()
+    update: UpdateSpec = UpdateSpec()
+    health: HealthSpec = HealthSpec()
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (maps become dicts, tuples lists)."""
-        # Not asdict(self): it deep-copies fields, and a mappingproxy cannot be copied.
-        out: dict[str, Any] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, MappingProxyType):
-                value = dict(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, StreamSpec | FlappingSpec):
-                value = asdict(value)
-            out[item.name] = value
-        return out
+        plain = _plain(self)
+        assert isinstance(plain, dict)
+        return plain
 
     def process_fingerprint(self) -> str:
         """A digest of every option that needs new processes when it changes.
 
-        numprocesses, priority, autostart and flapping can change without
-        replacing running workers; everything else cannot.
+        numprocesses, priority, autostart, flapping, max_retry, placement,
+        update and health can change without replacing running workers;
+        everything else cannot.
         """
         data = self.to_dict()
-        for key in ("numprocesses", "priority", "autostart", "flapping", "max_retry"):
+        for key in _NOT_OF_THE_PROCESS:
             data.pop(key)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_NOT_OF_THE_PROCESS = (
+    "numprocesses", "priority", "autostart", "flapping", "max_retry", "placement", "update",
+    "health",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, maps and tuples as dicts and lists (asdict cannot copy a mappingproxy)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, MappingProxyType | dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)

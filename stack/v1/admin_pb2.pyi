@@ -229,3 +229,31 @@ class ExportReply(_message.Message):
     TOML_FIELD_NUMBER: _ClassVar[int]
     toml: str
     def __init__(self, toml: _Optional[str] = ...) -> None: ...
+
+class DrainRequest(_message.Message):
+    __slots__ = ("host_id",)
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    def __init__(self, host_id: _Optional[str] = ...) -> None: ...
+
+class DrainReply(_message.Message):
+    __slots__ = ("host_id", "processes")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    processes: int
+    def __init__(self, host_id: _Optional[str] = ..., processes: _Optional[int] = ...) -> None: ...
+
+class RebalanceRequest(_message.Message):
+    __slots__ = ("watcher",)
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    def __init__(self, watcher: _Optional[str] = ...) -> None: ...
+
+class RebalanceReply(_message.Message):
+    __slots__ = ("watcher", "moved")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    moved: int
+    def __init__(self, watcher: _Optional[str] = ..., moved: _Optional[int] = ...) -> None: ...

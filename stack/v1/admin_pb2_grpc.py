@@ -110,6 +110,21 @@ class AdminServiceStub:
                 request_serializer=stack_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
                 response_deserializer=stack_dot_v1_dot_admin__pb2.ExportReply.FromString,
                 _registered_method=True)
+        self.Drain = channel.unary_unary(
+                '/stack.v1.AdminService/Drain',
+                request_serializer=stack_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+                response_deserializer=stack_dot_v1_dot_admin__pb2.DrainReply.FromString,
+                _registered_method=True)
+        self.Undrain = channel.unary_unary(
+                '/stack.v1.AdminService/Undrain',
+                request_serializer=stack_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+                response_deserializer=stack_dot_v1_dot_admin__pb2.DrainReply.FromString,
+                _registered_method=True)
+        self.Rebalance = channel.unary_unary(
+                '/stack.v1.AdminService/Rebalance',
+                request_serializer=stack_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
+                response_deserializer=stack_dot_v1_dot_admin__pb2.RebalanceReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -205,6 +220,24 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Drain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Undrain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rebalance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +315,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=stack_dot_v1_dot_admin__pb2.ExportRequest.FromString,
                     response_serializer=stack_dot_v1_dot_admin__pb2.ExportReply.SerializeToString,
+            ),
+            'Drain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Drain,
+                    request_deserializer=stack_dot_v1_dot_admin__pb2.DrainRequest.FromString,
+                    response_serializer=stack_dot_v1_dot_admin__pb2.DrainReply.SerializeToString,
+            ),
+            'Undrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Undrain,
+                    request_deserializer=stack_dot_v1_dot_admin__pb2.DrainRequest.FromString,
+                    response_serializer=stack_dot_v1_dot_admin__pb2.DrainReply.SerializeToString,
+            ),
+            'Rebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebalance,
+                    request_deserializer=stack_dot_v1_dot_admin__pb2.RebalanceRequest.FromString,
+                    response_serializer=stack_dot_v1_dot_admin__pb2.RebalanceReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -689,6 +737,87 @@ class AdminService:
             '/stack.v1.AdminService/Export',
             stack_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
             stack_dot_v1_dot_admin__pb2.ExportReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Drain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stack.v1.AdminService/Drain',
+            stack_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+            stack_dot_v1_dot_admin__pb2.DrainReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Undrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stack.v1.AdminService/Undrain',
+            stack_dot_v1_dot_admin__pb2.DrainRequest.SerializeToString,
+            stack_dot_v1_dot_admin__pb2.DrainReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stack.v1.AdminService/Rebalance',
+            stack_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
+            stack_dot_v1_dot_admin__pb2.RebalanceReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,13 @@ class ProcessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_STATE_STOPPED: _ClassVar[ProcessState]
     PROCESS_STATE_UNKNOWN: _ClassVar[ProcessState]
 
+class Health(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_UNSPECIFIED: _ClassVar[Health]
+    HEALTH_STARTING: _ClassVar[Health]
+    HEALTH_HEALTHY: _ClassVar[Health]
+    HEALTH_UNHEALTHY: _ClassVar[Health]
+
 class ExitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EXIT_REASON_UNSPECIFIED: _ClassVar[ExitReason]
@@ -29,6 +36,7 @@ class ExitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXIT_REASON_KILLED: _ClassVar[ExitReason]
     EXIT_REASON_MAX_AGE: _ClassVar[ExitReason]
     EXIT_REASON_RESTARTED: _ClassVar[ExitReason]
+    EXIT_REASON_UNHEALTHY: _ClassVar[ExitReason]
 
 class WatcherPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -53,6 +61,10 @@ PROCESS_STATE_BACKOFF: ProcessState
 PROCESS_STATE_FATAL: ProcessState
 PROCESS_STATE_STOPPED: ProcessState
 PROCESS_STATE_UNKNOWN: ProcessState
+HEALTH_UNSPECIFIED: Health
+HEALTH_STARTING: Health
+HEALTH_HEALTHY: Health
+HEALTH_UNHEALTHY: Health
 EXIT_REASON_UNSPECIFIED: ExitReason
 EXIT_REASON_CRASHED: ExitReason
 EXIT_REASON_STOPPED: ExitReason
@@ -61,6 +73,7 @@ EXIT_REASON_SPAWN_ERROR: ExitReason
 EXIT_REASON_KILLED: ExitReason
 EXIT_REASON_MAX_AGE: ExitReason
 EXIT_REASON_RESTARTED: ExitReason
+EXIT_REASON_UNHEALTHY: ExitReason
 WATCHER_PHASE_UNSPECIFIED: WatcherPhase
 WATCHER_PHASE_ACTIVE: WatcherPhase
 WATCHER_PHASE_STOPPED: WatcherPhase
@@ -93,8 +106,47 @@ class FlappingSpec(_message.Message):
     max_retry: int
     def __init__(self, attempts: _Optional[int] = ..., window: _Optional[float] = ..., retry_in: _Optional[float] = ..., max_retry: _Optional[int] = ...) -> None: ...
 
+class PlacementSpec(_message.Message):
+    __slots__ = ("mode", "max_per_host", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_HOST_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    max_per_host: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, mode: _Optional[str] = ..., max_per_host: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UpdateSpec(_message.Message):
+    __slots__ = ("max_parallel", "min_uptime")
+    MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    MIN_UPTIME_FIELD_NUMBER: _ClassVar[int]
+    max_parallel: int
+    min_uptime: float
+    def __init__(self, max_parallel: _Optional[int] = ..., min_uptime: _Optional[float] = ...) -> None: ...
+
+class HealthSpec(_message.Message):
+    __slots__ = ("type", "target", "interval", "timeout", "retries")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    target: str
+    interval: float
+    timeout: float
+    retries: int
+    def __init__(self, type: _Optional[str] = ..., target: _Optional[str] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ...) -> None: ...
+
 class WatcherSpec(_message.Message):
-    __slots__ = ("name", "cmd", "args", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid", "env", "copy_env", "rlimits", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry", "autostart", "priority", "singleton", "use_sockets", "sockets", "close_child_stdin", "max_age", "max_age_variance", "stdout_stream", "stderr_stream", "flapping", "umask")
+    __slots__ = ("name", "cmd", "args", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid", "env", "copy_env", "rlimits", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry", "autostart", "priority", "singleton", "use_sockets", "sockets", "close_child_stdin", "max_age", "max_age_variance", "stdout_stream", "stderr_stream", "flapping", "umask", "placement", "update", "health")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +190,9 @@ class WatcherSpec(_message.Message):
     STDERR_STREAM_FIELD_NUMBER: _ClassVar[int]
     FLAPPING_FIELD_NUMBER: _ClassVar[int]
     UMASK_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     cmd: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -167,7 +222,10 @@ class WatcherSpec(_message.Message):
     stderr_stream: StreamSpec
     flapping: FlappingSpec
     umask: int
-    def __init__(self, name: _Optional[str] = ..., cmd: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., numprocesses: _Optional[int] = ..., warmup_delay: _Optional[float] = ..., working_dir: _Optional[str] = ..., shell: _Optional[bool] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., copy_env: _Optional[bool] = ..., rlimits: _Optional[_Mapping[str, int]] = ..., stop_signal: _Optional[str] = ..., stop_children: _Optional[bool] = ..., graceful_timeout: _Optional[float] = ..., respawn: _Optional[bool] = ..., max_retry: _Optional[int] = ..., autostart: _Optional[bool] = ..., priority: _Optional[int] = ..., singleton: _Optional[bool] = ..., use_sockets: _Optional[bool] = ..., sockets: _Optional[_Iterable[str]] = ..., close_child_stdin: _Optional[bool] = ..., max_age: _Optional[float] = ..., max_age_variance: _Optional[float] = ..., stdout_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., stderr_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., flapping: _Optional[_Union[FlappingSpec, _Mapping]] = ..., umask: _Optional[int] = ...) -> None: ...
+    placement: PlacementSpec
+    update: UpdateSpec
+    health: HealthSpec
+    def __init__(self, name: _Optional[str] = ..., cmd: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., numprocesses: _Optional[int] = ..., warmup_delay: _Optional[float] = ..., working_dir: _Optional[str] = ..., shell: _Optional[bool] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., copy_env: _Optional[bool] = ..., rlimits: _Optional[_Mapping[str, int]] = ..., stop_signal: _Optional[str] = ..., stop_children: _Optional[bool] = ..., graceful_timeout: _Optional[float] = ..., respawn: _Optional[bool] = ..., max_retry: _Optional[int] = ..., autostart: _Optional[bool] = ..., priority: _Optional[int] = ..., singleton: _Optional[bool] = ..., use_sockets: _Optional[bool] = ..., sockets: _Optional[_Iterable[str]] = ..., close_child_stdin: _Optional[bool] = ..., max_age: _Optional[float] = ..., max_age_variance: _Optional[float] = ..., stdout_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., stderr_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., flapping: _Optional[_Union[FlappingSpec, _Mapping]] = ..., umask: _Optional[int] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateSpec, _Mapping]] = ..., health: _Optional[_Union[HealthSpec, _Mapping]] = ...) -> None: ...
 
 class SocketSpec(_message.Message):
     __slots__ = ("name", "host", "port", "path", "family", "type", "backlog", "umask", "replace", "so_reuseport", "blocking")
@@ -210,7 +268,7 @@ class LastExit(_message.Message):
     def __init__(self, code: _Optional[int] = ..., signal: _Optional[int] = ..., reason: _Optional[_Union[ExitReason, str]] = ..., at: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ProcessStatus(_message.Message):
-    __slots__ = ("watcher", "wid", "pid", "state", "started_at", "restarts", "cpu_percent", "rss_bytes", "num_fds", "num_children", "last_exit", "host_id", "message")
+    __slots__ = ("watcher", "wid", "pid", "state", "started_at", "restarts", "cpu_percent", "rss_bytes", "num_fds", "num_children", "last_exit", "host_id", "message", "health", "health_message")
     WATCHER_FIELD_NUMBER: _ClassVar[int]
     WID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +282,8 @@ class ProcessStatus(_message.Message):
     LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     watcher: str
     wid: int
     pid: int
@@ -237,7 +297,9 @@ class ProcessStatus(_message.Message):
     last_exit: LastExit
     host_id: str
     message: str
-    def __init__(self, watcher: _Optional[str] = ..., wid: _Optional[int] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., num_fds: _Optional[int] = ..., num_children: _Optional[int] = ..., last_exit: _Optional[_Union[LastExit, _Mapping]] = ..., host_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    health: Health
+    health_message: str
+    def __init__(self, watcher: _Optional[str] = ..., wid: _Optional[int] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., num_fds: _Optional[int] = ..., num_children: _Optional[int] = ..., last_exit: _Optional[_Union[LastExit, _Mapping]] = ..., host_id: _Optional[str] = ..., message: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ...) -> None: ...
 
 class WatcherObserved(_message.Message):
     __slots__ = ("name", "phase", "retry_at", "flapping_retries", "message")
