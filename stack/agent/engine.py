@@ -53,6 +53,7 @@ class Engine:
         self.settings = settings
         self.host_id = settings.host_id
         self.reaper = Reaper()
+        self.reaper.spared = self._stop_in_progress
         self.sockets = SocketPool()
         self.logs = LogHub(
             settings.logs_dir, settings.ring_lines, settings.ship_lines, settings.max_line_bytes
@@ -164,6 +165,17 @@ class Engine:
             await coro
         except Exception:
             log.exception("task %s failed", name)
+
+    def _stop_in_progress(self, pid: int) -> bool:
+        """The orphan sweep spares a child a graceful stop still waits for: a member of a
+        stopping worker's process group, or a stop_children descendant given the stop signal."""
+        stopping = [proc for w in (*self.watchers.values(), *self._removed) for proc in w.retiring]
+        if not stopping:
+            return False
+        if any(pid in proc.stopping_children for proc in stopping):
+            return True
+        pgid = _pgid(pid)
+        return any(proc.pid == pgid for proc in stopping)
 
     # ---- desired state ----
     def note_fencing_token(self, token: int) -> None:

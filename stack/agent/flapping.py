@@ -60,10 +60,15 @@ def record_exit(state: FlapState, now: float, spec: FlappingSpec) -> tuple[FlapS
     exits = (*(t for t in state.exits if now - t <= spec.window), now)
     if len(exits) <= spec.attempts:
         return replace(state, exits=exits), Decision.RESPAWN
+    # `replace` keeps spawn_failures: a run of spawn errors goes on across a backoff.
     if spec.max_retry != -1 and state.retries >= spec.max_retry:
-        return FlapState(retries=state.retries, phase=FlapPhase.FATAL), Decision.FATAL
-    flapping = FlapState(
-        retries=state.retries + 1, phase=FlapPhase.FLAPPING, retry_at=now + spec.retry_in
+        return replace(state, exits=(), phase=FlapPhase.FATAL, retry_at=0.0), Decision.FATAL
+    flapping = replace(
+        state,
+        exits=(),
+        retries=state.retries + 1,
+        phase=FlapPhase.FLAPPING,
+        retry_at=now + spec.retry_in,
     )
     return flapping, Decision.BACKOFF
 
@@ -73,7 +78,14 @@ def spawn_failed(state: FlapState, error: str, max_retry: int) -> FlapState:
     failures = state.spawn_failures + 1
     if max_retry != -1 and failures > max_retry:
         why = f"could not start after {failures} attempts: {error}"
-        return FlapState(phase=FlapPhase.FATAL, spawn_failures=failures, fatal_reason=why)
+        return replace(
+            state,
+            exits=(),
+            phase=FlapPhase.FATAL,
+            retry_at=0.0,
+            spawn_failures=failures,
+            fatal_reason=why,
+        )
     return replace(state, spawn_failures=failures)
 
 
@@ -83,7 +95,10 @@ def spawned(state: FlapState) -> FlapState:
 
 
 def tick(state: FlapState, now: float) -> tuple[FlapState, Decision]:
-    """Time passed: once `retry_at` is reached a flapping watcher retries."""
+    """Time passed: once `retry_at` is reached a flapping watcher retries.
+
+    The retry keeps `spawn_failures`: only a successful spawn or a reset ends the run.
+    """
     if state.phase is FlapPhase.FLAPPING and now >= state.retry_at:
         return replace(state, phase=FlapPhase.ACTIVE, exits=(), retry_at=0.0), Decision.RETRY
     return state, Decision.WAIT

@@ -3,6 +3,11 @@
 Start-up order matters: stop the leftovers of a previous life, apply the persisted
 Assignment (so workers run even while the controller is unreachable), then connect.
 SIGTERM/SIGINT stop every worker gracefully, close the sockets and exit 0.
+
+Under systemd (`Type=notify`) the agent reports READY=1 as soon as the persisted
+Assignment is applied: it never waits for the controller, since an agent must serve
+its host while the control plane is away. STATUS lines then say whether the
+controller is connected, and STOPPING=1 is sent when the workers start stopping.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import NoReturn
 from stack.agent.engine import Engine
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
+from stack.sdnotify import Notifier
 
 log = logging.getLogger("stack.agent")
 
@@ -88,21 +94,54 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
     return settings, args.log_level
 
 
-async def run(settings: AgentSettings) -> None:
+STATUS_INTERVAL = 2.0
+"""Seconds between checks of what `systemctl status` should say."""
+
+
+async def run(settings: AgentSettings, notifier: Notifier | None = None) -> None:
     """Run until SIGTERM/SIGINT; stops every worker before returning."""
+    notifier = notifier or Notifier(None)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with Engine(settings) as engine:
+        notifier.status("restoring the persisted assignment")
         await engine.restore()
         session = Session(settings, engine)
+        notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:
-            session_task = tg.create_task(session.run(), name="session")
+            tasks = [tg.create_task(session.run(), name="session")]
+            if notifier.enabled:
+                tasks.append(
+                    tg.create_task(_report_status(notifier, session, engine), name="sd-status")
+                )
             await stop.wait()
             log.info("stopping: stopping every worker")
-            session_task.cancel()
+            notifier.stopping("stopping every worker")
+            for task in tasks:
+                task.cancel()
     log.info("stopped")
+
+
+def _status(session: Session, engine: Engine) -> str:
+    """One line for `systemctl status`: the watchers and the controller connection."""
+    count = len(engine.watchers)
+    watchers = f"{count} watcher{'' if count == 1 else 's'}"
+    if session.connected.is_set():
+        return f"{watchers}; connected to controller {session.address}"
+    return f"{watchers}; controller {session.address} not connected, workers keep running"
+
+
+async def _report_status(notifier: Notifier, session: Session, engine: Engine) -> None:
+    """Keep the service manager's STATUS line current (sent only when it changes)."""
+    shown = _status(session, engine)
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL)
+        text = _status(session, engine)
+        if text != shown:
+            notifier.status(text)
+            shown = text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             f"stack-agent: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr
         )
         raise SystemExit(1) from None
-    asyncio.run(run(settings))
+    asyncio.run(run(settings, Notifier.from_environment()))
 
 
 if __name__ == "__main__":

@@ -169,6 +169,9 @@ class Proc:
     )
     """Resolved by the reaper with the raw wait status."""
     create_time: float = 0.0
+    stopping_children: tuple[int, ...] = ()
+    """Descendants outside the group that got the stop signal (stop_children): the
+    agent's orphan sweep leaves them to the graceful stop."""
 
     @property
     def pid(self) -> int:
@@ -260,6 +263,7 @@ async def stop_process(proc: Proc, signum: int, graceful_timeout: float, childre
     """
     pgid = proc.pid
     extra = descendants_outside_group(pgid) if children else []
+    proc.stopping_children = tuple(child.pid for child in extra)
     deadline = time.monotonic() + graceful_timeout
     if proc.alive() or group_alive(pgid):
         signal_group(pgid, signum)

@@ -4,6 +4,13 @@ The agent makes itself a child subreaper, so workers' orphaned grandchildren are
 re-parented to it and reaped here too (an unknown pid is just reaped). There is no
 polling interval: the exit of a worker is dispatched in the same event-loop turn as
 the signal, which is what makes respawn latency a few milliseconds.
+
+No orphans: once a worker is reaped, its descendants that left its process group (a
+`setsid` grandchild) are the agent's children. A sweep, run on the event loop right
+after, SIGKILLs every child of the agent that is not a watched worker (unless spared,
+e.g. while a graceful stop still waits for it); this loop then reaps them. Workers are
+watched synchronously right after Popen returns, on the loop, so a sweep never sees a
+worker before it is watched.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import glob
 import logging
 import os
 import signal
 from collections.abc import Callable
+
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +40,29 @@ def become_subreaper() -> bool:
         return False
 
 
+def own_children() -> list[int]:
+    """Pids of this process's children, from /proc/self/task/*/children (no /proc scan)."""
+    found: list[int] = []
+    paths = glob.glob("/proc/self/task/*/children")
+    if not paths:  # a kernel without CONFIG_PROC_CHILDREN
+        with contextlib.suppress(psutil.Error):
+            return [child.pid for child in psutil.Process().children()]
+        return []
+    for path in paths:
+        with contextlib.suppress(OSError), open(path) as file:
+            found.extend(int(word) for word in file.read().split())
+    return found
+
+
 class Reaper:
     """Reaps every child of the process and calls the callback registered for its pid."""
 
     def __init__(self) -> None:
         self._callbacks: dict[int, Callable[[int], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweep_pending = False
+        self.spared: Callable[[int], bool] = lambda pid: False
+        """Children the orphan sweep must leave alone (their stop is still in progress)."""
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         become_subreaper()
@@ -63,10 +90,34 @@ class Reaper:
             callback = self._callbacks.pop(pid, None)
             if callback is None:
                 continue
+            self.sweep_soon()
             try:
                 callback(status)
             except Exception:
                 log.exception("handling the exit of pid %d failed", pid)
+
+    def sweep_soon(self) -> None:
+        """Run `sweep` in a later turn of the event loop (once however often asked)."""
+        if self._loop is None or self._sweep_pending:
+            return
+        self._sweep_pending = True
+        self._loop.call_soon(self.sweep)
+
+    def sweep(self) -> list[int]:
+        """SIGKILL every child that is not a watched worker nor spared; returns their pids."""
+        self._sweep_pending = False
+        if self._loop is None:
+            return []
+        killed = []
+        for pid in own_children():
+            if pid in self._callbacks or self.spared(pid):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        if killed:
+            log.info("killed orphaned descendants of workers: %s", killed)
+        return killed
 
 
 def describe(status: int) -> tuple[int, int]:

@@ -346,6 +346,7 @@ class Watcher:
             )
         finally:
             self.retiring.pop(proc, None)
+            self.host.reaper.sweep_soon()  # what the stop spared and is still left over
             self.host.changed()
             self.host.wake()
         code, sig = describe(proc.exited.result()) if proc.exited.done() else (0, 0)

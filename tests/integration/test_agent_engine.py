@@ -409,3 +409,102 @@ def test_inactive_watcher_is_stopped_and_start_brings_it_back(tmp_path: Path) ->
             await until(lambda: len(running_pids(engine.observed(), "w")) == 2, what="started")
 
     run(scenario())
+
+
+def test_spawn_errors_reach_max_retry_across_flapping_backoffs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            flap = FlappingSpec(retry_in=0.2)  # default attempts and window: it flaps first
+            engine.apply(assignment(watcher("bad", "nope-not-a-command", [1], max_retry=3,
+                                            flapping=flap)))  # fmt: skip
+
+            def fatal() -> types_pb2.WatcherObserved | None:
+                (observed,) = engine.observed().watchers
+                return observed if observed.phase == types_pb2.WATCHER_PHASE_FATAL else None
+
+            observed = await until(fatal, what="the watcher to give up")
+            assert observed.message.startswith("fatal: could not start after 4 attempts:")
+            events = [e.kind for e in engine.take_events() if e.watcher == "bad"]
+            assert events.count("spawn_error") == 4
+            assert events.index("flapping") < events.index("retry") < events.index("fatal")
+
+    run(scenario())
+
+
+ORPHAN_MAKER = "sh -c 'setsid sleep 777 & sleep 888 & wait'"
+
+
+async def _setsid_grandchild(pid: int) -> int:
+    """The `setsid sleep 777` child of worker `pid`, once it left the worker's group."""
+
+    def find() -> int:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                if child.cmdline() == ["sleep", "777"] and os.getpgid(child.pid) != pid:
+                    return child.pid
+            except (psutil.Error, OSError):
+                continue
+        return 0
+
+    return await until(find, what="the setsid grandchild")
+
+
+def _zombie_children() -> list[int]:
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_stop_kills_a_grandchild_that_left_the_group_without_stop_children(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            engine.apply(assignment(watcher("w", ORPHAN_MAKER, [1])))
+            pid = (await until(lambda: running_pids(engine.observed(), "w"), what="worker"))[1]
+            orphan = await _setsid_grandchild(pid)
+            engine.apply(assignment(watcher("w", ORPHAN_MAKER, [1], active=False), generation=2))
+            await until(
+                lambda: (
+                    statuses(engine.observed(), "w")[1].state == types_pb2.PROCESS_STATE_STOPPED
+                ),
+                what="stopped",
+            )
+            await until(lambda: _gone(orphan), what=f"setsid grandchild {orphan} gone")
+            await until(lambda: not _zombie_children(), what="no zombie child")
+            assert statuses(engine.observed(), "w")[1].last_exit.reason == (
+                types_pb2.EXIT_REASON_STOPPED
+            )
+
+    run(scenario())
+
+
+def test_crashed_worker_leaves_no_setsid_grandchild_and_other_workers_live_on(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            engine.apply(assignment(watcher("w", ORPHAN_MAKER, [1]), watcher("other", SLEEP, [1])))
+            pid = (await until(lambda: running_pids(engine.observed(), "w"), what="worker"))[1]
+            other = await until(lambda: running_pids(engine.observed(), "other"), what="other")
+            orphan = await _setsid_grandchild(pid)
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda: _gone(orphan), what=f"setsid grandchild {orphan} gone")
+            new = await until(
+                lambda: (
+                    running_pids(engine.observed(), "w").get(1, pid) != pid
+                    and running_pids(engine.observed(), "w")[1]
+                ),
+                what="the worker respawned",
+            )
+            await _setsid_grandchild(new)  # the respawned worker's own family was spared
+            await until(lambda: not _zombie_children(), what="no zombie child")
+            assert running_pids(engine.observed(), "other") == other
+            assert psutil.Process(other[1]).status() != psutil.STATUS_ZOMBIE
+
+    run(scenario())

@@ -139,3 +139,42 @@ def test_max_retry_minus_one_never_gives_up_on_spawn_errors() -> None:
     for _ in range(100):
         state = spawn_failed(state, "e", max_retry=-1)
     assert state.phase is FlapPhase.ACTIVE
+
+
+def _spawn_errors_until_fatal(max_retry: int, spec: FlappingSpec) -> tuple[FlapState, list[str]]:
+    """Play the watcher's loop for a command that never starts: spawn error, exit, retry."""
+    state, now, trail = FlapState(), 0.0, []
+    for _ in range(100):
+        state = spawn_failed(state, "spawn error: no such file", max_retry)
+        if state.phase is FlapPhase.FATAL:
+            trail.append("fatal")
+            return state, trail
+        state, decision = record_exit(state, now, spec)
+        trail.append(decision.value)
+        if decision is Decision.BACKOFF:
+            now = state.retry_at
+            state, decision = tick(state, now)
+            assert decision is Decision.RETRY
+            trail.append(decision.value)
+        now += 0.001
+    raise AssertionError(f"never fatal: {trail}")
+
+
+def test_spawn_errors_in_a_row_stay_counted_across_flapping_backoffs() -> None:
+    state, trail = _spawn_errors_until_fatal(max_retry=3, spec=FlappingSpec())
+    assert trail == ["respawn", "respawn", "backoff", "retry", "fatal"]
+    assert state.spawn_failures == 4
+    assert message(state, 0.0) == (
+        "fatal: could not start after 4 attempts: spawn error: no such file"
+    )
+
+
+def test_backoff_and_retry_keep_the_spawn_error_run_and_a_spawn_or_reset_clears_it() -> None:
+    spec = FlappingSpec(attempts=0, retry_in=1.0)
+    state = spawn_failed(FlapState(), "e", max_retry=5)
+    state, decision = record_exit(state, 0.0, spec)
+    assert decision is Decision.BACKOFF and state.spawn_failures == 1
+    state, decision = tick(state, 1.0)
+    assert decision is Decision.RETRY and state.spawn_failures == 1
+    assert spawned(state).spawn_failures == 0
+    assert reset().spawn_failures == 0
