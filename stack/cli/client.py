@@ -205,6 +205,15 @@ class StackClient:
         request = admin_pb2.GetRequest(watcher=watcher)
         return self._unary(self._stub.Get, request, admin_pb2.GetReply, None)
 
+    def drain(self, host_id: str, undo: bool = False) -> admin_pb2.DrainReply:
+        request = admin_pb2.DrainRequest(host_id=host_id)
+        call = self._stub.Undrain if undo else self._stub.Drain
+        return self._unary(call, request, admin_pb2.DrainReply, None)
+
+    def rebalance(self, watcher: str) -> admin_pb2.RebalanceReply:
+        request = admin_pb2.RebalanceRequest(watcher=watcher)
+        return self._unary(self._stub.Rebalance, request, admin_pb2.RebalanceReply, None)
+
     def export(self) -> admin_pb2.ExportReply:
         request = admin_pb2.ExportRequest()
         return self._unary(self._stub.Export, request, admin_pb2.ExportReply, None)

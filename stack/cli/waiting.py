@@ -159,3 +159,25 @@ def wait_until(
                 missing = "; ".join(s.missing for s in states if not s.done)
                 raise CommandError(f"timed out after {format_seconds(timeout)}s: {missing}")
             time.sleep(min(POLL_INTERVAL, remaining))
+
+
+def wait_until_drained(
+    client: StackClient, host_id: str, timeout: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Poll Agents until `host_id` runs no process; CommandError on timeout."""
+    deadline = clock() + timeout
+    with wait_display(f"draining {host_id}") as display:
+        first = 0
+        while True:
+            agent = next((a for a in client.agents().agents if a.host_id == host_id), None)
+            left = agent.processes if agent is not None else 0
+            first = max(first, left)
+            display.update(first - left, first)
+            if left == 0:
+                return
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise CommandError(
+                    f"timed out after {format_seconds(timeout)}s: {host_id} still runs {left}"
+                )
+            time.sleep(min(POLL_INTERVAL, remaining))

@@ -155,6 +155,15 @@ def send_signal(
     render.print_text(f"sent {sig} to {target} ({procs} on {agents})")
 
 
+def rebalance(ctx: typer.Context, watcher: WatcherArg) -> None:
+    """Spread a watcher's processes evenly over its eligible agents again."""
+    reply = open_client(ctx).rebalance(watcher)
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+    else:
+        render.print_text(f"{reply.watcher}: {reply.moved} processes moved")
+
+
 def remove(ctx: typer.Context, watcher: WatcherArg) -> None:
     """Stop a watcher's processes and remove it from the stack."""
     reply = open_client(ctx).remove(watcher)
@@ -182,5 +191,6 @@ def register(app: typer.Typer) -> None:
     app.command("reload")(reload)
     app.command("signal")(send_signal)
     app.command("rm")(remove)
+    app.command("rebalance")(rebalance)
     app.command("reset")(reset)
     app.command("get")(get)

@@ -137,7 +137,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Agents(
         self, request: admin_pb2.AgentsRequest, context: Context
     ) -> admin_pb2.AgentsReply:
-        return agents_reply(self._c.agents.records.values())
+        return agents_reply(self._c.agents.records.values(), self._c.state.drained)
 
     @_unary
     async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
@@ -195,3 +195,24 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 yield event
             while request.follow and (new := await follower.get()) is not None:
                 yield new
+
+    @_unary
+    async def Drain(
+        self, request: admin_pb2.DrainRequest, context: Context
+    ) -> admin_pb2.DrainReply:
+        processes = await self._c.drain(request.host_id)
+        return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
+
+    @_unary
+    async def Undrain(
+        self, request: admin_pb2.DrainRequest, context: Context
+    ) -> admin_pb2.DrainReply:
+        processes = await self._c.undrain(request.host_id)
+        return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
+
+    @_unary
+    async def Rebalance(
+        self, request: admin_pb2.RebalanceRequest, context: Context
+    ) -> admin_pb2.RebalanceReply:
+        moved = self._c.rebalance(request.watcher)
+        return admin_pb2.RebalanceReply(watcher=request.watcher, moved=moved)

@@ -79,6 +79,8 @@ class AgentRecord:
     """Monotonic time of its last message (for the timeout)."""
     ready: bool = False
     """Connected and heard from within the timeout."""
+    down_since: float = 0.0
+    """Monotonic time it was last marked down (its share moves after reschedule_after)."""
     session: AgentSession | None = None
     """The current stream, if any."""
 
@@ -147,7 +149,9 @@ class AgentRegistry:
             return False
         record.session = None
         was_ready = record.ready
-        record.ready = False
+        if was_ready:
+            record.ready = False
+            record.down_since = self._mono()
         return was_ready
 
     def expire(self, timeout: float) -> list[str]:
@@ -157,8 +161,18 @@ class AgentRegistry:
         for record in self.records.values():
             if record.ready and now - record.last_seen_mono > timeout:
                 record.ready = False
+                record.down_since = now
                 expired.append(record.host_id)
         return sorted(expired)
+
+    def lost(self, reschedule_after: float) -> frozenset[str]:
+        """Hosts down for at least `reschedule_after`: their share belongs elsewhere."""
+        now = self._mono()
+        return frozenset(
+            r.host_id
+            for r in self.records.values()
+            if not r.ready and now - r.down_since >= reschedule_after
+        )
 
     def ready(self) -> list[AgentRecord]:
         """The ready agents with a live session, in host id order."""

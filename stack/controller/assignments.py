@@ -6,6 +6,8 @@ of the stack (with the worker ids placed there, possibly none) and every socket.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
 from stack.spec.convert import socket_to_proto, watcher_to_proto
@@ -13,15 +15,24 @@ from stack.v1 import agent_pb2
 
 
 def build_assignment(
-    desired: DesiredState, placement: Placement, host_id: str, fencing_token: int
+    desired: DesiredState,
+    placement: Placement,
+    host_id: str,
+    fencing_token: int,
+    handoff: Mapping[str, frozenset[int]] | None = None,
 ) -> agent_pb2.Assignment:
-    """The Assignment for `host_id`."""
+    """The Assignment for `host_id`.
+
+    `handoff` (watcher -> wids) are processes a draining host keeps running
+    until their replacements run elsewhere.
+    """
+    handoff = handoff or {}
     assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
     for name, watcher in sorted(desired.watchers.items()):
         assignment.watchers.append(
             agent_pb2.WatcherAssignment(
                 spec=watcher_to_proto(watcher.spec),
-                wids=placement.wids(host_id, name),
+                wids=sorted({*placement.wids(host_id, name), *handoff.get(name, ())}),
                 active=watcher.active,
                 restart_token=watcher.restart_token,
                 graceful=watcher.graceful,

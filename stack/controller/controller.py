@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from stack.controller import desired as d
@@ -25,7 +26,7 @@ from stack.controller.errors import (
 )
 from stack.controller.events import EventLog
 from stack.controller.logs import LogHub, merge
-from stack.controller.placement import AgentView, Placement, place
+from stack.controller.placement import AgentView, Placement, place, rebalance
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.spec.diff import Change
@@ -51,6 +52,8 @@ class Controller:
         self.logs = LogHub(settings.follower_queue)
         self._write_lock = asyncio.Lock()
         self._stopping = False
+        self._warm_until = 0.0
+        self._lost: frozenset[str] = frozenset()
 
     @property
     def stopping(self) -> bool:
@@ -73,6 +76,8 @@ class Controller:
         """Read the desired state from the store."""
         records = await asyncio.to_thread(self.store.load, d.PREFIX)
         self.state = d.decode(records)
+        if self.state.watchers:
+            self._warm_until = time.monotonic() + self.settings.agent_timeout
         log.info(
             "desired state loaded: %d watchers, generation %d, term %d",
             len(self.state.watchers),
@@ -280,7 +285,7 @@ class Controller:
             self.reschedule()
 
     def expire_agents(self) -> None:
-        """Mark down the agents silent for longer than the timeout."""
+        """Mark down the agents silent for longer than the timeout; move what is lost."""
         expired = self.agents.expire(self.settings.agent_timeout)
         for host_id in expired:
             log.warning("agent %s silent for %.1fs: down", host_id, self.settings.agent_timeout)
@@ -290,7 +295,18 @@ class Controller:
                 severity=types_pb2.SEVERITY_WARNING,
             )
             self.logs.host_gone(host_id)
-        if expired:
+        lost = self.agents.lost(self.settings.reschedule_after)
+        for host_id in sorted(lost - self._lost):
+            self.events.record(
+                "agent_lost",
+                f"agent {host_id} down for {self.settings.reschedule_after:g}s: "
+                "its processes move to other agents",
+                severity=types_pb2.SEVERITY_WARNING,
+            )
+        warmed = self._warm_until and not self.warming_up()
+        if warmed:
+            self._warm_until = 0.0
+        if expired or lost != self._lost or warmed:
             self.reschedule()
 
     async def watch_agents(self) -> None:
@@ -306,36 +322,126 @@ class Controller:
         """Recompute placement and queue a new Assignment to every host whose share changed.
 
         What a host runs is what it reports plus what it was last assigned, so
-        a wid queued to an agent that has not started it yet does not move.
+        a wid queued to an agent that has not started it yet does not move. A
+        down agent keeps its share until it has been down for reschedule_after;
+        a drained one hands each process over once its replacement runs.
         """
-        ready = self.agents.ready()
-        observed = {record.host_id: record.wids() for record in ready}
-        current: dict[str, dict[str, frozenset[int]]] = {}
-        for host_id, wids in observed.items():
-            mine = dict(wids)
-            for watcher, placed in self.placement.hosts.get(host_id, {}).items():
-                # A wid some other host reports running stays there.
-                elsewhere = {
-                    wid
-                    for other, by in observed.items()
-                    if other != host_id
-                    for wid in by.get(watcher, ())
-                }
-                extra = frozenset(placed) - elsewhere
-                mine[watcher] = mine.get(watcher, frozenset()) | extra
-            current[host_id] = mine
-        views = [AgentView(r.host_id, r.ready) for r in ready]
-        self.placement = place(self.state.counts(), views, current)
-        for record in ready:
+        records = [record for _, record in sorted(self.agents.records.items())]
+        lost = self.agents.lost(self.settings.reschedule_after)
+        self._lost = lost
+        views = [AgentView(r.host_id, self._placement_state(r, lost), r.labels) for r in records]
+        self.placement = place(self.state.demand(), views, self._current(records))
+        if self.warming_up():
+            self.placement = self._only_reported(self.placement)
+        self._push()
+
+    def _push(self) -> None:
+        """Queue each ready host its Assignment when it differs from the last one sent."""
+        for record in self.agents.ready():
             session = record.session
             assert session is not None
-            assignment = build_assignment(self.state, self.placement, record.host_id, self.term)
+            handoff = self._handoff(record) if record.host_id in self.state.drained else None
+            assignment = build_assignment(
+                self.state, self.placement, record.host_id, self.term, handoff
+            )
             data = assignment.SerializeToString(deterministic=True)
             if data != session.last_assignment:
                 session.last_assignment = data
                 session.send(
                     agent_pb2.ControllerMessage(fencing_token=self.term, assignment=assignment)
                 )
+
+    def _current(self, records: list[AgentRecord]) -> dict[str, dict[str, frozenset[int]]]:
+        """What each host holds now: what we placed there, else (after a restart or a
+        return from the dead) what it reports running."""
+        current: dict[str, dict[str, frozenset[int]]] = {}
+        for record in records:
+            placed = self.placement.hosts.get(record.host_id, {})
+            reported = record.wids()
+            current[record.host_id] = {
+                watcher: frozenset(placed[watcher]) if watcher in placed else reported[watcher]
+                for watcher in {*placed, *reported}
+            }
+        return current
+
+    def warming_up(self) -> bool:
+        """Just after a restart with a stored stack, agents are still reconnecting.
+
+        Placing missing workers before every agent has said what it runs would
+        start duplicates and then stop the originals; until the agent timeout
+        has passed, each agent keeps exactly what it reports.
+        """
+        return time.monotonic() < self._warm_until
+
+    def _only_reported(self, placement: Placement) -> Placement:
+        """`placement` less the processes of active watchers that no agent reports yet."""
+        reported = {record.host_id: record.wids() for record in self.agents.records.values()}
+        hosts = {
+            host_id: {
+                watcher: wids
+                if not self.state.watchers[watcher].active
+                else tuple(w for w in wids if w in reported.get(host_id, {}).get(watcher, ()))
+                for watcher, wids in by_watcher.items()
+            }
+            for host_id, by_watcher in placement.hosts.items()
+        }
+        return Placement(hosts=hosts, pending=placement.pending)
+
+    def _placement_state(self, record: AgentRecord, lost: frozenset[str]) -> str:
+        """"ready", "down" (keeps its share for now) or "gone" (its share moves)."""
+        if record.host_id in self.state.drained or record.host_id in lost:
+            return "gone"
+        return "ready" if record.ready else "down"
+
+    def _handoff(self, draining: AgentRecord) -> dict[str, frozenset[int]]:
+        """The drained host's processes whose replacement does not run elsewhere yet."""
+        running_elsewhere = {
+            (proc.watcher, proc.wid)
+            for record in self.agents.ready()
+            if record.host_id != draining.host_id
+            for proc in record.observed.processes
+            if proc.state == types_pb2.PROCESS_STATE_RUNNING
+        }
+        keep: dict[str, set[int]] = {}
+        for proc in draining.observed.processes:
+            if proc.pid and (proc.watcher, proc.wid) not in running_elsewhere:
+                keep.setdefault(proc.watcher, set()).add(proc.wid)
+        return {watcher: frozenset(wids) for watcher, wids in keep.items()}
+
+    async def drain(self, host_id: str) -> int:
+        """Move every process away from `host_id`; return how many it runs now."""
+        record = self.agents.records.get(host_id)
+        if record is None:
+            raise NotFound(f"unknown agent {host_id!r}")
+        if await self._change(lambda state: d.drain(state, host_id)):
+            self.events.record("drain", f"drain {host_id}")
+        return sum(1 for proc in record.observed.processes if proc.pid)
+
+    async def undrain(self, host_id: str) -> int:
+        """Let `host_id` take processes again."""
+        record = self.agents.records.get(host_id)
+        if record is None and host_id not in self.state.drained:
+            raise NotFound(f"unknown agent {host_id!r}")
+        if await self._change(lambda state: d.undrain(state, host_id)):
+            self.events.record("undrain", f"undrain {host_id}")
+        return 0 if record is None else sum(1 for proc in record.observed.processes if proc.pid)
+
+    def rebalance(self, watcher: str) -> int:
+        """Spread a watcher's processes evenly again; return how many move."""
+        self.check_watcher(watcher)
+        records = [record for _, record in sorted(self.agents.records.items())]
+        views = [
+            AgentView(r.host_id, self._placement_state(r, self._lost), r.labels) for r in records
+        ]
+        before = self.placement
+        self.placement = rebalance(watcher, self.state.demand(), views, self._current(records))
+        moved = sum(
+            len(set(self.placement.wids(host, watcher)) - set(before.wids(host, watcher)))
+            for host in self.placement.hosts
+        )
+        self.events.record("rebalance", f"rebalance {watcher}: {moved} moved", watcher)
+        self._push()
+        return moved
 
     def check_watcher(self, watcher: str) -> None:
         """NotFound unless `watcher` is in the desired state."""

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from google.protobuf import json_format
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
+from stack.controller.placement import WatcherDemand
 from stack.spec.convert import (
     socket_from_proto,
     socket_to_proto,
@@ -33,6 +34,7 @@ from stack.v1 import types_pb2
 GENERATION_KEY = "stack/generation"
 WATCHER_PREFIX = "stack/watchers/"
 SOCKET_PREFIX = "stack/sockets/"
+DRAINED_PREFIX = "stack/drained/"
 PREFIX = "stack/"
 
 
@@ -70,6 +72,8 @@ class DesiredState:
     """Sockets by name."""
     generation: int = 0
     """Increases with every change; never goes back (persisted)."""
+    drained: frozenset[str] = frozenset()
+    """Hosts the operator drained: their processes move away, nothing new is placed there."""
 
     def stack(self) -> StackSpec:
         """The desired state as a stack file's model."""
@@ -84,6 +88,13 @@ class DesiredState:
             return self.watchers[name]
         except KeyError:
             raise unknown_watcher(name) from None
+
+    def demand(self) -> dict[str, WatcherDemand]:
+        """watcher -> what placement must satisfy for it."""
+        return {
+            name: WatcherDemand(w.spec.numprocesses, w.spec.placement, w.spec.singleton)
+            for name, w in self.watchers.items()
+        }
 
     def counts(self) -> dict[str, int]:
         """watcher -> desired numprocesses (what placement needs)."""
@@ -103,6 +114,7 @@ def _with(
         watchers=MappingProxyType(dict(sorted(watchers.items()))),
         sockets=MappingProxyType(_sorted(state.sockets if sockets is None else sockets)),
         generation=state.generation + 1,
+        drained=state.drained,
     )
 
 
@@ -210,6 +222,20 @@ def remove(state: DesiredState, name: str) -> DesiredState:
     return _with(state, {n: w for n, w in state.watchers.items() if n != name})
 
 
+def drain(state: DesiredState, host_id: str) -> DesiredState:
+    """Move every process away from `host_id` and place nothing new there."""
+    if host_id in state.drained:
+        return state
+    return replace(state, drained=state.drained | {host_id}, generation=state.generation + 1)
+
+
+def undrain(state: DesiredState, host_id: str) -> DesiredState:
+    """Let `host_id` take processes again (none move back on their own)."""
+    if host_id not in state.drained:
+        return state
+    return replace(state, drained=state.drained - {host_id}, generation=state.generation + 1)
+
+
 # ---- store records ----
 
 
@@ -228,6 +254,8 @@ def encode(state: DesiredState) -> dict[str, bytes]:
     for name, sock in state.sockets.items():
         data = json_format.MessageToDict(socket_to_proto(sock))
         records[SOCKET_PREFIX + name] = json.dumps(data, sort_keys=True).encode()
+    for host_id in state.drained:
+        records[DRAINED_PREFIX + host_id] = b"drained"
     return records
 
 
@@ -235,6 +263,9 @@ def decode(records: Mapping[str, bytes]) -> DesiredState:
     """The state stored as `records` (an empty store is the empty state)."""
     watchers: dict[str, DesiredWatcher] = {}
     sockets: dict[str, SocketSpec] = {}
+    drained = frozenset(
+        key.removeprefix(DRAINED_PREFIX) for key in records if key.startswith(DRAINED_PREFIX)
+    )
     for key, value in records.items():
         if key.startswith(WATCHER_PREFIX):
             record = json.loads(value)
@@ -258,6 +289,7 @@ def decode(records: Mapping[str, bytes]) -> DesiredState:
         watchers=MappingProxyType(dict(sorted(watchers.items()))),
         sockets=MappingProxyType(dict(sorted(sockets.items()))),
         generation=generation,
+        drained=drained,
     )
 
 

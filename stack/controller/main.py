@@ -3,7 +3,8 @@
 Parses the flags into ControllerSettings, opens the store (bumping its term),
 serves AgentService and AdminService on one gRPC port and stops cleanly on
 SIGTERM/SIGINT (agents keep their workers). Expected failures are one line on
-stderr and exit status 1.
+stderr and exit status 1. Under systemd (`Type=notify`) it reports READY=1 once
+the gRPC server listens, and STOPPING=1 when it begins to shut down.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from stack.controller.controller import Controller
 from stack.controller.settings import ControllerSettings, default_data_dir
 from stack.controller.store.base import StoreError
 from stack.controller.store.sqlite import SqliteStore
+from stack.sdnotify import Notifier
 from stack.v1 import admin_pb2_grpc, agent_pb2_grpc
 
 log = logging.getLogger("stack.controller")
@@ -54,6 +56,12 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         help="seconds of silence before an agent is down",
     )
     parser.add_argument(
+        "--reschedule-after",
+        type=float,
+        default=30.0,
+        help="seconds an agent may stay down before its processes are placed elsewhere",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -63,10 +71,13 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
     args = parser.parse_args(argv)
     if args.agent_timeout <= 0:
         parser.error("--agent-timeout must be > 0")
+    if args.reschedule_after < 0:
+        parser.error("--reschedule-after must be >= 0")
     return ControllerSettings(
         listen=args.listen,
         data_dir=args.data_dir if args.data_dir is not None else default_data_dir(),
         agent_timeout=args.agent_timeout,
+        reschedule_after=args.reschedule_after,
         log_level=args.log_level,
     )
 
@@ -94,8 +105,9 @@ def check_listen(listen: str) -> None:
             raise StartError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
 
 
-async def serve(settings: ControllerSettings) -> None:
+async def serve(settings: ControllerSettings, notifier: Notifier | None = None) -> None:
     """Run the controller until SIGTERM or SIGINT."""
+    notifier = notifier or Notifier(None)
     check_listen(settings.listen)
     try:
         store = SqliteStore(settings.store_path)
@@ -121,11 +133,13 @@ async def serve(settings: ControllerSettings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        notifier.ready(f"serving on {host}:{port}")
         try:
             async with asyncio.TaskGroup() as tg:
                 watcher = tg.create_task(controller.watch_agents(), name="watch-agents")
                 await stop.wait()
                 log.info("stopping (agents keep their workers)")
+                notifier.stopping("stopping (agents keep their workers)")
                 controller.shut_down()
                 await server.stop(grace=2.0)
                 watcher.cancel()
@@ -144,8 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=settings.log_level,
         format=f"{PROG}: %(levelname)s %(name)s: %(message)s",
     )
+    notifier = Notifier.from_environment()
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, notifier))
     except StartError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(1)

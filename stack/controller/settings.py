@@ -29,6 +29,10 @@ class ControllerSettings:
     """Where the embedded store (controller.db) lives."""
     agent_timeout: float = 10.0
     """Seconds without any message from an agent before it is marked down."""
+    reschedule_after: float = 30.0
+    """Seconds an agent may stay down before its share is placed on other agents.
+
+    Counted from when it went down; a short network blip must not move work."""
     heartbeat_interval: float = 2.0
     """Seconds between the agents' Observed messages at least (sent in Welcome)."""
     log_level: str = "INFO"

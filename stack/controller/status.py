@@ -7,6 +7,7 @@ wins, processes of a down agent are UNKNOWN) are easy to test.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 from stack.controller.agents import AgentRecord
 from stack.controller.desired import DesiredState
@@ -77,7 +78,16 @@ def status_reply(
     return reply
 
 
-def agents_reply(agents: Iterable[AgentRecord]) -> admin_pb2.AgentsReply:
+def agent_state(record: AgentRecord, drained: AbstractSet[str]) -> str:
+    """"ready", "draining" or "down"."""
+    if not record.ready:
+        return "down"
+    return "draining" if record.host_id in drained else "ready"
+
+
+def agents_reply(
+    agents: Iterable[AgentRecord], drained: AbstractSet[str] = frozenset()
+) -> admin_pb2.AgentsReply:
     """Every known agent, by host id."""
     reply = admin_pb2.AgentsReply()
     for record in sorted(agents, key=lambda r: r.host_id):
@@ -86,7 +96,7 @@ def agents_reply(agents: Iterable[AgentRecord]) -> admin_pb2.AgentsReply:
                 host_id=record.host_id,
                 address=record.address,
                 labels=record.labels,
-                state="ready" if record.ready else "down",
+                state=agent_state(record, drained),
                 processes=len(record.observed.processes),
                 last_seen=record.last_seen,
                 version=record.version,

@@ -72,9 +72,10 @@ def needs_new_processes(
 ) -> bool:
     """Whether running workers of `old` must be replaced to run as `new`.
 
-    True when an option outside numprocesses/priority/autostart/flapping/
-    max_retry changed (the process fingerprint), or, when both stacks are
-    given, when a socket the watcher inherits changed.
+    True when an option outside numprocesses, priority, autostart, flapping,
+    max_retry, placement, update and health changed (the process
+    fingerprint), or, when both stacks are given, when a socket the watcher
+    inherits changed.
     """
     if old.process_fingerprint() != new.process_fingerprint():
         return True

@@ -14,7 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from stack.spec.model import FlappingSpec, SocketSpec, StackSpec, StreamSpec, WatcherSpec
+from stack.spec.load import tcp_port
+from stack.spec.model import (
+    FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
+    SocketSpec,
+    StackSpec,
+    StreamSpec,
+    UpdateSpec,
+    WatcherSpec,
+)
 
 MASK = "********"
 SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
@@ -22,7 +32,10 @@ SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ALWAYS = ("cmd", "numprocesses")
-_TABLES = ("env", "rlimits", "flapping", "stdout_stream", "stderr_stream")
+_TABLES = (
+    "env", "rlimits", "flapping", "stdout_stream", "stderr_stream", "placement", "update",
+    "health",
+)  # fmt: skip
 _DEFAULT_WATCHER = WatcherSpec(name="", cmd="")
 _DEFAULT_SOCKET = SocketSpec(name="")
 
@@ -69,7 +82,25 @@ def dump_watcher(spec: WatcherSpec, *, mask_secrets: bool = False) -> str:
         value = getattr(spec, stream)
         if value != StreamSpec():
             blocks.append(_table(f"{header}.{stream}", _changed(value, StreamSpec())))
+    if spec.placement != PlacementSpec():
+        blocks.append(_table(f"{header}.placement", _changed(spec.placement, PlacementSpec())))
+    if spec.update != UpdateSpec():
+        blocks.append(_table(f"{header}.update", _changed(spec.update, UpdateSpec())))
+    if spec.health.type:
+        blocks.append(_table(f"{header}.health", _health_items(spec.health)))
     return "\n".join(blocks)
+
+
+def _health_items(spec: HealthSpec) -> list[tuple[str, Any]]:
+    """type and target always (the loader requires them), then what differs."""
+    target: str | int = spec.target
+    port = tcp_port(spec.target) if spec.type == "tcp" else None
+    if port is not None:
+        target = port  # written as a number: a string names a socket
+    rest = [
+        (key, value) for key, value in _changed(spec, HealthSpec()) if key not in ("type", "target")
+    ]
+    return [("type", spec.type), ("target", target), *rest]
 
 
 def _socket_block(spec: SocketSpec) -> str:

@@ -26,9 +26,12 @@ from stack.spec.model import (
     MAX_PROCESSES,
     NAME_PATTERN,
     FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
     SocketSpec,
     StackSpec,
     StreamSpec,
+    UpdateSpec,
     WatcherSpec,
     _frozen_map,
 )
@@ -49,10 +52,13 @@ FAMILIES = {"AF_INET": "AF_INET", "AF_INET6": "AF_INET6", "AF_UNIX": "AF_UNIX",
             "INET": "AF_INET", "INET6": "AF_INET6", "UNIX": "AF_UNIX"}  # fmt: skip
 TYPES = {"SOCK_STREAM": "SOCK_STREAM", "SOCK_DGRAM": "SOCK_DGRAM",
          "STREAM": "SOCK_STREAM", "DGRAM": "SOCK_DGRAM"}  # fmt: skip
+PLACEMENT_MODES = ("spread", "each")
+HEALTH_TYPES = ("tcp", "http", "exec")
 STREAM_CLASSES = ("FileStream", "circus.stream.FileStream", "stack.FileStream")
 """Stream classes accepted (and ignored) for Circus users: all mean a rotated file."""
 
 _NAME = re.compile(NAME_PATTERN)
+_PORT = re.compile(r"[0-9]+")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -73,6 +79,11 @@ def parse_signal(value: str | int) -> str:
         return signal.Signals[name].name.removeprefix("SIG")
     except KeyError:
         raise ValueError(f"unknown signal {value!r}") from None
+
+
+def tcp_port(target: str) -> int | None:
+    """The port of a tcp health check's target, or None when it names a socket."""
+    return int(target) if _PORT.fullmatch(target) else None
 
 
 def load_stack_file(path: str | Path) -> StackSpec:
@@ -282,6 +293,11 @@ class _Loader:
                 f"{path}.numprocesses",
                 f"must be <= 1 for a singleton watcher, got {fields['numprocesses']}",
             )
+        placement = fields.get("placement", PlacementSpec())
+        if fields.get("singleton") and placement.mode == "each":
+            self.fail(
+                f"{path}.placement.mode", 'must be "spread" for a singleton watcher, got "each"'
+            )
         if fields.get("sockets"):
             if fields.get("use_sockets") is False:
                 self.fail(f"{path}.use_sockets", "must be true when sockets are listed")
@@ -365,6 +381,90 @@ class _Loader:
                 self.fail(where, "unknown option")
         return FlappingSpec(**fields)
 
+    def placement(self, path: str, value: Any) -> PlacementSpec:
+        fields: dict[str, Any] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key == "mode":
+                mode = self.string(where, item)
+                if mode not in PLACEMENT_MODES:
+                    self.fail(where, f'must be "spread" or "each", got {_show(item)}')
+                fields[key] = mode
+            elif key == "max_per_host":
+                fields[key] = self.integer(where, item, 0, INT32_MAX)
+            elif key == "labels":
+                fields[key] = self.labels(where, item)
+            else:
+                self.fail(where, "unknown option")
+        return PlacementSpec(**fields)
+
+    def labels(self, path: str, value: Any) -> Any:
+        labels: dict[str, str] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if not key or "=" in key or "," in key:
+                self.fail(where, "invalid label name (empty, or with '=' or ',')")
+            labels[key] = self.string(where, item)
+        return _frozen_map(labels)
+
+    def update(self, path: str, value: Any) -> UpdateSpec:
+        fields: dict[str, Any] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key == "max_parallel":
+                fields[key] = self.integer(where, item, 1, INT32_MAX)
+            elif key == "min_uptime":
+                fields[key] = self.number(where, item)
+            else:
+                self.fail(where, "unknown option")
+        return UpdateSpec(**fields)
+
+    def health(self, path: str, value: Any) -> HealthSpec:
+        fields: dict[str, Any] = {}
+        target: Any = None
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key == "type":
+                kind = self.string(where, item)
+                if kind not in HEALTH_TYPES:
+                    self.fail(where, f'must be "tcp", "http" or "exec", got {_show(item)}')
+                fields[key] = kind
+            elif key == "target":
+                target = item
+            elif key in ("interval", "timeout"):
+                fields[key] = self.number(where, item, positive=True)
+            elif key == "retries":
+                fields[key] = self.integer(where, item, 1, INT32_MAX)
+            else:
+                self.fail(where, "unknown option")
+        if "type" not in fields:
+            self.fail(f"{path}.type", 'required ("tcp", "http" or "exec")')
+        if target is None:
+            self.fail(f"{path}.target", "required")
+        fields["target"] = self.health_target(f"{path}.target", fields["type"], target)
+        return HealthSpec(**fields)
+
+    def health_target(self, path: str, kind: str, value: Any) -> str:
+        """The target as the model keeps it; a tcp socket name is cross-checked later."""
+        if kind == "tcp":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(self.integer(path, value, 1, 65535))
+            if not isinstance(value, str):
+                self.fail(path, f"must be a port or a socket name, got {_show(value)}")
+            if tcp_port(value) is not None:
+                self.fail(path, f"write a port as an integer, got {_show(value)}")
+            return value
+        text = self.string(path, value)
+        if kind == "http":
+            if not (text.startswith("/") or text.startswith("http://")):
+                self.fail(
+                    path, f'must be a path starting with "/" or an http:// URL, got {_show(text)}'
+                )
+            return text
+        if not text.strip():
+            self.fail(path, "must not be empty")
+        return text
+
     def stream(self, path: str, value: Any) -> StreamSpec:
         fields: dict[str, Any] = {}
         for key, item in self.table(path, value).items():
@@ -396,6 +496,17 @@ class _Loader:
             inherited = set(sockets)
         else:
             inherited = set()
+        target = spec.health.target
+        if spec.health.type == "tcp" and tcp_port(target) is None:
+            where = f"{path}.health.target"
+            if target not in sockets:
+                self.fail(where, f"undefined socket {target!r}")
+            if target not in inherited:
+                self.fail(
+                    where,
+                    f"socket {target!r} is not inherited by the watcher "
+                    "(set use_sockets = true or list it in sockets)",
+                )
         texts = [("cmd", spec.cmd)] + [(f"args[{i}]", arg) for i, arg in enumerate(spec.args)]
         for key, text in texts:
             where = f"{path}.{key}"
@@ -447,5 +558,8 @@ _WATCHER_OPTIONS: dict[str, Callable[[_Loader, str, Any], Any]] = {
     "stderr_stream": _Loader.stream,
     "flapping": _Loader.flapping,
     "umask": _Loader.umask,
+    "placement": _Loader.placement,
+    "update": _Loader.update,
+    "health": _Loader.health,
 }
 """Every watcher option except `rlimit_*`, with the check that parses it."""

@@ -54,9 +54,10 @@ def wait_for(check: Callable[[], T], timeout: float = 5.0, what: str = "conditio
 class ControllerProcess:
     """`python -m stack.controller.main` on 127.0.0.1, a random port, a temp data dir."""
 
-    def __init__(self, root: Path, agent_timeout: float = 10.0) -> None:
+    def __init__(self, root: Path, agent_timeout: float = 10.0, *options: str) -> None:
         self.root = root
         self.agent_timeout = agent_timeout
+        self.options = options
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log = root / "controller.0.log"
@@ -70,7 +71,7 @@ class ControllerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "stack.controller.main", "--listen", listen,
                  "--data-dir", str(self.root / "data"),
-                 "--agent-timeout", str(self.agent_timeout)],
+                 "--agent-timeout", str(self.agent_timeout), *self.options],
                 stderr=handle, stdout=handle, cwd=ROOT,
             )  # fmt: skip
         match = wait_for(
@@ -493,7 +494,8 @@ def test_a_second_connection_replaces_the_first_and_a_closed_stream_is_down_at_o
     assert agent_states() == ["ready"]
     second.close()
     wait_for(lambda: agent_states() == ["down"], timeout=3, what="the agent to be down")
-    assert status(admin, "web").pending == 2
+    # its share stays placed on it (not pending) until --reschedule-after
+    assert status(admin, "web").pending == 0
 
 
 def test_signal_log_tail_and_follow_go_through_the_agents(

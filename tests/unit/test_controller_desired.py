@@ -177,3 +177,15 @@ def test_record_changes_put_only_what_changed_and_delete_what_went() -> None:
     puts, deletes = d.record_changes(state, new)
     assert set(puts) == {d.GENERATION_KEY, d.WATCHER_PREFIX + "web"}
     assert deletes == [d.WATCHER_PREFIX + "job"]
+
+
+def test_drain_and_undrain_are_stored_and_read_back() -> None:
+    state = d.drain(d.DesiredState(), "h2")
+    assert state.drained == {"h2"} and state.generation == 1
+    assert d.drain(state, "h2") is state  # draining twice changes nothing
+    assert d.decode(d.encode(state)) == state
+    back = d.undrain(state, "h2")
+    assert back.drained == frozenset() and back.generation == 2
+    _, deletes = d.record_changes(state, back)
+    assert deletes == [d.DRAINED_PREFIX + "h2"]
+    assert d.undrain(back, "h2") is back

@@ -8,7 +8,15 @@ import pytest
 
 from stack.spec.diff import Change, diff_stacks, needs_new_processes
 from stack.spec.load import load_stack
-from stack.spec.model import FlappingSpec, StackSpec, WatcherSpec, _frozen_map
+from stack.spec.model import (
+    FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
+    StackSpec,
+    UpdateSpec,
+    WatcherSpec,
+    _frozen_map,
+)
 
 WEBAPP = (
     '[watchers.webapp]\ncmd = "run $(circus.sockets.web)"\nnumprocesses = 4\n'
@@ -106,6 +114,9 @@ SPEC = WatcherSpec(name="w", cmd="run", numprocesses=2)
         ({"numprocesses": 5}, False),
         ({"priority": 3, "autostart": False, "max_retry": 1}, False),
         ({"flapping": FlappingSpec(attempts=9)}, False),
+        ({"placement": PlacementSpec(mode="each", max_per_host=2)}, False),
+        ({"update": UpdateSpec(max_parallel=4)}, False),
+        ({"health": HealthSpec(type="tcp", target="80")}, False),
         ({"cmd": "other"}, True),
         ({"env": _frozen_map({"A": "1"})}, True),
         ({"graceful_timeout": 5.0}, True),
@@ -153,4 +164,31 @@ def test_scale_together_with_a_changed_socket_is_a_change() -> None:
     changes = [c for c in diff_stacks(BASE, new) if c.name == "webapp"]
     assert changes == [
         Change("change", "watcher", "webapp", ("numprocesses: 4 -> 6", "socket 'web' changed"))
+    ]
+
+
+def test_fleet_tables_are_a_change_with_one_detail_per_option() -> None:
+    placement = PlacementSpec(mode="each", max_per_host=2, labels=_frozen_map({"role": "web"}))
+    new = _with_watcher(
+        BASE,
+        "webapp",
+        placement=placement,
+        update=UpdateSpec(min_uptime=5.0),
+        health=HealthSpec(type="http", target="/healthz", retries=1),
+    )
+    assert diff_stacks(BASE, new) == [
+        Change(
+            "change",
+            "watcher",
+            "webapp",
+            (
+                "placement.mode: 'spread' -> 'each'",
+                "placement.max_per_host: 0 -> 2",
+                "placement.labels.role: (unset) -> 'web'",
+                "update.min_uptime: 2.0 -> 5.0",
+                "health.type: '' -> 'http'",
+                "health.target: '' -> '/healthz'",
+                "health.retries: 3 -> 1",
+            ),
+        )
     ]

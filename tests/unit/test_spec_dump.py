@@ -9,13 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stack.spec.dump import MASK, dump_stack, dump_watcher
-from stack.spec.load import INT32_MAX, INT64_MAX, RLIMITS, load_stack
+from stack.spec.load import INT32_MAX, INT64_MAX, RLIMITS, load_stack, tcp_port
 from stack.spec.model import (
     MAX_PROCESSES,
     FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
     SocketSpec,
     StackSpec,
     StreamSpec,
+    UpdateSpec,
     WatcherSpec,
     _frozen_map,
 )
@@ -73,6 +76,42 @@ FLAPPING = st.builds(
     max_retry=_int32(-1),
 )
 
+POSITIVE = SECONDS.filter(lambda x: x > 0)
+UPDATES = st.builds(UpdateSpec, max_parallel=_int32(1), min_uptime=SECONDS)
+LABELS = st.dictionaries(TEXT.filter(lambda s: s and "=" not in s and "," not in s), TEXT)
+
+
+@st.composite
+def placements(draw: st.DrawFn, singleton: bool) -> PlacementSpec:
+    modes = ["spread"] if singleton else ["spread", "each"]
+    return PlacementSpec(
+        mode=draw(st.sampled_from(modes)),
+        max_per_host=draw(_int32(0)),
+        labels=_frozen_map(draw(LABELS)),
+    )
+
+
+@st.composite
+def health_checks(draw: st.DrawFn, usable_sockets: list[str]) -> HealthSpec:
+    kind = draw(st.sampled_from(["", "tcp", "http", "exec"]))
+    if kind == "":
+        return HealthSpec()
+    if kind == "tcp":
+        names = [name for name in usable_sockets if tcp_port(name) is None]
+        ports = st.integers(1, 65535).map(str)
+        target = draw(st.one_of(ports, st.sampled_from(names)) if names else ports)
+    elif kind == "http":
+        target = draw(st.sampled_from(["/", "http://"])) + draw(TEXT)
+    else:
+        target = draw(TEXT.filter(lambda s: s.strip()))
+    return HealthSpec(
+        type=kind,
+        target=target,
+        interval=draw(POSITIVE),
+        timeout=draw(POSITIVE),
+        retries=draw(_int32(1)),
+    )
+
 
 @st.composite
 def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec:
@@ -119,6 +158,9 @@ def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec
         stderr_stream=draw(STREAMS),
         flapping=draw(FLAPPING),
         umask=draw(UMASKS),
+        placement=draw(placements(singleton)),
+        update=draw(UPDATES),
+        health=draw(health_checks(usable)),
     )
 
 
@@ -196,3 +238,23 @@ def test_mask_secrets_applies_to_every_watcher_of_a_stack() -> None:
 def test_empty_stack_dumps_to_empty_text() -> None:
     assert dump_stack(StackSpec()) == ""
     assert load_stack(dump_stack(StackSpec())) == StackSpec()
+
+
+def test_fleet_tables_are_written_with_only_what_differs() -> None:
+    text = (
+        '[sockets.web]\nport = 8080\n\n[watchers.webapp]\ncmd = "run"\nnumprocesses = 8\n'
+        "use_sockets = true\n\n[watchers.webapp.placement]\nmax_per_host = 3\n"
+        'labels = {role = "web"}\n\n[watchers.webapp.update]\nmax_parallel = 2\n\n'
+        '[watchers.webapp.health]\ntype = "http"\ntarget = "/healthz"\nretries = 5\n'
+    )
+    assert dump_stack(load_stack(text)) == text
+
+
+def test_health_tcp_port_is_written_as_a_number_and_a_socket_as_a_name() -> None:
+    port = WatcherSpec(name="w", cmd="run", health=HealthSpec(type="tcp", target="8080"))
+    assert '[watchers.w.health]\ntype = "tcp"\ntarget = 8080\n' in dump_watcher(port)
+    assert load_stack(dump_watcher(port)).watchers["w"] == port
+
+
+def test_health_table_is_left_out_without_a_check() -> None:
+    assert "health" not in dump_watcher(WatcherSpec(name="w", cmd="run"))

@@ -8,7 +8,14 @@ import pytest
 
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, load_stack_file, parse_signal
-from stack.spec.model import FlappingSpec, StreamSpec, WatcherSpec
+from stack.spec.model import (
+    FlappingSpec,
+    HealthSpec,
+    PlacementSpec,
+    StreamSpec,
+    UpdateSpec,
+    WatcherSpec,
+)
 
 W = '[watchers.webapp]\ncmd = "run"\n'
 S = "[sockets.web]\nport = 8080\n"
@@ -240,6 +247,169 @@ BAD_FILES = [
         "watchers.webapp.stderr_stream.refresh_time: unknown option",
     ),
     (
+        "placement_mode_unknown",
+        W + '[watchers.webapp.placement]\nmode = "all"\n',
+        'watchers.webapp.placement.mode: must be "spread" or "each", got "all"',
+    ),
+    (
+        "placement_mode_not_a_string",
+        W + "[watchers.webapp.placement]\nmode = 1\n",
+        "watchers.webapp.placement.mode: must be a string, got 1",
+    ),
+    (
+        "placement_max_per_host_negative",
+        W + "[watchers.webapp.placement]\nmax_per_host = -1\n",
+        "watchers.webapp.placement.max_per_host: must be >= 0, got -1",
+    ),
+    (
+        "placement_max_per_host_float",
+        W + "[watchers.webapp.placement]\nmax_per_host = 1.5\n",
+        "watchers.webapp.placement.max_per_host: must be an integer, got 1.5",
+    ),
+    (
+        "placement_labels_not_a_table",
+        W + '[watchers.webapp.placement]\nlabels = "role=web"\n',
+        'watchers.webapp.placement.labels: must be a table, got "role=web"',
+    ),
+    (
+        "placement_label_value_not_a_string",
+        W + "[watchers.webapp.placement]\nlabels = { zone = 3 }\n",
+        "watchers.webapp.placement.labels.zone: must be a string, got 3",
+    ),
+    (
+        "placement_label_name_with_equals",
+        W + '[watchers.webapp.placement]\nlabels = { "a=b" = "c" }\n',
+        "watchers.webapp.placement.labels.a=b: invalid label name (empty, or with '=' or ',')",
+    ),
+    (
+        "placement_unknown_option",
+        W + "[watchers.webapp.placement]\nspread = true\n",
+        "watchers.webapp.placement.spread: unknown option",
+    ),
+    (
+        "placement_not_a_table",
+        W + 'placement = "each"\n',
+        'watchers.webapp.placement: must be a table, got "each"',
+    ),
+    (
+        "singleton_with_mode_each",
+        W + 'singleton = true\n[watchers.webapp.placement]\nmode = "each"\n',
+        'watchers.webapp.placement.mode: must be "spread" for a singleton watcher, got "each"',
+    ),
+    (
+        "update_max_parallel_zero",
+        W + "[watchers.webapp.update]\nmax_parallel = 0\n",
+        "watchers.webapp.update.max_parallel: must be >= 1, got 0",
+    ),
+    (
+        "update_max_parallel_string",
+        W + '[watchers.webapp.update]\nmax_parallel = "2"\n',
+        'watchers.webapp.update.max_parallel: must be an integer, got "2"',
+    ),
+    (
+        "update_min_uptime_negative",
+        W + "[watchers.webapp.update]\nmin_uptime = -0.5\n",
+        "watchers.webapp.update.min_uptime: must be >= 0, got -0.5",
+    ),
+    (
+        "update_unknown_option",
+        W + "[watchers.webapp.update]\nmax_surge = 1\n",
+        "watchers.webapp.update.max_surge: unknown option",
+    ),
+    (
+        "health_without_type",
+        W + "[watchers.webapp.health]\ntarget = 8080\n",
+        'watchers.webapp.health.type: required ("tcp", "http" or "exec")',
+    ),
+    (
+        "health_type_unknown",
+        W + '[watchers.webapp.health]\ntype = "grpc"\ntarget = 8080\n',
+        'watchers.webapp.health.type: must be "tcp", "http" or "exec", got "grpc"',
+    ),
+    (
+        "health_without_target",
+        W + '[watchers.webapp.health]\ntype = "tcp"\n',
+        "watchers.webapp.health.target: required",
+    ),
+    (
+        "health_tcp_port_zero",
+        W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = 0\n',
+        "watchers.webapp.health.target: must be >= 1, got 0",
+    ),
+    (
+        "health_tcp_port_too_big",
+        W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = 65536\n',
+        "watchers.webapp.health.target: must be <= 65535, got 65536",
+    ),
+    (
+        "health_tcp_port_as_string",
+        W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = "8080"\n',
+        'watchers.webapp.health.target: write a port as an integer, got "8080"',
+    ),
+    (
+        "health_tcp_target_list",
+        W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = [80]\n',
+        "watchers.webapp.health.target: must be a port or a socket name, got [80]",
+    ),
+    (
+        "health_tcp_undefined_socket",
+        W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = "db"\n',
+        "watchers.webapp.health.target: undefined socket 'db'",
+    ),
+    (
+        "health_tcp_socket_not_inherited",
+        S + W + '[watchers.webapp.health]\ntype = "tcp"\ntarget = "web"\n',
+        "watchers.webapp.health.target: socket 'web' is not inherited by the watcher"
+        " (set use_sockets = true or list it in sockets)",
+    ),
+    (
+        "health_http_relative_path",
+        W + '[watchers.webapp.health]\ntype = "http"\ntarget = "healthz"\n',
+        'watchers.webapp.health.target: must be a path starting with "/" or an http:// URL,'
+        ' got "healthz"',
+    ),
+    (
+        "health_http_https_url",
+        W + '[watchers.webapp.health]\ntype = "http"\ntarget = "https://x/"\n',
+        'watchers.webapp.health.target: must be a path starting with "/" or an http:// URL,'
+        ' got "https://x/"',
+    ),
+    (
+        "health_http_port_number",
+        W + '[watchers.webapp.health]\ntype = "http"\ntarget = 80\n',
+        "watchers.webapp.health.target: must be a string, got 80",
+    ),
+    (
+        "health_exec_blank_command",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = " "\n',
+        "watchers.webapp.health.target: must not be empty",
+    ),
+    (
+        "health_interval_zero",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = "true"\ninterval = 0\n',
+        "watchers.webapp.health.interval: must be > 0, got 0",
+    ),
+    (
+        "health_timeout_negative",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = "true"\ntimeout = -1\n',
+        "watchers.webapp.health.timeout: must be > 0, got -1",
+    ),
+    (
+        "health_retries_zero",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = "true"\nretries = 0\n',
+        "watchers.webapp.health.retries: must be >= 1, got 0",
+    ),
+    (
+        "health_retries_float",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = "true"\nretries = 2.0\n',
+        "watchers.webapp.health.retries: must be an integer, got 2.0",
+    ),
+    (
+        "health_unknown_option",
+        W + '[watchers.webapp.health]\ntype = "exec"\ntarget = "true"\npath = "/"\n',
+        "watchers.webapp.health.path: unknown option",
+    ),
+    (
         "watcher_name_with_space",
         '[watchers."web app"]\ncmd = "run"\n',
         "watchers.web app: invalid name (use 1 to 64 letters, digits, '_', '.' or '-')",
@@ -458,3 +628,55 @@ def test_parse_signal_rejects_unknown_signals(value: str | int, message: str) ->
     with pytest.raises(ValueError) as caught:
         parse_signal(value)
     assert str(caught.value) == message
+
+
+def test_fleet_tables_load_into_the_model() -> None:
+    stack = load_stack(
+        S
+        + W
+        + 'sockets = ["web"]\n'
+        + '[watchers.webapp.placement]\nmode = "each"\nmax_per_host = 2\n'
+        + 'labels = { role = "web", zone = "b" }\n'
+        + "[watchers.webapp.update]\nmax_parallel = 3\nmin_uptime = 5\n"
+        + '[watchers.webapp.health]\ntype = "tcp"\ntarget = "web"\ninterval = 1\n'
+    )
+    spec = stack.watchers["webapp"]
+    assert (spec.placement.mode, spec.placement.max_per_host) == ("each", 2)
+    assert dict(spec.placement.labels) == {"role": "web", "zone": "b"}
+    assert spec.update == UpdateSpec(max_parallel=3, min_uptime=5.0)
+    assert spec.health == HealthSpec(type="tcp", target="web", interval=1.0)
+
+
+def test_fleet_tables_default_to_spread_one_at_a_time_and_no_health_check() -> None:
+    spec = load_stack(W).watchers["webapp"]
+    assert spec.placement == PlacementSpec(mode="spread", max_per_host=0)
+    assert dict(spec.placement.labels) == {}
+    assert spec.update == UpdateSpec(max_parallel=1, min_uptime=2.0)
+    assert spec.health.type == ""
+
+
+@pytest.mark.parametrize(
+    ("table", "target"),
+    [
+        ('type = "tcp"\ntarget = 8080\n', "8080"),
+        ('type = "http"\ntarget = "/healthz"\n', "/healthz"),
+        ('type = "http"\ntarget = "http://127.0.0.1:8080/ping"\n', "http://127.0.0.1:8080/ping"),
+        ('type = "exec"\ntarget = "check --quick"\n', "check --quick"),
+    ],
+)
+def test_health_targets_of_each_type_are_kept_as_text(table: str, target: str) -> None:
+    spec = load_stack(W + "[watchers.webapp.health]\n" + table).watchers["webapp"]
+    assert spec.health.target == target
+    assert (spec.health.interval, spec.health.timeout, spec.health.retries) == (10.0, 2.0, 3)
+
+
+def test_health_tcp_target_may_name_a_socket_inherited_through_use_sockets() -> None:
+    spec = load_stack(
+        S + W + 'use_sockets = true\n[watchers.webapp.health]\ntype = "tcp"\ntarget = "web"\n'
+    ).watchers["webapp"]
+    assert spec.health.target == "web"
+
+
+def test_singleton_may_keep_the_default_spread_mode() -> None:
+    text = W + 'singleton = true\n[watchers.webapp.placement]\nmode = "spread"\n'
+    assert load_stack(text).watchers["webapp"].singleton
