@@ -101,6 +101,8 @@ class Engine:
         finally:
             for task in self._loops:
                 task.cancel()
+            for watcher in [*self.watchers.values(), *self._removed]:
+                watcher.cancel_all_checks()
             await self._tg.__aexit__(None, None, None)
             self.logs.detach_all()
             self.logs.close()
@@ -157,7 +159,10 @@ class Engine:
 
     def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         assert self._tg is not None
-        return self._tg.create_task(self._guard(coro, name), name=name)
+        task = self._tg.create_task(self._guard(coro, name), name=name)
+        # A task cancelled before its first step never starts `coro`: close it quietly.
+        task.add_done_callback(lambda _: coro.close())
+        return task
 
     @staticmethod
     async def _guard(coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -396,6 +401,9 @@ class Engine:
                     fill_stats(status, self.stats.get(slot.proc.pid))
                 if slot.last_exit is not None:
                     status.last_exit.CopyFrom(slot.last_exit.to_proto())
+                health, health_message = watcher.health_of(slot)
+                status.health = cast(types_pb2.Health, int(health))
+                status.health_message = health_message
                 out.processes.append(status)
         for bound in self.sockets.all():
             out.sockets.append(

@@ -7,7 +7,9 @@ order. Exits arrive synchronously from the reaper and are handled at once: an
 unplanned exit goes through the flapping rules and, unless the watcher flaps, is
 respawned in the same event-loop turn. Stopping a process is a task (stop signal,
 grace period, SIGKILL) owned by the engine's TaskGroup, so a slow stop never delays
-anything else.
+anything else. So are health checks: one task per process with a check, cancelled
+when the process leaves its slot. An unhealthy process is stopped gracefully, counted
+as a crash (flapping rules) and started again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stack.agent import flapping
+from stack.agent import flapping, health
 from stack.agent.flapping import Decision, FlapPhase, FlapState
+from stack.agent.health import CheckContext, Health, HealthState
 from stack.agent.output import LogHub
 from stack.agent.process import (
     Proc,
@@ -40,6 +43,9 @@ from stack.spec.model import WatcherSpec
 from stack.v1 import types_pb2
 
 R = types_pb2.ExitReason
+_AFTER_UNHEALTHY = (
+    ProcessState.STOPPING, ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL,
+)  # fmt: skip
 INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
 
 
@@ -71,6 +77,10 @@ class Slot:
     message: str = ""
     pending: bool = True
     """Should be started by the next reconcile (new, restarted, retried, reset)."""
+    health: HealthState = field(default_factory=HealthState)
+    """What the health checks of the current process found (when it has a check)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The environment the current process was started with (exec checks get it)."""
 
     def move(self, new: ProcessState) -> None:
         self.state = transition(self.state, new)
@@ -104,6 +114,8 @@ class Watcher:
     flap: FlapState = field(default_factory=FlapState)
     slots: dict[int, Slot] = field(default_factory=dict)
     retiring: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
+    checks: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
+    """The health-check task of each running process (with a check)."""
     removed: bool = False
     agent_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
@@ -132,6 +144,8 @@ class Watcher:
             for slot in self.slots.values():
                 slot.pending = True
         self.desired = new
+        if new.spec.health != old.spec.health:
+            self._recheck_all()
 
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
@@ -225,7 +239,7 @@ class Watcher:
         """Spawn into `slot`; spawn errors count as exits for flapping. True if running."""
         while True:
             try:
-                proc = self._spawn(slot.wid)
+                proc = self._spawn(slot)
             except (SpawnError, OSError) as exc:
                 text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
                 slot.proc = None
@@ -254,10 +268,12 @@ class Watcher:
             slot.message = ""
             slot.move(ProcessState.STARTING if self.spec.warmup_delay > 0 else ProcessState.RUNNING)
             self.host.event("spawn", self.name, slot.wid, f"pid {proc.pid}", INFO)
+            self._start_checks(slot)
             self.host.changed()
             return True
 
-    def _spawn(self, wid: int) -> Proc:
+    def _spawn(self, slot: Slot) -> Proc:
+        wid = slot.wid
         pairs: list[tuple[str, int]] = []
         for name in self.desired.sockets:
             bound = self.host.sockets.get(name)
@@ -267,6 +283,7 @@ class Watcher:
             pairs.append((name, bound.fd))
         launch = build_launch(self.spec, wid, pairs, self.agent_env)
         proc = spawn(launch, self.spec, wid, self.generation)
+        slot.env = launch.env
         self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
         self.host.logs.attach(self.name, wid, "out", proc.popen.stdout)
         self.host.logs.attach(self.name, wid, "err", proc.popen.stderr)
@@ -282,6 +299,7 @@ class Watcher:
         proc.popen.returncode = -sig if sig else code
         if not proc.exited.done():
             proc.exited.set_result(status)
+        self._cancel_checks(proc)
         self.host.changed()
         if proc in self.retiring:
             return
@@ -331,15 +349,20 @@ class Watcher:
                 slot.move(state)
             slot.pending = pending
 
-    def _retire(self, proc: Proc, reason: types_pb2.ExitReason) -> None:
+    def _retire(self, proc: Proc, reason: types_pb2.ExitReason, note: str = "") -> None:
+        """Stop `proc` in a task; `note` goes into its LastExit message."""
+        self._cancel_checks(proc)
         if proc in self.retiring:
             return
         self.retiring[proc] = self.host.run_task(
-            self._stop(proc, reason, self.spec), name=f"stop {self.name}[{proc.wid}] {proc.pid}"
+            self._stop(proc, reason, self.spec, note),
+            name=f"stop {self.name}[{proc.wid}] {proc.pid}",
         )
         self.host.changed()
 
-    async def _stop(self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec) -> None:
+    async def _stop(
+        self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec, note: str = ""
+    ) -> None:
         try:
             killed = await stop_process(
                 proc, signal_number(spec.stop_signal), spec.graceful_timeout, spec.stop_children
@@ -355,7 +378,7 @@ class Watcher:
         self.host.event("stopped", self.name, proc.wid, f"pid {proc.pid} {how}", INFO)
         slot = self.slots.get(proc.wid)
         if slot is not None and slot.proc is None:
-            slot.last_exit = LastExit(code, sig, final, time.time())
+            slot.last_exit = LastExit(code, sig, final, time.time(), note)
             if slot.state is ProcessState.STOPPING and not slot.pending:
                 slot.move(ProcessState.STOPPED)
 
@@ -364,6 +387,96 @@ class Watcher:
         self.removed = True
         self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
         return list(self.retiring.values())
+
+    # ---- health checks ----
+    def _start_checks(self, slot: Slot) -> None:
+        """Check `slot`'s new process, if the watcher has a health check."""
+        slot.health = HealthState()
+        proc = slot.proc
+        if proc is None or not self.spec.health.type or proc in self.checks:
+            return
+        self.checks[proc] = self.host.run_task(
+            self._check_loop(slot, proc), name=f"health {self.name}[{slot.wid}] {proc.pid}"
+        )
+
+    def _cancel_checks(self, proc: Proc) -> None:
+        task = self.checks.pop(proc, None)
+        if task is not None:
+            task.cancel()
+
+    def cancel_all_checks(self) -> None:
+        for proc in list(self.checks):
+            self._cancel_checks(proc)
+
+    def _recheck_all(self) -> None:
+        """The health check changed: running processes start over with the new one."""
+        self.cancel_all_checks()
+        for slot in self.slots.values():
+            if slot.proc is not None and slot.proc.alive():
+                self._start_checks(slot)
+        self.host.changed()
+
+    async def _check_loop(self, slot: Slot, proc: Proc) -> None:
+        """Check `proc` every interval until it leaves `slot` or is found unhealthy."""
+        try:
+            while True:
+                spec = self.spec.health
+                await asyncio.sleep(max(spec.interval, health.MIN_INTERVAL))
+                if slot.proc is not proc:
+                    return
+                if slot.state is not ProcessState.RUNNING:
+                    continue  # still in its warmup_delay
+                ctx = CheckContext(
+                    sockets=self.host.sockets,
+                    inherited=self.desired.sockets,
+                    env=slot.env,
+                    pid=proc.pid,
+                    cwd=self.spec.working_dir,
+                    reaper=self.host.reaper,
+                )
+                failure = await health.check(spec, ctx)
+                if slot.proc is not proc:
+                    return
+                before = slot.health
+                slot.health, restart = health.record(before, failure, spec.retries)
+                if slot.health != before:
+                    self.host.changed()
+                if restart:
+                    del self.checks[proc]  # this task ends here; nothing to cancel
+                    self._unhealthy(slot, proc)
+                    return
+        finally:
+            if self.checks.get(proc) is asyncio.current_task():
+                del self.checks[proc]
+
+    def _unhealthy(self, slot: Slot, proc: Proc) -> None:
+        """Stop a process that failed its check `retries` times; it counts as a crash."""
+        why = slot.health.message
+        self.host.event("unhealthy", self.name, slot.wid, f"pid {proc.pid}: {why}", WARNING)
+        slot.proc = None
+        slot.move(ProcessState.STOPPING)
+        self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
+        if not self.spec.respawn or not self.desired.active or self.removed:
+            slot.pending = False
+            return
+        decision = self._record_exit()
+        if decision is Decision.RESPAWN:
+            slot.pending = True  # started again once the stop is done (it wakes reconcile)
+        elif decision is Decision.BACKOFF:
+            slot.move(ProcessState.BACKOFF)
+        elif decision is Decision.FATAL:
+            slot.move(ProcessState.FATAL)
+
+    def health_of(self, slot: Slot) -> tuple[Health, str]:
+        """(health, last failure) of the slot's process, for status. Unhealthy stays shown
+        while that process stops and until a new one starts (unless stopped on purpose)."""
+        if not self.spec.health.type:
+            return Health.UNSPECIFIED, ""
+        if slot.proc is None:
+            after_failure = slot.state in _AFTER_UNHEALTHY
+            if not (after_failure and slot.health.health is Health.UNHEALTHY):
+                return Health.UNSPECIFIED, ""
+        return slot.health.health, slot.health.message
 
     # ---- commands and status ----
     def send_signal(self, wid: int, signum: int, children: bool) -> int:

@@ -32,6 +32,7 @@ from stack.v1 import admin_pb2, types_pb2
 PS = types_pb2.ProcessState
 ER = types_pb2.ExitReason
 WP = types_pb2.WatcherPhase
+HL = types_pb2.Health
 
 # Width used when stdout is not a terminal, so piped tables are not squeezed
 # into 80 columns (rich tables only take the room they need).
@@ -135,6 +136,7 @@ _REASON_TEXT = {
     ER.EXIT_REASON_KILLED: "killed",
     ER.EXIT_REASON_MAX_AGE: "max age",
     ER.EXIT_REASON_RESTARTED: "restarted",
+    ER.EXIT_REASON_UNHEALTHY: "unhealthy",
 }
 
 
@@ -154,6 +156,8 @@ def format_last_exit(last: types_pb2.LastExit | None) -> str:
         return f"spawn error: {message}" if message else "spawn error"
     head = signal_name(last.signal) if last.signal else f"exit {last.code}"
     reason = _REASON_TEXT.get(last.reason, "")
+    if last.reason == ER.EXIT_REASON_UNHEALTHY and last.message:
+        reason = f"{reason}: {last.message}"
     return f"{head} ({reason})" if reason else head
 
 
@@ -187,6 +191,8 @@ def process_note(
     flapping = process.state == PS.PROCESS_STATE_BACKOFF or process.message.startswith("flapping")
     if flapping and retry_at > 0:
         return flapping_text(retry_at, now)
+    if not process.message and process.health == HL.HEALTH_STARTING:
+        return process.health_message  # why it is not healthy yet
     return process.message
 
 
@@ -217,6 +223,11 @@ def state_name(state: int) -> str:
 
 def phase_name(phase: int) -> str:
     return enum_name(WP.DESCRIPTOR, phase)
+
+
+def health_name(health: int) -> str:
+    """`healthy`, `starting`, `unhealthy`; empty for a process without a check."""
+    return "" if health == HL.HEALTH_UNSPECIFIED else enum_name(HL.DESCRIPTOR, health)
 
 
 def _scalar(field: Any, value: Any) -> Any:
@@ -305,6 +316,12 @@ _STATE_STYLE = {
     PS.PROCESS_STATE_UNKNOWN: "magenta",
 }
 
+_HEALTH_STYLE = {
+    HL.HEALTH_HEALTHY: "green",
+    HL.HEALTH_STARTING: "yellow",
+    HL.HEALTH_UNHEALTHY: "red",
+}
+
 _HAS_UPTIME = (PS.PROCESS_STATE_RUNNING, PS.PROCESS_STATE_STARTING, PS.PROCESS_STATE_STOPPING)
 
 
@@ -329,6 +346,7 @@ _STATUS_COLUMNS = (
     "HOST",
     "PID",
     "STATE",
+    "HEALTH",
     "UPTIME",
     "RESTARTS",
     "CPU",
@@ -336,8 +354,9 @@ _STATUS_COLUMNS = (
     "LAST EXIT",
     "MESSAGE",
 )
-# Columns left out when no row has anything to say in them, to leave room.
-_OPTIONAL_COLUMNS = ("LAST EXIT", "MESSAGE")
+# Columns left out when no row has anything to say in them, to leave room
+# (HEALTH: when no process has a health check).
+_OPTIONAL_COLUMNS = ("HEALTH", "LAST EXIT", "MESSAGE")
 
 
 def status_rows(
@@ -362,6 +381,7 @@ def status_rows(
                     p.host_id or "-",
                     str(p.pid) if running else "-",
                     Text(state_name(p.state), style=_STATE_STYLE.get(p.state, "")),
+                    Text(health_name(p.health), style=_HEALTH_STYLE.get(p.health, "")),
                     uptime,
                     str(p.restarts),
                     format_percent(p.cpu_percent) if running else "-",
