@@ -353,13 +353,27 @@ class Controller:
 
     def _current(self, records: list[AgentRecord]) -> dict[str, dict[str, frozenset[int]]]:
         """What each host holds now: what we placed there, else (after a restart or a
-        return from the dead) what it reports running."""
+        return from the dead) what it reports running, less what was placed elsewhere
+        meanwhile: a returning host stops its surplus, the takeover keeps running."""
+        owner = {
+            (watcher, wid): host_id
+            for host_id, by_watcher in self.placement.hosts.items()
+            for watcher, wids in by_watcher.items()
+            for wid in wids
+        }
         current: dict[str, dict[str, frozenset[int]]] = {}
         for record in records:
-            placed = self.placement.hosts.get(record.host_id, {})
+            host_id = record.host_id
+            placed = self.placement.hosts.get(host_id, {})
             reported = record.wids()
-            current[record.host_id] = {
-                watcher: frozenset(placed[watcher]) if watcher in placed else reported[watcher]
+            current[host_id] = {
+                watcher: frozenset(placed[watcher])
+                if watcher in placed
+                else frozenset(
+                    wid
+                    for wid in reported[watcher]
+                    if owner.get((watcher, wid), host_id) == host_id
+                )
                 for watcher in {*placed, *reported}
             }
         return current

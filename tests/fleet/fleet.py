@@ -1,0 +1,278 @@
+"""A real multi-host Stack for tests: a controller and N agents, each in its own namespace.
+
+The controller listens on 198.18.0.1:7450 in namespace "controller"; agent hN
+runs in namespace "hN" at 198.18.0.(10+N) with host id hN. Tests act like an
+operator on the controller's host (`stackctl` run there) and read state fast
+through the AdminService, reached by a relay into the controller's namespace.
+`spread_webapp` sets up the usual subject: webapp workers serving their pid on
+a shared socket, port 8080, on every host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from tests.fleet.netns import Network, Node, Relay, connect, reap
+from tests.integration.cluster import PYTHON, ROOT, Daemon, Result, _env, wait_for, watcher_toml
+
+PORT = 7450
+WEB_PORT = 8080
+CONTROLLER_ADDRESS = "198.18.0.1"
+RUNNING = types_pb2.PROCESS_STATE_RUNNING
+UNKNOWN = types_pb2.PROCESS_STATE_UNKNOWN
+T = TypeVar("T")
+
+
+def host_address(index: int) -> str:
+    """The address of host h{index} (1-based)."""
+    return f"198.18.0.{10 + index}"
+
+
+@dataclass
+class Fleet:
+    """The controller and agents h1..hN on a test network under `root`."""
+
+    root: Path
+    hosts: int = 3
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """host id -> its agent's labels."""
+    agent_timeout: float = 1.0
+    reschedule_after: float = 2.0
+    heartbeat_interval: float = 0.3
+    tag: str = ""
+    """Put in workers' command lines (see watcher_toml) so a test finds exactly its own."""
+    network: Network = field(init=False)
+    controller_node: Node = field(init=False)
+    controller: Daemon = field(init=False)
+    agents: dict[str, Daemon] = field(init=False, default_factory=dict)
+    _relay: Relay | None = field(init=False, default=None)
+    _channel: grpc.Channel | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.network = Network()
+        self.tag = self.tag or f"stackfleet-{self.network.run_id}"
+
+    @property
+    def controller_address(self) -> str:
+        return f"{CONTROLLER_ADDRESS}:{PORT}"
+
+    @property
+    def host_ids(self) -> list[str]:
+        return [f"h{i}" for i in range(1, self.hosts + 1)]
+
+    def node(self, host_id: str) -> Node:
+        return self.network.nodes[host_id]
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self) -> Fleet:
+        self.controller_node = self.network.add("controller", CONTROLLER_ADDRESS)
+        for i, host_id in enumerate(self.host_ids, 1):
+            self.network.add(host_id, host_address(i))
+        self.controller = Daemon(
+            self.controller_node.argv(
+                [PYTHON, "-m", "stack.controller.main", "--listen", self.controller_address,
+                 "--data-dir", str(self.root / "controller"),
+                 "--agent-timeout", str(self.agent_timeout),
+                 "--reschedule-after", str(self.reschedule_after)]
+            ),
+            self.root / "controller.log",
+        )  # fmt: skip
+        self.controller.start()
+        self._relay = Relay(self.controller_node.netns, CONTROLLER_ADDRESS, PORT)
+        wait_for(self._controller_answers, 15, "the controller to answer")
+        for host_id in self.host_ids:
+            self.agents[host_id] = self._agent(host_id)
+            self.agents[host_id].start()
+        wait_for(lambda: self.ready_hosts() == set(self.host_ids), 15, "every agent to connect")
+        return self
+
+    def _agent(self, host_id: str) -> Daemon:
+        labels = [f"--label={k}={v}" for k, v in self.labels.get(host_id, {}).items()]
+        return Daemon(
+            self.node(host_id).argv(
+                [PYTHON, "-m", "stack.agent.main", "--controller", self.controller_address,
+                 "--host-id", host_id, "--data-dir", str(self.root / host_id),
+                 "--heartbeat-interval", str(self.heartbeat_interval),
+                 "--stats-interval", "0.5", *labels]
+            ),
+            self.root / f"{host_id}.log",
+        )  # fmt: skip
+
+    def _controller_answers(self) -> bool:
+        if not self.controller.alive():
+            raise AssertionError(f"controller exited:\n{self.controller.output()}")
+        try:
+            self.admin().Status(admin_pb2.StatusRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+        return True
+
+    def kill_agent(self, host_id: str) -> None:
+        """SIGKILL the agent of `host_id` (its workers are left as they are)."""
+        self.agents[host_id].kill9()
+
+    def restart_agent(self, host_id: str) -> None:
+        """Start `host_id`'s agent again, same data dir, and wait until it is ready."""
+        self.agents[host_id] = self._agent(host_id)
+        self.agents[host_id].start()
+        wait_for(lambda: host_id in self.ready_hosts(), 15, f"agent {host_id} to reconnect")
+
+    def partition(self, host_id: str) -> None:
+        """Unplug the host: `ip link set eth0 down` inside its namespace."""
+        self.node(host_id).link(up=False)
+
+    def heal(self, host_id: str) -> None:
+        self.node(host_id).link(up=True)
+
+    def close(self) -> None:
+        """Stop everything this fleet started and delete its namespaces, whatever state it is in."""
+        if self._channel is not None:
+            self._channel.close()
+        if self._relay is not None:
+            self._relay.close()
+        for daemon in [*self.agents.values(), getattr(self, "controller", None)]:
+            if daemon is not None and daemon.proc is not None:
+                with contextlib.suppress(OSError):
+                    daemon.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    daemon.proc.wait(10)
+        self.network.close()
+        reap()
+
+    def logs(self, lines: int = 40) -> str:
+        """The last lines of every daemon's log, for a failing test's report."""
+        parts = []
+        controller = getattr(self, "controller", None)
+        daemons = [("controller", controller)] if controller is not None else []
+        for name, daemon in [*daemons, *self.agents.items()]:
+            tail = daemon.output().splitlines()[-lines:]
+            parts.append(f"--- {name} ({daemon.log})\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # -- reading state ----------------------------------------------------
+
+    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+        if self._channel is None:
+            assert self._relay is not None
+            self._channel = grpc.insecure_channel(self._relay.target)
+        return admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def processes(self, watcher: str) -> list[types_pb2.ProcessStatus]:
+        reply = self.admin().Status(admin_pb2.StatusRequest(watcher=watcher), timeout=5)
+        return [p for w in reply.watchers for p in w.processes]
+
+    def agent_states(self) -> dict[str, str]:
+        reply = self.admin().Agents(admin_pb2.AgentsRequest(), timeout=5)
+        return {a.host_id: a.state for a in reply.agents}
+
+    def ready_hosts(self) -> set[str]:
+        try:
+            states = self.agent_states()
+        except grpc.RpcError:
+            return set()
+        return {host for host, state in states.items() if state == "ready"}
+
+    def describe(self, watcher: str) -> str:
+        """Agents' states and `watcher`'s processes in one line each, for failure messages."""
+        lines = [f"agents: {self.agent_states()}"]
+        for p in self.processes(watcher):
+            state = types_pb2.ProcessState.Name(p.state).removeprefix("PROCESS_STATE_").lower()
+            lines.append(f"{watcher}[{p.wid}] on {p.host_id}: pid {p.pid} {state} {p.message}")
+        for host_id in self.host_ids:
+            lines.append(f"{host_id} namespace: agent + {sorted(self.workers_in(host_id))}")
+        return "\n".join(lines)
+
+    def wait(self, check: Callable[[], T | None], timeout: float, what: str, watcher: str) -> T:
+        """wait_for, failing with the fleet's state described."""
+        try:
+            found = wait_for(check, timeout, what)
+            assert found is not None
+            return found
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.describe(watcher)}") from None
+
+    def running(self, watcher: str) -> dict[str, dict[int, int]]:
+        """host -> wid -> pid of the RUNNING processes of `watcher`, as the controller says."""
+        by_host: dict[str, dict[int, int]] = {}
+        for p in self.processes(watcher):
+            if p.state == RUNNING:
+                by_host.setdefault(p.host_id, {})[p.wid] = p.pid
+        return by_host
+
+    def workers_in(self, host_id: str) -> set[int]:
+        """The pids inside `host_id`'s namespace other than its agent's."""
+        agent = self.agents[host_id]
+        return self.node(host_id).pids() - ({agent.pid} if agent.alive() else set())
+
+    def fetch(self, host_id: str, port: int) -> int:
+        """Connect from the controller's host to `host_id`:port and read the pid that answers."""
+        address = self.node(host_id).address
+        with connect(self.controller_node.netns, address, port, timeout=10) as conn:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(64)
+                if not chunk:
+                    raise ConnectionError(f"{host_id}:{port} closed without an answer")
+                data += chunk
+        return int(data)
+
+    # -- acting like a user -----------------------------------------------
+
+    def stackctl(self, *args: str, timeout: float = 60.0, check: bool = False) -> Result:
+        """Run stackctl on the controller's host."""
+        proc = subprocess.run(
+            self.controller_node.argv(
+                [PYTHON, "-m", "stack.cli.main", "--controller", self.controller_address, *args]
+            ),
+            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=timeout,
+        )  # fmt: skip
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check:
+            assert result.code == 0, f"stackctl {' '.join(args)} failed: {result}"
+        return result
+
+    def apply(self, text: str, name: str = "stack.toml") -> Result:
+        path = self.root / name
+        path.write_text(text)
+        return self.stackctl("apply", str(path), check=True)
+
+    def status_json(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads(
+            self.stackctl("-o", "json", "status", check=True).out
+        )
+        return document
+
+
+def web_stack(tag: str, numprocesses: int) -> str:
+    """webapp: workers answering their pid on a socket bound on every address, port 8080."""
+    head = f'[sockets.web]\nhost = "0.0.0.0"\nport = {WEB_PORT}\n\n'
+    return head + watcher_toml(
+        "webapp", tag, "--serve-fd", "$(circus.sockets.web)",
+        numprocesses=numprocesses, sockets=["web"], graceful_timeout=2,
+    )  # fmt: skip
+
+
+def spread_webapp(fleet: Fleet, count: int) -> dict[str, dict[int, int]]:
+    """Apply webapp with one worker, `stackctl scale webapp COUNT`, wait: host -> wid -> pid."""
+    fleet.apply(web_stack(fleet.tag, 1))
+    wait_for(lambda: fleet.running("webapp"), 15, "webapp's first worker to run")
+    fleet.stackctl("scale", "webapp", str(count), check=True)
+
+    def all_running() -> dict[str, dict[int, int]] | None:
+        procs = fleet.processes("webapp")
+        running = fleet.running("webapp")
+        total = sum(len(wids) for wids in running.values())
+        return running if total == count and len(procs) == count else None
+
+    return fleet.wait(all_running, 20, f"{count} webapp workers to run", "webapp")
