@@ -29,7 +29,7 @@ from stack.agent.flapping import FlapPhase
 from stack.agent.flapping import message as flap_message
 from stack.agent.output import LogHub
 from stack.agent.persist import WorkerRecord
-from stack.agent.process import signal_number
+from stack.agent.process import signal_number, start_ticks
 from stack.agent.reaper import Reaper
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
@@ -275,10 +275,10 @@ class Engine:
         return self.apply(assignment, restored=True)
 
     async def _stop_stale(self, record: WorkerRecord, spec: WatcherSpec | None) -> None:
+        if start_ticks(record.pid) != record.start_ticks:
+            return  # gone, or the pid now belongs to someone else
         try:
             proc = psutil.Process(record.pid)
-            if abs(proc.create_time() - record.create_time) > 0.05:
-                return  # the pid was reused by someone else
         except psutil.Error:
             return
         signum = signal_number(spec.stop_signal) if spec else signal.SIGTERM
@@ -341,7 +341,7 @@ class Engine:
     async def _stats_loop(self) -> None:
         while True:
             pairs = [
-                (proc.pid, proc.create_time)
+                (proc.pid, proc.start_ticks)
                 for watcher in self.watchers.values()
                 for proc in watcher.procs()
                 if proc.alive()
@@ -355,7 +355,7 @@ class Engine:
     def _save_state(self) -> None:
         self._records_dirty = False
         records = [
-            WorkerRecord(proc.watcher, proc.wid, proc.pid, proc.create_time)
+            WorkerRecord(proc.watcher, proc.wid, proc.pid, proc.start_ticks)
             for watcher in [*self.watchers.values(), *self._removed]
             for proc in watcher.procs()
             if proc.alive()

@@ -2,7 +2,7 @@
 
 Written atomically (temp file + rename) into the data dir. The Assignment lets an agent
 started while the controller is unreachable run its share at once; the worker records
-(watcher, wid, pid, create_time) let it stop leftovers of its previous life before it
+(watcher, wid, pid, start_ticks) let it stop leftovers of its previous life before it
 starts anything, so a restart never leaves duplicates.
 """
 
@@ -29,7 +29,7 @@ class WorkerRecord:
     watcher: str
     wid: int
     pid: int
-    create_time: float
+    start_ticks: int
 
 
 def _write_atomic(path: Path, data: bytes, durable: bool) -> None:

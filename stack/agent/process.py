@@ -168,7 +168,8 @@ class Proc:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     """Resolved by the reaper with the raw wait status."""
-    create_time: float = 0.0
+    start_ticks: int = 0
+    """When the kernel started it, in clock ticks since boot (with the pid, its identity)."""
     stopping_children: tuple[int, ...] = ()
     """Descendants outside the group that got the stop signal (stop_children): the
     agent's orphan sweep leaves them to the graceful stop."""
@@ -179,6 +180,21 @@ class Proc:
 
     def alive(self) -> bool:
         return not self.exited.done()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot; None when it is gone.
+
+    Read from /proc/PID/stat: unlike a wall-clock start time (boot time + ticks),
+    it never moves when the system clock is adjusted, so a pid and its start
+    ticks name one process across agent restarts.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
 def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
@@ -201,9 +217,7 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SpawnError(f"spawn error: {exc}") from None
-    create_time = 0.0
-    with contextlib.suppress(psutil.Error):
-        create_time = psutil.Process(popen.pid).create_time()
+    ticks = start_ticks(popen.pid) or 0
     return Proc(
         watcher=spec.name,
         wid=wid,
@@ -211,7 +225,7 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         started_at=time.time(),
         started_mono=time.monotonic(),
         generation=generation,
-        create_time=create_time,
+        start_ticks=ticks,
     )
 
 

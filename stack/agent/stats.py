@@ -38,7 +38,7 @@ class StatsSampler:
         self.latest: dict[int, ProcStats] = {}
 
     def sample(self, pids: Iterable[tuple[int, float]]) -> None:
-        """Sample (pid, create_time) pairs; forget every other pid."""
+        """Sample (pid, start_ticks) pairs; forget every other pid."""
         wanted = set(pids)
         for key in list(self._procs):
             if key not in wanted:

@@ -38,7 +38,12 @@ def test_agent_restart_with_the_controller_down_runs_the_workers_without_duplica
         procs = worker_processes(tag)
         return len(procs) == 3 and all(p.ppid() == cluster.agent.pid for p in procs)
 
-    wait_for(exactly_three_fresh, 20, "3 workers, all children of the new agent")
+    try:
+        wait_for(exactly_three_fresh, 20, "3 workers, all children of the new agent")
+    except AssertionError as exc:
+        found = [(p.pid, p.ppid()) for p in worker_processes(tag)]
+        raise AssertionError(f"{exc}; (pid, parent): {found}, agent {cluster.agent.pid}\n"
+                             f"{cluster.agent.output()}") from None  # fmt: skip
     cluster.start_controller()
     cluster.wait_running("w", 3)
     assert len(worker_processes(tag)) == 3
