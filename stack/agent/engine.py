@@ -55,9 +55,7 @@ class Engine:
         self.reaper = Reaper()
         self.reaper.spared = self._stop_in_progress
         self.sockets = SocketPool()
-        self.logs = LogHub(
-            settings.logs_dir, settings.ring_lines, settings.ship_lines, settings.max_line_bytes
-        )
+        self.logs = LogHub(settings.logs_dir, settings.ship_lines, settings.max_line_bytes)
         self.stats = StatsSampler()
         self.watchers: dict[str, Watcher] = {}
         self._removed: list[Watcher] = []
@@ -428,6 +426,7 @@ class Engine:
         return bool(self._events) or self.logs.pending_shipping() > 0
 
     def tail(self, watcher: str, stream: str, lines: int) -> list[types_pb2.LogLine]:
+        """The last `lines` output lines, read from the watcher's files (see LogHub.tail)."""
         found = self.logs.tail(watcher, stream, lines)
         return [line_to_proto(line, self.host_id) for line in found]
 

@@ -1,26 +1,35 @@
-"""Capture of workers' stdout/stderr: timestamped lines to files, a tail ring, a ship buffer.
+"""Capture of workers' stdout/stderr: timestamped lines to files and a ship buffer; tails.
 
 Pipes are read non-blocking from the event loop (`add_reader`), so a worker never
 blocks on a full pipe however fast it writes. Every read is split into lines (a partial
 line waits for its newline, a line is capped at 64 KiB) stamped with the time it was
-read. The lines go to three places: the watcher's rotating file (everything), an
-in-memory ring per watcher and stream (for `logs` tails) and a bounded shipping buffer
-for the controller, which drops its OLDEST lines when full and counts them.
+read. The lines go to two places: the watcher's rotating file (everything) and a
+bounded shipping buffer for the controller, which drops its OLDEST lines when full and
+counts them. A `logs` tail is read back from the files, rotated backups included, so it
+reaches as far back as the files do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
+import functools
 import heapq
 import itertools
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from stack.agent.log_files import RotatingFile
+from stack.agent.log_files import RotatingFile, newest_lines, rotated_paths
 from stack.spec.model import StreamSpec
+
+MAX_TAIL_LINES = 10_000
+"""A tail never returns more lines than this, whatever was asked."""
+MAX_TAIL_BYTES = 32 * 1024 * 1024
+"""Nor reads more than this many bytes of one stream's files."""
 
 
 class Line(NamedTuple):
@@ -35,6 +44,33 @@ def timestamp(at: float) -> str:
     """`2026-11-29T01:02:03.123Z`"""
     millis = int(at * 1000) % 1000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{millis:03d}Z"
+
+
+_PREFIX = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z \[(\d+)\] ")
+
+
+def prefix(at: float, wid: int) -> bytes:
+    """What starts every line in a file: `2026-11-29T01:02:03.123Z [3] `."""
+    return f"{timestamp(at)} [{wid}] ".encode()
+
+
+def parse_line(raw: bytes, watcher: str, stream: str) -> Line | None:
+    """A line of a file back into a Line (`at` to the millisecond); None if not ours."""
+    match = _PREFIX.match(raw)
+    if match is None:
+        return None
+    seconds, millis, wid = match.groups()
+    try:
+        at = _epoch(seconds) + int(millis) / 1000
+    except ValueError:  # digits in the right places, but no date (month 13, ...)
+        return None
+    return Line(at, watcher, int(wid), stream, raw[match.end() :].decode("utf-8", "replace"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _epoch(seconds: bytes) -> int:
+    """`2026-11-29T01:02:03` (UTC) in seconds since the epoch; lines share their second."""
+    return calendar.timegm(time.strptime(seconds.decode(), "%Y-%m-%dT%H:%M:%S"))
 
 
 class LineSplitter:
@@ -72,14 +108,12 @@ class LineSplitter:
 
 
 class LogHub:
-    """Every watcher's output: files, rings and the shipping buffer of the whole agent."""
+    """Every watcher's output: its files and the shipping buffer of the whole agent."""
 
-    def __init__(self, logs_dir: Path, ring_lines: int, ship_lines: int, max_line: int) -> None:
+    def __init__(self, logs_dir: Path, ship_lines: int, max_line: int) -> None:
         self.logs_dir = logs_dir
-        self.ring_lines = ring_lines
         self.max_line = max_line
         self._files: dict[tuple[str, str], tuple[StreamSpec, RotatingFile]] = {}
-        self._rings: dict[tuple[str, str], deque[Line]] = {}
         self._ship: deque[Line] = deque(maxlen=ship_lines)
         self._dropped = 0
         self._readers: dict[int, tuple[IO[bytes], LineSplitter, str, int, str]] = {}
@@ -95,8 +129,7 @@ class LogHub:
                 continue
             if current is not None:
                 current[1].close()
-            default = self.logs_dir / f"{watcher}.{stream}.log"
-            path = Path(spec.filename) if spec.filename else default
+            path = Path(spec.filename) if spec.filename else self._default_path(watcher, stream)
             self._files[key] = (spec, RotatingFile(path, spec.max_bytes, spec.backup_count))
 
     def forget(self, watcher: str) -> None:
@@ -104,7 +137,9 @@ class LogHub:
             entry = self._files.pop((watcher, stream), None)
             if entry is not None:
                 entry[1].close()
-            self._rings.pop((watcher, stream), None)
+
+    def _default_path(self, watcher: str, stream: str) -> Path:
+        return self.logs_dir / f"{watcher}.{stream}.log"
 
     # ---- capture ----
     def attach(self, watcher: str, wid: int, stream: str, pipe: IO[bytes] | None) -> None:
@@ -146,13 +181,9 @@ class LogHub:
         at = time.time()
         entry = self._files.get((watcher, stream))
         if entry is not None:
-            prefix = f"{timestamp(at)} [{wid}] ".encode()
-            entry[1].write_lines([prefix + line + b"\n" for line in raw])
+            start = prefix(at, wid)
+            entry[1].write_lines([start + line + b"\n" for line in raw])
         lines = [Line(at, watcher, wid, stream, r.decode("utf-8", "replace")) for r in raw]
-        ring = self._rings.get((watcher, stream))
-        if ring is None:
-            ring = self._rings[(watcher, stream)] = deque(maxlen=self.ring_lines)
-        ring.extend(lines[-self.ring_lines :])
         ship = self._ship
         overflow = len(ship) + len(lines) - (ship.maxlen or 0)
         if overflow > 0:
@@ -163,11 +194,29 @@ class LogHub:
 
     # ---- consumers ----
     def tail(self, watcher: str, stream: str, count: int) -> list[Line]:
-        """The last `count` lines (both streams merged by time when stream is ""), oldest first."""
-        streams = [stream] if stream else ["out", "err"]
-        rings = [self._rings.get((watcher, name), deque()) for name in streams]
-        merged = list(heapq.merge(*rings, key=lambda line: line.at))
-        return merged[-count:] if count > 0 else merged
+        """The last `count` lines from the files (both streams merged by time when stream
+        is ""), oldest first. `count` is capped at MAX_TAIL_LINES; 0 or less means that cap.
+        Any other stream than "out", "err" or "" has no lines (and names no file).
+        """
+        count = MAX_TAIL_LINES if count <= 0 else min(count, MAX_TAIL_LINES)
+        streams = (stream,) if stream else ("out", "err")
+        if not set(streams) <= {"out", "err"}:
+            return []
+        per_stream = [self._tail_stream(watcher, name, count) for name in streams]
+        merged = list(heapq.merge(*per_stream, key=lambda line: line.at))
+        return merged[-count:]
+
+    def _tail_stream(self, watcher: str, stream: str, count: int) -> list[Line]:
+        entry = self._files.get((watcher, stream))
+        if entry is None:  # not running here any more: its files at the default place
+            paths = rotated_paths(self._default_path(watcher, stream), None)
+        else:
+            spec, rotating = entry
+            rotating.flush()  # the write buffer too, so the tail ends at the newest line
+            paths = rotated_paths(rotating.path, max(spec.backup_count, 0))
+        raw_lines = newest_lines(paths, count, MAX_TAIL_BYTES)
+        lines = (parse_line(raw, watcher, stream) for raw in reversed(raw_lines))
+        return [line for line in lines if line is not None]
 
     def take_shipping(self, limit: int) -> list[Line]:
         ship = self._ship

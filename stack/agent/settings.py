@@ -37,8 +37,6 @@ class AgentSettings:
     """Changes, events and log lines are batched for this long before they are sent."""
     flush_interval: float = 0.2
     """Log files are flushed (and worker records persisted) at least this often."""
-    ring_lines: int = 1000
-    """Lines kept in memory per watcher and stream for `logs` tails."""
     ship_lines: int = 10_000
     """Lines buffered for shipping to the controller; the oldest are dropped beyond."""
     max_line_bytes: int = 64 * 1024

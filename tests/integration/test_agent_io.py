@@ -171,6 +171,7 @@ def test_output_is_timestamped_rotated_and_tailed(tmp_path: Path) -> None:
         "sys.stdout.write('no newline at the end')\n"
     )
     small = StreamSpec(max_bytes=2000, backup_count=3)
+    on_disk: list[str] = []
 
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:
@@ -185,12 +186,14 @@ def test_output_is_timestamped_rotated_and_tailed(tmp_path: Path) -> None:
                 ),
                 what="writer exited",
             )
-            await until(lambda: len(engine.tail("log", "out", 1000)) == 301, what="all lines")
             tail = engine.tail("log", "out", 3)
             assert [line.text for line in tail] == ["line 298", "line 299", "no newline at the end"]
             assert [line.text for line in engine.tail("log", "err", 5)] == ["oops"]
+            on_disk.extend(line.text for line in engine.tail("log", "out", 1000))
             both = engine.tail("log", "", 1000)
-            assert len(both) == 302 and [b.at for b in both] == sorted(b.at for b in both)
+            assert len(both) == len(on_disk) + 1 and [b.at for b in both] == sorted(
+                b.at for b in both
+            )
             shipped = engine.take_logs(1000)
             assert len(shipped) == 302 and all(s.host_id == "test-host" for s in shipped)
         logs = tmp_path / "agent" / "logs"
@@ -209,6 +212,9 @@ def test_output_is_timestamped_rotated_and_tailed(tmp_path: Path) -> None:
             if (m := LINE.match(line))
         ]
         assert numbers == list(range(numbers[0], 300)), "rotation keeps lines whole and in order"
+        files = [*(p.read_text().splitlines() for p in reversed(rotated)), current]
+        assert on_disk == [LINE.sub(r"\2", line) for lines in files for line in lines]
+        assert 0 < int(on_disk[0].split()[1]) < 200, "the tail reaches into the oldest backup"
         assert (logs / "log.err.log").read_text().endswith("[1] oops\n")
 
     run(scenario())
