@@ -183,6 +183,11 @@ class Fleet:
             return set()
         return {host for host, state in states.items() if state == "ready"}
 
+    def events(self, kind: str) -> list[types_pb2.Event]:
+        """The controller's recent events of `kind` ("agent_lost", "apply", ...)."""
+        stream = self.admin().Events(admin_pb2.EventsRequest(), timeout=5)
+        return [event for event in stream if event.kind == kind]
+
     def describe(self, watcher: str) -> str:
         """Agents' states and `watcher`'s processes in one line each, for failure messages."""
         lines = [f"agents: {self.agent_states()}"]
