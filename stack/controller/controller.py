@@ -54,6 +54,9 @@ class Controller:
         self._stopping = False
         self._warm_until = 0.0
         self._lost: frozenset[str] = frozenset()
+        """Agents down past reschedule_after at the last placement."""
+        self._announced_lost: frozenset[str] = frozenset()
+        """Agents for which an agent_lost event was recorded (while they stay lost)."""
 
     @property
     def stopping(self) -> bool:
@@ -244,7 +247,10 @@ class Controller:
                 welcome=agent_pb2.Welcome(
                     controller_id=self.settings.controller_id,
                     fencing_token=self.term,
-                    heartbeat_interval=self.settings.heartbeat_interval,
+                    # Well inside the agent timeout, whatever the two settings say.
+                    heartbeat_interval=min(
+                        self.settings.heartbeat_interval, self.settings.agent_timeout / 3
+                    ),
                 ),
             )
         )
@@ -296,13 +302,14 @@ class Controller:
             )
             self.logs.host_gone(host_id)
         lost = self.agents.lost(self.settings.reschedule_after)
-        for host_id in sorted(lost - self._lost):
+        for host_id in sorted(lost - self._announced_lost):
             self.events.record(
                 "agent_lost",
                 f"agent {host_id} down for {self.settings.reschedule_after:g}s: "
-                "its processes move to other agents",
+                "its share of spread watchers moves to other agents",
                 severity=types_pb2.SEVERITY_WARNING,
             )
+        self._announced_lost = lost
         warmed = self._warm_until and not self.warming_up()
         if warmed:
             self._warm_until = 0.0
@@ -353,13 +360,14 @@ class Controller:
 
     def _current(self, records: list[AgentRecord]) -> dict[str, dict[str, frozenset[int]]]:
         """What each host holds now: what we placed there, else (after a restart or a
-        return from the dead) what it reports running, less what was placed elsewhere
-        meanwhile: a returning host stops its surplus, the takeover keeps running."""
+        return from the dead) what it reports running, less what another host was given
+        meanwhile and runs: a returning host stops its surplus, the takeover keeps running."""
         owner = {
-            (watcher, wid): host_id
-            for host_id, by_watcher in self.placement.hosts.items()
-            for watcher, wids in by_watcher.items()
+            (watcher, wid): record.host_id
+            for record in records
+            for watcher, wids in record.wids().items()
             for wid in wids
+            if wid in self.placement.wids(record.host_id, watcher)
         }
         current: dict[str, dict[str, frozenset[int]]] = {}
         for record in records:
