@@ -143,9 +143,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
         watcher = self._c.state.watcher(request.watcher)
         spec = watcher_to_proto(watcher.spec)
-        for key in spec.env:
-            if is_secret(key):
-                spec.env[key] = MASK
+        for key in [key for key in spec.env if is_secret(key)]:  # not while iterating the map
+            spec.env[key] = MASK
         return admin_pb2.GetReply(
             spec=spec,
             active=watcher.active,

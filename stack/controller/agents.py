@@ -20,7 +20,7 @@ from typing import Protocol
 
 import grpc
 
-from stack.v1 import agent_pb2, agent_pb2_grpc
+from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ class AgentRecord:
     """Monotonic time it was last marked down (its share moves after reschedule_after)."""
     session: AgentSession | None = None
     """The current stream, if any."""
+
+    def placement_key(self) -> frozenset[tuple[str, int, bool]]:
+        """What placement reads of this host's report: each (watcher, wid, running)."""
+        running = types_pb2.PROCESS_STATE_RUNNING
+        return frozenset((p.watcher, p.wid, p.state == running) for p in self.observed.processes)
 
     def wids(self) -> dict[str, frozenset[int]]:
         """watcher -> worker ids this host reports."""

@@ -36,6 +36,9 @@ from stack.v1 import agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
+RESCHEDULE_WINDOW = 0.05
+"""Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
+
 
 class Controller:
     """One controller's state and behaviour, without the gRPC plumbing."""
@@ -53,6 +56,7 @@ class Controller:
         self._write_lock = asyncio.Lock()
         self._stopping = False
         self._warm_until = 0.0
+        self._reschedule_handle: asyncio.TimerHandle | None = None
         self._lost: frozenset[str] = frozenset()
         """Agents down past reschedule_after at the last placement."""
         self._announced_lost: frozenset[str] = frozenset()
@@ -254,7 +258,7 @@ class Controller:
                 ),
             )
         )
-        self.reschedule()
+        self.reschedule_soon()
         return session
 
     def agent_message(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
@@ -265,8 +269,11 @@ class Controller:
             self.events.record("agent_up", f"agent {record.host_id} is back")
         body = message.WhichOneof("body")
         if body == "observed":
+            before = record.placement_key()
             record.observed = message.observed
-            self.reschedule()
+            # A mere heartbeat (same workers in the same states) changes no placement.
+            if came_back or record.placement_key() != before:
+                self.reschedule_soon()
         elif body == "events":
             for event in message.events.events:
                 if not event.host_id:
@@ -277,7 +284,7 @@ class Controller:
         elif body == "log_tail":
             self.logs.deliver(message.log_tail, record.host_id)
         elif came_back:
-            self.reschedule()
+            self.reschedule_soon()
 
     def agent_disconnected(self, session: AgentSession) -> None:
         if self.agents.disconnect(session):
@@ -288,7 +295,7 @@ class Controller:
                 severity=types_pb2.SEVERITY_WARNING,
             )
             self.logs.host_gone(session.host_id)
-            self.reschedule()
+            self.reschedule_soon()
 
     def expire_agents(self) -> None:
         """Mark down the agents silent for longer than the timeout; move what is lost."""
@@ -325,13 +332,30 @@ class Controller:
 
     # ---- placement and assignments ----
 
+    def reschedule_soon(self) -> None:
+        """Reschedule once for all the agent messages of the next RESCHEDULE_WINDOW.
+
+        Agents come and go and report in storms (a thousand reconnecting after a
+        controller restart); placing the whole fleet once per message would cost
+        the square of the fleet. Operator changes reschedule at once.
+        """
+        if self._reschedule_handle is None:
+            loop = asyncio.get_running_loop()
+            self._reschedule_handle = loop.call_later(RESCHEDULE_WINDOW, self._deferred_reschedule)
+
+    def _deferred_reschedule(self) -> None:
+        self._reschedule_handle = None
+        if not self._stopping:
+            self.reschedule()
+
     def reschedule(self) -> None:
         """Recompute placement and queue a new Assignment to every host whose share changed.
 
-        What a host runs is what it reports plus what it was last assigned, so
-        a wid queued to an agent that has not started it yet does not move. A
-        down agent keeps its share until it has been down for reschedule_after;
-        a drained one hands each process over once its replacement runs.
+        What a host holds is what was placed there, else what it reports (see
+        `_current`), so a wid queued to an agent that has not started it yet does
+        not move. A down agent keeps its share until it has been down for
+        reschedule_after; a drained one hands each process over once its
+        replacement runs.
         """
         records = [record for _, record in sorted(self.agents.records.items())]
         lost = self.agents.lost(self.settings.reschedule_after)
