@@ -63,7 +63,7 @@ class Engine:
         self.fencing_token = 0
         self._events: deque[types_pb2.Event] = deque(maxlen=MAX_EVENTS)
         self._status_dirty = True
-        self._records_dirty = True
+        self._records_dirty = False
         self._tg: asyncio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._wake_event: asyncio.Event | None = None
@@ -140,9 +140,12 @@ class Engine:
     def changed(self) -> None:
         self._status_dirty = True
         self.updates.set()
+        self._records_changed()
+
+    def _records_changed(self) -> None:
+        """Save the worker records as soon as this burst of changes is done, so that
+        a kill -9 right after a spawn still leaves the new pid on disk."""
         if not self._records_dirty:
-            # Record workers as soon as this burst of changes is done, so that a
-            # kill -9 right after a spawn still leaves the new pid on disk.
             self._records_dirty = True
             with contextlib.suppress(RuntimeError):  # no running loop: the flush loop saves
                 asyncio.get_running_loop().call_soon(self._save_if_dirty)
@@ -182,8 +185,9 @@ class Engine:
 
     # ---- desired state ----
     def note_fencing_token(self, token: int) -> None:
-        self.fencing_token = max(self.fencing_token, token)
-        self._records_dirty = True
+        if token > self.fencing_token:
+            self.fencing_token = token
+            self._records_changed()
 
     def apply(self, assignment: agent_pb2.Assignment, *, restored: bool = False) -> bool:
         """Make `assignment` the whole desired state of this host; False if fenced off."""
@@ -267,7 +271,7 @@ class Engine:
                 specs[wa.spec.name] = watcher_from_proto(wa.spec)
         if records:
             await asyncio.gather(*(self._stop_stale(r, specs.get(r.watcher)) for r in records))
-        self._records_dirty = True
+        self._records_changed()
         if assignment is None:
             return False
         return self.apply(assignment, restored=True)

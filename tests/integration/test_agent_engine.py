@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from stack.agent import persist
 from stack.agent.engine import Engine
 from stack.spec.model import FlappingSpec
 from stack.v1 import types_pb2
@@ -506,5 +507,23 @@ def test_crashed_worker_leaves_no_setsid_grandchild_and_other_workers_live_on(
             await until(lambda: not _zombie_children(), what="no zombie child")
             assert running_pids(engine.observed(), "other") == other
             assert psutil.Process(other[1]).status() != psutil.STATUS_ZOMBIE
+
+    run(scenario())
+
+
+def test_spawned_workers_are_on_disk_before_the_next_flush_tick(tmp_path: Path) -> None:
+    """A kill -9 of the agent right after a spawn must not leave an unrecorded worker."""
+
+    async def scenario() -> None:
+        # A flush tick far away: only the save scheduled by the spawn itself can record them.
+        async with Engine(settings(tmp_path, flush_interval=3600)) as engine:
+            engine.note_fencing_token(7)  # as the session does for every message
+            engine.apply(assignment(watcher("w", SLEEP, [1, 2]), fencing_token=7))
+            pids = await until(lambda: len(p := running_pids(engine.observed(), "w")) == 2 and p,
+                               what="2 workers")  # fmt: skip
+            await asyncio.sleep(0)  # the save runs right after the spawns' loop turn
+            token, records = persist.load_state(engine.settings.data_dir)
+            assert token == 7
+            assert {(r.wid, r.pid) for r in records} == set(pids.items())
 
     run(scenario())
