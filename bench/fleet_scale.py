@@ -15,10 +15,8 @@ namespaces and every process in them are removed at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.single_host import poll, sleepers_of
+from bench.single_host import bare_popen_loop, poll, sleepers_of
 from stack.v1 import admin_pb2, types_pb2
 from tests.fleet import netns
 from tests.fleet.fleet import Fleet
@@ -46,19 +44,6 @@ window = 1
 [watchers.sleepers.placement]
 mode = "spread"
 """
-
-
-def bare_popen_loop() -> float:
-    """Seconds for COUNT plain Popen calls until every child has exec'd sleep."""
-    start = time.perf_counter()
-    procs = [subprocess.Popen([SLEEP, "3600"]) for _ in range(COUNT)]
-    poll(lambda: len(sleepers_of(os.getpid())) >= COUNT)
-    took = time.perf_counter() - start
-    for proc in procs:
-        proc.kill()
-    for proc in procs:
-        proc.wait()
-    return took
 
 
 def on_agents(fleet: Fleet) -> dict[str, int]:
@@ -107,7 +92,7 @@ def main() -> None:
             fleet.start()
             fleet.apply(STACK_FILE)
             for _ in range(ns.rounds):
-                bare.append(bare_popen_loop())
+                bare.append(bare_popen_loop(COUNT))
                 exec_done, status_done, split = fleet_scale(fleet)
                 on_hosts.append(exec_done)
                 in_status.append(status_done)

@@ -69,10 +69,11 @@ def sleepers_of(pid: int) -> list[int]:
     return found
 
 
-def bare_popen_loop() -> float:
+def bare_popen_loop(count: int = COUNT) -> float:
+    """Seconds for `count` plain Popen calls until every child has exec'd sleep."""
     start = time.perf_counter()
-    procs = [subprocess.Popen([SLEEP, "3600"]) for _ in range(COUNT)]
-    poll(lambda: len(sleepers_of(os.getpid())) >= COUNT)
+    procs = [subprocess.Popen([SLEEP, "3600"]) for _ in range(count)]
+    poll(lambda: len(sleepers_of(os.getpid())) >= count)
     took = time.perf_counter() - start
     for proc in procs:
         proc.kill()
