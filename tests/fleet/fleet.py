@@ -22,7 +22,15 @@ import grpc
 
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from tests.fleet.netns import Network, Node, Relay, connect, reap
-from tests.integration.cluster import PYTHON, ROOT, Daemon, Result, _env, wait_for, watcher_toml
+from tests.integration.cluster import (
+    PYTHON,
+    ROOT,
+    Daemon,
+    Result,
+    run_stackctl,
+    wait_for,
+    watcher_toml,
+)
 
 PORT = 7450
 WEB_PORT = 8080
@@ -236,16 +244,8 @@ class Fleet:
 
     def stackctl(self, *args: str, timeout: float = 60.0, check: bool = False) -> Result:
         """Run stackctl on the controller's host."""
-        proc = subprocess.run(
-            self.controller_node.argv(
-                [PYTHON, "-m", "stack.cli.main", "--controller", self.controller_address, *args]
-            ),
-            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=timeout,
-        )  # fmt: skip
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
-        if check:
-            assert result.code == 0, f"stackctl {' '.join(args)} failed: {result}"
-        return result
+        stackctl = [PYTHON, "-m", "stack.cli.main", "--controller", self.controller_address]
+        return run_stackctl(self.controller_node.argv([*stackctl, *args]), ROOT, timeout, check)
 
     def apply(self, text: str, name: str = "stack.toml") -> Result:
         path = self.root / name

@@ -212,19 +212,24 @@ class Cluster:
     # -- acting like a user -----------------------------------------------
 
     def stackctl(self, *args: str, timeout: float = 60.0, check: bool = False) -> Result:
-        proc = subprocess.run(
-            [PYTHON, "-m", "stack.cli.main", "--controller", self.address, *args],
-            capture_output=True, text=True, env=_env(), cwd=self.root, timeout=timeout,
-        )  # fmt: skip
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
-        if check:
-            assert result.code == 0, f"stackctl {' '.join(args)} failed: {result}"
-        return result
+        argv = [PYTHON, "-m", "stack.cli.main", "--controller", self.address, *args]
+        return run_stackctl(argv, self.root, timeout, check)
 
     def apply(self, text: str, name: str = "stack.toml") -> Result:
         path = self.root / name
         path.write_text(text)
         return self.stackctl("apply", str(path), check=True)
+
+
+def run_stackctl(argv: list[str], cwd: Path, timeout: float, check: bool) -> Result:
+    """Run a stackctl command line as a user would; with `check`, it must exit 0."""
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=_env(), cwd=cwd, timeout=timeout
+    )
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    if check:
+        assert result.code == 0, f"{' '.join(argv)} failed: {result}"
+    return result
 
 
 @dataclass
