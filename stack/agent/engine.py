@@ -34,7 +34,7 @@ from stack.agent.reaper import Reaper
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
 from stack.agent.stats import StatsSampler
-from stack.agent.watcher import Desired, Watcher
+from stack.agent.watcher import Desired, Version, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
 from stack.spec.convert import socket_from_proto, watcher_from_proto
 from stack.spec.model import WatcherSpec
@@ -238,6 +238,35 @@ class Engine:
         return [bound.error for bound in found if bound is not None and bound.error]
 
     def _desired(self, wa: agent_pb2.WatcherAssignment, spec: WatcherSpec) -> Desired:
+        names, key = self._sockets_of(spec)
+        pinned: dict[int, Version] = {}
+        for earlier in wa.pinned:
+            earlier_spec = watcher_from_proto(earlier.spec)
+            earlier_names, earlier_key = self._sockets_of(earlier_spec)
+            version = Version(
+                spec=earlier_spec,
+                restart_token=earlier.restart_token,
+                sockets=earlier_names,
+                socket_key=earlier_key,
+                fingerprint=earlier_spec.process_fingerprint(),
+            )
+            pinned.update(dict.fromkeys(earlier.wids, version))
+        return Desired(
+            spec=spec,
+            wids=tuple(wa.wids),
+            active=wa.active,
+            restart_token=wa.restart_token,
+            graceful=wa.graceful,
+            reset_token=wa.reset_token,
+            sockets=names,
+            socket_key=key,
+            fingerprint=spec.process_fingerprint(),
+            pinned=pinned,
+            probation=frozenset(wa.probation),
+        )
+
+    def _sockets_of(self, spec: WatcherSpec) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """The sockets `spec` inherits, in fd order, and a key that changes on a re-bind."""
         if spec.sockets:
             names = tuple(spec.sockets)
         elif spec.use_sockets:
@@ -248,17 +277,7 @@ class Engine:
         for name in names:
             bound = self.sockets.get(name)
             key.append((name, bound.serial if bound else 0))
-        return Desired(
-            spec=spec,
-            wids=tuple(wa.wids),
-            active=wa.active,
-            restart_token=wa.restart_token,
-            graceful=wa.graceful,
-            reset_token=wa.reset_token,
-            sockets=names,
-            socket_key=tuple(key),
-            fingerprint=spec.process_fingerprint(),
-        )
+        return names, tuple(key)
 
     # ---- restart of the agent ----
     async def restore(self) -> bool:
@@ -396,6 +415,7 @@ class Engine:
                     restarts=slot.restarts,
                     host_id=self.host_id,
                     message=flap_text or slot.message,
+                    version=slot.version,
                 )
                 if slot.proc is not None:
                     status.pid = slot.proc.pid

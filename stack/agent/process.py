@@ -170,6 +170,8 @@ class Proc:
     """Resolved by the reaper with the raw wait status."""
     start_ticks: int = 0
     """When the kernel started it, in clock ticks since boot (with the pid, its identity)."""
+    spec: WatcherSpec | None = None
+    """The spec it was started with (its stop signal and grace period)."""
     stopping_children: tuple[int, ...] = ()
     """Descendants outside the group that got the stop signal (stop_children): the
     agent's orphan sweep leaves them to the graceful stop."""
@@ -226,6 +228,7 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         started_mono=time.monotonic(),
         generation=generation,
         start_ticks=ticks,
+        spec=spec,
     )
 
 

@@ -10,6 +10,12 @@ grace period, SIGKILL) owned by the engine's TaskGroup, so a slow stop never del
 anything else. So are health checks: one task per process with a check, cancelled
 when the process leaves its slot. An unhealthy process is stopped gracefully, counted
 as a crash (flapping rules) and started again.
+
+During a rolling change the assignment pins some worker ids to an earlier version
+of the watcher; each slot runs the version its wid is given, and a process is
+replaced when that changes. A new process of the batch on probation that exits or
+fails its health check is left stopped, outside the flapping rules: the controller
+halts the rollout and pins the wid back to the version that worked.
 """
 
 from __future__ import annotations
@@ -81,9 +87,32 @@ class Slot:
     """What the health checks of the current process found (when it has a check)."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The environment the current process was started with (exec checks get it)."""
+    version: str = ""
+    """Version.label of the last process started (or tried) in this slot."""
 
     def move(self, new: ProcessState) -> None:
         self.state = transition(self.state, new)
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a process runs: a spec at a restart token, with its inherited sockets."""
+
+    spec: WatcherSpec
+    restart_token: int
+    sockets: tuple[str, ...]
+    socket_key: tuple[Any, ...]
+    fingerprint: str
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Equal keys: the same processes; a process is replaced when its key changes."""
+        return (self.fingerprint, self.socket_key, self.restart_token)
+
+    @property
+    def label(self) -> str:
+        """How status names the version (the controller computes the same)."""
+        return f"{self.restart_token}-{self.fingerprint}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,20 @@ class Desired:
     """Changes whenever one of those sockets was re-bound."""
     fingerprint: str
     """WatcherSpec.process_fingerprint(): changes when the processes must be replaced."""
+    pinned: Mapping[int, Version] = field(default_factory=dict)
+    """Worker ids that keep an earlier version during a rolling change."""
+    probation: frozenset[int] = frozenset()
+    """Worker ids of the rollout batch: their new processes are not respawned."""
+
+    def current(self) -> Version:
+        return Version(
+            self.spec, self.restart_token, self.sockets, self.socket_key, self.fingerprint
+        )
+
+    def version_of(self, wid: int) -> Version:
+        """The version worker `wid` must run."""
+        pinned = self.pinned.get(wid)
+        return pinned if pinned is not None else self.current()
 
 
 @dataclass(eq=False)
@@ -109,7 +152,7 @@ class Watcher:
     host: Host
     desired: Desired
     generation: int = 0
-    """Bumped when every process must be replaced."""
+    """The process generation of the current version (see `versions`)."""
     graceful_replace: bool = False
     flap: FlapState = field(default_factory=FlapState)
     slots: dict[int, Slot] = field(default_factory=dict)
@@ -118,6 +161,13 @@ class Watcher:
     """The health-check task of each running process (with a check)."""
     removed: bool = False
     agent_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    versions: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    """Version.key -> process generation, for the current and the pinned versions."""
+
+    def __post_init__(self) -> None:
+        self.versions[self.desired.current().key] = self.generation
+        for version in self.desired.pinned.values():
+            self._generation_of(version.key)
 
     @property
     def name(self) -> str:
@@ -130,22 +180,45 @@ class Watcher:
     # ---- desired state ----
     def update(self, new: Desired) -> None:
         old = self.desired
-        replace = new.fingerprint != old.fingerprint or new.socket_key != old.socket_key
-        graceful = False
-        if new.restart_token != old.restart_token:
-            replace = True
-            graceful = new.graceful
+        before = {wid: self.target(wid) for wid in self.slots}
+        old_key, new_key = old.current().key, new.current().key
+        graceful = new.graceful if new.restart_token != old.restart_token else False
         if new.reset_token != old.reset_token:
             self.reset()
-        if replace:
-            self.generation += 1
-            self.graceful_replace = graceful
         if new.active and not old.active:
             for slot in self.slots.values():
                 slot.pending = True
         self.desired = new
+        if new_key != old_key:
+            self.generation = self._generation_of(new_key)
+            self.graceful_replace = graceful
+        keep = {new_key, *(version.key for version in new.pinned.values())}
+        for key in keep:
+            self._generation_of(key)
+        self.versions = {key: gen for key, gen in self.versions.items() if key in keep}
+        for wid, slot in self.slots.items():
+            if self.target(wid) != before[wid]:
+                slot.pending = True
         if new.spec.health != old.spec.health:
             self._recheck_all()
+
+    def _generation_of(self, key: tuple[Any, ...]) -> int:
+        """The process generation of a version; a version not seen before gets a new one."""
+        if key not in self.versions:
+            self.versions[key] = max(self.versions.values(), default=-1) + 1
+        return self.versions[key]
+
+    def target(self, wid: int) -> int:
+        """The process generation worker `wid` must run."""
+        return self.versions[self.desired.version_of(wid).key]
+
+    def spec_of(self, wid: int) -> WatcherSpec:
+        """The spec worker `wid` runs (an earlier one while pinned by a rolling change)."""
+        return self.desired.version_of(wid).spec
+
+    def on_probation(self, slot: Slot, proc: Proc) -> bool:
+        """True for a new process of the rollout batch: it fails the batch, not the watcher."""
+        return slot.wid in self.desired.probation and proc.generation == self.target(slot.wid)
 
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
@@ -194,7 +267,7 @@ class Watcher:
             proc = slot.proc
             if proc is None:
                 continue
-            if proc.generation != self.generation:
+            if proc.generation != self.target(slot.wid):
                 slot.pending = True
                 if not self.graceful_replace:
                     slot.proc = None
@@ -219,7 +292,7 @@ class Watcher:
             if not slot.pending:
                 continue
             old = slot.proc
-            if old is not None and old.generation == self.generation:
+            if old is not None and old.generation == self.target(wid):
                 slot.pending = False
                 continue
             if old is None and any(p.wid == wid for p in self.retiring):
@@ -227,9 +300,10 @@ class Watcher:
             started = self._start(slot)
             if old is not None:
                 self._retire(old, R.EXIT_REASON_RESTARTED)
-            if started and self.spec.warmup_delay > 0:
+            warmup = self.spec_of(wid).warmup_delay
+            if started and warmup > 0:
                 proc = slot.proc
-                await asyncio.sleep(self.spec.warmup_delay)
+                await asyncio.sleep(warmup)
                 if slot.proc is proc and slot.state is ProcessState.STARTING:
                     slot.move(ProcessState.RUNNING)
                     self.host.changed()
@@ -238,8 +312,10 @@ class Watcher:
     def _start(self, slot: Slot) -> bool:
         """Spawn into `slot`; spawn errors count as exits for flapping. True if running."""
         while True:
+            version = self.desired.version_of(slot.wid)
+            slot.version = version.label
             try:
-                proc = self._spawn(slot)
+                proc = self._spawn(slot, version)
             except (SpawnError, OSError) as exc:
                 text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
                 slot.proc = None
@@ -248,6 +324,9 @@ class Watcher:
                 slot.move(ProcessState.EXITED)
                 self.host.event("spawn_error", self.name, slot.wid, text, ERROR)
                 self.host.changed()
+                if slot.wid in self.desired.probation and version == self.desired.current():
+                    slot.pending = False  # the controller halts the rollout
+                    return False
                 self.flap = flapping.spawn_failed(self.flap, text, self.spec.max_retry)
                 if self.flap.phase is FlapPhase.FATAL:
                     self._give_up(R.EXIT_REASON_SPAWN_ERROR)
@@ -266,30 +345,31 @@ class Watcher:
             slot.proc = proc
             slot.pending = False
             slot.message = ""
-            slot.move(ProcessState.STARTING if self.spec.warmup_delay > 0 else ProcessState.RUNNING)
+            warming = version.spec.warmup_delay > 0
+            slot.move(ProcessState.STARTING if warming else ProcessState.RUNNING)
             self.host.event("spawn", self.name, slot.wid, f"pid {proc.pid}", INFO)
             self._start_checks(slot)
             self.host.changed()
             return True
 
-    def _spawn(self, slot: Slot) -> Proc:
-        wid = slot.wid
+    def _spawn(self, slot: Slot, version: Version) -> Proc:
+        wid, spec = slot.wid, version.spec
         pairs: list[tuple[str, int]] = []
-        for name in self.desired.sockets:
+        for name in version.sockets:
             bound = self.host.sockets.get(name)
             if bound is None or bound.sock is None:
                 why = bound.error if bound is not None else "not in the assignment"
                 raise SpawnError(f"spawn error: socket {name!r} is not bound: {why}")
             pairs.append((name, bound.fd))
-        launch = build_launch(self.spec, wid, pairs, self.agent_env)
-        proc = spawn(launch, self.spec, wid, self.generation)
+        launch = build_launch(spec, wid, pairs, self.agent_env)
+        proc = spawn(launch, spec, wid, self.versions[version.key])
         slot.env = launch.env
         self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
         self.host.logs.attach(self.name, wid, "out", proc.popen.stdout)
         self.host.logs.attach(self.name, wid, "err", proc.popen.stderr)
-        if self.spec.max_age > 0:
-            variance = int.from_bytes(os.urandom(2)) / 65535 * self.spec.max_age_variance
-            proc.deadline = proc.started_mono + self.spec.max_age + variance
+        if spec.max_age > 0:
+            variance = int.from_bytes(os.urandom(2)) / 65535 * spec.max_age_variance
+            proc.deadline = proc.started_mono + spec.max_age + variance
             self.host.wake()
         return proc
 
@@ -312,6 +392,9 @@ class Watcher:
         slot.move(ProcessState.EXITED)
         how = f"killed by signal {sig}" if sig else f"exit code {code}"
         self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {how} (crashed)", WARNING)
+        if self.on_probation(slot, proc):
+            slot.pending = False  # the controller halts the rollout
+            return
         if not self.spec.respawn or not self.desired.active or self.removed:
             slot.pending = False
             return
@@ -355,7 +438,7 @@ class Watcher:
         if proc in self.retiring:
             return
         self.retiring[proc] = self.host.run_task(
-            self._stop(proc, reason, self.spec, note),
+            self._stop(proc, reason, proc.spec or self.spec, note),
             name=f"stop {self.name}[{proc.wid}] {proc.pid}",
         )
         self.host.changed()
@@ -393,7 +476,7 @@ class Watcher:
         """Check `slot`'s new process, if the watcher has a health check."""
         slot.health = HealthState()
         proc = slot.proc
-        if proc is None or not self.spec.health.type or proc in self.checks:
+        if proc is None or not self.spec_of(slot.wid).health.type or proc in self.checks:
             return
         self.checks[proc] = self.host.run_task(
             self._check_loop(slot, proc), name=f"health {self.name}[{slot.wid}] {proc.pid}"
@@ -420,7 +503,7 @@ class Watcher:
         """Check `proc` every interval until it leaves `slot` or is found unhealthy."""
         try:
             while True:
-                spec = self.spec.health
+                spec = self.spec_of(slot.wid).health
                 await asyncio.sleep(max(spec.interval, health.MIN_INTERVAL))
                 if slot.proc is not proc:
                     return
@@ -428,10 +511,10 @@ class Watcher:
                     continue  # still in its warmup_delay
                 ctx = CheckContext(
                     sockets=self.host.sockets,
-                    inherited=self.desired.sockets,
+                    inherited=self.desired.version_of(slot.wid).sockets,
                     env=slot.env,
                     pid=proc.pid,
-                    cwd=self.spec.working_dir,
+                    cwd=self.spec_of(slot.wid).working_dir,
                     reaper=self.host.reaper,
                 )
                 failure = await health.check(spec, ctx)
@@ -456,6 +539,9 @@ class Watcher:
         slot.proc = None
         slot.move(ProcessState.STOPPING)
         self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
+        if self.on_probation(slot, proc):
+            slot.pending = False  # the controller halts the rollout
+            return
         if not self.spec.respawn or not self.desired.active or self.removed:
             slot.pending = False
             return
@@ -470,7 +556,7 @@ class Watcher:
     def health_of(self, slot: Slot) -> tuple[Health, str]:
         """(health, last failure) of the slot's process, for status. Unhealthy stays shown
         while that process stops and until a new one starts (unless stopped on purpose)."""
-        if not self.spec.health.type:
+        if not self.spec_of(slot.wid).health.type:
             return Health.UNSPECIFIED, ""
         if slot.proc is None:
             after_failure = slot.state in _AFTER_UNHEALTHY

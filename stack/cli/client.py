@@ -154,9 +154,10 @@ class StackClient:
         return self._unary(self._stub.Scale, request, admin_pb2.ScaleReply, None)
 
     def watchers_call(
-        self, verb: str, watchers: list[str], all_watchers: bool
+        self, verb: str, watchers: list[str], all_watchers: bool, rolling: bool = False
     ) -> admin_pb2.WatchersReply:
-        """Start, Stop, Restart, Reload or Reset (`verb`) the named watchers or all."""
+        """Start, Stop, Restart (`rolling`: in batches), Reload or Reset (`verb`) the
+        named watchers or all."""
         method = {
             "start": self._stub.Start,
             "stop": self._stub.Stop,
@@ -164,7 +165,7 @@ class StackClient:
             "reload": self._stub.Reload,
             "reset": self._stub.Reset,
         }[verb]
-        request = admin_pb2.WatchersRequest(watchers=watchers, all=all_watchers)
+        request = admin_pb2.WatchersRequest(watchers=watchers, all=all_watchers, rolling=rolling)
         return self._unary(method, request, admin_pb2.WatchersReply, None)
 
     def signal(

@@ -421,6 +421,8 @@ def watcher_summary(watcher: admin_pb2.WatcherStatus, now: float) -> str:
     note = watcher_note(watcher, now)
     if note:
         parts.append(note)
+    if watcher.rollout:
+        parts.append(watcher.rollout)
     return ", ".join(parts)
 
 

@@ -126,6 +126,24 @@ def restarted(before: Mapping[ProcessKey, float]) -> Check:
     return check
 
 
+def rolled_out(before: Mapping[ProcessKey, float]) -> Check:
+    """A rolling restart done: every process restarted and the rollout over.
+
+    Hopeless once the rollout halts: it waits for a fix, not for time.
+    """
+    every = restarted(before)
+
+    def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
+        state = every(watcher)
+        if watcher.rollout.startswith("rollout halted"):
+            return WaitState(False, state.have, state.want, state.missing, watcher.rollout)
+        if watcher.rollout:
+            return WaitState(False, state.have, state.want, f"{watcher.name} {watcher.rollout}")
+        return state
+
+    return check
+
+
 def wait_until(
     client: StackClient,
     watchers: Sequence[str],

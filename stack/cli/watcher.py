@@ -12,6 +12,7 @@ from stack.cli.options import open_client, options_of
 from stack.cli.waiting import (
     Check,
     restarted,
+    rolled_out,
     scaled_to,
     start_times,
     started,
@@ -52,11 +53,12 @@ def _act(
     all_watchers: bool,
     wait: bool = False,
     timeout: float = 30.0,
+    rolling: bool = False,
 ) -> None:
     names = _targets(watchers, all_watchers)
     client = open_client(ctx)
     before = start_times(client.status()) if wait and verb == "restart" else {}
-    reply = client.watchers_call(verb, names, all_watchers)
+    reply = client.watchers_call(verb, names, all_watchers, rolling)
     acted = list(reply.watchers)
     if options_of(ctx).json:
         render.print_json(render.to_json(reply))
@@ -67,7 +69,7 @@ def _act(
         checks: dict[str, Check] = {
             "start": started(),
             "stop": stopped(),
-            "restart": restarted(before),
+            "restart": rolled_out(before) if rolling else restarted(before),
         }
         wait_until(client, acted, checks[verb], timeout)
 
@@ -122,9 +124,16 @@ def restart(
     all_watchers: AllOpt = False,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 30.0,
+    rolling: Annotated[
+        bool,
+        typer.Option(
+            "--rolling",
+            help="In batches of [update] max_parallel, each healthy before the next.",
+        ),
+    ] = False,
 ) -> None:
-    """Stop and start every process of the watchers."""
-    _act(ctx, "restart", watchers, all_watchers, wait, timeout)
+    """Stop and start every process of the watchers (all at once, or --rolling)."""
+    _act(ctx, "restart", watchers, all_watchers, wait, timeout, rolling)
 
 
 def reload(ctx: typer.Context, watchers: WatchersArg = None, all_watchers: AllOpt = False) -> None:

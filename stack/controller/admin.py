@@ -71,7 +71,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ScaleReply(watcher=request.watcher, previous=previous, numprocesses=now)
 
     async def _act(self, kind: str, request: admin_pb2.WatchersRequest) -> admin_pb2.WatchersReply:
-        names = await self._c.act(kind, list(request.watchers), request.all)
+        rolling = request.rolling and kind == "restart"
+        names = await self._c.act(kind, list(request.watchers), request.all, rolling=rolling)
         return admin_pb2.WatchersReply(watchers=list(names))
 
     @_unary

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
+from stack.controller.rollout import host_share
 from stack.spec.convert import socket_to_proto, watcher_to_proto
 from stack.v1 import agent_pb2
 
@@ -24,19 +25,31 @@ def build_assignment(
     """The Assignment for `host_id`.
 
     `handoff` (watcher -> wids) are processes a draining host keeps running
-    until their replacements run elsewhere.
+    until their replacements run elsewhere. During a rolling change, the ids
+    still on an earlier version are pinned to it and the batch is on probation.
     """
     handoff = handoff or {}
     assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
     for name, watcher in sorted(desired.watchers.items()):
+        wids = sorted({*placement.wids(host_id, name), *handoff.get(name, ())})
+        pinned, probation = host_share(watcher.rollout, wids)
         assignment.watchers.append(
             agent_pb2.WatcherAssignment(
                 spec=watcher_to_proto(watcher.spec),
-                wids=sorted({*placement.wids(host_id, name), *handoff.get(name, ())}),
+                wids=wids,
                 active=watcher.active,
                 restart_token=watcher.restart_token,
                 graceful=watcher.graceful,
                 reset_token=watcher.reset_token,
+                pinned=[
+                    agent_pb2.PinnedVersion(
+                        spec=watcher_to_proto(version.spec),
+                        restart_token=version.restart_token,
+                        wids=version_wids,
+                    )
+                    for version, version_wids in pinned
+                ],
+                probation=probation,
             )
         )
     for _, sock in sorted(desired.sockets.items()):

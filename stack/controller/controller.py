@@ -10,6 +10,8 @@ All methods run on the event loop, store commits included (see `_change`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from stack.controller.errors import (
 from stack.controller.events import EventLog
 from stack.controller.logs import LogHub, merge
 from stack.controller.placement import AgentView, Placement, place, rebalance
+from stack.controller.rollout import Seen, advance
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.spec.diff import Change
@@ -61,6 +64,9 @@ class Controller:
         """Agents down past reschedule_after at the last placement."""
         self._announced_lost: frozenset[str] = frozenset()
         """Agents for which an agent_lost event was recorded (while they stay lost)."""
+        self._rollout_wake = asyncio.Event()
+        self._running_since: dict[tuple[str, int, int], float] = {}
+        """(watcher, wid, pid) of rollout batch processes -> when first seen running."""
 
     @property
     def stopping(self) -> bool:
@@ -111,6 +117,7 @@ class Controller:
             except StoreError as exc:
                 raise Unavailable(str(exc)) from exc
             self.state = new
+        self._announce_rollouts(old, new)
         self.reschedule()
         return True
 
@@ -125,7 +132,7 @@ class Controller:
         changes: list[Change] = []
 
         def transition(state: d.DesiredState) -> d.DesiredState:
-            new, found = d.apply_stack(state, stack)
+            new, found = d.apply_stack(state, stack, self._placed())
             changes.extend(found)
             return state if dry_run else new
 
@@ -149,12 +156,15 @@ class Controller:
             self.events.record("scale", f"scale {watcher}: {previous} -> {now}", watcher)
         return previous, self.state.watcher(watcher).spec.numprocesses
 
-    async def act(self, kind: str, names: list[str], all_watchers: bool) -> tuple[str, ...]:
-        """start, stop, restart, reload or reset watchers; return the ones acted on."""
-        transitions = {
+    async def act(
+        self, kind: str, names: list[str], all_watchers: bool, rolling: bool = False
+    ) -> tuple[str, ...]:
+        """start, stop, restart (`rolling`: in batches), reload or reset watchers;
+        return the ones acted on."""
+        transitions: dict[str, Callable[[d.DesiredState, tuple[str, ...]], d.DesiredState]] = {
             "start": d.start,
             "stop": d.stop,
-            "restart": d.restart,
+            "restart": lambda state, names: d.restart(state, names, rolling, self._placed()),
             "reload": d.reload,
             "reset": d.reset,
         }
@@ -167,8 +177,9 @@ class Controller:
             return step(state, selected)
 
         await self._change(transition)
+        what = "rolling restart" if rolling else kind
         for name in selected:
-            self.events.record(kind, f"{kind} {name}", name)
+            self.events.record(kind, f"{what} {name}", name)
         return selected
 
     async def remove(self, watcher: str) -> None:
@@ -271,6 +282,7 @@ class Controller:
         if body == "observed":
             before = record.placement_key()
             record.observed = message.observed
+            self._rollout_wake.set()
             # A mere heartbeat (same workers in the same states) changes no placement.
             if came_back or record.placement_key() != before:
                 self.reschedule_soon()
@@ -324,11 +336,142 @@ class Controller:
             self.reschedule()
 
     async def watch_agents(self) -> None:
-        """Run forever: check agents' liveness a few times per timeout."""
+        """Run forever: check agents' liveness a few times per timeout, and move
+        rolling changes on as their batches come up."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._expire_loop(), name="expire-agents")
+            tg.create_task(self._rollout_loop(), name="rollouts")
+
+    async def _expire_loop(self) -> None:
         interval = min(0.5, self.settings.agent_timeout / 4)
         while True:
             await asyncio.sleep(interval)
             self.expire_agents()
+
+    # ---- rolling changes ----
+
+    def _placed(self) -> dict[str, set[int]]:
+        """watcher -> every worker id placed on some host now."""
+        placed: dict[str, set[int]] = {}
+        for by_watcher in self.placement.hosts.values():
+            for watcher, wids in by_watcher.items():
+                placed.setdefault(watcher, set()).update(wids)
+        return placed
+
+    async def _rollout_loop(self) -> None:
+        """Advance rollouts when agents report, and at least every 0.2 s (min_uptime)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rollout_wake.wait(), 0.2)
+            self._rollout_wake.clear()
+            try:
+                await self.advance_rollouts()
+            except (FencedOut, Unavailable) as exc:
+                log.error("cannot advance rolling changes: %s", exc)
+
+    async def advance_rollouts(self) -> None:
+        """Take the next step of every rollout in progress (see rollout.advance)."""
+        now = time.monotonic()
+        rolling = [n for n, w in self.state.watchers.items() if w.rollout and not w.rollout.halted]
+        if not rolling:
+            self._running_since.clear()
+            return
+        placed = self._placed()
+        for name in rolling:
+            before = self.state.watchers.get(name)
+            seen = self._seen(name, now)
+            outcomes: list[str] = []
+            step = functools.partial(
+                self._rollout_step,
+                name=name,
+                seen=seen,
+                wanted=placed.get(name, set()),
+                outcomes=outcomes,
+            )
+            await self._change(step)
+            self._record_rollout(name, outcomes[0] if outcomes else "", before)
+
+    @staticmethod
+    def _rollout_step(
+        state: d.DesiredState,
+        name: str,
+        seen: dict[int, Seen],
+        wanted: set[int],
+        outcomes: list[str],
+    ) -> d.DesiredState:
+        watcher = state.watchers.get(name)
+        if watcher is None or watcher.rollout is None or not watcher.active:
+            return state  # removed, done, or stopped (which pauses it)
+        rollout, outcome = advance(watcher.rollout, watcher.version(), seen, wanted)
+        outcomes.append(outcome)
+        return d.set_rollout(state, name, rollout)
+
+    def _seen(self, watcher: str, now: float) -> dict[int, Seen]:
+        """What the ready agents report of `watcher`'s batch processes, by worker id."""
+        seen: dict[int, Seen] = {}
+        batch = self.state.watchers[watcher].rollout
+        wanted = set(batch.batch) if batch is not None else set()
+        for record in self.agents.ready():
+            for proc in record.observed.processes:
+                if proc.watcher != watcher or proc.wid not in wanted:
+                    continue
+                running_for = 0.0
+                if proc.pid and proc.state == types_pb2.PROCESS_STATE_RUNNING:
+                    key = (watcher, proc.wid, proc.pid)
+                    running_for = now - self._running_since.setdefault(key, now)
+                why = proc.health_message or proc.last_exit.message or proc.message
+                if not why and proc.HasField("last_exit") and not proc.pid:
+                    exit_ = proc.last_exit
+                    why = f"killed by signal {exit_.signal}" if exit_.signal else (
+                        f"exit code {exit_.code}"
+                    )
+                health = proc.health
+                if not proc.pid and proc.last_exit.reason == types_pb2.EXIT_REASON_UNHEALTHY:
+                    health = types_pb2.HEALTH_UNHEALTHY  # stopped for failing its check
+                seen[proc.wid] = Seen(
+                    host_id=record.host_id,
+                    version=proc.version,
+                    state=proc.state,
+                    pid=proc.pid,
+                    health=health,
+                    running_for=running_for,
+                    why=why,
+                )
+        return seen
+
+    def _record_rollout(self, name: str, outcome: str, before: d.DesiredWatcher | None) -> None:
+        after = self.state.watchers.get(name)
+        rollout = after.rollout if after is not None else None
+        if outcome == "done":
+            self.events.record("rollout_done", f"rollout of {name} done", name)
+        elif outcome == "halted" and rollout is not None:
+            self.events.record(
+                "rollout_halted",
+                f"rollout of {name} halted: {rollout.halted}",
+                name,
+                severity=types_pb2.SEVERITY_ERROR,
+            )
+        elif outcome == "batch" and rollout is not None:
+            self.events.record("rollout", f"{name}: {rollout.summary()}", name)
+
+    def _announce_rollouts(self, old: d.DesiredState, new: d.DesiredState) -> None:
+        """An event for each rollout a change began; wake the loop to take its first step."""
+        for name, watcher in new.watchers.items():
+            before = old.watchers.get(name)
+            began = (
+                watcher.rollout is not None
+                and before is not None
+                and before.version().label != watcher.version().label
+            )
+            if began:
+                assert watcher.rollout is not None
+                self.events.record(
+                    "rollout_started",
+                    f"rolling {name} over to a new version: {watcher.rollout.total} processes, "
+                    f"{watcher.spec.update.max_parallel} at a time",
+                    name,
+                )
+                self._rollout_wake.set()
 
     # ---- placement and assignments ----
 
@@ -434,7 +577,7 @@ class Controller:
         return Placement(hosts=hosts, pending=placement.pending)
 
     def _placement_state(self, record: AgentRecord, lost: frozenset[str]) -> str:
-        """"ready", "down" (keeps its share for now) or "gone" (its share moves)."""
+        """ "ready", "down" (keeps its share for now) or "gone" (its share moves)."""
         if record.host_id in self.state.drained or record.host_id in lost:
             return "gone"
         return "ready" if record.ready else "down"

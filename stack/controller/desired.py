@@ -13,14 +13,16 @@ the store, the same records for sqlite and etcd).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any, cast
 
 from google.protobuf import json_format
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
 from stack.controller.placement import WatcherDemand
+from stack.controller.rollout import Rollout, Version, begin
 from stack.spec.convert import (
     socket_from_proto,
     socket_to_proto,
@@ -52,6 +54,18 @@ class DesiredWatcher:
     """With the last restart_token bump: start new workers before stopping old (reload)."""
     reset_token: int = 0
     """Bumped to clear flapping and fatal state (reset, start)."""
+    rollout: Rollout | None = None
+    """A rolling change in progress or halted (see rollout.py)."""
+
+    def version(self) -> Version:
+        """The version new processes run."""
+        return Version(self.spec, self.restart_token)
+
+    def rolled_to(self, target: DesiredWatcher, wids: Collection[int]) -> DesiredWatcher:
+        """`target` (the same watcher changed), rolling placed `wids` over when it runs."""
+        if not self.active:
+            return replace(target, rollout=None)
+        return replace(target, rollout=begin(self.version(), self.rollout, target.version(), wids))
 
 
 def _no_watchers() -> Mapping[str, DesiredWatcher]:
@@ -118,13 +132,20 @@ def _with(
     )
 
 
-def apply_stack(state: DesiredState, stack: StackSpec) -> tuple[DesiredState, list[Change]]:
+def apply_stack(
+    state: DesiredState,
+    stack: StackSpec,
+    placed: Mapping[str, Collection[int]] | None = None,
+) -> tuple[DesiredState, list[Change]]:
     """Make `stack` the whole desired stack; return the new state and what changed.
 
-    Watchers whose processes must be replaced get a restart (not graceful); a
-    change of numprocesses (or other live options) alone only scales. New
-    watchers start active when autostart is set. No change: the same state.
+    Watchers whose processes must be replaced roll over to the new spec: the
+    worker ids in `placed` (watcher -> ids placed now) keep their version until
+    the rollout moves them (see rollout.py). A change of numprocesses (or other
+    live options) alone only scales. New watchers start active when autostart is
+    set. No change: the same state.
     """
+    placed = placed or {}
     old_stack = state.stack()
     changes = diff_stacks(old_stack, stack)
     if not changes:
@@ -135,9 +156,13 @@ def apply_stack(state: DesiredState, stack: StackSpec) -> tuple[DesiredState, li
         if old is None:
             watchers[name] = DesiredWatcher(spec=spec, active=spec.autostart)
         elif needs_new_processes(old.spec, spec, old_stack=old_stack, new_stack=stack):
-            watchers[name] = replace(
-                old, spec=spec, restart_token=old.restart_token + 1, graceful=False
-            )
+            # A new fingerprint names a new version by itself; the token moves only
+            # when the processes must change for another reason (their sockets),
+            # so that going back to a spec still pinned restarts nothing.
+            same = old.spec.process_fingerprint() == spec.process_fingerprint()
+            token = old.restart_token + 1 if same else old.restart_token
+            changed = replace(old, spec=spec, restart_token=token, graceful=False)
+            watchers[name] = old.rolled_to(changed, placed.get(name, ()))
         else:
             watchers[name] = replace(old, spec=spec)
     return _with(state, watchers, dict(stack.sockets)), changes
@@ -195,20 +220,42 @@ def stop(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
     return _update(state, names, lambda w: replace(w, active=False))
 
 
-def restart(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
-    """Replace every worker: stop the old ones, then start new ones."""
-    return _update(
-        state,
-        names,
-        lambda w: replace(w, active=True, restart_token=w.restart_token + 1, graceful=False),
-    )
+def restart(
+    state: DesiredState,
+    names: tuple[str, ...],
+    rolling: bool = False,
+    placed: Mapping[str, Collection[int]] | None = None,
+) -> DesiredState:
+    """Replace every worker: stop the old ones, then start new ones.
+
+    `rolling`: in batches (see rollout.py), over the ids in `placed`.
+    """
+    placed = placed or {}
+
+    def change(w: DesiredWatcher) -> DesiredWatcher:
+        restarted = replace(
+            w, active=True, restart_token=w.restart_token + 1, graceful=False, rollout=None
+        )
+        return w.rolled_to(restarted, placed.get(w.spec.name, ())) if rolling else restarted
+
+    return _update(state, names, change)
 
 
 def reload(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
     """Replace every worker gracefully: new ones up before the old ones stop."""
     return _update(
-        state, names, lambda w: replace(w, restart_token=w.restart_token + 1, graceful=True)
+        state,
+        names,
+        lambda w: replace(w, restart_token=w.restart_token + 1, graceful=True, rollout=None),
     )
+
+
+def set_rollout(state: DesiredState, name: str, rollout: Rollout | None) -> DesiredState:
+    """The next step of a watcher's rollout (see rollout.advance)."""
+    watcher = state.watchers.get(name)
+    if watcher is None or watcher.rollout == rollout:
+        return state
+    return _with(state, {**state.watchers, name: replace(watcher, rollout=rollout)})
 
 
 def reset(state: DesiredState, names: tuple[str, ...]) -> DesiredState:
@@ -250,6 +297,8 @@ def encode(state: DesiredState) -> dict[str, bytes]:
             "graceful": watcher.graceful,
             "reset_token": watcher.reset_token,
         }
+        if watcher.rollout is not None:
+            record["rollout"] = _encode_rollout(watcher.rollout)
         records[WATCHER_PREFIX + name] = json.dumps(record, sort_keys=True).encode()
     for name, sock in state.sockets.items():
         data = json_format.MessageToDict(socket_to_proto(sock))
@@ -278,6 +327,7 @@ def decode(records: Mapping[str, bytes]) -> DesiredState:
                 restart_token=int(record["restart_token"]),
                 graceful=bool(record["graceful"]),
                 reset_token=int(record["reset_token"]),
+                rollout=_decode_rollout(record["rollout"]) if "rollout" in record else None,
             )
         elif key.startswith(SOCKET_PREFIX):
             sock = socket_from_proto(
@@ -290,6 +340,44 @@ def decode(records: Mapping[str, bytes]) -> DesiredState:
         sockets=MappingProxyType(dict(sorted(sockets.items()))),
         generation=generation,
         drained=drained,
+    )
+
+
+def _encode_rollout(rollout: Rollout) -> dict[str, object]:
+    """A rollout as JSON: each earlier version once, with its pinned and batch ids."""
+    versions: dict[str, dict[str, object]] = {}
+    for key, wids in (("pinned", rollout.pinned), ("batch", rollout.batch)):
+        for wid, version in sorted(wids.items()):
+            entry = versions.setdefault(
+                version.label,
+                {
+                    "spec": json_format.MessageToDict(watcher_to_proto(version.spec)),
+                    "restart_token": version.restart_token,
+                    "pinned": [],
+                    "batch": [],
+                },
+            )
+            cast(list[int], entry[key]).append(wid)
+    return {
+        "total": rollout.total,
+        "halted": rollout.halted,
+        "versions": [versions[label] for label in sorted(versions)],
+    }
+
+
+def _decode_rollout(data: Mapping[str, Any]) -> Rollout:
+    pinned: dict[int, Version] = {}
+    batch: dict[int, Version] = {}
+    for entry in data["versions"]:
+        spec = watcher_from_proto(json_format.ParseDict(entry["spec"], types_pb2.WatcherSpec()))
+        version = Version(spec, int(entry["restart_token"]))
+        pinned.update(dict.fromkeys((int(wid) for wid in entry["pinned"]), version))
+        batch.update(dict.fromkeys((int(wid) for wid in entry["batch"]), version))
+    return Rollout(
+        pinned=MappingProxyType(dict(sorted(pinned.items()))),
+        batch=MappingProxyType(dict(sorted(batch.items()))),
+        total=int(data["total"]),
+        halted=str(data["halted"]),
     )
 
 

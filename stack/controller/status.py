@@ -64,6 +64,8 @@ def watcher_status(
     if pending is not None:
         status.pending = pending.count
         status.pending_reason = pending.reason
+    if watcher.rollout is not None:
+        status.rollout = watcher.rollout.summary()
     return status
 
 
@@ -79,7 +81,7 @@ def status_reply(
 
 
 def agent_state(record: AgentRecord, drained: AbstractSet[str]) -> str:
-    """"ready", "draining" or "down"."""
+    """ "ready", "draining" or "down"."""
     if not record.ready:
         return "down"
     return "draining" if record.host_id in drained else "ready"

@@ -60,12 +60,14 @@ class ScaleReply(_message.Message):
     def __init__(self, watcher: _Optional[str] = ..., previous: _Optional[int] = ..., numprocesses: _Optional[int] = ...) -> None: ...
 
 class WatchersRequest(_message.Message):
-    __slots__ = ("watchers", "all")
+    __slots__ = ("watchers", "all", "rolling")
     WATCHERS_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
+    ROLLING_FIELD_NUMBER: _ClassVar[int]
     watchers: _containers.RepeatedScalarFieldContainer[str]
     all: bool
-    def __init__(self, watchers: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+    rolling: bool
+    def __init__(self, watchers: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., rolling: _Optional[bool] = ...) -> None: ...
 
 class WatchersReply(_message.Message):
     __slots__ = ("watchers",)
@@ -112,7 +114,7 @@ class StatusRequest(_message.Message):
     def __init__(self, watcher: _Optional[str] = ...) -> None: ...
 
 class WatcherStatus(_message.Message):
-    __slots__ = ("name", "numprocesses", "active", "phase", "message", "running", "pending", "pending_reason", "processes", "retry_at")
+    __slots__ = ("name", "numprocesses", "active", "phase", "message", "running", "pending", "pending_reason", "processes", "retry_at", "rollout")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUMPROCESSES_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +125,7 @@ class WatcherStatus(_message.Message):
     PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     RETRY_AT_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     numprocesses: int
     active: bool
@@ -133,7 +136,8 @@ class WatcherStatus(_message.Message):
     pending_reason: str
     processes: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProcessStatus]
     retry_at: float
-    def __init__(self, name: _Optional[str] = ..., numprocesses: _Optional[int] = ..., active: _Optional[bool] = ..., phase: _Optional[_Union[_types_pb2.WatcherPhase, str]] = ..., message: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., pending_reason: _Optional[str] = ..., processes: _Optional[_Iterable[_Union[_types_pb2.ProcessStatus, _Mapping]]] = ..., retry_at: _Optional[float] = ...) -> None: ...
+    rollout: str
+    def __init__(self, name: _Optional[str] = ..., numprocesses: _Optional[int] = ..., active: _Optional[bool] = ..., phase: _Optional[_Union[_types_pb2.WatcherPhase, str]] = ..., message: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., pending_reason: _Optional[str] = ..., processes: _Optional[_Iterable[_Union[_types_pb2.ProcessStatus, _Mapping]]] = ..., retry_at: _Optional[float] = ..., rollout: _Optional[str] = ...) -> None: ...
 
 class StatusReply(_message.Message):
     __slots__ = ("watchers", "generation")

@@ -93,20 +93,34 @@ class Welcome(_message.Message):
     def __init__(self, controller_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
 
 class WatcherAssignment(_message.Message):
-    __slots__ = ("spec", "wids", "active", "restart_token", "graceful", "reset_token")
+    __slots__ = ("spec", "wids", "active", "restart_token", "graceful", "reset_token", "pinned", "probation")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     WIDS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     RESTART_TOKEN_FIELD_NUMBER: _ClassVar[int]
     GRACEFUL_FIELD_NUMBER: _ClassVar[int]
     RESET_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    PROBATION_FIELD_NUMBER: _ClassVar[int]
     spec: _types_pb2.WatcherSpec
     wids: _containers.RepeatedScalarFieldContainer[int]
     active: bool
     restart_token: int
     graceful: bool
     reset_token: int
-    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., wids: _Optional[_Iterable[int]] = ..., active: _Optional[bool] = ..., restart_token: _Optional[int] = ..., graceful: _Optional[bool] = ..., reset_token: _Optional[int] = ...) -> None: ...
+    pinned: _containers.RepeatedCompositeFieldContainer[PinnedVersion]
+    probation: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., wids: _Optional[_Iterable[int]] = ..., active: _Optional[bool] = ..., restart_token: _Optional[int] = ..., graceful: _Optional[bool] = ..., reset_token: _Optional[int] = ..., pinned: _Optional[_Iterable[_Union[PinnedVersion, _Mapping]]] = ..., probation: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PinnedVersion(_message.Message):
+    __slots__ = ("spec", "restart_token", "wids")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    RESTART_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WIDS_FIELD_NUMBER: _ClassVar[int]
+    spec: _types_pb2.WatcherSpec
+    restart_token: int
+    wids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., restart_token: _Optional[int] = ..., wids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("generation", "fencing_token", "watchers", "sockets")

@@ -19,7 +19,7 @@ def test_crashing_worker_goes_flapping_then_retries_then_fatal(cluster: Cluster)
     wait_for(lambda: watcher_phase(cluster, "w") == types_pb2.WATCHER_PHASE_FLAPPING, 10,
              "the watcher to flap")  # fmt: skip
     text = cluster.stackctl("status", "w", check=True).out
-    assert "flapping, retry in" in text
+    assert "flapping, retry" in text  # "retry in 1s", or "retrying now" on a slow machine
     (proc,) = cluster.processes("w")
     assert proc.last_exit.code == 3
 

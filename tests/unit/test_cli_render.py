@@ -174,7 +174,7 @@ def test_status_json_has_stable_snake_case_keys_and_enum_names() -> None:
     webapp, ghost = document["watchers"]
     assert list(webapp) == [
         "name", "numprocesses", "active", "phase", "message", "running", "pending",
-        "pending_reason", "processes", "retry_at",
+        "pending_reason", "processes", "retry_at", "rollout",
     ]  # fmt: skip
     assert webapp["phase"] == "active" and ghost["phase"] == "flapping"
     (proc,) = webapp["processes"]

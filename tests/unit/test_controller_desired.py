@@ -57,12 +57,14 @@ def test_apply_with_numprocesses_only_scales_without_restart() -> None:
     assert new.generation == state.generation + 1
 
 
-def test_apply_with_a_changed_command_restarts_only_that_watcher() -> None:
+def test_apply_with_a_changed_command_gives_only_that_watcher_a_new_version() -> None:
     state = applied()
     new = applied(BASE.replace("python3 app.py", "python3 app2.py"), state)
-    assert new.watchers["web"].restart_token == 1
-    assert new.watchers["web"].graceful is False
-    assert new.watchers["job"].restart_token == 0
+    web, job = new.watchers["web"], new.watchers["job"]
+    assert web.version().label != state.watchers["web"].version().label
+    assert web.restart_token == 0  # the new fingerprint alone names the new version
+    assert web.graceful is False
+    assert job.version() == state.watchers["job"].version()
 
 
 def test_apply_with_a_changed_inherited_socket_restarts_its_users() -> None:

@@ -1,0 +1,198 @@
+"""Rolling changes: which worker ids still run an earlier version, batch by batch. Pure.
+
+A change that needs new processes (a new cmd, env, sockets... or `restart
+--rolling`) does not replace every worker at once. Every placed worker id is
+first *pinned* to the version it runs; the controller then moves
+`[update] max_parallel` of them at a time to the new version (the *batch*) and
+waits until their new processes are healthy, or have stayed up `min_uptime`
+without a health check, before the next batch. A batch whose new process exits,
+cannot start or fails its health check halts the rollout: its worker ids are
+pinned back to the version they ran, so the old processes keep serving, and
+the reason stays in status until the next change.
+
+Everything here is a function over frozen values; the controller feeds it what
+the agents report (`Seen`) and persists the result with the desired state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from stack.spec.model import WatcherSpec
+from stack.v1 import types_pb2
+
+P = types_pb2
+_FAILED_STATES = (
+    P.PROCESS_STATE_EXITED, P.PROCESS_STATE_STOPPED, P.PROCESS_STATE_BACKOFF,
+    P.PROCESS_STATE_FATAL,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a watcher's processes: a spec at a restart token."""
+
+    spec: WatcherSpec
+    restart_token: int
+
+    @property
+    def label(self) -> str:
+        """How agents name the version of a process (ProcessStatus.version)."""
+        return f"{self.restart_token}-{self.spec.process_fingerprint()}"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What an agent reports of one worker id, as the rollout needs it."""
+
+    host_id: str
+    version: str
+    state: int
+    """A types_pb2.ProcessState."""
+    pid: int
+    health: int = P.HEALTH_UNSPECIFIED
+    running_for: float = 0.0
+    """Seconds since the controller first saw this process running."""
+    why: str = ""
+    """The last exit or failed check, in words."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A rolling change in progress (or halted)."""
+
+    pinned: Mapping[int, Version]
+    """Worker ids still on an earlier version, not yet replaced."""
+    batch: Mapping[int, Version]
+    """Worker ids being replaced now, with the version each ran before (to pin back)."""
+    total: int
+    """Worker ids to replace when the rollout began (for progress)."""
+    halted: str = ""
+    """Why the rollout stopped; empty while it runs."""
+
+    def summary(self) -> str:
+        """One line for status: progress, or why it halted."""
+        if self.halted:
+            return f"rollout halted: {self.halted}"
+        done = max(self.total - len(self.pinned) - len(self.batch), 0)
+        text = f"rolling out: {done} of {self.total} replaced"
+        if self.batch:
+            text += ", replacing " + ", ".join(str(wid) for wid in sorted(self.batch))
+        return text
+
+
+def _frozen(mapping: Mapping[int, Version]) -> Mapping[int, Version]:
+    return MappingProxyType(dict(sorted(mapping.items())))
+
+
+def begin(
+    running: Version,
+    rollout: Rollout | None,
+    target: Version,
+    wids: Iterable[int],
+) -> Rollout | None:
+    """Start rolling placed `wids` from what they run now to `target`.
+
+    `running` is the watcher's current version and `rollout` the one in progress,
+    if any: ids it still pins keep their pin. None when no id needs replacing.
+    """
+    earlier = dict(rollout.pinned) if rollout is not None else {}
+    pinned = {}
+    for wid in wids:
+        version = earlier.get(wid, running)
+        if version.label != target.label:
+            pinned[wid] = version
+    if not pinned:
+        return None
+    return Rollout(pinned=_frozen(pinned), batch=_frozen({}), total=len(pinned))
+
+
+def failure(seen: Seen, target: str) -> str:
+    """Why a batch process failed ("" if it has not): it runs `target` and is down or sick."""
+    if seen.version != target:
+        return ""
+    if seen.health == P.HEALTH_UNHEALTHY:
+        return f"is unhealthy: {seen.why}" if seen.why else "is unhealthy"
+    if not seen.pid and seen.state in _FAILED_STATES:
+        return f"failed: {seen.why}" if seen.why else "failed"
+    return ""
+
+
+def ready(seen: Seen, target: str, checked: bool, min_uptime: float) -> bool:
+    """A batch process is done: healthy (with a check), or up `min_uptime` (without)."""
+    if seen.version != target or not seen.pid or seen.state != P.PROCESS_STATE_RUNNING:
+        return False
+    if checked:
+        return seen.health == P.HEALTH_HEALTHY
+    return seen.running_for >= min_uptime
+
+
+def advance(
+    rollout: Rollout,
+    target: Version,
+    seen: Mapping[int, Seen],
+    wanted: Collection[int],
+) -> tuple[Rollout | None, str]:
+    """The next step of `rollout`: (rollout or None when done, what happened).
+
+    `seen` holds what agents report for each worker id, `wanted` the ids placed
+    now (a scale-down drops the others). What happened is "" (nothing),
+    "batch" (a new batch began), "done" or "halted".
+    """
+    pinned = {wid: v for wid, v in rollout.pinned.items() if wid in wanted}
+    batch = {wid: v for wid, v in rollout.batch.items() if wid in wanted}
+    if rollout.halted:
+        return _rebuilt(rollout, pinned, batch), ""
+    label = target.label
+    for wid in sorted(batch):
+        found = seen.get(wid)
+        why = failure(found, label) if found is not None else ""
+        if found is not None and why:
+            kept = len(pinned) + len(batch)
+            halted = (
+                f"the new version of worker {wid} on {found.host_id} {why}; "
+                f"{kept} processes keep the version they ran"
+            )
+            return Rollout(
+                pinned=_frozen({**pinned, **batch}),
+                batch=_frozen({}),
+                total=rollout.total,
+                halted=halted,
+            ), "halted"
+    update = target.spec.update
+    checked = bool(target.spec.health.type)
+    if batch and all(
+        wid in seen and ready(seen[wid], label, checked, update.min_uptime) for wid in batch
+    ):
+        batch = {}
+    what = ""
+    if not batch and pinned:
+        for wid in sorted(pinned)[: max(update.max_parallel, 1)]:
+            batch[wid] = pinned.pop(wid)
+        what = "batch"
+    if not batch and not pinned:
+        return None, "done"
+    return _rebuilt(rollout, pinned, batch), what
+
+
+def _rebuilt(rollout: Rollout, pinned: dict[int, Version], batch: dict[int, Version]) -> Rollout:
+    if pinned == dict(rollout.pinned) and batch == dict(rollout.batch):
+        return rollout
+    return replace(rollout, pinned=_frozen(pinned), batch=_frozen(batch))
+
+
+def host_share(
+    rollout: Rollout | None, wids: Collection[int]
+) -> tuple[list[tuple[Version, list[int]]], list[int]]:
+    """For one host's `wids`: (each pinned version with its ids, the ids on probation)."""
+    if rollout is None:
+        return [], []
+    groups: dict[str, tuple[Version, list[int]]] = {}
+    for wid in sorted(wids):
+        version = rollout.pinned.get(wid)
+        if version is not None:
+            groups.setdefault(version.label, (version, []))[1].append(wid)
+    probation = sorted(wid for wid in wids if wid in rollout.batch)
+    return list(groups.values()), probation
