@@ -8,6 +8,10 @@ Under systemd (`Type=notify`) the agent reports READY=1 as soon as the persisted
 Assignment is applied: it never waits for the controller, since an agent must serve
 its host while the control plane is away. STATUS lines then say whether the
 controller is connected, and STOPPING=1 is sent when the workers start stopping.
+
+With `--tls-dir DIR` the agent presents DIR/agents/HOSTID.crt and trusts only a
+controller whose certificate DIR/ca.crt signed; bad TLS files stop it at start with
+one line, before any worker runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from stack.agent.engine import Engine
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
+from stack.security.certs import CertDir, CertError, Role
+from stack.security.tls import TlsError, is_loopback, load, resolve
 
 log = logging.getLogger("stack.agent")
 
@@ -80,9 +86,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
+    tls = parser.add_argument_group("mutual TLS")
+    tls.add_argument(
+        "--tls-dir", type=Path, metavar="DIR", help="a `stackctl certs` dir: agents/HOSTID.crt"
+    )
+    tls.add_argument(
+        "--ca", type=Path, metavar="PATH", help="CA certificate the controller is signed by"
+    )
+    tls.add_argument("--cert", type=Path, metavar="PATH", help="this host's agent certificate")
+    tls.add_argument("--key", type=Path, metavar="PATH", help="this host's private key")
     args = parser.parse_args(argv)
     if not args.host_id:
         parser.error("--host-id must not be empty")
+    try:
+        pair = CertDir(args.tls_dir).pair(Role.agent, args.host_id) if args.tls_dir else None
+        tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
+    except (CertError, TlsError) as exc:
+        parser.error(str(exc))
     settings = AgentSettings(
         data_dir=args.data_dir,
         host_id=args.host_id,
@@ -90,8 +110,32 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         labels=MappingProxyType(dict(args.label)),
         stats_interval=args.stats_interval,
         heartbeat_interval=args.heartbeat_interval,
+        tls=tls_files,
     )
     return settings, args.log_level
+
+
+def check_tls(settings: AgentSettings) -> None:
+    """Stop at start, with one line, when the TLS files cannot work; warn about plaintext."""
+    if settings.tls is None:
+        if not is_loopback(settings.controller.rpartition(":")[0]):
+            log.warning(
+                "INSECURE: dialing controller %s without TLS: anyone on the path can push work",
+                settings.controller,
+            )
+        return
+    try:
+        material = load(settings.tls, (Role.agent,))
+    except TlsError as exc:
+        print(f"stack-agent: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if material.identity.name != settings.host_id:
+        print(
+            f"stack-agent: certificate {settings.tls.cert} is for host {material.identity.name}, "
+            f"not {settings.host_id}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
 
 
 STATUS_INTERVAL = 2.0
@@ -156,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             f"stack-agent: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr
         )
         raise SystemExit(1) from None
+    check_tls(settings)
     asyncio.run(run(settings, Notifier.from_environment()))
 
 

@@ -7,6 +7,10 @@ changed (coalesced) and at least every heartbeat interval; events and log lines 
 shipped in batches. If the stream fails or ends, workers keep running (losing the
 control plane never restarts a worker) and the session reconnects with exponential
 backoff and full jitter, logging one line per lost connection.
+
+With TLS settings the stream is mutual TLS: the agent presents its host's
+certificate and accepts only a controller signed by its CA for the address it
+dials. A failed handshake is explained in the log line (unknown CA, expired...).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import grpc
 import stack
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
+from stack.security.certs import Role
+from stack.security.tls import TlsError, channel_credentials, diagnose, load
 from stack.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -82,9 +88,27 @@ class Session:
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(backoff * 2, self.settings.reconnect_max)
 
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        """A plaintext or mutual-TLS channel; TLS files are re-read for each connection."""
+        if self.settings.tls is None:
+            return grpc.aio.insecure_channel(address)
+        try:
+            material = load(self.settings.tls, (Role.agent,))
+        except TlsError as exc:
+            raise SessionError(str(exc)) from None
+        return grpc.aio.secure_channel(address, channel_credentials(material))
+
+    async def _explain(self, address: str, error: grpc.aio.AioRpcError) -> str:
+        """The error's line, with the TLS reason when the handshake was the problem."""
+        text = f"{error.code().name}: {error.details()}"
+        if self.settings.tls is None or error.code() != grpc.StatusCode.UNAVAILABLE:
+            return text
+        reason = await asyncio.to_thread(diagnose, address, self.settings.tls, "controller")
+        return f"TLS: {reason}" if reason else text
+
     async def _serve(self, address: str, welcomed: list[bool]) -> None:
         """One connection; sets welcomed[0] once the controller said Welcome."""
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with self._channel(address) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect()
             outbox: deque[agent_pb2.AgentMessage] = deque()
@@ -98,7 +122,8 @@ class Session:
             except* grpc.aio.AioRpcError as group:
                 error = group.exceptions[0]
                 assert isinstance(error, grpc.aio.AioRpcError)
-                raise SessionError(f"{error.code().name}: {error.details()}") from None
+                reason = await self._explain(address, error)
+                raise SessionError(reason) from None
             except* _Redirected as group:
                 raise group.exceptions[0] from None
             except* grpc.aio.UsageError as group:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from stack.security.tls import TlsFiles
+
 
 def default_data_dir() -> Path:
     """/var/lib/stack-agent as root, else ~/.local/state/stack/agent."""
@@ -47,6 +49,10 @@ class AgentSettings:
     """Reconnect backoff cap in seconds."""
     stale_timeout: float = 10.0
     """Graceful timeout for leftover workers whose watcher is not known any more."""
+    tls: TlsFiles | None = None
+    """CA, certificate (for this host id) and key for mutual TLS to the controller.
+
+    Re-read at every connection, so rotated files take effect on the next one."""
 
     @property
     def logs_dir(self) -> Path:

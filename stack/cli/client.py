@@ -3,18 +3,26 @@
 A small synchronous wrapper over the AdminService stub: one gRPC channel per
 invocation, a deadline on every unary call, and every `grpc.RpcError`
 translated into a `CommandError` whose message is the one line stackctl prints.
-The command modules never see gRPC errors or build stubs themselves.
+The command modules never see gRPC errors or build stubs themselves. With TLS
+material the channel is mutual TLS; when its handshake fails, the error says why
+(unknown CA, expired, wrong name) instead of "cannot reach".
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+# gRPC's core logs failed TLS handshakes on stderr (several lines, at INFO);
+# stackctl explains them in its own one line instead. An explicit setting wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import grpc
 
+from stack.security.tls import TlsMaterial, channel_credentials, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 DEFAULT_CONTROLLER = "127.0.0.1:7450"
@@ -52,6 +60,8 @@ class ClientSettings:
     """The controller's AdminService, HOST:PORT."""
     timeout: float = 10.0
     """Deadline in seconds for each unary call; streams that follow have none."""
+    tls: TlsMaterial | None = None
+    """Our checked certificate, key and CA for mutual TLS; None for plaintext (loopback)."""
 
 
 def format_seconds(seconds: float) -> str:
@@ -59,16 +69,34 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:g}"
 
 
-def translate_rpc_error(error: grpc.RpcError, address: str, timeout: float | None) -> CommandError:
-    """Turn a failed call into the one-line message the operator reads."""
+def is_transport_failure(error: grpc.RpcError) -> bool:
+    """Whether gRPC could not get the call to the server at all (vs. a status it sent)."""
+    if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    lowered = (error.details() or "").lower()
+    return not lowered or any(marker in lowered for marker in _TRANSPORT_MARKERS)
+
+
+def translate_rpc_error(
+    error: grpc.RpcError,
+    address: str,
+    timeout: float | None,
+    tls_reason: Callable[[], str | None] | None = None,
+) -> CommandError:
+    """Turn a failed call into the one-line message the operator reads.
+
+    `tls_reason` explains a failed connection when it was a TLS problem (see diagnose).
+    """
     code = error.code() if isinstance(error, grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.Call) else None) or ""
+    if is_transport_failure(error):
+        reason = tls_reason() if tls_reason is not None else None
+        if reason:
+            return CommandError(f"TLS connection to the controller at {address} failed: {reason}")
+        return CommandError(
+            f"cannot reach the controller at {address} (is stack-controller running?)"
+        )
     if code == grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        if not details or any(marker in lowered for marker in _TRANSPORT_MARKERS):
-            return CommandError(
-                f"cannot reach the controller at {address} (is stack-controller running?)"
-            )
         return CommandError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         within = f" within {format_seconds(timeout)}s" if timeout is not None else ""
@@ -84,19 +112,21 @@ class StackClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
-        self._channel = grpc.insecure_channel(
-            settings.address,
-            # stackctl talks to the controller directly, never through a proxy
-            # from the operator's environment.
-            options=[
-                ("grpc.enable_http_proxy", 0),
-                # Retry a refused connection soon: `up` and `--wait` poll a
-                # controller that may be starting.
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-            ],
-        )
+        # stackctl talks to the controller directly, never through a proxy
+        # from the operator's environment.
+        options = [
+            ("grpc.enable_http_proxy", 0),
+            # Retry a refused connection soon: `up` and `--wait` poll a
+            # controller that may be starting.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        if settings.tls is None:
+            self._channel = grpc.insecure_channel(settings.address, options=options)
+        else:
+            credentials = channel_credentials(settings.tls)
+            self._channel = grpc.secure_channel(settings.address, credentials, options=options)
         self._stub: Any = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     @property
@@ -105,6 +135,14 @@ class StackClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def tls_reason(self) -> str | None:
+        """Why a connection to the controller fails at the TLS level, if it does."""
+        files = self.settings.tls.files if self.settings.tls is not None else None
+        return diagnose(self.address, files, "controller")
+
+    def _error(self, error: grpc.RpcError, deadline: float | None) -> CommandError:
+        return translate_rpc_error(error, self.address, deadline, self.tls_reason)
 
     def __enter__(self) -> StackClient:
         return self
@@ -126,7 +164,7 @@ class StackClient:
         try:
             return cast(Reply, method(request, timeout=deadline))
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address, deadline) from None
+            raise self._error(error, deadline) from None
 
     def _stream(
         self, method: Callable[..., Any], request: Any, follow: bool
@@ -139,7 +177,7 @@ class StackClient:
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.CANCELLED:
                 return
-            raise translate_rpc_error(error, self.address, deadline) from None
+            raise self._error(error, deadline) from None
         finally:
             call.cancel()
 

@@ -13,9 +13,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from stack.cli import agents, events, logs, stackfile, status, watcher
+from stack.cli import agents, certs, events, logs, stackfile, status, watcher
 from stack.cli.client import DEFAULT_CONTROLLER, CommandError
-from stack.cli.options import GlobalOptions, OutputFormat, parse_address
+from stack.cli.options import (
+    CaOption,
+    CertNameOption,
+    CertOption,
+    GlobalOptions,
+    KeyOption,
+    OutputFormat,
+    TlsDirOption,
+    parse_address,
+)
 
 PROG = "stackctl"
 
@@ -64,12 +73,25 @@ def global_options(
     output: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="Text for people or JSON.")
     ] = OutputFormat.text,
+    tls_dir: TlsDirOption = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    cert_name: CertNameOption = None,
 ) -> None:
-    """stackctl [--controller HOST:PORT] [-o text|json] COMMAND"""
-    ctx.obj = GlobalOptions(controller=controller, output=output)
+    """stackctl [--controller HOST:PORT] [-o text|json] [--tls-dir DIR] COMMAND"""
+    ctx.obj = GlobalOptions(
+        controller=controller,
+        output=output,
+        tls_dir=tls_dir,
+        ca=ca,
+        cert=cert,
+        key=key,
+        cert_name=cert_name,
+    )
 
 
-for module in (stackfile, status, watcher, logs, events, agents):
+for module in (stackfile, status, watcher, logs, events, agents, certs):
     module.register(app)
 
 

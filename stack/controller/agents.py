@@ -7,6 +7,8 @@ Assignments and commands through a per-session queue, so a slow agent never
 blocks the controller or other agents. A second stream with the same host id
 replaces the first. An agent silent for `agent_timeout` is down; so is one
 whose stream ended. Down agents keep their last Observed (shown as UNKNOWN).
+Over mutual TLS the Hello's host id must be the one in the agent's certificate:
+an agent cannot pose as another host.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Protocol
 
 import grpc
 
+from stack.security.tls import peer_identity
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -233,6 +236,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with a host id"
             )
+        identity = peer_identity(context)
+        if identity is not None and identity.name != first.hello.host_id:
+            reason = (
+                f"agent certificate is for host {identity.name} "
+                f"but Hello says {first.hello.host_id}"
+            )
+            log.warning("refused agent stream from %s: %s", context.peer(), reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
         if self._hooks.stopping:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the controller is stopping")
         session = self._hooks.agent_connected(first.hello, context.peer())

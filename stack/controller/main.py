@@ -3,8 +3,15 @@
 Parses the flags into ControllerSettings, opens the store (bumping its term),
 serves AgentService and AdminService on one gRPC port and stops cleanly on
 SIGTERM/SIGINT (agents keep their workers). Expected failures are one line on
-stderr and exit status 1. Under systemd (`Type=notify`) it reports READY=1 once
-the gRPC server listens, and STOPPING=1 when it begins to shut down.
+stderr and exit status 1.
+
+With `--tls-dir` (or `--ca/--cert/--key`) the port is mutual TLS and every call
+passes the role check (stack.security.roles). Without TLS it serves loopback
+only: a plaintext port elsewhere would let anyone push work to every agent, so
+that takes `--insecure`, and a warning says so at start.
+
+Under systemd (`Type=notify`) it reports READY=1 once the gRPC server listens,
+and STOPPING=1 when it begins to shut down.
 """
 
 from __future__ import annotations
@@ -27,6 +34,16 @@ from stack.controller.settings import ControllerSettings, default_data_dir
 from stack.controller.store.base import StoreError
 from stack.controller.store.sqlite import SqliteStore
 from stack.sdnotify import Notifier
+from stack.security.certs import CertDir, Role
+from stack.security.roles import RoleInterceptor
+from stack.security.tls import (
+    TlsError,
+    TlsMaterial,
+    is_loopback,
+    load,
+    resolve,
+    server_credentials,
+)
 from stack.v1 import admin_pb2_grpc, agent_pb2_grpc
 
 log = logging.getLogger("stack.controller")
@@ -68,17 +85,67 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on stderr",
     )
+    tls = parser.add_argument_group("mutual TLS")
+    tls.add_argument(
+        "--tls-dir",
+        type=Path,
+        metavar="DIR",
+        help="a `stackctl certs` dir: ca.crt, controller.crt/.key",
+    )
+    tls.add_argument(
+        "--ca", type=Path, metavar="PATH", help="CA certificate agents and users are signed by"
+    )
+    tls.add_argument("--cert", type=Path, metavar="PATH", help="this controller's certificate")
+    tls.add_argument("--key", type=Path, metavar="PATH", help="this controller's private key")
+    tls.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext on a non-loopback --listen (anyone reaching it controls the fleet)",
+    )
     args = parser.parse_args(argv)
     if args.agent_timeout <= 0:
         parser.error("--agent-timeout must be > 0")
     if args.reschedule_after < 0:
         parser.error("--reschedule-after must be >= 0")
+    pair = CertDir(args.tls_dir).pair(Role.controller, "") if args.tls_dir else None
+    try:
+        tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
+    except TlsError as exc:
+        parser.error(str(exc))
     return ControllerSettings(
         listen=args.listen,
         data_dir=args.data_dir if args.data_dir is not None else default_data_dir(),
         agent_timeout=args.agent_timeout,
         reschedule_after=args.reschedule_after,
         log_level=args.log_level,
+        tls=tls_files,
+        insecure=args.insecure,
+    )
+
+
+def load_tls(settings: ControllerSettings) -> TlsMaterial | None:
+    """The controller's checked TLS material, or None for plaintext; StartError if unusable."""
+    if settings.tls is None:
+        return None
+    try:
+        return load(settings.tls, (Role.controller,))
+    except TlsError as exc:
+        raise StartError(str(exc)) from None
+
+
+def check_exposure(settings: ControllerSettings, tls: TlsMaterial | None) -> None:
+    """Refuse plaintext on a non-loopback address unless --insecure (then warn)."""
+    host = settings.listen.rpartition(":")[0]
+    if tls is not None or is_loopback(host):
+        return
+    if not settings.insecure:
+        raise StartError(
+            f"refusing to serve plaintext on {settings.listen}: use --tls-dir, "
+            "listen on 127.0.0.1, or pass --insecure"
+        )
+    log.warning(
+        "INSECURE: serving plaintext on %s: anyone who reaches it can run commands on every agent",
+        settings.listen,
     )
 
 
@@ -108,6 +175,8 @@ def check_listen(listen: str) -> None:
 async def serve(settings: ControllerSettings, notifier: Notifier | None = None) -> None:
     """Run the controller until SIGTERM or SIGINT."""
     notifier = notifier or Notifier(None)
+    tls = load_tls(settings)
+    check_exposure(settings, tls)
     check_listen(settings.listen)
     try:
         store = SqliteStore(settings.store_path)
@@ -117,18 +186,23 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
     try:
         controller = Controller(settings, store, term)
         await controller.load()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        interceptors = [RoleInterceptor()] if tls is not None else []
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
         try:
-            port = server.add_insecure_port(settings.listen)
+            if tls is None:
+                port = server.add_insecure_port(settings.listen)
+            else:
+                port = server.add_secure_port(settings.listen, server_credentials(tls))
         except RuntimeError as exc:
             raise StartError(f"cannot listen on {settings.listen}: {exc}") from exc
         if port == 0:
             raise StartError(f"cannot listen on {settings.listen}: address in use or invalid")
         await server.start()
         host = settings.listen.rsplit(":", 1)[0]
-        print(f"{PROG}: serving on {host}:{port}", file=sys.stderr, flush=True)
+        secured = f" with mutual TLS ({tls.files.cert})" if tls is not None else ""
+        print(f"{PROG}: serving on {host}:{port}{secured}", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

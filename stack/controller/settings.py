@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.security.tls import TlsFiles
+
 
 def default_data_dir() -> Path:
     """/var/lib/stack-controller as root, else ~/.local/state/stack/controller."""
@@ -45,8 +47,21 @@ class ControllerSettings:
     """Seconds to wait for agents' replies to a log tail."""
     agent_queue: int = 1024
     """Messages queued for one agent before its session is dropped (it reconnects)."""
+    store: str = ""
+    """Where desired state lives: "" (the embedded SQLite store in data_dir) or
+    etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (high availability, with an election)."""
+    advertise: str = ""
+    """HOST:PORT that agents and stackctl reach this controller at (followers send
+    it as the leader's address); "" means the listen address."""
+    lease_ttl: float = 5.0
+    """Seconds of the leader's etcd lease: a dead leader is replaced within about this."""
     controller_id: str = field(default_factory=default_controller_id)
     """This controller's name, sent to agents in Welcome."""
+    tls: TlsFiles | None = None
+    """CA, certificate and key for mutual TLS on the gRPC port; None serves plaintext."""
+    insecure: bool = False
+    """Allow plaintext on a non-loopback address (a warning at start): anyone who can
+    reach the port could then push work to every agent."""
 
     @property
     def store_path(self) -> Path:

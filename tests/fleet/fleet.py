@@ -92,7 +92,7 @@ class Fleet:
                 [PYTHON, "-m", "stack.controller.main", "--listen", self.controller_address,
                  "--data-dir", str(self.root / "controller"),
                  "--agent-timeout", str(self.agent_timeout),
-                 "--reschedule-after", str(self.reschedule_after)]
+                 "--reschedule-after", str(self.reschedule_after), "--insecure"]
             ),
             self.root / "controller.log",
         )  # fmt: skip

@@ -1,0 +1,292 @@
+"""TLS material for the daemons and stackctl: finding it, checking it, and saying what failed.
+
+Each side loads its CA, certificate and key from `--tls-dir DIR` (the layout
+`stackctl certs` writes) or from `--ca/--cert/--key`, and checks them *before*
+dialing or serving: an expired certificate, one from another CA or a key that
+does not match becomes one clear line instead of an opaque handshake failure.
+When a handshake fails anyway, `diagnose` repeats it with Python's `ssl` module,
+which (unlike gRPC) says why: unknown CA, expired, wrong host name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+
+from stack.security.certs import (
+    CertDir,
+    CertError,
+    Identity,
+    Role,
+    expired,
+    identity_of,
+    key_matches,
+    load_cert,
+    load_key,
+    not_yet_valid,
+    signed_by,
+)
+
+DEFAULT_USER = "admin"
+"""The user certificate stackctl presents when --cert-name does not pick one."""
+
+
+class TlsError(Exception):
+    """TLS settings are unusable; str() is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The three files one side of a connection needs."""
+
+    ca: Path
+    """The CA that signed the peer's certificate (and ours)."""
+    cert: Path
+    """Our certificate."""
+    key: Path
+    """Our private key (0600; never printed)."""
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """Checked TLS files in memory, ready for gRPC credentials."""
+
+    files: TlsFiles
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    identity: Identity
+    """Who our certificate says we are."""
+    not_after: datetime.datetime
+    """When our certificate expires."""
+
+    def __repr__(self) -> str:  # keep the key out of logs and tracebacks
+        return f"TlsMaterial({self.identity}, cert={self.files.cert})"
+
+
+def resolve(
+    tls_dir: Path | None,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    default_pair: tuple[Path, Path] | None,
+) -> TlsFiles | None:
+    """Which files to use: explicit flags win over `tls_dir`; None when TLS is off.
+
+    `default_pair` is where this component's (cert, key) live under `tls_dir`.
+    """
+    if tls_dir is None and ca is None and cert is None and key is None:
+        return None
+    if tls_dir is not None and not tls_dir.is_dir():
+        raise TlsError(f"TLS directory {tls_dir} does not exist")
+    layout_ca = CertDir(tls_dir).ca_cert if tls_dir is not None else None
+    pair: tuple[Path | None, Path | None] = default_pair or (None, None)
+    ca, cert, key = ca or layout_ca, cert or pair[0], key or pair[1]
+    missing = [
+        flag for flag, value in (("--ca", ca), ("--cert", cert), ("--key", key)) if not value
+    ]
+    if missing or ca is None or cert is None or key is None:
+        raise TlsError(f"TLS needs {' and '.join(missing)} too (or --tls-dir DIR)")
+    return TlsFiles(ca=ca, cert=cert, key=key)
+
+
+def user_pair(tls_dir: Path | None, cert_name: str | None) -> tuple[Path, Path] | None:
+    """stackctl's (cert, key) under `tls_dir`: --cert-name, else admin, else the only admin."""
+    if tls_dir is None:
+        if cert_name:
+            raise TlsError("--cert-name needs --tls-dir DIR")
+        return None
+    layout = CertDir(tls_dir)
+    try:
+        if cert_name:
+            return layout.pair(Role.admin, cert_name)
+        default = layout.pair(Role.admin, DEFAULT_USER)
+    except CertError as exc:
+        raise TlsError(str(exc)) from None
+    if default[0].exists():
+        return default
+    admins = [path for identity, path in layout.users() if identity.role is Role.admin]
+    if len(admins) == 1:
+        return admins[0], admins[0].with_suffix(".key")
+    if not admins:
+        raise TlsError(f"no admin certificate in {tls_dir / 'users'}: pick one with --cert-name")
+    raise TlsError(f"several admin certificates in {tls_dir / 'users'}: pick one with --cert-name")
+
+
+def load(
+    files: TlsFiles, roles: Collection[Role], now: datetime.datetime | None = None
+) -> TlsMaterial:
+    """Read and check the files: valid now, signed by the CA, key matching, right role."""
+    try:
+        ca = load_cert(files.ca)
+        cert = load_cert(files.cert)
+        key = load_key(files.key)
+        identity = identity_of(cert)
+    except CertError as exc:
+        raise TlsError(str(exc)) from None
+    _check_valid(ca, f"CA certificate {files.ca}", now)
+    _check_valid(cert, f"certificate {files.cert}", now)
+    if not signed_by(cert, ca):
+        raise TlsError(f"certificate {files.cert} is not signed by the CA in {files.ca}")
+    if not key_matches(key, cert):
+        raise TlsError(f"key {files.key} does not belong to certificate {files.cert}")
+    if identity.role not in roles:
+        wanted = " or ".join(sorted(role.value for role in roles))
+        raise TlsError(f"certificate {files.cert} is for {identity}; this needs {wanted}")
+    return TlsMaterial(
+        files=files,
+        ca_pem=files.ca.read_bytes(),
+        cert_pem=files.cert.read_bytes(),
+        key_pem=files.key.read_bytes(),
+        identity=identity,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def _check_valid(cert: x509.Certificate, what: str, now: datetime.datetime | None) -> None:
+    if expired(cert, now):
+        when = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
+        raise TlsError(f"{what} expired on {when}")
+    if not_yet_valid(cert, now):
+        when = cert.not_valid_before_utc.strftime("%Y-%m-%d %H:%M UTC")
+        raise TlsError(f"{what} is not valid before {when} (check the clock)")
+
+
+# -- gRPC -----------------------------------------------------------------------
+
+
+def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:
+    """Serve with our certificate and require a client certificate from our CA."""
+    return grpc.ssl_server_credentials(
+        [(material.key_pem, material.cert_pem)],
+        root_certificates=material.ca_pem,
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(material: TlsMaterial) -> grpc.ChannelCredentials:
+    """Dial with our certificate and trust only servers our CA signed."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=material.ca_pem,
+        private_key=material.key_pem,
+        certificate_chain=material.cert_pem,
+    )
+
+
+def peer_identity(context: Any) -> Identity | None:
+    """Who the TLS peer of a server call is; None on a plaintext connection.
+
+    gRPC has already verified the chain against our CA, so the subject can be trusted.
+    """
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return None
+    try:
+        return identity_of(x509.load_pem_x509_certificate(pems[0]))
+    except (CertError, ValueError):
+        return None
+
+
+# -- explaining failures ----------------------------------------------------------
+
+_SERVER_VERIFY = {
+    10: "certificate expired",
+    9: "certificate not yet valid (check the clock)",
+    18: "not signed by our CA (unknown CA)",
+    19: "not signed by our CA (unknown CA)",
+    20: "not signed by our CA (unknown CA)",
+    21: "not signed by our CA (unknown CA)",
+    26: "is for a client, not a server (unsupported purpose)",
+}
+_ALERTS = {
+    "UNKNOWN_CA": "does not trust our certificate (unknown CA)",
+    "CERTIFICATE_EXPIRED": "refused our certificate: expired",
+    "CERTIFICATE_REQUIRED": "requires a client certificate",
+    "BAD_CERTIFICATE": "refused our certificate",
+    "CERTIFICATE_UNKNOWN": "refused our certificate",
+    "UNSUPPORTED_CERTIFICATE": "refused our certificate (wrong key usage)",
+    "WRONG_VERSION_NUMBER": "does not speak TLS (is it running without --tls-dir?)",
+}
+
+
+def diagnose(address: str, files: TlsFiles | None, peer: str, timeout: float = 2.0) -> str | None:
+    """Why a TLS connection to `address` fails, in a few words; None if it did not.
+
+    Repeats the handshake with Python's ssl, which reports the verification error
+    gRPC keeps to itself. `peer` names the other side in the message ("controller").
+    With `files` None it probes whether `address` speaks TLS at all.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.set_alpn_protocols(["h2"])
+    if files is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.load_verify_locations(cafile=str(files.ca))
+        context.load_cert_chain(str(files.cert), str(files.key))
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as conn,
+        ):
+            if files is None:
+                return f"the {peer} speaks TLS (pass --tls-dir)"
+            # With TLS 1.3 the server judges our certificate after the handshake: a
+            # gRPC server that refuses it closes the connection without a word.
+            if conn.recv(1) == b"":
+                return f"the {peer} {_refusal_reason(files)}"
+    except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code == 62:
+            return f"{peer} certificate is not valid for {host} (not in its names)"
+        reason = _SERVER_VERIFY.get(exc.verify_code, exc.verify_message)
+        return f"{peer} certificate {reason}"
+    except ssl.SSLError as exc:
+        if files is None:
+            return None  # plaintext on both sides: not a TLS problem
+        text = str(exc.reason or exc)
+        for marker, reason in _ALERTS.items():
+            if marker in text:
+                return f"the {peer} {reason}"
+        return f"TLS error: {text}"
+    except OSError:
+        return None
+    return None
+
+
+def _refusal_reason(files: TlsFiles) -> str:
+    """Why a peer that trusts our CA would refuse our certificate, judged locally."""
+    try:
+        ca, cert = load_cert(files.ca), load_cert(files.cert)
+    except CertError:
+        return "refused our certificate"
+    if expired(cert):
+        return "refused our certificate: expired"
+    if not signed_by(cert, ca):
+        return "does not trust our certificate (unknown CA)"
+    return "refused our certificate"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` resolves to is a loopback address."""
+    host = host.strip("[]")
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
+    )
