@@ -14,11 +14,14 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from stack.controller.controller import Controller
-from stack.controller.errors import ControllerError
+from stack.controller.errors import ControllerError, NotLeader
 from stack.controller.status import agents_reply, status_reply
 from stack.spec.convert import watcher_to_proto
 from stack.spec.dump import MASK, dump_stack, dump_watcher, is_secret
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+
+LEADER_KEY = "stack-leader"
+"""Trailing metadata of a follower's refusal: the leader's HOST:PORT (see admin.proto)."""
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -28,17 +31,25 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 def _unary(
     method: Callable[[Any, Req, Context], Awaitable[Rep]],
 ) -> Callable[[Any, Req, Context], Awaitable[Rep]]:
-    """Translate a ControllerError raised by `method` into the RPC's status."""
+    """Only on the leader; translate a ControllerError raised by `method` into the
+    RPC's status."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Req, context: Context) -> Rep:
         try:
+            self._c.require_leader()
             return await method(self, request, context)
         except ControllerError as exc:
-            await context.abort(exc.code, str(exc))
+            await _abort(context, exc)
             raise  # abort raises; this keeps type checkers honest
 
     return wrapper
+
+
+async def _abort(context: Context, exc: ControllerError) -> None:
+    if isinstance(exc, NotLeader):
+        context.set_trailing_metadata(((LEADER_KEY, exc.leader),))
+    await context.abort(exc.code, str(exc))
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -162,6 +173,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.LogsRequest, context: Context
     ) -> AsyncIterator[types_pb2.LogLine]:
         watcher, stream, host = request.watcher, request.stream, request.host
+        try:
+            self._c.require_leader()
+        except NotLeader as exc:
+            await _abort(context, exc)
         if watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
 
@@ -186,6 +201,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.EventsRequest, context: Context
     ) -> AsyncIterator[types_pb2.Event]:
         watcher = request.watcher
+        try:
+            self._c.require_leader()
+        except NotLeader as exc:
+            await _abort(context, exc)
         if watcher and watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
         with self._c.events.fanout.follow(

@@ -23,6 +23,7 @@ from stack.controller.errors import (
     FencedOut,
     InvalidArgument,
     NotFound,
+    NotLeader,
     Unavailable,
     unknown_watcher,
 )
@@ -64,6 +65,12 @@ class Controller:
         """Agents down past reschedule_after at the last placement."""
         self._announced_lost: frozenset[str] = frozenset()
         """Agents for which an agent_lost event was recorded (while they stay lost)."""
+        self.leading = True
+        """False while another controller leads (this one redirects to `leader_address`)."""
+        self.leader_address = ""
+        """The leader's advertised HOST:PORT as last known; "" during an election."""
+        self.fenced = asyncio.Event()
+        """Set when a store write found a newer leader: this one must step down."""
         self._rollout_wake = asyncio.Event()
         self._running_since: dict[tuple[str, int, int], float] = {}
         """(watcher, wid, pid) of rollout batch processes -> when first seen running."""
@@ -85,6 +92,48 @@ class Controller:
         self.logs.fanout.close()
         self.events.fanout.close()
 
+    # ---- leadership ----
+
+    def require_leader(self) -> None:
+        """NotLeader (naming the leader) unless this controller leads."""
+        if not self.leading or self._stopping:
+            raise NotLeader(self.leader_address)
+
+    async def lead(self, term: int) -> None:
+        """Take over with fencing token `term`: read the desired state afresh and give
+        every agent one agent timeout to reconnect before anything is placed anew."""
+        self.term = term
+        self.fenced.clear()
+        await self.load()
+        self._warm_until = time.monotonic() + self.settings.agent_timeout
+        self.leader_address = self.settings.advertise
+        self.leading = True
+        self.events.record("leader", f"{self.settings.controller_id} leads (token {term})")
+        log.info("leading with fencing token %d", term)
+
+    def step_down(self, leader: str = "") -> None:
+        """Stop leading: agents and followers are sent away (to the new leader)."""
+        if not self.leading:
+            self.leader_address = leader
+            return
+        log.warning("stepping down%s", f": {leader} leads" if leader else "")
+        self.leading = False
+        self.leader_address = leader
+        for record in self.agents.records.values():
+            if record.session is not None:
+                record.session.close()
+        self.agents = AgentRegistry(self.settings.agent_queue)
+        self.placement = Placement()
+        self.logs.fanout.close()
+        self.events.fanout.close()
+        self.logs = LogHub(self.settings.follower_queue)
+        self.events = EventLog(self.settings.events_capacity, self.settings.follower_queue)
+        self._lost = self._announced_lost = frozenset()
+        self._running_since.clear()
+        if self._reschedule_handle is not None:
+            self._reschedule_handle.cancel()
+            self._reschedule_handle = None
+
     async def load(self) -> None:
         """Read the desired state from the store."""
         records = await asyncio.to_thread(self.store.load, d.PREFIX)
@@ -103,6 +152,7 @@ class Controller:
     async def _change(self, transition: Callable[[d.DesiredState], d.DesiredState]) -> bool:
         """Apply a transition, persist it, then push Assignments. False when nothing changed."""
         async with self._write_lock:
+            self.require_leader()
             old = self.state
             new = transition(old)
             if new is old:
@@ -113,7 +163,11 @@ class Controller:
                 # cancelled mid-write can then never leave memory and store apart.
                 self.store.commit(self.term, puts, deletes)
             except StaleTerm as exc:
-                raise FencedOut(f"another controller took over the store: {exc}") from exc
+                self.fenced.set()
+                raise FencedOut(
+                    f"this controller lost its leadership, nothing was changed ({exc}); "
+                    "try again"
+                ) from exc
             except StoreError as exc:
                 raise Unavailable(str(exc)) from exc
             self.state = new
@@ -422,8 +476,10 @@ class Controller:
                 why = proc.health_message or proc.last_exit.message or proc.message
                 if not why and proc.HasField("last_exit") and not proc.pid:
                     exit_ = proc.last_exit
-                    why = f"killed by signal {exit_.signal}" if exit_.signal else (
-                        f"exit code {exit_.code}"
+                    why = (
+                        f"killed by signal {exit_.signal}"
+                        if exit_.signal
+                        else (f"exit code {exit_.code}")
                     )
                 health = proc.health
                 if not proc.pid and proc.last_exit.reason == types_pb2.EXIT_REASON_UNHEALTHY:

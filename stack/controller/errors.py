@@ -38,6 +38,15 @@ class FencedOut(Unavailable):
     """A newer controller took over the store: this one must not write."""
 
 
+class NotLeader(Unavailable):
+    """This controller follows: the caller should ask the leader (if one is known)."""
+
+    def __init__(self, leader: str) -> None:
+        where = f"the leader is at {leader}" if leader else "no controller leads right now"
+        super().__init__(f"this controller is not the leader: {where}; nothing was changed")
+        self.leader = leader
+
+
 def unknown_watcher(name: str) -> NotFound:
     """The one wording of an unknown watcher, everywhere."""
     return NotFound(f"unknown watcher {name!r}")

@@ -261,3 +261,45 @@ class RebalanceReply(_message.Message):
     watcher: str
     moved: int
     def __init__(self, watcher: _Optional[str] = ..., moved: _Optional[int] = ...) -> None: ...
+
+class ControllersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ControllerInfo(_message.Message):
+    __slots__ = ("controller_id", "address", "leader", "version")
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    controller_id: str
+    address: str
+    leader: bool
+    version: str
+    def __init__(self, controller_id: _Optional[str] = ..., address: _Optional[str] = ..., leader: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
+
+class StoreMember(_message.Message):
+    __slots__ = ("endpoint", "healthy", "error")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    healthy: bool
+    error: str
+    def __init__(self, endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ControllersReply(_message.Message):
+    __slots__ = ("controllers", "leader_address", "fencing_token", "store", "members", "answered_by")
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    controllers: _containers.RepeatedCompositeFieldContainer[ControllerInfo]
+    leader_address: str
+    fencing_token: int
+    store: str
+    members: _containers.RepeatedCompositeFieldContainer[StoreMember]
+    answered_by: str
+    def __init__(self, controllers: _Optional[_Iterable[_Union[ControllerInfo, _Mapping]]] = ..., leader_address: _Optional[str] = ..., fencing_token: _Optional[int] = ..., store: _Optional[str] = ..., members: _Optional[_Iterable[_Union[StoreMember, _Mapping]]] = ..., answered_by: _Optional[str] = ...) -> None: ...

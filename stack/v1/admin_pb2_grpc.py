@@ -125,6 +125,11 @@ class AdminServiceStub:
                 request_serializer=stack_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
                 response_deserializer=stack_dot_v1_dot_admin__pb2.RebalanceReply.FromString,
                 _registered_method=True)
+        self.Controllers = channel.unary_unary(
+                '/stack.v1.AdminService/Controllers',
+                request_serializer=stack_dot_v1_dot_admin__pb2.ControllersRequest.SerializeToString,
+                response_deserializer=stack_dot_v1_dot_admin__pb2.ControllersReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -238,6 +243,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Controllers(self, request, context):
+        """Answered by any controller, leader or follower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -330,6 +342,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Rebalance,
                     request_deserializer=stack_dot_v1_dot_admin__pb2.RebalanceRequest.FromString,
                     response_serializer=stack_dot_v1_dot_admin__pb2.RebalanceReply.SerializeToString,
+            ),
+            'Controllers': grpc.unary_unary_rpc_method_handler(
+                    servicer.Controllers,
+                    request_deserializer=stack_dot_v1_dot_admin__pb2.ControllersRequest.FromString,
+                    response_serializer=stack_dot_v1_dot_admin__pb2.ControllersReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -818,6 +835,33 @@ class AdminService:
             '/stack.v1.AdminService/Rebalance',
             stack_dot_v1_dot_admin__pb2.RebalanceRequest.SerializeToString,
             stack_dot_v1_dot_admin__pb2.RebalanceReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Controllers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stack.v1.AdminService/Controllers',
+            stack_dot_v1_dot_admin__pb2.ControllersRequest.SerializeToString,
+            stack_dot_v1_dot_admin__pb2.ControllersReply.FromString,
             options,
             channel_credentials,
             insecure,
