@@ -1,0 +1,205 @@
+"""Real etcd members on 127.0.0.1 for tests: 1 or 3 of them, temporary data dirs.
+
+Tests of the etcd store and of leader election need the real thing: raft,
+leases, compaction and a member dying under a client. This helper starts
+`etcd` (v3.4) with short raft timeouts so that elections and failovers take
+a fraction of a second, and can kill -9, stop, pause and restart one member.
+Everything is torn down when the `etcd_cluster` context exits, whatever
+happened inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyetcd
+import pytest
+
+from tests.integration.cluster import free_port, wait_for
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+HAVE_ETCD = Path(ETCD).exists()
+requires_etcd = pytest.mark.skipif(
+    not HAVE_ETCD, reason="etcd is not installed (apt-get install etcd-server)"
+)
+
+# Raft in a few hundred milliseconds: leader elections and lease checks stay fast.
+_TIMING = ("--heartbeat-interval", "50", "--election-timeout", "500")
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, so no etcd outlives a killed run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class EtcdMember:
+    """One etcd process: its ports, its data dir and its log."""
+
+    name: str
+    data_dir: Path
+    log: Path
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def start(self, initial_cluster: str) -> None:
+        """Start (or restart, on the same data dir) this member."""
+        argv = [
+            ETCD,
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            f"http://{self.endpoint}",
+            "--advertise-client-urls",
+            f"http://{self.endpoint}",
+            "--listen-peer-urls",
+            self.peer_url,
+            "--initial-advertise-peer-urls",
+            self.peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            self.data_dir.parent.name,
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
+            *_TIMING,
+        ]
+        with self.log.open("ab") as handle:
+            self.proc = subprocess.Popen(argv, stdout=handle, stderr=handle, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL: the member vanishes without a word to its peers or clients."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def healthy(self) -> bool:
+        """A linearizable read answered: this member is up and its cluster has quorum."""
+        client = pyetcd.client("127.0.0.1", self.client_port, timeout=1.0)
+        try:
+            client.get("health")
+        except Exception:
+            return False
+        finally:
+            client.close()
+        return True
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class EtcdCluster:
+    """`size` members forming one cluster under `root`."""
+
+    root: Path
+    size: int = 1
+    members: list[EtcdMember] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.members = [
+            EtcdMember(f"m{i}", self.root / f"m{i}.etcd", self.root / f"m{i}.log")
+            for i in range(self.size)
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [member.endpoint for member in self.members]
+
+    @property
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start(self.initial_cluster)
+        self.wait_healthy()
+
+    def restart(self, index: int) -> None:
+        """Start a stopped or killed member again on its old data dir."""
+        self.members[index].start(self.initial_cluster)
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Every running member answers a linearizable read."""
+        running = [m for m in self.members if m.alive()]
+
+        def ready() -> bool:
+            for member in running:
+                if not member.alive():
+                    raise AssertionError(f"etcd {member.name} exited:\n{member.output()[-2000:]}")
+            return all(member.healthy() for member in running)
+
+        wait_for(ready, timeout=timeout, what="etcd members healthy", interval=0.1)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.kill9()
+
+
+@contextlib.contextmanager
+def etcd_cluster(size: int = 1) -> Iterator[EtcdCluster]:
+    """Started, healthy etcd members; killed and their data removed on exit."""
+    if not HAVE_ETCD:
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    root = Path(tempfile.mkdtemp(prefix="stack-etcd-"))
+    cluster = EtcdCluster(root, size)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
