@@ -55,7 +55,9 @@ class Engine:
         self.reaper = Reaper()
         self.reaper.spared = self._stop_in_progress
         self.sockets = SocketPool()
-        self.logs = LogHub(settings.logs_dir, settings.ship_lines, settings.max_line_bytes)
+        self.logs = LogHub(
+            settings.logs_dir, settings.ship_lines, settings.max_line_bytes, settings.ship_rate
+        )
         self.stats = StatsSampler()
         self.watchers: dict[str, Watcher] = {}
         self._removed: list[Watcher] = []
@@ -350,11 +352,13 @@ class Engine:
             self.logs.flush()
             dropped = self.logs.take_dropped()
             if dropped:
+                cap = self.settings.ship_rate
+                why = f"buffer full or over {cap} lines/s" if cap else "buffer full"
                 self.event(
                     "logs_dropped",
                     "",
                     0,
-                    f"{dropped} log lines dropped from shipping (buffer full); files keep them",
+                    f"{dropped} log lines dropped from shipping ({why}); files keep them",
                     types_pb2.SEVERITY_WARNING,
                 )
             self._save_if_dirty()

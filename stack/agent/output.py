@@ -7,6 +7,12 @@ read. The lines go to two places: the watcher's rotating file (everything) and a
 bounded shipping buffer for the controller, which drops its OLDEST lines when full and
 counts them. A `logs` tail is read back from the files, rotated backups included, so it
 reaches as far back as the files do.
+
+What reaches the shipping buffer is also capped in lines per second for the whole
+agent (`ShipRate`): a worker printing as fast as it can must not flood the controller,
+which serves every agent and every `logs -f`. Lines over the rate are dropped from
+shipping and counted with the buffer's drops; the files still get every line. Batches
+taken for shipping and tail replies stay well below the gRPC message cap.
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, NamedTuple
 
 from stack.agent.log_files import RotatingFile, newest_lines, rotated_paths
+from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.spec.model import StreamSpec
 
 MAX_TAIL_LINES = 10_000
 """A tail never returns more lines than this, whatever was asked."""
 MAX_TAIL_BYTES = 32 * 1024 * 1024
 """Nor reads more than this many bytes of one stream's files."""
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES // 4
+"""Text in one shipped batch or one tail reply at most (the newest lines are kept):
+a quarter of the message cap leaves room for each line's fields and for growth."""
 
 
 class Line(NamedTuple):
@@ -65,6 +76,16 @@ def parse_line(raw: bytes, watcher: str, stream: str) -> Line | None:
     except ValueError:  # digits in the right places, but no date (month 13, ...)
         return None
     return Line(at, watcher, int(wid), stream, raw[match.end() :].decode("utf-8", "replace"))
+
+
+def _newest_within(lines: list[Line], max_bytes: int) -> list[Line]:
+    """The newest of `lines` whose text adds up to at most `max_bytes` (at least one)."""
+    size = 0
+    for index in range(len(lines) - 1, -1, -1):
+        size += len(lines[index].text)
+        if size > max_bytes and index < len(lines) - 1:
+            return lines[index + 1 :]
+    return lines
 
 
 @functools.lru_cache(maxsize=1024)
@@ -107,14 +128,47 @@ class LineSplitter:
         return [rest] if rest else []
 
 
+class ShipRate:
+    """A token bucket: at most `per_second` lines on average, bursts of one second's worth.
+
+    `per_second` 0 means no cap. Time is passed in (a monotonic clock), so tests
+    can step it.
+    """
+
+    def __init__(self, per_second: int, now: float) -> None:
+        self.per_second = per_second
+        self._tokens = float(per_second)
+        self._at = now
+
+    def allow(self, count: int, now: float) -> int:
+        """How many of `count` lines may ship at `now` (the rest are over the rate)."""
+        if self.per_second <= 0:
+            return count
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        self._tokens = min(float(self.per_second), self._tokens + elapsed * self.per_second)
+        allowed = min(count, int(self._tokens))
+        self._tokens -= allowed
+        return allowed
+
+
 class LogHub:
     """Every watcher's output: its files and the shipping buffer of the whole agent."""
 
-    def __init__(self, logs_dir: Path, ship_lines: int, max_line: int) -> None:
+    def __init__(
+        self,
+        logs_dir: Path,
+        ship_lines: int,
+        max_line: int,
+        ship_rate: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logs_dir = logs_dir
         self.max_line = max_line
         self._files: dict[tuple[str, str], tuple[StreamSpec, RotatingFile]] = {}
         self._ship: deque[Line] = deque(maxlen=ship_lines)
+        self._rate = ShipRate(ship_rate, clock())
+        self._clock = clock
         self._dropped = 0
         self._readers: dict[int, tuple[IO[bytes], LineSplitter, str, int, str]] = {}
         self.on_lines: list[asyncio.Event] = []
@@ -183,7 +237,13 @@ class LogHub:
         if entry is not None:
             start = prefix(at, wid)
             entry[1].write_lines([start + line + b"\n" for line in raw])
-        lines = [Line(at, watcher, wid, stream, r.decode("utf-8", "replace")) for r in raw]
+        allowed = self._rate.allow(len(raw), self._clock())
+        self._dropped += len(raw) - allowed
+        if not allowed:
+            return
+        lines = [
+            Line(at, watcher, wid, stream, r.decode("utf-8", "replace")) for r in raw[:allowed]
+        ]
         ship = self._ship
         overflow = len(ship) + len(lines) - (ship.maxlen or 0)
         if overflow > 0:
@@ -204,7 +264,7 @@ class LogHub:
             return []
         per_stream = [self._tail_stream(watcher, name, count) for name in streams]
         merged = list(heapq.merge(*per_stream, key=lambda line: line.at))
-        return merged[-count:]
+        return _newest_within(merged[-count:], MAX_REPLY_BYTES)
 
     def _tail_stream(self, watcher: str, stream: str, count: int) -> list[Line]:
         entry = self._files.get((watcher, stream))
@@ -218,9 +278,18 @@ class LogHub:
         lines = (parse_line(raw, watcher, stream) for raw in reversed(raw_lines))
         return [line for line in lines if line is not None]
 
-    def take_shipping(self, limit: int) -> list[Line]:
+    def take_shipping(self, limit: int, max_bytes: int = MAX_REPLY_BYTES) -> list[Line]:
+        """Up to `limit` lines, oldest first, with at most `max_bytes` of text (at least
+        one line), so that a batch fits in one gRPC message."""
         ship = self._ship
-        return [ship.popleft() for _ in itertools.repeat(None, min(limit, len(ship)))]
+        taken: list[Line] = []
+        size = 0
+        for _ in itertools.repeat(None, min(limit, len(ship))):
+            size += len(ship[0].text)
+            if taken and size > max_bytes:
+                break
+            taken.append(ship.popleft())
+        return taken
 
     def pending_shipping(self) -> int:
         return len(self._ship)

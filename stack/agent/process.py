@@ -128,26 +128,41 @@ def _resolve(program: str, env: Mapping[str, str], agent_env: Mapping[str, str],
 
 
 def _ids(spec: WatcherSpec) -> tuple[int | None, int | None]:
+    """The (uid, gid) a worker runs as; None keeps the agent's own.
+
+    Both must exist on this host, given by name or by number: a uid without a
+    passwd entry would run with no home, no name in `ps` and, when the number is
+    a typo, as some other account's files' owner. A user's primary group is the
+    default gid.
+    """
     uid: int | None = None
     gid: int | None = None
     if spec.uid:
-        try:
-            entry = pwd.getpwuid(int(spec.uid)) if spec.uid.isdigit() else pwd.getpwnam(spec.uid)
-        except KeyError:
-            if not spec.uid.isdigit():
-                raise SpawnError(f"spawn error: unknown user {spec.uid!r}") from None
-            uid = int(spec.uid)
-        else:
-            uid, gid = entry.pw_uid, entry.pw_gid
+        entry = _user(spec.uid)
+        uid, gid = entry.pw_uid, entry.pw_gid
     if spec.gid:
-        if spec.gid.isdigit():
-            gid = int(spec.gid)
-        else:
-            try:
-                gid = grp.getgrnam(spec.gid).gr_gid
-            except KeyError:
-                raise SpawnError(f"spawn error: unknown group {spec.gid!r}") from None
+        gid = _group(spec.gid).gr_gid
     return uid, gid
+
+
+def _user(uid: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwuid(int(uid)) if uid.isdigit() else pwd.getpwnam(uid)
+    except KeyError:
+        what = f"user id {uid} (no passwd entry)" if uid.isdigit() else f"user {uid!r}"
+        raise SpawnError(f"spawn error: unknown {what}") from None
+    except OverflowError:
+        raise SpawnError(f"spawn error: user id {uid} is out of range") from None
+
+
+def _group(gid: str) -> grp.struct_group:
+    try:
+        return grp.getgrgid(int(gid)) if gid.isdigit() else grp.getgrnam(gid)
+    except KeyError:
+        what = f"group id {gid} (no group entry)" if gid.isdigit() else f"group {gid!r}"
+        raise SpawnError(f"spawn error: unknown {what}") from None
+    except OverflowError:
+        raise SpawnError(f"spawn error: group id {gid} is out of range") from None
 
 
 @dataclass(eq=False)

@@ -41,6 +41,10 @@ class AgentSettings:
     """Log files are flushed (and worker records persisted) at least this often."""
     ship_lines: int = 10_000
     """Lines buffered for shipping to the controller; the oldest are dropped beyond."""
+    ship_rate: int = 5_000
+    """Output lines per second the whole agent ships to the controller at most (bursts
+    of one second's worth); the rest are dropped from shipping and counted in a
+    `logs_dropped` event. Files keep every line. 0: no cap."""
     max_line_bytes: int = 64 * 1024
     """A longer output line is cut into pieces of this size."""
     reconnect_min: float = 0.2

@@ -15,7 +15,15 @@ import typer
 from stack.cli import render
 from stack.cli.client import CommandError
 from stack.cli.options import options_of
-from stack.security.certs import LEAF_DAYS, CertError, Role, init_dir, issue_into, load_cert
+from stack.security.certs import (
+    LEAF_DAYS,
+    CertError,
+    Role,
+    controller_hosts,
+    init_dir,
+    issue_into,
+    load_cert,
+)
 
 certs_app = typer.Typer(
     name="certs",
@@ -58,21 +66,37 @@ def issue(
     directory: DirOption,
     role: Annotated[
         str,
-        typer.Option("--role", metavar="agent|admin|viewer", help="What the holder may do."),
+        typer.Option(
+            "--role", metavar="agent|admin|viewer|controller", help="What the holder may do."
+        ),
     ],
     name: Annotated[
-        str, typer.Option("--name", help="The host id (agent) or the person or script's name.")
+        str,
+        typer.Option(
+            "--name", help="The host id (agent), the person or script's name, or `controller`."
+        ),
     ],
     days: DaysOption = LEAF_DAYS,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing certificate (rotation).")
     ] = False,
+    controller_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--controller-name",
+            metavar="NAME",
+            help="With --role controller: a DNS name or IP of the controller (repeatable).",
+        ),
+    ] = None,
 ) -> None:
-    """Issue an agent, admin or viewer certificate signed by DIR's CA."""
-    if role not in {Role.agent, Role.admin, Role.viewer}:
-        raise CommandError(f"--role must be agent, admin or viewer, not {role!r}")
+    """Issue a certificate signed by DIR's CA: agent, admin, viewer, or a renewed controller's."""
+    if role not in {Role.agent, Role.admin, Role.viewer, Role.controller}:
+        raise CommandError(f"--role must be agent, admin, viewer or controller, not {role!r}")
+    if controller_names and role != Role.controller:
+        raise CommandError("--controller-name goes with --role controller only")
+    hosts = controller_hosts(controller_names or []) if role == Role.controller else []
     try:
-        cert_path = issue_into(directory, Role(role), name, days, replace=force)
+        cert_path = issue_into(directory, Role(role), name, days, hosts, replace=force)
     except CertError as exc:
         raise CommandError(str(exc)) from None
     _report(ctx, role, name, cert_path)

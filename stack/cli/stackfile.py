@@ -72,9 +72,19 @@ def apply(
         _print_apply(reply, dry_run)
 
 
-def export(ctx: typer.Context) -> None:
-    """Print the whole stack as a TOML stack file."""
-    reply = open_client(ctx).export()
+def export(
+    ctx: typer.Context,
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets",
+            help="Print env values whose names look secret in full (admin only), "
+            "e.g. to apply the output elsewhere.",
+        ),
+    ] = False,
+) -> None:
+    """Print the whole stack as a TOML stack file; secret env values are masked."""
+    reply = open_client(ctx).export(show_secrets)
     if options_of(ctx).json:
         render.print_json({"toml": reply.toml})
     else:

@@ -136,8 +136,14 @@ def apply_stack(
     state: DesiredState,
     stack: StackSpec,
     placed: Mapping[str, Collection[int]] | None = None,
+    *,
+    max_processes: int | None = None,
+    filename: str = "",
 ) -> tuple[DesiredState, list[Change]]:
     """Make `stack` the whole desired stack; return the new state and what changed.
+
+    `max_processes` is the controller's cap on any watcher's numprocesses (a
+    count above it is InvalidArgument naming `filename` and the key).
 
     Watchers whose processes must be replaced roll over to the new spec: the
     worker ids in `placed` (watcher -> ids placed now) keep their version until
@@ -146,6 +152,8 @@ def apply_stack(
     set. No change: the same state.
     """
     placed = placed or {}
+    if max_processes is not None:
+        _check_counts(stack, max_processes, filename)
     old_stack = state.stack()
     changes = diff_stacks(old_stack, stack)
     if not changes:
@@ -168,12 +176,33 @@ def apply_stack(
     return _with(state, watchers, dict(stack.sockets)), changes
 
 
-def scale(state: DesiredState, name: str, count: int, relative: bool) -> tuple[DesiredState, int]:
-    """Set the desired numprocesses of `name` (absolute, or a delta); return (state, previous)."""
+def _check_counts(stack: StackSpec, max_processes: int, filename: str) -> None:
+    """InvalidArgument for the first watcher of `stack` that asks for too many processes."""
+    for name, spec in sorted(stack.watchers.items()):
+        if spec.numprocesses > max_processes:
+            where = f"{filename or '<stack>'}: watchers.{name}.numprocesses"
+            raise InvalidArgument(
+                f"{where}: must be <= {max_processes} (the controller's --max-processes), "
+                f"got {spec.numprocesses}"
+            )
+
+
+def scale(
+    state: DesiredState,
+    name: str,
+    count: int,
+    relative: bool,
+    max_processes: int | None = None,
+) -> tuple[DesiredState, int]:
+    """Set the desired numprocesses of `name` (absolute, or a delta); return (state, previous).
+
+    The count may not exceed `max_processes` (the controller's cap; at most MAX_PROCESSES).
+    """
     current = state.watcher(name)
     previous = current.spec.numprocesses
     target = previous + count if relative else count
-    top = 1 if current.spec.singleton else MAX_PROCESSES
+    cap = MAX_PROCESSES if max_processes is None else min(max_processes, MAX_PROCESSES)
+    top = 1 if current.spec.singleton else cap
     if not 0 <= target <= top:
         what = " for a singleton" if current.spec.singleton else ""
         raise InvalidArgument(

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from stack.spec.errors import SpecError
 from stack.spec.model import (
     MAX_PROCESSES,
-    NAME_PATTERN,
+    NAME_RULE,
     FlappingSpec,
     HealthSpec,
     PlacementSpec,
@@ -34,6 +34,7 @@ from stack.spec.model import (
     UpdateSpec,
     WatcherSpec,
     _frozen_map,
+    valid_name,
 )
 from stack.spec.substitute import SubstitutionError, check_key, find_references, split_key
 
@@ -57,7 +58,7 @@ HEALTH_TYPES = ("tcp", "http", "exec")
 STREAM_CLASSES = ("FileStream", "circus.stream.FileStream", "stack.FileStream")
 """Stream classes accepted (and ignored) for Circus users: all mean a rotated file."""
 
-_NAME = re.compile(NAME_PATTERN)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PORT = re.compile(r"[0-9]+")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
@@ -119,6 +120,11 @@ def _parse_toml(text: str, filename: str) -> dict[str, Any]:
             where = f"line {text.count(chr(10)) + 1}"
             message = message.replace(" (at end of document)", "")
         raise SpecError(filename, where, f"invalid TOML: {message}") from None
+
+
+def _toml_key(key: str) -> str:
+    """A key as TOML would need it written: bare when it can be, else quoted."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def _show(value: Any) -> str:
@@ -189,9 +195,10 @@ class _Loader:
             self.fail(path, f"must be <= 0o777, got 0o{number:o}")
         return number
 
-    def name(self, path: str, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            self.fail(path, "invalid name (use 1 to 64 letters, digits, '_', '.' or '-')")
+    def name(self, section: str, value: str) -> str:
+        """`value` as the name of an entry of `section` (watchers, sockets), or SpecError."""
+        if not valid_name(value):
+            self.fail(f"{section}.{_toml_key(value)}", f"name {NAME_RULE}")
         return value
 
     # -- the stack ------------------------------------------------------------------
@@ -203,11 +210,11 @@ class _Loader:
         sockets: dict[str, SocketSpec] = {}
         for name, value in sockets_table.items():
             path = f"sockets.{name}"
-            sockets[name] = self.socket(path, self.name(path, name), self.table(path, value))
+            sockets[name] = self.socket(path, self.name("sockets", name), self.table(path, value))
         watchers: dict[str, WatcherSpec] = {}
         for name, value in watchers_table.items():
             path = f"watchers.{name}"
-            spec = self.watcher(path, self.name(path, name), self.table(path, value))
+            spec = self.watcher(path, self.name("watchers", name), self.table(path, value))
             self.check_watcher_sockets(path, spec, sockets)
             watchers[name] = spec
         return StackSpec(watchers=_frozen_map(watchers), sockets=_frozen_map(sockets))

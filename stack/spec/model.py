@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
@@ -16,6 +17,18 @@ from typing import Any
 # Limits shared by validation and the services.
 MAX_PROCESSES = 10_000
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+NAME_RULE = f"must match {NAME_PATTERN}"
+"""How every bad name's message ends: `host id 'a b' must match [A-Za-z0-9_.-]{1,64}`."""
+_NAME = re.compile(NAME_PATTERN)
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` may name a watcher, socket, host or label key.
+
+    Names end up in file names, store keys, certificates and log lines, so every
+    door they come in by (stack files, agent flags, admin requests) checks this.
+    """
+    return _NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)

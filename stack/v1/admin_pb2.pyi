@@ -225,8 +225,10 @@ class GetReply(_message.Message):
     def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., active: _Optional[bool] = ..., toml: _Optional[str] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("show_secrets",)
+    SHOW_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    show_secrets: bool
+    def __init__(self, show_secrets: _Optional[bool] = ...) -> None: ...
 
 class ExportReply(_message.Message):
     __slots__ = ("toml",)

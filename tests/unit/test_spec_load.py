@@ -412,12 +412,12 @@ BAD_FILES = [
     (
         "watcher_name_with_space",
         '[watchers."web app"]\ncmd = "run"\n',
-        "watchers.web app: invalid name (use 1 to 64 letters, digits, '_', '.' or '-')",
+        'watchers."web app": name must match [A-Za-z0-9_.-]{1,64}',
     ),
     (
         "watcher_name_too_long",
         "[watchers." + "a" * 65 + ']\ncmd = "run"\n',
-        "watchers." + "a" * 65 + ": invalid name (use 1 to 64 letters, digits, '_', '.' or '-')",
+        "watchers." + "a" * 65 + ": name must match [A-Za-z0-9_.-]{1,64}",
     ),
     ("toml_syntax_error", W + "numprocesses = = 3\n", "line 3: invalid TOML: Invalid value"),
     ("toml_duplicate_key", W + 'cmd = "again"\n', "line 3: invalid TOML: Cannot overwrite a value"),
@@ -475,7 +475,7 @@ BAD_FILES = [
     (
         "socket_name_with_slash",
         '[sockets."a/b"]\nport = 1\n',
-        "sockets.a/b: invalid name (use 1 to 64 letters, digits, '_', '.' or '-')",
+        'sockets."a/b": name must match [A-Za-z0-9_.-]{1,64}',
     ),
 ]
 
