@@ -32,6 +32,7 @@ from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
 from stack.security.certs import CertDir, CertError, Role
 from stack.security.tls import TlsError, is_loopback, load, resolve
+from stack.spec.model import NAME_RULE, valid_name
 
 log = logging.getLogger("stack.agent")
 
@@ -56,14 +57,26 @@ def _label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"a label is key=value, got {text!r}")
+    if not valid_name(key):
+        raise argparse.ArgumentTypeError(f"label key {key!r} {NAME_RULE}")
     return key, value
 
 
-def _address(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+def _host_id(text: str) -> str:
+    """A host id names files, certificates and store keys: keep it a plain name."""
+    if not valid_name(text):
+        raise argparse.ArgumentTypeError(f"host id {text!r} {NAME_RULE}")
     return text
+
+
+def _address(text: str) -> str:
+    """HOST:PORT, or several comma-separated (the controllers of an HA group)."""
+    parts = [part.strip() for part in text.split(",")]
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
+    return ",".join(parts)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
@@ -75,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         default=os.environ.get("STACK_CONTROLLER") or defaults.controller,
         help="HOST:PORT of the controller (env STACK_CONTROLLER; default 127.0.0.1:7450)",
     )
-    parser.add_argument("--host-id", default=defaults.host_id, help="default: the hostname")
+    parser.add_argument(
+        "--host-id", type=_host_id, default=defaults.host_id, help="default: the hostname"
+    )
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     parser.add_argument("--label", type=_label, action="append", default=[], metavar="K=V")
     parser.add_argument("--stats-interval", type=_positive, default=defaults.stats_interval)
@@ -96,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
     tls.add_argument("--cert", type=Path, metavar="PATH", help="this host's agent certificate")
     tls.add_argument("--key", type=Path, metavar="PATH", help="this host's private key")
     args = parser.parse_args(argv)
-    if not args.host_id:
-        parser.error("--host-id must not be empty")
+    if not valid_name(args.host_id):  # the hostname default is not run through type=
+        parser.error(f"argument --host-id: host id {args.host_id!r} {NAME_RULE}")
     try:
         pair = CertDir(args.tls_dir).pair(Role.agent, args.host_id) if args.tls_dir else None
         tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
@@ -118,7 +133,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
 def check_tls(settings: AgentSettings) -> None:
     """Stop at start, with one line, when the TLS files cannot work; warn about plaintext."""
     if settings.tls is None:
-        if not is_loopback(settings.controller.rpartition(":")[0]):
+        hosts = [address.rpartition(":")[0] for address in settings.controller.split(",")]
+        if not all(is_loopback(host) for host in hosts):
             log.warning(
                 "INSECURE: dialing controller %s without TLS: anyone on the path can push work",
                 settings.controller,

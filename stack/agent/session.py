@@ -8,6 +8,11 @@ shipped in batches. If the stream fails or ends, workers keep running (losing th
 control plane never restarts a worker) and the session reconnects with exponential
 backoff and full jitter, logging one line per lost connection.
 
+`--controller` may list several controllers (HA): the session tries them in turn,
+and a follower's Redirect sends it straight to the leader. gRPC keepalive pings
+notice a controller that stopped answering (a paused or partitioned leader) even
+while the TCP connection looks open.
+
 With TLS settings the stream is mutual TLS: the agent presents its host's
 certificate and accepts only a controller signed by its CA for the address it
 dials. A failed handshake is explained in the log line (unknown CA, expired...).
@@ -29,12 +34,26 @@ import stack
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
 from stack.security.certs import Role
+from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.tls import TlsError, channel_credentials, diagnose, load
 from stack.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 3000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # What bounds the wait for a ping's answer in current gRPC (keepalive_timeout_ms alone
+    # no longer does): without it a hung controller holds the stream for minutes.
+    ("grpc.http2.ping_timeout_ms", 3000),
+)
+"""A controller that answers no ping for 3 s is gone: dial the next one."""
+CHANNEL_OPTIONS = (*KEEPALIVE_OPTIONS, *GRPC_SIZE_OPTIONS)
+"""Keepalive, and message sizes bounded both ways (see stack.security.limits)."""
 
 
 class SessionError(Exception):
@@ -53,7 +72,10 @@ class Session:
     def __init__(self, settings: AgentSettings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.address = settings.controller
+        self.addresses = [a.strip() for a in settings.controller.split(",") if a.strip()]
+        """The controllers to try, in turn (a follower's Redirect names the leader)."""
+        self._next = 0
+        self.address = self.addresses[0]
         self.connected = asyncio.Event()
         """Set while a stream is established (after Welcome)."""
         self._heartbeat = settings.heartbeat_interval
@@ -62,15 +84,24 @@ class Session:
         """Connect, serve, reconnect; returns only when cancelled."""
         backoff = self.settings.reconnect_min
         quiet = False
+        hops = 0
         while True:
             welcomed = [False]
             try:
                 await self._serve(self.address, welcomed)
             except _Redirected as redirect:
-                log.info("controller redirects to %s", redirect.address)
-                self.address = redirect.address
-                backoff = self.settings.reconnect_min
-                continue
+                hops += 1
+                # Followers may name each other for a moment during an election.
+                if redirect.address and redirect.address != self.address and hops <= 3:
+                    log.info(
+                        "controller %s redirects to the leader at %s",
+                        self.address,
+                        redirect.address,
+                    )
+                    self._follow(redirect.address)
+                    backoff = self.settings.reconnect_min
+                    continue
+                log.info("controller %s: no leader yet (election in progress)", self.address)
             except Exception as exc:  # a guard: never let one bad message end the agent
                 if not isinstance(exc, SessionError):
                     log.exception("session to %s failed", self.address)
@@ -85,18 +116,34 @@ class Session:
             quiet = not welcomed[0]
             if welcomed[0]:
                 backoff = self.settings.reconnect_min
+                hops = 0
+            else:
+                self._rotate()
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def _follow(self, address: str) -> None:
+        """Dial `address` next (a redirect); the list goes on from there if it fails."""
+        self.address = address
+        if address in self.addresses:
+            self._next = self.addresses.index(address)
+
+    def _rotate(self) -> None:
+        """Dial the next controller of the list next time."""
+        if len(self.addresses) > 1:
+            self._next = (self._next + 1) % len(self.addresses)
+            self.address = self.addresses[self._next]
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         """A plaintext or mutual-TLS channel; TLS files are re-read for each connection."""
         if self.settings.tls is None:
-            return grpc.aio.insecure_channel(address)
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         try:
             material = load(self.settings.tls, (Role.agent,))
         except TlsError as exc:
             raise SessionError(str(exc)) from None
-        return grpc.aio.secure_channel(address, channel_credentials(material))
+        credentials = channel_credentials(material)
+        return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
 
     async def _explain(self, address: str, error: grpc.aio.AioRpcError) -> str:
         """The error's line, with the TLS reason when the handshake was the problem."""

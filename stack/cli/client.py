@@ -22,6 +22,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 
+from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.tls import TlsMaterial, channel_credentials, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
@@ -29,6 +30,11 @@ DEFAULT_CONTROLLER = "127.0.0.1:7450"
 
 Reply = TypeVar("Reply")
 Item = TypeVar("Item")
+
+LEADER_KEY = "stack-leader"
+"""Trailing metadata of a follower's refusal: the leader's HOST:PORT ("" during an election)."""
+ANSWERED_KEY = "stack-controller"
+"""Trailing metadata of every refusal a controller sends itself."""
 
 # Texts gRPC itself produces when it could not get a request to the server at
 # all, as opposed to an UNAVAILABLE status the controller sent on purpose
@@ -48,6 +54,26 @@ _TRANSPORT_MARKERS = (
 )
 
 
+# Of those, the ones that mean the request never left this machine: only these may be
+# sent to another controller (a reset connection may have carried it to the leader).
+_NEVER_SENT_MARKERS = (
+    "failed to connect",
+    "connection refused",
+    "connections to all backends failing",
+    "dns resolution failed",
+    "unreachable",
+    "connection attempt timed out",
+)
+
+
+def never_sent(error: grpc.RpcError) -> bool:
+    """Whether gRPC could not even connect, so the call cannot have reached a controller."""
+    if not is_transport_failure(error) or not isinstance(error, grpc.Call):
+        return False
+    lowered = (error.details() or "").lower()
+    return any(marker in lowered for marker in _NEVER_SENT_MARKERS)
+
+
 class CommandError(Exception):
     """A command failed; the message is the one line stackctl prints on stderr."""
 
@@ -57,7 +83,8 @@ class ClientSettings:
     """How stackctl reaches the controller."""
 
     address: str = DEFAULT_CONTROLLER
-    """The controller's AdminService, HOST:PORT."""
+    """The controller's AdminService, HOST:PORT, or several comma-separated (HA): the
+    client follows the leader through followers' answers and failed controllers."""
     timeout: float = 10.0
     """Deadline in seconds for each unary call; streams that follow have none."""
     tls: TlsMaterial | None = None
@@ -73,6 +100,8 @@ def is_transport_failure(error: grpc.RpcError) -> bool:
     """Whether gRPC could not get the call to the server at all (vs. a status it sent)."""
     if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
         return False
+    if any(key == ANSWERED_KEY for key, _ in error.trailing_metadata() or ()):
+        return False  # the controller itself said so (not ready, store down...)
     lowered = (error.details() or "").lower()
     return not lowered or any(marker in lowered for marker in _TRANSPORT_MARKERS)
 
@@ -107,11 +136,47 @@ def translate_rpc_error(
     return CommandError(f"the controller at {address} failed the call: {name}")
 
 
+LEADER_PROBE_TIMEOUT = 1.0
+"""Seconds one controller may take to say who leads before the next is asked."""
+
+MAX_HOPS = 6
+"""Controllers tried for one call before giving up (redirects and failovers)."""
+
+
+def leader_hint(error: grpc.RpcError) -> str | None:
+    """A follower's refusal names the leader ("" while none leads); None for other errors."""
+    if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == LEADER_KEY:
+            return str(value)
+    return None
+
+
 class StackClient:
-    """A synchronous AdminService client over one channel; use it as a context manager."""
+    """A synchronous AdminService client; use it as a context manager.
+
+    With several controllers it talks to one at a time: a follower's refusal
+    sends it to the leader it names, and a controller it cannot reach to the
+    next of the list. Only calls that never reached a leader are sent again,
+    so nothing is ever done twice.
+    """
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
+        self.addresses = [a.strip() for a in settings.address.split(",") if a.strip()]
+        self._current = self.addresses[0]
+        self._lost = True
+        """Find the leader before the next call (at first, and after any failure)."""
+        self._channel: grpc.Channel | None = None
+        self._connect(self._current)
+
+    def _connect(self, address: str) -> None:
+        """Open the channel to `address` (closing any previous one)."""
+        if self._channel is not None:
+            self._channel.close()
+        self._current = address
+        settings = self.settings
         # stackctl talks to the controller directly, never through a proxy
         # from the operator's environment.
         options = [
@@ -121,20 +186,51 @@ class StackClient:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
+            *GRPC_SIZE_OPTIONS,
         ]
         if settings.tls is None:
-            self._channel = grpc.insecure_channel(settings.address, options=options)
+            self._channel = grpc.insecure_channel(address, options=options)
         else:
             credentials = channel_credentials(settings.tls)
-            self._channel = grpc.secure_channel(settings.address, credentials, options=options)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub: Any = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     @property
     def address(self) -> str:
-        return self.settings.address
+        """The controller this client talks to now."""
+        return self._current
+
+    def _elsewhere(self, error: grpc.RpcError, tried: list[str]) -> str | None:
+        """Where to send a call again that `error` says never reached a leader, if anywhere."""
+        hint = leader_hint(error)
+        if hint is None and not never_sent(error):
+            return None  # a leader answered (or may have got it): its answer stands
+        if len(tried) >= MAX_HOPS:
+            return None
+        if hint and hint not in tried[-2:]:
+            return hint
+        untried = [a for a in self.addresses if a not in tried]
+        if untried:
+            return untried[0]
+        return None
+
+    def _no_leader(self, error: grpc.RpcError, tried: list[str]) -> CommandError | None:
+        """The one line when every controller tried follows or is unreachable."""
+        places = ", ".join(dict.fromkeys(tried))
+        if leader_hint(error) is None:
+            if len(set(tried)) == 1:
+                return None  # the usual one-controller message says it best
+            if is_transport_failure(error):
+                return CommandError(f"cannot reach any controller (tried {places})")
+            return None
+        return CommandError(
+            f"no controller leads right now (tried {places}); "
+            "nothing was changed: try again in a few seconds"
+        )
 
     def close(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def tls_reason(self) -> str | None:
         """Why a connection to the controller fails at the TLS level, if it does."""
@@ -157,39 +253,80 @@ class StackClient:
 
     # -- plumbing -----------------------------------------------------------
 
-    def _unary(
-        self, method: Callable[..., Any], request: Any, reply: type[Reply], timeout: float | None
-    ) -> Reply:
-        deadline = self.settings.timeout if timeout is None else timeout
-        try:
-            return cast(Reply, method(request, timeout=deadline))
-        except grpc.RpcError as error:
-            raise self._error(error, deadline) from None
+    def _find_leader(self) -> None:
+        """With several controllers, talk to the leader: ask them in turn who leads.
 
-    def _stream(
-        self, method: Callable[..., Any], request: Any, follow: bool
-    ) -> Generator[Item, None, None]:
+        Controllers is answered by any controller and changes nothing, so a hung or
+        dead controller costs one short timeout here, and the real call (which may
+        change things, so is never sent twice) goes where it can be answered.
+        """
+        self._lost = False
+        if len(self.addresses) < 2:
+            return
+        probe = min(LEADER_PROBE_TIMEOUT, self.settings.timeout)
+        for address in dict.fromkeys([self._current, *self.addresses]):
+            self._connect(address)
+            try:
+                reply = self._stub.Controllers(admin_pb2.ControllersRequest(), timeout=probe)
+            except grpc.RpcError:
+                continue
+            if reply.leader_address and reply.leader_address != address:
+                self._connect(reply.leader_address)
+            return  # (or nobody leads: this one answered and the call will say so)
+        self._connect(self.addresses[0])  # none answered: the call reports it
+
+    def _unary(self, name: str, request: Any, reply: type[Reply], timeout: float | None) -> Reply:
+        """Call AdminService method `name`, following the leader (see `_elsewhere`)."""
+        deadline = self.settings.timeout if timeout is None else timeout
+        if self._lost:
+            self._find_leader()
+        tried = [self._current]
+        while True:
+            try:
+                return cast(Reply, getattr(self._stub, name)(request, timeout=deadline))
+            except grpc.RpcError as error:
+                self._lost = True
+                target = self._elsewhere(error, tried)
+                if target is None:
+                    raise self._no_leader(error, tried) or self._error(error, deadline) from None
+                self._connect(target)
+                tried.append(target)
+
+    def _stream(self, name: str, request: Any, follow: bool) -> Generator[Item, None, None]:
         """Yield a server stream's items; cancels the call when the caller stops early."""
         deadline = None if follow else self.settings.timeout
-        call = method(request, timeout=deadline)
-        try:
-            yield from call
-        except grpc.RpcError as error:
-            if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.CANCELLED:
+        if self._lost:
+            self._find_leader()
+        tried = [self._current]
+        while True:
+            call = getattr(self._stub, name)(request, timeout=deadline)
+            started = False
+            try:
+                for item in call:
+                    started = True
+                    yield item
                 return
-            raise self._error(error, deadline) from None
-        finally:
-            call.cancel()
+            except grpc.RpcError as error:
+                if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.CANCELLED:
+                    return
+                self._lost = True
+                target = None if started else self._elsewhere(error, tried)
+                if target is None:
+                    raise self._no_leader(error, tried) or self._error(error, deadline) from None
+                self._connect(target)
+                tried.append(target)
+            finally:
+                call.cancel()
 
     # -- the AdminService ----------------------------------------------------
 
     def apply(self, filename: str, content: str, dry_run: bool = False) -> admin_pb2.ApplyReply:
         request = admin_pb2.ApplyRequest(filename=filename, content=content, dry_run=dry_run)
-        return self._unary(self._stub.Apply, request, admin_pb2.ApplyReply, None)
+        return self._unary("Apply", request, admin_pb2.ApplyReply, None)
 
     def scale(self, watcher: str, count: int, relative: bool) -> admin_pb2.ScaleReply:
         request = admin_pb2.ScaleRequest(watcher=watcher, count=count, relative=relative)
-        return self._unary(self._stub.Scale, request, admin_pb2.ScaleReply, None)
+        return self._unary("Scale", request, admin_pb2.ScaleReply, None)
 
     def watchers_call(
         self, verb: str, watchers: list[str], all_watchers: bool, rolling: bool = False
@@ -197,11 +334,11 @@ class StackClient:
         """Start, Stop, Restart (`rolling`: in batches), Reload or Reset (`verb`) the
         named watchers or all."""
         method = {
-            "start": self._stub.Start,
-            "stop": self._stub.Stop,
-            "restart": self._stub.Restart,
-            "reload": self._stub.Reload,
-            "reset": self._stub.Reset,
+            "start": "Start",
+            "stop": "Stop",
+            "restart": "Restart",
+            "reload": "Reload",
+            "reset": "Reset",
         }[verb]
         request = admin_pb2.WatchersRequest(watchers=watchers, all=all_watchers, rolling=rolling)
         return self._unary(method, request, admin_pb2.WatchersReply, None)
@@ -212,19 +349,19 @@ class StackClient:
         request = admin_pb2.SignalRequest(
             watcher=watcher, signal=signal, wid=wid, children=children
         )
-        return self._unary(self._stub.Signal, request, admin_pb2.SignalReply, None)
+        return self._unary("Signal", request, admin_pb2.SignalReply, None)
 
     def remove(self, watcher: str) -> admin_pb2.RemoveReply:
         request = admin_pb2.RemoveRequest(watcher=watcher)
-        return self._unary(self._stub.Remove, request, admin_pb2.RemoveReply, None)
+        return self._unary("Remove", request, admin_pb2.RemoveReply, None)
 
     def status(self, watcher: str = "", timeout: float | None = None) -> admin_pb2.StatusReply:
         request = admin_pb2.StatusRequest(watcher=watcher)
-        return self._unary(self._stub.Status, request, admin_pb2.StatusReply, timeout)
+        return self._unary("Status", request, admin_pb2.StatusReply, timeout)
 
     def agents(self) -> admin_pb2.AgentsReply:
         request = admin_pb2.AgentsRequest()
-        return self._unary(self._stub.Agents, request, admin_pb2.AgentsReply, None)
+        return self._unary("Agents", request, admin_pb2.AgentsReply, None)
 
     def logs(
         self, watcher: str, lines: int, follow: bool, stream: str = "", host: str = ""
@@ -232,27 +369,32 @@ class StackClient:
         request = admin_pb2.LogsRequest(
             watcher=watcher, lines=lines, follow=follow, stream=stream, host=host
         )
-        return self._stream(self._stub.Logs, request, follow)
+        return self._stream("Logs", request, follow)
 
     def events(
         self, follow: bool, watcher: str = "", lines: int = 0
     ) -> Generator[types_pb2.Event, None, None]:
         request = admin_pb2.EventsRequest(follow=follow, watcher=watcher, lines=lines)
-        return self._stream(self._stub.Events, request, follow)
+        return self._stream("Events", request, follow)
 
     def get(self, watcher: str) -> admin_pb2.GetReply:
         request = admin_pb2.GetRequest(watcher=watcher)
-        return self._unary(self._stub.Get, request, admin_pb2.GetReply, None)
+        return self._unary("Get", request, admin_pb2.GetReply, None)
 
     def drain(self, host_id: str, undo: bool = False) -> admin_pb2.DrainReply:
         request = admin_pb2.DrainRequest(host_id=host_id)
-        call = self._stub.Undrain if undo else self._stub.Drain
+        call = "Undrain" if undo else "Drain"
         return self._unary(call, request, admin_pb2.DrainReply, None)
+
+    def controllers(self) -> admin_pb2.ControllersReply:
+        return self._unary(
+            "Controllers", admin_pb2.ControllersRequest(), admin_pb2.ControllersReply, None
+        )
 
     def rebalance(self, watcher: str) -> admin_pb2.RebalanceReply:
         request = admin_pb2.RebalanceRequest(watcher=watcher)
-        return self._unary(self._stub.Rebalance, request, admin_pb2.RebalanceReply, None)
+        return self._unary("Rebalance", request, admin_pb2.RebalanceReply, None)
 
-    def export(self) -> admin_pb2.ExportReply:
-        request = admin_pb2.ExportRequest()
-        return self._unary(self._stub.Export, request, admin_pb2.ExportReply, None)
+    def export(self, show_secrets: bool = False) -> admin_pb2.ExportReply:
+        request = admin_pb2.ExportRequest(show_secrets=show_secrets)
+        return self._unary("Export", request, admin_pb2.ExportReply, None)

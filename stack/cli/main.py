@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from stack.cli import agents, certs, events, logs, stackfile, status, watcher
+from stack.cli import agents, certs, controllers, events, logs, stackfile, status, watcher
 from stack.cli.client import DEFAULT_CONTROLLER, CommandError
 from stack.cli.options import (
     CaOption,
@@ -91,7 +91,7 @@ def global_options(
     )
 
 
-for module in (stackfile, status, watcher, logs, events, agents, certs):
+for module in (stackfile, status, watcher, logs, events, agents, controllers, certs):
     module.register(app)
 
 

@@ -85,11 +85,13 @@ def open_client(ctx: typer.Context) -> StackClient:
 
 
 def parse_address(value: str) -> str:
-    """Check a HOST:PORT option; a bad one is a usage error."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise typer.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return value
+    """Check a HOST:PORT option (or several, comma-separated); a bad one is a usage error."""
+    parts = [part.strip() for part in value.split(",")]
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise typer.BadParameter(f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
+    return ",".join(parts)
 
 
 def _path_option(flag: str, envvar: str, help_text: str) -> Any:

@@ -340,6 +340,23 @@ def _table(*columns: str, right: Sequence[str] = ()) -> Table:
     return table
 
 
+def controllers_table(reply: admin_pb2.ControllersReply) -> Table:
+    """One row per controller: id, address, leader or follower, version."""
+    table = _table("CONTROLLER", "ADDRESS", "ROLE", "VERSION")
+    for info in reply.controllers:
+        role = "leader" if info.leader else "follower"
+        table.add_row(info.controller_id, info.address, role, info.version)
+    return table
+
+
+def members_table(reply: admin_pb2.ControllersReply) -> Table:
+    """One row per store member (etcd endpoint, or the SQLite file) and its health."""
+    table = _table("STORE MEMBER", "HEALTH", "ERROR")
+    for member in reply.members:
+        table.add_row(member.endpoint, "ok" if member.healthy else "unreachable", member.error)
+    return table
+
+
 _STATUS_COLUMNS = (
     "WATCHER",
     "WID",

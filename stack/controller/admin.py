@@ -14,14 +14,19 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from stack.controller.controller import Controller
-from stack.controller.errors import ControllerError, NotLeader
+from stack.controller.errors import ControllerError, InvalidArgument, NotLeader
 from stack.controller.status import agents_reply, status_reply
+from stack.security.certs import Role
+from stack.security.tls import peer_identity
 from stack.spec.convert import watcher_to_proto
 from stack.spec.dump import MASK, dump_stack, dump_watcher, is_secret
+from stack.spec.model import NAME_RULE, valid_name
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 LEADER_KEY = "stack-leader"
 """Trailing metadata of a follower's refusal: the leader's HOST:PORT (see admin.proto)."""
+ANSWERED_KEY = "stack-controller"
+"""Trailing metadata of every refusal the controller itself sends."""
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -47,9 +52,42 @@ def _unary(
 
 
 async def _abort(context: Context, exc: ControllerError) -> None:
+    """Refuse the call with `exc`; the metadata tells clients it came from a controller
+    (so an UNAVAILABLE is not taken for a connection failure) and where the leader is."""
+    metadata = [(ANSWERED_KEY, "1")]
     if isinstance(exc, NotLeader):
-        context.set_trailing_metadata(((LEADER_KEY, exc.leader),))
-    await context.abort(exc.code, str(exc))
+        metadata.append((LEADER_KEY, exc.leader))
+    context.set_trailing_metadata(metadata)
+    await context.abort(exc.code, one_line(str(exc)))
+
+
+MAX_DETAILS = 500
+"""Characters of an error message at most: messages quote what the caller sent (a file
+name, a key), and gRPC refuses a status whose headers grow past 8 KiB."""
+
+
+def one_line(message: str) -> str:
+    """`message` cut to MAX_DETAILS characters."""
+    return message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 3] + "..."
+
+
+def check_names(what: str, *names: str) -> None:
+    """InvalidArgument for a name no stack file or agent could have made.
+
+    Called first by every handler that takes a watcher or host name, so a
+    careless or hostile name is called invalid rather than merely unknown.
+    """
+    for name in names:
+        if not valid_name(name):
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            raise InvalidArgument(f"{what} {shown!r} {NAME_RULE}")
+
+
+def may_show_secrets(context: Context) -> bool:
+    """Whether the caller may read secret env values: an admin, or anyone over
+    plaintext (which the controller serves on loopback only, or with --insecure)."""
+    identity = peer_identity(context)
+    return identity is None or identity.role is Role.admin
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -78,10 +116,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Scale(
         self, request: admin_pb2.ScaleRequest, context: Context
     ) -> admin_pb2.ScaleReply:
+        check_names("watcher name", request.watcher)
         previous, now = await self._c.scale(request.watcher, request.count, request.relative)
         return admin_pb2.ScaleReply(watcher=request.watcher, previous=previous, numprocesses=now)
 
     async def _act(self, kind: str, request: admin_pb2.WatchersRequest) -> admin_pb2.WatchersReply:
+        check_names("watcher name", *request.watchers)
         rolling = request.rolling and kind == "restart"
         names = await self._c.act(kind, list(request.watchers), request.all, rolling=rolling)
         return admin_pb2.WatchersReply(watchers=list(names))
@@ -120,6 +160,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Signal(
         self, request: admin_pb2.SignalRequest, context: Context
     ) -> admin_pb2.SignalReply:
+        check_names("watcher name", request.watcher)
         agents, processes = self._c.signal(
             request.watcher, request.signal, request.wid, request.children
         )
@@ -129,6 +170,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Remove(
         self, request: admin_pb2.RemoveRequest, context: Context
     ) -> admin_pb2.RemoveReply:
+        check_names("watcher name", request.watcher)
         await self._c.remove(request.watcher)
         return admin_pb2.RemoveReply(watcher=request.watcher)
 
@@ -137,6 +179,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.StatusRequest, context: Context
     ) -> admin_pb2.StatusReply:
         if request.watcher:
+            check_names("watcher name", request.watcher)
             self._c.check_watcher(request.watcher)
         return status_reply(
             self._c.state,
@@ -153,6 +196,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     @_unary
     async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
+        check_names("watcher name", request.watcher)
         watcher = self._c.state.watcher(request.watcher)
         spec = watcher_to_proto(watcher.spec)
         for key in [key for key in spec.env if is_secret(key)]:  # not while iterating the map
@@ -167,7 +211,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Export(
         self, request: admin_pb2.ExportRequest, context: Context
     ) -> admin_pb2.ExportReply:
-        return admin_pb2.ExportReply(toml=dump_stack(self._c.state.stack()))
+        if request.show_secrets and not may_show_secrets(context):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "permission denied: only admin may export with --show-secrets",
+            )
+        toml = dump_stack(self._c.state.stack(), mask_secrets=not request.show_secrets)
+        return admin_pb2.ExportReply(toml=toml)
 
     async def Logs(
         self, request: admin_pb2.LogsRequest, context: Context
@@ -175,7 +225,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         watcher, stream, host = request.watcher, request.stream, request.host
         try:
             self._c.require_leader()
-        except NotLeader as exc:
+            check_names("watcher name", watcher)
+            if host:
+                check_names("host id", host)
+        except ControllerError as exc:
             await _abort(context, exc)
         if watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
@@ -203,7 +256,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         watcher = request.watcher
         try:
             self._c.require_leader()
-        except NotLeader as exc:
+            if watcher:
+                check_names("watcher name", watcher)
+        except ControllerError as exc:
             await _abort(context, exc)
         if watcher and watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
@@ -219,6 +274,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Drain(
         self, request: admin_pb2.DrainRequest, context: Context
     ) -> admin_pb2.DrainReply:
+        check_names("host id", request.host_id)
         processes = await self._c.drain(request.host_id)
         return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
 
@@ -226,12 +282,20 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Undrain(
         self, request: admin_pb2.DrainRequest, context: Context
     ) -> admin_pb2.DrainReply:
+        check_names("host id", request.host_id)
         processes = await self._c.undrain(request.host_id)
         return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
+
+    async def Controllers(
+        self, request: admin_pb2.ControllersRequest, context: Context
+    ) -> admin_pb2.ControllersReply:
+        """Answered by any controller, leader or not."""
+        return await self._c.controllers()
 
     @_unary
     async def Rebalance(
         self, request: admin_pb2.RebalanceRequest, context: Context
     ) -> admin_pb2.RebalanceReply:
+        check_names("watcher name", request.watcher)
         moved = self._c.rebalance(request.watcher)
         return admin_pb2.RebalanceReply(watcher=request.watcher, moved=moved)

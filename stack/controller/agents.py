@@ -23,6 +23,7 @@ from typing import Protocol
 import grpc
 
 from stack.security.tls import peer_identity
+from stack.spec.model import NAME_RULE, valid_name
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,10 @@ class AgentHooks(Protocol):
         """True once the controller is shutting down: refuse new sessions."""
         ...
 
+    def redirect(self) -> str | None:
+        """None while this controller leads; else the leader's address ("" if unknown)."""
+        ...
+
     def agent_connected(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
         """Register the agent; queue Welcome and its Assignment on the returned session."""
         ...
@@ -214,6 +219,30 @@ class AgentHooks(Protocol):
 
 class _SessionEnded(Exception):
     """Internal: one side of a session finished, end the other."""
+
+
+MAX_HELLO_TEXT = 256
+"""Characters at most of a Hello's address, version and each label value: `agents`
+shows them to every caller, so one hostile Hello must not make that reply huge."""
+MAX_LABELS = 64
+"""Labels one agent may claim."""
+
+
+def hello_problem(hello: agent_pb2.Hello) -> str:
+    """What is wrong with a Hello ("" if nothing). Host ids and label keys become store
+    keys, placement terms and log fields, so they must be plain names; the free text is
+    bounded because the controller keeps it and shows it."""
+    for what, name in [("host id", hello.host_id), *(("label key", k) for k in hello.labels)]:
+        if not valid_name(name):
+            return f"{what} {name[:64]!r} {NAME_RULE}"
+    if len(hello.labels) > MAX_LABELS:
+        return f"at most {MAX_LABELS} labels, got {len(hello.labels)}"
+    texts = [("address", hello.address), ("version", hello.version)]
+    texts += [(f"label {key}", value) for key, value in sorted(hello.labels.items())]
+    for what, text in texts:
+        if len(text) > MAX_HELLO_TEXT:
+            return f"{what} is longer than {MAX_HELLO_TEXT} characters"
+    return ""
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
@@ -236,6 +265,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with a host id"
             )
+        if problem := hello_problem(first.hello):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         identity = peer_identity(context)
         if identity is not None and identity.name != first.hello.host_id:
             reason = (
@@ -246,6 +277,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
         if self._hooks.stopping:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the controller is stopping")
+        leader = self._hooks.redirect()
+        if leader is not None:  # a follower: send the agent to the leader
+            await context.write(
+                agent_pb2.ControllerMessage(redirect=agent_pb2.Redirect(leader_address=leader))
+            )
+            return
         session = self._hooks.agent_connected(first.hello, context.peer())
         try:
             async with asyncio.TaskGroup() as tg:

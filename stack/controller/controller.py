@@ -10,12 +10,13 @@ All methods run on the event loop, store commits included (see `_change`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
+import stack
 from stack.controller import desired as d
 from stack.controller.agents import AgentRecord, AgentRegistry, AgentSession
 from stack.controller.assignments import build_assignment
@@ -36,12 +37,18 @@ from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
-from stack.v1 import agent_pb2, types_pb2
+from stack.v1 import admin_pb2, agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
 RESCHEDULE_WINDOW = 0.05
 """Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
+
+
+class Cluster(Protocol):
+    """The group of controllers this one belongs to (see ha.py)."""
+
+    async def describe(self) -> admin_pb2.ControllersReply: ...
 
 
 class Controller:
@@ -71,6 +78,8 @@ class Controller:
         """The leader's advertised HOST:PORT as last known; "" during an election."""
         self.fenced = asyncio.Event()
         """Set when a store write found a newer leader: this one must step down."""
+        self.cluster: Cluster | None = None
+        """The other controllers (HA on etcd); None with the embedded store."""
         self._rollout_wake = asyncio.Event()
         self._running_since: dict[tuple[str, int, int], float] = {}
         """(watcher, wid, pid) of rollout batch processes -> when first seen running."""
@@ -104,8 +113,7 @@ class Controller:
         every agent one agent timeout to reconnect before anything is placed anew."""
         self.term = term
         self.fenced.clear()
-        await self.load()
-        self._warm_until = time.monotonic() + self.settings.agent_timeout
+        await self.load()  # with a stored stack, agents get one timeout to report first
         self.leader_address = self.settings.advertise
         self.leading = True
         self.events.record("leader", f"{self.settings.controller_id} leads (token {term})")
@@ -134,6 +142,29 @@ class Controller:
             self._reschedule_handle.cancel()
             self._reschedule_handle = None
 
+    async def controllers(self) -> admin_pb2.ControllersReply:
+        """Every controller, which one leads, and the store's health."""
+        if self.cluster is not None:
+            return await self.cluster.describe()
+        settings = self.settings
+        address = settings.advertise or settings.listen
+        reply = admin_pb2.ControllersReply(
+            leader_address=address,
+            fencing_token=self.term,
+            store="sqlite",
+            answered_by=settings.controller_id,
+        )
+        reply.controllers.append(
+            admin_pb2.ControllerInfo(
+                controller_id=settings.controller_id,
+                address=address,
+                leader=True,
+                version=stack.__version__,
+            )
+        )
+        reply.members.append(admin_pb2.StoreMember(endpoint=str(settings.store_path), healthy=True))
+        return reply
+
     async def load(self) -> None:
         """Read the desired state from the store."""
         records = await asyncio.to_thread(self.store.load, d.PREFIX)
@@ -150,7 +181,16 @@ class Controller:
     # ---- changes to the desired state ----
 
     async def _change(self, transition: Callable[[d.DesiredState], d.DesiredState]) -> bool:
-        """Apply a transition, persist it, then push Assignments. False when nothing changed."""
+        """Apply a transition, persist it, then push Assignments. False when nothing changed.
+
+        The write runs as a task of its own that the caller awaits: an RPC cancelled
+        mid-write (a client gone) can never leave memory and store apart.
+        """
+        task = asyncio.ensure_future(self._change_now(transition))
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(task)
+
+    async def _change_now(self, transition: Callable[[d.DesiredState], d.DesiredState]) -> bool:
         async with self._write_lock:
             self.require_leader()
             old = self.state
@@ -159,20 +199,20 @@ class Controller:
                 return False
             puts, deletes = d.record_changes(old, new)
             try:
-                # On the loop, not in a thread: a commit is a few ms, and an RPC
-                # cancelled mid-write can then never leave memory and store apart.
-                self.store.commit(self.term, puts, deletes)
+                # In a thread: an etcd commit may wait for its cluster, and the
+                # loop must go on serving agents and keeping the lease meanwhile.
+                await asyncio.to_thread(self.store.commit, self.term, puts, deletes)
             except StaleTerm as exc:
                 self.fenced.set()
                 raise FencedOut(
-                    f"this controller lost its leadership, nothing was changed ({exc}); "
-                    "try again"
+                    f"this controller lost its leadership, nothing was changed ({exc}); try again"
                 ) from exc
             except StoreError as exc:
-                raise Unavailable(str(exc)) from exc
+                raise Unavailable(f"the desired state could not be stored: {exc}") from exc
             self.state = new
-        self._announce_rollouts(old, new)
-        self.reschedule()
+        if self.leading:
+            self._announce_rollouts(old, new)
+            self.reschedule()
         return True
 
     async def apply(
@@ -186,7 +226,13 @@ class Controller:
         changes: list[Change] = []
 
         def transition(state: d.DesiredState) -> d.DesiredState:
-            new, found = d.apply_stack(state, stack, self._placed())
+            new, found = d.apply_stack(
+                state,
+                stack,
+                self._placed(),
+                max_processes=self.settings.max_processes,
+                filename=filename or "<stack>",
+            )
             changes.extend(found)
             return state if dry_run else new
 
@@ -202,7 +248,7 @@ class Controller:
 
         def transition(state: d.DesiredState) -> d.DesiredState:
             nonlocal previous
-            new, previous = d.scale(state, watcher, count, relative)
+            new, previous = d.scale(state, watcher, count, relative, self.settings.max_processes)
             return new
 
         if await self._change(transition):
@@ -291,9 +337,12 @@ class Controller:
                 record.session.send(
                     agent_pb2.ControllerMessage(fencing_token=self.term, log_tail=request)
                 )
+            waiter = asyncio.ensure_future(pending.done.wait())
             try:
-                await asyncio.wait_for(pending.done.wait(), self.settings.tail_timeout)
-            except TimeoutError:
+                done, _ = await asyncio.wait({waiter}, timeout=self.settings.tail_timeout)
+            finally:
+                waiter.cancel()
+            if not done:
                 log.warning("log tail of %s: no reply from %s", watcher, sorted(pending.waiting))
         finally:
             self.logs.close_tail(request_id)
@@ -305,6 +354,10 @@ class Controller:
         return merge(wanted, lines)
 
     # ---- agents ----
+
+    def redirect(self) -> str | None:
+        """None while this controller leads; else where agents should go ("" if unknown)."""
+        return None if self.leading else self.leader_address
 
     def agent_connected(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
         session = self.agents.connect(hello, peer)
@@ -415,8 +468,13 @@ class Controller:
     async def _rollout_loop(self) -> None:
         """Advance rollouts when agents report, and at least every 0.2 s (min_uptime)."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rollout_wake.wait(), 0.2)
+            # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that comes
+            # as the wake-up does, and this loop must end when leadership does.
+            waiter = asyncio.ensure_future(self._rollout_wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=0.2)
+            finally:
+                waiter.cancel()
             self._rollout_wake.clear()
             try:
                 await self.advance_rollouts()

@@ -329,9 +329,15 @@ class StandaloneLeader:
     """
 
     def __init__(
-        self, endpoints: Sequence[str], key: str, lease_ttl: float, timeout: float, advertise: str
+        self,
+        endpoints: Sequence[str],
+        key: str,
+        lease_ttl: float,
+        timeout: float,
+        advertise: str,
+        tls: EtcdTls | None = None,
     ) -> None:
-        self._election = Election(endpoints, key, advertise, lease_ttl, timeout=timeout)
+        self._election = Election(endpoints, key, advertise, lease_ttl, timeout=timeout, tls=tls)
         self._won: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -29,12 +29,12 @@ import grpc
 
 from stack.controller.admin import AdminService
 from stack.controller.agents import AgentService
-from stack.controller.controller import Controller
+from stack.controller.plane import ControlPlane
 from stack.controller.settings import ControllerSettings, default_data_dir
 from stack.controller.store.base import StoreError
-from stack.controller.store.sqlite import SqliteStore
 from stack.sdnotify import Notifier
 from stack.security.certs import CertDir, Role
+from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.roles import RoleInterceptor
 from stack.security.tls import (
     TlsError,
@@ -44,10 +44,18 @@ from stack.security.tls import (
     resolve,
     server_credentials,
 )
+from stack.spec.model import MAX_PROCESSES
 from stack.v1 import admin_pb2_grpc, agent_pb2_grpc
 
 log = logging.getLogger("stack.controller")
 PROG = "stack-controller"
+
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+"""Let agents ping every couple of seconds (how they notice a hung controller)."""
 
 
 class StartError(Exception):
@@ -78,12 +86,45 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         default=30.0,
         help="seconds an agent may stay down before its processes are placed elsewhere",
     )
+    ha = parser.add_argument_group("high availability")
+    ha.add_argument(
+        "--store",
+        default="sqlite",
+        metavar="URL",
+        help="sqlite (embedded, the default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
+    )
+    ha.add_argument(
+        "--advertise",
+        default="",
+        metavar="HOST:PORT",
+        help="where agents and stackctl reach this controller (default: --listen)",
+    )
+    ha.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the leader's etcd lease: a hung leader is replaced within about this",
+    )
+    for flag, what in (
+        ("--etcd-ca", "CA of a TLS-enabled etcd"),
+        ("--etcd-cert", "our client certificate for etcd"),
+        ("--etcd-key", "the key of --etcd-cert"),
+    ):
+        ha.add_argument(flag, type=Path, default=None, metavar="PATH", help=what)
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on stderr",
+    )
+    parser.add_argument(
+        "--max-processes",
+        type=int,
+        default=MAX_PROCESSES,
+        metavar="N",
+        help=f"most processes one watcher may have (1-{MAX_PROCESSES}; default {MAX_PROCESSES})",
     )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
@@ -107,6 +148,14 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         parser.error("--agent-timeout must be > 0")
     if args.reschedule_after < 0:
         parser.error("--reschedule-after must be >= 0")
+    if args.lease_ttl < 1:
+        parser.error("--lease-ttl must be >= 1 (etcd leases last whole seconds)")
+    if (args.etcd_cert is None) != (args.etcd_key is None):
+        parser.error("--etcd-cert and --etcd-key go together")
+    if args.etcd_cert is not None and args.etcd_ca is None:
+        parser.error("--etcd-cert needs --etcd-ca (the CA etcd's certificates are signed by)")
+    if not 1 <= args.max_processes <= MAX_PROCESSES:
+        parser.error(f"--max-processes must be between 1 and {MAX_PROCESSES}")
     pair = CertDir(args.tls_dir).pair(Role.controller, "") if args.tls_dir else None
     try:
         tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
@@ -117,9 +166,16 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         data_dir=args.data_dir if args.data_dir is not None else default_data_dir(),
         agent_timeout=args.agent_timeout,
         reschedule_after=args.reschedule_after,
+        store=args.store,
+        advertise=args.advertise,
+        lease_ttl=args.lease_ttl,
+        etcd_ca=args.etcd_ca,
+        etcd_cert=args.etcd_cert,
+        etcd_key=args.etcd_key,
         log_level=args.log_level,
         tls=tls_files,
         insecure=args.insecure,
+        max_processes=args.max_processes,
     )
 
 
@@ -179,15 +235,16 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
     check_exposure(settings, tls)
     check_listen(settings.listen)
     try:
-        store = SqliteStore(settings.store_path)
-        term = await asyncio.to_thread(store.acquire_term)
+        plane = await ControlPlane.open(settings)
     except StoreError as exc:
         raise StartError(str(exc)) from exc
+    controller = plane.controller
     try:
-        controller = Controller(settings, store, term)
-        await controller.load()
         interceptors = [RoleInterceptor()] if tls is not None else []
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
+        server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
+            interceptors=interceptors,
+        )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
         try:
@@ -210,7 +267,7 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
         notifier.ready(f"serving on {host}:{port}")
         try:
             async with asyncio.TaskGroup() as tg:
-                watcher = tg.create_task(controller.watch_agents(), name="watch-agents")
+                watcher = tg.create_task(plane.run(), name="control-plane")
                 await stop.wait()
                 log.info("stopping (agents keep their workers)")
                 notifier.stopping("stopping (agents keep their workers)")
@@ -221,7 +278,7 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
     finally:
-        store.close()
+        plane.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

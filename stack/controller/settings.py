@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.security.tls import TlsFiles
+from stack.spec.model import MAX_PROCESSES
 
 
 def default_data_dir() -> Path:
@@ -54,11 +55,21 @@ class ControllerSettings:
     """HOST:PORT that agents and stackctl reach this controller at (followers send
     it as the leader's address); "" means the listen address."""
     lease_ttl: float = 5.0
-    """Seconds of the leader's etcd lease: a dead leader is replaced within about this."""
+    """Seconds of the leader's etcd lease: a hung leader is replaced within about this."""
+    etcd_ca: Path | None = None
+    """CA of a TLS-enabled etcd (its members' certificates); None: plaintext etcd."""
+    etcd_cert: Path | None = None
+    """Our client certificate for etcd (when it requires one)."""
+    etcd_key: Path | None = None
+    """The key of etcd_cert."""
     controller_id: str = field(default_factory=default_controller_id)
     """This controller's name, sent to agents in Welcome."""
     tls: TlsFiles | None = None
     """CA, certificate and key for mutual TLS on the gRPC port; None serves plaintext."""
+    max_processes: int = MAX_PROCESSES
+    """Most processes one watcher may ask for (Scale and Apply refuse more): a typo
+    such as `scale web 100000` must not fork-bomb the fleet. At most MAX_PROCESSES,
+    the stack file loader's own cap."""
     insecure: bool = False
     """Allow plaintext on a non-loopback address (a warning at start): anyone who can
     reach the port could then push work to every agent."""

@@ -265,7 +265,7 @@ class EtcdStore:
 
         self._release()
         holder = StandaloneLeader(
-            self.endpoints, self.leader_key, self.lease_ttl, self.timeout, self.advertise
+            self.endpoints, self.leader_key, self.lease_ttl, self.timeout, self.advertise, self.tls
         )
         token = holder.start(timeout=3 * self.lease_ttl + self.timeout)
         self._holder = holder

@@ -1,0 +1,26 @@
+"""`stackctl controllers`: every controller, which one leads, and the store's health."""
+
+from __future__ import annotations
+
+import typer
+
+from stack.cli import render
+from stack.cli.options import open_client, options_of
+
+
+def controllers(ctx: typer.Context) -> None:
+    """List controllers (leader or follower), the fencing token and the store's members."""
+    reply = open_client(ctx).controllers()
+    if options_of(ctx).json:
+        render.print_json(render.to_json(reply))
+        return
+    console = render.stdout_console()
+    console.print(render.controllers_table(reply))
+    leader = reply.leader_address or "none (an election is going on)"
+    render.print_text(f"leader: {leader}, fencing token {reply.fencing_token}")
+    render.print_text(f"store: {reply.store}")
+    console.print(render.members_table(reply))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("controllers")(controllers)

@@ -1,0 +1,67 @@
+"""Several controller addresses: stackctl and the agent try them in turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.cluster import (
+    PYTHON,
+    ROOT,
+    Cluster,
+    Daemon,
+    free_port,
+    run_stackctl,
+    wait_for,
+    watcher_toml,
+)
+
+
+def stackctl(controllers: str, *args: str) -> tuple[int, str, str]:
+    argv = [PYTHON, "-m", "stack.cli.main", "--controller", controllers, *args]
+    result = run_stackctl(argv, ROOT, 60, False)
+    return result.code, result.out, result.err
+
+
+def test_stackctl_skips_a_controller_it_cannot_reach(cluster: Cluster) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+
+    code, out, err = stackctl(f"{dead},{cluster.address}", "scale", "w", "3")
+
+    assert code == 0, err
+    assert "w: 2 -> 3" in out
+    cluster.wait_running("w", 3)
+
+
+def test_stackctl_names_every_controller_when_none_answers() -> None:
+    first, second = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+
+    code, _, err = stackctl(f"{first},{second}", "status")
+
+    assert code == 1
+    assert err.strip() == f"stackctl: cannot reach any controller (tried {first}, {second})"
+
+
+def test_a_bad_address_in_the_list_is_a_usage_error() -> None:
+    code, _, err = stackctl("127.0.0.1:7450,nonsense", "status")
+    assert code == 2
+    words = " ".join(err.replace("│", " ").split())  # rich wraps usage errors in a box
+    assert "expected HOST:PORT[,HOST:PORT...], got '127.0.0.1:7450,nonsense'" in words
+
+
+def test_the_agent_dials_the_next_controller_when_the_first_is_down(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path / "stack")
+    dead = f"127.0.0.1:{free_port()}"
+    cluster.agent = Daemon(
+        [PYTHON, "-m", "stack.agent.main", "--controller", f"{dead},{cluster.address}",
+         "--host-id", "h1", "--data-dir", str(tmp_path / "agent"), *cluster.agent_options],
+        tmp_path / "agent.log",
+    )  # fmt: skip
+    try:
+        cluster.start()
+        cluster.apply(watcher_toml("w", cluster.tag))
+        cluster.wait_running("w", 1)
+        wait_for(lambda: "connected to controller " + cluster.address in cluster.agent.output(),
+                 5, "the agent's log line")  # fmt: skip
+    finally:
+        cluster.close()

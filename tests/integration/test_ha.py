@@ -1,0 +1,194 @@
+"""Controllers on real etcd: failover, fencing of a paused leader, losing etcd members."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from stack.agent.persist import load_state
+from tests.integration.cluster import (
+    PYTHON,
+    ROOT,
+    become_subreaper,
+    run_stackctl,
+    wait_for,
+    watcher_toml,
+    worker_processes,
+)
+from tests.integration.etcd_cluster import etcd_cluster, requires_etcd
+from tests.integration.ha_cluster import HaCluster, ha_cluster
+
+pytestmark = requires_etcd
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _subreaper() -> None:
+    become_subreaper()
+
+
+def start_workers(cluster: HaCluster, count: int) -> dict[int, int]:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=count))
+    return wait_for(
+        lambda: (pids := cluster.running_pids("w")) and len(pids) == count and pids,
+        20,
+        f"{count} workers",
+    )
+
+
+def test_kill_9_of_the_leader_a_follower_leads_and_no_worker_restarts(tmp_path: Path) -> None:
+    with ha_cluster(tmp_path) as cluster:
+        before = start_workers(cluster, 2)
+        old = cluster.leader()
+        # A scale acknowledged just before the kill survives it.
+        cluster.stackctl("scale", "w", "3", check=True)
+        killed_at = time.monotonic()
+        cluster.daemon_at(old).kill9()
+
+        new = cluster.wait_leader(cluster.lease_ttl + 2, other_than=old)
+        took = time.monotonic() - killed_at
+        assert took <= cluster.lease_ttl + 2, took
+        assert new != old
+        assert cluster.desired("w") == 3
+        wait_for(lambda: len(cluster.running_pids("w")) == 3, 15, "3 workers via the new leader")
+        after = cluster.running_pids("w")
+        assert {wid: after[wid] for wid in before} == before, "a worker was restarted"
+        # stackctl, given both addresses, finds the new leader on its own.
+        result = cluster.stackctl("scale", "w", "2")
+        assert result.code == 0, result
+        shown = cluster.stackctl("-o", "json", "controllers", check=True).json()
+        assert shown["leader_address"] == new
+
+
+def test_a_dead_leader_is_replaced_long_before_its_lease_runs_out(tmp_path: Path) -> None:
+    with etcd_cluster(1) as etcd:
+        cluster = HaCluster(tmp_path, etcd, controllers=2, lease_ttl=10.0)
+        try:
+            cluster.start()
+            old = cluster.leader()
+            cluster.wait_following(old)
+            killed_at = time.monotonic()
+            cluster.daemon_at(old).kill9()
+            new = cluster.wait_leader(cluster.lease_ttl, other_than=old)
+            took = time.monotonic() - killed_at
+            # Its port refused connections, so the follower released its key at once.
+            assert took < cluster.lease_ttl / 2, took
+            follower_log = cluster.daemon_at(new).output()
+            assert f"leader {old}" in follower_log and "its process is gone" in follower_log
+        finally:
+            cluster.close()
+
+
+def test_a_scale_during_failover_succeeds_or_fails_retryably_never_silently(
+    tmp_path: Path,
+) -> None:
+    with ha_cluster(tmp_path) as cluster:
+        start_workers(cluster, 1)
+        old = cluster.leader()
+        cluster.daemon_at(old).kill9()
+        outcomes = []
+        for count in (2, 3, 4, 5):
+            result = cluster.stackctl("scale", "w", str(count), timeout=30)
+            outcomes.append((count, result.code, result.err.strip()))
+            if result.code == 0:
+                break
+            assert result.err.startswith("stackctl: ") and "\n" not in result.err.strip()
+            assert "try again" in result.err or "cannot reach" in result.err, result.err
+        acknowledged = [count for count, code, _ in outcomes if code == 0]
+        cluster.wait_leader(cluster.lease_ttl + 5, other_than=old)
+        if acknowledged:
+            assert cluster.desired("w") == acknowledged[-1], outcomes
+        else:  # every attempt failed: none of them may have changed anything
+            assert cluster.desired("w") == 1, outcomes
+
+
+def test_a_paused_leader_is_fenced_out_and_comes_back_a_follower(tmp_path: Path) -> None:
+    with ha_cluster(tmp_path) as cluster:
+        before = start_workers(cluster, 2)
+        old = cluster.leader()
+        paused = cluster.daemon_at(old)
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            new = cluster.wait_leader(cluster.lease_ttl + 5, other_than=old)
+            try:
+                wait_for(lambda: cluster.agent_state() == "ready", 20, "the agent on the leader")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+            cluster.stackctl("scale", "w", "3", check=True)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+
+        def follows() -> bool:
+            reply = cluster.controllers_reply(old)
+            mine = [c for c in reply.controllers if c.address == old] if reply else []
+            return bool(reply and reply.leader_address == new and mine and not mine[0].leader)
+
+        wait_for(follows, 10, "the resumed controller to follow")
+        # Its old token can neither write nor push: the new leader's state stands, and the
+        # agent holds the new, higher token (it refuses any Assignment below it).
+        assert cluster.leader() == new
+        reply = cluster.controllers_reply(new)
+        assert reply is not None
+        held = load_state(cluster.root / "agent")[0]
+        assert held == reply.fencing_token > 0
+        old_token = int(paused.output().split("leading with fencing token ")[1].split()[0])
+        assert old_token < held
+        wait_for(lambda: len(cluster.running_pids("w")) == 3, 15, "3 workers")
+        after = cluster.running_pids("w")
+        assert {wid: after[wid] for wid in before} == before, "a worker was restarted"
+        log = paused.output()
+        assert "stepp" in log.lower(), log[-2000:]
+
+
+def test_losing_one_etcd_member_of_three_keeps_service_and_quorum_loss_keeps_workers(
+    tmp_path: Path,
+) -> None:
+    with ha_cluster(tmp_path, members=3) as cluster:
+        before = start_workers(cluster, 2)
+        cluster.etcd.members[2].kill9()
+        result = cluster.stackctl("scale", "w", "3")
+        assert result.code == 0, result
+        wait_for(lambda: len(cluster.running_pids("w")) == 3, 15, "3 workers")
+        three = cluster.running_pids("w")
+
+        cluster.etcd.members[1].kill9()  # quorum lost
+        result = cluster.stackctl("scale", "w", "4", timeout=60)
+        assert result.code == 1, result
+        assert result.err.startswith("stackctl: ") and "\n" not in result.err.strip()
+        pids = {p.pid for p in worker_processes(cluster.tag)}
+        assert set(three.values()) <= pids, "a worker stopped while etcd had no quorum"
+
+        cluster.etcd.restart(1)
+        cluster.etcd.restart(2)
+        cluster.etcd.wait_healthy()
+        leader = cluster.wait_leader(30)
+        assert leader
+        result = wait_for(lambda: (r := cluster.stackctl("scale", "w", "4")).code == 0 and r,
+                          30, "a scale to go through again")  # fmt: skip
+        assert "-> 4" in result.out
+        wait_for(lambda: len(cluster.running_pids("w")) == 4, 15, "4 workers")
+        after = cluster.running_pids("w")
+        assert {wid: after[wid] for wid in before} == before, "a worker was restarted"
+
+
+def test_stackctl_passes_over_a_hung_controller_first_in_its_list(tmp_path: Path) -> None:
+    with ha_cluster(tmp_path) as cluster:
+        start_workers(cluster, 1)
+        leader = cluster.leader()
+        (follower,) = [a for a in cluster.addresses if a != leader]
+        hung = cluster.daemon_at(follower)
+        assert hung.proc is not None
+        hung.proc.send_signal(signal.SIGSTOP)
+        try:
+            argv = ["--controller", f"{follower},{leader}", "scale", "w", "2"]
+            started = time.monotonic()
+            result = run_stackctl([PYTHON, "-m", "stack.cli.main", *argv], ROOT, 60, False)
+            took = time.monotonic() - started
+        finally:
+            hung.proc.send_signal(signal.SIGCONT)
+        assert result.code == 0, result
+        assert took < 8, took  # one short probe of the hung one, not a 10 s call timeout
+        assert cluster.desired("w") == 2
