@@ -96,6 +96,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
     parser.add_argument("--stats-interval", type=_positive, default=defaults.stats_interval)
     parser.add_argument("--heartbeat-interval", type=_positive, default=defaults.heartbeat_interval)
     parser.add_argument(
+        "--ship-rate",
+        type=int,
+        default=defaults.ship_rate,
+        metavar="LINES",
+        help=f"output lines per second shipped to the controller at most; 0: no limit "
+        f"(default {defaults.ship_rate}; the log files keep every line)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -111,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
     tls.add_argument("--cert", type=Path, metavar="PATH", help="this host's agent certificate")
     tls.add_argument("--key", type=Path, metavar="PATH", help="this host's private key")
     args = parser.parse_args(argv)
+    if args.ship_rate < 0:
+        parser.error("--ship-rate must be >= 0")
     if not valid_name(args.host_id):  # the hostname default is not run through type=
         parser.error(f"argument --host-id: host id {args.host_id!r} {NAME_RULE}")
     try:
@@ -125,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         labels=MappingProxyType(dict(args.label)),
         stats_interval=args.stats_interval,
         heartbeat_interval=args.heartbeat_interval,
+        ship_rate=args.ship_rate,
         tls=tls_files,
     )
     return settings, args.log_level

@@ -239,6 +239,23 @@ def load_cert(path: Path) -> x509.Certificate:
         raise CertError(f"{path} is not a PEM certificate") from None
 
 
+def load_cas(path: Path) -> list[x509.Certificate]:
+    """Every certificate of a PEM file: one CA, or several trusted at once while the
+    stack moves from an old CA to a new one (see the README's Security section)."""
+    try:
+        cas = x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        raise CertError(f"cannot read certificate {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise CertError(f"{path} is not a PEM certificate") from None
+    return cas
+
+
+def issuer_of(cert: x509.Certificate, cas: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The CA of `cas` that issued `cert`, if any."""
+    return next((ca for ca in cas if signed_by(cert, ca)), None)
+
+
 def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """A PEM EC private key from `path` (the error never shows its content)."""
     try:

@@ -29,11 +29,12 @@ from stack.security.certs import (
     Role,
     expired,
     identity_of,
+    issuer_of,
     key_matches,
+    load_cas,
     load_cert,
     load_key,
     not_yet_valid,
-    signed_by,
 )
 
 DEFAULT_USER = "admin"
@@ -127,16 +128,17 @@ def load(
 ) -> TlsMaterial:
     """Read and check the files: valid now, signed by the CA, key matching, right role."""
     try:
-        ca = load_cert(files.ca)
+        cas = load_cas(files.ca)
         cert = load_cert(files.cert)
         key = load_key(files.key)
         identity = identity_of(cert)
     except CertError as exc:
         raise TlsError(str(exc)) from None
+    ca = issuer_of(cert, cas)
+    if ca is None:
+        raise TlsError(f"certificate {files.cert} is not signed by the CA in {files.ca}")
     _check_valid(ca, f"CA certificate {files.ca}", now)
     _check_valid(cert, f"certificate {files.cert}", now)
-    if not signed_by(cert, ca):
-        raise TlsError(f"certificate {files.cert} is not signed by the CA in {files.ca}")
     if not key_matches(key, cert):
         raise TlsError(f"key {files.key} does not belong to certificate {files.cert}")
     if identity.role not in roles:
@@ -267,12 +269,12 @@ def diagnose(address: str, files: TlsFiles | None, peer: str, timeout: float = 2
 def _refusal_reason(files: TlsFiles) -> str:
     """Why a peer that trusts our CA would refuse our certificate, judged locally."""
     try:
-        ca, cert = load_cert(files.ca), load_cert(files.cert)
+        cas, cert = load_cas(files.ca), load_cert(files.cert)
     except CertError:
         return "refused our certificate"
     if expired(cert):
         return "refused our certificate: expired"
-    if not signed_by(cert, ca):
+    if issuer_of(cert, cas) is None:
         return "does not trust our certificate (unknown CA)"
     return "refused our certificate"
 
