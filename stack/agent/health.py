@@ -95,6 +95,9 @@ class CheckContext:
     pid: int
     cwd: str
     reaper: Reaper
+    uid: int | None = None
+    """The worker's user: an exec check runs as the worker it checks, not as the agent."""
+    gid: int | None = None
 
 
 class CheckFailed(Exception):
@@ -276,6 +279,9 @@ async def _exec(target: str, ctx: CheckContext) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             process_group=0,
+            user=ctx.uid,
+            group=ctx.gid,
+            extra_groups=[] if ctx.uid is not None and os.geteuid() == 0 else None,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)

@@ -187,6 +187,9 @@ class Proc:
     """When the kernel started it, in clock ticks since boot (with the pid, its identity)."""
     spec: WatcherSpec | None = None
     """The spec it was started with (its stop signal and grace period)."""
+    uid: int | None = None
+    """The user it runs as (None: the agent's); exec health checks run as it too."""
+    gid: int | None = None
     stopping_children: tuple[int, ...] = ()
     """Descendants outside the group that got the stop signal (stop_children): the
     agent's orphan sweep leaves them to the graceful stop."""
@@ -244,6 +247,8 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         generation=generation,
         start_ticks=ticks,
         spec=spec,
+        uid=uid,
+        gid=gid,
     )
 
 

@@ -516,6 +516,8 @@ class Watcher:
                     pid=proc.pid,
                     cwd=self.spec_of(slot.wid).working_dir,
                     reaper=self.host.reaper,
+                    uid=proc.uid,
+                    gid=proc.gid,
                 )
                 failure = await health.check(spec, ctx)
                 if slot.proc is not proc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import stat
 import time
@@ -9,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 
 from stack.agent.engine import Engine
 from stack.spec.model import HealthSpec, SocketSpec
@@ -320,5 +323,20 @@ def test_adding_a_check_to_a_running_watcher_checks_it_without_restarting_it(
             healthy = await status_when(engine, "w", lambda s: s.health == HEALTHY, "healthy")
             assert healthy.pid == first.pid and healthy.restarts == 0
             assert healthy.health_message == ""  # the new check started over
+
+    run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a worker as another user needs root")
+def test_an_exec_check_runs_as_the_user_of_the_worker_it_checks(tmp_path: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    check = f"sh -c 'test \"$(id -u)\" = {nobody.pw_uid}'"
+    spec = watcher("job", "sleep 300", [1], uid="nobody", health=fast_check("exec", check))
+
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            engine.apply(assignment(spec))
+            healthy = await status_when(engine, "job", lambda s: s.health == HEALTHY, "healthy", 1)
+            assert psutil.Process(healthy.pid).uids().real == nobody.pw_uid
 
     run(scenario())
