@@ -45,7 +45,7 @@ from stack.agent.reaper import Reaper, describe
 from stack.agent.sockets import SocketPool
 from stack.agent.states import ProcessState, transition
 from stack.agent.wire import LastExit, reason_name
-from stack.spec.model import WatcherSpec
+from stack.spec.model import WatcherSpec, version_label
 from stack.v1 import types_pb2
 
 R = types_pb2.ExitReason
@@ -111,8 +111,8 @@ class Version:
 
     @property
     def label(self) -> str:
-        """How status names the version (the controller computes the same)."""
-        return f"{self.restart_token}-{self.fingerprint}"
+        """How status names the version (see version_label)."""
+        return version_label(self.restart_token, self.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -392,14 +392,24 @@ class Watcher:
         slot.move(ProcessState.EXITED)
         how = f"killed by signal {sig}" if sig else f"exit code {code}"
         self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {how} (crashed)", WARNING)
-        if self.on_probation(slot, proc):
-            slot.pending = False  # the controller halts the rollout
-            return
-        if not self.spec.respawn or not self.desired.active or self.removed:
-            slot.pending = False
+        if self._stays_down(slot, proc):
             return
         if self._record_exit() is Decision.RESPAWN:
             self._start(slot)
+
+    def _stays_down(self, slot: Slot, proc: Proc) -> bool:
+        """After `proc` failed: True (and nothing pending) when it is not to be started
+        again: no respawn, stopped, removed, or a rollout's new process on probation
+        (the controller halts the rollout instead)."""
+        keep_down = (
+            self.on_probation(slot, proc)
+            or not self.spec.respawn
+            or not self.desired.active
+            or self.removed
+        )
+        if keep_down:
+            slot.pending = False
+        return keep_down
 
     def _record_exit(self) -> Decision:
         self.flap, decision = flapping.record_exit(self.flap, time.monotonic(), self.spec.flapping)
@@ -541,11 +551,7 @@ class Watcher:
         slot.proc = None
         slot.move(ProcessState.STOPPING)
         self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
-        if self.on_probation(slot, proc):
-            slot.pending = False  # the controller halts the rollout
-            return
-        if not self.spec.respawn or not self.desired.active or self.removed:
-            slot.pending = False
+        if self._stays_down(slot, proc):
             return
         decision = self._record_exit()
         if decision is Decision.RESPAWN:

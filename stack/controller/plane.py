@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stack.controller.controller import Controller
-from stack.controller.ha import HighAvailability
 from stack.controller.settings import ControllerSettings
 from stack.controller.store import BadStoreUrl, EtcdLocation, parse_store_url
 from stack.controller.store.base import Store, StoreError
+
+if TYPE_CHECKING:  # etcd's client is imported only by controllers that use etcd
+    from stack.controller.ha import HighAvailability
 
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
@@ -52,6 +55,7 @@ class ControlPlane:
     @classmethod
     def _on_etcd(cls, settings: ControllerSettings, location: EtcdLocation) -> ControlPlane:
         from stack.controller.election import Election
+        from stack.controller.ha import HighAvailability
         from stack.controller.roster import Roster
         from stack.controller.store.etcd import EtcdStore, EtcdTls, leader_key
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from stack.spec.model import WatcherSpec
+from stack.spec.model import WatcherSpec, version_label
 from stack.v1 import types_pb2
 
 P = types_pb2
@@ -40,7 +40,7 @@ class Version:
     @property
     def label(self) -> str:
         """How agents name the version of a process (ProcessStatus.version)."""
-        return f"{self.restart_token}-{self.spec.process_fingerprint()}"
+        return version_label(self.restart_token, self.spec.process_fingerprint())
 
 
 @dataclass(frozen=True)

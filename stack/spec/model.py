@@ -179,6 +179,12 @@ class WatcherSpec:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def version_label(restart_token: int, fingerprint: str) -> str:
+    """How a version of a watcher's processes is named (ProcessStatus.version): the
+    agent reports it, the controller's rollouts compare it, so both call this."""
+    return f"{restart_token}-{fingerprint}"
+
+
 _NOT_OF_THE_PROCESS = (
     "numprocesses", "priority", "autostart", "flapping", "max_retry", "placement", "update",
     "health",

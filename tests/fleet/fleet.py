@@ -27,6 +27,7 @@ from tests.integration.cluster import (
     ROOT,
     Daemon,
     Result,
+    controller_answers,
     run_stackctl,
     wait_for,
     watcher_toml,
@@ -118,13 +119,7 @@ class Fleet:
         )  # fmt: skip
 
     def _controller_answers(self) -> bool:
-        if not self.controller.alive():
-            raise AssertionError(f"controller exited:\n{self.controller.output()}")
-        try:
-            self.admin().Status(admin_pb2.StatusRequest(), timeout=1)
-        except grpc.RpcError:
-            return False
-        return True
+        return controller_answers(self.controller, self.admin())
 
     def kill_agent(self, host_id: str) -> None:
         """SIGKILL the agent of `host_id` (its workers are left as they are)."""

@@ -51,6 +51,17 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def controller_answers(controller: Daemon, admin: admin_pb2_grpc.AdminServiceStub) -> bool:
+    """The controller serves Status (an AssertionError with its log if it exited)."""
+    if not controller.alive():
+        raise AssertionError(f"controller exited:\n{controller.output()}")
+    try:
+        admin.Status(admin_pb2.StatusRequest(), timeout=1)
+    except grpc.RpcError:
+        return False
+    return True
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -150,13 +161,7 @@ class Cluster:
             wait_for(lambda: self.agent_state() == "ready", 15, "the agent to connect")
 
     def _controller_answers(self) -> bool:
-        if not self.controller.alive():
-            raise AssertionError(f"controller exited:\n{self.controller.output()}")
-        try:
-            self.admin().Status(admin_pb2.StatusRequest(), timeout=1)
-        except grpc.RpcError:
-            return False
-        return True
+        return controller_answers(self.controller, self.admin())
 
     def close(self) -> None:
         if self._channel is not None:
