@@ -159,13 +159,20 @@ class HaCluster:
     # -- reading state ----------------------------------------------------
 
     def status(self, address: str = "") -> admin_pb2.StatusReply:
-        with grpc.insecure_channel(address or self.leader()) as channel:
+        address = address or self.leader() or self.addresses[0]  # (a follower refuses)
+        with grpc.insecure_channel(address) as channel:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             reply: admin_pb2.StatusReply = stub.Status(admin_pb2.StatusRequest(), timeout=3)
             return reply
 
     def running_pids(self, watcher: str) -> dict[int, int]:
-        for w in self.status().watchers:
+        """wid -> pid of the RUNNING workers, as the leader says; {} while none answers
+        as leader (it is polled through elections)."""
+        try:
+            watchers = self.status().watchers
+        except grpc.RpcError:
+            return {}
+        for w in watchers:
             if w.name == watcher:
                 return {
                     p.wid: p.pid for p in w.processes if p.state == types_pb2.PROCESS_STATE_RUNNING
@@ -201,10 +208,12 @@ class HaCluster:
 
 
 @contextlib.contextmanager
-def ha_cluster(root: Path, members: int = 1, controllers: int = 2) -> Iterator[HaCluster]:
+def ha_cluster(
+    root: Path, members: int = 1, controllers: int = 2, lease_ttl: float = LEASE_TTL
+) -> Iterator[HaCluster]:
     """A started HA cluster; everything stopped (and etcd removed) on exit."""
     with etcd_cluster(members) as etcd:
-        cluster = HaCluster(root, etcd, controllers)
+        cluster = HaCluster(root, etcd, controllers, lease_ttl)
         try:
             yield cluster.start()
         finally:

@@ -146,7 +146,9 @@ def test_a_paused_leader_is_fenced_out_and_comes_back_a_follower(tmp_path: Path)
 def test_losing_one_etcd_member_of_three_keeps_service_and_quorum_loss_keeps_workers(
     tmp_path: Path,
 ) -> None:
-    with ha_cluster(tmp_path, members=3) as cluster:
+    # The default lease: killing etcd's raft leader stalls requests for about a second,
+    # which a 2 s test lease (deadline 1.6 s) does not outlast, but production's 5 s does.
+    with ha_cluster(tmp_path, members=3, lease_ttl=5.0) as cluster:
         before = start_workers(cluster, 2)
         cluster.etcd.members[2].kill9()
         result = cluster.stackctl("scale", "w", "3")
