@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from stack.agent.process import SpawnError, as_user
 from stack.agent.reaper import Reaper, describe
 from stack.agent.sockets import SocketPool
 from stack.spec.model import HealthSpec
@@ -271,7 +272,8 @@ async def _exec(target: str, ctx: CheckContext) -> None:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     try:
-        popen = subprocess.Popen(
+        argv = as_user(argv, ctx.uid, ctx.gid)
+        popen = subprocess.Popen(  # no user/group: see stack.agent.process
             argv,
             env=env,
             cwd=ctx.cwd or None,
@@ -279,10 +281,9 @@ async def _exec(target: str, ctx: CheckContext) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             process_group=0,
-            user=ctx.uid,
-            group=ctx.gid,
-            extra_groups=[] if ctx.uid is not None and os.geteuid() == 0 else None,
         )
+    except SpawnError as exc:
+        raise CheckFailed(str(exc)) from None
     except (OSError, subprocess.SubprocessError) as exc:
         reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise CheckFailed(reason) from None

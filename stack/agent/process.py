@@ -1,10 +1,19 @@
 """Spawn, signal and stop one worker process.
 
-No `preexec_fn` (grpcio runs threads): the process group, cwd, env, uid/gid, umask,
-stdin and the pipes go through Popen's own arguments. Only when a worker inherits
-sockets or needs rlimits does it go through a tiny bash step that moves the sockets to
-fds 3, 4, ..., applies `ulimit`, exports LISTEN_PID=$$ and execs the real command (the
-pid stays the same). Everything else is spawned directly: that is the fast path.
+No `preexec_fn` (grpcio runs threads): the process group, cwd, env, umask, stdin and
+the pipes go through Popen's own arguments. Only when a worker inherits sockets or
+needs rlimits does it go through a tiny bash step that moves the sockets to fds 3, 4,
+..., applies `ulimit`, exports LISTEN_PID=$$ and execs the real command (the pid stays
+the same). Everything else is spawned directly: that is the fast path.
+
+Never give Popen a user, group or extra groups: it then fork()s instead of vfork()ing,
+and fork() runs gRPC's pthread_atfork handlers in the child, which restart gRPC's
+threads there while the child is still root and not yet exec'd; those threads crashed
+about one child in a hundred (SIGSEGV, SIGBUS, SIGABRT in ev_epoll1_linux.cc) while the
+agent's gRPC session was busy. A worker that runs as another user is exec'd through
+util-linux's `setpriv` instead (`as_user`), last in the chain, after the bash step: the
+sockets and rlimits are set up as root, then the ids change and the command is exec'd,
+still under the same pid.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from stack.spec.model import WatcherSpec
 from stack.spec.substitute import SubstitutionError, expand
 
 BASH = shutil.which("bash") or "/bin/bash"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
 _ULIMIT_FLAGS = {
     "as": "-v", "core": "-c", "cpu": "-t", "data": "-d", "fsize": "-f", "locks": "-x",
@@ -114,6 +124,23 @@ def build_launch(
     steps.append('exec "$0" "$@"')
     script = "; ".join(steps)
     return Launch([BASH, "-c", script, *argv], env, tuple(fd for _, fd in sockets), True)
+
+
+def as_user(argv: list[str], uid: int | None, gid: int | None) -> list[str]:
+    """`argv` run as `uid`/`gid` through setpriv; unchanged when both are None.
+
+    As root, supplementary groups are cleared (the agent's must not leak into the
+    worker); otherwise they are kept, since only root may change them.
+    """
+    if uid is None and gid is None:
+        return argv
+    if not os.access(SETPRIV, os.X_OK):
+        raise SpawnError(f"spawn error: running as another user needs {SETPRIV} (util-linux)")
+    options = [] if uid is None else [f"--reuid={uid}"]
+    if gid is not None:
+        options.append(f"--regid={gid}")
+    options.append("--clear-groups" if uid is not None and os.geteuid() == 0 else "--keep-groups")
+    return [SETPRIV, *options, "--", *argv]
 
 
 def _resolve(program: str, env: Mapping[str, str], agent_env: Mapping[str, str], cwd: str) -> str:
@@ -220,9 +247,11 @@ def start_ticks(pid: int) -> int | None:
 def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
     """Start one worker in its own process group; raises SpawnError with the OS error."""
     uid, gid = _ids(spec)
+    head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
+    argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
     try:
-        popen = subprocess.Popen(
-            launch.argv,
+        popen = subprocess.Popen(  # no user/group/extra_groups: see the module docstring
+            argv,
             env=launch.env,
             cwd=spec.working_dir or None,
             stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
@@ -230,9 +259,6 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
             stderr=subprocess.PIPE,
             pass_fds=launch.pass_fds,
             process_group=0,
-            user=uid,
-            group=gid,
-            extra_groups=[] if uid is not None and os.geteuid() == 0 else None,
             umask=spec.umask,
         )
     except (OSError, subprocess.SubprocessError) as exc:
