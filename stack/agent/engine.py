@@ -210,7 +210,7 @@ class Engine:
             wanted.add(spec.name)
             desired = self._desired(wa, spec)
             self.logs.configure(spec.name, spec.stdout_stream, spec.stderr_stream)
-            current = self.watchers.get(spec.name)
+            current = self.watchers.get(spec.name) or self._revive(spec.name)
             if current is None:
                 self.watchers[spec.name] = Watcher(self, desired)
             else:
@@ -232,6 +232,24 @@ class Engine:
         self.changed()
         self.wake()
         return True
+
+    def _revive(self, name: str) -> Watcher | None:
+        """A removed watcher of that name whose workers still stop, taken back.
+
+        A watcher leaves a host's Assignment when its last worker id there does
+        (scaled down, drained, moved) and may come back moments later. Taking
+        back the same watcher keeps its flapping state and makes a returning
+        worker id wait for its predecessor to stop, as it would had the watcher
+        stayed with no ids; its slots start afresh, as those of dropped ids do.
+        """
+        for watcher in self._removed:
+            if watcher.name == name:
+                self._removed.remove(watcher)
+                watcher.removed = False
+                watcher.slots.clear()
+                self.watchers[name] = watcher
+                return watcher
+        return None
 
     def _sync_sockets(self, assignment: agent_pb2.Assignment) -> list[str]:
         """Bind what is new or changed; the errors of those that failed to bind now."""

@@ -1,7 +1,13 @@
 """What each host should run: desired state + placement -> one Assignment per host.
 
-Pure. An Assignment is level-triggered: the host's whole share, every watcher
-of the stack (with the worker ids placed there, possibly none) and every socket.
+Pure. An Assignment is level-triggered: the host's whole share. It names only the
+watchers that have worker ids on that host (placed there, kept for a drain's
+handoff, or pinned to an earlier version by a rolling change, which are among
+those) and only the sockets their versions inherit. A host learns nothing of the
+rest of the stack, least of all other watchers' env: an agent keeps on disk what
+it receives, and a host its labels exclude must not hold another service's
+secrets. A watcher missing from a host's Assignment is one the agent stops and
+forgets, which is what losing its last worker id there means.
 """
 
 from __future__ import annotations
@@ -12,7 +18,15 @@ from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
 from stack.controller.rollout import host_share
 from stack.spec.convert import socket_to_proto, watcher_to_proto
+from stack.spec.model import WatcherSpec
 from stack.v1 import agent_pb2
+
+
+def inherited_sockets(spec: WatcherSpec, sockets: Mapping[str, object]) -> set[str]:
+    """The names of the stack's sockets that `spec`'s workers inherit."""
+    if spec.sockets:
+        return {name for name in spec.sockets if name in sockets}
+    return set(sockets) if spec.use_sockets else set()
 
 
 def build_assignment(
@@ -30,9 +44,14 @@ def build_assignment(
     """
     handoff = handoff or {}
     assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
+    used: set[str] = set()
     for name, watcher in sorted(desired.watchers.items()):
         wids = sorted({*placement.wids(host_id, name), *handoff.get(name, ())})
+        if not wids:
+            continue
         pinned, probation = host_share(watcher.rollout, wids)
+        for spec in (watcher.spec, *(version.spec for version, _ in pinned)):
+            used |= inherited_sockets(spec, desired.sockets)
         assignment.watchers.append(
             agent_pb2.WatcherAssignment(
                 spec=watcher_to_proto(watcher.spec),
@@ -52,6 +71,7 @@ def build_assignment(
                 probation=probation,
             )
         )
-    for _, sock in sorted(desired.sockets.items()):
-        assignment.sockets.append(socket_to_proto(sock))
+    for name, sock in sorted(desired.sockets.items()):
+        if name in used:
+            assignment.sockets.append(socket_to_proto(sock))
     return assignment

@@ -124,6 +124,8 @@ class Cluster:
     agent_options: tuple[str, ...] = ("--stats-interval", "0.5", "--heartbeat-interval", "0.5")
     controller: Daemon = field(init=False)
     agent: Daemon = field(init=False)
+    more_agents: list[Daemon] = field(default_factory=list)
+    """Agents started by `add_agent`, stopped by `close`."""
     _channel: grpc.Channel | None = None
 
     def __post_init__(self) -> None:
@@ -160,12 +162,28 @@ class Cluster:
         if wait_connected:
             wait_for(lambda: self.agent_state() == "ready", 15, "the agent to connect")
 
+    def add_agent(self, host_id: str, *options: str) -> Daemon:
+        """Start one more agent, `host_id` (data dir ROOT/HOST_ID), and wait until it is ready."""
+        agent = Daemon(
+            [PYTHON, "-m", "stack.agent.main", "--controller", self.address,
+             "--host-id", host_id, "--data-dir", str(self.root / host_id),
+             *self.agent_options, *options],
+            self.root / f"{host_id}.log",
+        )  # fmt: skip
+        self.more_agents.append(agent)
+        agent.start()
+        wait_for(lambda: self.agent_state(host_id) == "ready", 15, f"agent {host_id} to connect")
+        return agent
+
     def _controller_answers(self) -> bool:
         return controller_answers(self.controller, self.admin())
 
     def close(self) -> None:
         if self._channel is not None:
             self._channel.close()
+        for agent in self.more_agents:
+            with contextlib.suppress(Exception):
+                agent.stop()
         with contextlib.suppress(Exception):
             self.agent.stop()
         with contextlib.suppress(Exception):
@@ -207,12 +225,12 @@ class Cluster:
             return {}
         return wait_for(done, timeout, f"{watcher} to have {count} running")
 
-    def agent_state(self) -> str:
+    def agent_state(self, host_id: str = "h1") -> str:
         try:
             reply = self.admin().Agents(admin_pb2.AgentsRequest(), timeout=2)
         except grpc.RpcError:
             return ""
-        return next((a.state for a in reply.agents if a.host_id == "h1"), "")
+        return next((a.state for a in reply.agents if a.host_id == host_id), "")
 
     # -- acting like a user -----------------------------------------------
 
