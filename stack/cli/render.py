@@ -583,6 +583,11 @@ def change_lines(changes: Sequence[admin_pb2.Change]) -> list[Text]:
     return lines
 
 
+def warning_lines(warnings: Sequence[str]) -> list[Text]:
+    """`warning: ...` for each of an apply's warnings."""
+    return [Text(f"warning: {warning}", style="yellow") for warning in warnings]
+
+
 def apply_outcome(reply: admin_pb2.ApplyReply, dry_run: bool) -> str:
     if not reply.changes:
         return "no changes"

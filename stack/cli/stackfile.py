@@ -51,7 +51,7 @@ def apply_document(reply: admin_pb2.ApplyReply, dry_run: bool) -> dict[str, Any]
 
 def _print_apply(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
     console = render.stdout_console()
-    for line in render.change_lines(reply.changes):
+    for line in [*render.change_lines(reply.changes), *render.warning_lines(reply.warnings)]:
         console.print(line, soft_wrap=True)
     console.print(render.apply_outcome(reply, dry_run), markup=False, soft_wrap=True)
 

@@ -19,8 +19,9 @@ from stack.controller.status import agents_reply, status_reply
 from stack.security.certs import Role
 from stack.security.tls import peer_identity
 from stack.spec.convert import watcher_to_proto
-from stack.spec.dump import MASK, dump_stack, dump_watcher, is_secret
+from stack.spec.dump import dump_stack, dump_watcher
 from stack.spec.model import NAME_RULE, valid_name
+from stack.spec.secrets import masked
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 LEADER_KEY = "stack-leader"
@@ -100,16 +101,15 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Apply(
         self, request: admin_pb2.ApplyRequest, context: Context
     ) -> admin_pb2.ApplyReply:
-        changes, applied, generation = await self._c.apply(
-            request.content, request.filename, request.dry_run
-        )
+        outcome = await self._c.apply(request.content, request.filename, request.dry_run)
         return admin_pb2.ApplyReply(
             changes=[
                 admin_pb2.Change(op=c.op, kind=c.kind, name=c.name, details=list(c.details))
-                for c in changes
+                for c in outcome.changes
             ],
-            applied=applied,
-            generation=generation,
+            applied=outcome.applied,
+            generation=outcome.generation,
+            warnings=outcome.warnings,
         )
 
     @_unary
@@ -198,11 +198,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Get(self, request: admin_pb2.GetRequest, context: Context) -> admin_pb2.GetReply:
         check_names("watcher name", request.watcher)
         watcher = self._c.state.watcher(request.watcher)
-        spec = watcher_to_proto(watcher.spec)
-        for key in [key for key in spec.env if is_secret(key)]:  # not while iterating the map
-            spec.env[key] = MASK
         return admin_pb2.GetReply(
-            spec=spec,
+            spec=watcher_to_proto(masked(watcher.spec)),
             active=watcher.active,
             toml=dump_watcher(watcher.spec, mask_secrets=True),
         )

@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import stack
@@ -37,12 +38,27 @@ from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
+from stack.spec.secrets import exposures
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
 RESCHEDULE_WINDOW = 0.05
 """Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did."""
+
+    changes: list[Change]
+    """The differences found (applied unless dry run)."""
+    applied: bool
+    """False for a dry run or when nothing changed."""
+    generation: int
+    """The desired state's generation afterwards."""
+    warnings: list[str]
+    """Choices of the file worth a second look (see stack.spec.secrets.exposures)."""
 
 
 class Cluster(Protocol):
@@ -215,10 +231,8 @@ class Controller:
             self.reschedule()
         return True
 
-    async def apply(
-        self, content: str, filename: str, dry_run: bool
-    ) -> tuple[list[Change], bool, int]:
-        """Make a stack file the desired stack: (changes, applied, generation)."""
+    async def apply(self, content: str, filename: str, dry_run: bool) -> Applied:
+        """Make a stack file the desired stack."""
         try:
             stack = load_stack(content, filename or "<stack>")
         except SpecError as exc:
@@ -240,7 +254,7 @@ class Controller:
         if applied:
             summary = ", ".join(f"{c.op} {c.kind} {c.name}" for c in changes)
             self.events.record("apply", f"applied {filename or 'stack'}: {summary}")
-        return changes, applied, self.state.generation
+        return Applied(changes, applied, self.state.generation, exposures(stack))
 
     async def scale(self, watcher: str, count: int, relative: bool) -> tuple[int, int]:
         """Set a watcher's numprocesses: (previous, now)."""

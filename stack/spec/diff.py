@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from stack.spec.dump import is_secret
 from stack.spec.model import SocketSpec, StackSpec, WatcherSpec
+from stack.spec.secrets import is_secret, mask_credentials
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
             continue
         spec = new.watchers[name]
         if name not in old.watchers:
-            summary = (f"cmd: {spec.cmd!r}", f"numprocesses: {spec.numprocesses}")
+            summary = (f"cmd: {_show(spec.cmd)}", f"numprocesses: {spec.numprocesses}")
             changes.append(Change("add", "watcher", name, summary))
             continue
         details = _option_changes(old.watchers[name], spec)
@@ -122,7 +122,7 @@ def _option_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
         elif hasattr(before, "__dataclass_fields__"):
             out += _option_changes(before, after, f"{key}.")
         else:
-            out.append(f"{key}: {_show(before)} -> {_show(after)}")
+            out.append(_line(key, _show(before), _show(after)))
     return out
 
 
@@ -136,14 +136,22 @@ def _map_changes(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) 
             continue
         old = _show(before[name]) if name in before else "(unset)"
         new = _show(after[name]) if name in after else "(unset)"
-        out.append(f"{key}.{name}: {old} -> {new}")
+        out.append(_line(f"{key}.{name}", old, new))
     return out
 
 
+def _line(key: str, old: str, new: str) -> str:
+    """`key: old -> new`; when only a masked password differs, just that it changed."""
+    if old == new:
+        return f"{key}: (secret) changed"
+    return f"{key}: {old} -> {new}"
+
+
 def _show(value: Any) -> str:
+    """A value as a diff shows it: passwords in URLs masked (see stack.spec.secrets)."""
     if isinstance(value, tuple):
-        return repr(list(value))
-    return repr(value)
+        return mask_credentials(repr(list(value)))
+    return mask_credentials(repr(value)) if isinstance(value, str) else repr(value)
 
 
 def _address(spec: SocketSpec) -> str:

@@ -25,10 +25,7 @@ from stack.spec.model import (
     UpdateSpec,
     WatcherSpec,
 )
-
-MASK = "********"
-SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
-"""An env variable whose name contains one of these (any case) is masked on request."""
+from stack.spec.secrets import masked, masked_stack
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ALWAYS = ("cmd", "numprocesses")
@@ -40,24 +37,21 @@ _DEFAULT_WATCHER = WatcherSpec(name="", cmd="")
 _DEFAULT_SOCKET = SocketSpec(name="")
 
 
-def is_secret(env_name: str) -> bool:
-    """Whether an env variable's value should be masked when shown."""
-    upper = env_name.upper()
-    return any(word in upper for word in SECRET_WORDS)
-
-
 def dump_stack(stack: StackSpec, *, mask_secrets: bool = False) -> str:
-    """The whole stack as TOML: sockets first, then watchers, each sorted by name."""
+    """The whole stack as TOML: sockets first, then watchers, each sorted by name;
+    with `mask_secrets`, secrets masked (see stack.spec.secrets)."""
+    if mask_secrets:
+        stack = masked_stack(stack)
     blocks = [_socket_block(stack.sockets[name]) for name in sorted(stack.sockets)]
-    blocks += [
-        dump_watcher(stack.watchers[name], mask_secrets=mask_secrets)
-        for name in sorted(stack.watchers)
-    ]
+    blocks += [dump_watcher(stack.watchers[name]) for name in sorted(stack.watchers)]
     return "\n".join(blocks)
 
 
 def dump_watcher(spec: WatcherSpec, *, mask_secrets: bool = False) -> str:
-    """One watcher as `[watchers.NAME]` and its sub-tables."""
+    """One watcher as `[watchers.NAME]` and its sub-tables; with `mask_secrets`,
+    secrets masked (see stack.spec.secrets)."""
+    if mask_secrets:
+        spec = masked(spec)
     header = f"watchers.{_key(spec.name)}"
     lines = [f"[{header}]"]
     for item in fields(WatcherSpec):
@@ -71,11 +65,7 @@ def dump_watcher(spec: WatcherSpec, *, mask_secrets: bool = False) -> str:
         lines.append(f"rlimit_{limit} = {_value(amount)}")
     blocks = ["\n".join(lines) + "\n"]
     if spec.env:
-        env = {
-            key: MASK if mask_secrets and is_secret(key) else value
-            for key, value in sorted(spec.env.items())
-        }
-        blocks.append(_table(f"{header}.env", env.items()))
+        blocks.append(_table(f"{header}.env", sorted(spec.env.items())))
     if spec.flapping != FlappingSpec():
         blocks.append(_table(f"{header}.flapping", _changed(spec.flapping, FlappingSpec())))
     for stream in ("stdout_stream", "stderr_stream"):

@@ -30,14 +30,16 @@ class Change(_message.Message):
     def __init__(self, op: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApplyReply(_message.Message):
-    __slots__ = ("changes", "applied", "generation")
+    __slots__ = ("changes", "applied", "generation", "warnings")
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[Change]
     applied: bool
     generation: int
-    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., applied: _Optional[bool] = ..., generation: _Optional[int] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., applied: _Optional[bool] = ..., generation: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScaleRequest(_message.Message):
     __slots__ = ("watcher", "count", "relative")

@@ -33,6 +33,7 @@ def test_agent_restart_with_the_controller_down_runs_the_workers_without_duplica
     cluster.controller.kill9()
 
     cluster.start_agent(wait_connected=False)
+
     # The new agent stops its previous life's workers and runs its persisted assignment.
     def exactly_three_fresh() -> bool:
         procs = worker_processes(tag)

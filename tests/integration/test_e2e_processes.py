@@ -67,6 +67,7 @@ def test_stop_leaves_no_orphan_or_zombie_grandchild(cluster: Cluster) -> None:
     tag = cluster.tag
     cluster.apply(watcher_toml("w", tag, "--grandchild", numprocesses=2, graceful_timeout=5))
     pids = cluster.wait_running("w", 2)
+
     def workers_and_grandchildren() -> list[psutil.Process] | None:
         family = [psutil.Process(pid) for pid in pids.values()]
         family += [child for worker in family[:] for child in worker.children()]

@@ -264,6 +264,57 @@ def test_status_and_get_never_show_a_secret_value(cluster: Cluster) -> None:
     assert "visible-value" in shown[4], "get shows what is not secret"
 
 
+LEAKY = """
+[watchers.leaky]
+cmd = "sh -c 'exec sleep 3600' leaky $(circus.env.DB_PASSWORD) $(circus.env.DATABASE)"
+args = ["--dsn", "postgres://app:url-pw-77@db/app"]
+[watchers.leaky.env]
+DB_PASSWORD = "hunter2-pw"
+DATABASE = "mysql://root:env-url-pw-88@db/x"
+"""
+LEAKED = ("hunter2-pw", "url-pw-77", "env-url-pw-88")
+
+
+def test_apply_warns_of_secrets_on_the_command_line_and_no_view_shows_a_url_password(
+    cluster: Cluster,
+) -> None:
+    (cluster.root / "leaky.toml").write_text(LEAKY)
+    applied = cluster.stackctl("apply", "leaky.toml", check=True)
+    ps = "every user of the host can read it in ps"
+    warnings = [line for line in applied.out.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: watchers.leaky.cmd: $(circus.env.DB_PASSWORD) puts the secret DB_PASSWORD "
+        f"on the command line: {ps}",
+        "warning: watchers.leaky.cmd: $(circus.env.DATABASE) puts a URL with a password on "
+        f"the command line: {ps}",
+        f"warning: watchers.leaky.args: a URL with a password is on the command line: {ps}",
+    ]
+    assert applied.out.rstrip().splitlines()[-1].startswith("applied (generation ")
+    assert cluster.wait_running("leaky", 1), "a warning is not a refusal"
+    as_json = cluster.stackctl("-o", "json", "apply", "leaky.toml", check=True).json()
+    assert as_json["warnings"] == [line.removeprefix("warning: ") for line in warnings]
+
+    (cluster.root / "leaky2.toml").write_text(LEAKY.replace("url-pw-77", "url-pw-78"))
+    shown = [
+        cluster.stackctl(*args, check=True).out
+        for args in (
+            ("get", "leaky"),
+            ("-o", "json", "get", "leaky"),
+            ("export",),
+            ("-o", "json", "status", "leaky"),
+            ("apply", "--dry-run", "leaky2.toml"),
+        )
+    ]
+    for out in shown:
+        for secret in (*LEAKED, "url-pw-78"):
+            assert secret not in out, out
+    assert "postgres://app:********@db/app" in shown[0]
+    assert 'DATABASE = "mysql://root:********@db/x"' in shown[2]
+    assert "args: (secret) changed" in shown[4]
+    full = cluster.stackctl("export", "--show-secrets", check=True).out
+    assert all(secret in full for secret in LEAKED)
+
+
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     root = tmp_path_factory.mktemp("hostile-tls")

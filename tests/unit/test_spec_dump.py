@@ -8,7 +8,7 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack.spec.dump import MASK, dump_stack, dump_watcher
+from stack.spec.dump import dump_stack, dump_watcher
 from stack.spec.load import INT32_MAX, INT64_MAX, RLIMITS, load_stack, tcp_port
 from stack.spec.model import (
     MAX_PROCESSES,
@@ -22,6 +22,7 @@ from stack.spec.model import (
     WatcherSpec,
     _frozen_map,
 )
+from stack.spec.secrets import MASK
 
 NAMES = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
