@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster import Cluster, become_subreaper, running_cluster
+from tests.integration.users import User, throwaway_user
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,3 +19,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A controller and an agent on 127.0.0.1, fresh for each test."""
     with running_cluster(tmp_path / "stack") as running:
         yield running
+
+
+@pytest.fixture
+def user() -> Iterator[User]:
+    """A throwaway unprivileged user (needs root: mark the test with users.needs_root)."""
+    with throwaway_user() as created:
+        yield created

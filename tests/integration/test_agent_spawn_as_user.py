@@ -13,24 +13,17 @@ import asyncio
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import MappingProxyType
 
 import grpc
-import pytest
 
 from stack.agent.process import Launch, Proc, build_launch, spawn
 from stack.spec.model import WatcherSpec
 from tests.integration.agent_harness import run, until
-from tests.integration.users import User, needs_root, throwaway_user
-
-
-@pytest.fixture
-def user() -> Iterator[User]:
-    with throwaway_user() as created:
-        yield created
+from tests.integration.users import User, needs_root
 
 
 def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
