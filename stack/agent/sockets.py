@@ -4,11 +4,22 @@ Binding in the agent (not in each worker) means a socket outlives every worker r
 while no worker accepts, clients queue in the backlog instead of being refused. Each
 bound fd is moved to a number >= FD_FLOOR so that the exec step in the child can put
 the inherited sockets at 3, 4, ... without colliding with them.
+
+A unix socket's `path` may lie under a directory that another user controls, who could
+swap a directory for a symlink to make the root agent bind, replace (unlink) or, on
+close, unlink something in a directory of theirs choosing. So its parent directory is
+opened the way `safe_files` walks paths and held open while the socket lives; the
+`replace` unlink and the final unlink happen relative to it, the final one only if the
+name is still the socket inode the agent bound (device and inode compared). When the
+path could be redirected between a check and the bind (a directory on the way is
+writable by someone else), the bind itself goes through `/proc/self/fd/N/NAME`, the
+held directory; workers then see that name from getsockname().
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import logging
@@ -17,6 +28,7 @@ import socket
 import stat
 from dataclasses import dataclass
 
+from stack.security.safe_files import UnsafeFile, unlink_if_same, walk_dir
 from stack.spec.model import SocketSpec
 
 log = logging.getLogger(__name__)
@@ -29,6 +41,25 @@ class SocketBindError(Exception):
     """A socket could not be bound; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class UnixPlace:
+    """Where the agent bound a unix socket: its directory (held open), name and inode."""
+
+    dir_fd: int
+    name: str
+    dev: int
+    ino: int
+
+    def remove(self) -> None:
+        """Unlink the socket if its name is still the inode bound, and let go of the dir."""
+        try:
+            unlink_if_same(self.dir_fd, self.name, self.dev, self.ino)
+        except OSError as exc:
+            log.warning("cannot remove unix socket %s: %s", self.name, exc)
+        finally:
+            os.close(self.dir_fd)
+
+
 @dataclass
 class BoundSocket:
     spec: SocketSpec
@@ -36,6 +67,8 @@ class BoundSocket:
     error: str = ""
     serial: int = 0
     """Distinguishes successive bindings of the same name (workers follow a re-bind)."""
+    place: UnixPlace | None = None
+    """A unix socket's file, removed when the socket is closed."""
 
     @property
     def fd(self) -> int:
@@ -60,7 +93,7 @@ def _family(spec: SocketSpec) -> socket.AddressFamily:
     return socket.AddressFamily[name]
 
 
-def bind(spec: SocketSpec) -> socket.socket:
+def bind(spec: SocketSpec) -> tuple[socket.socket, UnixPlace | None]:
     """Bind and listen on one SocketSpec; raises SocketBindError with a one-line reason."""
     try:
         family = _family(spec)
@@ -71,6 +104,7 @@ def bind(spec: SocketSpec) -> socket.socket:
         sock = socket.socket(family, kind)
     except OSError as exc:
         raise SocketBindError(f"socket {spec.name}: {exc}") from None
+    place = None
     try:
         if family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,31 +112,47 @@ def bind(spec: SocketSpec) -> socket.socket:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((spec.host, spec.port))
         else:
-            _bind_unix(sock, spec)
+            place = _bind_unix(sock, spec)
         if kind == socket.SOCK_STREAM:
             sock.listen(spec.backlog or 2048)
         sock.setblocking(spec.blocking)
         moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
         high = socket.socket(fileno=moved)
         sock.close()
-        return high
+        return high, place
     except OSError as exc:
         sock.close()
+        if place is not None:
+            place.remove()
         where = spec.path or f"{spec.host}:{spec.port}"
-        raise SocketBindError(f"socket {spec.name}: cannot bind {where}: {exc.strerror}") from None
+        reason = str(exc) if isinstance(exc, UnsafeFile) else exc.strerror
+        raise SocketBindError(f"socket {spec.name}: cannot bind {where}: {reason}") from None
 
 
-def _bind_unix(sock: socket.socket, spec: SocketSpec) -> None:
-    if spec.replace:
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.lstat(spec.path).st_mode):
-                os.unlink(spec.path)
-    old = os.umask(spec.umask) if spec.umask >= 0 else None
+def _bind_unix(sock: socket.socket, spec: SocketSpec) -> UnixPlace:
+    parent, name = os.path.split(os.path.abspath(spec.path))
+    if not name:
+        raise OSError(errno.EISDIR, "path names a directory")
+    dir_fd, stable = walk_dir(parent)
     try:
-        sock.bind(spec.path)
-    finally:
-        if old is not None:
-            os.umask(old)
+        if spec.replace:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=dir_fd)
+        address = os.path.join(parent, name) if stable else f"/proc/self/fd/{dir_fd}/{name}"
+        old = os.umask(spec.umask) if spec.umask >= 0 else None
+        try:
+            sock.bind(address)
+        finally:
+            if old is not None:
+                os.umask(old)
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISSOCK(info.st_mode):
+            raise OSError(errno.EEXIST, "replaced by something else right after the bind")
+        return UnixPlace(dir_fd, name, info.st_dev, info.st_ino)
+    except BaseException:
+        os.close(dir_fd)
+        raise
 
 
 class SocketPool:
@@ -124,7 +174,8 @@ class SocketPool:
             if name in self._bound:
                 continue
             try:
-                self._bound[name] = BoundSocket(spec, bind(spec), serial=next(self._serial))
+                sock, place = bind(spec)
+                self._bound[name] = BoundSocket(spec, sock, serial=next(self._serial), place=place)
             except SocketBindError as exc:
                 log.error("%s", exc)
                 self._bound[name] = BoundSocket(spec, None, str(exc), serial=next(self._serial))
@@ -142,9 +193,8 @@ class SocketPool:
         bound = self._bound.pop(name)
         if bound.sock is not None:
             bound.sock.close()
-            if bound.spec.path:
-                with contextlib.suppress(OSError):
-                    os.unlink(bound.spec.path)
+        if bound.place is not None:
+            bound.place.remove()
 
     def close(self) -> None:
         for name in list(self._bound):
