@@ -29,13 +29,14 @@ from stack.agent.flapping import FlapPhase
 from stack.agent.flapping import message as flap_message
 from stack.agent.output import LogHub
 from stack.agent.persist import WorkerRecord
-from stack.agent.process import signal_number, start_ticks
+from stack.agent.process import SpawnError, signal_number, start_ticks, worker_ids
 from stack.agent.reaper import Reaper
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
 from stack.agent.stats import StatsSampler
 from stack.agent.watcher import Desired, Version, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
+from stack.security.safe_files import private_dir
 from stack.spec.convert import socket_from_proto, watcher_from_proto
 from stack.spec.model import WatcherSpec
 from stack.v1 import agent_pb2, types_pb2
@@ -56,8 +57,14 @@ class Engine:
         self.reaper.spared = self._stop_in_progress
         self.sockets = SocketPool()
         self.logs = LogHub(
-            settings.logs_dir, settings.ship_lines, settings.max_line_bytes, settings.ship_rate
+            settings.logs_dir,
+            settings.ship_lines,
+            settings.max_line_bytes,
+            settings.ship_rate,
+            file_mode=0o600 if settings.log_group is None else 0o640,
+            file_group=settings.log_group,
         )
+        self.logs.on_problem = self._log_file_problem
         self.stats = StatsSampler()
         self.watchers: dict[str, Watcher] = {}
         self._removed: list[Watcher] = []
@@ -74,7 +81,8 @@ class Engine:
 
     # ---- life cycle ----
     async def __aenter__(self) -> Engine:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.data_dir, (persist.ASSIGNMENT_FILE, persist.STATE_FILE))
+        private_dir(self.settings.logs_dir)
         self.updates = asyncio.Event()
         self.logs.on_lines.append(self.updates)
         self._wake_event = asyncio.Event()
@@ -118,6 +126,9 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.logs.flush()
+
+    def _log_file_problem(self, watcher: str, message: str) -> None:
+        self.event("log_file_error", watcher, 0, message, types_pb2.SEVERITY_ERROR)
 
     # ---- the Host interface of watchers ----
     def event(
@@ -209,7 +220,9 @@ class Engine:
             spec = watcher_from_proto(wa.spec)
             wanted.add(spec.name)
             desired = self._desired(wa, spec)
-            self.logs.configure(spec.name, spec.stdout_stream, spec.stderr_stream)
+            self.logs.configure(
+                spec.name, spec.stdout_stream, spec.stderr_stream, _worker_uid(spec)
+            )
             current = self.watchers.get(spec.name) or self._revive(spec.name)
             if current is None:
                 self.watchers[spec.name] = Watcher(self, desired)
@@ -482,6 +495,14 @@ class Engine:
         if target is None:
             raise KeyError(f"no watcher {watcher!r} on this host")
         return target.send_signal(wid, signal_number(signame), children)
+
+
+def _worker_uid(spec: WatcherSpec) -> int | None:
+    """The uid a watcher's workers run as (None: the agent's, or not known here)."""
+    try:
+        return worker_ids(spec)[0]
+    except SpawnError:
+        return None
 
 
 def _pgid(pid: int) -> int:

@@ -4,65 +4,164 @@ One file per watcher and stream (`<watcher>.out.log` by default). Lines arrive i
 chunks; a chunk that fits is one buffered write, rotation happens at line boundaries
 so no line is split across two files. Tails are read back from the end of these
 files (and their backups) block by block.
+
+The agent writes these files as root, often in a directory that the worker's user can
+write, so every file is opened, rotated and read through `stack.security.safe_files`:
+relative to the directory's descriptor, never through a symlink, only a regular file
+with one link owned by the agent or by the worker's user, and created 0600 (0640 with
+an operator's group). A file that cannot be used safely is not written; the
+`problem` says why and the lines still reach the controller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from stack.security.safe_files import (
+    UnsafeFile,
+    open_append,
+    open_dir,
+    open_read,
+    opened_dir,
+    own_ids,
+    rename,
+    same_file,
+    tighten_file,
+    unlink_if_same,
+)
+
+log = logging.getLogger(__name__)
+
+BUFFER_BYTES = 256 * 1024
+
+
+def describe(exc: OSError, path: Path) -> str:
+    """One line for an OSError about `path` (UnsafeFile already is one)."""
+    if isinstance(exc, UnsafeFile):
+        return str(exc)
+    return f"{exc.filename or path}: {exc.strerror or exc}"
+
 
 class RotatingFile:
-    """An append-only file that rotates to `.1` ... `.N` when it would pass max_bytes."""
+    """An append-only file that rotates to `.1` ... `.N` when it would pass max_bytes.
 
-    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+    `owners` are the users an existing file may belong to (default: root and the
+    agent's user); `mode` and `group` apply to the files it creates. `report` is
+    called with one line each time the file stops being written.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backup_count: int,
+        *,
+        owners: Collection[int] = (),
+        mode: int = 0o600,
+        group: int | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backup_count = backup_count
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = path.open("ab", buffering=256 * 1024)
-        self._size = self._file.tell()
+        self.owners = frozenset(owners) | own_ids()
+        self.mode = mode
+        self.group = group
+        self.problem = ""
+        """Why the file is not written ("" while it is)."""
+        self._report = report
+        self._dir_fd = -1
+        self._file: BinaryIO | None = None
+        self._inode = (0, 0)
+        self._size = 0
+        try:
+            self._dir_fd = open_dir(path.parent, create=True)
+            self._open()
+            for index in range(1, backup_count + 1):  # backups an older agent left readable
+                tighten_file(self._dir_fd, f"{path.name}.{index}", mode)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _open(self) -> None:
+        fd, _ = open_append(
+            self._dir_fd,
+            self.path.name,
+            owners=self.owners,
+            mode=self.mode,
+            group=self.group,
+            shown=str(self.path),
+        )
+        info = os.fstat(fd)
+        self._inode = (info.st_dev, info.st_ino)
+        self._size = info.st_size
+        self._file = os.fdopen(fd, "ab", buffering=BUFFER_BYTES)
+
+    def _fail(self, exc: OSError) -> None:
+        self.close()
+        self.problem = describe(exc, self.path)
+        log.error("not writing output to %s", self.problem)
+        if self._report is not None:
+            self._report(self.problem)
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Append complete lines (each with its trailing newline)."""
+        if self._file is None:
+            return
         blob = b"".join(lines)
         if self.max_bytes <= 0 or self._size + len(blob) <= self.max_bytes:
             self._file.write(blob)
             self._size += len(blob)
             return
-        rotated = False
         for line in lines:
             if self._size > 0 and self._size + len(line) > self.max_bytes:
-                self._rotate()
-                rotated = True
+                try:
+                    self._rotate()
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+            assert self._file is not None
             self._file.write(line)
             self._size += len(line)
-        if rotated:
-            self._file.flush()  # a fresh file is never seen empty for a flush interval
+        self._file.flush()  # a fresh file is never seen empty for a flush interval
 
     def _rotate(self) -> None:
+        """Shift the backups and start a new file, all inside the directory's descriptor.
+
+        Only the file this object wrote becomes `.1` (compared by device and inode):
+        whatever else stands at its name now (a symlink someone put there) is left
+        alone, and the new file is then refused rather than followed.
+        """
+        assert self._file is not None
         self._file.close()
+        self._file = None
+        name, (dev, ino) = self.path.name, self._inode
         if self.backup_count <= 0:
-            self.path.unlink(missing_ok=True)
+            unlink_if_same(self._dir_fd, name, dev, ino)
         else:
             for index in range(self.backup_count - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{index}")
-                if older.exists():
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._file = self.path.open("ab", buffering=256 * 1024)
-        self._size = 0
+                rename(self._dir_fd, f"{name}.{index}", f"{name}.{index + 1}")
+            if same_file(self._dir_fd, name, dev, ino):
+                rename(self._dir_fd, name, f"{name}.1")
+        self._open()
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.flush()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.flush()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
 
 READ_BLOCK = 64 * 1024
@@ -96,37 +195,54 @@ def lines_backwards(file: BinaryIO, end: int, block: int = READ_BLOCK) -> Iterat
         yield line
 
 
-def rotated_paths(path: Path, backup_count: int | None) -> Iterator[Path]:
-    """`path`, then its backups `.1`, `.2`, ... (newest to oldest) as long as they exist."""
-    yield path
-    index = 1
-    while backup_count is None or index <= backup_count:
-        older = path.with_name(f"{path.name}.{index}")
-        if not older.exists():
-            return
-        yield older
-        index += 1
-
-
-def newest_lines(paths: Iterable[Path], count: int, max_bytes: int) -> list[bytes]:
-    """Up to `count` lines from the end of the files read in order, newest first.
+def newest_lines(
+    path: Path,
+    backup_count: int | None,
+    count: int,
+    max_bytes: int,
+    owners: Collection[int] = (),
+) -> list[bytes]:
+    """Up to `count` lines from the end of `path` and then its backups `.1`, `.2`, ...
+    (up to `backup_count`, or as long as they exist when None), newest first.
 
     Stops early once `max_bytes` have been taken, so a few huge lines cannot make a
-    tail read a whole disk.
+    tail read a whole disk. Files are opened as `safe_files.open_read` does, with
+    `owners` (and the agent's user) as the users they may belong to: a symlink or a
+    file someone else owns is skipped and logged, never read.
     """
     found: list[bytes] = []
     taken = 0
-    for path in paths:
-        try:
-            file = path.open("rb")
-        except FileNotFoundError:
-            continue
-        with file:
-            for line in lines_backwards(file, os.fstat(file.fileno()).st_size):
-                if len(found) >= count or taken >= max_bytes:
-                    return found
-                found.append(line)
-                taken += len(line) + 1
-        if len(found) >= count:
-            break
+    allowed = frozenset(owners) | own_ids()
+    try:
+        with opened_dir(path.parent) as dir_fd:
+            for name in _rotated_names(path.name, backup_count):
+                try:
+                    fd = open_read(dir_fd, name, owners=allowed, shown=str(path.parent / name))
+                except FileNotFoundError:
+                    if name == path.name:
+                        continue  # removed by hand: the backups still answer
+                    break
+                except OSError as exc:
+                    log.warning("tail skips %s", describe(exc, path.parent / name))
+                    continue
+                with os.fdopen(fd, "rb") as file:
+                    for line in lines_backwards(file, os.fstat(file.fileno()).st_size):
+                        if len(found) >= count or taken >= max_bytes:
+                            return found
+                        found.append(line)
+                        taken += len(line) + 1
+                if len(found) >= count:
+                    break
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        log.warning("tail cannot read %s", describe(exc, path.parent))
     return found
+
+
+def _rotated_names(name: str, backup_count: int | None) -> Iterator[str]:
+    yield name
+    index = 1
+    while backup_count is None or index <= backup_count:
+        yield f"{name}.{index}"
+        index += 1

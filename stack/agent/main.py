@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
 from stack.security.certs import CertDir, CertError, Role
+from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls import TlsError, is_loopback, load, resolve
 from stack.spec.model import NAME_RULE, valid_name
 
@@ -69,6 +71,13 @@ def _host_id(text: str) -> str:
     return text
 
 
+def _group(text: str) -> int:
+    try:
+        return grp.getgrgid(int(text)).gr_gid if text.isdigit() else grp.getgrnam(text).gr_gid
+    except (KeyError, OverflowError):
+        raise argparse.ArgumentTypeError(f"no group {text!r} on this host") from None
+
+
 def _address(text: str) -> str:
     """HOST:PORT, or several comma-separated (the controllers of an HA group)."""
     parts = [part.strip() for part in text.split(",")]
@@ -104,6 +113,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         f"(default {defaults.ship_rate}; the log files keep every line)",
     )
     parser.add_argument(
+        "--log-group",
+        type=_group,
+        metavar="GROUP",
+        help="a group (name or number) whose members may read the output files (created "
+        "0640 with it); without it they are 0600",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -136,6 +152,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         stats_interval=args.stats_interval,
         heartbeat_interval=args.heartbeat_interval,
         ship_rate=args.ship_rate,
+        log_group=args.log_group,
         tls=tls_files,
     )
     return settings, args.log_level
@@ -221,11 +238,10 @@ def main(argv: list[str] | None = None) -> None:
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     except OSError as exc:
-        print(
-            f"stack-agent: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr
-        )
+        why = str(exc) if isinstance(exc, UnsafeFile) else exc.strerror
+        print(f"stack-agent: cannot use data dir {settings.data_dir}: {why}", file=sys.stderr)
         raise SystemExit(1) from None
     check_tls(settings)
     asyncio.run(run(settings, Notifier.from_environment()))

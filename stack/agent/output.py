@@ -6,7 +6,9 @@ line waits for its newline, a line is capped at 64 KiB) stamped with the time it
 read. The lines go to two places: the watcher's rotating file (everything) and a
 bounded shipping buffer for the controller, which drops its OLDEST lines when full and
 counts them. A `logs` tail is read back from the files, rotated backups included, so it
-reaches as far back as the files do.
+reaches as far back as the files do. Files are opened, rotated and read with the care of
+`log_files` (no symlinks, no one else's files); a file that cannot be used safely is
+reported through `on_problem` and its lines still ship.
 
 What reaches the shipping buffer is also capped in lines per second for the whole
 agent (`ShipRate`): a worker printing as fast as it can must not flood the controller,
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from stack.agent.log_files import RotatingFile, newest_lines, rotated_paths
+from stack.agent.log_files import RotatingFile, newest_lines
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.spec.model import StreamSpec
 
@@ -162,10 +164,17 @@ class LogHub:
         max_line: int,
         ship_rate: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        file_mode: int = 0o600,
+        file_group: int | None = None,
     ) -> None:
         self.logs_dir = logs_dir
         self.max_line = max_line
-        self._files: dict[tuple[str, str], tuple[StreamSpec, RotatingFile]] = {}
+        self.file_mode = file_mode
+        self.file_group = file_group
+        self.on_problem: Callable[[str, str], None] | None = None
+        """Called with (watcher, one line) when one of its files stops being written."""
+        self._files: dict[tuple[str, str], tuple[StreamSpec, int | None, RotatingFile]] = {}
+        self._reported: dict[tuple[str, str], str] = {}
         self._ship: deque[Line] = deque(maxlen=ship_lines)
         self._rate = ShipRate(ship_rate, clock())
         self._clock = clock
@@ -174,23 +183,45 @@ class LogHub:
         self.on_lines: list[asyncio.Event] = []
 
     # ---- configuration ----
-    def configure(self, watcher: str, stdout: StreamSpec, stderr: StreamSpec) -> None:
-        """(Re)open the files of a watcher when their settings changed."""
+    def configure(
+        self, watcher: str, stdout: StreamSpec, stderr: StreamSpec, owner: int | None = None
+    ) -> None:
+        """(Re)open the files of a watcher when their settings changed, or when a file
+        could not be used last time. `owner` is the uid its workers run as: a file of
+        theirs may be appended to (the agent's own always may)."""
         for stream, spec in (("out", stdout), ("err", stderr)):
             key = (watcher, stream)
             current = self._files.get(key)
-            if current is not None and current[0] == spec:
-                continue
             if current is not None:
-                current[1].close()
+                if current[:2] == (spec, owner) and not current[2].problem:
+                    continue
+                current[2].close()
             path = Path(spec.filename) if spec.filename else self._default_path(watcher, stream)
-            self._files[key] = (spec, RotatingFile(path, spec.max_bytes, spec.backup_count))
+            rotating = RotatingFile(
+                path,
+                spec.max_bytes,
+                spec.backup_count,
+                owners=() if owner is None else (owner,),
+                mode=self.file_mode,
+                group=self.file_group,
+                report=functools.partial(self._report, key),
+            )
+            if not rotating.problem:
+                self._reported.pop(key, None)
+            self._files[key] = (spec, owner, rotating)
+
+    def _report(self, key: tuple[str, str], problem: str) -> None:
+        """Tell about a file that is not written, once per distinct reason."""
+        if self._reported.get(key) != problem and self.on_problem is not None:
+            self.on_problem(key[0], f"{problem}; its output still ships")
+        self._reported[key] = problem
 
     def forget(self, watcher: str) -> None:
         for stream in ("out", "err"):
             entry = self._files.pop((watcher, stream), None)
+            self._reported.pop((watcher, stream), None)
             if entry is not None:
-                entry[1].close()
+                entry[2].close()
 
     def _default_path(self, watcher: str, stream: str) -> Path:
         return self.logs_dir / f"{watcher}.{stream}.log"
@@ -236,7 +267,7 @@ class LogHub:
         entry = self._files.get((watcher, stream))
         if entry is not None:
             start = prefix(at, wid)
-            entry[1].write_lines([start + line + b"\n" for line in raw])
+            entry[2].write_lines([start + line + b"\n" for line in raw])
         allowed = self._rate.allow(len(raw), self._clock())
         self._dropped += len(raw) - allowed
         if not allowed:
@@ -269,12 +300,18 @@ class LogHub:
     def _tail_stream(self, watcher: str, stream: str, count: int) -> list[Line]:
         entry = self._files.get((watcher, stream))
         if entry is None:  # not running here any more: its files at the default place
-            paths = rotated_paths(self._default_path(watcher, stream), None)
+            default = self._default_path(watcher, stream)
+            raw_lines = newest_lines(default, None, count, MAX_TAIL_BYTES)
         else:
-            spec, rotating = entry
+            spec, owner, rotating = entry
             rotating.flush()  # the write buffer too, so the tail ends at the newest line
-            paths = rotated_paths(rotating.path, max(spec.backup_count, 0))
-        raw_lines = newest_lines(paths, count, MAX_TAIL_BYTES)
+            raw_lines = newest_lines(
+                rotating.path,
+                max(spec.backup_count, 0),
+                count,
+                MAX_TAIL_BYTES,
+                () if owner is None else (owner,),
+            )
         lines = (parse_line(raw, watcher, stream) for raw in reversed(raw_lines))
         return [line for line in lines if line is not None]
 
@@ -299,10 +336,10 @@ class LogHub:
         return dropped
 
     def flush(self) -> None:
-        for _, rotating in self._files.values():
+        for _, _, rotating in self._files.values():
             rotating.flush()
 
     def close(self) -> None:
-        for _, rotating in self._files.values():
+        for _, _, rotating in self._files.values():
             rotating.close()
         self._files.clear()

@@ -154,7 +154,7 @@ def _resolve(program: str, env: Mapping[str, str], agent_env: Mapping[str, str],
     return found
 
 
-def _ids(spec: WatcherSpec) -> tuple[int | None, int | None]:
+def worker_ids(spec: WatcherSpec) -> tuple[int | None, int | None]:
     """The (uid, gid) a worker runs as; None keeps the agent's own.
 
     Both must exist on this host, given by name or by number: a uid without a
@@ -246,7 +246,7 @@ def start_ticks(pid: int) -> int | None:
 
 def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
     """Start one worker in its own process group; raises SpawnError with the OS error."""
-    uid, gid = _ids(spec)
+    uid, gid = worker_ids(spec)
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
     argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
     try:

@@ -53,6 +53,9 @@ class AgentSettings:
     """Reconnect backoff cap in seconds."""
     stale_timeout: float = 10.0
     """Graceful timeout for leftover workers whose watcher is not known any more."""
+    log_group: int | None = None
+    """A group that may read the output files: they are created 0640 with it. None: the
+    files are 0600, readable by root (and the agent's user) alone."""
     tls: TlsFiles | None = None
     """CA, certificate (for this host id) and key for mutual TLS to the controller.
 

@@ -22,6 +22,7 @@ from typing import IO
 
 from stack.cli.client import CommandError
 from stack.cli.render import signal_name
+from stack.security.safe_files import private_dir
 
 TAIL_BYTES = 8192
 
@@ -125,8 +126,11 @@ class LocalStack:
         self.children: list[Child] = []
 
     def _start(self, name: str, module: str, *args: str) -> Child:
+        try:  # 0700: the daemons' logs there tell of workers and their errors
+            private_dir(self.settings.data_dir)
+        except OSError as exc:
+            raise CommandError(f"cannot use {self.settings.data_dir}: {exc}") from None
         folder = self.settings.data_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
         argv = [self.settings.python, "-m", module, *args, "--data-dir", str(folder)]
         child = Child(name, argv, self.settings.data_dir / f"{name}.log")
         self.children.append(child)

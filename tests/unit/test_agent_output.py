@@ -15,7 +15,6 @@ from stack.agent.log_files import (
     RotatingFile,
     lines_backwards,
     newest_lines,
-    rotated_paths,
 )
 from stack.agent.output import (
     MAX_TAIL_LINES,
@@ -173,7 +172,7 @@ def test_a_short_tail_of_a_1_gb_file_reads_only_its_end(tmp_path: Path) -> None:
         newest = [next(lines) for _ in range(20)]
         assert newest == [f"line {n}".encode() for n in range(99, 79, -1)]
         assert counted.read_bytes <= 64 * 1024
-    assert newest_lines([path], 20, 1 << 20)[-1] == b"line 80"
+    assert newest_lines(path, 0, 20, 1 << 20)[-1] == b"line 80"
 
 
 def _rotated(tmp_path: Path, contents: list[bytes]) -> Path:
@@ -186,19 +185,19 @@ def _rotated(tmp_path: Path, contents: list[bytes]) -> Path:
 
 def test_newest_lines_continue_into_the_backups_newest_first(tmp_path: Path) -> None:
     path = _rotated(tmp_path, [b"e\nf\n", b"c\nd\n", b"a\nb\n"])
-    assert newest_lines(rotated_paths(path, 5), 3, 1000) == [b"f", b"e", b"d"]
-    assert newest_lines(rotated_paths(path, 5), 100, 1000) == [b"f", b"e", b"d", b"c", b"b", b"a"]
-    assert newest_lines(rotated_paths(path, 1), 100, 1000) == [b"f", b"e", b"d", b"c"]
-    assert newest_lines(rotated_paths(path, None), 100, 1000)[-1] == b"a"
-    assert newest_lines(rotated_paths(path, 5), 100, 4) == [b"f", b"e"]
+    assert newest_lines(path, 5, 3, 1000) == [b"f", b"e", b"d"]
+    assert newest_lines(path, 5, 100, 1000) == [b"f", b"e", b"d", b"c", b"b", b"a"]
+    assert newest_lines(path, 1, 100, 1000) == [b"f", b"e", b"d", b"c"]
+    assert newest_lines(path, None, 100, 1000)[-1] == b"a"
+    assert newest_lines(path, 5, 100, 4) == [b"f", b"e"]
 
 
 def test_backups_stop_at_the_first_missing_backup(tmp_path: Path) -> None:
     path = _rotated(tmp_path, [b"new\n", b"older\n"])
     (tmp_path / "w.out.log.3").write_bytes(b"stale\n")
-    assert newest_lines(rotated_paths(path, 5), 100, 1000) == [b"new", b"older"]
+    assert newest_lines(path, 5, 100, 1000) == [b"new", b"older"]
     path.unlink()  # removed by hand: the backups still answer
-    assert newest_lines(rotated_paths(path, 5), 100, 1000) == [b"older"]
+    assert newest_lines(path, 5, 100, 1000) == [b"older"]
 
 
 def test_a_written_line_parses_back_to_time_wid_and_text() -> None:
@@ -234,7 +233,7 @@ def test_tail_of_both_streams_merges_them_by_time(tmp_path: Path) -> None:
     times = iter([100.001, 100.002, 100.003, 100.004, 100.005])
     for stream, text in [("out", "o1"), ("err", "e1"), ("out", "o2"), ("out", "o3"), ("err", "e2")]:
         line = prefix(next(times), 1) + text.encode() + b"\n"
-        hub._files[("w", stream)][1].write_lines([line])
+        hub._files[("w", stream)][2].write_lines([line])
     merged = hub.tail("w", "", 4)
     assert [(line.stream, line.text) for line in merged] == [
         ("err", "e1"),

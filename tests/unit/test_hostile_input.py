@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stack.agent.output import MAX_REPLY_BYTES, LogHub, ShipRate
-from stack.agent.process import SpawnError, _ids
+from stack.agent.process import SpawnError, worker_ids
 from stack.controller import desired as d
 from stack.controller.agents import hello_problem
 from stack.controller.errors import InvalidArgument
@@ -225,17 +225,17 @@ def test_a_user_or_group_that_does_not_exist_is_a_clear_spawn_error(
 ) -> None:
     spec = WatcherSpec(name="w", cmd="true", uid=uid, gid=gid)
     with pytest.raises(SpawnError) as caught:
-        _ids(spec)
+        worker_ids(spec)
     assert str(caught.value) == message.format(uid=uid, gid=gid)
 
 
 def test_existing_ids_by_name_or_number_resolve_with_the_users_group() -> None:
     nobody = pwd.getpwnam("nobody")
-    assert _ids(WatcherSpec(name="w", cmd="true", uid="nobody")) == (
+    assert worker_ids(WatcherSpec(name="w", cmd="true", uid="nobody")) == (
         nobody.pw_uid,
         nobody.pw_gid,
     )
-    assert _ids(WatcherSpec(name="w", cmd="true", uid=str(nobody.pw_uid), gid="0")) == (
+    assert worker_ids(WatcherSpec(name="w", cmd="true", uid=str(nobody.pw_uid), gid="0")) == (
         nobody.pw_uid,
         0,
     )

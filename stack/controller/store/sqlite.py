@@ -3,22 +3,37 @@
 WAL with synchronous=FULL, so a commit is on disk when `commit` returns and an
 acknowledged change survives kill -9. The term lives in the same database and
 is checked inside the write transaction, so a stale controller cannot write.
+
+The database holds every watcher's environment, secrets included: its directory is
+0700 and the file 0600 before SQLite first opens it (SQLite gives its -wal and -shm
+files the database's mode); looser files left by an older version are tightened.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from stack.controller.store.base import StaleTerm, StoreError
+from stack.security.safe_files import opened_dir, private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL);
 INSERT OR IGNORE INTO fence (id, term) VALUES (1, 0);
 """
+
+
+def _private_database(path: Path) -> None:
+    """Create `path` 0600 in a 0700 directory, and tighten what is there already."""
+    names = [path.name, f"{path.name}-wal", f"{path.name}-shm"]
+    private_dir(path.parent, names)
+    with opened_dir(path.parent) as dir_fd:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(path.name, flags, 0o600, dir_fd=dir_fd))
 
 
 class SqliteStore:
@@ -28,7 +43,7 @@ class SqliteStore:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_database(path)
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
