@@ -138,8 +138,9 @@ def test_a_socket_under_a_directory_the_user_may_swap_is_bound_in_the_checked_on
     try:
         pool.sync([SocketSpec(name="web", path=str(run / "svc.sock"), umask=0o177)])
         bound = pool.get("web")
-        assert bound is not None and bound.sock is not None, bound
+        assert bound is not None and bound.sock is not None and bound.place is not None
         assert bound.address == str(run / "svc.sock")
+        assert bound.sock.getsockname() == f"/proc/self/fd/{bound.place.dir_fd}/svc.sock"
         assert stat.S_IMODE((run / "svc.sock").lstat().st_mode) == 0o600
         assert _serves(run / "svc.sock")
     finally:

@@ -1,7 +1,8 @@
-"""stack-agent's command line: the log shipping rate and the controller list."""
+"""stack-agent's command line: the log shipping rate, the controller list, the log group."""
 
 from __future__ import annotations
 
+import grp
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,19 @@ def test_ship_rate_and_a_list_of_controllers_reach_the_settings(tmp_path: Path) 
     assert settings.controller == "10.0.0.1:7450,10.0.0.2:7450"
 
 
+def test_the_log_group_is_taken_by_name_or_number(tmp_path: Path) -> None:
+    root_group = grp.getgrgid(0).gr_name
+    assert parse_args(["--data-dir", str(tmp_path)])[0].log_group is None
+    assert parse_args(["--data-dir", str(tmp_path), "--log-group", root_group])[0].log_group == 0
+    assert parse_args(["--data-dir", str(tmp_path), "--log-group", "0"])[0].log_group == 0
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
         (["--ship-rate", "-1"], "--ship-rate must be >= 0"),
         (["--controller", "10.0.0.1:7450,nonsense"], "expected HOST:PORT[,HOST:PORT...]"),
+        (["--log-group", "no-such-group-here"], "no group 'no-such-group-here' on this host"),
     ],
 )
 def test_bad_values_are_usage_errors(
