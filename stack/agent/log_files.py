@@ -104,9 +104,10 @@ class RotatingFile:
     def _fail(self, exc: OSError) -> None:
         self.close()
         self.problem = describe(exc, self.path)
-        log.error("not writing output to %s", self.problem)
         if self._report is not None:
-            self._report(self.problem)
+            self._report(self.problem)  # the engine logs it once, as an event
+        else:
+            log.error("not writing output to %s", self.problem)
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Append complete lines (each with its trailing newline)."""
