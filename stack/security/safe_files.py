@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_SYMLINKS = 40
 """As many symlinks as the kernel follows in one path before ELOOP."""
+MAX_CREATE_ATTEMPTS = 1000
+"""Directories created (or found gone again) in one walk at most."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -96,7 +98,7 @@ def walk_dir(path: str | Path, *, create: bool = False, mode: int = 0o700) -> tu
     parts = deque(part for part in absolute.split("/") if part)
     fd = os.open("/", _DIR_FLAGS)
     walked = "/"
-    hops = 0
+    hops = attempts = 0
     try:
         while parts:
             name = parts.popleft()
@@ -109,6 +111,9 @@ def walk_dir(path: str | Path, *, create: bool = False, mode: int = 0o700) -> tu
                     raise FileNotFoundError(
                         errno.ENOENT, "no such directory", os.path.join(walked, name)
                     ) from None
+                attempts += 1  # a name that keeps vanishing as it is created ends here
+                if attempts > MAX_CREATE_ATTEMPTS:
+                    raise UnsafeFile(os.path.join(walked, name), "keeps changing") from None
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, mode, dir_fd=fd)  # the umask can only make it tighter
                 parts.appendleft(name)  # open what is there now, by the same rules
