@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping, MutableMapping
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
+    @property
+    def env_value(self) -> str:
+        """The `$NOTIFY_SOCKET` value naming this socket ("" when disabled): what a daemon
+        that re-executes itself passes to its next image."""
+        if self.address is None:
+            return ""
+        return "@" + self.address[1:] if self.address.startswith("\0") else self.address
+
     def send(self, fields: Mapping[str, str]) -> bool:
         """Send `KEY=VALUE` lines in one datagram; True when it was delivered."""
         if self.address is None:
@@ -89,6 +98,11 @@ class Notifier:
     def status(self, status: str) -> bool:
         """A one-line state shown by `systemctl status`."""
         return self.send({"STATUS": status})
+
+    def reloading(self, status: str) -> bool:
+        """The daemon reloads (re-executes itself); READY=1 follows once it serves again."""
+        usec = str(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
+        return self.send({"RELOADING": "1", "MONOTONIC_USEC": usec, "STATUS": status})
 
     def stopping(self, status: str) -> bool:
         """The daemon is shutting down on purpose (not a crash)."""

@@ -7,6 +7,12 @@ from the log hub, figures from the stats sampler. The session (or a test) reads
 `observed()`, drains events and log lines, and waits on `updates` to know when there is
 something new. Used as `async with Engine(settings) as engine:`; leaving the block
 stops every worker gracefully and closes the sockets.
+
+The engine survives the agent's own restarts. `hand_over` freezes it for an exec of
+the agent (nothing is stopped, reaped or closed from then on) and returns the state
+the next image takes over with `Engine(settings, handover)`. After a crash, `restore`
+adopts the workers the worker records name, takes back their pipes and sockets,
+and reports those that exited meanwhile; nothing that still runs is restarted.
 """
 
 from __future__ import annotations
@@ -18,19 +24,20 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, cast
 
-import psutil
-
+import stack
 from stack.agent import persist
+from stack.agent.adoption import Fate, Identified, Kind, boot_id, identify, regain, same_file
 from stack.agent.flapping import FlapPhase
 from stack.agent.flapping import message as flap_message
+from stack.agent.handover import Handover
 from stack.agent.output import LogHub
-from stack.agent.persist import WorkerRecord
-from stack.agent.process import SpawnError, signal_number, start_ticks, worker_ids
+from stack.agent.process import PipeEnd, Proc, SpawnError, signal_number, stop_process, worker_ids
 from stack.agent.reaper import Reaper
+from stack.agent.records import PipeRecord, Records, SocketRecord, WorkerRecord
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
 from stack.agent.stats import StatsSampler
@@ -38,7 +45,7 @@ from stack.agent.watcher import Desired, Version, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
 from stack.security.safe_files import private_dir
 from stack.spec.convert import socket_from_proto, watcher_from_proto
-from stack.spec.model import WatcherSpec
+from stack.spec.model import SocketSpec, WatcherSpec
 from stack.v1 import agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,7 @@ _LEVELS = {types_pb2.SEVERITY_WARNING: logging.WARNING, types_pb2.SEVERITY_ERROR
 class Engine:
     """The per-host process and socket manager behind `stack-agent`."""
 
-    def __init__(self, settings: AgentSettings) -> None:
+    def __init__(self, settings: AgentSettings, handover: Handover | None = None) -> None:
         self.settings = settings
         self.host_id = settings.host_id
         self.reaper = Reaper()
@@ -78,6 +85,16 @@ class Engine:
         self._wake_event: asyncio.Event | None = None
         self.updates = asyncio.Event()
         """Set whenever there is something new to send (status, events, log lines)."""
+        self._assignment: agent_pb2.Assignment | None = None
+        self._leftovers: dict[Proc, asyncio.Task[None]] = {}
+        """Workers of a previous life whose watcher is gone: being stopped."""
+        self._handover = handover
+        self._frozen = False
+        self.started_at = handover.started_at if handover else time.time()
+        """Unix time this agent process started (kept across its re-executions)."""
+        self.reexecs = handover.reexecs + 1 if handover else 0
+        self.reexecuted_at = time.time() if handover else 0.0
+        """Unix time of the last re-execution in place; 0: never."""
 
     # ---- life cycle ----
     async def __aenter__(self) -> Engine:
@@ -86,8 +103,7 @@ class Engine:
         self.updates = asyncio.Event()
         self.logs.on_lines.append(self.updates)
         self._wake_event = asyncio.Event()
-        self.fencing_token, _ = persist.load_state(self.settings.data_dir)
-        self.reaper.install(asyncio.get_running_loop())
+        self.fencing_token = persist.load_state(self.settings.data_dir).fencing_token
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._loops = [
@@ -95,6 +111,12 @@ class Engine:
             self._tg.create_task(self._flush_loop(), name="engine flush"),
             self._tg.create_task(self._stats_loop(), name="engine stats"),
         ]
+        if self._handover is not None:
+            # Every worker is watched before the first reap: the exits that happened
+            # during the exec are still zombies, reaped now with their real status.
+            self._take_over(self._handover)
+            self._handover = None
+        self.reaper.install(asyncio.get_running_loop())
         return self
 
     async def __aexit__(
@@ -104,23 +126,39 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         assert self._tg is not None
+        if self._frozen:  # handed over: leave every worker, pipe and socket as it is
+            await self._wind_down()
+            self.logs.close()
+            self.sockets.release()
+            return
         try:
             await self.shutdown()
         finally:
-            for task in self._loops:
-                task.cancel()
-            for watcher in [*self.watchers.values(), *self._removed]:
-                watcher.cancel_all_checks()
-            await self._tg.__aexit__(None, None, None)
+            await self._wind_down()
             self.logs.detach_all()
             self.logs.close()
             self.sockets.close()
             self._save_state()
             self.reaper.uninstall()
 
+    async def _wind_down(self) -> None:
+        """Cancel every task of the engine and wait for them."""
+        assert self._tg is not None
+        for task in self._loops:
+            task.cancel()
+        for watcher in [*self.watchers.values(), *self._removed]:
+            watcher.cancel_all_checks()
+            if self._frozen:
+                for task in watcher.retiring.values():
+                    task.cancel()
+        if self._frozen:
+            for task in self._leftovers.values():
+                task.cancel()
+        await self._tg.__aexit__(None, None, None)
+
     async def shutdown(self) -> None:
         """Stop every worker gracefully (stop_signal, SIGKILL after graceful_timeout)."""
-        tasks = []
+        tasks = list(self._leftovers.values())
         for watcher in [*self.watchers.values(), *self._removed]:
             tasks.extend(watcher.stop_everything())
         if tasks:
@@ -164,7 +202,7 @@ class Engine:
                 asyncio.get_running_loop().call_soon(self._save_if_dirty)
 
     def _save_if_dirty(self) -> None:
-        if self._records_dirty:
+        if self._records_dirty and not self._frozen:
             self._save_state()
 
     def wake(self) -> None:
@@ -189,6 +227,7 @@ class Engine:
         """The orphan sweep spares a child a graceful stop still waits for: a member of a
         stopping worker's process group, or a stop_children descendant given the stop signal."""
         stopping = [proc for w in (*self.watchers.values(), *self._removed) for proc in w.retiring]
+        stopping.extend(self._leftovers)
         if not stopping:
             return False
         if any(pid in proc.stopping_children for proc in stopping):
@@ -233,6 +272,7 @@ class Engine:
             watcher.removed = True
             self._removed.append(watcher)
         self.generation = assignment.generation
+        self._assignment = assignment
         if not restored:
             persist.save_assignment(self.settings.data_dir, assignment)
         self.event(
@@ -312,44 +352,225 @@ class Engine:
             key.append((name, bound.serial if bound else 0))
         return names, tuple(key)
 
-    # ---- restart of the agent ----
+    # ---- restarts of the agent ----
     async def restore(self) -> bool:
-        """Stop leftovers of a previous life, then apply the persisted Assignment (if any)."""
+        """After a crash (or at a first start): adopt what the previous agent left
+        running, then run the persisted Assignment (if any) around it."""
+        started = time.monotonic()
         assignment = persist.load_assignment(self.settings.data_dir)
-        _, records = persist.load_state(self.settings.data_dir)
-        specs: dict[str, WatcherSpec] = {}
+        records = persist.load_state(self.settings.data_dir)
+        same_boot = bool(records.boot_id) and records.boot_id == boot_id()
+        found = [(r, identify(r.pid, r.start_ticks)) for r in records.workers if same_boot]
+        alive = [(r, f) for r, f in found if f.fate is not Fate.GONE]
+        self._restore_sockets(assignment, records.sockets, alive)
         if assignment is not None:
-            for wa in assignment.watchers:
-                specs[wa.spec.name] = watcher_from_proto(wa.spec)
-        if records:
-            await asyncio.gather(*(self._stop_stale(r, specs.get(r.watcher)) for r in records))
+            self.apply(assignment, restored=True)
+        for record, identified in alive:
+            if identified.fate is Fate.CHILD:  # an exec whose handover could not be read
+                out, err = _own_pipe(record.out), _own_pipe(record.err)
+            else:
+                out = _regain_pipe(record.pid, identified, record.out)
+                err = _regain_pipe(record.pid, identified, record.err)
+            self._adopt(record, identified.pidfd, out, err, {})
+        gone = [(r, f.status) for r, f in found if f.fate is Fate.GONE and r.stopping is None]
+        for record, status in gone:
+            watcher = self.watchers.get(record.watcher)
+            if watcher is not None:
+                watcher.exited_while_away(record, status)
         self._records_changed()
-        if assignment is None:
-            return False
-        return self.apply(assignment, restored=True)
+        if records.workers:
+            took = sum(1 for b in self.sockets.all() if b.sock is not None)
+            text = (
+                f"adopted {len(alive)} of {len(records.workers)} workers left by the previous "
+                f"agent in {(time.monotonic() - started) * 1000:.0f} ms; {len(gone)} exited "
+                f"while it was down; {took} sockets kept"
+            )
+            if not same_boot:
+                text = "worker records of another boot ignored: nothing to adopt"
+            self.event("agent_restarted", "", 0, text, types_pb2.SEVERITY_INFO)
+        return assignment is not None
 
-    async def _stop_stale(self, record: WorkerRecord, spec: WatcherSpec | None) -> None:
-        if start_ticks(record.pid) != record.start_ticks:
-            return  # gone, or the pid now belongs to someone else
-        try:
-            proc = psutil.Process(record.pid)
-        except psutil.Error:
+    def _restore_sockets(
+        self,
+        assignment: agent_pb2.Assignment | None,
+        records: tuple[SocketRecord, ...],
+        alive: list[tuple[WorkerRecord, Identified]],
+    ) -> None:
+        """Take back each recorded socket from a worker that holds it, else bind it anew,
+        under its recorded serial; before the Assignment is applied (which would bind
+        every socket afresh)."""
+        specs = _socket_specs(assignment)
+        for record in records:
+            spec = specs.get(record.name)
+            if spec is None:
+                continue
+            fd = None
+            if record.fd >= 0 and same_file(record.fd, record.inode, Kind.SOCKET):
+                fd = record.fd  # still ours: an exec whose handover could not be read
+            holders = [(r, f.pidfd) for r, f in alive if f.pidfd is not None and fd is None]
+            for worker, pidfd in sorted(holders, key=lambda h: record.name not in _sockets(h[0])):
+                assert pidfd is not None
+                names = _sockets(worker)
+                at = 3 + names.index(record.name) if record.name in names else -1
+                fd = regain(pidfd, worker.pid, at, record.inode, Kind.SOCKET)
+                if fd is not None:
+                    break
+            self.sockets.restore(spec, record.serial, fd, record.file)
+
+    def _take_over(self, handover: Handover) -> None:
+        """Carry on from the previous image of this agent (an exec; same process)."""
+        self.fencing_token = max(self.fencing_token, handover.records.fencing_token)
+        assignment = None
+        if handover.assignment:
+            assignment = agent_pb2.Assignment.FromString(handover.assignment)
+        specs = _socket_specs(assignment)
+        for kept in handover.records.sockets:
+            spec = specs.get(kept.name)
+            usable = kept.fd >= 0 and same_file(kept.fd, kept.inode, Kind.SOCKET)
+            if spec is not None and usable:
+                self.sockets.restore(spec, kept.serial, kept.fd, kept.file)
+            elif usable:
+                os.close(kept.fd)
+        if assignment is not None:
+            self.apply(assignment, restored=True)
+        for state in handover.watchers:
+            watcher = self.watchers.get(state.name)
+            if watcher is not None:
+                watcher.flap, watcher.graceful_replace = state.flap, state.graceful_replace
+        for slot in handover.slots:
+            if slot.watcher in self.watchers:
+                self.watchers[slot.watcher].restore_slot(slot)
+        for record in handover.records.workers:
+            identified = identify(record.pid, record.start_ticks)
+            out = _own_pipe(record.out)
+            err = _own_pipe(record.err)
+            if identified.fate is Fate.GONE:
+                for pipe in (out, err):
+                    if pipe is not None:
+                        os.close(pipe.fd)
+                watcher = self.watchers.get(record.watcher)
+                if watcher is not None and record.stopping is None:
+                    watcher.exited_while_away(record, identified.status)
+                continue
+            self._adopt(record, identified.pidfd, out, err, handover.partials)
+        for raw in handover.events:
+            self._events.append(types_pb2.Event.FromString(raw))
+        self.logs.take_over(list(handover.lines), handover.dropped)
+        took = (time.monotonic() - handover.requested_mono) * 1000
+        self.event(
+            "agent_reexecuted",
+            "",
+            0,
+            f"re-executed in place ({handover.version} -> {stack.__version__}, "
+            f"{took:.0f} ms after the request); {len(handover.records.workers)} workers kept",
+            types_pb2.SEVERITY_INFO,
+        )
+        self._records_changed()
+
+    def _adopt(
+        self,
+        record: WorkerRecord,
+        pidfd: int | None,
+        out: PipeEnd | None,
+        err: PipeEnd | None,
+        partials: Mapping[int, bytes],
+    ) -> None:
+        watcher = self.watchers.get(record.watcher)
+        if watcher is not None:
+            watcher.adopt(record, pidfd=pidfd, out=out, err=err, partials=partials)
             return
-        signum = signal_number(spec.stop_signal) if spec else signal.SIGTERM
-        timeout = spec.graceful_timeout if spec else self.settings.stale_timeout
-        group = _pgid(record.pid) == record.pid
-        _send(record.pid, signum, group)
-        if not await _poll_gone(proc, time.monotonic() + timeout):
-            _send(record.pid, signal.SIGKILL, group)
-            await _poll_gone(proc, time.monotonic() + 5.0)
-        if group:
-            _send(record.pid, signal.SIGKILL, group)  # what is left of its group
+        # Its watcher is gone: stop it (it was being stopped, or should have been).
+        proc = Proc.from_record(record, generation=-1, out=out, err=err, child=pidfd is None)
+        for stream, pipe in (("out", out), ("err", err)):
+            if pipe is not None:
+                partial = partials.get(pipe.fd, b"")
+                self.logs.attach(record.watcher, record.wid, stream, pipe.fd, partial)
+
+        def exited(status: int | None) -> None:
+            if not proc.exited.done():
+                proc.exited.set_result(status)
+
+        if pidfd is None:
+            self.reaper.watch(proc.pid, exited)
+        else:
+            self.reaper.follow(pidfd, proc, exited)
+        stop = record.stopping
+        if stop is not None:
+            proc.stop_deadline = stop.deadline
+            proc.stop_reason, proc.stop_note = stop.reason, stop.note
+        else:
+            proc.stop_reason = types_pb2.EXIT_REASON_STOPPED
+        self._leftovers[proc] = self.run_task(
+            self._stop_leftover(proc, resume=bool(stop and stop.deadline > 0)),
+            name=f"stop leftover {record.watcher}[{record.wid}] {record.pid}",
+        )
+
+    async def _stop_leftover(self, proc: Proc, resume: bool) -> None:
+        try:
+            timeout = self.settings.stale_timeout
+            await stop_process(proc, signal.SIGTERM, timeout, False, resume=resume)
+        finally:
+            self._leftovers.pop(proc, None)
+            self.reaper.sweep_soon()
+            self.changed()
         self.event(
             "stale_worker_stopped",
-            record.watcher,
-            record.wid,
-            f"stopped pid {record.pid} left by a previous agent",
+            proc.watcher,
+            proc.wid,
+            f"stopped pid {proc.pid} left by a previous agent (its watcher is gone)",
             types_pb2.SEVERITY_WARNING,
+        )
+
+    def hand_over(self, requested_mono: float, controller: str, notify_socket: str) -> Handover:
+        """Freeze the engine for an exec of the agent and return what the next image needs.
+
+        From here on nothing is reaped (an exit stays a zombie for the next image to
+        reap with its real status), no output is read (it waits in the pipes) and
+        nothing is stopped or closed; leave the `async with` block next.
+        """
+        self.reaper.uninstall()
+        partials, lines, dropped = self.logs.hand_over()
+        self._frozen = True
+        watchers, slots = [], []
+        for watcher in [*self.watchers.values(), *self._removed]:
+            state, its_slots = watcher.snapshot()
+            watchers.append(state)
+            slots.extend(its_slots)
+        records = self._save_state()  # (also what a crash of the next image would adopt)
+        events = tuple(event.SerializeToString() for event in self._events)
+        self._events.clear()
+        assignment = self._assignment.SerializeToString() if self._assignment else b""
+        return Handover(
+            records=records,
+            assignment=assignment,
+            slots=tuple(slots),
+            watchers=tuple(watchers),
+            partials=partials,
+            events=events,
+            lines=tuple(lines),
+            dropped=dropped,
+            controller=controller,
+            notify_socket=notify_socket,
+            started_at=self.started_at,
+            reexecs=self.reexecs,
+            version=stack.__version__,
+            requested_mono=requested_mono,
+        )
+
+    def _leftover_records(self) -> list[WorkerRecord]:
+        return [proc.record(stopping=True) for proc in self._leftovers if proc.alive()]
+
+    def _socket_records(self) -> tuple[SocketRecord, ...]:
+        return tuple(
+            SocketRecord(
+                bound.spec.name,
+                bound.serial,
+                os.fstat(bound.fd).st_ino,
+                bound.fd,
+                (bound.place.dev, bound.place.ino) if bound.place else None,
+            )
+            for bound in self.sockets.all()
+            if bound.sock is not None
         )
 
     # ---- loops ----
@@ -408,18 +629,17 @@ class Engine:
                 self.updates.set()
             await asyncio.sleep(self.settings.stats_interval)
 
-    def _save_state(self) -> None:
+    def _save_state(self) -> Records:
+        """Write the worker records (see records.py); returns them."""
         self._records_dirty = False
-        records = [
-            WorkerRecord(proc.watcher, proc.wid, proc.pid, proc.start_ticks)
-            for watcher in [*self.watchers.values(), *self._removed]
-            for proc in watcher.procs()
-            if proc.alive()
-        ]
+        workers = [r for w in [*self.watchers.values(), *self._removed] for r in w.records()]
+        workers.extend(self._leftover_records())
+        records = Records(self.fencing_token, boot_id(), tuple(workers), self._socket_records())
         try:
-            persist.save_state(self.settings.data_dir, self.fencing_token, records)
+            persist.save_state(self.settings.data_dir, records)
         except OSError as exc:
             log.error("cannot persist worker records: %s", exc)
+        return records
 
     # ---- what the session reads ----
     def observed(self) -> agent_pb2.Observed:
@@ -512,22 +732,31 @@ def _pgid(pid: int) -> int:
         return -1
 
 
-def _send(pid: int, signum: int, group: bool) -> None:
-    with contextlib.suppress(OSError):
-        if group:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
+def _socket_specs(assignment: agent_pb2.Assignment | None) -> dict[str, SocketSpec]:
+    if assignment is None:
+        return {}
+    return {msg.name: socket_from_proto(msg) for msg in assignment.sockets}
 
 
-async def _poll_gone(proc: psutil.Process, deadline: float) -> bool:
-    """Poll a process that is not our child until it is gone (or a zombie)."""
-    while True:
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.Error:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
+def _sockets(record: WorkerRecord) -> list[str]:
+    """The sockets a recorded worker inherited, in fd order (3, 4, ...)."""
+    return [name for name, _ in record.version_key[1]] if record.version_key else []
+
+
+def _regain_pipe(pid: int, identified: Identified, pipe: PipeRecord | None) -> PipeEnd | None:
+    """The read end of a recorded pipe, taken back from the adopted worker's copy."""
+    if pipe is None or identified.pidfd is None:
+        return None
+    fd = regain(identified.pidfd, pid, pipe.child_fd, pipe.inode, Kind.PIPE_READ_END)
+    if fd is None:
+        log.warning("output of pid %d not taken back: it no longer holds its pipe", pid)
+        return None
+    return PipeEnd(fd=fd, child_fd=pipe.child_fd, inode=pipe.inode)
+
+
+def _own_pipe(pipe: PipeRecord | None) -> PipeEnd | None:
+    """A read end the agent kept open across its exec (checked, close-on-exec again)."""
+    if pipe is None or pipe.fd < 0 or not same_file(pipe.fd, pipe.inode, Kind.PIPE_READ_END):
+        return None
+    os.set_inheritable(pipe.fd, False)
+    return PipeEnd(fd=pipe.fd, child_fd=pipe.child_fd, inode=pipe.inode)

@@ -1,9 +1,11 @@
-"""Size-rotated output files, written through a buffer and flushed on a short interval.
+"""Size-rotated output files, written through as lines arrive.
 
 One file per watcher and stream (`<watcher>.out.log` by default). Lines arrive in
-chunks; a chunk that fits is one buffered write, rotation happens at line boundaries
-so no line is split across two files. Tails are read back from the end of these
-files (and their backups) block by block.
+chunks (one read of a pipe); a chunk that fits is one write(2) straight to the file,
+with no buffer in the agent: a line read from a worker's pipe is in the kernel's
+page cache a moment later, so a `kill -9` of the agent loses none of the lines it
+had read. Rotation happens at line boundaries so no line is split across two files.
+Tails are read back from the end of these files (and their backups) block by block.
 
 The agent writes these files as root, often in a directory that the worker's user can
 write, so every file is opened, rotated and read through `stack.security.safe_files`:
@@ -36,8 +38,6 @@ from stack.security.safe_files import (
 )
 
 log = logging.getLogger(__name__)
-
-BUFFER_BYTES = 256 * 1024
 
 
 def describe(exc: OSError, path: Path) -> str:
@@ -99,7 +99,7 @@ class RotatingFile:
         info = os.fstat(fd)
         self._inode = (info.st_dev, info.st_ino)
         self._size = info.st_size
-        self._file = os.fdopen(fd, "ab", buffering=BUFFER_BYTES)
+        self._file = os.fdopen(fd, "ab", buffering=0)
 
     def _fail(self, exc: OSError) -> None:
         self.close()
@@ -115,20 +115,32 @@ class RotatingFile:
             return
         blob = b"".join(lines)
         if self.max_bytes <= 0 or self._size + len(blob) <= self.max_bytes:
-            self._file.write(blob)
+            self._write(blob)
             self._size += len(blob)
             return
+        pending: list[bytes] = []
         for line in lines:
             if self._size > 0 and self._size + len(line) > self.max_bytes:
+                self._write(b"".join(pending))
+                pending = []
                 try:
                     self._rotate()
                 except OSError as exc:
                     self._fail(exc)
                     return
-            assert self._file is not None
-            self._file.write(line)
+            pending.append(line)
             self._size += len(line)
-        self._file.flush()  # a fresh file is never seen empty for a flush interval
+        self._write(b"".join(pending))
+
+    def _write(self, blob: bytes) -> None:
+        """All of `blob` (a full disk loses it from the file; shipping still has it)."""
+        view = memoryview(blob)
+        with contextlib.suppress(OSError):
+            while view and self._file is not None:
+                written = self._file.write(view)
+                if not written:
+                    return
+                view = view[written:]
 
     def _rotate(self) -> None:
         """Shift the backups and start a new file, all inside the directory's descriptor.

@@ -1,13 +1,16 @@
 """`stack-agent`: the per-host daemon (engine + session to the controller).
 
-Start-up order matters: stop the leftovers of a previous life, apply the persisted
-Assignment (so workers run even while the controller is unreachable), then connect.
-SIGTERM/SIGINT stop every worker gracefully, close the sockets and exit 0.
+Start-up order matters: adopt what a previous life of the agent left running, apply
+the persisted Assignment around it (so workers run even while the controller is
+unreachable), then connect. SIGTERM/SIGINT stop every worker gracefully, close the
+sockets and exit 0. SIGHUP re-executes the agent in place (see reexec.py): a newly
+installed version and the flags file take effect, and no worker stops.
 
 Under systemd (`Type=notify`) the agent reports READY=1 as soon as the persisted
 Assignment is applied: it never waits for the controller, since an agent must serve
 its host while the control plane is away. STATUS lines then say whether the
-controller is connected, and STOPPING=1 is sent when the workers start stopping.
+controller is connected, and STOPPING=1 is sent when the workers start stopping;
+RELOADING=1 before a re-execution, and READY=1 again from the new image.
 
 With `--tls-dir DIR` the agent presents DIR/agents/HOSTID.crt and trusts only a
 controller whose certificate DIR/ca.crt signed; bad TLS files stop it at start with
@@ -23,11 +26,16 @@ import logging
 import os
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
 
+from stack.agent import flags_file, reexec
 from stack.agent.engine import Engine
+from stack.agent.handover import Handover
+from stack.agent.reexec import ReexecError
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
@@ -35,13 +43,18 @@ from stack.security.certs import CertDir, CertError, Role
 from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls import TlsError, is_loopback, load, resolve
 from stack.spec.model import NAME_RULE, valid_name
+from stack.v1 import types_pb2
 
 log = logging.getLogger("stack.agent")
 
 
 class _Parser(argparse.ArgumentParser):
+    where = ""
+    """Prefixed to error messages (the flags file line being parsed)."""
+
     def error(self, message: str) -> NoReturn:
-        print(f"stack-agent: {message}", file=sys.stderr)
+        where = f"{self.where}: " if self.where else ""
+        print(f"stack-agent: {where}{message}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -88,7 +101,57 @@ def _address(text: str) -> str:
     return ",".join(parts)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
+@dataclass(frozen=True)
+class Arguments:
+    settings: AgentSettings
+    log_level: str
+    check: bool
+    """--check: only prove this program can start (see reexec.py) and exit."""
+
+
+def parse_args(argv: list[str] | None = None) -> Arguments:
+    """The command line's flags over those of its --flags-file (exit 2 with one line)."""
+    parser = _parser()
+    given = sys.argv[1:] if argv is None else argv
+    path = parser.parse_known_args(given)[0].flags_file
+    from_file: list[str] = []
+    if path is not None:
+        try:
+            lines = flags_file.parse(Path(path).read_text(), str(path))
+        except OSError as exc:
+            parser.error(f"--flags-file {path}: cannot read: {exc.strerror}")
+        except (flags_file.FlagsFileError, UnicodeDecodeError) as exc:
+            parser.error(f"--flags-file {exc}")
+        for line in lines:  # each line alone, so that an error names its line
+            parser.where = f"{path}: line {line.number}"
+            parser.parse_args(list(line.words))
+        parser.where = ""
+        from_file = flags_file.argv(lines)
+    args = parser.parse_args([*from_file, *given])
+    if args.ship_rate < 0:
+        parser.error("--ship-rate must be >= 0")
+    if not valid_name(args.host_id):  # the hostname default is not run through type=
+        parser.error(f"argument --host-id: host id {args.host_id!r} {NAME_RULE}")
+    try:
+        pair = CertDir(args.tls_dir).pair(Role.agent, args.host_id) if args.tls_dir else None
+        tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
+    except (CertError, TlsError) as exc:
+        parser.error(str(exc))
+    settings = AgentSettings(
+        data_dir=args.data_dir,
+        host_id=args.host_id,
+        controller=args.controller,
+        labels=MappingProxyType(dict(args.label)),
+        stats_interval=args.stats_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        ship_rate=args.ship_rate,
+        log_group=args.log_group,
+        tls=tls_files,
+    )
+    return Arguments(settings, args.log_level, args.check)
+
+
+def _parser() -> _Parser:
     defaults = AgentSettings(data_dir=default_data_dir())
     parser = _Parser(prog="stack-agent", description="Stack's per-host agent.")
     parser.add_argument(
@@ -125,6 +188,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
+    parser.add_argument(
+        "--flags-file",
+        type=Path,
+        metavar="PATH",
+        help="more flags, one per line (# comments), read again on every reload; "
+        "the command line's win",
+    )
+    parser.add_argument(
+        reexec.CHECK_FLAG,
+        action="store_true",
+        help="check that this program and its flags can start the agent, print what it "
+        "found and exit (a reload runs this first)",
+    )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
         "--tls-dir", type=Path, metavar="DIR", help="a `stackctl certs` dir: agents/HOSTID.crt"
@@ -134,28 +210,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, str]:
     )
     tls.add_argument("--cert", type=Path, metavar="PATH", help="this host's agent certificate")
     tls.add_argument("--key", type=Path, metavar="PATH", help="this host's private key")
-    args = parser.parse_args(argv)
-    if args.ship_rate < 0:
-        parser.error("--ship-rate must be >= 0")
-    if not valid_name(args.host_id):  # the hostname default is not run through type=
-        parser.error(f"argument --host-id: host id {args.host_id!r} {NAME_RULE}")
-    try:
-        pair = CertDir(args.tls_dir).pair(Role.agent, args.host_id) if args.tls_dir else None
-        tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
-    except (CertError, TlsError) as exc:
-        parser.error(str(exc))
-    settings = AgentSettings(
-        data_dir=args.data_dir,
-        host_id=args.host_id,
-        controller=args.controller,
-        labels=MappingProxyType(dict(args.label)),
-        stats_interval=args.stats_interval,
-        heartbeat_interval=args.heartbeat_interval,
-        ship_rate=args.ship_rate,
-        log_group=args.log_group,
-        tls=tls_files,
-    )
-    return settings, args.log_level
+    return parser
 
 
 def check_tls(settings: AgentSettings) -> None:
@@ -186,17 +241,46 @@ STATUS_INTERVAL = 2.0
 """Seconds between checks of what `systemctl status` should say."""
 
 
-async def run(settings: AgentSettings, notifier: Notifier | None = None) -> None:
-    """Run until SIGTERM/SIGINT; stops every worker before returning."""
+class _Signals:
+    """SIGTERM/SIGINT (stop) and SIGHUP (re-execute), as flags and one wake-up event."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload_at = 0.0
+        """Monotonic time of the pending SIGHUP; 0: none."""
+        self.wake = asyncio.Event()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        reexec.release_held_signals()  # held across an exec until these handlers exist
+
+    def _stop(self) -> None:
+        self.stop = True
+        self.wake.set()
+
+    def _reload(self) -> None:
+        self.reload_at = self.reload_at or time.monotonic()
+        self.wake.set()
+
+
+async def run(
+    settings: AgentSettings, notifier: Notifier | None = None, handover: Handover | None = None
+) -> Handover | None:
+    """Run until SIGTERM/SIGINT, which stops every worker before returning None; or until
+    a SIGHUP whose check passed: then return the handover for the next image, every
+    worker left running."""
     notifier = notifier or Notifier(None)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with Engine(settings) as engine:
-        notifier.status("restoring the persisted assignment")
-        await engine.restore()
-        session = Session(settings, engine)
+    signals = _Signals()
+    signals.install(asyncio.get_running_loop())
+    program = reexec.this_program()
+    result: Handover | None = None
+    async with Engine(settings, handover) as engine:
+        if handover is None:
+            notifier.status("adopting what runs and restoring the persisted assignment")
+            await engine.restore()
+        session = Session(settings, engine, handover.controller if handover else "")
         notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(session.run(), name="session")]
@@ -204,12 +288,46 @@ async def run(settings: AgentSettings, notifier: Notifier | None = None) -> None
                 tasks.append(
                     tg.create_task(_report_status(notifier, session, engine), name="sd-status")
                 )
-            await stop.wait()
-            log.info("stopping: stopping every worker")
-            notifier.stopping("stopping every worker")
-            for task in tasks:
-                task.cancel()
-    log.info("stopped")
+            while not signals.stop:
+                await signals.wake.wait()
+                signals.wake.clear()
+                if signals.stop or not signals.reload_at:
+                    continue
+                requested, signals.reload_at = signals.reload_at, 0.0
+                if not await _new_program_starts(program, engine, settings):
+                    continue
+                if signals.stop:
+                    break
+                log.info("re-executing %s in place; every worker keeps running", program.path)
+                notifier.reloading("re-executing in place; workers keep running")
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                result = engine.hand_over(requested, session.address, notifier.env_value)
+                break
+            if result is None:
+                log.info("stopping: stopping every worker")
+                notifier.stopping("stopping every worker")
+                for task in tasks:
+                    task.cancel()
+    if result is None:
+        log.info("stopped")
+    return result
+
+
+async def _new_program_starts(
+    program: reexec.Program, engine: Engine, settings: AgentSettings
+) -> bool:
+    """Run the new program's check; on failure say why (log line and event)."""
+    try:
+        report = await reexec.check(program, engine.reaper, settings.host_id, settings.data_dir)
+    except ReexecError as exc:
+        text = f"reload refused, the agent keeps running as it is: {exc}"
+        log.error("%s", text)
+        engine.event("reload_failed", "", 0, str(exc), types_pb2.SEVERITY_ERROR)
+        return False
+    log.info("the new program checked out: version %s", report.version)
+    return True
 
 
 def _status(session: Session, engine: Engine) -> str:
@@ -233,9 +351,12 @@ async def _report_status(notifier: Notifier, session: Session, engine: Engine) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, level = parse_args(argv)
+    arguments = parse_args(argv)
+    settings = arguments.settings
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=arguments.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         private_dir(settings.data_dir)
@@ -244,7 +365,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stack-agent: cannot use data dir {settings.data_dir}: {why}", file=sys.stderr)
         raise SystemExit(1) from None
     check_tls(settings)
-    asyncio.run(run(settings, Notifier.from_environment()))
+    if arguments.check:
+        print(reexec.check_report(settings.host_id, settings.data_dir), flush=True)
+        return
+    try:
+        handover = reexec.take_handover()
+    except ReexecError as exc:  # the worker records on disk are used instead (see restore)
+        log.error("%s: adopting the workers from the records on disk", exc)
+        handover = None
+    notifier = Notifier.from_environment()
+    while True:
+        handover = asyncio.run(run(settings, notifier, handover))
+        if handover is None:
+            return
+        program = reexec.this_program()
+        try:
+            reexec.exec_into(program, handover, reexec.kept_fds(handover))
+        except OSError as exc:
+            log.error("cannot re-execute %s: %s; this image carries on", program.path, exc)
 
 
 if __name__ == "__main__":

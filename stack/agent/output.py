@@ -1,7 +1,9 @@
 """Capture of workers' stdout/stderr: timestamped lines to files and a ship buffer; tails.
 
 Pipes are read non-blocking from the event loop (`add_reader`), so a worker never
-blocks on a full pipe however fast it writes. Every read is split into lines (a partial
+blocks on a full pipe however fast it writes. When the agent re-executes itself, the
+read ends stay open across the exec and `hand_over` gives the new image each pipe's
+partial last line and the lines not yet shipped. Every read is split into lines (a partial
 line waits for its newline, a line is capped at 64 KiB) stamped with the time it was
 read. The lines go to two places: the watcher's rotating file (everything) and a
 bounded shipping buffer for the controller, which drops its OLDEST lines when full and
@@ -30,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 from stack.agent.log_files import RotatingFile, newest_lines
 from stack.security.limits import MAX_MESSAGE_BYTES
@@ -179,7 +181,7 @@ class LogHub:
         self._rate = ShipRate(ship_rate, clock())
         self._clock = clock
         self._dropped = 0
-        self._readers: dict[int, tuple[IO[bytes], LineSplitter, str, int, str]] = {}
+        self._readers: dict[int, tuple[LineSplitter, str, int, str]] = {}
         self.on_lines: list[asyncio.Event] = []
 
     # ---- configuration ----
@@ -227,17 +229,17 @@ class LogHub:
         return self.logs_dir / f"{watcher}.{stream}.log"
 
     # ---- capture ----
-    def attach(self, watcher: str, wid: int, stream: str, pipe: IO[bytes] | None) -> None:
-        """Read `pipe` from the event loop until EOF."""
-        if pipe is None:
-            return
-        fd = pipe.fileno()
+    def attach(self, watcher: str, wid: int, stream: str, fd: int, partial: bytes = b"") -> None:
+        """Read pipe `fd` from the event loop until EOF, then close it; `partial` is a
+        line begun before an exec of the agent."""
         os.set_blocking(fd, False)
-        self._readers[fd] = (pipe, LineSplitter(self.max_line), watcher, wid, stream)
+        splitter = LineSplitter(self.max_line)
+        splitter.feed(partial)
+        self._readers[fd] = (splitter, watcher, wid, stream)
         asyncio.get_running_loop().add_reader(fd, self._readable, fd)
 
     def _readable(self, fd: int) -> None:
-        pipe, splitter, watcher, wid, stream = self._readers[fd]
+        splitter, watcher, wid, stream = self._readers[fd]
         try:
             data = os.read(fd, 256 * 1024)
         except BlockingIOError:
@@ -250,15 +252,37 @@ class LogHub:
         self._emit(watcher, wid, stream, splitter.rest())
         asyncio.get_running_loop().remove_reader(fd)
         del self._readers[fd]
-        pipe.close()
+        os.close(fd)
 
     def detach_all(self) -> None:
         loop = asyncio.get_running_loop()
-        for fd, (pipe, splitter, watcher, wid, stream) in list(self._readers.items()):
+        for fd, (splitter, watcher, wid, stream) in list(self._readers.items()):
             loop.remove_reader(fd)
             self._emit(watcher, wid, stream, splitter.rest())
-            pipe.close()
+            os.close(fd)
         self._readers.clear()
+
+    def hand_over(self) -> tuple[dict[int, bytes], list[Line], int]:
+        """Stop reading without closing the pipes, for an exec of the agent: the partial
+        line of each pipe fd, the lines not shipped yet and the count of dropped ones."""
+        loop = asyncio.get_running_loop()
+        partials = {}
+        for fd, (splitter, *_) in self._readers.items():
+            loop.remove_reader(fd)
+            partials[fd] = b"".join(splitter.rest())
+        self._readers.clear()
+        self.flush()
+        lines = list(self._ship)
+        self._ship.clear()
+        return partials, lines, self.take_dropped()
+
+    def take_over(self, lines: list[Line], dropped: int) -> None:
+        """The lines a previous image of the agent had not shipped yet (see hand_over)."""
+        self._ship.extend(lines)
+        self._dropped += dropped
+        if lines:
+            for event in self.on_lines:
+                event.set()
 
     def _emit(self, watcher: str, wid: int, stream: str, raw: list[bytes]) -> None:
         if not raw:

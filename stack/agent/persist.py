@@ -2,20 +2,21 @@
 
 Written atomically (temp file + rename) into the data dir, 0600 (the Assignment holds
 the watchers' environment, secrets included), through `safe_files`. The Assignment lets
-an agent started while the controller is unreachable run its share at once; the worker records
-(watcher, wid, pid, start_ticks) let it stop leftovers of its previous life before it
-starts anything, so a restart never leaves duplicates.
+an agent started while the controller is unreachable run its share at once; the worker
+records (see records.py) let an agent started after a crash adopt the workers of its
+previous life instead of starting new ones, so a restart never leaves duplicates nor
+restarts a worker.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from stack.agent.records import Records, records_from_json, records_to_json
 from stack.security.safe_files import read_private, write_atomic
 from stack.v1 import agent_pb2
 
@@ -23,14 +24,6 @@ log = logging.getLogger(__name__)
 
 ASSIGNMENT_FILE = "assignment.pb"
 STATE_FILE = "agent-state.json"
-
-
-@dataclass(frozen=True)
-class WorkerRecord:
-    watcher: str
-    wid: int
-    pid: int
-    start_ticks: int
 
 
 def save_assignment(data_dir: Path, assignment: agent_pb2.Assignment) -> None:
@@ -52,19 +45,18 @@ def load_assignment(data_dir: Path) -> agent_pb2.Assignment | None:
         return None
 
 
-def save_state(data_dir: Path, fencing_token: int, workers: list[WorkerRecord]) -> None:
-    """The highest fencing token seen and the running workers (no fsync: rewritten often)."""
-    doc = {"fencing_token": fencing_token, "workers": [asdict(w) for w in workers]}
-    write_atomic(data_dir / STATE_FILE, json.dumps(doc).encode(), durable=False)
+def save_state(data_dir: Path, records: Records) -> None:
+    """The highest fencing token seen and the workers (no fsync: rewritten often, and
+    only a crash of the agent, not of the host, leaves workers to adopt)."""
+    data = json.dumps(records_to_json(records), separators=(",", ":")).encode()
+    write_atomic(data_dir / STATE_FILE, data, durable=False)
 
 
-def load_state(data_dir: Path) -> tuple[int, list[WorkerRecord]]:
+def load_state(data_dir: Path) -> Records:
     try:
-        doc = json.loads(read_private(data_dir / STATE_FILE))
-        workers = [WorkerRecord(**w) for w in doc.get("workers", [])]
-        return int(doc.get("fencing_token", 0)), workers
+        return records_from_json(json.loads(read_private(data_dir / STATE_FILE)))
     except FileNotFoundError:
-        return 0, []
-    except (OSError, ValueError, TypeError) as exc:
+        return Records()
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         log.warning("ignoring unreadable %s: %s", data_dir / STATE_FILE, exc)
-        return 0, []
+        return Records()

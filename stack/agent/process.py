@@ -14,6 +14,13 @@ agent's gRPC session was busy. A worker that runs as another user is exec'd thro
 util-linux's `setpriv` instead (`as_user`), last in the chain, after the bash step: the
 sockets and rlimits are set up as root, then the ids change and the command is exec'd,
 still under the same pid.
+
+A worker's stdout and stderr are pipes whose read ends the agent keeps at fds >= 100.
+The worker inherits a copy of those read ends too, at the same numbers: while the
+worker lives its pipes always have a reader, so a worker never gets SIGPIPE or EPIPE
+because the agent died, and a new agent takes the read ends back from the worker
+(see adoption.py). After the spawn a worker is known by its pid alone (`Proc`): the
+reaper, or a pidfd for a worker adopted from a previous agent, reports its exit.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import grp
 import os
 import pwd
@@ -31,14 +39,23 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
-from stack.spec.model import WatcherSpec
+from stack.agent.adoption import live_group_member, read_stat
+from stack.agent.records import PipeRecord, StopRecord, WorkerRecord
+from stack.agent.sockets import FD_FLOOR
+from stack.spec.model import WatcherSpec, version_label
 from stack.spec.substitute import SubstitutionError, expand
 
 BASH = shutil.which("bash") or "/bin/bash"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+
+PIPE_BYTES = 1024 * 1024
+"""Capacity of an output pipe when the agent runs as root (the kernel default is 64 KiB):
+what a worker may write while no agent reads before it blocks."""
+F_SETPIPE_SZ = 1031
 
 _ULIMIT_FLAGS = {
     "as": "-v", "core": "-c", "cpu": "-t", "data": "-d", "fsize": "-f", "locks": "-x",
@@ -192,13 +209,28 @@ def _group(gid: str) -> grp.struct_group:
         raise SpawnError(f"spawn error: group id {gid} is out of range") from None
 
 
+@dataclass(frozen=True)
+class PipeEnd:
+    """The read end of one output pipe of a worker."""
+
+    fd: int
+    """The agent's fd for it."""
+    child_fd: int
+    """The fd number of the worker's own copy (equal to `fd` when this agent spawned it)."""
+    inode: int
+    """The pipe's inode: proves that a copy taken back from the worker is this pipe."""
+
+    def record(self) -> PipeRecord:
+        return PipeRecord(self.child_fd, self.inode, self.fd)
+
+
 @dataclass(eq=False)
 class Proc:
-    """One spawned worker process (a slot may see several over its life)."""
+    """One worker process (a slot may see several over its life)."""
 
     watcher: str
     wid: int
-    popen: subprocess.Popen[bytes]
+    pid: int
     started_at: float
     """Unix time of the spawn."""
     started_mono: float
@@ -206,10 +238,11 @@ class Proc:
     """The watcher's process generation it was spawned for (replacement bookkeeping)."""
     deadline: float = 0.0
     """Monotonic time when max_age recycles it; 0: never."""
-    exited: asyncio.Future[int] = field(
+    exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    """Resolved by the reaper with the raw wait status."""
+    """Resolved with the raw wait status when it exits; None when the status cannot be
+    known (an adopted worker is not the agent's child, see `child`)."""
     start_ticks: int = 0
     """When the kernel started it, in clock ticks since boot (with the pid, its identity)."""
     spec: WatcherSpec | None = None
@@ -220,13 +253,77 @@ class Proc:
     stopping_children: tuple[int, ...] = ()
     """Descendants outside the group that got the stop signal (stop_children): the
     agent's orphan sweep leaves them to the graceful stop."""
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+    out: PipeEnd | None = None
+    """Its stdout pipe (None: not captured, e.g. adopted without it)."""
+    err: PipeEnd | None = None
+    child: bool = True
+    """A child of this agent (its exit is reaped); False: adopted after an agent crash,
+    its exit is seen through a pidfd and its exit status is usually unknown."""
+    version_key: tuple[Any, ...] | None = None
+    """The Version.key it was started for (None: not known)."""
+    stop_deadline: float = 0.0
+    """While a stop is in progress: the monotonic time it gets SIGKILL (0: not signalled)."""
+    stop_reason: int = 0
+    """While a stop is in progress: the ExitReason it is stopped for."""
+    stop_note: str = ""
 
     def alive(self) -> bool:
         return not self.exited.done()
+
+    def record(self, stopping: bool, restarts: int = 0, spawned: int = 0) -> WorkerRecord:
+        """What a later agent needs to adopt it (see records.py); `stopping`: a stop of it
+        is in progress; `restarts` and `spawned` are its slot's."""
+        key = self.version_key
+        return WorkerRecord(
+            watcher=self.watcher,
+            wid=self.wid,
+            pid=self.pid,
+            start_ticks=self.start_ticks,
+            started_at=self.started_at,
+            started_mono=self.started_mono,
+            restarts=restarts,
+            spawned=spawned,
+            version=version_label(key[2], key[0]) if key else "",
+            version_key=key,
+            deadline=self.deadline,
+            out=self.out.record() if self.out else None,
+            err=self.err.record() if self.err else None,
+            uid=self.uid,
+            gid=self.gid,
+            stopping=StopRecord(self.stop_reason, self.stop_deadline, self.stop_note)
+            if stopping
+            else None,
+        )
+
+    @classmethod
+    def from_record(
+        cls,
+        record: WorkerRecord,
+        *,
+        generation: int,
+        out: PipeEnd | None,
+        err: PipeEnd | None,
+        child: bool,
+        spec: WatcherSpec | None = None,
+    ) -> Proc:
+        """A worker that a previous agent (or image of this one) started and recorded."""
+        return cls(
+            watcher=record.watcher,
+            wid=record.wid,
+            pid=record.pid,
+            started_at=record.started_at,
+            started_mono=record.started_mono,
+            generation=generation,
+            deadline=record.deadline,
+            start_ticks=record.start_ticks,
+            spec=spec,
+            uid=record.uid,
+            gid=record.gid,
+            out=out,
+            err=err,
+            child=child,
+            version_key=record.version_key,
+        )
 
 
 def start_ticks(pid: int) -> int | None:
@@ -236,12 +333,8 @@ def start_ticks(pid: int) -> int | None:
     it never moves when the system clock is adjusted, so a pid and its start
     ticks name one process across agent restarts.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    found = read_stat(pid)
+    return None if found is None else found.start_ticks
 
 
 def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
@@ -250,24 +343,42 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
     argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
     try:
+        out_r, out_w = _output_pipe()
+    except OSError as exc:
+        raise SpawnError(f"spawn error: output pipe: {exc}") from None
+    try:
+        err_r, err_w = _output_pipe()
+    except OSError as exc:
+        os.close(out_r)
+        os.close(out_w)
+        raise SpawnError(f"spawn error: output pipe: {exc}") from None
+    try:
         popen = subprocess.Popen(  # no user/group/extra_groups: see the module docstring
             argv,
             env=launch.env,
             cwd=spec.working_dir or None,
             stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=launch.pass_fds,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=(*launch.pass_fds, out_r, err_r),
             process_group=0,
             umask=spec.umask,
         )
     except (OSError, subprocess.SubprocessError) as exc:
+        os.close(out_r)
+        os.close(err_r)
         raise SpawnError(f"spawn error: {exc}") from None
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    # The agent's reaper owns this pid from now on: Popen must never wait for it (a
+    # Popen collected with no returncode queues its pid for a waitpid of its own).
+    popen.returncode = 0
     ticks = start_ticks(popen.pid) or 0
     return Proc(
         watcher=spec.name,
         wid=wid,
-        popen=popen,
+        pid=popen.pid,
         started_at=time.time(),
         started_mono=time.monotonic(),
         generation=generation,
@@ -275,7 +386,33 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         spec=spec,
         uid=uid,
         gid=gid,
+        out=_pipe_end(out_r),
+        err=_pipe_end(err_r),
     )
+
+
+def _output_pipe() -> tuple[int, int]:
+    """(read end at an fd >= FD_FLOOR, write end), both close-on-exec in the agent.
+
+    The high number keeps the read end clear of the fds 3, 4, ... that the bash step
+    gives inherited sockets in the worker, where the worker keeps its copy of it.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        high = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
+    except OSError:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    if os.geteuid() == 0:  # unprivileged users have a budget of pipe pages: keep the default
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_BYTES)
+    return high, write_end
+
+
+def _pipe_end(fd: int) -> PipeEnd:
+    return PipeEnd(fd=fd, child_fd=fd, inode=os.fstat(fd).st_ino)
 
 
 def signal_group(pgid: int, signum: int) -> bool:
@@ -319,20 +456,26 @@ def _signal_all(procs: list[psutil.Process], signum: int) -> None:
             proc.send_signal(signum)
 
 
-async def stop_process(proc: Proc, signum: int, graceful_timeout: float, children: bool) -> bool:
+async def stop_process(
+    proc: Proc, signum: int, graceful_timeout: float, children: bool, *, resume: bool = False
+) -> bool:
     """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
 
-    Returns once the worker is reaped and no member of its group is left.
+    With `resume` the stop signal was sent before the agent restarted: only wait for
+    the exit until `proc.stop_deadline`, then SIGKILL. Returns once the worker has
+    exited and no member of its group is left.
     """
     pgid = proc.pid
-    extra = descendants_outside_group(pgid) if children else []
-    proc.stopping_children = tuple(child.pid for child in extra)
-    deadline = time.monotonic() + graceful_timeout
-    if proc.alive() or group_alive(pgid):
-        signal_group(pgid, signum)
-        _signal_all(extra, signum)
+    extra: list[psutil.Process] = []
+    if not resume:  # (stop_children descendants of a resumed stop are not known again)
+        extra = descendants_outside_group(pgid) if children else []
+        proc.stopping_children = tuple(child.pid for child in extra)
+        proc.stop_deadline = time.monotonic() + graceful_timeout
+        if proc.alive() or group_alive(pgid):
+            signal_group(pgid, signum)
+            _signal_all(extra, signum)
     killed = False
-    if not await _wait_gone(proc, pgid, extra, deadline):
+    if not await _wait_gone(proc, pgid, extra, proc.stop_deadline):
         killed = True
         signal_group(pgid, signal.SIGKILL)
         _signal_all(extra, signal.SIGKILL)
@@ -348,8 +491,9 @@ async def _wait_gone(proc: Proc, pgid: int, extra: list[psutil.Process], deadlin
             async with asyncio.timeout(remaining):
                 await asyncio.shield(proc.exited)
     delay = 0.002
+    group_left = group_alive if proc.child else live_group_member
     while True:
-        if proc.exited.done() and not group_alive(pgid) and not _any_alive(extra):
+        if proc.exited.done() and not group_left(pgid) and not _any_alive(extra):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -11,6 +11,10 @@ after, SIGKILLs every child of the agent that is not a watched worker (unless sp
 e.g. while a graceful stop still waits for it); this loop then reaps them. Workers are
 watched synchronously right after Popen returns, on the loop, so a sweep never sees a
 worker before it is watched.
+
+Workers adopted from a crashed agent are not children of this one: `follow` watches
+each through a pidfd, readable the moment it exits. Its wait status is passed on when
+it can still be read from /proc (an unreaped zombie), else None.
 """
 
 from __future__ import annotations
@@ -23,10 +27,23 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Protocol
 
 import psutil
 
+from stack.agent.adoption import exit_status
+
 log = logging.getLogger(__name__)
+
+
+class Followed(Protocol):
+    """A process followed through a pidfd: its identity."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def start_ticks(self) -> int: ...
+
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -59,6 +76,8 @@ class Reaper:
 
     def __init__(self) -> None:
         self._callbacks: dict[int, Callable[[int], None]] = {}
+        self._followed: dict[int, int] = {}
+        """pidfd -> pid of the adopted processes watched."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweep_pending = False
         self.spared: Callable[[int], bool] = lambda pid: False
@@ -71,13 +90,41 @@ class Reaper:
         self.reap()
 
     def uninstall(self) -> None:
+        """Reap nothing more from now on (exits stay zombies) and stop following pidfds."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_signal_handler(signal.SIGCHLD)
+            for pidfd in self._followed:
+                self._loop.remove_reader(pidfd)
+        for pidfd in self._followed:
+            os.close(pidfd)
+        self._followed.clear()
         self._loop = None
 
     def watch(self, pid: int, callback: Callable[[int], None]) -> None:
         """Call `callback(wait_status)` when `pid` is reaped."""
         self._callbacks[pid] = callback
+
+    def follow(self, pidfd: int, proc: Followed, callback: Callable[[int | None], None]) -> None:
+        """Call `callback(wait status or None)` when `proc`, not our child, exits.
+
+        `pidfd` (from adoption.identify) is owned by the reaper from now on. Needs a
+        running loop.
+        """
+        loop = asyncio.get_running_loop()
+        pid, ticks = proc.pid, proc.start_ticks
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            del self._followed[pidfd]
+            status = exit_status(pid, ticks)
+            os.close(pidfd)
+            try:
+                callback(status)
+            except Exception:
+                log.exception("handling the exit of adopted pid %d failed", pid)
+
+        self._followed[pidfd] = pid
+        loop.add_reader(pidfd, exited)
 
     def reap(self) -> None:
         while True:
@@ -120,8 +167,10 @@ class Reaper:
         return killed
 
 
-def describe(status: int) -> tuple[int, int]:
-    """A wait status as (exit code, signal number); one of them is 0."""
+def describe(status: int | None) -> tuple[int, int]:
+    """A wait status as (exit code, signal number); one of them is 0 (both when unknown)."""
+    if status is None:
+        return 0, 0
     if os.WIFSIGNALED(status):
         return 0, os.WTERMSIG(status)
     with contextlib.suppress(ValueError):

@@ -69,13 +69,15 @@ class _Redirected(Exception):
 class Session:
     """Keeps this agent connected to the (leader) controller for as long as it runs."""
 
-    def __init__(self, settings: AgentSettings, engine: Engine) -> None:
+    def __init__(self, settings: AgentSettings, engine: Engine, address: str = "") -> None:
         self.settings = settings
         self.engine = engine
         self.addresses = [a.strip() for a in settings.controller.split(",") if a.strip()]
         """The controllers to try, in turn (a follower's Redirect names the leader)."""
         self._next = 0
         self.address = self.addresses[0]
+        if address:  # the leader the previous image of the agent was connected to
+            self._follow(address)
         self.connected = asyncio.Event()
         """Set while a stream is established (after Welcome)."""
         self._heartbeat = settings.heartbeat_interval
@@ -188,6 +190,8 @@ class Session:
             last_fencing_token=self.engine.fencing_token,
             observed=self.engine.observed(),
             address=socket.gethostname(),
+            started_at=self.engine.started_at,
+            reexecuted_at=self.engine.reexecuted_at,
         )
 
     async def _read(

@@ -14,6 +14,11 @@ name is still the socket inode the agent bound (device and inode compared). When
 path could be redirected between a check and the bind (a directory on the way is
 writable by someone else), the bind itself goes through `/proc/self/fd/N/NAME`, the
 held directory; workers then see that name from getsockname().
+
+A socket also outlives the agent: across an exec of the agent its fd stays open, and
+after a crash the new agent takes it back from a worker that inherited it (see
+adoption.py). `restore` puts it back in the pool under its old serial, so that the
+workers that hold it are not replaced for a "new" socket.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import logging
 import os
 import socket
@@ -116,10 +120,7 @@ def bind(spec: SocketSpec) -> tuple[socket.socket, UnixPlace | None]:
         if kind == socket.SOCK_STREAM:
             sock.listen(spec.backlog or 2048)
         sock.setblocking(spec.blocking)
-        moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
-        high = socket.socket(fileno=moved)
-        sock.close()
-        return high, place
+        return _move_high(sock), place
     except OSError as exc:
         sock.close()
         if place is not None:
@@ -127,6 +128,15 @@ def bind(spec: SocketSpec) -> tuple[socket.socket, UnixPlace | None]:
         where = spec.path or f"{spec.host}:{spec.port}"
         reason = str(exc) if isinstance(exc, UnsafeFile) else exc.strerror
         raise SocketBindError(f"socket {spec.name}: cannot bind {where}: {reason}") from None
+
+
+def _move_high(sock: socket.socket) -> socket.socket:
+    """The same socket at an fd >= FD_FLOOR (close-on-exec); `sock` is closed."""
+    try:
+        moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
+    finally:
+        sock.close()
+    return socket.socket(fileno=moved)
 
 
 def _bind_unix(sock: socket.socket, spec: SocketSpec) -> UnixPlace:
@@ -155,12 +165,40 @@ def _bind_unix(sock: socket.socket, spec: SocketSpec) -> UnixPlace:
         raise
 
 
+def _place_of(spec: SocketSpec, file: tuple[int, int] | None) -> UnixPlace | None:
+    """The recorded file of a unix socket taken back, if its name still is that file."""
+    if not spec.path or file is None:
+        return None
+    parent, name = os.path.split(os.path.abspath(spec.path))
+    try:
+        dir_fd, _ = walk_dir(parent)
+    except OSError:
+        return None
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        info = None
+    if info is None or (info.st_dev, info.st_ino) != file or not stat.S_ISSOCK(info.st_mode):
+        os.close(dir_fd)
+        return None
+    return UnixPlace(dir_fd, name, info.st_dev, info.st_ino)
+
+
+def _bound_or_error(spec: SocketSpec, serial: int) -> BoundSocket:
+    try:
+        sock, place = bind(spec)
+        return BoundSocket(spec, sock, serial=serial, place=place)
+    except SocketBindError as exc:
+        log.error("%s", exc)
+        return BoundSocket(spec, None, str(exc), serial=serial)
+
+
 class SocketPool:
     """Every socket of the current Assignment, bound once and re-bound when its spec changes."""
 
     def __init__(self) -> None:
         self._bound: dict[str, BoundSocket] = {}
-        self._serial = itertools.count(1)
+        self._last_serial = 0
 
     def sync(self, specs: list[SocketSpec]) -> list[str]:
         """Make the pool match `specs`; returns the names whose binding changed."""
@@ -173,15 +211,40 @@ class SocketPool:
         for name, spec in wanted.items():
             if name in self._bound:
                 continue
-            try:
-                sock, place = bind(spec)
-                self._bound[name] = BoundSocket(spec, sock, serial=next(self._serial), place=place)
-            except SocketBindError as exc:
-                log.error("%s", exc)
-                self._bound[name] = BoundSocket(spec, None, str(exc), serial=next(self._serial))
+            self._bound[name] = _bound_or_error(spec, self._next_serial())
             if name not in changed:
                 changed.append(name)
         return changed
+
+    def _next_serial(self) -> int:
+        self._last_serial += 1
+        return self._last_serial
+
+    def restore(
+        self, spec: SocketSpec, serial: int, fd: int | None, file: tuple[int, int] | None = None
+    ) -> BoundSocket:
+        """Put back a socket bound before the agent restarted: `fd` (the agent's own
+        across an exec, or taken back from a worker), or, when no one held it any more,
+        a fresh binding, under the old serial either way. `file` is a unix socket's
+        (device, inode) as recorded: removed at close if its name is still that file."""
+        if fd is None:
+            bound = _bound_or_error(spec, serial)
+        else:
+            sock = _move_high(socket.socket(fileno=fd))
+            bound = BoundSocket(spec, sock, serial=serial, place=_place_of(spec, file))
+        self._bound[spec.name] = bound
+        self._last_serial = max(self._last_serial, serial)
+        return bound
+
+    def release(self) -> None:
+        """Forget every socket WITHOUT closing it or removing its file (they pass on to
+        the next image of the agent)."""
+        for bound in self._bound.values():
+            if bound.sock is not None:
+                bound.sock.detach()
+            if bound.place is not None:
+                os.close(bound.place.dir_fd)
+        self._bound.clear()
 
     def get(self, name: str) -> BoundSocket | None:
         return self._bound.get(name)

@@ -16,6 +16,11 @@ of the watcher; each slot runs the version its wid is given, and a process is
 replaced when that changes. A new process of the batch on probation that exits or
 fails its health check is left stopped, outside the flapping rules: the controller
 halts the rollout and pins the wid back to the version that worked.
+
+When the agent restarts, its workers are not started again: `adopt` puts a worker
+that kept running back in its slot (or resumes its stop), `restore_slot` brings back
+a slot as the previous image of the agent left it, and `exited_while_away` reports a
+worker that exited while no agent ran, which is then respawned like any crash.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from typing import Any, Protocol
 
 from stack.agent import flapping, health
 from stack.agent.flapping import Decision, FlapPhase, FlapState
+from stack.agent.handover import SlotRecord, WatcherRecord
 from stack.agent.health import CheckContext, Health, HealthState
 from stack.agent.output import LogHub
 from stack.agent.process import (
+    PipeEnd,
     Proc,
     SpawnError,
     build_launch,
@@ -42,9 +49,10 @@ from stack.agent.process import (
     stop_process,
 )
 from stack.agent.reaper import Reaper, describe
+from stack.agent.records import WorkerRecord
 from stack.agent.sockets import SocketPool
 from stack.agent.states import ProcessState, transition
-from stack.agent.wire import LastExit, reason_name
+from stack.agent.wire import LastExit, exit_reason, reason_name
 from stack.spec.model import WatcherSpec, version_label
 from stack.v1 import types_pb2
 
@@ -53,6 +61,7 @@ _AFTER_UNHEALTHY = (
     ProcessState.STOPPING, ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL,
 )  # fmt: skip
 INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
+AWAY = "exited while the agent was down"
 
 
 class Host(Protocol):
@@ -216,9 +225,9 @@ class Watcher:
         """The spec worker `wid` runs (an earlier one while pinned by a rolling change)."""
         return self.desired.version_of(wid).spec
 
-    def on_probation(self, slot: Slot, proc: Proc) -> bool:
+    def on_probation(self, wid: int, generation: int) -> bool:
         """True for a new process of the rollout batch: it fails the batch, not the watcher."""
-        return slot.wid in self.desired.probation and proc.generation == self.target(slot.wid)
+        return wid in self.desired.probation and generation == self.target(wid)
 
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
@@ -363,20 +372,169 @@ class Watcher:
             pairs.append((name, bound.fd))
         launch = build_launch(spec, wid, pairs, self.agent_env)
         proc = spawn(launch, spec, wid, self.versions[version.key])
+        proc.version_key = version.key
         slot.env = launch.env
         self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
-        self.host.logs.attach(self.name, wid, "out", proc.popen.stdout)
-        self.host.logs.attach(self.name, wid, "err", proc.popen.stderr)
+        self._capture(proc)
         if spec.max_age > 0:
             variance = int.from_bytes(os.urandom(2)) / 65535 * spec.max_age_variance
             proc.deadline = proc.started_mono + spec.max_age + variance
             self.host.wake()
         return proc
 
-    # ---- exits ----
-    def _on_exit(self, proc: Proc, status: int) -> None:
+    def _capture(self, proc: Proc, partials: Mapping[int, bytes] | None = None) -> None:
+        """Read the process's output pipes (`partials`: lines begun before an exec)."""
+        for stream, pipe in (("out", proc.out), ("err", proc.err)):
+            if pipe is not None:
+                partial = (partials or {}).get(pipe.fd, b"")
+                self.host.logs.attach(self.name, proc.wid, stream, pipe.fd, partial)
+
+    # ---- after a restart of the agent ----
+    def generation_for(self, key: tuple[Any, ...] | None) -> int:
+        """The process generation of a version a process left running runs; -1 for a
+        version this assignment no longer has (the process is replaced as usual)."""
+        return -1 if key is None else self.versions.get(key, -1)
+
+    def restore_slot(self, record: SlotRecord) -> None:
+        """Bring a slot back as the previous image of the agent left it (an exec)."""
+        slot = self.slots.setdefault(record.wid, Slot(record.wid))
+        slot.state = ProcessState(record.state)  # as it was, not a move
+        slot.restarts, slot.spawned = record.restarts, record.spawned
+        slot.pending, slot.message, slot.version = record.pending, record.message, record.version
+        slot.last_exit, slot.health = record.last_exit, record.health
+
+    def adopt(
+        self,
+        record: WorkerRecord,
+        *,
+        pidfd: int | None,
+        out: PipeEnd | None,
+        err: PipeEnd | None,
+        partials: Mapping[int, bytes] | None = None,
+    ) -> Proc:
+        """Take back a process a previous agent (or image of this one) left running:
+        into its slot, or on with its stop. Its exit is watched by the reaper (a child
+        of this agent: `pidfd` None) or through `pidfd` (which the reaper then owns),
+        and its output read again. Never restarts it."""
+        generation = self.generation_for(record.version_key)
+        spec = self.spec_of(record.wid) if generation == self.target_or_none(record.wid) else None
+        proc = Proc.from_record(
+            record,
+            generation=generation,
+            out=out,
+            err=err,
+            child=pidfd is None,
+            spec=spec or self.spec,
+        )
+        self._capture(proc, partials)
+        stop = record.stopping
+        if stop is not None:
+            proc.stop_deadline = stop.deadline
+            self._retire(proc, exit_reason(stop.reason), stop.note, resume=stop.deadline > 0)
+        else:
+            self._into_slot(proc, record)
+        if pidfd is None:
+            self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
+        else:
+            self.host.reaper.follow(pidfd, proc, lambda status: self._on_exit(proc, status))
+        if proc.deadline:
+            self.host.wake()
+        return proc
+
+    def _into_slot(self, proc: Proc, record: WorkerRecord) -> None:
+        slot = self._slot_for(record)
+        if slot.proc is not None:  # two claim the slot: the one on the wanted version stays
+            if proc.generation != self.target_or_none(proc.wid):
+                self._retire(proc, R.EXIT_REASON_RESTARTED)
+                return
+            self._retire(slot.proc, R.EXIT_REASON_RESTARTED)
+        slot.proc = proc
+        slot.pending = False
+        if slot.state is not ProcessState.RUNNING:
+            slot.move(ProcessState.RUNNING)  # (a warmup_delay cut short by the restart)
+        slot.env = self._env_of(proc.wid)
+        self._start_checks(slot, keep_health=True)
+        self.host.changed()
+
+    def _slot_for(self, record: WorkerRecord) -> Slot:
+        """The slot of a recorded worker, made from the record if there is none yet."""
+        slot = self.slots.get(record.wid)
+        if slot is None:
+            slot = self.slots[record.wid] = Slot(
+                record.wid, restarts=record.restarts, spawned=record.spawned, pending=False
+            )
+            slot.version = record.version
+        return slot
+
+    def _env_of(self, wid: int) -> Mapping[str, str]:
+        """The environment worker `wid` was started with, made again (for exec checks)."""
+        version = self.desired.version_of(wid)
+        try:
+            pairs = [(name, -1) for name in version.sockets]
+            return build_launch(version.spec, wid, pairs, self.agent_env).env
+        except (SpawnError, OSError):
+            return {}
+
+    def target_or_none(self, wid: int) -> int | None:
+        """The process generation worker `wid` must run; None if it is not ours to run."""
+        return self.target(wid) if wid in self.desired.wids else None
+
+    def exited_while_away(self, record: WorkerRecord, status: int | None) -> None:
+        """A worker recorded by the previous agent exited while no agent was running:
+        report it and respawn it like any crash (flapping rules included)."""
+        if record.wid not in self.desired.wids:
+            return
+        slot = self._slot_for(record)
+        if slot.proc is not None:
+            return  # its replacement runs already
         code, sig = describe(status)
-        proc.popen.returncode = -sig if sig else code
+        now, unknown = time.time(), status is None
+        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, now, AWAY, unknown)
+        slot.move(ProcessState.EXITED)
+        text = f"pid {record.pid} {AWAY}: {_how(status)}"
+        self.host.event("exit", self.name, slot.wid, text, WARNING)
+        self.host.changed()
+        if self._stays_down(slot, None, self.generation_for(record.version_key)):
+            return
+        if self._record_exit() is Decision.RESPAWN:
+            slot.pending = True
+            self.host.wake()
+
+    def snapshot(self) -> tuple[WatcherRecord, list[SlotRecord]]:
+        """This watcher as the next image of the agent needs it, beyond its processes'
+        records (see handover.py)."""
+        slots = [
+            SlotRecord(
+                watcher=self.name,
+                wid=slot.wid,
+                state=int(slot.state),
+                restarts=slot.restarts,
+                spawned=slot.spawned,
+                pending=slot.pending,
+                message=slot.message,
+                version=slot.version,
+                last_exit=slot.last_exit,
+                health=slot.health,
+            )
+            for slot in self.slots.values()
+        ]
+        return WatcherRecord(self.name, self.flap, self.graceful_replace), slots
+
+    def records(self) -> list[WorkerRecord]:
+        """A record of every live process of this watcher (see records.py)."""
+        found = []
+        for proc in self.procs():
+            slot = self.slots.get(proc.wid)
+            if slot is not None and slot.proc is proc:
+                found.append(proc.record(False, slot.restarts, slot.spawned))
+            else:
+                found.append(proc.record(proc in self.retiring))
+        return found
+
+    # ---- exits ----
+    def _on_exit(self, proc: Proc, status: int | None) -> None:
+        """`proc` exited with this wait status (None: not known, it was adopted)."""
+        code, sig = describe(status)
         if not proc.exited.done():
             proc.exited.set_result(status)
         self._cancel_checks(proc)
@@ -388,21 +546,24 @@ class Watcher:
         if slot is None or slot.proc is not proc:
             return
         slot.proc = None
-        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, time.time())
+        unknown = status is None
+        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, time.time(), "", unknown)
         slot.move(ProcessState.EXITED)
-        how = f"killed by signal {sig}" if sig else f"exit code {code}"
-        self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {how} (crashed)", WARNING)
+        self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {_how(status)}", WARNING)
         if self._stays_down(slot, proc):
             return
         if self._record_exit() is Decision.RESPAWN:
             self._start(slot)
 
-    def _stays_down(self, slot: Slot, proc: Proc) -> bool:
-        """After `proc` failed: True (and nothing pending) when it is not to be started
-        again: no respawn, stopped, removed, or a rollout's new process on probation
-        (the controller halts the rollout instead)."""
+    def _stays_down(self, slot: Slot, proc: Proc | None, generation: int = -1) -> bool:
+        """After `proc` (of `generation` when it is gone already) failed: True (and
+        nothing pending) when it is not to be started again: no respawn, stopped,
+        removed, or a rollout's new process on probation (the controller halts the
+        rollout instead)."""
+        if proc is not None:
+            generation = proc.generation
         keep_down = (
-            self.on_probation(slot, proc)
+            self.on_probation(slot.wid, generation)
             or not self.spec.respawn
             or not self.desired.active
             or self.removed
@@ -442,36 +603,50 @@ class Watcher:
                 slot.move(state)
             slot.pending = pending
 
-    def _retire(self, proc: Proc, reason: types_pb2.ExitReason, note: str = "") -> None:
-        """Stop `proc` in a task; `note` goes into its LastExit message."""
+    def _retire(
+        self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
+    ) -> None:
+        """Stop `proc` in a task; `note` goes into its LastExit message. With `resume`, a
+        previous image of the agent sent the stop signal already (see stop_process)."""
         self._cancel_checks(proc)
         if proc in self.retiring:
             return
+        proc.stop_reason, proc.stop_note = reason, note
         self.retiring[proc] = self.host.run_task(
-            self._stop(proc, reason, proc.spec or self.spec, note),
+            self._stop(proc, reason, proc.spec or self.spec, note, resume),
             name=f"stop {self.name}[{proc.wid}] {proc.pid}",
         )
         self.host.changed()
 
     async def _stop(
-        self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec, note: str = ""
+        self,
+        proc: Proc,
+        reason: types_pb2.ExitReason,
+        spec: WatcherSpec,
+        note: str = "",
+        resume: bool = False,
     ) -> None:
         try:
             killed = await stop_process(
-                proc, signal_number(spec.stop_signal), spec.graceful_timeout, spec.stop_children
+                proc,
+                signal_number(spec.stop_signal),
+                spec.graceful_timeout,
+                spec.stop_children,
+                resume=resume,
             )
         finally:
             self.retiring.pop(proc, None)
             self.host.reaper.sweep_soon()  # what the stop spared and is still left over
             self.host.changed()
             self.host.wake()
-        code, sig = describe(proc.exited.result()) if proc.exited.done() else (0, 0)
+        status = proc.exited.result() if proc.exited.done() else 0
+        code, sig = describe(status)
         final = R.EXIT_REASON_KILLED if killed else reason
         how = "SIGKILLed after graceful_timeout" if killed else reason_name(final)
         self.host.event("stopped", self.name, proc.wid, f"pid {proc.pid} {how}", INFO)
         slot = self.slots.get(proc.wid)
         if slot is not None and slot.proc is None:
-            slot.last_exit = LastExit(code, sig, final, time.time(), note)
+            slot.last_exit = LastExit(code, sig, final, time.time(), note, status is None)
             if slot.state is ProcessState.STOPPING and not slot.pending:
                 slot.move(ProcessState.STOPPED)
 
@@ -482,9 +657,10 @@ class Watcher:
         return list(self.retiring.values())
 
     # ---- health checks ----
-    def _start_checks(self, slot: Slot) -> None:
+    def _start_checks(self, slot: Slot, keep_health: bool = False) -> None:
         """Check `slot`'s new process, if the watcher has a health check."""
-        slot.health = HealthState()
+        if not keep_health:
+            slot.health = HealthState()
         proc = slot.proc
         if proc is None or not self.spec_of(slot.wid).health.type or proc in self.checks:
             return
@@ -600,3 +776,11 @@ class Watcher:
         if not self.desired.active:
             return types_pb2.WATCHER_PHASE_STOPPED
         return types_pb2.WATCHER_PHASE_ACTIVE
+
+
+def _how(status: int | None) -> str:
+    """How a worker ended, for an exit event: `exit code 3 (crashed)`."""
+    if status is None:
+        return "exit status unknown (not the agent's child)"
+    code, sig = describe(status)
+    return f"killed by signal {sig} (crashed)" if sig else f"exit code {code} (crashed)"

@@ -7,6 +7,7 @@ protobuf. This is the one place where the two meet on the agent side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from stack.agent.output import Line
 from stack.agent.stats import ProcStats
@@ -23,10 +24,18 @@ class LastExit:
     """A types_pb2.ExitReason value."""
     at: float
     message: str = ""
+    code_unknown: bool = False
+    """The exit status could not be known (a worker adopted after an agent crash is not
+    the agent's child); `code` and `signal` are then 0."""
 
     def to_proto(self) -> types_pb2.LastExit:
         return types_pb2.LastExit(
-            code=self.code, signal=self.signal, reason=self.reason, at=self.at, message=self.message
+            code=self.code,
+            signal=self.signal,
+            reason=self.reason,
+            at=self.at,
+            message=self.message,
+            code_unknown=self.code_unknown,
         )
 
 
@@ -51,3 +60,9 @@ def fill_stats(status: types_pb2.ProcessStatus, stats: ProcStats) -> None:
 def reason_name(reason: types_pb2.ExitReason) -> str:
     """`crashed`, `stopped`, `spawn error`... for event messages."""
     return types_pb2.ExitReason.Name(reason).removeprefix("EXIT_REASON_").lower().replace("_", " ")
+
+
+def exit_reason(value: int) -> types_pb2.ExitReason:
+    """A stored ExitReason number back as one (ValueError for an unknown number)."""
+    types_pb2.ExitReason.Name(value)
+    return cast(types_pb2.ExitReason, value)

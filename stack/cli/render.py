@@ -155,7 +155,11 @@ def format_last_exit(last: types_pb2.LastExit | None) -> str:
         message = last.message.removeprefix("spawn error: ")
         return f"spawn error: {message}" if message else "spawn error"
     head = signal_name(last.signal) if last.signal else f"exit {last.code}"
+    if last.code_unknown:
+        head = "exit status unknown"
     reason = _REASON_TEXT.get(last.reason, "")
+    if last.reason == ER.EXIT_REASON_CRASHED and last.message:
+        reason = f"{reason}, {last.message}" if reason else last.message
     if last.reason == ER.EXIT_REASON_UNHEALTHY and last.message:
         reason = f"{reason}: {last.message}"
     return f"{head} ({reason})" if reason else head
@@ -510,6 +514,7 @@ def agents_table(agents: Sequence[admin_pb2.AgentInfo], now: float) -> Table:
         "PROCESSES",
         "LAST SEEN",
         "VERSION",
+        "RE-EXECUTED",
         "GENERATION",
         right=("PROCESSES", "GENERATION"),
     )
@@ -524,6 +529,7 @@ def agents_table(agents: Sequence[admin_pb2.AgentInfo], now: float) -> Table:
             str(agent.processes),
             format_ago(agent.last_seen, now),
             agent.version or "-",
+            format_ago(agent.reexecuted_at, now),
             str(agent.generation),
         )
     return table

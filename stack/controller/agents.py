@@ -74,6 +74,10 @@ class AgentRecord:
     address: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     version: str = ""
+    started_at: float = 0.0
+    """Unix time its agent process started (a crash restart changes it, a reload does not)."""
+    reexecuted_at: float = 0.0
+    """Unix time its agent last re-executed in place (reload, upgrade); 0: never."""
     capacity: int = 0
     observed: agent_pb2.Observed = field(default_factory=agent_pb2.Observed)
     """The last Observed it sent (the Hello's at first)."""
@@ -126,6 +130,8 @@ class AgentRegistry:
         record.address = hello.address or peer
         record.labels = dict(hello.labels)
         record.version = hello.version
+        record.started_at = hello.started_at
+        record.reexecuted_at = hello.reexecuted_at
         record.capacity = hello.capacity
         record.observed = hello.observed
         record.session = AgentSession(hello.host_id, self._queue_size)

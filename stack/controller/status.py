@@ -103,6 +103,8 @@ def agents_reply(
                 last_seen=record.last_seen,
                 version=record.version,
                 generation=record.observed.generation,
+                started_at=record.started_at,
+                reexecuted_at=record.reexecuted_at,
             )
         )
     return reply

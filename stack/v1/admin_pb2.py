@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from stack.v1 import types_pb2 as stack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/admin.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"B\n\x0c\x41pplyRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"A\n\x06\x43hange\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\"f\n\nApplyReply\x12!\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x10.stack.v1.Change\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x10\n\x08warnings\x18\x04 \x03(\t\"@\n\x0cScaleRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x10\n\x08relative\x18\x03 \x01(\x08\"E\n\nScaleReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x10\n\x08previous\x18\x02 \x01(\x05\x12\x14\n\x0cnumprocesses\x18\x03 \x01(\x05\"A\n\x0fWatchersRequest\x12\x10\n\x08watchers\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\x0f\n\x07rolling\x18\x03 \x01(\x08\"!\n\rWatchersReply\x12\x10\n\x08watchers\x18\x01 \x03(\t\"O\n\rSignalRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0b\n\x03wid\x18\x03 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"0\n\x0bSignalReply\x12\x0e\n\x06\x61gents\x18\x01 \x01(\x05\x12\x11\n\tprocesses\x18\x02 \x01(\x05\" \n\rRemoveRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x1e\n\x0bRemoveReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\" \n\rStatusRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x84\x02\n\rWatcherStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnumprocesses\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12%\n\x05phase\x18\x04 \x01(\x0e\x32\x16.stack.v1.WatcherPhase\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x0f\n\x07pending\x18\x07 \x01(\x05\x12\x16\n\x0epending_reason\x18\x08 \x01(\t\x12*\n\tprocesses\x18\t \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12\x10\n\x08retry_at\x18\n \x01(\x01\x12\x0f\n\x07rollout\x18\x0b \x01(\t\"L\n\x0bStatusReply\x12)\n\x08watchers\x18\x01 \x03(\x0b\x32\x17.stack.v1.WatcherStatus\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\x0f\n\rAgentsRequest\"\xe7\x01\n\tAgentInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.stack.v1.AgentInfo.LabelsEntry\x12\r\n\x05state\x18\x04 \x01(\t\x12\x11\n\tprocesses\x18\x05 \x01(\x05\x12\x11\n\tlast_seen\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41gentsReply\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.stack.v1.AgentInfo\"[\n\x0bLogsRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"?\n\rEventsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x05\"\x1d\n\nGetRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"M\n\x08GetReply\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0c\n\x04toml\x18\x03 \x01(\t\"%\n\rExportRequest\x12\x14\n\x0cshow_secrets\x18\x01 \x01(\x08\"\x1b\n\x0b\x45xportReply\x12\x0c\n\x04toml\x18\x01 \x01(\t\"\x1f\n\x0c\x44rainRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"0\n\nDrainReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x11\n\tprocesses\x18\x02 \x01(\x05\"#\n\x10RebalanceRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"0\n\x0eRebalanceReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05moved\x18\x02 \x01(\x05\"\x14\n\x12\x43ontrollersRequest\"Y\n\x0e\x43ontrollerInfo\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\"?\n\x0bStoreMember\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xbc\x01\n\x10\x43ontrollersReply\x12-\n\x0b\x63ontrollers\x18\x01 \x03(\x0b\x32\x18.stack.v1.ControllerInfo\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x03\x12\r\n\x05store\x18\x04 \x01(\t\x12&\n\x07members\x18\x05 \x03(\x0b\x32\x15.stack.v1.StoreMember\x12\x13\n\x0b\x61nswered_by\x18\x06 \x01(\t2\xe8\x08\n\x0c\x41\x64minService\x12\x35\n\x05\x41pply\x12\x16.stack.v1.ApplyRequest\x1a\x14.stack.v1.ApplyReply\x12\x35\n\x05Scale\x12\x16.stack.v1.ScaleRequest\x1a\x14.stack.v1.ScaleReply\x12;\n\x05Start\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12:\n\x04Stop\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12=\n\x07Restart\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12<\n\x06Reload\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12;\n\x05Reset\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12\x38\n\x06Signal\x12\x17.stack.v1.SignalRequest\x1a\x15.stack.v1.SignalReply\x12\x38\n\x06Remove\x12\x17.stack.v1.RemoveRequest\x1a\x15.stack.v1.RemoveReply\x12\x38\n\x06Status\x12\x17.stack.v1.StatusRequest\x1a\x15.stack.v1.StatusReply\x12\x38\n\x06\x41gents\x12\x17.stack.v1.AgentsRequest\x1a\x15.stack.v1.AgentsReply\x12\x32\n\x04Logs\x12\x15.stack.v1.LogsRequest\x1a\x11.stack.v1.LogLine0\x01\x12\x34\n\x06\x45vents\x12\x17.stack.v1.EventsRequest\x1a\x0f.stack.v1.Event0\x01\x12/\n\x03Get\x12\x14.stack.v1.GetRequest\x1a\x12.stack.v1.GetReply\x12\x38\n\x06\x45xport\x12\x17.stack.v1.ExportRequest\x1a\x15.stack.v1.ExportReply\x12\x35\n\x05\x44rain\x12\x16.stack.v1.DrainRequest\x1a\x14.stack.v1.DrainReply\x12\x37\n\x07Undrain\x12\x16.stack.v1.DrainRequest\x1a\x14.stack.v1.DrainReply\x12\x41\n\tRebalance\x12\x1a.stack.v1.RebalanceRequest\x1a\x18.stack.v1.RebalanceReply\x12G\n\x0b\x43ontrollers\x12\x1c.stack.v1.ControllersRequest\x1a\x1a.stack.v1.ControllersReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/admin.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"B\n\x0c\x41pplyRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"A\n\x06\x43hange\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\"f\n\nApplyReply\x12!\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x10.stack.v1.Change\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x10\n\x08warnings\x18\x04 \x03(\t\"@\n\x0cScaleRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x10\n\x08relative\x18\x03 \x01(\x08\"E\n\nScaleReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x10\n\x08previous\x18\x02 \x01(\x05\x12\x14\n\x0cnumprocesses\x18\x03 \x01(\x05\"A\n\x0fWatchersRequest\x12\x10\n\x08watchers\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\x0f\n\x07rolling\x18\x03 \x01(\x08\"!\n\rWatchersReply\x12\x10\n\x08watchers\x18\x01 \x03(\t\"O\n\rSignalRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0b\n\x03wid\x18\x03 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"0\n\x0bSignalReply\x12\x0e\n\x06\x61gents\x18\x01 \x01(\x05\x12\x11\n\tprocesses\x18\x02 \x01(\x05\" \n\rRemoveRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x1e\n\x0bRemoveReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\" \n\rStatusRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"\x84\x02\n\rWatcherStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnumprocesses\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12%\n\x05phase\x18\x04 \x01(\x0e\x32\x16.stack.v1.WatcherPhase\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x0f\n\x07pending\x18\x07 \x01(\x05\x12\x16\n\x0epending_reason\x18\x08 \x01(\t\x12*\n\tprocesses\x18\t \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12\x10\n\x08retry_at\x18\n \x01(\x01\x12\x0f\n\x07rollout\x18\x0b \x01(\t\"L\n\x0bStatusReply\x12)\n\x08watchers\x18\x01 \x03(\x0b\x32\x17.stack.v1.WatcherStatus\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\x0f\n\rAgentsRequest\"\x92\x02\n\tAgentInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.stack.v1.AgentInfo.LabelsEntry\x12\r\n\x05state\x18\x04 \x01(\t\x12\x11\n\tprocesses\x18\x05 \x01(\x05\x12\x11\n\tlast_seen\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x15\n\rreexecuted_at\x18\n \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41gentsReply\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.stack.v1.AgentInfo\"[\n\x0bLogsRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"?\n\rEventsRequest\x12\x0e\n\x06\x66ollow\x18\x01 \x01(\x08\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x05\"\x1d\n\nGetRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"M\n\x08GetReply\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x0c\n\x04toml\x18\x03 \x01(\t\"%\n\rExportRequest\x12\x14\n\x0cshow_secrets\x18\x01 \x01(\x08\"\x1b\n\x0b\x45xportReply\x12\x0c\n\x04toml\x18\x01 \x01(\t\"\x1f\n\x0c\x44rainRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"0\n\nDrainReply\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x11\n\tprocesses\x18\x02 \x01(\x05\"#\n\x10RebalanceRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\"0\n\x0eRebalanceReply\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\r\n\x05moved\x18\x02 \x01(\x05\"\x14\n\x12\x43ontrollersRequest\"Y\n\x0e\x43ontrollerInfo\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\"?\n\x0bStoreMember\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xbc\x01\n\x10\x43ontrollersReply\x12-\n\x0b\x63ontrollers\x18\x01 \x03(\x0b\x32\x18.stack.v1.ControllerInfo\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x03\x12\r\n\x05store\x18\x04 \x01(\t\x12&\n\x07members\x18\x05 \x03(\x0b\x32\x15.stack.v1.StoreMember\x12\x13\n\x0b\x61nswered_by\x18\x06 \x01(\t2\xe8\x08\n\x0c\x41\x64minService\x12\x35\n\x05\x41pply\x12\x16.stack.v1.ApplyRequest\x1a\x14.stack.v1.ApplyReply\x12\x35\n\x05Scale\x12\x16.stack.v1.ScaleRequest\x1a\x14.stack.v1.ScaleReply\x12;\n\x05Start\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12:\n\x04Stop\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12=\n\x07Restart\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12<\n\x06Reload\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12;\n\x05Reset\x12\x19.stack.v1.WatchersRequest\x1a\x17.stack.v1.WatchersReply\x12\x38\n\x06Signal\x12\x17.stack.v1.SignalRequest\x1a\x15.stack.v1.SignalReply\x12\x38\n\x06Remove\x12\x17.stack.v1.RemoveRequest\x1a\x15.stack.v1.RemoveReply\x12\x38\n\x06Status\x12\x17.stack.v1.StatusRequest\x1a\x15.stack.v1.StatusReply\x12\x38\n\x06\x41gents\x12\x17.stack.v1.AgentsRequest\x1a\x15.stack.v1.AgentsReply\x12\x32\n\x04Logs\x12\x15.stack.v1.LogsRequest\x1a\x11.stack.v1.LogLine0\x01\x12\x34\n\x06\x45vents\x12\x17.stack.v1.EventsRequest\x1a\x0f.stack.v1.Event0\x01\x12/\n\x03Get\x12\x14.stack.v1.GetRequest\x1a\x12.stack.v1.GetReply\x12\x38\n\x06\x45xport\x12\x17.stack.v1.ExportRequest\x1a\x15.stack.v1.ExportReply\x12\x35\n\x05\x44rain\x12\x16.stack.v1.DrainRequest\x1a\x14.stack.v1.DrainReply\x12\x37\n\x07Undrain\x12\x16.stack.v1.DrainRequest\x1a\x14.stack.v1.DrainReply\x12\x41\n\tRebalance\x12\x1a.stack.v1.RebalanceRequest\x1a\x18.stack.v1.RebalanceReply\x12G\n\x0b\x43ontrollers\x12\x1c.stack.v1.ControllersRequest\x1a\x1a.stack.v1.ControllersReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -65,39 +65,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSREQUEST']._serialized_start=1106
   _globals['_AGENTSREQUEST']._serialized_end=1121
   _globals['_AGENTINFO']._serialized_start=1124
-  _globals['_AGENTINFO']._serialized_end=1355
-  _globals['_AGENTINFO_LABELSENTRY']._serialized_start=1310
-  _globals['_AGENTINFO_LABELSENTRY']._serialized_end=1355
-  _globals['_AGENTSREPLY']._serialized_start=1357
-  _globals['_AGENTSREPLY']._serialized_end=1407
-  _globals['_LOGSREQUEST']._serialized_start=1409
-  _globals['_LOGSREQUEST']._serialized_end=1500
-  _globals['_EVENTSREQUEST']._serialized_start=1502
-  _globals['_EVENTSREQUEST']._serialized_end=1565
-  _globals['_GETREQUEST']._serialized_start=1567
-  _globals['_GETREQUEST']._serialized_end=1596
-  _globals['_GETREPLY']._serialized_start=1598
-  _globals['_GETREPLY']._serialized_end=1675
-  _globals['_EXPORTREQUEST']._serialized_start=1677
-  _globals['_EXPORTREQUEST']._serialized_end=1714
-  _globals['_EXPORTREPLY']._serialized_start=1716
-  _globals['_EXPORTREPLY']._serialized_end=1743
-  _globals['_DRAINREQUEST']._serialized_start=1745
-  _globals['_DRAINREQUEST']._serialized_end=1776
-  _globals['_DRAINREPLY']._serialized_start=1778
-  _globals['_DRAINREPLY']._serialized_end=1826
-  _globals['_REBALANCEREQUEST']._serialized_start=1828
-  _globals['_REBALANCEREQUEST']._serialized_end=1863
-  _globals['_REBALANCEREPLY']._serialized_start=1865
-  _globals['_REBALANCEREPLY']._serialized_end=1913
-  _globals['_CONTROLLERSREQUEST']._serialized_start=1915
-  _globals['_CONTROLLERSREQUEST']._serialized_end=1935
-  _globals['_CONTROLLERINFO']._serialized_start=1937
-  _globals['_CONTROLLERINFO']._serialized_end=2026
-  _globals['_STOREMEMBER']._serialized_start=2028
-  _globals['_STOREMEMBER']._serialized_end=2091
-  _globals['_CONTROLLERSREPLY']._serialized_start=2094
-  _globals['_CONTROLLERSREPLY']._serialized_end=2282
-  _globals['_ADMINSERVICE']._serialized_start=2285
-  _globals['_ADMINSERVICE']._serialized_end=3413
+  _globals['_AGENTINFO']._serialized_end=1398
+  _globals['_AGENTINFO_LABELSENTRY']._serialized_start=1353
+  _globals['_AGENTINFO_LABELSENTRY']._serialized_end=1398
+  _globals['_AGENTSREPLY']._serialized_start=1400
+  _globals['_AGENTSREPLY']._serialized_end=1450
+  _globals['_LOGSREQUEST']._serialized_start=1452
+  _globals['_LOGSREQUEST']._serialized_end=1543
+  _globals['_EVENTSREQUEST']._serialized_start=1545
+  _globals['_EVENTSREQUEST']._serialized_end=1608
+  _globals['_GETREQUEST']._serialized_start=1610
+  _globals['_GETREQUEST']._serialized_end=1639
+  _globals['_GETREPLY']._serialized_start=1641
+  _globals['_GETREPLY']._serialized_end=1718
+  _globals['_EXPORTREQUEST']._serialized_start=1720
+  _globals['_EXPORTREQUEST']._serialized_end=1757
+  _globals['_EXPORTREPLY']._serialized_start=1759
+  _globals['_EXPORTREPLY']._serialized_end=1786
+  _globals['_DRAINREQUEST']._serialized_start=1788
+  _globals['_DRAINREQUEST']._serialized_end=1819
+  _globals['_DRAINREPLY']._serialized_start=1821
+  _globals['_DRAINREPLY']._serialized_end=1869
+  _globals['_REBALANCEREQUEST']._serialized_start=1871
+  _globals['_REBALANCEREQUEST']._serialized_end=1906
+  _globals['_REBALANCEREPLY']._serialized_start=1908
+  _globals['_REBALANCEREPLY']._serialized_end=1956
+  _globals['_CONTROLLERSREQUEST']._serialized_start=1958
+  _globals['_CONTROLLERSREQUEST']._serialized_end=1978
+  _globals['_CONTROLLERINFO']._serialized_start=1980
+  _globals['_CONTROLLERINFO']._serialized_end=2069
+  _globals['_STOREMEMBER']._serialized_start=2071
+  _globals['_STOREMEMBER']._serialized_end=2134
+  _globals['_CONTROLLERSREPLY']._serialized_start=2137
+  _globals['_CONTROLLERSREPLY']._serialized_end=2325
+  _globals['_ADMINSERVICE']._serialized_start=2328
+  _globals['_ADMINSERVICE']._serialized_end=3456
 # @@protoc_insertion_point(module_scope)

@@ -154,7 +154,7 @@ class AgentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("host_id", "address", "labels", "state", "processes", "last_seen", "version", "generation")
+    __slots__ = ("host_id", "address", "labels", "state", "processes", "last_seen", "version", "generation", "started_at", "reexecuted_at")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,8 @@ class AgentInfo(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REEXECUTED_AT_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -178,7 +180,9 @@ class AgentInfo(_message.Message):
     last_seen: float
     version: str
     generation: int
-    def __init__(self, host_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., processes: _Optional[int] = ..., last_seen: _Optional[float] = ..., version: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
+    started_at: float
+    reexecuted_at: float
+    def __init__(self, host_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., processes: _Optional[int] = ..., last_seen: _Optional[float] = ..., version: _Optional[str] = ..., generation: _Optional[int] = ..., started_at: _Optional[float] = ..., reexecuted_at: _Optional[float] = ...) -> None: ...
 
 class AgentsReply(_message.Message):
     __slots__ = ("agents",)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hello(_message.Message):
-    __slots__ = ("host_id", "labels", "capacity", "version", "last_generation", "last_fencing_token", "observed", "address")
+    __slots__ = ("host_id", "labels", "capacity", "version", "last_generation", "last_fencing_token", "observed", "address", "started_at", "reexecuted_at")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,8 @@ class Hello(_message.Message):
     LAST_FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REEXECUTED_AT_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     labels: _containers.ScalarMap[str, str]
     capacity: int
@@ -32,7 +34,9 @@ class Hello(_message.Message):
     last_fencing_token: int
     observed: Observed
     address: str
-    def __init__(self, host_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[int] = ..., version: _Optional[str] = ..., last_generation: _Optional[int] = ..., last_fencing_token: _Optional[int] = ..., observed: _Optional[_Union[Observed, _Mapping]] = ..., address: _Optional[str] = ...) -> None: ...
+    started_at: float
+    reexecuted_at: float
+    def __init__(self, host_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[int] = ..., version: _Optional[str] = ..., last_generation: _Optional[int] = ..., last_fencing_token: _Optional[int] = ..., observed: _Optional[_Union[Observed, _Mapping]] = ..., address: _Optional[str] = ..., started_at: _Optional[float] = ..., reexecuted_at: _Optional[float] = ...) -> None: ...
 
 class Observed(_message.Message):
     __slots__ = ("generation", "processes", "watchers", "sockets")

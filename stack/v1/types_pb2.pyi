@@ -254,18 +254,20 @@ class SocketSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., path: _Optional[str] = ..., family: _Optional[str] = ..., type: _Optional[str] = ..., backlog: _Optional[int] = ..., umask: _Optional[int] = ..., replace: _Optional[bool] = ..., so_reuseport: _Optional[bool] = ..., blocking: _Optional[bool] = ...) -> None: ...
 
 class LastExit(_message.Message):
-    __slots__ = ("code", "signal", "reason", "at", "message")
+    __slots__ = ("code", "signal", "reason", "at", "message", "code_unknown")
     CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     code: int
     signal: int
     reason: ExitReason
     at: float
     message: str
-    def __init__(self, code: _Optional[int] = ..., signal: _Optional[int] = ..., reason: _Optional[_Union[ExitReason, str]] = ..., at: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    code_unknown: bool
+    def __init__(self, code: _Optional[int] = ..., signal: _Optional[int] = ..., reason: _Optional[_Union[ExitReason, str]] = ..., at: _Optional[float] = ..., message: _Optional[str] = ..., code_unknown: _Optional[bool] = ...) -> None: ...
 
 class ProcessStatus(_message.Message):
     __slots__ = ("watcher", "wid", "pid", "state", "started_at", "restarts", "cpu_percent", "rss_bytes", "num_fds", "num_children", "last_exit", "host_id", "message", "health", "health_message", "version")

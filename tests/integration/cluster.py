@@ -51,6 +51,18 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def fetch(port: int, host: str = "127.0.0.1") -> int:
+    """Connect to a shared socket of workers/worker.py serves and read the answering pid."""
+    with socket.create_connection((host, port), timeout=10) as conn:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(64)
+            if not chunk:
+                raise ConnectionError("closed without an answer")
+            data += chunk
+    return int(data)
+
+
 def controller_answers(controller: Daemon, admin: admin_pb2_grpc.AdminServiceStub) -> bool:
     """The controller serves Status (an AssertionError with its log if it exited)."""
     if not controller.alive():
@@ -325,3 +337,9 @@ def watcher_toml(name: str, tag: str, *flags: str, **options: Any) -> str:
         lines.append(f"[watchers.{name}.{key}]")
         lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
     return "\n".join(lines) + "\n"
+
+
+def socket_stack(tag: str, port: int, *flags: str, **options: object) -> str:
+    """Socket `web` on 127.0.0.1:`port` and watcher `w` (worker.py `flags`) inheriting it."""
+    head = f'[sockets.web]\nhost = "127.0.0.1"\nport = {port}\n\n'
+    return head + watcher_toml("w", tag, *flags, sockets=["web"], **options)

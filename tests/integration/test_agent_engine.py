@@ -522,8 +522,8 @@ def test_spawned_workers_are_on_disk_before_the_next_flush_tick(tmp_path: Path) 
             pids = await until(lambda: len(p := running_pids(engine.observed(), "w")) == 2 and p,
                                what="2 workers")  # fmt: skip
             await asyncio.sleep(0)  # the save runs right after the spawns' loop turn
-            token, records = persist.load_state(engine.settings.data_dir)
-            assert token == 7
-            assert {(r.wid, r.pid) for r in records} == set(pids.items())
+            records = persist.load_state(engine.settings.data_dir)
+            assert records.fencing_token == 7
+            assert {(r.wid, r.pid) for r in records.workers} == set(pids.items())
 
     run(scenario())

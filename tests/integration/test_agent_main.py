@@ -1,8 +1,13 @@
-"""`stack-agent` as a real process: restore without a controller, restart without duplicates."""
+"""`stack-agent` as a real process: restore without a controller, adopt after a crash.
+
+A new agent adopts only the workers it can prove are its predecessor's: same pid, same
+start time, same boot. Anything else is left alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -13,6 +18,9 @@ from pathlib import Path
 import psutil
 
 from stack.agent import persist
+from stack.agent.adoption import boot_id
+from stack.agent.process import start_ticks
+from stack.agent.records import Records, WorkerRecord
 from tests.integration.agent_harness import assignment, watcher
 from tests.integration.cluster import ROOT, free_port, wait_for
 
@@ -39,6 +47,10 @@ def _dead(pid: int) -> bool:
         return True
 
 
+def _all_dead(pids: set[int]) -> bool:
+    return all(_dead(pid) for pid in pids)
+
+
 def _agent(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("STACK_CONTROLLER", None)
@@ -61,7 +73,7 @@ def _agent(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def test_agent_restart_without_controller_runs_persisted_assignment_without_duplicates(
+def test_agent_restart_without_controller_adopts_the_workers_without_duplicates(
     tmp_path: Path,
 ) -> None:
     name = f"restore-{uuid.uuid4().hex[:8]}"
@@ -75,7 +87,7 @@ def test_agent_restart_without_controller_runs_persisted_assignment_without_dupl
         old = wait_for(lambda: len(w := _workers(name)) == 2 and w, what="2 workers from disk")
         state = data_dir / persist.STATE_FILE
         wait_for(
-            lambda: state.exists() and len(persist.load_state(data_dir)[1]) == 2,
+            lambda: state.exists() and len(persist.load_state(data_dir).workers) == 2,
             what="worker records persisted",
         )
         first.kill()
@@ -84,24 +96,57 @@ def test_agent_restart_without_controller_runs_persisted_assignment_without_dupl
 
         second = _agent(data_dir, log)
         try:
-            new = wait_for(
-                lambda: (w := _workers(name)) and w.isdisjoint(old) and len(w) == 2 and w,
-                what="2 fresh workers",
-            )
-            assert all(_dead(pid) for pid in old), "leftovers were stopped before new starts"
-            assert _workers(name) == new
+            wait_for(lambda: "adopted 2 of 2 workers" in log.read_text(), what="the adoption")
+            assert _workers(name) == old, "the same workers, none added"
             text = log.read_text()
-            assert text.count("stale_worker_stopped") == 2, text
             assert "Traceback" not in text, text
             second.send_signal(signal.SIGTERM)
             assert second.wait(10) == 0
-            wait_for(lambda: all(_dead(pid) for pid in new), what="workers stopped on SIGTERM")
+            wait_for(lambda: all(_dead(pid) for pid in old), what="adopted workers stopped")
         finally:
             if second.poll() is None:
                 second.kill()
     finally:
         if first.poll() is None:
             first.kill()
+        for pid in _workers(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_records_that_name_another_process_are_left_alone(tmp_path: Path) -> None:
+    """A pid reused since (other start time) or a record of another boot is not ours."""
+    name = f"reuse-{uuid.uuid4().hex[:8]}"
+    data_dir = tmp_path / "agent"
+    log = tmp_path / "agent.log"
+    persist.save_assignment(data_dir, assignment(watcher(name, "sleep 300", [1, 2])))
+    strangers = [
+        subprocess.Popen(["sleep", "300"], start_new_session=True) for _ in range(2)
+    ]
+    try:
+        ticks = [start_ticks(s.pid) or 0 for s in strangers]
+        for records in (
+            # A pid reused since the record was made: another start time.
+            Records(1, boot_id(), (WorkerRecord(name, 1, strangers[0].pid, ticks[0] + 1),)),
+            # The same pid and start ticks, but recorded on another boot.
+            Records(1, "another-boot", (WorkerRecord(name, 1, strangers[1].pid, ticks[1]),)),
+        ):
+            persist.save_state(data_dir, records)
+            agent = _agent(data_dir, log)
+            try:
+                fresh = wait_for(lambda: len(w := _workers(name)) == 2 and w, what="2 fresh")
+                assert not fresh & {s.pid for s in strangers}
+                agent.send_signal(signal.SIGTERM)
+                assert agent.wait(10) == 0
+                wait_for(functools.partial(_all_dead, fresh), what="workers stopped")
+            finally:
+                if agent.poll() is None:
+                    agent.kill()
+            assert all(s.poll() is None for s in strangers), "strangers are left alone"
+    finally:
+        for stranger in strangers:
+            stranger.kill()
+            stranger.wait(5)
         for pid in _workers(name):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)

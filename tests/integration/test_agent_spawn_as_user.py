@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -63,10 +64,20 @@ async def busy_grpc(callers: int = 4) -> AsyncIterator[list[int]]:
 
 
 async def _reaped(proc: Proc) -> int:
-    """The worker's return code (negative: the signal that killed it)."""
-    while (code := proc.popen.poll()) is None:
+    """The worker's return code (negative: the signal that killed it); its pipes closed."""
+    while True:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            break
         await asyncio.sleep(0.001)
-    return code
+    _close_pipes(proc)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _close_pipes(proc: Proc) -> None:
+    for pipe in (proc.out, proc.err):
+        if pipe is not None:
+            os.close(pipe.fd)
 
 
 @needs_root
@@ -144,8 +155,9 @@ def test_a_worker_spawned_as_a_user_gets_ids_no_groups_umask_cwd_env_rlimits_and
         argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert argv[0].endswith(b"/sleep") and argv[1:3] == [b"300", b"3"]
     finally:
-        proc.popen.kill()
-        proc.popen.wait()
+        os.kill(proc.pid, signal.SIGKILL)
+        os.waitpid(proc.pid, 0)
+        _close_pipes(proc)
         listener.close()
 
 

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
 
-from tests.integration.cluster import Cluster, free_port, wait_for, watcher_toml
-
-
-def fetch(port: int) -> int:
-    """Connect to the shared socket and read the answering worker's pid."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(64)
-            if not chunk:
-                raise ConnectionError("closed without an answer")
-            data += chunk
-    return int(data)
-
-
-def socket_stack(tag: str, port: int, *flags: str, **options: object) -> str:
-    head = f'[sockets.web]\nhost = "127.0.0.1"\nport = {port}\n\n'
-    return head + watcher_toml("w", tag, *flags, sockets=["web"], **options)
+from tests.integration.cluster import Cluster, fetch, free_port, socket_stack, wait_for
 
 
 def test_four_workers_accept_on_one_port(cluster: Cluster) -> None:

@@ -132,7 +132,7 @@ def test_a_paused_leader_is_fenced_out_and_comes_back_a_follower(tmp_path: Path)
         assert cluster.leader() == new
         reply = cluster.controllers_reply(new)
         assert reply is not None
-        held = load_state(cluster.root / "agent")[0]
+        held = load_state(cluster.root / "agent").fencing_token
         assert held == reply.fencing_token > 0
         old_token = int(paused.output().split("leading with fencing token ")[1].split()[0])
         assert old_token < held

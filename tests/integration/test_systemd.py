@@ -218,10 +218,10 @@ def test_agent_is_ready_without_a_reachable_controller_and_reports_when_it_conne
             _stop(controller, tmp_path / "controller.log")
 
 
-def test_agent_is_ready_only_after_its_predecessors_workers_are_stopped(
+def test_agent_is_ready_once_it_adopted_its_predecessors_workers(
     tmp_path: Path, notify_path: NotifyListener
 ) -> None:
-    """The restore happens before READY=1, and workers do not inherit NOTIFY_SOCKET."""
+    """The adoption happens before READY=1, and workers do not inherit NOTIFY_SOCKET."""
     name = f"sd-{uuid.uuid4().hex[:8]}"
     cmd, args = SLOW_TO_STOP
     persist.save_assignment(
@@ -234,7 +234,7 @@ def test_agent_is_ready_only_after_its_predecessors_workers_are_stopped(
         with _stopped_at_exit(first):
             old = wait_for(lambda: _count_of(name, 2), what="2 first workers")
             wait_for(
-                lambda: len(persist.load_state(tmp_path / "agent")[1]) == 2,
+                lambda: len(persist.load_state(tmp_path / "agent").workers) == 2,
                 what="worker records persisted",
             )
             first.kill()  # a crash: the workers stay behind
@@ -244,11 +244,37 @@ def test_agent_is_ready_only_after_its_predecessors_workers_are_stopped(
         second = _agent(port, tmp_path, notify_path)
         with _stopped_at_exit(second):
             notify_path.wait_for("READY=1")
-            assert not set(_workers(name)) & set(old), "old workers stopped before READY=1"
-            new = wait_for(lambda: _count_of(name, 2), what="2 new workers")
-            for proc in new.values():
+            text = (tmp_path / "agent.log").read_text()
+            assert "adopted 2 of 2 workers" in text, "adopted before READY=1"
+            assert set(_workers(name)) == set(old), "the same workers, none added"
+            for proc in old.values():
                 assert "NOTIFY_SOCKET" not in proc.environ()
             _stop(second, tmp_path / "agent.log")
+    finally:
+        _kill_workers(name)
+
+
+def test_a_reload_says_reloading_then_ready_again_from_the_same_process(
+    tmp_path: Path, notify_abstract: NotifyListener
+) -> None:
+    name = f"sd-{uuid.uuid4().hex[:8]}"
+    persist.save_assignment(tmp_path / "agent", assignment(watcher(name, "sleep 300", [1])))
+    agent = _agent(free_port(), tmp_path, notify_abstract)
+    try:
+        with _stopped_at_exit(agent):
+            notify_abstract.wait_for("READY=1")
+            (worker,) = wait_for(lambda: _count_of(name, 1), what="the worker")
+            agent.send_signal(signal.SIGHUP)
+            reloading = notify_abstract.wait_for("RELOADING=1", timeout=30)
+            assert reloading.pid == agent.pid
+            assert any(line.startswith("MONOTONIC_USEC=") for line in reloading.lines)
+            ready = notify_abstract.wait_for("READY=1", timeout=30)
+            assert ready.pid == agent.pid, "the new image is the same main process"
+            assert set(_workers(name)) == {worker}
+            assert "NOTIFY_SOCKET" not in _workers(name)[worker].environ()
+            agent.send_signal(signal.SIGTERM)
+            assert notify_abstract.wait_for("STOPPING=1").pid == agent.pid
+            assert agent.wait(20) == 0
     finally:
         _kill_workers(name)
 

@@ -11,10 +11,10 @@ from stack.agent.main import parse_args
 
 
 def test_ship_rate_and_a_list_of_controllers_reach_the_settings(tmp_path: Path) -> None:
-    settings, _ = parse_args(
+    settings = parse_args(
         ["--data-dir", str(tmp_path), "--ship-rate", "250",
          "--controller", "10.0.0.1:7450, 10.0.0.2:7450"]
-    )  # fmt: skip
+    ).settings  # fmt: skip
     assert settings.ship_rate == 250
     assert settings.controller == "10.0.0.1:7450,10.0.0.2:7450"
 

@@ -75,7 +75,7 @@ def test_signal_names_and_numbers() -> None:
 
 
 def test_command_line_fills_settings(tmp_path: Path) -> None:
-    settings, level = parse_args(
+    arguments = parse_args(
         [
             "--controller",
             "10.0.0.1:9000",
@@ -95,6 +95,7 @@ def test_command_line_fills_settings(tmp_path: Path) -> None:
             "debug",
         ]
     )
+    settings, level = arguments.settings, arguments.log_level
     assert (settings.controller, settings.host_id, settings.data_dir) == (
         "10.0.0.1:9000",
         "h7",

@@ -182,6 +182,7 @@ def test_status_json_has_stable_snake_case_keys_and_enum_names() -> None:
     assert proc["rss_bytes"] == 12 * 1024 * 1024 and isinstance(proc["rss_bytes"], int)
     assert proc["last_exit"] == {
         "code": 1, "signal": 0, "reason": "crashed", "at": NOW - 200, "message": "",
+        "code_unknown": False,
     }  # fmt: skip
     assert ghost["processes"][0]["state"] == "backoff"
     assert ghost["processes"][0]["pid"] == 0

@@ -9,7 +9,7 @@
 --exit CODE      exit at once with CODE (a crashing or flapping worker)
 --serve-fd FD    accept on the inherited listening socket FD, answer "<pid>\n" per connection
 --serve-listen   like --serve-fd, from the systemd variables (LISTEN_FDS/LISTEN_PID, fd 3)
---tick S         print "tick N" every S seconds, forever
+--tick S         print "tick N" every S seconds, forever (also while serving)
 --report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
 """
 
@@ -26,8 +26,10 @@ import sys
 import time
 
 
-def serve(fd: int) -> None:
-    """Answer each connection with our pid; on SIGTERM finish the current one and exit 0."""
+def serve(fd: int, tick: float = 0.0) -> None:
+    """Answer each connection with our pid; on SIGTERM finish the current one and exit 0.
+
+    With `tick`, also print "tick N" every `tick` seconds."""
     listener = socket.socket(fileno=fd)
     listener.setblocking(False)
     wake_r, wake_w = os.pipe()
@@ -35,10 +37,19 @@ def serve(fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGTERM, lambda *_: None)  # the wakeup fd carries it to the loop
     reply = f"{os.getpid()}\n".encode()
+    count = 0
+    next_tick = time.monotonic() + tick
     while True:
-        readable, _, _ = select.select([listener, wake_r], [], [])
+        timeout = max(0.0, next_tick - time.monotonic()) if tick else None
+        readable, _, _ = select.select([listener, wake_r], [], [], timeout)
+        if tick and time.monotonic() >= next_tick:
+            print(f"tick {count}", flush=True)
+            count += 1
+            next_tick += tick
         if wake_r in readable:
             sys.exit(0)
+        if listener not in readable:
+            continue
         try:
             conn, _ = listener.accept()
         except BlockingIOError:  # another worker took it
@@ -86,7 +97,7 @@ def main() -> None:
         print(f"err {i}".ljust(ns.line_size, "x"), file=sys.stderr)
     sys.stdout.flush()
     if ns.serve_fd is not None:
-        serve(ns.serve_fd)
+        serve(ns.serve_fd, ns.tick)
     if ns.serve_listen:
         assert os.environ["LISTEN_PID"] == str(os.getpid())
         serve(3)

@@ -1,0 +1,231 @@
+"""The state one image of the agent hands to the next when it re-executes itself.
+
+On SIGHUP the agent execs its own command line again (see reexec.py): same pid, so its
+workers stay its children, and the fds it keeps (sockets, the read ends of the output
+pipes) stay open across the exec. Everything else the new image needs is written here
+and read back by it: the worker records with the agent's own fds (records.py), the
+Assignment it runs, every slot's state (restarts, last exit, health, pending) and
+every watcher's flapping state, the partial last line of each pipe, and the events
+and output lines not yet shipped to the controller. Nothing is rebuilt from guesses.
+
+Monotonic times stay valid: the exec happens on the same boot. Pure data and its
+JSON form (bytes in base64); no I/O here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stack.agent.flapping import FlapPhase, FlapState
+from stack.agent.health import Health, HealthState
+from stack.agent.output import Line
+from stack.agent.records import Records, records_from_json, records_to_json
+from stack.agent.wire import LastExit, exit_reason
+
+FORMAT = 1
+"""The handover's format. An image reads only formats it knows: the check before an exec
+refuses a new program that does not know this one (see reexec.py)."""
+
+
+class HandoverError(ValueError):
+    """The handover cannot be read; str() says why."""
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One worker slot, as `status` shows it, beyond its running process."""
+
+    watcher: str
+    wid: int
+    state: int
+    """A ProcessState value."""
+    restarts: int
+    spawned: int
+    pending: bool
+    message: str = ""
+    version: str = ""
+    last_exit: LastExit | None = None
+    health: HealthState = field(default_factory=HealthState)
+
+
+@dataclass(frozen=True)
+class WatcherRecord:
+    name: str
+    flap: FlapState
+    graceful_replace: bool = False
+
+
+@dataclass(frozen=True)
+class Handover:
+    records: Records
+    """The workers and sockets, with the agent's own fds."""
+    assignment: bytes
+    """The Assignment the agent runs (serialized), b"" for none."""
+    slots: tuple[SlotRecord, ...] = ()
+    watchers: tuple[WatcherRecord, ...] = ()
+    partials: Mapping[int, bytes] = field(default_factory=dict)
+    """Pipe fd -> the line begun on it and not finished yet."""
+    events: tuple[bytes, ...] = ()
+    """Serialized Event messages not shipped yet."""
+    lines: tuple[Line, ...] = ()
+    """Output lines not shipped yet."""
+    dropped: int = 0
+    """Output lines dropped from shipping and not reported yet."""
+    controller: str = ""
+    """The controller the session dialled last (a leader found through a redirect)."""
+    notify_socket: str = ""
+    """$NOTIFY_SOCKET of the service manager ("" without one)."""
+    started_at: float = 0.0
+    """Unix time this agent process first started (kept across re-executions)."""
+    reexecs: int = 0
+    """Re-executions before this one."""
+    version: str = ""
+    """The version of the image handing over."""
+    requested_mono: float = 0.0
+    """Monotonic time the re-execution was asked for (SIGHUP)."""
+
+
+def to_bytes(handover: Handover) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "records": records_to_json(handover.records),
+        "assignment": _b64(handover.assignment),
+        "slots": [_slot_to_json(slot) for slot in handover.slots],
+        "watchers": [
+            {
+                "name": w.name,
+                "flap": _flap_to_json(w.flap),
+                "graceful_replace": w.graceful_replace,
+            }
+            for w in handover.watchers
+        ],
+        "partials": {str(fd): _b64(data) for fd, data in handover.partials.items()},
+        "events": [_b64(event) for event in handover.events],
+        "lines": [list(line) for line in handover.lines],
+        "dropped": handover.dropped,
+        "controller": handover.controller,
+        "notify_socket": handover.notify_socket,
+        "started_at": handover.started_at,
+        "reexecs": handover.reexecs,
+        "version": handover.version,
+        "requested_mono": handover.requested_mono,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def from_bytes(data: bytes) -> Handover:
+    """The handover written by `to_bytes`; HandoverError when it cannot be read."""
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise HandoverError("not a JSON object")
+        if doc.get("format") != FORMAT:
+            raise HandoverError(f"format {doc.get('format')!r}, this agent reads {FORMAT}")
+        return Handover(
+            records=records_from_json(doc["records"]),
+            assignment=_unb64(doc.get("assignment", "")),
+            slots=tuple(_slot_from_json(slot) for slot in doc.get("slots", [])),
+            watchers=tuple(
+                WatcherRecord(
+                    str(w["name"]), _flap_from_json(w["flap"]), bool(w.get("graceful_replace"))
+                )
+                for w in doc.get("watchers", [])
+            ),
+            partials={int(fd): _unb64(data) for fd, data in doc.get("partials", {}).items()},
+            events=tuple(_unb64(event) for event in doc.get("events", [])),
+            lines=tuple(
+                Line(float(at), str(watcher), int(wid), str(stream), str(text))
+                for at, watcher, wid, stream, text in doc.get("lines", [])
+            ),
+            dropped=int(doc.get("dropped", 0)),
+            controller=str(doc.get("controller", "")),
+            notify_socket=str(doc.get("notify_socket", "")),
+            started_at=float(doc.get("started_at", 0.0)),
+            reexecs=int(doc.get("reexecs", 0)),
+            version=str(doc.get("version", "")),
+            requested_mono=float(doc.get("requested_mono", 0.0)),
+        )
+    except HandoverError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise HandoverError(f"unreadable handover: {exc!r}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode(), validate=True)
+
+
+def _flap_to_json(flap: FlapState) -> dict[str, Any]:
+    return {
+        "exits": list(flap.exits),
+        "retries": flap.retries,
+        "phase": flap.phase.value,
+        "retry_at": flap.retry_at,
+        "spawn_failures": flap.spawn_failures,
+        "fatal_reason": flap.fatal_reason,
+    }
+
+
+def _flap_from_json(doc: Any) -> FlapState:
+    return FlapState(
+        exits=tuple(float(t) for t in doc.get("exits", [])),
+        retries=int(doc.get("retries", 0)),
+        phase=FlapPhase(doc.get("phase", FlapPhase.ACTIVE.value)),
+        retry_at=float(doc.get("retry_at", 0.0)),
+        spawn_failures=int(doc.get("spawn_failures", 0)),
+        fatal_reason=str(doc.get("fatal_reason", "")),
+    )
+
+
+def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "watcher": slot.watcher,
+        "wid": slot.wid,
+        "state": slot.state,
+        "restarts": slot.restarts,
+        "spawned": slot.spawned,
+        "pending": slot.pending,
+        "message": slot.message,
+        "version": slot.version,
+        "health": [int(slot.health.health), slot.health.failures, slot.health.message],
+    }
+    last = slot.last_exit
+    if last is not None:
+        doc["last_exit"] = [
+            last.code, last.signal, int(last.reason), last.at, last.message, last.code_unknown,
+        ]  # fmt: skip
+    return doc
+
+
+def _slot_from_json(doc: Any) -> SlotRecord:
+    last = doc.get("last_exit")
+    health, failures, message = doc.get("health", [int(Health.STARTING), 0, ""])
+    return SlotRecord(
+        watcher=str(doc["watcher"]),
+        wid=int(doc["wid"]),
+        state=int(doc["state"]),
+        restarts=int(doc["restarts"]),
+        spawned=int(doc["spawned"]),
+        pending=bool(doc["pending"]),
+        message=str(doc.get("message", "")),
+        version=str(doc.get("version", "")),
+        last_exit=None
+        if last is None
+        else LastExit(
+            code=int(last[0]),
+            signal=int(last[1]),
+            reason=exit_reason(int(last[2])),
+            at=float(last[3]),
+            message=str(last[4]),
+            code_unknown=bool(last[5]),
+        ),
+        health=HealthState(Health(int(health)), int(failures), str(message)),
+    )

@@ -1,0 +1,201 @@
+"""What the agent writes down about its workers, so that its successor can adopt them.
+
+The records are rewritten (see persist.py) right after every change: a spawn, an exit,
+a stop that begins. A new agent started after a crash reads them to find the workers
+it may adopt and everything it needs to carry on as if nothing happened: each worker's
+identity (pid, start ticks, boot), its slot (watcher, wid, restart count, start time),
+the version it runs (so the persisted Assignment does not replace it), its output
+pipes and inherited sockets (by fd number and inode, see adoption.py), and a stop in
+progress with its SIGKILL deadline. The sockets the agent bound are recorded with
+their serial (which the workers' versions name) and inode.
+
+Monotonic times (`started_mono`, `deadline`, a stop's deadline) are valid only on the
+boot that wrote them, which `boot_id` names: records of another boot prove nothing.
+Pure data and its JSON form; no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+VersionKey = tuple[str, tuple[tuple[str, int], ...], int]
+"""(process fingerprint, ((socket name, serial), ...), restart token): what a worker
+runs. Equal keys mean the same processes (see watcher.Version.key)."""
+
+
+@dataclass(frozen=True)
+class PipeRecord:
+    """The read end of one of a worker's output pipes."""
+
+    child_fd: int
+    """The fd number of the worker's copy of the read end."""
+    inode: int
+    fd: int = -1
+    """The agent's own fd for it: meaningful only across an exec (same process)."""
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """A graceful stop in progress: the stop signal was sent."""
+
+    reason: int
+    """The ExitReason it is stopped for."""
+    deadline: float
+    """Monotonic time at which it gets SIGKILL."""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    watcher: str
+    wid: int
+    pid: int
+    start_ticks: int
+    started_at: float = 0.0
+    """Unix time of the spawn."""
+    started_mono: float = 0.0
+    restarts: int = 0
+    """Of its slot, at the time of the record."""
+    spawned: int = 0
+    version: str = ""
+    """The label status shows for its version."""
+    version_key: VersionKey | None = None
+    """Names the sockets it inherited too, in fd order (3, 4, ...)."""
+    deadline: float = 0.0
+    """Monotonic time when max_age recycles it; 0: never."""
+    out: PipeRecord | None = None
+    err: PipeRecord | None = None
+    uid: int | None = None
+    gid: int | None = None
+    stopping: StopRecord | None = None
+
+
+@dataclass(frozen=True)
+class SocketRecord:
+    name: str
+    serial: int
+    inode: int
+    fd: int = -1
+    """The agent's own fd: meaningful only across an exec."""
+    file: tuple[int, int] | None = None
+    """A unix socket's file as bound (device, inode): removed when the socket closes."""
+
+
+@dataclass(frozen=True)
+class Records:
+    fencing_token: int = 0
+    """The highest fencing token seen (assignments with a lower one are refused)."""
+    boot_id: str = ""
+    workers: tuple[WorkerRecord, ...] = ()
+    sockets: tuple[SocketRecord, ...] = field(default=())
+
+
+# ---- JSON ----
+
+
+def records_to_json(records: Records) -> dict[str, Any]:
+    return {
+        "fencing_token": records.fencing_token,
+        "boot_id": records.boot_id,
+        "workers": [_worker_to_json(w) for w in records.workers],
+        "sockets": [
+            {"name": s.name, "serial": s.serial, "inode": s.inode, "fd": s.fd, "file": s.file}
+            for s in records.sockets
+        ],
+    }
+
+
+def records_from_json(doc: Any) -> Records:
+    """Records from their JSON form; ValueError (or TypeError) names what is wrong."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return Records(
+        fencing_token=int(doc.get("fencing_token", 0)),
+        boot_id=str(doc.get("boot_id", "")),
+        workers=tuple(_worker_from_json(w) for w in doc.get("workers", [])),
+        sockets=tuple(_socket_from_json(s) for s in doc.get("sockets", [])),
+    )
+
+
+def _worker_to_json(w: WorkerRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "watcher": w.watcher,
+        "wid": w.wid,
+        "pid": w.pid,
+        "start_ticks": w.start_ticks,
+        "started_at": w.started_at,
+        "started_mono": w.started_mono,
+        "restarts": w.restarts,
+        "spawned": w.spawned,
+        "version": w.version,
+        "deadline": w.deadline,
+        "uid": w.uid,
+        "gid": w.gid,
+    }
+    if w.version_key is not None:
+        fingerprint, sockets, token = w.version_key
+        doc["version_key"] = [fingerprint, [list(pair) for pair in sockets], token]
+    for name, pipe in (("out", w.out), ("err", w.err)):
+        if pipe is not None:
+            doc[name] = {"child_fd": pipe.child_fd, "inode": pipe.inode, "fd": pipe.fd}
+    if w.stopping is not None:
+        stop = w.stopping
+        doc["stopping"] = {"reason": stop.reason, "deadline": stop.deadline, "note": stop.note}
+    return doc
+
+
+def _worker_from_json(doc: Any) -> WorkerRecord:
+    if not isinstance(doc, dict):
+        raise ValueError("a worker record is not a JSON object")
+    key = doc.get("version_key")
+    version_key: VersionKey | None = None
+    if key is not None:
+        fingerprint, sockets, token = key
+        version_key = (
+            str(fingerprint),
+            tuple((str(name), int(serial)) for name, serial in sockets),
+            int(token),
+        )
+    stop = doc.get("stopping")
+    return WorkerRecord(
+        watcher=str(doc["watcher"]),
+        wid=int(doc["wid"]),
+        pid=int(doc["pid"]),
+        start_ticks=int(doc["start_ticks"]),
+        started_at=float(doc.get("started_at", 0.0)),
+        started_mono=float(doc.get("started_mono", 0.0)),
+        restarts=int(doc.get("restarts", 0)),
+        spawned=int(doc.get("spawned", 0)),
+        version=str(doc.get("version", "")),
+        version_key=version_key,
+        deadline=float(doc.get("deadline", 0.0)),
+        out=_pipe_from_json(doc.get("out")),
+        err=_pipe_from_json(doc.get("err")),
+        uid=_optional_int(doc.get("uid")),
+        gid=_optional_int(doc.get("gid")),
+        stopping=None
+        if stop is None
+        else StopRecord(int(stop["reason"]), float(stop["deadline"]), str(stop.get("note", ""))),
+    )
+
+
+def _socket_from_json(doc: Any) -> SocketRecord:
+    file = doc.get("file")
+    return SocketRecord(
+        name=str(doc["name"]),
+        serial=int(doc["serial"]),
+        inode=int(doc["inode"]),
+        fd=int(doc.get("fd", -1)),
+        file=None if file is None else (int(file[0]), int(file[1])),
+    )
+
+
+def _pipe_from_json(doc: Any) -> PipeRecord | None:
+    if doc is None:
+        return None
+    return PipeRecord(int(doc["child_fd"]), int(doc["inode"]), int(doc.get("fd", -1)))
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,273 @@
+"""Re-executing the agent in place (SIGHUP): check the new program, then exec it.
+
+Like systemd's daemon-reexec and HAProxy's master, the agent runs its own command line
+again in the same process. The pid stays the same, so every worker stays its child
+(and it stays their subreaper), and the fds it keeps open pass through: the listening
+sockets and the read ends of the workers' output pipes. Everything else goes in a
+handover (handover.py), written to a memfd whose fd number the new image finds in
+$STACK_AGENT_HANDOVER.
+
+Before anything is stopped, the new program must prove it can start: the same command
+line with `--check` appended (a newly installed version, the flags file as it is now)
+imports everything the agent uses, parses its flags, loads its TLS files and prints
+what it found. If that fails, or names another host id or data dir, or cannot read
+this handover's format, the agent says why in one line, raises a `reload_failed`
+event and carries on as it is. The check is spawned without fork handlers (no
+preexec_fn, no user change: Popen's vfork path) and reaped by the agent's reaper.
+
+Signals that would change the agent's course (HUP, TERM, INT) are blocked from just
+before the exec until the new image has installed its handlers: a second HUP or a
+TERM sent meanwhile is delivered then, instead of killing the agent with the
+default action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stack.agent.handover import FORMAT, Handover, from_bytes, to_bytes
+from stack.agent.reaper import Reaper, describe
+
+HANDOVER_ENV = "STACK_AGENT_HANDOVER"
+CHECK_FLAG = "--check"
+CHECK_TIMEOUT = 60.0
+"""Seconds the new program's check may take (importing on a loaded host is slow)."""
+HELD_SIGNALS = frozenset({signal.SIGHUP, signal.SIGTERM, signal.SIGINT})
+
+
+class ReexecError(Exception):
+    """The new program cannot take over; str() is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """What to execute: the program file and its argv (argv[0] included)."""
+
+    path: str
+    argv: list[str]
+
+
+def this_program(orig_argv: list[str] | None = None, executable: str = "") -> Program:
+    """The command line that started this agent, to run again.
+
+    `stack-agent ...` (a script with a #! line) is run again as a script, so that a newly
+    installed one may name another interpreter; `python -m stack.agent.main ...` and
+    the like again with this interpreter.
+    """
+    argv = list(sys.orig_argv if orig_argv is None else orig_argv)
+    executable = executable or sys.executable
+    if len(argv) >= 2 and not argv[1].startswith("-") and _is_script(argv[1]):
+        return Program(argv[1], argv[1:])
+    return Program(executable, [executable, *argv[1:]])
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"#!" and os.access(path, os.X_OK)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What the new program's `--check` printed."""
+
+    version: str
+    host_id: str
+    data_dir: str
+    formats: tuple[int, ...]
+    """Handover formats it reads."""
+
+
+def check_report(host_id: str, data_dir: Path) -> str:
+    """The line `--check` prints (the new program's side)."""
+    import stack
+
+    return json.dumps(
+        {
+            "version": stack.__version__,
+            "host_id": host_id,
+            "data_dir": str(data_dir.resolve()),
+            "handover_formats": [FORMAT],
+        }
+    )
+
+
+async def check(program: Program, reaper: Reaper, host_id: str, data_dir: Path) -> CheckReport:
+    """Run the new program with --check; ReexecError says why it cannot take over."""
+    env = dict(os.environ)
+    env.pop(HANDOVER_ENV, None)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    try:
+        popen = subprocess.Popen(
+            [*program.argv, CHECK_FLAG],
+            executable=program.path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            process_group=0,
+        )
+    except OSError as exc:
+        raise ReexecError(f"cannot run {program.path}: {exc.strerror}") from None
+
+    def exited(status: int) -> None:
+        popen.returncode = 0  # the reaper waited for it: Popen must not
+        if not done.done():
+            done.set_result(status)
+
+    reaper.watch(popen.pid, exited)
+    assert popen.stdout is not None
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            output = await _read_all(popen.stdout.fileno())
+            status = await asyncio.shield(done)
+    except TimeoutError:
+        raise ReexecError(f"the check of {program.path} took over {CHECK_TIMEOUT:g}s") from None
+    finally:
+        if not done.done():
+            with contextlib.suppress(OSError):
+                os.killpg(popen.pid, signal.SIGKILL)
+        popen.stdout.close()
+    return _verdict(output.decode("utf-8", "replace"), status, host_id, data_dir)
+
+
+async def _read_all(fd: int, keep: int = 64 * 1024) -> bytes:
+    """What a pipe gives until EOF (its last `keep` bytes), read from the event loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    got = bytearray()
+    eof: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            got.extend(data)
+            del got[:-keep]
+        elif not eof.done():
+            eof.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await eof
+    finally:
+        loop.remove_reader(fd)
+    return bytes(got)
+
+
+def _verdict(output: str, status: int, host_id: str, data_dir: Path) -> CheckReport:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    code, sig = describe(status)
+    if code or sig:
+        how = f"killed by signal {sig}" if sig else f"exit code {code}"
+        said = f": {lines[-1]}" if lines else ""
+        raise ReexecError(f"the new program failed its check ({how}){said}")
+    try:
+        doc: Any = json.loads(lines[-1]) if lines else None
+        report = CheckReport(
+            version=str(doc["version"]),
+            host_id=str(doc["host_id"]),
+            data_dir=str(doc["data_dir"]),
+            formats=tuple(int(f) for f in doc["handover_formats"]),
+        )
+    except (ValueError, TypeError, KeyError, IndexError):
+        shown = lines[-1][:200] if lines else "nothing"
+        raise ReexecError(f"the new program's check printed {shown!r}, not its report") from None
+    if report.host_id != host_id:
+        raise ReexecError(
+            f"the new flags change the host id from {host_id} to {report.host_id}: "
+            "a host id cannot change in place (restart the agent)"
+        )
+    if report.data_dir != str(data_dir.resolve()):
+        raise ReexecError(
+            f"the new flags change the data dir to {report.data_dir}: "
+            "it cannot change in place (restart the agent)"
+        )
+    if FORMAT not in report.formats:
+        raise ReexecError(
+            f"version {report.version} cannot read this agent's handover (format {FORMAT})"
+        )
+    return report
+
+
+def exec_into(program: Program, handover: Handover, keep: list[int]) -> NoReturn:
+    """Exec `program` with `handover` and the fds `keep` passed on; OSError when the exec
+    itself fails (everything is then as it was, this image may carry on)."""
+    memfd = os.memfd_create("stack-agent-handover", 0)  # no MFD_CLOEXEC: it passes on
+    try:
+        data = to_bytes(handover)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(memfd, view) :]
+        os.lseek(memfd, 0, os.SEEK_SET)
+        env = dict(os.environ)
+        env[HANDOVER_ENV] = str(memfd)
+        if handover.notify_socket:
+            env["NOTIFY_SOCKET"] = handover.notify_socket
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        os.execve(program.path, program.argv, env)
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+        for fd in keep:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+        os.close(memfd)
+        raise
+    raise AssertionError("unreachable: execve returned")  # pragma: no cover
+
+
+def take_handover() -> Handover | None:
+    """The handover of the previous image, if this one was started by `exec_into`.
+
+    Raises ReexecError when it is named but cannot be read.
+    """
+    value = os.environ.pop(HANDOVER_ENV, None)
+    if value is None:
+        return None
+    try:
+        fd = int(value)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        os.close(fd)
+    except (ValueError, OSError) as exc:
+        raise ReexecError(f"cannot read the handover at ${HANDOVER_ENV}={value}: {exc}") from None
+    try:
+        return from_bytes(b"".join(chunks))
+    except ValueError as exc:
+        raise ReexecError(str(exc)) from None
+
+
+def release_held_signals() -> None:
+    """Unblock what `exec_into` blocked (once this image's handlers are installed)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+
+
+def kept_fds(handover: Handover) -> list[int]:
+    """The fds named in `handover` that must survive the exec."""
+    fds = [s.fd for s in handover.records.sockets if s.fd >= 0]
+    for worker in handover.records.workers:
+        for pipe in (worker.out, worker.err):
+            if pipe is not None and pipe.fd >= 0:
+                fds.append(pipe.fd)
+    return fds

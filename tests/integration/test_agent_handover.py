@@ -1,0 +1,122 @@
+"""The engine handed over to its next image in the same process (what an exec does).
+
+These drive `Engine.hand_over` and `Engine(settings, handover)` directly with real
+workers, in one process, the way `stack-agent` does when its exec fails and it carries
+on in place; test_agent_restart.py does the same through a real exec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from stack.agent.engine import Engine
+from stack.agent.handover import Handover, from_bytes, to_bytes
+from stack.agent.settings import AgentSettings
+from stack.v1 import types_pb2
+from tests.integration.agent_harness import (
+    assignment,
+    python_cmd,
+    run,
+    running_pids,
+    settings,
+    statuses,
+    until,
+    watcher,
+)
+from tests.integration.cluster import wait_for
+
+# Prints half a line, then (on SIGUSR1) the rest of it; then lives on.
+HALF_LINE = python_cmd(
+    "import signal, sys, time\n"
+    "sys.stdout.write('first half ')\n"
+    "sys.stdout.flush()\n"
+    "def rest(*_):\n"
+    "    print('second half', flush=True)\n"
+    "signal.signal(signal.SIGUSR1, rest)\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
+SLEEP = "sleep 300"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+async def _first_life(config: AgentSettings) -> tuple[Handover, dict[int, int], dict[int, int]]:
+    async with Engine(config) as engine:
+        engine.apply(
+            assignment(
+                watcher("half", HALF_LINE[0], [1], args=HALF_LINE[1]),
+                watcher("w", SLEEP, [1, 2]),
+            )
+        )
+        half = await until(lambda: running_pids(engine.observed(), "half"), what="half running")
+        pids = await until(
+            lambda: len(p := running_pids(engine.observed(), "w")) == 2 and p, what="2 workers"
+        )
+        await asyncio.sleep(0.3)  # the half line is read (it waits for its newline)
+        handover = engine.hand_over(0.0, "", "")
+    return handover, half, pids
+
+
+def test_the_next_image_keeps_every_worker_and_reaps_exits_of_the_switch_with_their_status(
+    tmp_path: Path,
+) -> None:
+    config = settings(tmp_path)
+    handover, half, pids = run(_first_life(config))
+    try:
+        _second_life(config, handover, half, pids)
+    finally:  # (the second life stops them; not if it failed early)
+        for pid in [*half.values(), *pids.values()]:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _second_life(
+    config: AgentSettings, handover: Handover, half: dict[int, int], pids: dict[int, int]
+) -> None:
+    # Between the two images nothing reaps: a worker that exits now stays a zombie.
+    os.kill(pids[2], signal.SIGTERM)
+    wait_for(lambda: _zombie(pids[2]), 5, "the worker that exited in the switch to be a zombie")
+    handover = from_bytes(to_bytes(handover))  # as it travels through the memfd
+
+    async def second_life() -> None:
+        async with Engine(config, handover) as engine:
+            observed = engine.observed()
+            assert running_pids(observed, "half") == half
+            assert running_pids(observed, "w")[1] == pids[1], "still the same worker"
+            w1 = statuses(observed, "w")[1]
+            assert w1.restarts == 0 and w1.state == types_pb2.PROCESS_STATE_RUNNING
+            # The exit of the switch: reaped with its real status, and respawned.
+            def respawned() -> bool:
+                status = statuses(engine.observed(), "w")[2]
+                running = status.state == types_pb2.PROCESS_STATE_RUNNING
+                return running and status.pid not in (0, pids[2])
+
+            await until(respawned, what="w[2] respawned")
+            w2 = statuses(engine.observed(), "w")[2]
+            assert w2.last_exit.signal == signal.SIGTERM and not w2.last_exit.code_unknown
+            assert w2.restarts == 1
+            kinds = [e.kind for e in engine.take_events()]
+            assert "agent_reexecuted" in kinds
+            assert engine.reexecs == 1 and engine.reexecuted_at > 0
+            # The half line read before the switch is finished by what comes after it.
+            os.kill(half[1], signal.SIGUSR1)
+            await until(
+                lambda: [line.text for line in engine.tail("half", "out", 10)],
+                what="the joined line",
+            )
+            assert [line.text for line in engine.tail("half", "out", 10)] == [
+                "first half second half"
+            ]
+
+    run(second_life())

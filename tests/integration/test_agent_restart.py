@@ -1,0 +1,284 @@
+"""The agent restarts, upgrades and crashes while every worker keeps running and serving.
+
+A real controller and agent (cluster.py); two workers share a socket that a client
+requests in a loop, and print a numbered line every 10 ms. Whatever happens to the
+agent (SIGHUP re-executions, kill -9 and a new agent, a broken new program), no
+request fails, the workers keep their pids and every numbered line reaches the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from stack.v1 import admin_pb2, types_pb2
+from tests.integration.cluster import (
+    PYTHON,
+    Cluster,
+    fetch,
+    free_port,
+    socket_stack,
+    wait_for,
+    worker_processes,
+)
+
+TICK = "0.01"
+"""Seconds between the workers' numbered lines."""
+
+
+@dataclass
+class Load:
+    """A client requesting the shared socket in a loop, from a thread."""
+
+    port: int
+    answers: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fetch(self.port)
+                self.answers += 1
+            except OSError as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
+            time.sleep(0.002)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Load]:
+        thread = threading.Thread(target=self._run, name="client load", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(15)
+
+
+def serving_stack(cluster: Cluster, port: int) -> None:
+    cluster.apply(
+        socket_stack(cluster.tag, port, "--serve-fd", "$(circus.sockets.web)", "--tick", TICK,
+                     numprocesses=2, graceful_timeout=5)
+    )  # fmt: skip
+
+
+def agent_info(cluster: Cluster) -> admin_pb2.AgentInfo | None:
+    try:
+        reply = cluster.admin().Agents(admin_pb2.AgentsRequest(), timeout=2)
+    except grpc.RpcError:
+        return None
+    return next((a for a in reply.agents if a.host_id == "h1"), None)
+
+
+def hup_and_wait(cluster: Cluster) -> float:
+    """SIGHUP the agent and wait until its new image is connected; the re-exec time."""
+    before = agent_info(cluster)
+    assert before is not None
+    os.kill(cluster.agent.pid, signal.SIGHUP)
+
+    def reexecuted() -> float:
+        info = agent_info(cluster)
+        if info and info.state == "ready" and info.reexecuted_at > before.reexecuted_at:
+            return info.reexecuted_at
+        return 0.0
+
+    try:
+        return wait_for(reexecuted, 20, "the agent to re-execute and reconnect")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.agent.output()[-3000:]}") from None
+
+
+def ticks(cluster: Cluster) -> dict[int, list[int]]:
+    """wid -> the numbers of the "tick N" lines `stackctl logs` has, in order."""
+    reply = cluster.stackctl("-o", "json", "logs", "w", "-n", "10000", "--stream", "out")
+    assert reply.code == 0, reply
+    found: dict[int, list[int]] = {}
+    for line in reply.json()["lines"]:
+        if line["text"].startswith("tick "):
+            found.setdefault(int(line["wid"]), []).append(int(line["text"].split()[1]))
+    return found
+
+
+def assert_every_line_is_there(cluster: Cluster, at_least: int) -> None:
+    """Every numbered line of each worker, from 0 on, with none missing or repeated."""
+
+    def enough() -> dict[int, list[int]] | None:
+        found = ticks(cluster)
+        return found if len(found) == 2 and all(n[-1] >= at_least for n in found.values()) else None
+
+    found = wait_for(enough, 20, f"lines numbered up to {at_least}", interval=0.2)
+    for wid, numbers in found.items():
+        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+        assert not missing, f"w[{wid}] lines missing: {missing[:20]} ({len(missing)})"
+        assert numbers == list(range(numbers[-1] + 1)), f"w[{wid}] lines out of order or twice"
+
+
+def last_tick(cluster: Cluster) -> int:
+    return max((numbers[-1] for numbers in ticks(cluster).values()), default=0)
+
+
+def events(cluster: Cluster, kind: str, wid: int | None = None) -> list[types_pb2.Event]:
+    """The controller's events of `kind` (of worker `wid`), once there is one."""
+
+    def found() -> list[types_pb2.Event]:
+        stream = cluster.admin().Events(admin_pb2.EventsRequest(), timeout=5)
+        return [e for e in stream if e.kind == kind and wid in (None, e.wid)]
+
+    return wait_for(found, 15, f"a {kind} event")
+
+
+def start(cluster: Cluster) -> tuple[int, dict[int, int]]:
+    port = free_port()
+    serving_stack(cluster, port)
+    pids = cluster.wait_running("w", 2)
+    wait_for(lambda: last_tick(cluster) > 10, 20, "numbered lines", interval=0.2)
+    return port, pids
+
+
+def same_workers(cluster: Cluster, pids: dict[int, int]) -> dict[int, int]:
+    return wait_for(
+        lambda: cluster.running_pids("w") == pids and pids, 15, "the same workers to be reported"
+    )
+
+
+def test_three_hups_in_a_row_keep_the_agent_the_workers_every_request_and_every_line(
+    cluster: Cluster,
+) -> None:
+    port, pids = start(cluster)
+    agent_pid = cluster.agent.pid
+    with Load(port).running() as load:
+        for _ in range(3):
+            hup_and_wait(cluster)
+            assert cluster.agent.alive() and cluster.agent.pid == agent_pid
+            same_workers(cluster, pids)
+        after = last_tick(cluster)
+        assert_every_line_is_there(cluster, after + 50)
+    assert load.failures == [], f"{len(load.failures)} of {load.answers} requests failed"
+    assert load.answers > 100
+    assert {p.pid for p in worker_processes(cluster.tag)} == set(pids.values())
+    reexecuted = events(cluster, "agent_reexecuted")[-1]
+    assert "2 workers kept" in reexecuted.message
+    # SIGTERM keeps its meaning after re-executions: every worker stops, then the agent.
+    assert cluster.agent.stop() == 0
+    wait_for(lambda: not worker_processes(cluster.tag), 10, "the workers to stop")
+
+
+def test_kill_9_then_a_new_agent_3_s_later_adopts_every_worker_and_every_line(
+    cluster: Cluster,
+) -> None:
+    port, pids = start(cluster)
+    with Load(port).running() as load:
+        cluster.agent.kill9()
+        time.sleep(3)  # the agent is away for 3 s: the workers serve and write on
+        assert {p.pid for p in worker_processes(cluster.tag)} == set(pids.values())
+        cluster.start_agent()
+        same_workers(cluster, pids)
+        assert_every_line_is_there(cluster, last_tick(cluster) + 50)
+    assert load.failures == [], f"{len(load.failures)} of {load.answers} requests failed"
+    assert load.answers > 100
+    statuses = {p.wid: p for p in cluster.processes("w")}
+    assert all(p.restarts == 0 for p in statuses.values())
+    (restarted,) = events(cluster, "agent_restarted")
+    assert "adopted 2 of 2 workers" in restarted.message
+    assert cluster.agent.stop() == 0
+    wait_for(lambda: not worker_processes(cluster.tag), 10, "the adopted workers to stop")
+
+
+def test_a_worker_killed_while_the_agent_is_down_is_respawned_when_it_comes_back(
+    cluster: Cluster,
+) -> None:
+    port, pids = start(cluster)
+    started = {p.wid: p.started_at for p in cluster.processes("w")}
+    cluster.agent.kill9()
+    os.kill(pids[2], signal.SIGKILL)
+    # Its parent now (this test process, the subreaper) reaps it, as init would: its exit
+    # status is then gone for good.
+    wait_for(lambda: os.waitpid(pids[2], os.WNOHANG)[0] == pids[2], 5, "w[2] reaped")
+    began = time.time()
+    cluster.start_agent()
+
+    def respawned() -> types_pb2.ProcessStatus | None:
+        found = {p.wid: p for p in cluster.processes("w")}.get(2)
+        ok = found and found.state == types_pb2.PROCESS_STATE_RUNNING and found.pid != pids[2]
+        return found if ok else None
+
+    w2 = wait_for(respawned, 15, "w[2] respawned")
+    assert w2.restarts == 1
+    assert w2.last_exit.code_unknown
+    assert w2.last_exit.message == "exited while the agent was down"
+    w1 = {p.wid: p for p in cluster.processes("w")}[1]
+    assert (w1.pid, w1.restarts, w1.started_at) == (pids[1], 0, started[1])
+    (exit_event,) = events(cluster, "exit", wid=2)
+    assert f"pid {pids[2]} exited while the agent was down" in exit_event.message
+    spawn = events(cluster, "spawn", wid=2)[-1]
+    # Respawned as the new agent started (its interpreter's start-up included).
+    assert spawn.at - began < 5.0, spawn.at - began
+    shown = cluster.stackctl("status", "w", check=True).out
+    assert "exit status unknown (crashed, exited while the agent was down)" in shown
+    assert fetch(port) in {pids[1], w2.pid}
+
+
+def test_a_new_program_that_cannot_start_leaves_the_old_agent_running(
+    tmp_path: Path,
+) -> None:
+    entry = tmp_path / "agent_entry.py"
+    entry.write_text("from stack.agent.main import main\n\nmain()\n")
+    cluster = Cluster(tmp_path / "stack")
+    # The agent's command line is this entry point: replacing it is an upgrade.
+    assert cluster.agent.argv[:3] == [PYTHON, "-m", "stack.agent.main"]
+    cluster.agent.argv[1:3] = [str(entry)]
+    try:
+        cluster.start()
+        port, pids = start(cluster)
+        agent_pid = cluster.agent.pid
+        entry.write_text("import stack_agent_no_such_module\n")
+        with Load(port).running() as load:
+            os.kill(agent_pid, signal.SIGHUP)
+            failed = events(cluster, "reload_failed")
+            assert cluster.agent.alive() and cluster.agent.pid == agent_pid
+            same_workers(cluster, pids)
+            info = agent_info(cluster)
+            assert info is not None and info.state == "ready" and info.reexecuted_at == 0
+        assert load.failures == []
+        assert "No module named 'stack_agent_no_such_module'" in failed[0].message
+        assert failed[0].message.startswith("the new program failed its check (exit code 1)")
+        said = [line for line in cluster.agent.output().splitlines() if "reload refused" in line]
+        assert len(said) == 1, said
+        # Fixed: the next reload goes through, and the workers still stay.
+        entry.write_text("from stack.agent.main import main\n\nmain()\n")
+        hup_and_wait(cluster)
+        assert cluster.agent.pid == agent_pid
+        same_workers(cluster, pids)
+    finally:
+        cluster.close()
+
+
+def test_a_reload_reads_the_flags_file_again_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    flags = tmp_path / "agent.flags"
+    flags.write_text("# labels of this host\n--label zone=a\n")
+    cluster = Cluster(tmp_path / "stack")
+    cluster.agent.argv += ["--flags-file", str(flags)]
+    try:
+        cluster.start()
+        info = agent_info(cluster)
+        assert info is not None and dict(info.labels) == {"zone": "a"}
+        flags.write_text("--label zone=b\n--label role=web\n")
+        hup_and_wait(cluster)
+        info = agent_info(cluster)
+        assert info is not None and dict(info.labels) == {"zone": "b", "role": "web"}
+        flags.write_text("--label zone=c\n--ship-rate lots\n")
+        os.kill(cluster.agent.pid, signal.SIGHUP)
+        (failed,) = events(cluster, "reload_failed")
+        assert f"{flags}: line 2: argument --ship-rate: invalid int value: 'lots'" in failed.message
+        info = agent_info(cluster)
+        assert info is not None and dict(info.labels) == {"zone": "b", "role": "web"}
+    finally:
+        cluster.close()
