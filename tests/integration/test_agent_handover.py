@@ -16,6 +16,7 @@ from pathlib import Path
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover, from_bytes, to_bytes
 from stack.agent.settings import AgentSettings
+from stack.spec.model import SocketSpec
 from stack.v1 import types_pb2
 from tests.integration.agent_harness import (
     assignment,
@@ -120,3 +121,35 @@ def _second_life(
             ]
 
     run(second_life())
+
+
+def test_a_unix_socket_passes_to_the_next_image_and_is_removed_when_that_one_stops(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run" / "svc.sock"
+    path.parent.mkdir()
+    config = settings(tmp_path)
+    web = SocketSpec(name="web", path=str(path))
+
+    async def first_life() -> tuple[Handover, int]:
+        async with Engine(config) as engine:
+            engine.apply(assignment(watcher("w", SLEEP, [1], use_sockets=True), sockets=(web,)))
+            pids = await until(lambda: running_pids(engine.observed(), "w"), what="the worker")
+            return engine.hand_over(0.0, "", ""), pids[1]
+
+    handover, pid = run(first_life())
+    try:
+        assert path.exists(), "the socket file stays across the switch"
+
+        async def second_life() -> None:
+            async with Engine(config, from_bytes(to_bytes(handover))) as engine:
+                assert running_pids(engine.observed(), "w") == {1: pid}
+                bound = engine.sockets.get("web")
+                assert bound is not None and bound.sock is not None and bound.place is not None
+                assert bound.sock.getsockname() == str(path)
+            assert not path.exists(), "removed with the socket, as one bound by this image"
+
+        run(second_life())
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
