@@ -335,7 +335,7 @@ def test_verify_reports_a_misspelt_key_and_a_bad_value(tmp_path: Path) -> None:
     if not (Path(sys.executable).parent / "stack-agent").exists():
         pytest.skip(f"stack-agent is not installed next to {sys.executable}")
     text = (UNITS / "stack-agent.service").read_text()
-    broken = text.replace("\nKillMode=mixed\n", "\nKillMode=gently\nRestartSecs=2\n")
+    broken = text.replace("\nKillMode=process\n", "\nKillMode=gently\nRestartSecs=2\n")
     assert broken != text
     said = _verify(broken, "stack-agent.service", tmp_path)
     assert "kill mode" in said.lower()
@@ -353,8 +353,13 @@ def test_units_are_notify_services_that_always_restart(unit: str) -> None:
     assert f"--data-dir %S/{service['StateDirectory']}" in service["ExecStart"]
 
 
-def test_agent_unit_lets_the_agent_stop_its_workers_before_any_sigkill() -> None:
+def test_agent_unit_leaves_the_workers_to_the_agent_and_reloads_in_place() -> None:
     service = _unit("stack-agent.service")["Service"]
-    assert service["KillMode"] == "mixed"
+    # systemd signals the agent alone: it stops its workers itself on SIGTERM, and a crashed
+    # agent's workers keep running for the next one to adopt.
+    assert service["KillMode"] == "process"
     # Longer than Circus's default graceful_timeout (30 s) with room to spare.
     assert float(service["TimeoutStopSec"]) >= 60
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert "--flags-file /etc/stack/agent.flags" in service["ExecStart"]
+    assert float(service["RestartSec"]) <= 2
