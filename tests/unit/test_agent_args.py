@@ -21,9 +21,10 @@ def test_ship_rate_and_a_list_of_controllers_reach_the_settings(tmp_path: Path) 
 
 def test_the_log_group_is_taken_by_name_or_number(tmp_path: Path) -> None:
     root_group = grp.getgrgid(0).gr_name
-    assert parse_args(["--data-dir", str(tmp_path)])[0].log_group is None
-    assert parse_args(["--data-dir", str(tmp_path), "--log-group", root_group])[0].log_group == 0
-    assert parse_args(["--data-dir", str(tmp_path), "--log-group", "0"])[0].log_group == 0
+    base = ["--data-dir", str(tmp_path)]
+    assert parse_args(base).settings.log_group is None
+    assert parse_args([*base, "--log-group", root_group]).settings.log_group == 0
+    assert parse_args([*base, "--log-group", "0"]).settings.log_group == 0
 
 
 @pytest.mark.parametrize(
