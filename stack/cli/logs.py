@@ -31,6 +31,14 @@ def logs(
         StreamChoice | None, typer.Option("--stream", help="Only stdout or stderr.")
     ] = None,
     host: Annotated[str, typer.Option("--host", metavar="H", help="Only this host.")] = "",
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Write the output as the workers wrote it, escape sequences included "
+            "(by default control characters are shown escaped, e.g. \\x1b).",
+        ),
+    ] = False,
 ) -> None:
     """Print a watcher's output lines, oldest first; -f keeps following (Ctrl-C ends)."""
     client = open_client(ctx)
@@ -44,6 +52,8 @@ def logs(
         for line in lines_stream:
             if as_json:
                 render.print_json_line(render.to_json(line))
+            elif raw:
+                render.print_raw(render.raw_log_line(line, with_host))
             else:
                 render.print_text(render.log_line_text(line, with_host))
     except KeyboardInterrupt:

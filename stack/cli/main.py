@@ -25,13 +25,14 @@ from stack.cli.options import (
     TlsDirOption,
     parse_address,
 )
+from stack.cli.terminal import safe
 
 PROG = "stackctl"
 
 
 def fail(message: str) -> typer.Exit:
     """Print `stackctl: message` on stderr; returns the Exit(1) to raise."""
-    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.write(f"{PROG}: {safe(message)}\n")
     sys.stderr.flush()
     return typer.Exit(1)
 

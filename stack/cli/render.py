@@ -5,6 +5,9 @@ sizes ("12.3 MiB"), the last-exit text ("exit 1 (crashed)"), rich tables for
 status, stats and agents, log and event lines, and JSON documents with stable
 snake_case keys (enum values as lowercase names without their prefix, e.g.
 "running"). The command modules fetch data and decide; this module only shows.
+
+Whatever came over the wire is shown through `stack.cli.terminal` (each renderer of a
+message escapes it first), so a worker's or an agent's text never drives the terminal.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from stack.cli.terminal import escaped, safe
 from stack.v1 import admin_pb2, types_pb2
 
 PS = types_pb2.ProcessState
@@ -70,8 +74,16 @@ def print_json_line(document: Any) -> None:
 
 
 def print_text(text: str | Text) -> None:
-    """A line (or block) of text on stdout, never wrapped or highlighted."""
-    stdout_console().print(text, soft_wrap=True, markup=False, highlight=False)
+    """A line of text on stdout, never wrapped or highlighted. A `str` is escaped
+    (see stack.cli.terminal); a `Text` comes from a renderer here that escaped its parts."""
+    shown = safe(text) if isinstance(text, str) else text
+    stdout_console().print(shown, soft_wrap=True, markup=False, highlight=False)
+
+
+def print_raw(text: str) -> None:
+    """`text` and a newline on stdout exactly as given: control characters included."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 # -- pure formatting -------------------------------------------------------------
@@ -347,7 +359,7 @@ def _table(*columns: str, right: Sequence[str] = ()) -> Table:
 def controllers_table(reply: admin_pb2.ControllersReply) -> Table:
     """One row per controller: id, address, leader or follower, version."""
     table = _table("CONTROLLER", "ADDRESS", "ROLE", "VERSION")
-    for info in reply.controllers:
+    for info in escaped(reply).controllers:
         role = "leader" if info.leader else "follower"
         table.add_row(info.controller_id, info.address, role, info.version)
     return table
@@ -356,7 +368,7 @@ def controllers_table(reply: admin_pb2.ControllersReply) -> Table:
 def members_table(reply: admin_pb2.ControllersReply) -> Table:
     """One row per store member (etcd endpoint, or the SQLite file) and its health."""
     table = _table("STORE MEMBER", "HEALTH", "ERROR")
-    for member in reply.members:
+    for member in escaped(reply).members:
         table.add_row(member.endpoint, "ok" if member.healthy else "unreachable", member.error)
     return table
 
@@ -385,7 +397,7 @@ def status_rows(
 ) -> list[list[str | Text]]:
     """The cells of the status table, one row per process, in _STATUS_COLUMNS order."""
     rows: list[list[str | Text]] = []
-    for watcher in watchers:
+    for watcher in map(escaped, watchers):
         for p in watcher.processes:
             if host and p.host_id != host:
                 continue
@@ -433,6 +445,7 @@ def status_table(watchers: Sequence[admin_pb2.WatcherStatus], now: float, host: 
 
 def watcher_summary(watcher: admin_pb2.WatcherStatus, now: float) -> str:
     """`4/4 running`, then `stopped`, `2 pending: <reason>`, the watcher's note."""
+    watcher = escaped(watcher)
     parts = [f"{watcher.running}/{watcher.numprocesses} running"]
     if not watcher.active:
         parts.append("stopped")
@@ -449,6 +462,7 @@ def watcher_summary(watcher: admin_pb2.WatcherStatus, now: float) -> str:
 
 def summary_lines(watchers: Sequence[admin_pb2.WatcherStatus], now: float) -> list[str]:
     """`webapp  4/4 running` per watcher, names aligned."""
+    watchers = [escaped(w) for w in watchers]
     width = max((len(w.name) for w in watchers), default=0)
     return [f"{w.name.ljust(width)}  {watcher_summary(w, now)}" for w in watchers]
 
@@ -478,7 +492,7 @@ def stats_table(reply: admin_pb2.StatusReply, host: str = "") -> Table:
         "CHILDREN",
         right=("WID", "PID", "CPU", "MEM", "FDS", "CHILDREN"),
     )
-    for watcher in stats_document(reply, host)["watchers"]:
+    for watcher in stats_document(escaped(reply), host)["watchers"]:
         for p in watcher["processes"]:
             table.add_row(
                 watcher["name"],
@@ -518,7 +532,7 @@ def agents_table(agents: Sequence[admin_pb2.AgentInfo], now: float) -> Table:
         "GENERATION",
         right=("PROCESSES", "GENERATION"),
     )
-    for agent in agents:
+    for agent in map(escaped, agents):
         labels = ",".join(f"{k}={v}" for k, v in sorted(agent.labels.items()))
         state_style = "green" if agent.state == "ready" else "red"
         table.add_row(
@@ -544,6 +558,7 @@ def _colour_for(key: str) -> str:
 
 def log_line_text(line: types_pb2.LogLine, with_host: bool) -> Text:
     """`2026-11-29 01:02:03 webapp[2] text` (host first when several hosts speak)."""
+    line = escaped(line)
     source = f"{line.watcher}[{line.wid}]"
     if with_host:
         source = f"{line.host_id} {source}"
@@ -554,6 +569,15 @@ def log_line_text(line: types_pb2.LogLine, with_host: bool) -> Text:
     return text
 
 
+def raw_log_line(line: types_pb2.LogLine, with_host: bool) -> str:
+    """`logs --raw`: the line as `log_line_text` shows it, but the worker's text unescaped
+    (the operator asked for it) and without colours; the prefix is still escaped."""
+    source = safe(f"{line.watcher}[{line.wid}]")
+    if with_host:
+        source = f"{safe(line.host_id)} {source}"
+    return f"{format_timestamp(line.at)} {source} {line.text}"
+
+
 _SEVERITY_STYLE = {
     types_pb2.Severity.SEVERITY_WARNING: "yellow",
     types_pb2.Severity.SEVERITY_ERROR: "red",
@@ -562,6 +586,7 @@ _SEVERITY_STYLE = {
 
 def event_text(event: types_pb2.Event) -> Text:
     """`time  host  watcher[wid]  kind  message`."""
+    event = escaped(event)
     about = event.watcher or "-"
     if event.watcher and event.wid:
         about = f"{event.watcher}[{event.wid}]"
@@ -576,7 +601,7 @@ def change_lines(changes: Sequence[admin_pb2.Change]) -> list[Text]:
     """An apply's changes like a diff: `+ watcher ticker`, `~ watcher webapp` + details."""
     symbols = {"add": ("+", "green"), "remove": ("-", "red")}
     lines: list[Text] = []
-    for change in changes:
+    for change in map(escaped, changes):
         symbol, style = symbols.get(change.op, ("~", "yellow"))
         head = f"{symbol} {change.kind} {change.name}"
         details = list(change.details)

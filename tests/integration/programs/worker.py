@@ -11,6 +11,8 @@
 --serve-listen   like --serve-fd, from the systemd variables (LISTEN_FDS/LISTEN_PID, fd 3)
 --tick S         print "tick N" every S seconds, forever (also while serving)
 --report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
+--hostile        print HOSTILE_LINE: terminal escape sequences (clipboard, link, clear
+                 screen) and carriage-return and backspace tricks
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ import socket
 import subprocess
 import sys
 import time
+
+HOSTILE_LINE = (
+    "clipboard:\x1b]52;c;cm0gLXJmIH4=\x07 link:\x1b]8;;https://evil.example/\x1b\\docs\x1b]8;;\x1b\\"
+    " clear:\x1b[2J\x1b[H cr:safe\rEVIL bs:ok\x08\x08NO"
+)
 
 
 def serve(fd: int, tick: float = 0.0) -> None:
@@ -72,6 +79,7 @@ def main() -> None:
     parser.add_argument("--serve-listen", action="store_true")
     parser.add_argument("--report", default="")
     parser.add_argument("--tick", type=float, default=0.0)
+    parser.add_argument("--hostile", action="store_true")
     ns = parser.parse_args()
 
     if ns.report:
@@ -93,6 +101,8 @@ def main() -> None:
         subprocess.Popen(["sleep", "3600"])  # same group: stopped with us
     for i in range(ns.lines):
         print(f"line {i}".ljust(ns.line_size, "x"), flush=False)
+    if ns.hostile:
+        print(HOSTILE_LINE)
     for i in range(ns.err_lines):
         print(f"err {i}".ljust(ns.line_size, "x"), file=sys.stderr)
     sys.stdout.flush()
