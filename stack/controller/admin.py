@@ -28,6 +28,12 @@ LEADER_KEY = "stack-leader"
 """Trailing metadata of a follower's refusal: the leader's HOST:PORT (see admin.proto)."""
 ANSWERED_KEY = "stack-controller"
 """Trailing metadata of every refusal the controller itself sends."""
+STREAM_KEY = "stack-stream"
+"""Initial metadata of a Logs or Events stream the leader accepted: tells a following
+client at once that it reached a leader, before any item comes."""
+LAST_SEQ_KEY = "stack-last-seq"
+"""Initial metadata of an Events stream: the seq of the last event recorded when it
+opened (a client that has printed nothing yet resumes after it)."""
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -235,12 +241,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 line.watcher == watcher
                 and (not stream or line.stream == stream)
                 and (not host or line.host_id == host)
+                and line.at >= request.since
             )
 
         with self._c.logs.fanout.follow(wanted) as follower:
+            await context.send_initial_metadata([(STREAM_KEY, "open")])
             last_at = 0.0
             if request.lines > 0:
                 for line in await self._c.tail(watcher, request.lines, stream, host):
+                    if line.at < request.since:
+                        continue
                     last_at = max(last_at, line.at)
                     yield line
             while request.follow and (live := await follower.get()) is not None:
@@ -259,13 +269,25 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await _abort(context, exc)
         if watcher and watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
-        with self._c.events.fanout.follow(
+        events = self._c.events
+        with events.fanout.follow(
             lambda event: not watcher or event.watcher == watcher
         ) as follower:
-            for event in self._c.events.recent(watcher, request.lines):
+            opened_at = str(events.next_seq - 1)
+            await context.send_initial_metadata([(STREAM_KEY, "open"), (LAST_SEQ_KEY, opened_at)])
+            if request.after_seq > 0:
+                kept = events.after(request.after_seq, watcher)
+            else:
+                kept = events.recent(watcher, request.lines)
+            last = request.after_seq
+            for event in kept:
+                last = event.seq
                 yield event
+            # The follower got every event from the moment it joined: skip the ones sent.
             while request.follow and (new := await follower.get()) is not None:
-                yield new
+                if new.seq > last:
+                    last = new.seq
+                    yield new
 
     @_unary
     async def Drain(

@@ -34,7 +34,7 @@ from stack.controller.logs import LogHub, merge
 from stack.controller.placement import AgentView, Placement, place, rebalance
 from stack.controller.rollout import Seen, advance
 from stack.controller.settings import ControllerSettings
-from stack.controller.store.base import StaleTerm, Store, StoreError
+from stack.controller.store.base import EVENT_WRITE_OPS, StaleTerm, Store, StoreError
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 RESCHEDULE_WINDOW = 0.05
 """Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
+EVENTS_FLUSH_TIMEOUT = 2.0
+"""Seconds the event writer may spend writing what is left when leadership ends."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Controller:
         self.state = d.DesiredState()
         self.placement = Placement()
         self.agents = AgentRegistry(settings.agent_queue)
-        self.events = EventLog(settings.events_capacity, settings.follower_queue)
+        self.events = self._new_event_log()
         self.logs = LogHub(settings.follower_queue)
         self._write_lock = asyncio.Lock()
         self._stopping = False
@@ -96,6 +98,8 @@ class Controller:
         """Set when a store write found a newer leader: this one must step down."""
         self.cluster: Cluster | None = None
         """The other controllers (HA on etcd); None with the embedded store."""
+        self._events_failing = False
+        """The last event write failed (logged once until one succeeds)."""
         self._rollout_wake = asyncio.Event()
         self._running_since: dict[tuple[str, int, int], float] = {}
         """(watcher, wid, pid) of rollout batch processes -> when first seen running."""
@@ -151,7 +155,7 @@ class Controller:
         self.logs.fanout.close()
         self.events.fanout.close()
         self.logs = LogHub(self.settings.follower_queue)
-        self.events = EventLog(self.settings.events_capacity, self.settings.follower_queue)
+        self.events = self._new_event_log()
         self._lost = self._announced_lost = frozenset()
         self._running_since.clear()
         if self._reschedule_handle is not None:
@@ -181,10 +185,14 @@ class Controller:
         reply.members.append(admin_pb2.StoreMember(endpoint=str(settings.store_path), healthy=True))
         return reply
 
+    def _new_event_log(self) -> EventLog:
+        return EventLog(self.settings.events, self.settings.follower_queue)
+
     async def load(self) -> None:
-        """Read the desired state from the store."""
+        """Read the desired state and the event history from the store."""
         records = await asyncio.to_thread(self.store.load, d.PREFIX)
         self.state = d.decode(records)
+        await self._load_events()
         if self.state.watchers:
             self._warm_until = time.monotonic() + self.settings.agent_timeout
         log.info(
@@ -193,6 +201,59 @@ class Controller:
             self.state.generation,
             self.term,
         )
+
+    async def _load_events(self) -> None:
+        """Continue the stored event history, after reserving event numbers in the store:
+        should this controller die before writing its first events, the next one will
+        not give their numbers again."""
+        stored = await asyncio.to_thread(self.store.load_events)
+        events = self._new_event_log()
+        events.restore(stored)
+        await asyncio.to_thread(self.store.write_events, self.term, events.take_write(0))
+        self.events.fanout.close()
+        self.events = events
+        log.info("event history loaded: %d events, next number %d", len(stored.records),
+                 events.next_seq)  # fmt: skip
+
+    async def _write_events(self) -> None:
+        """Run while leading: write the event history to the store in batches, at most
+        `store_rate` operations a second, and what is left when leadership ends."""
+        settings = self.settings.events
+        per_batch = max(1, int(settings.store_rate * settings.write_interval))
+        try:
+            while True:
+                await asyncio.sleep(settings.write_interval)
+                self.events.tick(time.monotonic())
+                await self._save_events(per_batch)
+        finally:
+            try:
+                async with asyncio.timeout(EVENTS_FLUSH_TIMEOUT):
+                    await self._save_events(settings.capacity * 2)
+            except TimeoutError:
+                log.warning("%d event changes were not written", self.events.pending())
+
+    async def _save_events(self, budget: int) -> None:
+        """Write up to `budget` operations of the history, in transactions of at most
+        EVENT_WRITE_OPS; stops at the first failure (the rest waits for the next round)."""
+        events = self.events
+        while budget > 0 and events.pending():
+            write = events.take_write(min(budget, EVENT_WRITE_OPS) - 1)
+            budget -= len(write)
+            try:
+                await asyncio.to_thread(self.store.write_events, self.term, write)
+            except (StoreError, asyncio.CancelledError) as exc:
+                events.failed(write)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if isinstance(exc, StaleTerm):
+                    self.fenced.set()
+                if not self._events_failing:
+                    log.warning("cannot write events to the store (will retry): %s", exc)
+                self._events_failing = True
+                return
+            if self._events_failing:
+                log.info("writing events to the store again")
+                self._events_failing = False
 
     # ---- changes to the desired state ----
 
@@ -408,10 +469,11 @@ class Controller:
             if came_back or record.placement_key() != before:
                 self.reschedule_soon()
         elif body == "events":
+            now = time.monotonic()
             for event in message.events.events:
                 if not event.host_id:
                     event.host_id = record.host_id
-                self.events.add(event)
+                self.events.add_from_agent(record.host_id, event, now)
         elif body == "logs":
             self.logs.publish(message.logs, record.host_id)
         elif body == "log_tail":
@@ -457,11 +519,12 @@ class Controller:
             self.reschedule()
 
     async def watch_agents(self) -> None:
-        """Run forever: check agents' liveness a few times per timeout, and move
-        rolling changes on as their batches come up."""
+        """Run forever while leading: check agents' liveness a few times per timeout,
+        move rolling changes on as their batches come up, and write the event history."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._expire_loop(), name="expire-agents")
             tg.create_task(self._rollout_loop(), name="rollouts")
+            tg.create_task(self._write_events(), name="write-events")
 
     async def _expire_loop(self) -> None:
         interval = min(0.5, self.settings.agent_timeout / 4)

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.controller.events import EventSettings
 from stack.security.tls import TlsFiles
 from stack.spec.model import MAX_PROCESSES
 
@@ -40,8 +41,8 @@ class ControllerSettings:
     """Seconds between the agents' Observed messages at least (sent in Welcome)."""
     log_level: str = "INFO"
     """Level of the controller's own log on stderr."""
-    events_capacity: int = 1000
-    """How many recent events the ring keeps."""
+    events: EventSettings = field(default_factory=EventSettings)
+    """The event history: how much is kept, per-agent rates, writing it to the store."""
     follower_queue: int = 1000
     """Items a log or event follower may lag behind before it loses some."""
     tail_timeout: float = 3.0

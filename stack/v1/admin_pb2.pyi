@@ -191,28 +191,32 @@ class AgentsReply(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("watcher", "lines", "follow", "stream", "host")
+    __slots__ = ("watcher", "lines", "follow", "stream", "host", "since")
     WATCHER_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     watcher: str
     lines: int
     follow: bool
     stream: str
     host: str
-    def __init__(self, watcher: _Optional[str] = ..., lines: _Optional[int] = ..., follow: _Optional[bool] = ..., stream: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+    since: float
+    def __init__(self, watcher: _Optional[str] = ..., lines: _Optional[int] = ..., follow: _Optional[bool] = ..., stream: _Optional[str] = ..., host: _Optional[str] = ..., since: _Optional[float] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ("follow", "watcher", "lines")
+    __slots__ = ("follow", "watcher", "lines", "after_seq")
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     WATCHER_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     follow: bool
     watcher: str
     lines: int
-    def __init__(self, follow: _Optional[bool] = ..., watcher: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
+    after_seq: int
+    def __init__(self, follow: _Optional[bool] = ..., watcher: _Optional[str] = ..., lines: _Optional[int] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("watcher",)

@@ -332,7 +332,7 @@ class SocketStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., fd: _Optional[int] = ..., address: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("at", "host_id", "watcher", "wid", "kind", "message", "severity")
+    __slots__ = ("at", "host_id", "watcher", "wid", "kind", "message", "severity", "seq")
     AT_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     WATCHER_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +340,7 @@ class Event(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     at: float
     host_id: str
     watcher: str
@@ -347,7 +348,8 @@ class Event(_message.Message):
     kind: str
     message: str
     severity: Severity
-    def __init__(self, at: _Optional[float] = ..., host_id: _Optional[str] = ..., watcher: _Optional[str] = ..., wid: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ...) -> None: ...
+    seq: int
+    def __init__(self, at: _Optional[float] = ..., host_id: _Optional[str] = ..., watcher: _Optional[str] = ..., wid: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("at", "host_id", "watcher", "wid", "stream", "text")

@@ -2,7 +2,8 @@
 
 The controller only knows the `Store` protocol, so both backends must agree on
 what it promises: prefix reads, atomic commits of puts and deletes, durability
-across a reopen, and refusal (writing nothing) of a commit with a stale term.
+across a reopen, and refusal (writing nothing) of a commit with a stale term; the
+same for the event history, which lives apart from the desired state.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.controller.store.base import StaleTerm, Store
+from stack.controller.store.base import EventWrite, StaleTerm, Store, StoredEvents
 from stack.controller.store.etcd import EtcdStore
 from stack.controller.store.sqlite import SqliteStore
 from tests.integration.etcd_cluster import EtcdCluster, etcd_cluster
@@ -107,3 +108,32 @@ def test_a_commit_with_a_stale_term_is_refused_and_writes_nothing(open_store: Op
     assert new.load("stack/") == {"stack/a": b"old"}
     new.commit(new_term, {"stack/b": b"new"}, [])
     assert new.load("stack/") == {"stack/a": b"old", "stack/b": b"new"}
+
+
+def test_event_writes_are_loaded_back_after_a_reopen_apart_from_the_desired_state(
+    open_store: Opener,
+) -> None:
+    store = open_store()
+    term = store.acquire_term()
+    assert store.load_events() == StoredEvents({}, 0)
+    store.commit(term, {"stack/a": b"1"}, [])
+    store.write_events(term, EventWrite({1: b"one", 2: b"two", 3: b"three"}, [], next_seq=103))
+    store.write_events(term, EventWrite({4: b"four"}, [1, 3, 99], next_seq=104))
+    store.close()
+    reopened = open_store()
+    assert reopened.load_events() == StoredEvents({2: b"two", 4: b"four"}, 104)
+    assert reopened.load("") == {"stack/a": b"1"}
+
+
+def test_an_event_write_with_a_stale_term_is_refused_and_writes_nothing(
+    open_store: Opener,
+) -> None:
+    old = open_store()
+    old_term = old.acquire_term()
+    old.write_events(old_term, EventWrite({1: b"one"}, [], next_seq=10))
+    old.close()
+    new = open_store()
+    new.acquire_term()
+    with pytest.raises(StaleTerm, match=str(old_term)):
+        new.write_events(old_term, EventWrite({2: b"stale"}, [1], next_seq=20))
+    assert new.load_events() == StoredEvents({1: b"one"}, 10)

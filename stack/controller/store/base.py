@@ -1,13 +1,18 @@
-"""The store interface: a fenced key/value map with atomic multi-key commits.
+"""The store interface: a fenced key/value map with atomic multi-key commits, and events.
 
 Kept small on purpose so that an etcd store can implement it too: a term
 (the fencing token) acquired at start, a prefix read, and one atomic commit
 of puts and deletes that a store refuses when a newer term exists.
+
+The event history has a range of its own beside the desired state (a table in
+SQLite, a key prefix in etcd): written often and in bulk by the leader's event
+writer, never in the same transaction as an admin change, fenced the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -17,6 +22,37 @@ class StoreError(Exception):
 
 class StaleTerm(StoreError):
     """A commit carried a term lower than the store's: another controller took over."""
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    """The event history as the store holds it."""
+
+    records: Mapping[int, bytes] = field(default_factory=dict)
+    """seq -> the event's record."""
+    next_seq: int = 0
+    """The reservation: no controller gave a number at or above it (0: none stored)."""
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """One batch of changes to the stored event history, done atomically."""
+
+    puts: Mapping[int, bytes]
+    """seq -> record, to write."""
+    deletes: Collection[int]
+    """seqs to remove (absent ones are fine)."""
+    next_seq: int
+    """The new reservation."""
+
+    def __len__(self) -> int:
+        """Operations in it (the reservation included)."""
+        return len(self.puts) + len(self.deletes) + 1
+
+
+EVENT_WRITE_OPS = 100
+"""Operations one EventWrite may carry: etcd caps a transaction (--max-txn-ops, 128 by
+default), and a short SQLite transaction keeps admin writes waiting for at most that."""
 
 
 class Store(Protocol):
@@ -35,6 +71,18 @@ class Store(Protocol):
 
         Raises StaleTerm (and writes nothing) when `term` is lower than the
         store's current term.
+        """
+        ...
+
+    def load_events(self) -> StoredEvents:
+        """The stored event history."""
+        ...
+
+    def write_events(self, term: int, write: EventWrite) -> None:
+        """Apply `write` to the event history atomically (durable soon, not necessarily
+        at return: losing the last ones in a power cut is acceptable for events).
+
+        Raises StaleTerm (and writes nothing) when `term` is lower than the store's.
         """
         ...
 

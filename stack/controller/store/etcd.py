@@ -9,6 +9,11 @@ its lease (paused, partitioned) cannot write even before it learns it lost.
 Layout under the prefix (default `/stack`):
     {prefix}/leader        the leader key: the leader's advertised address, on its lease
     {prefix}/kv/{key}      one store record per key (`stack/desired/...`)
+    {prefix}/events/seq/N  one event of the history, N its seq in 20 digits
+    {prefix}/events/next   the event numbers' reservation
+
+Events go through a client of their own, so an event batch never queues an admin
+commit behind it on this side; followers watch only `kv/`.
 
 Failures are translated at this edge: an unreachable member fails over to the
 next endpoint; when none answers within the timeouts (members down, quorum
@@ -33,7 +38,7 @@ import pyetcd
 from pyetcd import exceptions as etcd_exceptions
 from pyetcd.events import DeleteEvent
 
-from stack.controller.store.base import StaleTerm, StoreError
+from stack.controller.store.base import EventWrite, StaleTerm, StoredEvents, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,8 +254,12 @@ class EtcdStore:
         """The leader key's value while `acquire_term`'s election holds it."""
         self.leader_key = leader_key(self.prefix)
         self._kv = f"{self.prefix}/kv/"
+        self._events = f"{self.prefix}/events/"
         self._lock = threading.Lock()
         self._client = connect(self.endpoints, timeout, tls)
+        self._events_lock = threading.Lock()
+        self._events_client: Any = None
+        """Created at the first event read or write (only a leader needs it)."""
         self._holder: Any = None
 
     # ---- Store ----
@@ -295,14 +304,45 @@ class EtcdStore:
             ),
         )
         if not succeeded:
-            current = responses[0][0][1].create_revision if responses and responses[0] else 0
-            now = f"the leader key now has token {current}" if current else "there is no leader"
-            raise StaleTerm(f"fencing token {term} is stale: {now}")
+            raise StaleTerm(_stale(term, responses))
+
+    def load_events(self) -> StoredEvents:
+        response = self._event_call(
+            "read of the events", lambda client: client.get_prefix_response(self._events)
+        )
+        records: dict[int, bytes] = {}
+        next_seq = 0
+        for kv in response.kvs:
+            name = kv.key.decode()[len(self._events) :]
+            if name == "next":
+                next_seq = int(kv.value)
+            elif name.startswith("seq/") and name[4:].isdigit():
+                records[int(name[4:])] = bytes(kv.value)
+        return StoredEvents(records, next_seq)
+
+    def write_events(self, term: int, write: EventWrite) -> None:
+        def transaction(client: Any) -> tuple[bool, Any]:
+            tx = client.transactions
+            ops = [tx.delete(self._event_key(seq)) for seq in write.deletes]
+            ops += [tx.put(self._event_key(seq), record) for seq, record in write.puts.items()]
+            ops.append(tx.put(self._events + "next", str(write.next_seq)))
+            return client.transaction(  # type: ignore[no-any-return]
+                compare=[tx.create(self.leader_key) == term],
+                success=ops,
+                failure=[tx.get(self.leader_key)],
+            )
+
+        succeeded, responses = self._event_call(f"write of {len(write)} event changes", transaction)
+        if not succeeded:
+            raise StaleTerm(_stale(term, responses))
 
     def close(self) -> None:
         self._release()
         with self._lock:
             self._client.close()
+        with self._events_lock:
+            if self._events_client is not None:
+                self._events_client.close()
 
     # ---- beyond Store: followers and `stackctl controllers` ----
 
@@ -324,10 +364,27 @@ class EtcdStore:
         with self._lock:
             return call(self._client, self.endpoints, what, request)
 
+    def _event_call(self, what: str, request: Callable[[Any], T]) -> T:
+        with self._events_lock:
+            if self._events_client is None:
+                self._events_client = connect(self.endpoints, self.timeout, self.tls)
+            client = self._events_client
+            return call(client, self.endpoints, what, lambda: request(client))
+
+    def _event_key(self, seq: int) -> str:
+        return f"{self._events}seq/{seq:020d}"
+
     def _release(self) -> None:
         holder, self._holder = self._holder, None
         if holder is not None:
             holder.stop()
+
+
+def _stale(term: int, responses: Any) -> str:
+    """Why a fenced transaction failed, from its failure branch (a get of the leader key)."""
+    current = responses[0][0][1].create_revision if responses and responses[0] else 0
+    now = f"the leader key now has token {current}" if current else "there is no leader"
+    return f"fencing token {term} is stale: {now}"
 
 
 def probe_endpoints(

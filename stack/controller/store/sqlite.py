@@ -7,6 +7,11 @@ is checked inside the write transaction, so a stale controller cannot write.
 The database holds every watcher's environment, secrets included: its directory is
 0700 and the file 0600 before SQLite first opens it (SQLite gives its -wal and -shm
 files the database's mode); looser files left by an older version are tightened.
+
+The event history has its own tables, written through a second connection with
+synchronous=NORMAL (no fsync per batch: events are never acknowledged to anyone)
+in short transactions that take the same lock as admin commits, so an admin
+commit waits for at most one small event batch, never for SQLite's busy retries.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from stack.controller.store.base import StaleTerm, StoreError
+from stack.controller.store.base import EventWrite, StaleTerm, StoredEvents, StoreError
 from stack.security.safe_files import opened_dir, private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL);
 INSERT OR IGNORE INTO fence (id, term) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS event_seq (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
+INSERT OR IGNORE INTO event_seq (id, next) VALUES (1, 0);
 """
 
 
@@ -50,6 +58,10 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._events_db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._events_db.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
 
@@ -87,8 +99,36 @@ class SqliteStore:
                 list(puts.items()),
             )
 
+    def load_events(self) -> StoredEvents:
+        with self._lock:
+            try:
+                rows = self._events_db.execute("SELECT seq, record FROM events").fetchall()
+                (next_seq,) = self._events_db.execute(
+                    "SELECT next FROM event_seq WHERE id = 1"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read events from {self.path}: {exc}") from exc
+        return StoredEvents({int(seq): bytes(record) for seq, record in rows}, int(next_seq))
+
+    def write_events(self, term: int, write: EventWrite) -> None:
+        with self._lock, _Transaction(self._events_db, self.path):
+            (current,) = self._events_db.execute("SELECT term FROM fence WHERE id = 1").fetchone()
+            if term < current:
+                raise StaleTerm(f"term {term} is stale: the store is at term {current}")
+            self._events_db.executemany(
+                "DELETE FROM events WHERE seq = ?", [(seq,) for seq in write.deletes]
+            )
+            self._events_db.executemany(
+                "INSERT OR REPLACE INTO events (seq, record) VALUES (?, ?)",
+                list(write.puts.items()),
+            )
+            self._events_db.execute(
+                "UPDATE event_seq SET next = max(next, ?) WHERE id = 1", (write.next_seq,)
+            )
+
     def close(self) -> None:
         with self._lock:
+            self._events_db.close()
             self._db.close()
 
     def _write(self) -> _Transaction:
