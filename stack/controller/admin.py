@@ -16,6 +16,7 @@ import grpc
 from stack.controller.controller import Controller
 from stack.controller.errors import ControllerError, InvalidArgument, NotLeader
 from stack.controller.status import agents_reply, status_reply
+from stack.loglines import SeenLines
 from stack.security.certs import Role
 from stack.security.tls import peer_identity
 from stack.spec.convert import watcher_to_proto
@@ -246,15 +247,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
         with self._c.logs.fanout.follow(wanted) as follower:
             await context.send_initial_metadata([(STREAM_KEY, "open")])
-            last_at = 0.0
+            sent = SeenLines()
             if request.lines > 0:
                 for line in await self._c.tail(watcher, request.lines, stream, host):
-                    if line.at < request.since:
-                        continue
-                    last_at = max(last_at, line.at)
-                    yield line
+                    if line.at >= request.since:
+                        sent.note(line)
+                        yield line
+            # Live lines began before the tail was read: skip the ones it had.
+            replay = sent.replay()
             while request.follow and (live := await follower.get()) is not None:
-                if live.at > last_at:
+                if not replay.repeats(live):
                     yield live
 
     async def Events(
