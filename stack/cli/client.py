@@ -6,11 +6,17 @@ translated into a `CommandError` whose message is the one line stackctl prints.
 The command modules never see gRPC errors or build stubs themselves. With TLS
 material the channel is mutual TLS; when its handshake fails, the error says why
 (unknown CA, expired, wrong name) instead of "cannot reach".
+
+A follow (`events -f`, `logs -f`) outlives its controller: when the stream breaks or
+ends after it was open, the client finds the leader again through the controller list
+and resumes where it stopped (see stack.cli.resume); when no leader takes it back
+within FOLLOW_GIVE_UP seconds it fails with one line, never ending quietly.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,6 +28,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 
+from stack.cli.resume import EventCursor, LogCursor
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.tls import TlsMaterial, channel_credentials, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
@@ -35,6 +42,20 @@ LEADER_KEY = "stack-leader"
 """Trailing metadata of a follower's refusal: the leader's HOST:PORT ("" during an election)."""
 ANSWERED_KEY = "stack-controller"
 """Trailing metadata of every refusal a controller sends itself."""
+STREAM_KEY = "stack-stream"
+"""Initial metadata of a Logs or Events stream that a leader accepted."""
+
+FOLLOW_GIVE_UP = 10.0
+"""Seconds a follow that lost its stream waits for a leader to take it back."""
+RECONNECT_PAUSE = 0.2
+"""Seconds between a follow's attempts to reopen its stream."""
+_RESUMABLE = (
+    grpc.StatusCode.UNAVAILABLE,  # unreachable, or not (or no longer) the leader
+    grpc.StatusCode.CANCELLED,  # a stopping controller ended the call
+    grpc.StatusCode.UNKNOWN,  # the connection went away mid-stream
+    grpc.StatusCode.INTERNAL,
+)
+"""Ends of a follow's stream that a leader elsewhere (or later) may put right."""
 
 # Texts gRPC itself produces when it could not get a request to the server at
 # all, as opposed to an UNAVAILABLE status the controller sent on purpose
@@ -186,6 +207,11 @@ class StackClient:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
+            # A follow notices a controller that stopped answering (hung, cut off)
+            # within seconds, even while no item flows; controllers allow these pings.
+            ("grpc.keepalive_time_ms", 2000),
+            ("grpc.keepalive_timeout_ms", 2000),
+            ("grpc.http2.max_pings_without_data", 0),
             *GRPC_SIZE_OPTIONS,
         ]
         if settings.tls is None:
@@ -318,6 +344,55 @@ class StackClient:
             finally:
                 call.cancel()
 
+    def _follow(self, name: str, cursor: EventCursor | LogCursor) -> Generator[Any, None, None]:
+        """Yield a following stream's new items for as long as a leader serves it.
+
+        Until the stream first opens it fails as any call does. Once open, a broken or
+        ended stream is reopened on the leader (found again each time) as the cursor
+        says; after FOLLOW_GIVE_UP seconds without a leader taking it, CommandError.
+        """
+        opened = False
+        lost_at: float | None = None
+        tried = [self._current]
+        while True:
+            if self._lost:
+                self._find_leader()
+            call = getattr(self._stub, name)(cursor.request(), timeout=None)
+            error: grpc.RpcError | None = None
+            try:
+                metadata = {key: str(value) for key, value in call.initial_metadata() or ()}
+                if metadata.get(STREAM_KEY) == "open":
+                    opened, lost_at, tried = True, None, [self._current]
+                    cursor.opened(metadata)
+                for item in call:
+                    if cursor.accept(item):
+                        yield item
+            except grpc.RpcError as failure:
+                error = failure
+            finally:
+                call.cancel()
+            self._lost = True
+            if error is not None and not opened:  # as a plain stream fails
+                target = self._elsewhere(error, tried)
+                if target is None:
+                    raise self._no_leader(error, tried) or self._error(error, None) from None
+                self._connect(target)
+                tried.append(target)
+                continue
+            if error is not None and (
+                not isinstance(error, grpc.Call) or error.code() not in _RESUMABLE
+            ):
+                raise self._error(error, None) from None
+            now = time.monotonic()
+            lost_at = now if lost_at is None else lost_at
+            if now - lost_at >= FOLLOW_GIVE_UP:
+                why = str(self._error(error, None)) if error is not None else "the stream ended"
+                raise CommandError(
+                    f"{why}; no controller took the follow back within "
+                    f"{format_seconds(FOLLOW_GIVE_UP)}s (tried {', '.join(self.addresses)})"
+                )
+            time.sleep(RECONNECT_PAUSE)
+
     # -- the AdminService ----------------------------------------------------
 
     def apply(self, filename: str, content: str, dry_run: bool = False) -> admin_pb2.ApplyReply:
@@ -366,15 +441,18 @@ class StackClient:
     def logs(
         self, watcher: str, lines: int, follow: bool, stream: str = "", host: str = ""
     ) -> Generator[types_pb2.LogLine, None, None]:
-        request = admin_pb2.LogsRequest(
-            watcher=watcher, lines=lines, follow=follow, stream=stream, host=host
-        )
+        if follow:
+            return self._follow("Logs", LogCursor(watcher, lines, stream, host))
+        request = admin_pb2.LogsRequest(watcher=watcher, lines=lines, stream=stream, host=host)
         return self._stream("Logs", request, follow)
 
     def events(
         self, follow: bool, watcher: str = "", lines: int = 0
     ) -> Generator[types_pb2.Event, None, None]:
-        request = admin_pb2.EventsRequest(follow=follow, watcher=watcher, lines=lines)
+        """The last `lines` events (0: every one kept), then with `follow` the new ones."""
+        if follow:
+            return self._follow("Events", EventCursor(watcher, lines))
+        request = admin_pb2.EventsRequest(watcher=watcher, lines=lines)
         return self._stream("Events", request, follow)
 
     def get(self, watcher: str) -> admin_pb2.GetReply:

@@ -17,10 +17,17 @@ def events(
     ] = False,
     watcher: Annotated[str, typer.Option("--watcher", metavar="W", help="Only this watcher.")] = "",
     lines: Annotated[
-        int, typer.Option("--lines", "-n", min=0, metavar="N", help="Recent events first (0: all).")
-    ] = 0,
+        int,
+        typer.Option(
+            "--lines", "-n", min=0, metavar="N", help="The last N events first (0: every one kept)."
+        ),
+    ] = 20,
 ) -> None:
-    """Print events: time, host, watcher and worker id, kind, message."""
+    """Print events: time, host, watcher and worker id, kind, message.
+
+    -f keeps following, also across a controller restart or failover (Ctrl-C ends it);
+    when no controller takes it back within 10 s it fails.
+    """
     stream = open_client(ctx).events(follow, watcher, lines)
     as_json = options_of(ctx).json
     if as_json and not follow:

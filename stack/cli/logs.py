@@ -40,7 +40,11 @@ def logs(
         ),
     ] = False,
 ) -> None:
-    """Print a watcher's output lines, oldest first; -f keeps following (Ctrl-C ends)."""
+    """Print a watcher's output lines, oldest first.
+
+    -f keeps following, also across a controller restart or failover (Ctrl-C ends it);
+    when no controller takes it back within 10 s it fails.
+    """
     client = open_client(ctx)
     as_json = options_of(ctx).json
     with_host = not host and not as_json and len(client.agents().agents) > 1

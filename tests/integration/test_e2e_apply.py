@@ -55,7 +55,9 @@ def test_reload_starts_each_new_process_before_stopping_the_old(cluster: Cluster
         return len(now) == 2 and set(now.values()).isdisjoint(before.values())
 
     wait_for(replaced, 15, "both workers to be replaced")
-    events = cluster.stackctl("-o", "json", "events", "--watcher", "w", check=True).json()["events"]
+    events = cluster.stackctl(
+        "-o", "json", "events", "-n", "0", "--watcher", "w", check=True
+    ).json()["events"]
     start = max(i for i, e in enumerate(events) if e["kind"] == "reload")
     after = events[start:]
     for wid in (1, 2):

@@ -26,7 +26,9 @@ def test_crashing_worker_goes_flapping_then_retries_then_fatal(cluster: Cluster)
     wait_for(lambda: watcher_phase(cluster, "w") == types_pb2.WATCHER_PHASE_FATAL, 15,
              "the watcher to give up after max_retry")  # fmt: skip
     assert "fatal" in cluster.stackctl("status", "w", check=True).out
-    events = cluster.stackctl("-o", "json", "events", "--watcher", "w", check=True).json()
+    events = cluster.stackctl(
+        "-o", "json", "events", "-n", "0", "--watcher", "w", check=True
+    ).json()
     kinds = [e["kind"] for e in events["events"]]
     assert kinds.index("flapping") < kinds.index("retry") < kinds.index("fatal")
 

@@ -119,7 +119,7 @@ def test_a_missing_command_is_a_spawn_error_in_status_and_events(cluster: Cluste
     assert "/nonexistent/program-xyz" in proc.last_exit.message
     text = cluster.stackctl("status", "ghost", check=True).out
     assert "spawn error" in text
-    events = cluster.stackctl("-o", "json", "events", "--watcher", "ghost", check=True)
+    events = cluster.stackctl("-o", "json", "events", "-n", "0", "--watcher", "ghost", check=True)
     kinds = {e["kind"] for e in events.json()["events"]}
     assert "spawn_error" in kinds
     assert cluster.agent.alive()

@@ -11,7 +11,7 @@ from tests.integration.cluster import Cluster, wait_for, watcher_toml
 
 
 def events_of(cluster: Cluster, watcher: str) -> list[dict[str, Any]]:
-    result = cluster.stackctl("-o", "json", "events", "--watcher", watcher, check=True)
+    result = cluster.stackctl("-o", "json", "events", "-n", "0", "--watcher", watcher, check=True)
     events: list[dict[str, Any]] = result.json()["events"]
     return events
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stack.agent.persist import load_state
+from stack.controller.store.etcd import connect
 from tests.integration.cluster import (
     PYTHON,
     ROOT,
@@ -19,6 +20,7 @@ from tests.integration.cluster import (
     worker_processes,
 )
 from tests.integration.etcd_cluster import etcd_cluster, requires_etcd
+from tests.integration.following import assert_both_go_on, following
 from tests.integration.ha_cluster import HaCluster, ha_cluster
 
 pytestmark = requires_etcd
@@ -194,3 +196,36 @@ def test_stackctl_passes_over_a_hung_controller_first_in_its_list(tmp_path: Path
         assert result.code == 0, result
         assert took < 8, took  # one short probe of the hung one, not a 10 s call timeout
         assert cluster.desired("w") == 2
+
+
+def stored_event_seqs(cluster: HaCluster) -> set[int]:
+    """The seqs of the events in etcd, read as a test oracle."""
+    prefix = "/" + cluster.store.rsplit("/", 1)[1] + "/events/seq/"
+    client = connect(cluster.etcd.endpoints)
+    try:
+        return {
+            int(kv.key.decode()[len(prefix) :]) for kv in client.get_prefix_response(prefix).kvs
+        }
+    finally:
+        client.close()
+
+
+def test_an_etcd_failover_keeps_the_event_history_and_follows_continue(tmp_path: Path) -> None:
+    with ha_cluster(tmp_path) as cluster:
+        cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.1"))
+        wait_for(lambda: len(cluster.running_pids("w")) == 1, 20, "the worker")
+        controllers = ",".join(cluster.addresses)
+        with (
+            following(controllers, "events", "-f", "-n", "0") as events,
+            following(controllers, "logs", "w", "-f", "-n", "0") as logs,
+        ):
+            wait_for(lambda: len(logs.items) >= 5, 15, "log lines before the failover")
+            seen = {e["seq"] for e in events.items}
+            wait_for(lambda: seen <= stored_event_seqs(cluster), 10, "the events in etcd")
+            old = cluster.leader()
+            cluster.daemon_at(old).kill9()
+            cluster.wait_leader(cluster.lease_ttl + 5, other_than=old)
+            assert_both_go_on(events, logs, lambda: cluster.stackctl("scale", "w", "2", check=True))
+        history = cluster.stackctl("-o", "json", "events", "-n", "0", check=True).json()["events"]
+        assert seen <= {e["seq"] for e in history}, "the new leader lost events"
+        assert [e["kind"] for e in history].count("leader") >= 2, "both leaders' events are kept"

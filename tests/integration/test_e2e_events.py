@@ -1,0 +1,108 @@
+"""The event history through stackctl: the last 20 by default, kept across restarts of a
+SQLite controller, `events -f`/`logs -f` following across a restart, and exiting 1 with one
+line when no controller comes back within 10 s."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from tests.integration.cluster import Cluster, wait_for, watcher_toml
+from tests.integration.following import assert_both_go_on, following
+
+GIVE_UP = 10.0
+
+
+def all_events(cluster: Cluster) -> list[dict[str, Any]]:
+    result = cluster.stackctl("-o", "json", "events", "-n", "0", check=True)
+    events: list[dict[str, Any]] = result.json()["events"]
+    return events
+
+
+def stored_event_count(cluster: Cluster) -> int:
+    """Events in the controller's SQLite store, read as a test oracle."""
+    path = cluster.root / "controller" / "controller.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+    return int(count)
+
+
+def test_events_shows_the_last_20_by_default_n_for_more_and_0_for_all(cluster: Cluster) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=0))
+    for count in range(1, 31):
+        cluster.stackctl("scale", "w", str(count % 2), check=True)
+
+    def last(*args: str) -> list[int]:
+        document = cluster.stackctl("-o", "json", "events", *args, check=True).json()
+        return [event["seq"] for event in document["events"]]
+
+    # The agent's events of the last scales come in a little later: until they have,
+    # two reads may differ.
+    every = wait_for(lambda: (seqs := last("-n", "0")) == last("-n", "0") and seqs, 20, "quiet")
+    assert len(every) > 30 and every == sorted(every)
+    assert last() == every[-20:]
+    assert last("-n", "25") == every[-25:]
+    shown = cluster.stackctl("events", check=True).out.splitlines()
+    assert len(shown) == 20
+    assert len(cluster.stackctl("events", "-n", "0", check=True).out.splitlines()) == len(every)
+
+
+def test_a_restarted_sqlite_controller_keeps_the_history_and_numbers_on(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+    cluster.wait_running("w", 2)
+    cluster.stackctl("scale", "w", "1", check=True)
+    before = all_events(cluster)
+    assert {"apply", "spawn", "scale"} <= {e["kind"] for e in before}
+
+    cluster.controller.stop()  # a clean stop writes what it had not written yet
+    cluster.start_controller()
+    after = all_events(cluster)
+    assert after[: len(before)] == before
+    # Killed, it keeps what its writer had written (a fraction of a second behind).
+    cluster.stackctl("scale", "w", "2", check=True)
+    written = len(all_events(cluster))
+    wait_for(lambda: stored_event_count(cluster) >= written, 10, "the events in the store")
+    kept = all_events(cluster)[:written]
+    cluster.controller.kill9()
+    cluster.start_controller()
+    cluster.stackctl("scale", "w", "3", check=True)
+    again = all_events(cluster)
+    assert again[:written] == kept
+    new = again[written:]
+    assert new and all(e["seq"] > kept[-1]["seq"] for e in new)
+    assert any(e["message"] == "scale w: 2 -> 3" for e in new)
+
+
+def test_events_and_logs_follow_across_a_controller_restart(cluster: Cluster) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.1"))
+    cluster.wait_running("w", 1)
+    with (
+        following(cluster.address, "events", "-f") as events,
+        following(cluster.address, "logs", "w", "-f", "-n", "0") as logs,
+    ):
+        wait_for(lambda: len(logs.items) >= 5, 10, "log lines before the restart")
+        cluster.controller.stop()
+        cluster.start_controller()
+        assert_both_go_on(events, logs, lambda: cluster.stackctl("scale", "w", "2", check=True))
+
+
+def test_a_follow_exits_1_with_one_line_when_no_controller_comes_back(cluster: Cluster) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.2"))
+    cluster.wait_running("w", 1)
+    with (
+        following(cluster.address, "events", "-f") as events,
+        following(cluster.address, "logs", "w", "-f") as logs,
+    ):
+        wait_for(lambda: events.items and logs.items, 10, "both follows to print")
+        stopped = time.monotonic()
+        cluster.controller.stop()
+        for follow in (events, logs):
+            code, err = follow.wait(GIVE_UP + 20)
+            took = time.monotonic() - stopped
+            assert code == 1, err
+            assert err.startswith("stackctl: ") and err.count("\n") == 1, err
+            assert "no controller took the follow back within 10s" in err, err
+            assert took >= GIVE_UP, took
