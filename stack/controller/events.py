@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CONTROLLER_HOST = ""
 """host_id (and history source) of events the controller records itself."""
 
+MAX_EVENT_HISTORY = 1_000_000
+"""The most events a controller may be told to keep (memory, and the new leader's read)."""
 RESERVE = 100_000
 """Sequence numbers a leader reserves in the store ahead of the ones it gave: a leader that
 dies before writing its last events leaves numbers its successor will not give again."""

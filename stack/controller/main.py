@@ -29,6 +29,7 @@ import grpc
 
 from stack.controller.admin import AdminService
 from stack.controller.agents import AgentService
+from stack.controller.events import MAX_EVENT_HISTORY, EventSettings
 from stack.controller.plane import ControlPlane
 from stack.controller.settings import ControllerSettings, default_data_dir
 from stack.controller.store.base import StoreError
@@ -126,6 +127,22 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         metavar="N",
         help=f"most processes one watcher may have (1-{MAX_PROCESSES}; default {MAX_PROCESSES})",
     )
+    history = parser.add_argument_group("event history")
+    history.add_argument(
+        "--event-history",
+        type=int,
+        default=EventSettings.capacity,
+        metavar="N",
+        help=f"events kept, in memory and in the store (default {EventSettings.capacity:,})",
+    )
+    history.add_argument(
+        "--agent-event-rate",
+        type=float,
+        default=EventSettings.agent_rate,
+        metavar="N",
+        help=f"events a second one agent may send, bursts of 10x that; the excess is counted "
+        f"and dropped (default {EventSettings.agent_rate:g})",
+    )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
         "--tls-dir",
@@ -156,6 +173,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         parser.error("--etcd-cert needs --etcd-ca (the CA etcd's certificates are signed by)")
     if not 1 <= args.max_processes <= MAX_PROCESSES:
         parser.error(f"--max-processes must be between 1 and {MAX_PROCESSES}")
+    if not 1 <= args.event_history <= MAX_EVENT_HISTORY:
+        parser.error(f"--event-history must be between 1 and {MAX_EVENT_HISTORY:,}")
+    if not args.agent_event_rate > 0:
+        parser.error("--agent-event-rate must be > 0")
     pair = CertDir(args.tls_dir).pair(Role.controller, "") if args.tls_dir else None
     try:
         tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
@@ -176,6 +197,11 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         tls=tls_files,
         insecure=args.insecure,
         max_processes=args.max_processes,
+        events=EventSettings(
+            capacity=args.event_history,
+            agent_rate=args.agent_event_rate,
+            agent_burst=max(1, round(10 * args.agent_event_rate)),
+        ),
     )
 
 

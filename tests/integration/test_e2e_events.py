@@ -1,14 +1,19 @@
-"""The event history through stackctl: the last 20 by default, kept across restarts of a
-SQLite controller, `events -f`/`logs -f` following across a restart, and exiting 1 with one
-line when no controller comes back within 10 s."""
+"""The event history through stackctl: the last 20 by default, each host's share safe from
+a flooding agent, kept across restarts of a SQLite controller, `events -f`/`logs -f`
+following across a restart, and exiting 1 with one line when no controller comes back
+within 10 s."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
+from stack.v1 import agent_pb2, types_pb2
 from tests.integration.cluster import Cluster, wait_for, watcher_toml
+from tests.integration.fake_agent import FakeAgent
 from tests.integration.following import assert_both_go_on, following
 
 GIVE_UP = 10.0
@@ -106,3 +111,44 @@ def test_a_follow_exits_1_with_one_line_when_no_controller_comes_back(cluster: C
             assert err.startswith("stackctl: ") and err.count("\n") == 1, err
             assert "no controller took the follow back within 10s" in err, err
             assert took >= GIVE_UP, took
+
+
+def test_a_flooding_agent_pushes_out_only_its_own_events_and_its_excess_is_counted(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path / "stack")
+    cluster.controller.argv += ["--event-history", "300", "--agent-event-rate", "50"]
+    with closing(cluster.start()):
+        cluster.apply(watcher_toml("w", cluster.tag, numprocesses=3))
+        cluster.wait_running("w", 3)
+        cluster.stackctl("scale", "w", "2", check=True)
+        others = wait_for(
+            lambda: len(e := all_events(cluster)) >= 8 and e, 10, "the events of h1 and of apply"
+        )
+        sent = 0
+        with (
+            following(cluster.address, "events", "-f", "-n", "0") as follow,
+            FakeAgent(cluster.address, agent_pb2.Hello(host_id="h2")) as noisy,
+        ):
+            wait_for(lambda: len(follow.items) > len(others), 10, "the follow to print the history")
+            for batch in range(40):  # far past the history and the agent's rate
+                noisy.events(
+                    [types_pb2.Event(kind="noise", message=f"{batch}.{n}") for n in range(100)]
+                )
+                sent += 100
+            summary = wait_for(
+                lambda: [e for e in follow.items if e["kind"] == "events_dropped"],
+                15,
+                "the summary of the dropped events",
+            )
+        delivered = sum(1 for e in follow.items if e["kind"] == "noise")
+        dropped = sum(int(e["message"].split(": ")[1].split()[0]) for e in summary)
+        assert delivered + dropped == sent, (delivered, dropped, summary)
+        assert delivered >= 500 and all(e["host_id"] == "h2" for e in summary)
+        history = all_events(cluster)
+        kept = {e["seq"] for e in history}
+        ever = {e["seq"] for e in follow.items if e["host_id"] != "h2"}
+        assert ever and ever <= kept, "the flood pushed out another host's events"
+        assert len(history) == 300
+        text = cluster.stackctl("events", "-n", "0", check=True).out
+        assert "h2  -  events_dropped  agent h2 sent more than 50 events a second" in text
