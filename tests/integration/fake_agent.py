@@ -44,7 +44,7 @@ class FakeAgent:
                         self.assignments.append(message.assignment)
                         self._got.notify_all()
 
-    def wids(self, watcher: str, timeout: float = 10.0) -> list[int]:
+    def wids(self, watcher: str, timeout: float = 30.0) -> list[int]:
         """The worker ids of `watcher` in the latest Assignment, once it has some."""
 
         def assigned() -> list[int]:

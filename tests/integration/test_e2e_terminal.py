@@ -35,7 +35,7 @@ def test_a_workers_escape_sequences_are_shown_escaped_and_raw_only_with_raw(
         out = stackctl(cluster, "logs", "w", "-n", "5")
         return out if "clipboard:" in out else ""
 
-    text = wait_for(shown, 10, "the worker's line in stackctl logs")
+    text = wait_for(shown, 30, "the worker's line in stackctl logs")
     assert not OBEYED.search(text), repr(text)
     assert OSC52_SHOWN in text
     assert "\\x1b[2J\\x1b[H" in text and "cr:safe\\rEVIL" in text and "ok\\x08\\x08NO" in text
@@ -76,10 +76,10 @@ def test_a_hostile_agents_text_is_shown_escaped_in_events_status_and_agents(
             out = stackctl(cluster, "events", "--watcher", "evil")
             return out if "clipboard:" in out else ""
 
-        events = wait_for(event_shown, 10, "the agent's event in stackctl events")
+        events = wait_for(event_shown, 30, "the agent's event in stackctl events")
         status = wait_for(
             lambda: (out := stackctl(cluster, "status", "evil")).count("clipboard:") and out,
-            10,
+            30,
             "the agent's messages in stackctl status",
         )
         agents = stackctl(cluster, "agents")
