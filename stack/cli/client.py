@@ -395,8 +395,18 @@ class StackClient:
 
     # -- the AdminService ----------------------------------------------------
 
-    def apply(self, filename: str, content: str, dry_run: bool = False) -> admin_pb2.ApplyReply:
+    def apply(
+        self,
+        filename: str,
+        content: str,
+        dry_run: bool = False,
+        if_generation: int | None = None,
+    ) -> admin_pb2.ApplyReply:
+        """Apply (or with `dry_run` only diff) a stack file; with `if_generation`, only if
+        the desired state is still at that generation (the plan a dry run answered)."""
         request = admin_pb2.ApplyRequest(filename=filename, content=content, dry_run=dry_run)
+        if if_generation is not None:
+            request.if_generation = if_generation
         return self._unary("Apply", request, admin_pb2.ApplyReply, None)
 
     def scale(self, watcher: str, count: int, relative: bool) -> admin_pb2.ScaleReply:

@@ -609,6 +609,8 @@ def change_lines(changes: Sequence[admin_pb2.Change]) -> list[Text]:
             head += " (scale)"
             if len(details) == 1:
                 head += f" {details.pop()}"
+        if change.replaces:
+            head += " (replaces its workers)"
         lines.append(Text(head, style=style))
         lines.extend(Text(f"    {detail}") for detail in details)
     return lines
@@ -616,7 +618,26 @@ def change_lines(changes: Sequence[admin_pb2.Change]) -> list[Text]:
 
 def warning_lines(warnings: Sequence[str]) -> list[Text]:
     """`warning: ...` for each of an apply's warnings."""
-    return [Text(f"warning: {warning}", style="yellow") for warning in warnings]
+    return [Text(f"warning: {safe(warning)}", style="yellow") for warning in warnings]
+
+
+def _names(kind: str, names: Sequence[str]) -> str:
+    return f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
+def plan_risks(changes: Sequence[admin_pb2.Change]) -> str:
+    """What an apply's plan takes away, in words, or "" when it takes nothing away:
+    `remove watcher b and socket s, and replace the workers of watcher a`."""
+    removed = [
+        _names(kind, names)
+        for kind in ("watcher", "socket")
+        if (names := [safe(c.name) for c in changes if c.op == "remove" and c.kind == kind])
+    ]
+    replaced = [safe(c.name) for c in changes if c.replaces]
+    parts = [f"remove {' and '.join(removed)}"] if removed else []
+    if replaced:
+        parts.append(f"replace the workers of {_names('watcher', replaced)}")
+    return ", and ".join(parts)
 
 
 def apply_outcome(reply: admin_pb2.ApplyReply, dry_run: bool) -> str:

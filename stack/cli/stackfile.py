@@ -3,6 +3,12 @@
 stackctl never parses or validates a stack file for the controller: it sends
 the file's name and text, and the controller answers with the changes or a
 one-line error naming the key.
+
+`apply` shows its plan before it changes anything: it asks the controller for a dry
+run, prints it, and when the plan takes something away (removes a watcher or a socket,
+replaces workers) asks for a confirmation (on a terminal; `--yes` gives it beforehand).
+It then applies with the generation the plan was made at, which the controller refuses
+if the stack changed in between: what was confirmed is exactly what is applied.
 """
 
 from __future__ import annotations
@@ -49,11 +55,35 @@ def apply_document(reply: admin_pb2.ApplyReply, dry_run: bool) -> dict[str, Any]
     return document
 
 
-def _print_apply(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
+def _print_plan(reply: admin_pb2.ApplyReply) -> None:
     console = render.stdout_console()
     for line in [*render.change_lines(reply.changes), *render.warning_lines(reply.warnings)]:
         console.print(line, soft_wrap=True)
-    console.print(render.apply_outcome(reply, dry_run), markup=False, soft_wrap=True)
+
+
+def _print_apply(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
+    _print_plan(reply)
+    _print_outcome(reply, dry_run)
+
+
+def _print_outcome(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
+    render.print_text(render.apply_outcome(reply, dry_run))
+
+
+def confirm(risks: str) -> None:
+    """Ask on the terminal whether to go on with a plan that would do `risks`;
+    CommandError (nothing applied) on no, or without a terminal to ask on."""
+    if not sys.stdin.isatty():
+        raise CommandError(
+            f"this apply would {risks}: nothing was applied; "
+            "run it on a terminal to confirm, or pass --yes"
+        )
+    try:
+        agreed = typer.confirm(f"This will {risks}. Apply?", default=False, err=True)
+    except typer.Abort:  # end of input or Ctrl-C at the question
+        agreed = False
+    if not agreed:
+        raise CommandError("nothing was applied")
 
 
 def apply(
@@ -62,14 +92,42 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the changes, apply nothing.")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Apply without asking, also what removes or replaces."),
+    ] = False,
 ) -> None:
-    """Make the stack what FILE says; prints the changes like a diff."""
+    """Make the stack what FILE says; prints the changes like a diff first.
+
+    A plan that removes a watcher or a socket, or replaces workers, is applied only
+    once confirmed: on a terminal stackctl asks; without one it refuses unless --yes.
+    """
     content = read_stack_file(file)
-    reply = open_client(ctx).apply(file, content, dry_run)
-    if options_of(ctx).json:
-        render.print_json(apply_document(reply, dry_run))
+    client = open_client(ctx)
+    as_json = options_of(ctx).json
+
+    def show(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
+        if as_json:
+            render.print_json(apply_document(reply, dry_run))
+        else:
+            _print_apply(reply, dry_run)
+
+    if dry_run or yes:
+        show(client.apply(file, content, dry_run), dry_run)
+        return
+    plan = client.apply(file, content, dry_run=True)
+    if not plan.changes:
+        show(plan, dry_run=False)  # what applying nothing answers
+        return
+    if not as_json:
+        _print_plan(plan)
+    if risks := render.plan_risks(plan.changes):
+        confirm(risks)
+    reply = client.apply(file, content, if_generation=plan.generation)
+    if as_json:
+        render.print_json(apply_document(reply, dry_run=False))
     else:
-        _print_apply(reply, dry_run)
+        _print_outcome(reply, dry_run=False)
 
 
 def export(

@@ -108,10 +108,15 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Apply(
         self, request: admin_pb2.ApplyRequest, context: Context
     ) -> admin_pb2.ApplyReply:
-        outcome = await self._c.apply(request.content, request.filename, request.dry_run)
+        if_generation = request.if_generation if request.HasField("if_generation") else None
+        outcome = await self._c.apply(
+            request.content, request.filename, request.dry_run, if_generation
+        )
         return admin_pb2.ApplyReply(
             changes=[
-                admin_pb2.Change(op=c.op, kind=c.kind, name=c.name, details=list(c.details))
+                admin_pb2.Change(
+                    op=c.op, kind=c.kind, name=c.name, details=list(c.details), replaces=c.replaces
+                )
                 for c in outcome.changes
             ],
             applied=outcome.applied,

@@ -22,6 +22,7 @@ from stack.controller import desired as d
 from stack.controller.agents import AgentRecord, AgentRegistry, AgentSession
 from stack.controller.assignments import build_assignment
 from stack.controller.errors import (
+    Conflict,
     FencedOut,
     InvalidArgument,
     NotFound,
@@ -292,8 +293,11 @@ class Controller:
             self.reschedule()
         return True
 
-    async def apply(self, content: str, filename: str, dry_run: bool) -> Applied:
-        """Make a stack file the desired stack."""
+    async def apply(
+        self, content: str, filename: str, dry_run: bool, if_generation: int | None = None
+    ) -> Applied:
+        """Make a stack file the desired stack; with `if_generation`, only if the desired
+        state is still at that generation (Conflict otherwise: the plan shown is stale)."""
         try:
             stack = load_stack(content, filename or "<stack>")
         except SpecError as exc:
@@ -301,6 +305,12 @@ class Controller:
         changes: list[Change] = []
 
         def transition(state: d.DesiredState) -> d.DesiredState:
+            if if_generation is not None and state.generation != if_generation:
+                raise Conflict(
+                    f"the stack changed since the plan was made (generation {if_generation}, "
+                    f"now {state.generation}): nothing was applied; apply again to see the "
+                    "new plan"
+                )
             new, found = d.apply_stack(
                 state,
                 stack,

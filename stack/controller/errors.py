@@ -28,6 +28,12 @@ class NotFound(ControllerError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class Conflict(ControllerError):
+    """The desired state is no longer what the request was made against."""
+
+    code = grpc.StatusCode.ABORTED
+
+
 class Unavailable(ControllerError):
     """The controller cannot serve the request now (not ready, fenced out)."""
 

@@ -27,6 +27,9 @@ class Change:
     """The watcher's or the socket's name."""
     details: tuple[str, ...] = ()
     """Human lines such as "cmd: 'a' -> 'b'" or "numprocesses: 4 -> 6"."""
+    replaces: bool = False
+    """A changed watcher whose workers must be replaced by new ones (see
+    needs_new_processes): a rolling change under its [update] rules."""
 
 
 def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
@@ -54,12 +57,14 @@ def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
             summary = (f"cmd: {_show(spec.cmd)}", f"numprocesses: {spec.numprocesses}")
             changes.append(Change("add", "watcher", name, summary))
             continue
-        details = _option_changes(old.watchers[name], spec)
-        details += _inherited_socket_changes(old, new, old.watchers[name], spec)
-        if details == [f"numprocesses: {old.watchers[name].numprocesses} -> {spec.numprocesses}"]:
+        before = old.watchers[name]
+        inherited = _inherited_socket_changes(old, new, before, spec)
+        details = _option_changes(before, spec) + inherited
+        if details == [f"numprocesses: {before.numprocesses} -> {spec.numprocesses}"]:
             changes.append(Change("scale", "watcher", name, tuple(details)))
         elif details:
-            changes.append(Change("change", "watcher", name, tuple(details)))
+            replaces = bool(inherited) or before.process_fingerprint() != spec.process_fingerprint()
+            changes.append(Change("change", "watcher", name, tuple(details), replaces))
     return changes
 
 

@@ -8,26 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ApplyRequest(_message.Message):
-    __slots__ = ("filename", "content", "dry_run")
+    __slots__ = ("filename", "content", "dry_run", "if_generation")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    IF_GENERATION_FIELD_NUMBER: _ClassVar[int]
     filename: str
     content: str
     dry_run: bool
-    def __init__(self, filename: _Optional[str] = ..., content: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    if_generation: int
+    def __init__(self, filename: _Optional[str] = ..., content: _Optional[str] = ..., dry_run: _Optional[bool] = ..., if_generation: _Optional[int] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("op", "kind", "name", "details")
+    __slots__ = ("op", "kind", "name", "details", "replaces")
     OP_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     op: str
     kind: str
     name: str
     details: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, op: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Iterable[str]] = ...) -> None: ...
+    replaces: bool
+    def __init__(self, op: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., details: _Optional[_Iterable[str]] = ..., replaces: _Optional[bool] = ...) -> None: ...
 
 class ApplyReply(_message.Message):
     __slots__ = ("changes", "applied", "generation", "warnings")

@@ -245,7 +245,7 @@ class Fleet:
     def apply(self, text: str, name: str = "stack.toml") -> Result:
         path = self.root / name
         path.write_text(text)
-        return self.stackctl("apply", str(path), check=True)
+        return self.stackctl("apply", "--yes", str(path), check=True)
 
     def status_json(self) -> dict[str, object]:
         document: dict[str, object] = json.loads(

@@ -253,7 +253,7 @@ class Cluster:
     def apply(self, text: str, name: str = "stack.toml") -> Result:
         path = self.root / name
         path.write_text(text)
-        return self.stackctl("apply", str(path), check=True)
+        return self.stackctl("apply", "--yes", str(path), check=True)
 
 
 def run_stackctl(argv: list[str], cwd: Path, timeout: float, check: bool) -> Result:

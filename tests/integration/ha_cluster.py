@@ -204,7 +204,7 @@ class HaCluster:
     def apply(self, text: str) -> Result:
         path = self.root / "stack.toml"
         path.write_text(text)
-        return self.stackctl("apply", str(path), check=True)
+        return self.stackctl("apply", "--yes", str(path), check=True)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,19 @@
-"""`stackctl apply`: a diff first, and only what changed is touched."""
+"""`stackctl apply`: a diff first, only what changed is touched, and what removes or
+replaces is applied only once confirmed (asked on a pseudo-terminal, or --yes)."""
 
 from __future__ import annotations
 
-from tests.integration.cluster import Cluster, wait_for, watcher_toml
+import contextlib
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+from tests.integration.cluster import PYTHON, Cluster, _env, wait_for, watcher_toml
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def two_watchers(tag: str, a: int = 2, b: int = 1, a_flags: tuple[str, ...] = ()) -> str:
@@ -65,3 +76,117 @@ def test_reload_starts_each_new_process_before_stopping_the_old(cluster: Cluster
         spawn = kinds.index("spawn")
         gone = min(kinds.index(k) for k in ("exit", "stopped") if k in kinds)
         assert spawn < gone, f"wid {wid}: {kinds}"
+
+
+class Terminal:
+    """stackctl on a pseudo-terminal, as an operator at a shell runs it."""
+
+    def __init__(self, cluster: Cluster, *args: str) -> None:
+        argv = [PYTHON, "-m", "stack.cli.main", "--controller", cluster.address, *args]
+        master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), cwd=cluster.root
+        )
+        os.close(slave)
+        self._master = master
+        self.screen = ""
+
+    def wait_for_text(self, text: str, timeout: float = 30.0) -> str:
+        """What the terminal shows (colours taken out) once `text` is on it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._master], [], [], left)[0]:
+                raise AssertionError(f"{text!r} never showed; the terminal shows:\n{self.screen}")
+            try:
+                data = os.read(self._master, 4096)
+            except OSError:  # the other side closed: stackctl exited
+                data = b""
+            if not data:
+                raise AssertionError(f"stackctl ended before {text!r}:\n{self.screen}")
+            self.screen += ANSI.sub("", data.decode(errors="replace"))
+        return self.screen
+
+    def type(self, text: str) -> None:
+        os.write(self._master, text.encode())
+
+    def finish(self, timeout: float = 30.0) -> tuple[int, str]:
+        """stackctl's exit status and everything it showed."""
+        code = self.proc.wait(timeout)
+        with contextlib.suppress(OSError):
+            while data := os.read(self._master, 4096):
+                self.screen += ANSI.sub("", data.decode(errors="replace"))
+        os.close(self._master)
+        return code, self.screen
+
+
+QUESTION = "This will remove watcher b. Apply? [y/N]: "
+
+
+def test_apply_that_removes_asks_on_a_terminal_and_applies_only_when_told_yes(
+    cluster: Cluster,
+) -> None:
+    tag = cluster.tag
+    cluster.apply(two_watchers(tag))
+    cluster.wait_running("b", 1)
+    (cluster.root / "small.toml").write_text(watcher_toml("a", tag, numprocesses=3))
+
+    declined = Terminal(cluster, "apply", "small.toml")
+    shown = declined.wait_for_text(QUESTION)
+    assert "- watcher b" in shown and "~ watcher a (scale) numprocesses: 2 -> 3" in shown
+    declined.type("n\n")
+    code, shown = declined.finish()
+    assert code == 1 and shown.rstrip().endswith("stackctl: nothing was applied"), shown
+    assert [w.name for w in cluster.status().watchers] == ["a", "b"]
+
+    confirmed = Terminal(cluster, "apply", "small.toml")
+    confirmed.wait_for_text(QUESTION)
+    confirmed.type("y\n")
+    code, shown = confirmed.finish()
+    assert code == 0 and "applied (generation" in shown, shown
+    assert [w.name for w in cluster.status().watchers] == ["a"]
+    cluster.wait_running("a", 3)
+
+
+def test_apply_that_removes_is_refused_without_a_terminal_and_applied_with_yes(
+    cluster: Cluster,
+) -> None:
+    tag = cluster.tag
+    cluster.apply(two_watchers(tag))
+    a_before = cluster.wait_running("a", 2)
+    (cluster.root / "next.toml").write_text(watcher_toml("a", tag, "--lines", "1", numprocesses=2))
+    refused = cluster.stackctl("apply", "next.toml")
+    assert refused.code == 1
+    assert refused.err == (
+        "stackctl: this apply would remove watcher b, and replace the workers of watcher a: "
+        "nothing was applied; run it on a terminal to confirm, or pass --yes\n"
+    )
+    assert "- watcher b" in refused.out and "~ watcher a (replaces its workers)" in refused.out
+    assert [w.name for w in cluster.status().watchers] == ["a", "b"]
+    assert cluster.running_pids("a") == a_before
+    # What adds or only scales needs no answer.
+    (cluster.root / "more.toml").write_text(two_watchers(tag, a=3) + watcher_toml("c", tag))
+    assert "applied (generation" in cluster.stackctl("apply", "more.toml", check=True).out
+    applied = cluster.stackctl("apply", "next.toml", "--yes", check=True)
+    assert "- watcher b" in applied.out and "- watcher c" in applied.out
+    assert [w.name for w in cluster.status().watchers] == ["a"]
+
+
+def test_a_confirmed_plan_is_not_applied_when_the_stack_changed_in_the_meantime(
+    cluster: Cluster,
+) -> None:
+    tag = cluster.tag
+    cluster.apply(two_watchers(tag))
+    (cluster.root / "small.toml").write_text(watcher_toml("a", tag, numprocesses=3))
+    asking = Terminal(cluster, "apply", "small.toml")
+    asking.wait_for_text(QUESTION)
+    generation = cluster.status().generation
+    cluster.stackctl("scale", "b", "2", check=True)  # someone else, meanwhile
+    asking.type("y\n")
+    code, shown = asking.finish()
+    assert code == 1, shown
+    assert (
+        f"stackctl: the stack changed since the plan was made (generation {generation}, "
+        f"now {generation + 1}): nothing was applied; apply again to see the new plan"
+    ) in shown
+    assert {w.name: w.numprocesses for w in cluster.status().watchers} == {"a": 2, "b": 2}

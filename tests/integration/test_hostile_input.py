@@ -279,7 +279,7 @@ def test_apply_warns_of_secrets_on_the_command_line_and_no_view_shows_a_url_pass
     cluster: Cluster,
 ) -> None:
     (cluster.root / "leaky.toml").write_text(LEAKY)
-    applied = cluster.stackctl("apply", "leaky.toml", check=True)
+    applied = cluster.stackctl("apply", "--yes", "leaky.toml", check=True)
     ps = "every user of the host can read it in ps"
     warnings = [line for line in applied.out.splitlines() if line.startswith("warning: ")]
     assert warnings == [
@@ -291,7 +291,7 @@ def test_apply_warns_of_secrets_on_the_command_line_and_no_view_shows_a_url_pass
     ]
     assert applied.out.rstrip().splitlines()[-1].startswith("applied (generation ")
     assert cluster.wait_running("leaky", 1), "a warning is not a refusal"
-    as_json = cluster.stackctl("-o", "json", "apply", "leaky.toml", check=True).json()
+    as_json = cluster.stackctl("-o", "json", "apply", "--yes", "leaky.toml", check=True).json()
     assert as_json["warnings"] == [line.removeprefix("warning: ") for line in warnings]
 
     (cluster.root / "leaky2.toml").write_text(LEAKY.replace("url-pw-77", "url-pw-78"))

@@ -257,10 +257,39 @@ def test_apply_sends_the_file_name_and_text_and_prints_the_diff(
     )
     result = stackctl(address, "apply", "webapp.toml")
     assert result.stdout == "+ watcher ticker\napplied (generation 5)\n"
-    ((_, request),) = servicer.requests
+    ((_, plan), (_, request)) = servicer.requests
+    assert plan.dry_run and not plan.HasField("if_generation")
     assert request.filename == "webapp.toml"
     assert request.content == '[watchers.ticker]\ncmd = "sleep 1"\n'
     assert not request.dry_run
+    assert request.if_generation == 5, "applied only if the stack is still as planned"
+
+
+def test_apply_that_removes_is_refused_without_a_terminal_unless_yes(
+    admin: tuple[ScriptedAdmin, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servicer, address = admin
+    (tmp_path / "small.toml").write_text('[watchers.ticker]\ncmd = "sleep 1"\n')
+    monkeypatch.chdir(tmp_path)
+    servicer.apply_reply = admin_pb2.ApplyReply(
+        changes=[
+            admin_pb2.Change(op="remove", kind="watcher", name="webapp"),
+            admin_pb2.Change(op="change", kind="watcher", name="ticker", replaces=True),
+        ],
+        generation=7,
+    )
+    refused = stackctl(address, "apply", "small.toml")
+    assert refused.exit_code == 1
+    assert refused.stdout == "- watcher webapp\n~ watcher ticker (replaces its workers)\n"
+    assert refused.stderr == (
+        "stackctl: this apply would remove watcher webapp, and replace the workers of "
+        "watcher ticker: nothing was applied; run it on a terminal to confirm, or pass --yes\n"
+    )
+    assert [request.dry_run for _, request in servicer.requests] == [True]
+    servicer.requests.clear()
+    assert stackctl(address, "apply", "small.toml", "--yes").exit_code == 0
+    ((_, request),) = servicer.requests
+    assert not request.dry_run and not request.HasField("if_generation")
 
 
 def test_logs_print_one_line_each_and_json_is_one_document(

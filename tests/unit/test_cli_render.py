@@ -386,3 +386,23 @@ def test_status_table_leaves_out_last_exit_and_message_when_no_process_has_one()
     assert header.split() == [
         "WATCHER", "WID", "HOST", "PID", "STATE", "UPTIME", "RESTARTS", "CPU", "MEM",
     ]  # fmt: skip
+
+
+def test_an_apply_plan_names_what_it_takes_away() -> None:
+    def change(op: str, kind: str, name: str, replaces: bool = False) -> admin_pb2.Change:
+        return admin_pb2.Change(op=op, kind=kind, name=name, replaces=replaces)
+
+    gentle = [change("add", "watcher", "new"), change("scale", "watcher", "web"),
+              change("change", "watcher", "web"), change("add", "socket", "s2")]  # fmt: skip
+    assert render.plan_risks(gentle) == ""
+    risky = [
+        change("remove", "socket", "old"),
+        change("remove", "watcher", "a"),
+        change("remove", "watcher", "b"),
+        change("change", "watcher", "web", replaces=True),
+    ]
+    assert render.plan_risks(risky) == (
+        "remove watchers a, b and socket old, and replace the workers of watcher web"
+    )
+    assert render.plan_risks(risky[3:]) == "replace the workers of watcher web"
+    assert render.plan_risks(risky[:1]) == "remove socket old"

@@ -61,8 +61,15 @@ def test_other_options_are_a_change_with_one_detail_each() -> None:
                 "numprocesses: 4 -> 6",
                 "flapping.attempts: 2 -> 3",
             ),
+            replaces=True,
         )
     ]
+
+
+def test_a_change_of_live_options_only_replaces_no_worker() -> None:
+    new = _with_watcher(BASE, "webapp", numprocesses=6, flapping=FlappingSpec(attempts=3))
+    (change,) = diff_stacks(BASE, new)
+    assert change.op == "change" and not change.replaces
 
 
 def test_env_changes_are_per_variable_and_secrets_are_not_shown() -> None:
@@ -101,7 +108,7 @@ def test_a_changed_socket_lists_its_options_and_marks_the_watchers_that_inherit_
     )
     assert diff_stacks(BASE, new) == [
         Change("change", "socket", "web", ("port: 8080 -> 8081", "backlog: 2048 -> 10")),
-        Change("change", "watcher", "webapp", ("socket 'web' changed",)),
+        Change("change", "watcher", "webapp", ("socket 'web' changed",), replaces=True),
     ]
 
 
@@ -163,7 +170,13 @@ def test_scale_together_with_a_changed_socket_is_a_change() -> None:
     new = load_stack("[sockets.web]\nport = 8081\n" + WEBAPP.replace("= 4", "= 6"))
     changes = [c for c in diff_stacks(BASE, new) if c.name == "webapp"]
     assert changes == [
-        Change("change", "watcher", "webapp", ("numprocesses: 4 -> 6", "socket 'web' changed"))
+        Change(
+            "change",
+            "watcher",
+            "webapp",
+            ("numprocesses: 4 -> 6", "socket 'web' changed"),
+            replaces=True,
+        )
     ]
 
 
