@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,6 +51,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stack
+from bench.measure import cpu_seconds, percentile, poll
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,21 +293,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float) -> float:
-    """Seconds until `check()` holds; TimeoutError naming `what` after `timeout`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what}: not reached within {timeout:g}s")
-        time.sleep(interval)
-    return time.monotonic() - start
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 def peak_rss(pid: int) -> float:
     """VmHWM of `pid` in MiB: the largest RSS it has had."""
     with open(f"/proc/{pid}/status") as handle:
@@ -347,7 +332,7 @@ class Bench:
                 return False
             return True
 
-        wait_until(answers, 15, "the controller to answer", 0.05)
+        poll(answers, 15, 0.05, "the controller to answer")
 
     def start_workers(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -447,17 +432,13 @@ class Bench:
         missing = sum(r["missing"] for r in replies)
         want = count * self.ns.agents
         try:
-            wait_until(lambda: self.running() == want, PHASE_DEADLINE, "Status", 0.02)
+            poll(lambda: self.running() == want, PHASE_DEADLINE, 0.02, "Status")
         except TimeoutError:
             return latencies, missing, None
         return latencies, missing, time.monotonic() - since
 
     def cpu_seconds(self, pids: list[int]) -> float:
-        total = 0.0
-        for pid in pids:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-        return total
+        return sum(cpu_seconds(pid) for pid in pids)
 
 
 def fmt_ms(seconds: float | None) -> str:
@@ -536,8 +517,8 @@ def main() -> None:
             lines.append(storm_line("(a) connect storm", bench.storm(reconnect=False)))
             settled = True
             try:
-                wait_until(lambda: bench.ready_agents() == ns.agents, PHASE_DEADLINE, "", 0.1)
-                wait_until(lambda: bench.running() == ns.agents, PHASE_DEADLINE, "", 0.1)
+                poll(lambda: bench.ready_agents() == ns.agents, PHASE_DEADLINE, 0.1, "agents ready")
+                poll(lambda: bench.running() == ns.agents, PHASE_DEADLINE, 0.1, "agents running")
             except TimeoutError:
                 settled = False
                 lines.append(

@@ -13,73 +13,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import (
+    SLEEP,
+    bare_popen_loop,
+    idle_cpu_percent,
+    memory_of,
+    percentile,
+    poll,
+    python_floor,
+    sleepers_of,
+)
 from stack.v1 import admin_pb2, types_pb2
 from tests.integration.cluster import Cluster, become_subreaper
 
-SLEEP = shutil.which("sleep") or "/bin/sleep"
 COUNT = 100
-
-
-def poll(check: Callable[[], bool], timeout: float = 60.0, interval: float = 0.001) -> float:
-    """Seconds until `check()` is true, polling every `interval`."""
-    start = time.perf_counter()
-    while not check():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError("condition not reached")
-        time.sleep(interval)
-    return time.perf_counter() - start
-
-
-def sleepers_of(pid: int) -> list[int]:
-    """Children of `pid` that have exec'd sleep (a child still before exec does not count).
-
-    Reads /proc directly (the children list of the main thread, then each
-    child's comm): scanning every process with psutil on each poll would steal
-    the CPU the spawner under test needs.
-    """
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = handle.read().split()
-    except FileNotFoundError:
-        return []
-    found = []
-    for child in children:
-        try:
-            with open(f"/proc/{child}/stat") as handle:
-                stat = handle.read()
-        except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
-            continue
-        name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-        if name == "sleep" and state != "Z":
-            found.append(int(child))
-    return found
-
-
-def bare_popen_loop(count: int = COUNT) -> float:
-    """Seconds for `count` plain Popen calls until every child has exec'd sleep."""
-    start = time.perf_counter()
-    procs = [subprocess.Popen([SLEEP, "3600"]) for _ in range(count)]
-    poll(lambda: len(sleepers_of(os.getpid())) >= count)
-    took = time.perf_counter() - start
-    for proc in procs:
-        proc.kill()
-    for proc in procs:
-        proc.wait()
-    return took
 
 
 def stack_scale(cluster: Cluster) -> tuple[float, float]:
@@ -128,23 +84,10 @@ def footprint(cluster: Cluster, seconds: float) -> tuple[float, float, float]:
     admin = cluster.admin()
     admin.Scale(admin_pb2.ScaleRequest(watcher="sleepers", count=COUNT), timeout=10)
     poll(lambda: len(sleepers_of(cluster.agent.pid)) >= COUNT)
-    agent = psutil.Process(cluster.agent.pid)
     time.sleep(3)  # let start-up work and the first stats samples pass
-    before = agent.cpu_times()
-    wall = time.perf_counter()
-    time.sleep(seconds)  # the measurement window itself
-    after = agent.cpu_times()
-    elapsed = time.perf_counter() - wall
-    cpu = (after.user + after.system - before.user - before.system) / elapsed * 100
-    memory = agent.memory_full_info()
-    return memory.rss / 2**20, memory.uss / 2**20, cpu
-
-
-def grpc_floor() -> float:
-    """RSS in MiB of a bare Python that only imports grpc: what any gRPC agent starts from."""
-    code = "import grpc, psutil; print(psutil.Process().memory_info().rss)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout) / 2**20
+    (cpu,) = idle_cpu_percent([cluster.agent.pid], seconds)
+    memory = memory_of(cluster.agent.pid)
+    return memory.rss, memory.uss, cpu
 
 
 def main() -> None:
@@ -169,7 +112,7 @@ def main() -> None:
 
             bare, agent, status = [], [], []
             for _ in range(ns.rounds):
-                bare.append(bare_popen_loop())
+                bare.append(bare_popen_loop(COUNT))
                 on_agent, in_status = stack_scale(cluster)
                 agent.append(on_agent)
                 status.append(in_status)
@@ -179,7 +122,7 @@ def main() -> None:
             cluster.close()
 
     med = statistics.median
-    p95 = respawns[max(0, int(len(respawns) * 0.95) - 1)]
+    p95 = percentile(respawns, 0.95)
     print(f"(a) {COUNT} processes, median of {ns.rounds} rounds")
     print(f"    bare Popen loop                   {med(bare) * 1000:8.1f} ms")
     print(f"    Scale -> {COUNT} running on the agent  {med(agent) * 1000:8.1f} ms "
@@ -189,7 +132,8 @@ def main() -> None:
     print(f"    median {med(respawns) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     print(f"(c) agent with {COUNT} idle children over {ns.idle_seconds:.0f} s")
     print(f"    RSS {rss:.1f} MiB (USS {uss:.1f} MiB), CPU {cpu:.2f} %")
-    print(f"    for scale: python3 with only grpc imported has RSS {grpc_floor():.1f} MiB")
+    floor = python_floor("import grpc")
+    print(f"    for scale: python3 with only grpc imported has RSS {floor:.1f} MiB")
 
 
 if __name__ == "__main__":
