@@ -27,7 +27,7 @@ one manager at a time while the other two sit idle. Every process the bench
 started is stopped when it ends, on Ctrl-C or SIGTERM too.
 
 Circus and Supervisor are installed from PyPI into their own virtualenvs under
-bench/.cache/ on first use (see CIRCUS and SUPERVISOR for the pins). Circus
+bench/.cache/ on first use (the pins are in bench/installs.py). Circus
 0.19.0 installs and runs on Python 3.11 with the current pyzmq 27.3.0 and
 tornado 6.6.1, so no older release of either is needed; they are pinned so that
 figures stay comparable. Prints one table with a ratio to Stack; asserts nothing.
@@ -49,12 +49,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.installs import venv
+from bench.installs import CIRCUS, SUPERVISOR, venv
 from bench.measure import (
     SLEEP,
     Memory,
@@ -66,11 +65,10 @@ from bench.measure import (
     python_floor,
     sleepers_of,
 )
+from bench.teardown import interruptible, stop_daemon
 from tests.integration.cluster import Cluster, Daemon, become_subreaper, kill_descendants
 
 COUNT = 100
-CIRCUS = ("circus==0.19.0", "pyzmq==27.3.0", "tornado==6.6.1", "psutil==7.2.2")
-SUPERVISOR = ("supervisor==4.3.0",)
 CIRCUS_CHECK_DELAY = 5.0
 """Circus's default seconds between two checks of its watchers (it reaps on this poll)."""
 SETTLE = 1.2
@@ -170,9 +168,7 @@ class PythonManager:
         poll(up, timeout=30, interval=0.2, what=f"{self.label} to answer")
 
     def stop(self) -> None:
-        """SIGTERM: each stops its workers on it (whatever is left is killed at the end)."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.daemon.stop(timeout=15)
+        stop_daemon(self.daemon, grace=15)
 
 
 class CircusManager(PythonManager):
@@ -413,24 +409,14 @@ def ratio(value: float, stack: float) -> str:
 @contextlib.contextmanager
 def stopped_on_exit(managers: list[Manager]) -> Iterator[None]:
     """Stop every manager (and whatever is left below this process) however the run ends."""
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
-        # even where SIGINT came ignored (started in the background by a shell)
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
-    try:
-        yield
-    finally:
-        for manager in reversed(managers):
-            with contextlib.suppress(Exception):
-                manager.stop()
-        kill_descendants()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with interruptible():
+        try:
+            yield
+        finally:
+            for manager in reversed(managers):
+                with contextlib.suppress(Exception):
+                    manager.stop()
+            kill_descendants()
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.single_host import bare_popen_loop, poll, sleepers_of
+from bench.measure import bare_popen_loop, poll, sleepers_of
 from stack.v1 import admin_pb2, types_pb2
 from tests.fleet import netns
 from tests.fleet.fleet import Fleet

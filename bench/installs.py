@@ -19,6 +19,12 @@ from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
+# The releases the figures were taken with. Circus 0.19.0 installs and runs on
+# Python 3.11 with the current pyzmq and tornado: no older release is needed.
+CIRCUS = ("circus==0.19.0", "pyzmq==27.3.0", "tornado==6.6.1", "psutil==7.2.2")
+SUPERVISOR = ("supervisor==4.3.0",)
+GUNICORN = ("gunicorn==27.0.1",)
+
 
 class InstallError(Exception):
     """A bench tool could not be installed; the message says which and why."""

@@ -1,0 +1,325 @@
+"""Does serving through a Stack socket cost requests? gunicorn alone, under Stack, under Circus.
+
+Run: .venv/bin/python bench/throughput.py [--workers 4] [--seconds 30] [--rounds 3]
+
+The same WSGI app (bench/hello_app.py, 334 bytes of text) is served by N gunicorn
+sync workers in three setups, each on a fresh kernel-chosen port on 127.0.0.1:
+
+- gunicorn alone: `gunicorn -w N`, which binds the port itself (the anchor);
+- Stack: a controller and an agent; the agent binds a [sockets] entry and runs a
+  watcher of N `gunicorn -w 1` that inherit it through systemd's socket
+  activation variables (LISTEN_FDS), as gunicorn supports out of the box;
+- Circus 0.19: a [socket:web] and a watcher of N `gunicorn -w 1 --bind
+  fd://$(circus.sockets.web)`, Circus's way of lending a socket.
+
+All three listen with the same options (backlog 2048, SO_REUSEADDR, no
+SO_REUSEPORT, non-blocking), each tool's default. Each setup is started alone,
+warmed up for 2 s, loaded by Debian's `wrk` (--threads, --connections) for
+--seconds, and stopped; the three take turns, in a rotating order, --rounds
+times. Prints the median requests/s and p99 latency of each setup and their
+ratio to gunicorn alone; asserts nothing. Targets (issue 14): Stack's requests/s
+at least 0.98 of gunicorn's own, its p99 at most 1.05 of it.
+
+wrk is installed with apt when missing (as root); gunicorn and Circus go into
+virtualenvs under bench/.cache/ (see bench/installs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import re
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.installs import CIRCUS, GUNICORN, debian_tool, venv
+from bench.measure import poll
+from bench.teardown import interruptible, stop_daemon
+from tests.integration.cluster import (
+    Cluster,
+    Daemon,
+    become_subreaper,
+    free_port,
+    kill_descendants,
+)
+
+BENCH = Path(__file__).resolve().parent
+APP = "hello_app:app"
+WARMUP = 2.0
+LIBC = ctypes.CDLL(None, use_errno=True)
+SYS_PIDFD_GETFD = 438
+
+
+class Setup(Protocol):
+    label: str
+
+    def start(self, root: Path, port: int) -> None:
+        """Serve APP on 127.0.0.1:`port`, using `root` for files; return once it is started."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+def gunicorn_argv(gunicorn: Path, workers: int, *options: str) -> list[str]:
+    return [str(gunicorn), "--chdir", str(BENCH), "--workers", str(workers), *options, APP]
+
+
+@dataclass
+class GunicornAlone:
+    gunicorn: Path
+    workers: int
+    label: str = "gunicorn alone"
+    daemon: Daemon | None = None
+
+    def start(self, root: Path, port: int) -> None:
+        argv = gunicorn_argv(self.gunicorn, self.workers, "--bind", f"127.0.0.1:{port}")
+        self.daemon = Daemon(argv, root / "gunicorn.log")
+        self.daemon.start()
+
+    def stop(self) -> None:
+        stop_daemon(self.daemon)
+
+
+@dataclass
+class UnderStack:
+    gunicorn: Path
+    workers: int
+    label: str = "Stack"
+    cluster: Cluster | None = None
+
+    def start(self, root: Path, port: int) -> None:
+        self.cluster = Cluster(root / "stack", agent_options=())  # the agent's defaults
+        self.cluster.start()
+        cmd = shlex.join(gunicorn_argv(self.gunicorn, 1))
+        stack_file = root / "web.toml"
+        stack_file.write_text(
+            f'[sockets.web]\nhost = "127.0.0.1"\nport = {port}\n'
+            f"[watchers.web]\ncmd = {json.dumps(cmd)}\nnumprocesses = {self.workers}\n"
+            "use_sockets = true\n"
+        )
+        self.cluster.stackctl("apply", str(stack_file), check=True)
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+@dataclass
+class UnderCircus:
+    gunicorn: Path
+    circus: Path
+    workers: int
+    label: str = "Circus 0.19"
+    daemon: Daemon | None = None
+
+    def start(self, root: Path, port: int) -> None:
+        cmd = shlex.join(gunicorn_argv(self.gunicorn, 1, "--bind", "fd://$(circus.sockets.web)"))
+        config = root / "circus.ini"
+        config.write_text(
+            f"[circus]\nendpoint = ipc://{root}/circus-control\n"
+            f"pubsub_endpoint = ipc://{root}/circus-pubsub\n"
+            f"[socket:web]\nhost = 127.0.0.1\nport = {port}\n"
+            f"[watcher:web]\ncmd = {cmd}\nnumprocesses = {self.workers}\nuse_sockets = true\n"
+        )
+        self.daemon = Daemon([str(self.circus / "circusd"), str(config)], root / "circusd.log")
+        self.daemon.start()
+
+    def stop(self) -> None:
+        stop_daemon(self.daemon)
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_second: float
+    p99_ms: float
+    errors: str
+    """wrk's socket errors and non-2xx count when there were any, else empty."""
+
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(out: str) -> Load:
+    """Requests/s, p99 and errors from `wrk --latency` output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    if not rps or not p99:
+        raise RuntimeError(f"wrk printed no requests/s or p99:\n{out}")
+    errors = [line.strip() for line in out.splitlines() if "errors" in line or "Non-2xx" in line]
+    return Load(float(rps[1]), float(p99[1]) * UNITS_MS[p99[2]], "; ".join(errors))
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def load(wrk: str, url: str, seconds: float, ns: argparse.Namespace) -> Load:
+    argv = [wrk, "--threads", str(ns.threads), "--connections", str(ns.connections),
+            "--duration", f"{seconds:g}s", "--latency", url]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(proc.stdout)
+
+
+def listening_inode(port: int) -> int:
+    """The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        for row in table.read().splitlines()[1:]:
+            fields = row.split()
+            if fields[1] == local and fields[3] == "0A":  # TCP_LISTEN
+                return int(fields[9])
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def socket_setup(port: int) -> str:
+    """How the listening socket on `port` is set up, read from a copy of a worker's fd.
+
+    The copy comes through pidfd_getfd(2) (as root), so the options are those of
+    the very socket the workers accept on, whoever bound it.
+    """
+    inode = listening_inode(port)
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error, OSError):
+            for entry in os.scandir(f"/proc/{proc.pid}/fd"):
+                if os.readlink(entry.path) == f"socket:[{inode}]":
+                    return _describe(proc.pid, int(entry.name), port)
+    return f"socket inode {inode} not found in this bench's processes"
+
+
+def _describe(pid: int, target_fd: int, port: int) -> str:
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = LIBC.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+        if fd < 0:
+            return f"pidfd_getfd failed: {os.strerror(ctypes.get_errno())}"
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=fd) as sock:
+        reuseaddr = sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        reuseport = sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        defer = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT)
+        nonblocking = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+    ss = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
+    fields = ss.stdout.split()
+    backlog = fields[2] if len(fields) > 2 else "?"
+    return (
+        f"backlog {backlog}, SO_REUSEADDR {'on' if reuseaddr else 'off'}, "
+        f"SO_REUSEPORT {'on' if reuseport else 'off'}, "
+        f"{'non-blocking' if nonblocking else 'blocking'}, TCP_DEFER_ACCEPT {defer}"
+    )
+
+
+def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tuple[Load, str]:
+    """Start `setup` alone, warm it up, load it for ns.seconds, stop it; and its socket setup."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    root.mkdir()
+    try:
+        setup.start(root, port)
+        poll(lambda: answers(url), timeout=60, interval=0.1, what=f"{setup.label} to serve")
+        load(wrk, url, WARMUP, ns)
+        return load(wrk, url, ns.seconds, ns), socket_setup(port)
+    finally:
+        setup.stop()
+        kill_descendants()  # whatever a setup left: the next one runs alone
+
+
+def report(results: dict[str, list[Load]], sockets: dict[str, str], ns: argparse.Namespace) -> str:
+    med = statistics.median
+    anchor = results["gunicorn alone"]
+    anchor_rps = med(r.requests_per_second for r in anchor)
+    anchor_p99 = med(r.p99_ms for r in anchor)
+    lines = [
+        f"| setup ({ns.workers} sync workers) | requests/s | p99 latency | "
+        "requests/s vs gunicorn | p99 vs gunicorn |",
+        "|---|---|---|---|---|",
+    ]
+    for label, loads in results.items():
+        rps = med(r.requests_per_second for r in loads)
+        p99 = med(r.p99_ms for r in loads)
+        lines.append(
+            f"| {label} | {rps:,.0f} | {p99:.2f} ms | {rps / anchor_rps:.3f}x | "
+            f"{p99 / anchor_p99:.3f}x |"
+        )
+    lines.append("")
+    lines.append(
+        f"Medians of {ns.rounds} rounds of {ns.seconds:g} s, wrk --threads {ns.threads} "
+        f"--connections {ns.connections}, each setup alone on the machine in turn."
+    )
+    stack = results["Stack"]
+    rps_ratio = med(r.requests_per_second for r in stack) / anchor_rps
+    p99_ratio = med(r.p99_ms for r in stack) / anchor_p99
+    verdict = "met" if rps_ratio >= 0.98 and p99_ratio <= 1.05 else "MISSED"
+    lines.append(
+        f"Target (Stack >= 0.98x requests/s and <= 1.05x p99 of gunicorn alone): {verdict} "
+        f"({rps_ratio:.3f}x, {p99_ratio:.3f}x)."
+    )
+    for label, setup in sockets.items():
+        lines.append(f"Listening socket under {label}: {setup}.")
+    for label, loads in results.items():
+        for number, result in enumerate(loads, 1):
+            if result.errors:
+                lines.append(f"{label}, round {number}: {result.errors}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (N)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="load per turn")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each setup")
+    parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    ns = parser.parse_args()
+    wrk = debian_tool("wrk", "wrk")
+    gunicorn = venv("gunicorn-27", GUNICORN) / "gunicorn"
+    circus = venv("circus-0.19", CIRCUS)
+    setups: list[Setup] = [
+        GunicornAlone(gunicorn, ns.workers),
+        UnderStack(gunicorn, ns.workers),
+        UnderCircus(gunicorn, circus, ns.workers),
+    ]
+    results: dict[str, list[Load]] = {setup.label: [] for setup in setups}
+    sockets: dict[str, str] = {}
+    become_subreaper()  # orphans of a setup re-parent here, so nothing outlives its turn
+    with tempfile.TemporaryDirectory(prefix="stack-throughput-") as tmp, interruptible():
+        try:
+            for round_no in range(ns.rounds):
+                shift = round_no % len(setups)
+                for turn, setup in enumerate(setups[shift:] + setups[:shift]):
+                    got, sockets[setup.label] = one_turn(
+                        setup, Path(tmp) / f"r{round_no}-{turn}", wrk, ns
+                    )
+                    results[setup.label].append(got)
+                    print(f"bench: round {round_no + 1}/{ns.rounds} {setup.label}: "
+                          f"{got.requests_per_second:,.0f} requests/s, p99 {got.p99_ms:.2f} ms",
+                          file=sys.stderr)  # fmt: skip
+        except KeyboardInterrupt:
+            sys.exit("bench: interrupted; every process it started is stopped")
+    print(report(results, sockets, ns))
+
+
+if __name__ == "__main__":
+    main()
