@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -118,6 +118,42 @@ class UnderStack:
     def stop(self) -> None:
         if self.cluster is not None:
             self.cluster.close()
+
+
+@dataclass
+class SharedWithoutManager:
+    """The managers' layout with no manager: N `gunicorn -w 1` on one socket this bench binds.
+
+    Tells a cost of the layout (N single-worker gunicorns instead of one with N
+    workers) from a cost of the manager around it.
+    """
+
+    gunicorn: Path
+    workers: int
+    label: str = "no manager, shared socket"
+    daemons: list[Daemon] = field(default_factory=list)
+    sock: socket.socket | None = None
+
+    def start(self, root: Path, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(2048)  # the managers' default backlog, and gunicorn's
+        self.sock.setblocking(False)
+        fd = self.sock.fileno()
+        argv = gunicorn_argv(self.gunicorn, 1, "--bind", f"fd://{fd}")
+        for number in range(self.workers):
+            log = root / f"gunicorn-{number}.log"
+            with log.open("ab") as handle:
+                proc = subprocess.Popen(argv, stdout=handle, stderr=handle, pass_fds=(fd,))
+            self.daemons.append(Daemon(argv, log, proc))
+
+    def stop(self) -> None:
+        for daemon in self.daemons:
+            stop_daemon(daemon)
+        self.daemons.clear()
+        if self.sock is not None:
+            self.sock.close()
 
 
 @dataclass
@@ -292,6 +328,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns of each setup")
     parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument(
+        "--no-manager",
+        action="store_true",
+        help="also N `gunicorn -w 1` on a socket the bench binds: the layout without a manager",
+    )
     ns = parser.parse_args()
     wrk = debian_tool("wrk", "wrk")
     gunicorn = venv("gunicorn-27", GUNICORN) / "gunicorn"
@@ -301,6 +342,8 @@ def main() -> None:
         UnderStack(gunicorn, ns.workers),
         UnderCircus(gunicorn, circus, ns.workers),
     ]
+    if ns.no_manager:
+        setups.append(SharedWithoutManager(gunicorn, ns.workers))
     results: dict[str, list[Load]] = {setup.label: [] for setup in setups}
     sockets: dict[str, str] = {}
     become_subreaper()  # orphans of a setup re-parent here, so nothing outlives its turn
