@@ -31,7 +31,6 @@ from typing import Any, cast
 import stack
 from stack.agent import persist
 from stack.agent.adoption import Fate, Identified, Kind, boot_id, identify, regain, same_file
-from stack.agent.flapping import FlapPhase
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
 from stack.agent.output import LogHub
@@ -291,9 +290,9 @@ class Engine:
 
         A watcher leaves a host's Assignment when its last worker id there does
         (scaled down, drained, moved) and may come back moments later. Taking
-        back the same watcher keeps its flapping state and makes a returning
-        worker id wait for its predecessor to stop, as it would had the watcher
-        stayed with no ids; its slots start afresh, as those of dropped ids do.
+        back the same watcher makes a returning worker id wait for its
+        predecessor to stop, as it would had the watcher stayed with no ids; its
+        slots (and their flapping counts) start afresh, as those of dropped ids do.
         """
         for watcher in self._removed:
             if watcher.name == name:
@@ -436,7 +435,7 @@ class Engine:
         for state in handover.watchers:
             watcher = self.watchers.get(state.name)
             if watcher is not None:
-                watcher.flap, watcher.graceful_replace = state.flap, state.graceful_replace
+                watcher.graceful_replace = state.graceful_replace
         for slot in handover.slots:
             if slot.watcher in self.watchers:
                 self.watchers[slot.watcher].restore_slot(slot)
@@ -648,17 +647,15 @@ class Engine:
         out = agent_pb2.Observed(generation=self.generation)
         for name in sorted(self.watchers):
             watcher = self.watchers[name]
-            flap_text = flap_message(watcher.flap, now_mono)
-            retry_at = 0.0
-            if watcher.flap.phase is FlapPhase.FLAPPING:
-                retry_at = now + (watcher.flap.retry_at - now_mono)
+            summary = watcher.flapping(now_mono)
+            retry_at = now + (summary.retry_at - now_mono) if summary.retry_at else 0.0
             out.watchers.append(
                 types_pb2.WatcherObserved(
                     name=name,
-                    phase=watcher.phase(),
+                    phase=watcher.phase(summary),
                     retry_at=retry_at,
-                    flapping_retries=watcher.flap.retries,
-                    message=flap_text,
+                    flapping_retries=summary.retries,
+                    message=summary.message,
                 )
             )
             for wid in sorted(watcher.slots):
@@ -669,7 +666,7 @@ class Engine:
                     state=cast(types_pb2.ProcessState, int(slot.state)),
                     restarts=slot.restarts,
                     host_id=self.host_id,
-                    message=flap_text or slot.message,
+                    message=flap_message(slot.flap, now_mono) or slot.message,
                     version=slot.version,
                 )
                 if slot.proc is not None:

@@ -4,12 +4,17 @@ On SIGHUP the agent execs its own command line again (see reexec.py): same pid, 
 workers stay its children, and the fds it keeps (sockets, the read ends of the output
 pipes) stay open across the exec. Everything else the new image needs is written here
 and read back by it: the worker records with the agent's own fds (records.py), the
-Assignment it runs, every slot's state (restarts, last exit, health, pending) and
-every watcher's flapping state, the partial last line of each pipe, and the events
+Assignment it runs, every slot's state (restarts, last exit, health, pending, and
+its flapping state), the partial last line of each pipe, and the events
 and output lines not yet shipped to the controller. Nothing is rebuilt from guesses.
 
 Monotonic times stay valid: the exec happens on the same boot. Pure data and its
 JSON form (bytes in base64); no I/O here.
+
+Flapping is counted per slot. Images from before that kept one flapping state per
+watcher: what such an image hands over is read as that state given to each of the
+watcher's slots, and each watcher's state is still written, summed up from its slots,
+for such an image to read.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stack.agent.flapping import FlapPhase, FlapState
+from stack.agent.flapping import FlapPhase, FlapState, watcher_summary
 from stack.agent.health import Health, HealthState
 from stack.agent.output import Line
 from stack.agent.records import Records, records_from_json, records_to_json
@@ -50,12 +55,12 @@ class SlotRecord:
     version: str = ""
     last_exit: LastExit | None = None
     health: HealthState = field(default_factory=HealthState)
+    flap: FlapState = field(default_factory=FlapState)
 
 
 @dataclass(frozen=True)
 class WatcherRecord:
     name: str
-    flap: FlapState
     graceful_replace: bool = False
 
 
@@ -98,7 +103,7 @@ def to_bytes(handover: Handover) -> bytes:
         "watchers": [
             {
                 "name": w.name,
-                "flap": _flap_to_json(w.flap),
+                "flap": _flap_to_json(_watcher_flap(w.name, handover.slots)),
                 "graceful_replace": w.graceful_replace,
             }
             for w in handover.watchers
@@ -125,15 +130,14 @@ def from_bytes(data: bytes) -> Handover:
             raise HandoverError("not a JSON object")
         if doc.get("format") != FORMAT:
             raise HandoverError(f"format {doc.get('format')!r}, this agent reads {FORMAT}")
+        watchers = doc.get("watchers", [])
+        legacy = {str(w["name"]): _flap_from_json(w.get("flap", {})) for w in watchers}
         return Handover(
             records=records_from_json(doc["records"]),
             assignment=_unb64(doc.get("assignment", "")),
-            slots=tuple(_slot_from_json(slot) for slot in doc.get("slots", [])),
+            slots=tuple(_slot_from_json(slot, legacy) for slot in doc.get("slots", [])),
             watchers=tuple(
-                WatcherRecord(
-                    str(w["name"]), _flap_from_json(w["flap"]), bool(w.get("graceful_replace"))
-                )
-                for w in doc.get("watchers", [])
+                WatcherRecord(str(w["name"]), bool(w.get("graceful_replace"))) for w in watchers
             ),
             partials={int(fd): _unb64(data) for fd, data in doc.get("partials", {}).items()},
             events=tuple(_unb64(event) for event in doc.get("events", [])),
@@ -163,9 +167,22 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode(), validate=True)
 
 
+def _watcher_flap(name: str, slots: tuple[SlotRecord, ...]) -> FlapState:
+    """One flapping state for the watcher, for an image that keeps one per watcher."""
+    summary = watcher_summary({s.wid: s.flap for s in slots if s.watcher == name}, 0.0)
+    return FlapState(
+        retries=summary.retries,
+        phase=summary.phase,
+        retry_at=summary.retry_at,
+        fatal_reason=summary.message.removeprefix("fatal: ")
+        if summary.phase is FlapPhase.FATAL
+        else "",
+    )
+
+
 def _flap_to_json(flap: FlapState) -> dict[str, Any]:
     return {
-        "exits": list(flap.exits),
+        "starts": list(flap.starts),
         "retries": flap.retries,
         "phase": flap.phase.value,
         "retry_at": flap.retry_at,
@@ -176,7 +193,7 @@ def _flap_to_json(flap: FlapState) -> dict[str, Any]:
 
 def _flap_from_json(doc: Any) -> FlapState:
     return FlapState(
-        exits=tuple(float(t) for t in doc.get("exits", [])),
+        starts=tuple(float(t) for t in doc.get("starts", [])),
         retries=int(doc.get("retries", 0)),
         phase=FlapPhase(doc.get("phase", FlapPhase.ACTIVE.value)),
         retry_at=float(doc.get("retry_at", 0.0)),
@@ -196,6 +213,7 @@ def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
         "message": slot.message,
         "version": slot.version,
         "health": [int(slot.health.health), slot.health.failures, slot.health.message],
+        "flap": _flap_to_json(slot.flap),
     }
     last = slot.last_exit
     if last is not None:
@@ -205,11 +223,16 @@ def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
     return doc
 
 
-def _slot_from_json(doc: Any) -> SlotRecord:
+def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
+    """A slot; one from an image that kept flapping per watcher gets its watcher's
+    wait or verdict, not its count of exits (which was the whole watcher's)."""
     last = doc.get("last_exit")
+    watcher = str(doc["watcher"])
+    # (an older image's exit times are not read: they were the whole watcher's)
+    flap = _flap_from_json(doc["flap"]) if "flap" in doc else legacy.get(watcher, FlapState())
     health, failures, message = doc.get("health", [int(Health.STARTING), 0, ""])
     return SlotRecord(
-        watcher=str(doc["watcher"]),
+        watcher=watcher,
         wid=int(doc["wid"]),
         state=int(doc["state"]),
         restarts=int(doc["restarts"]),
@@ -228,4 +251,6 @@ def _slot_from_json(doc: Any) -> SlotRecord:
             code_unknown=bool(last[5]),
         ),
         health=HealthState(Health(int(health)), int(failures), str(message)),
+        flap=flap,
     )
+

@@ -28,16 +28,17 @@ S = ProcessState
 ALLOWED: dict[ProcessState, frozenset[ProcessState]] = {
     # A new slot may start, be held back by flapping or be created stopped.
     S.UNSPECIFIED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL, S.STOPPED}),
-    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.BACKOFF, S.FATAL, S.STARTING}),
-    S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.STARTING, S.RUNNING, S.BACKOFF, S.FATAL}),
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.STARTING}),
+    S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.STARTING, S.RUNNING}),
     S.STOPPING: frozenset({S.STOPPED, S.EXITED, S.BACKOFF, S.FATAL, S.STARTING, S.RUNNING}),
     S.EXITED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL, S.STOPPED}),
     S.BACKOFF: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.FATAL, S.STOPPED, S.BACKOFF}),
     S.FATAL: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.STOPPED, S.FATAL}),
     S.STOPPED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.STOPPED, S.BACKOFF, S.FATAL}),
 }
-"""From each state, the states a slot may move to. RUNNING -> RUNNING is a replacement;
-RUNNING -> BACKOFF/FATAL is flapping detected on another worker of the watcher."""
+"""From each state, the states a slot may move to. RUNNING -> RUNNING is a replacement.
+Flapping is a slot's own: only a slot whose process is gone (EXITED, or STOPPING after
+a failed health check) goes to BACKOFF or FATAL, never one that runs."""
 
 
 class InvalidTransition(AssertionError):

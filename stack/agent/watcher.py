@@ -3,9 +3,12 @@
 A watcher owns one slot per worker id it must run here. Desired-state changes (wid
 list, active flag, spec fingerprint, inherited sockets, restart and reset tokens) are
 recorded by `update` and acted on by `reconcile`, which the engine calls in priority
-order. Exits arrive synchronously from the reaper and are handled at once: an
-unplanned exit goes through the flapping rules and, unless the watcher flaps, is
-respawned in the same event-loop turn. Stopping a process is a task (stop signal,
+order.
+
+Exits arrive synchronously from the reaper and are handled at once: an unplanned exit
+goes through the flapping rules of its slot (see flapping.py) and, unless that slot
+flaps, is respawned in the same event-loop turn. A slot that flaps waits on its own;
+the watcher's other workers go on serving. Stopping a process is a task (stop signal,
 grace period, SIGKILL) owned by the engine's TaskGroup, so a slow stop never delays
 anything else. So are health checks: one task per process with a check, cancelled
 when the process leaves its slot. An unhealthy process is stopped gracefully, counted
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stack.agent import flapping, health
-from stack.agent.flapping import Decision, FlapPhase, FlapState
+from stack.agent.flapping import Decision, FlapPhase, FlapState, WatcherFlapping
 from stack.agent.handover import SlotRecord, WatcherRecord
 from stack.agent.health import CheckContext, Health, HealthState
 from stack.agent.output import LogHub
@@ -98,6 +101,8 @@ class Slot:
     """The environment the current process was started with (exec checks get it)."""
     version: str = ""
     """Version.label of the last process started (or tried) in this slot."""
+    flap: FlapState = field(default_factory=FlapState)
+    """The slot's flapping bookkeeping (see flapping.py)."""
 
     def move(self, new: ProcessState) -> None:
         self.state = transition(self.state, new)
@@ -163,7 +168,6 @@ class Watcher:
     generation: int = 0
     """The process generation of the current version (see `versions`)."""
     graceful_replace: bool = False
-    flap: FlapState = field(default_factory=FlapState)
     slots: dict[int, Slot] = field(default_factory=dict)
     retiring: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
     checks: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
@@ -208,6 +212,7 @@ class Watcher:
         for wid, slot in self.slots.items():
             if self.target(wid) != before[wid]:
                 slot.pending = True
+                slot.flap = flapping.reset()  # a new version gets a fresh chance
         if new.spec.health != old.spec.health:
             self._recheck_all()
 
@@ -231,20 +236,20 @@ class Watcher:
 
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
-        if self.flap.phase is not FlapPhase.ACTIVE:
+        if any(slot.flap.phase is not FlapPhase.ACTIVE for slot in self.slots.values()):
             self.host.event("reset", self.name, 0, "flapping state cleared", INFO)
-        self.flap = flapping.reset()
         for slot in self.slots.values():
+            slot.flap = flapping.reset()
             slot.pending = True
             slot.message = ""
 
     # ---- reconcile ----
     def next_deadline(self) -> float | None:
         """The next monotonic time `reconcile` has something to do (retry, max_age)."""
-        procs = [slot.proc for slot in self.slots.values() if slot.proc is not None]
+        slots = self.slots.values()
+        procs = [slot.proc for slot in slots if slot.proc is not None]
         times = [proc.deadline for proc in procs if proc.deadline]
-        if self.flap.phase is FlapPhase.FLAPPING:
-            times.append(self.flap.retry_at)
+        times += [s.flap.retry_at for s in slots if s.flap.phase is FlapPhase.FLAPPING]
         return min(times) if times else None
 
     def idle(self) -> bool:
@@ -252,7 +257,7 @@ class Watcher:
 
     async def reconcile(self, now: float) -> None:
         if self.removed:
-            self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+            self._stop_all()
             return
         wanted = set(self.desired.wids)
         for wid in [wid for wid in self.slots if wid not in wanted]:
@@ -262,16 +267,13 @@ class Watcher:
         if not self.desired.active:
             for wid in wanted:
                 self.slots.setdefault(wid, Slot(wid, pending=False))
-            self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+            self._stop_all()
             return
-        if self.flap.phase is FlapPhase.FLAPPING:
-            self.flap, decision = flapping.tick(self.flap, now)
+        for slot in self.slots.values():
+            slot.flap, decision = flapping.tick(slot.flap, now)
             if decision is Decision.RETRY:
-                self.host.event("retry", self.name, 0, "retrying after flapping", INFO)
-                for slot in self.slots.values():
-                    slot.pending = True
-        if self.flap.phase is not FlapPhase.ACTIVE:
-            return
+                self.host.event("retry", self.name, slot.wid, "retrying after flapping", INFO)
+                slot.pending = True
         for slot in self.slots.values():
             proc = slot.proc
             if proc is None:
@@ -291,14 +293,14 @@ class Watcher:
 
     async def _start_missing(self) -> None:
         for wid in sorted(self.desired.wids):
-            if self.flap.phase is not FlapPhase.ACTIVE or self.removed or not self.desired.active:
+            if self.removed or not self.desired.active:
                 return
             if wid not in self.desired.wids:
                 continue  # scaled down while this loop waited out a warmup_delay
             slot = self.slots.get(wid)
             if slot is None:
                 slot = self.slots[wid] = Slot(wid)
-            if not slot.pending:
+            if not slot.pending or slot.flap.phase is not FlapPhase.ACTIVE:
                 continue
             old = slot.proc
             if old is not None and old.generation == self.target(wid):
@@ -319,10 +321,12 @@ class Watcher:
 
     # ---- starting ----
     def _start(self, slot: Slot) -> bool:
-        """Spawn into `slot`; spawn errors count as exits for flapping. True if running."""
+        """Spawn into `slot`; a spawn error is a start that failed at once (the slot's
+        flapping rules decide whether to try again now). True if running."""
         while True:
             version = self.desired.version_of(slot.wid)
             slot.version = version.label
+            slot.flap = flapping.started(slot.flap, time.monotonic(), self.spec.flapping)
             try:
                 proc = self._spawn(slot, version)
             except (SpawnError, OSError) as exc:
@@ -336,18 +340,18 @@ class Watcher:
                 if slot.wid in self.desired.probation and version == self.desired.current():
                     slot.pending = False  # the controller halts the rollout
                     return False
-                self.flap = flapping.spawn_failed(self.flap, text, self.spec.max_retry)
-                if self.flap.phase is FlapPhase.FATAL:
-                    self._give_up(R.EXIT_REASON_SPAWN_ERROR)
+                slot.flap = flapping.spawn_failed(slot.flap, text, self.spec.max_retry)
+                if slot.flap.phase is FlapPhase.FATAL:
+                    self._give_up(slot)
                     return False
                 if not self.spec.respawn:
                     slot.pending = False
                     return False
-                if self._record_exit() is Decision.RESPAWN:
+                if self._record_exit(slot) is Decision.RESPAWN:
                     slot.restarts += 1
                     continue
                 return False
-            self.flap = flapping.spawned(self.flap)
+            slot.flap = flapping.spawned(slot.flap)
             if slot.spawned:
                 slot.restarts += 1
             slot.spawned += 1
@@ -401,7 +405,7 @@ class Watcher:
         slot.state = ProcessState(record.state)  # as it was, not a move
         slot.restarts, slot.spawned = record.restarts, record.spawned
         slot.pending, slot.message, slot.version = record.pending, record.message, record.version
-        slot.last_exit, slot.health = record.last_exit, record.health
+        slot.last_exit, slot.health, slot.flap = record.last_exit, record.health, record.flap
 
     def adopt(
         self,
@@ -496,7 +500,7 @@ class Watcher:
         self.host.changed()
         if self._stays_down(slot, None, self.generation_for(record.version_key)):
             return
-        if self._record_exit() is Decision.RESPAWN:
+        if self._record_exit(slot) is Decision.RESPAWN:
             slot.pending = True
             self.host.wake()
 
@@ -515,10 +519,11 @@ class Watcher:
                 version=slot.version,
                 last_exit=slot.last_exit,
                 health=slot.health,
+                flap=slot.flap,
             )
             for slot in self.slots.values()
         ]
-        return WatcherRecord(self.name, self.flap, self.graceful_replace), slots
+        return WatcherRecord(self.name, self.graceful_replace), slots
 
     def records(self) -> list[WorkerRecord]:
         """A record of every live process of this watcher (see records.py)."""
@@ -552,7 +557,7 @@ class Watcher:
         self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {_how(status)}", WARNING)
         if self._stays_down(slot, proc):
             return
-        if self._record_exit() is Decision.RESPAWN:
+        if self._record_exit(slot) is Decision.RESPAWN:
             self._start(slot)
 
     def _stays_down(self, slot: Slot, proc: Proc | None, generation: int = -1) -> bool:
@@ -572,36 +577,46 @@ class Watcher:
             slot.pending = False
         return keep_down
 
-    def _record_exit(self) -> Decision:
-        self.flap, decision = flapping.record_exit(self.flap, time.monotonic(), self.spec.flapping)
+    def _record_exit(self, slot: Slot) -> Decision:
+        """`slot`'s process died unplanned (it has none now): may it start again now?
+        A slot that flaps waits (BACKOFF) or gives up (FATAL) on its own; the
+        watcher's other slots are not touched."""
+        spec = self.spec.flapping
+        slot.flap, decision = flapping.may_restart(slot.flap, time.monotonic(), spec)
         if decision is Decision.BACKOFF:
-            text = f"flapping, retry in {self.spec.flapping.retry_in:g}s"
-            self.host.event("flapping", self.name, 0, text, WARNING)
-            self._stop_all(ProcessState.BACKOFF, R.EXIT_REASON_FLAPPING, pending=True)
+            text = (
+                f"started {spec.attempts + 1} times within {spec.window:g}s: "
+                f"flapping, retry in {spec.retry_in:g}s"
+            )
+            self.host.event("flapping", self.name, slot.wid, text, WARNING)
+            slot.move(ProcessState.BACKOFF)
+            slot.pending = False
+            self.host.changed()
             self.host.wake()
         elif decision is Decision.FATAL:
-            self._give_up(R.EXIT_REASON_FLAPPING)
+            self._give_up(slot)
         return decision
 
-    def _give_up(self, reason: types_pb2.ExitReason) -> None:
-        """The watcher is fatal (flapped or could not start): stop all until reset."""
-        text = flapping.message(self.flap, time.monotonic())
-        self.host.event("fatal", self.name, 0, text, ERROR)
-        self._stop_all(ProcessState.FATAL, reason)
+    def _give_up(self, slot: Slot) -> None:
+        """`slot` is fatal (flapped after max_retry retries, or could not start): it
+        stays down until reset, start or a new version."""
+        text = flapping.message(slot.flap, time.monotonic())
+        self.host.event("fatal", self.name, slot.wid, text, ERROR)
+        slot.move(ProcessState.FATAL)
+        slot.pending = False
+        self.host.changed()
 
     # ---- stopping ----
-    def _stop_all(
-        self, state: ProcessState, reason: types_pb2.ExitReason, pending: bool = False
-    ) -> None:
+    def _stop_all(self) -> None:
+        """Stop every process on purpose (a stop, a removal, the agent's shutdown)."""
         for slot in self.slots.values():
             if slot.proc is not None:
-                self._retire(slot.proc, reason)
+                self._retire(slot.proc, R.EXIT_REASON_STOPPED)
                 slot.proc = None
-                target = ProcessState.STOPPING if state is ProcessState.STOPPED else state
-                slot.move(target)
-            elif slot.state not in (ProcessState.STOPPING, state):
-                slot.move(state)
-            slot.pending = pending
+                slot.move(ProcessState.STOPPING)
+            elif slot.state not in (ProcessState.STOPPING, ProcessState.STOPPED):
+                slot.move(ProcessState.STOPPED)
+            slot.pending = False
 
     def _retire(
         self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
@@ -653,7 +668,7 @@ class Watcher:
     def stop_everything(self) -> list[asyncio.Task[None]]:
         """Stop every process (agent shutdown); returns the stop tasks to await."""
         self.removed = True
-        self._stop_all(ProcessState.STOPPED, R.EXIT_REASON_STOPPED)
+        self._stop_all()
         return list(self.retiring.values())
 
     # ---- health checks ----
@@ -729,13 +744,8 @@ class Watcher:
         self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
         if self._stays_down(slot, proc):
             return
-        decision = self._record_exit()
-        if decision is Decision.RESPAWN:
+        if self._record_exit(slot) is Decision.RESPAWN:
             slot.pending = True  # started again once the stop is done (it wakes reconcile)
-        elif decision is Decision.BACKOFF:
-            slot.move(ProcessState.BACKOFF)
-        elif decision is Decision.FATAL:
-            slot.move(ProcessState.FATAL)
 
     def health_of(self, slot: Slot) -> tuple[Health, str]:
         """(health, last failure) of the slot's process, for status. Unhealthy stays shown
@@ -768,13 +778,19 @@ class Watcher:
         running = [slot.proc for slot in self.slots.values() if slot.proc is not None]
         return running + [proc for proc in self.retiring if proc.alive()]
 
-    def phase(self) -> types_pb2.WatcherPhase:
-        if self.flap.phase is FlapPhase.FLAPPING:
-            return types_pb2.WATCHER_PHASE_FLAPPING
-        if self.flap.phase is FlapPhase.FATAL:
-            return types_pb2.WATCHER_PHASE_FATAL
+    def flapping(self, now: float) -> WatcherFlapping:
+        """The watcher's flapping as its slots make it (see flapping.watcher_summary)."""
+        wanted = set(self.desired.wids)
+        states = {wid: slot.flap for wid, slot in self.slots.items() if wid in wanted}
+        return flapping.watcher_summary(states, now)
+
+    def phase(self, summary: WatcherFlapping) -> types_pb2.WatcherPhase:
         if not self.desired.active:
             return types_pb2.WATCHER_PHASE_STOPPED
+        if summary.phase is FlapPhase.FLAPPING:
+            return types_pb2.WATCHER_PHASE_FLAPPING
+        if summary.phase is FlapPhase.FATAL:
+            return types_pb2.WATCHER_PHASE_FATAL
         return types_pb2.WATCHER_PHASE_ACTIVE
 
 

@@ -185,12 +185,18 @@ def flapping_text(retry_at: float, now: float) -> str:
     return f"flapping, retry in {format_duration(remaining)}"
 
 
+_COUNTDOWN = re.compile(r"flapping, retry(?:ing now| in [0-9a-z]+)")
+
+
 def watcher_note(watcher: admin_pb2.WatcherStatus, now: float) -> str:
-    """What is special about a watcher: flapping (with its countdown), fatal, ..."""
+    """What is special about a watcher: flapping (with a fresh countdown, and which
+    workers when not all of them), fatal, ..."""
     retry_at = float(watcher.retry_at)
     if watcher.phase == WP.WATCHER_PHASE_FLAPPING:
         if retry_at > 0:
-            return flapping_text(retry_at, now)
+            fresh = flapping_text(retry_at, now)
+            text, found = _COUNTDOWN.subn(lambda _: fresh, watcher.message, count=1)
+            return text if found else fresh
         return watcher.message or "flapping"
     if watcher.phase == WP.WATCHER_PHASE_FATAL:
         if watcher.message.startswith("fatal"):

@@ -106,7 +106,7 @@ def test_flapping_worker_backs_off_then_retries_then_is_fatal_and_reset_clears_i
             assert statuses(observed, "w")[1].last_exit.code == 3
             await until(lambda: phase() == types_pb2.WATCHER_PHASE_FATAL, what="fatal")
             observed = engine.observed()
-            assert observed.watchers[0].message == "fatal: flapped 2 times"
+            assert observed.watchers[0].message == "fatal: still flapping after 1 retry"
             assert statuses(observed, "w")[1].state == types_pb2.PROCESS_STATE_FATAL
             kinds = [e.kind for e in engine.take_events()]
             assert kinds.index("flapping") < kinds.index("retry") < kinds.index("fatal")
@@ -239,9 +239,9 @@ def test_a_command_that_never_starts_is_fatal_after_max_retry_attempts(tmp_path:
                 return observed if observed.phase == types_pb2.WATCHER_PHASE_FATAL else None
 
             observed = await until(fatal, what="the watcher to give up")
-            assert observed.message.startswith("fatal: could not start after 3 attempts:")
+            assert observed.message.startswith("fatal: could not start after 2 attempts:")
             events = [e.kind for e in engine.take_events() if e.watcher == "bad"]
-            assert events.count("spawn_error") == 3 and events[-1] == "fatal"
+            assert events.count("spawn_error") == 2 and events[-1] == "fatal"
 
     run(scenario())
 
@@ -424,9 +424,9 @@ def test_spawn_errors_reach_max_retry_across_flapping_backoffs(tmp_path: Path) -
                 return observed if observed.phase == types_pb2.WATCHER_PHASE_FATAL else None
 
             observed = await until(fatal, what="the watcher to give up")
-            assert observed.message.startswith("fatal: could not start after 4 attempts:")
+            assert observed.message.startswith("fatal: could not start after 3 attempts:")
             events = [e.kind for e in engine.take_events() if e.watcher == "bad"]
-            assert events.count("spawn_error") == 4
+            assert events.count("spawn_error") == 3
             assert events.index("flapping") < events.index("retry") < events.index("fatal")
 
     run(scenario())

@@ -90,17 +90,38 @@ def _handover() -> Handover:
         records=RECORDS,
         assignment=b"\x08\x05\x10\x09",
         slots=(
-            SlotRecord("web", 2, 2, 3, 4, False, "", "2-0123456789abcdef", crashed, healthy),
+            SlotRecord(
+                "web",
+                2,
+                2,
+                3,
+                4,
+                False,
+                "",
+                "2-0123456789abcdef",
+                crashed,
+                healthy,
+                FlapState(starts=(1.5, 2.5), retries=1),
+            ),
             SlotRecord("web", 3, 4, 1, 1, True, "spawn error: no", "", away),
             SlotRecord("web", 4, 5, 0, 0, True),
+            SlotRecord(
+                "bad",
+                1,
+                6,
+                0,
+                0,
+                False,
+                flap=FlapState(phase=FlapPhase.FATAL, spawn_failures=5, fatal_reason="could not"),
+            ),
+            SlotRecord(
+                "slow", 1, 5, 0, 0, True, flap=FlapState(phase=FlapPhase.FLAPPING, retry_at=99.0)
+            ),
         ),
         watchers=(
-            WatcherRecord("web", FlapState(exits=(1.5, 2.5), retries=1), graceful_replace=True),
-            WatcherRecord(
-                "bad",
-                FlapState(phase=FlapPhase.FATAL, spawn_failures=6, fatal_reason="could not"),
-            ),
-            WatcherRecord("slow", FlapState(phase=FlapPhase.FLAPPING, retry_at=99.0)),
+            WatcherRecord("web", graceful_replace=True),
+            WatcherRecord("bad"),
+            WatcherRecord("slow"),
         ),
         partials={101: b"half a li", 55: b"\xff\xfe not utf-8"},
         events=(types_pb2.Event(kind="spawn", wid=2, message="pid 4242").SerializeToString(),),
@@ -118,6 +139,33 @@ def _handover() -> Handover:
 def test_a_handover_survives_its_byte_form_unchanged() -> None:
     handover = _handover()
     assert from_bytes(to_bytes(handover)) == handover
+
+
+def test_flapping_of_an_image_that_kept_it_per_watcher_is_given_to_each_slot() -> None:
+    """An image from before per-slot flapping wrote one state per watcher and none per
+    slot: each slot gets the watcher's wait or verdict (not its count of exits)."""
+    doc = json.loads(to_bytes(_handover()))
+    for slot in doc["slots"]:
+        del slot["flap"]
+    doc["watchers"] = [
+        {"name": "web", "flap": {"exits": [1.5, 2.5], "retries": 1, "phase": "active"}},
+        {"name": "bad", "flap": {"phase": "fatal", "retries": 0, "spawn_failures": 6,
+                                 "fatal_reason": "could not start after 6 attempts: x"}},
+        {"name": "slow", "flap": {"phase": "flapping", "retries": 2, "retry_at": 99.0}},
+    ]  # fmt: skip
+    flaps = {(s.watcher, s.wid): s.flap for s in from_bytes(json.dumps(doc).encode()).slots}
+    assert flaps[("web", 2)] == FlapState(retries=1)
+    assert flaps[("bad", 1)].phase is FlapPhase.FATAL
+    assert flaps[("bad", 1)].fatal_reason == "could not start after 6 attempts: x"
+    assert flaps[("slow", 1)] == FlapState(retries=2, phase=FlapPhase.FLAPPING, retry_at=99.0)
+
+
+def test_an_image_that_keeps_flapping_per_watcher_reads_a_summary_of_the_slots() -> None:
+    doc = json.loads(to_bytes(_handover()))
+    by_name = {w["name"]: w["flap"] for w in doc["watchers"]}
+    assert by_name["web"]["phase"] == "active"
+    assert by_name["bad"]["phase"] == "fatal" and by_name["bad"]["fatal_reason"] == "could not"
+    assert by_name["slow"]["phase"] == "flapping" and by_name["slow"]["retry_at"] == 99.0
 
 
 def test_an_empty_handover_round_trips() -> None:

@@ -126,6 +126,25 @@ def test_watcher_note_keeps_the_servers_flapping_and_fatal_messages() -> None:
     assert render.watcher_note(bare, NOW) == "flapping"
 
 
+def test_watcher_note_counts_down_and_keeps_which_workers_flap() -> None:
+    some = watcher_status(
+        name="w",
+        phase=types_pb2.WATCHER_PHASE_FLAPPING,
+        retry_at=NOW + 2.5,
+        message="worker 2: flapping, retry in 7s; workers 3, 4: fatal: gave up",
+    )
+    assert render.watcher_note(some, NOW) == (
+        "worker 2: flapping, retry in 3s; workers 3, 4: fatal: gave up"
+    )
+    every = watcher_status(
+        name="w",
+        phase=types_pb2.WATCHER_PHASE_FLAPPING,
+        retry_at=NOW - 1,
+        message="flapping, retry in 1s",
+    )
+    assert render.watcher_note(every, NOW) == "flapping, retrying now"
+
+
 def process(**fields: object) -> types_pb2.ProcessStatus:
     return types_pb2.ProcessStatus(**fields)  # type: ignore[arg-type]
 
