@@ -582,7 +582,7 @@ class Engine:
             order = sorted(self.watchers.values(), key=lambda w: (-w.spec.priority, w.name))
             for watcher in [*order, *self._removed]:
                 try:
-                    await watcher.reconcile(now)
+                    watcher.reconcile(now)
                 except Exception as exc:
                     log.exception("reconciling %s failed", watcher.name)
                     self.event("error", watcher.name, 0, str(exc), types_pb2.SEVERITY_ERROR)
@@ -591,7 +591,7 @@ class Engine:
                 if watcher.name not in self.watchers:
                     self.logs.forget(watcher.name)
                 self.changed()
-            deadlines = [d for w in self.watchers.values() if (d := w.next_deadline())]
+            deadlines = [d for w in self.watchers.values() if (d := w.next_deadline(now))]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

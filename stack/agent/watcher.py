@@ -3,7 +3,9 @@
 A watcher owns one slot per worker id it must run here. Desired-state changes (wid
 list, active flag, spec fingerprint, inherited sockets, restart and reset tokens) are
 recorded by `update` and acted on by `reconcile`, which the engine calls in priority
-order.
+order. `reconcile` decides and acts without ever waiting, so that no watcher holds up
+another: a `warmup_delay` is a deadline (the next start of this watcher, and the time
+its warming worker counts as running) that `next_deadline` tells the engine to wake for.
 
 Exits arrive synchronously from the reaper and are handled at once: an unplanned exit
 goes through the flapping rules of its slot (see flapping.py) and, unless that slot
@@ -101,6 +103,8 @@ class Slot:
     """The environment the current process was started with (exec checks get it)."""
     version: str = ""
     """Version.label of the last process started (or tried) in this slot."""
+    ready_at: float = 0.0
+    """Monotonic time a STARTING process is done with its warmup_delay."""
     flap: FlapState = field(default_factory=FlapState)
     """The slot's flapping bookkeeping (see flapping.py)."""
 
@@ -176,6 +180,8 @@ class Watcher:
     agent_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     versions: dict[tuple[Any, ...], int] = field(default_factory=dict)
     """Version.key -> process generation, for the current and the pinned versions."""
+    next_start_at: float = 0.0
+    """Monotonic time before which no worker is started by `reconcile` (warmup_delay)."""
 
     def __post_init__(self) -> None:
         self.versions[self.desired.current().key] = self.generation
@@ -244,18 +250,27 @@ class Watcher:
             slot.message = ""
 
     # ---- reconcile ----
-    def next_deadline(self) -> float | None:
-        """The next monotonic time `reconcile` has something to do (retry, max_age)."""
+    def next_deadline(self, now: float) -> float | None:
+        """The next monotonic time `reconcile` has something to do (a retry, max_age, the
+        end of a warm-up, the next start after one)."""
         slots = self.slots.values()
         procs = [slot.proc for slot in slots if slot.proc is not None]
         times = [proc.deadline for proc in procs if proc.deadline]
         times += [s.flap.retry_at for s in slots if s.flap.phase is FlapPhase.FLAPPING]
+        times += [s.ready_at for s in slots if s.state is ProcessState.STARTING and s.proc]
+        if self.next_start_at > now and self._waiting():
+            times.append(self.next_start_at)
         return min(times) if times else None
+
+    def _waiting(self) -> bool:
+        """Some worker waits to be started (by the next start a warm-up allows)."""
+        return any(wid not in self.slots or self.slots[wid].pending for wid in self.desired.wids)
 
     def idle(self) -> bool:
         return not self.retiring and all(slot.proc is None for slot in self.slots.values())
 
-    async def reconcile(self, now: float) -> None:
+    def reconcile(self, now: float) -> None:
+        """Act on the desired state at monotonic time `now`; never waits."""
         if self.removed:
             self._stop_all()
             return
@@ -278,6 +293,9 @@ class Watcher:
             proc = slot.proc
             if proc is None:
                 continue
+            if slot.state is ProcessState.STARTING and now >= slot.ready_at:
+                slot.move(ProcessState.RUNNING)  # its warmup_delay is over
+                self.host.changed()
             if proc.generation != self.target(slot.wid):
                 slot.pending = True
                 if not self.graceful_replace:
@@ -289,14 +307,14 @@ class Watcher:
                 slot.pending = True
                 slot.move(ProcessState.STOPPING)
                 self._retire(proc, R.EXIT_REASON_MAX_AGE)
-        await self._start_missing()
+        self._start_missing(now)
 
-    async def _start_missing(self) -> None:
+    def _start_missing(self, now: float) -> None:
+        """Start the workers that should run and do not, in wid order; after one with a
+        warmup_delay, the next waits until that delay is over (a later reconcile)."""
         for wid in sorted(self.desired.wids):
-            if self.removed or not self.desired.active:
+            if now < self.next_start_at:
                 return
-            if wid not in self.desired.wids:
-                continue  # scaled down while this loop waited out a warmup_delay
             slot = self.slots.get(wid)
             if slot is None:
                 slot = self.slots[wid] = Slot(wid)
@@ -311,13 +329,8 @@ class Watcher:
             started = self._start(slot)
             if old is not None:
                 self._retire(old, R.EXIT_REASON_RESTARTED)
-            warmup = self.spec_of(wid).warmup_delay
-            if started and warmup > 0:
-                proc = slot.proc
-                await asyncio.sleep(warmup)
-                if slot.proc is proc and slot.state is ProcessState.STARTING:
-                    slot.move(ProcessState.RUNNING)
-                    self.host.changed()
+            if started and slot.state is ProcessState.STARTING:
+                self.next_start_at = slot.ready_at
 
     # ---- starting ----
     def _start(self, slot: Slot) -> bool:
@@ -358,8 +371,11 @@ class Watcher:
             slot.proc = proc
             slot.pending = False
             slot.message = ""
-            warming = version.spec.warmup_delay > 0
-            slot.move(ProcessState.STARTING if warming else ProcessState.RUNNING)
+            warmup = version.spec.warmup_delay
+            slot.move(ProcessState.STARTING if warmup > 0 else ProcessState.RUNNING)
+            slot.ready_at = proc.started_mono + warmup if warmup > 0 else 0.0
+            if warmup > 0:
+                self.host.wake()  # (a respawn between reconciles: wake when it is warm)
             self.host.event("spawn", self.name, slot.wid, f"pid {proc.pid}", INFO)
             self._start_checks(slot)
             self.host.changed()

@@ -352,7 +352,9 @@ def test_max_age_recycles_a_worker(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_watchers_start_by_priority_and_warmup_delay_spaces_spawns(tmp_path: Path) -> None:
+def test_watchers_start_by_priority_and_warmup_delay_spaces_only_its_own_spawns(
+    tmp_path: Path,
+) -> None:
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:
             engine.apply(
@@ -373,13 +375,33 @@ def test_watchers_start_by_priority_and_warmup_delay_spaces_spawns(tmp_path: Pat
                 what="all running",
             )
             spawns = [e for e in engine.take_events() if e.kind == "spawn"]
+            # the high priority watcher starts first; its warm-up holds up none but itself
             assert [(e.watcher, e.wid) for e in spawns] == [
                 ("high", 1),
-                ("high", 2),
                 ("a-low", 1),
                 ("b-low", 1),
+                ("high", 2),
             ]
-            assert spawns[1].at - spawns[0].at >= 0.2
+            assert spawns[3].at - spawns[0].at >= 0.2
+
+    run(scenario())
+
+
+def test_a_respawned_worker_is_running_once_its_warmup_delay_is_over(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            engine.apply(assignment(watcher("w", SLEEP, [1], warmup_delay=2)))
+            up = await until(lambda: running_pids(engine.observed(), "w"), 15, what="up")
+            first = up[1]
+            os.kill(first, signal.SIGKILL)
+
+            def state() -> tuple[int, int]:
+                status = statuses(engine.observed(), "w")[1]
+                return status.pid, status.state
+
+            await until(lambda: state()[0] not in (0, first), what="the respawn")
+            assert state()[1] == types_pb2.PROCESS_STATE_STARTING
+            await until(lambda: state()[1] == types_pb2.PROCESS_STATE_RUNNING, 15, what="warm")
 
     run(scenario())
 
