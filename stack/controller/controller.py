@@ -479,11 +479,11 @@ class Controller:
             if came_back or record.placement_key() != before:
                 self.reschedule_soon()
         elif body == "events":
-            now = time.monotonic()
-            for event in message.events.events:
+            events = self.events.admit(record.host_id, message.events.events, time.monotonic())
+            for event in events:
                 if not event.host_id:
                     event.host_id = record.host_id
-                self.events.add_from_agent(record.host_id, event, now)
+                self.events.add_from_agent(record.host_id, event)
         elif body == "logs":
             self.logs.publish(message.logs, record.host_id)
         elif body == "log_tail":

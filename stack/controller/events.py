@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -170,19 +170,25 @@ class EventRate:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def allow(self, source: str, now: float) -> bool:
+        """Whether one more event of `source` may pass."""
+        return self.take(source, 1, now) == 1
+
+    def take(self, source: str, count: int, now: float) -> int:
+        """How many of `count` events of `source` may pass (the first ones); the rest
+        are counted as dropped. One step for a whole batch, however large."""
         bucket = self._buckets.get(source)
         if bucket is None:
             bucket = self._buckets[source] = _Bucket(tokens=self.burst, at=now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
         bucket.at = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return True
-        if not bucket.dropped:
-            bucket.first_drop = now
-        bucket.dropped += 1
-        bucket.last_drop = now
-        return False
+        allowed = min(count, int(bucket.tokens))
+        bucket.tokens -= allowed
+        if allowed < count:
+            if not bucket.dropped:
+                bucket.first_drop = now
+            bucket.dropped += count - allowed
+            bucket.last_drop = now
+        return allowed
 
     def summaries(self, now: float) -> list[tuple[str, int]]:
         """(source, events dropped) for each burst of drops to report now; forgets the
@@ -305,13 +311,16 @@ class EventLog:
         )
         self._keep(CONTROLLER_HOST, event)
 
-    def add_from_agent(self, host_id: str, event: types_pb2.Event, now: float) -> bool:
-        """Keep an event agent `host_id` sent, in its share, unless it is over its rate
-        (False: dropped and counted). `now` is monotonic."""
-        if not self.rate.allow(host_id, now):
-            return False
+    def admit(
+        self, host_id: str, events: Sequence[types_pb2.Event], now: float
+    ) -> Sequence[types_pb2.Event]:
+        """The first of the events agent `host_id` sent that its rate lets in; the rest
+        are dropped and counted (see `tick`). `now` is monotonic."""
+        return events[: self.rate.take(host_id, len(events), now)]
+
+    def add_from_agent(self, host_id: str, event: types_pb2.Event) -> None:
+        """Keep an event agent `host_id` sent (one `admit` let in), in that agent's share."""
         self._keep(host_id, event)
-        return True
 
     def tick(self, now: float) -> None:
         """Record an `events_dropped` event for each agent whose burst of drops is over

@@ -70,6 +70,10 @@ class FakeAgent:
     def send(self, message: agent_pb2.AgentMessage) -> None:
         self._outbox.put(message)
 
+    def backlog(self) -> int:
+        """Messages queued and not yet taken by gRPC."""
+        return self._outbox.qsize()
+
     def close(self) -> None:
         self._outbox.put(None)
         self._call.cancel()

@@ -94,6 +94,13 @@ def test_an_agent_over_its_rate_is_cut_and_one_summary_counts_the_burst() -> Non
     assert rate.summaries(103.0) == []
 
 
+def test_a_batch_takes_what_is_left_of_the_burst_in_one_step() -> None:
+    rate = EventRate(rate=10, burst=250)
+    assert [rate.take("h1", 100, 0.0) for _ in range(4)] == [100, 100, 50, 0]
+    assert rate.take("h1", 100, 0.55) == 5
+    assert rate.summaries(5.0) == [("h1", 245)]
+
+
 def test_an_endless_flood_is_summarised_every_ten_seconds() -> None:
     rate = EventRate(rate=1, burst=1)
     summaries = []
@@ -108,8 +115,11 @@ def test_an_endless_flood_is_summarised_every_ten_seconds() -> None:
 def test_events_are_numbered_and_their_summary_lands_in_the_agents_share() -> None:
     log = EventLog(EventSettings(capacity=100, agent_rate=1, agent_burst=2), 10, wall=lambda: 5.0)
     log.record("apply", "applied")
-    kept = [log.add_from_agent("h1", event(f"e{n}"), now=0.0) for n in range(5)]
-    assert kept == [True, True, False, False, False]
+    sent = [event(f"e{n}") for n in range(5)]
+    admitted = log.admit("h1", sent, now=0.0)
+    assert list(admitted) == sent[:2]
+    for item in admitted:
+        log.add_from_agent("h1", item)
     log.tick(now=2.0)
     shown = log.recent()
     assert [e.seq for e in shown] == [1, 2, 3, 4]
