@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 RESCHEDULE_WINDOW = 0.05
 """Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
 EVENTS_FLUSH_TIMEOUT = 2.0
-"""Seconds the event writer may spend writing what is left when leadership ends."""
+"""Seconds the event writer may spend writing what is left when the controller stops."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,10 @@ class Controller:
 
     async def _write_events(self) -> None:
         """Run while leading: write the event history to the store in batches, at most
-        `store_rate` operations a second, and what is left when leadership ends."""
+        `store_rate` operations a second, and what is left when the controller stops.
+
+        Not when leadership is lost: stepping down must not wait for the store (and a
+        newer leader's fencing would refuse the write anyway)."""
         settings = self.settings.events
         per_batch = max(1, int(settings.store_rate * settings.write_interval))
         try:
@@ -227,11 +230,16 @@ class Controller:
                 self.events.tick(time.monotonic())
                 await self._save_events(per_batch)
         finally:
-            try:
-                async with asyncio.timeout(EVENTS_FLUSH_TIMEOUT):
-                    await self._save_events(settings.capacity * 2)
-            except TimeoutError:
-                log.warning("%d event changes were not written", self.events.pending())
+            if self._stopping:
+                await self._flush_events()
+
+    async def _flush_events(self) -> None:
+        """Write what the store still lacks of the history, for EVENTS_FLUSH_TIMEOUT at most."""
+        try:
+            async with asyncio.timeout(EVENTS_FLUSH_TIMEOUT):
+                await self._save_events(2 * self.events.pending() + 1)
+        except TimeoutError:
+            log.warning("%d event changes were not written", self.events.pending())
 
     async def _save_events(self, budget: int) -> None:
         """Write up to `budget` operations of the history, in transactions of at most
