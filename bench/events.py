@@ -5,7 +5,9 @@ Run: .venv/bin/python bench/events.py [--agents 10] [--writes 60]
 A real controller (SQLite store) on 127.0.0.1, and simulated agents speaking the real
 protocol (tests/integration/fake_agent.py), in a process of their own, that send batches
 of 100 events as fast as gRPC takes them. Measured, in the same run:
-(a) Scale calls (one store commit each) with no agent connected: the baseline;
+(a) Scale calls (one store commit each) with no agent connected: the baseline; and with
+    a process beside that keeps one core busy, as the flooding process does (a 2-core
+    machine shares its CPU between the flood, the controller and the client);
 (b) the same during the flood, with the default per-agent rate (100 a second, bursts of
     1,000): the excess is counted and dropped;
 (c) the same during the flood against a controller whose agents may send 1,000,000 a
@@ -89,6 +91,18 @@ def flood(cluster: Cluster, agents: int) -> Iterator[None]:
         proc.wait(30)
 
 
+@contextmanager
+def busy_core() -> Iterator[None]:
+    """A process that keeps one core busy until the block ends."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def last_seq(cluster: Cluster) -> int:
     reply = cluster.admin().Events(admin_pb2.EventsRequest(lines=1), timeout=30)
     return max((event.seq for event in reply), default=0)
@@ -144,6 +158,8 @@ def main() -> None:
                 cluster.apply('[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = 0\n')
             scales(capped, 5)  # warm up
             show("(a) Scale, no agent", scales(capped, args.writes))
+            with busy_core():
+                show("(a) Scale, no agent, one core kept busy beside", scales(capped, args.writes))
             took, rate, cpu = measured(capped, args.agents, args.writes)
             show(f"(b) Scale, {args.agents} agents flooding, default rate cap", took)
             print(f"    events received {rate:,.0f}/s, controller CPU {cpu:.0f}%")
