@@ -146,12 +146,16 @@ class HaCluster:
         return self.daemons[self.addresses.index(address)]
 
     def wait_following(self, leader: str, timeout: float = 30.0) -> None:
-        """Every other live controller has reached `leader` (only then can it tell, by
-        refused connections, that the leader died)."""
+        """Every other live controller has reached `leader` in its current term (only then
+        can it tell, by refused connections, that the leader died). The term's token is
+        in the line: the same address may have led before, and logs outlive restarts."""
+        reply = self.controllers_reply(leader)
+        assert reply is not None and reply.leader_address == leader, f"{leader} does not lead"
+        line = f"following the leader at {leader} (token {reply.fencing_token})"
         for address, daemon in zip(self.addresses, self.daemons, strict=True):
             if address != leader and daemon.alive():
                 wait_for(
-                    lambda d=daemon: f"following the leader at {leader}" in d.output(),
+                    lambda d=daemon: line in d.output(),
                     timeout,
                     f"{address} to reach the leader {leader}",
                 )
