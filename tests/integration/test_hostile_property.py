@@ -34,6 +34,7 @@ EXPLAINED = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.ABORTED,  # an Apply whose if_generation is not the stack's
 }
 """How a well-formed but unreasonable request may be refused."""
 FEW = settings(
