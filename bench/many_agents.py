@@ -317,7 +317,7 @@ class Bench:
         log = (self.tmp / "controller.log").open("ab")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.controller = subprocess.Popen(
-            [sys.executable, "-m", "stack.controller.main", "--listen", self.address,
+            [sys.executable, "-m", "stack.controller.main", "--listen", self.address, "--insecure",
              "--data-dir", str(self.tmp / "controller"), "--agent-timeout", "30",
              "--log-level", self.ns.log_level],
             stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True,

@@ -40,6 +40,7 @@ from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
 from stack.security.certs import CertDir, CertError, Role
+from stack.security.local import check_addresses, is_unix
 from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls import TlsError, is_loopback, load, resolve
 from stack.spec.model import NAME_RULE, valid_name
@@ -92,13 +93,11 @@ def _group(text: str) -> int:
 
 
 def _address(text: str) -> str:
-    """HOST:PORT, or several comma-separated (the controllers of an HA group)."""
-    parts = [part.strip() for part in text.split(",")]
-    for part in parts:
-        host, sep, port = part.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
-    return ",".join(parts)
+    """unix:PATH or HOST:PORT, or several comma-separated (the controllers of an HA group)."""
+    try:
+        return check_addresses(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,8 @@ def _parser() -> _Parser:
         "--controller",
         type=_address,
         default=os.environ.get("STACK_CONTROLLER") or defaults.controller,
-        help="HOST:PORT of the controller (env STACK_CONTROLLER; default 127.0.0.1:7450)",
+        help="unix:PATH or HOST:PORT of the controller, or several comma-separated "
+        f"(env STACK_CONTROLLER; default {defaults.controller})",
     )
     parser.add_argument(
         "--host-id", type=_host_id, default=defaults.host_id, help="default: the hostname"
@@ -216,8 +216,8 @@ def _parser() -> _Parser:
 def check_tls(settings: AgentSettings) -> None:
     """Stop at start, with one line, when the TLS files cannot work; warn about plaintext."""
     if settings.tls is None:
-        hosts = [address.rpartition(":")[0] for address in settings.controller.split(",")]
-        if not all(is_loopback(host) for host in hosts):
+        addresses = [a for a in settings.controller.split(",") if not is_unix(a)]
+        if not all(is_loopback(address.rpartition(":")[0]) for address in addresses):
             log.warning(
                 "INSECURE: dialing controller %s without TLS: anyone on the path can push work",
                 settings.controller,

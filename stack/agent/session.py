@@ -35,6 +35,7 @@ from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
 from stack.security.certs import Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
+from stack.security.local import is_unix
 from stack.security.tls import TlsError, channel_credentials, diagnose, load
 from stack.v1 import agent_pb2, agent_pb2_grpc
 
@@ -137,7 +138,11 @@ class Session:
             self.address = self.addresses[self._next]
 
     def _channel(self, address: str) -> grpc.aio.Channel:
-        """A plaintext or mutual-TLS channel; TLS files are re-read for each connection."""
+        """A plaintext or mutual-TLS channel; TLS files are re-read for each connection.
+        The controller's local socket (unix:PATH) takes no certificate."""
+        if is_unix(address):
+            credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+            return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
         if self.settings.tls is None:
             return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         try:
@@ -150,7 +155,11 @@ class Session:
     async def _explain(self, address: str, error: grpc.aio.AioRpcError) -> str:
         """The error's line, with the TLS reason when the handshake was the problem."""
         text = f"{error.code().name}: {error.details()}"
-        if self.settings.tls is None or error.code() != grpc.StatusCode.UNAVAILABLE:
+        if (
+            self.settings.tls is None
+            or is_unix(address)
+            or error.code() != grpc.StatusCode.UNAVAILABLE
+        ):
             return text
         reason = await asyncio.to_thread(diagnose, address, self.settings.tls, "controller")
         return f"TLS: {reason}" if reason else text

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from stack.security.local import default_address
 from stack.security.tls import TlsFiles
 
 
@@ -27,8 +28,9 @@ class AgentSettings:
     """Persisted assignment, worker records and `logs/` live here."""
     host_id: str = field(default_factory=socket.gethostname)
     """How this host is named in the fleet; stamped on every status, event and log line."""
-    controller: str = "127.0.0.1:7450"
-    """HOST:PORT of the controller the session dials."""
+    controller: str = field(default_factory=default_address)
+    """The controller the session dials: unix:PATH (by default the local controller's
+    socket), HOST:PORT, or several comma-separated (the controllers of an HA group)."""
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Free-form labels sent in Hello (used by placement)."""
     stats_interval: float = 2.0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -30,10 +30,9 @@ import grpc
 
 from stack.cli.resume import EventCursor, LogCursor
 from stack.security.limits import GRPC_SIZE_OPTIONS
+from stack.security.local import default_address, is_unix, unix_path
 from stack.security.tls import TlsMaterial, channel_credentials, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
-
-DEFAULT_CONTROLLER = "127.0.0.1:7450"
 
 Reply = TypeVar("Reply")
 Item = TypeVar("Item")
@@ -103,13 +102,15 @@ class CommandError(Exception):
 class ClientSettings:
     """How stackctl reaches the controller."""
 
-    address: str = DEFAULT_CONTROLLER
-    """The controller's AdminService, HOST:PORT, or several comma-separated (HA): the
-    client follows the leader through followers' answers and failed controllers."""
+    address: str = field(default_factory=default_address)
+    """The controller's AdminService: unix:PATH (its local socket, the default's is the
+    default controller's), HOST:PORT, or several comma-separated (HA): the client
+    follows the leader through followers' answers and failed controllers."""
     timeout: float = 10.0
     """Deadline in seconds for each unary call; streams that follow have none."""
     tls: TlsMaterial | None = None
-    """Our checked certificate, key and CA for mutual TLS; None for plaintext (loopback)."""
+    """Our checked certificate, key and CA for mutual TLS on HOST:PORT addresses; None
+    for plaintext. A unix:PATH address needs none (see stack.security.local)."""
 
 
 def format_seconds(seconds: float) -> str:
@@ -140,6 +141,11 @@ def translate_rpc_error(
     code = error.code() if isinstance(error, grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.Call) else None) or ""
     if is_transport_failure(error):
+        if is_unix(address) and "permission denied" in details.lower():
+            return CommandError(
+                f"permission denied: the controller's socket {unix_path(address)} is only "
+                "for the controller's user and its operator group"
+            )
         reason = tls_reason() if tls_reason is not None else None
         if reason:
             return CommandError(f"TLS connection to the controller at {address} failed: {reason}")
@@ -156,6 +162,9 @@ def translate_rpc_error(
     name = code.name.lower().replace("_", " ") if code is not None else "unknown error"
     return CommandError(f"the controller at {address} failed the call: {name}")
 
+
+LOCAL_CREDENTIALS = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+"""How stackctl dials a controller's local socket: no certificate (see stack.security.local)."""
 
 LEADER_PROBE_TIMEOUT = 1.0
 """Seconds one controller may take to say who leads before the next is asked."""
@@ -214,7 +223,9 @@ class StackClient:
             ("grpc.http2.max_pings_without_data", 0),
             *GRPC_SIZE_OPTIONS,
         ]
-        if settings.tls is None:
+        if is_unix(address):
+            self._channel = grpc.secure_channel(address, LOCAL_CREDENTIALS, options=options)
+        elif settings.tls is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
             credentials = channel_credentials(settings.tls)
@@ -260,6 +271,8 @@ class StackClient:
 
     def tls_reason(self) -> str | None:
         """Why a connection to the controller fails at the TLS level, if it does."""
+        if is_unix(self.address):
+            return None
         files = self.settings.tls.files if self.settings.tls is not None else None
         return diagnose(self.address, files, "controller")
 

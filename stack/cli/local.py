@@ -1,7 +1,8 @@
 """A controller and an agent as child processes of `stackctl up`.
 
-`up` is the one-machine demo: it runs `stack.controller.main` and
-`stack.agent.main` with the same Python, each in its own process group (so a
+`up` is the one-machine demo: it runs `stack.controller.main` (on its local
+socket only, where stackctl finds it without options) and `stack.agent.main`
+with the same Python, each in its own process group (so a
 Ctrl-C in the terminal reaches only stackctl, which then stops them in order:
 the agent first, so it stops its workers gracefully, then the controller).
 Each child's output goes to a log file under the data dir; when a child dies
@@ -22,6 +23,7 @@ from typing import IO
 
 from stack.cli.client import CommandError
 from stack.cli.render import signal_name
+from stack.security.local import answers, is_unix, unix_path
 from stack.security.safe_files import private_dir
 
 TAIL_BYTES = 8192
@@ -32,7 +34,7 @@ class LocalStackSettings:
     """Where and how `stackctl up` runs its children."""
 
     controller: str
-    """The address the controller listens on and the agent dials, HOST:PORT."""
+    """The controller's local socket, unix:PATH, which the agent dials too."""
     data_dir: Path
     """The controller and the agent keep their state in subfolders of this one."""
     python: str = field(default_factory=lambda: sys.executable)
@@ -46,7 +48,9 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def is_listening(address: str, timeout: float = 0.5) -> bool:
-    """Whether something already accepts connections at HOST:PORT."""
+    """Whether something already accepts connections at unix:PATH or HOST:PORT."""
+    if is_unix(address):
+        return answers(address)
     host, port = split_address(address)
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -137,9 +141,8 @@ class LocalStack:
         return child
 
     def start_controller(self) -> Child:
-        return self._start(
-            "controller", "stack.controller.main", "--listen", self.settings.controller
-        )
+        socket = unix_path(self.settings.controller)
+        return self._start("controller", "stack.controller.main", "--socket", socket)
 
     def start_agent(self) -> Child:
         return self._start("agent", "stack.agent.main", "--controller", self.settings.controller)

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from stack.cli import agents, certs, controllers, events, logs, stackfile, status, watcher
-from stack.cli.client import DEFAULT_CONTROLLER, CommandError
+from stack.cli.client import CommandError
 from stack.cli.options import (
     CaOption,
     CertNameOption,
@@ -26,6 +26,7 @@ from stack.cli.options import (
     parse_address,
 )
 from stack.cli.terminal import safe
+from stack.security.local import default_address
 
 PROG = "stackctl"
 
@@ -65,12 +66,12 @@ def global_options(
         str,
         typer.Option(
             "--controller",
-            metavar="HOST:PORT",
+            metavar="unix:PATH|HOST:PORT",
             envvar="STACK_CONTROLLER",
             callback=parse_address,
-            help="The controller's address.",
+            help="The controller's address; by default the local controller's socket.",
         ),
-    ] = DEFAULT_CONTROLLER,
+    ] = default_address(),
     output: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="Text for people or JSON.")
     ] = OutputFormat.text,
@@ -80,7 +81,7 @@ def global_options(
     key: KeyOption = None,
     cert_name: CertNameOption = None,
 ) -> None:
-    """stackctl [--controller HOST:PORT] [-o text|json] [--tls-dir DIR] COMMAND"""
+    """stackctl [--controller unix:PATH|HOST:PORT] [-o text|json] [--tls-dir DIR] COMMAND"""
     ctx.obj = GlobalOptions(
         controller=controller,
         output=output,

@@ -19,6 +19,7 @@ import typer
 
 from stack.cli.client import ClientSettings, CommandError, StackClient
 from stack.security.certs import Role
+from stack.security.local import check_addresses, default_address
 from stack.security.tls import TlsError, TlsMaterial, load, resolve, user_pair
 
 
@@ -34,7 +35,7 @@ class GlobalOptions:
     """What the global options of one invocation asked for."""
 
     controller: str
-    """The controller's AdminService address, HOST:PORT."""
+    """The controller's AdminService address: unix:PATH or HOST:PORT (or several)."""
     output: OutputFormat = OutputFormat.text
     """Text for people (rich tables) or JSON for programs."""
     timeout: float = 10.0
@@ -74,7 +75,7 @@ def options_of(ctx: typer.Context) -> GlobalOptions:
     options = root.obj
     if isinstance(options, GlobalOptions):
         return options
-    return GlobalOptions(controller=ClientSettings().address)
+    return GlobalOptions(controller=default_address())
 
 
 def open_client(ctx: typer.Context) -> StackClient:
@@ -85,13 +86,12 @@ def open_client(ctx: typer.Context) -> StackClient:
 
 
 def parse_address(value: str) -> str:
-    """Check a HOST:PORT option (or several, comma-separated); a bad one is a usage error."""
-    parts = [part.strip() for part in value.split(",")]
-    for part in parts:
-        host, sep, port = part.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise typer.BadParameter(f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
-    return ",".join(parts)
+    """Check a unix:PATH or HOST:PORT option (or several, comma-separated); a bad one is
+    a usage error."""
+    try:
+        return check_addresses(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _path_option(flag: str, envvar: str, help_text: str) -> Any:

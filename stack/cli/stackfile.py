@@ -30,6 +30,7 @@ from stack.cli import render
 from stack.cli.client import CommandError, StackClient
 from stack.cli.local import LocalStack, LocalStackSettings, is_listening
 from stack.cli.options import open_client, options_of
+from stack.security.local import is_unix
 from stack.v1 import admin_pb2
 
 CONTROLLER_READY_TIMEOUT = 15.0
@@ -261,6 +262,11 @@ def up(
     """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
     content = read_stack_file(file)
     address = options_of(ctx).controller
+    if not is_unix(address):
+        raise CommandError(
+            f"up serves its controller on a unix socket only, not on {address}: "
+            "give --controller unix:PATH, or no --controller"
+        )
     if is_listening(address):
         raise CommandError(
             f"something already listens at {address} (a controller? stop it or use --controller)"

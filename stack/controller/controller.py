@@ -36,6 +36,7 @@ from stack.controller.placement import AgentView, Placement, place, rebalance
 from stack.controller.rollout import Seen, advance
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.base import EVENT_WRITE_OPS, StaleTerm, Store, StoreError
+from stack.security.local import UNIX
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
@@ -168,7 +169,7 @@ class Controller:
         if self.cluster is not None:
             return await self.cluster.describe()
         settings = self.settings
-        address = settings.advertise or settings.listen
+        address = settings.advertise or settings.listen or f"{UNIX}{settings.socket_path}"
         reply = admin_pb2.ControllersReply(
             leader_address=address,
             fencing_token=self.term,

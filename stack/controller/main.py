@@ -5,10 +5,13 @@ serves AgentService and AdminService on one gRPC port and stops cleanly on
 SIGTERM/SIGINT (agents keep their workers). Expected failures are one line on
 stderr and exit status 1.
 
-With `--tls-dir` (or `--ca/--cert/--key`) the port is mutual TLS and every call
-passes the role check (stack.security.roles). Without TLS it serves loopback
-only: a plaintext port elsewhere would let anyone push work to every agent, so
-that takes `--insecure`, and a warning says so at start.
+It always serves a unix socket in its data dir that only its user (and
+`--socket-group`) can open: the certificate-less way in, for stackctl and an agent
+on the same host (see stack.security.local). With `--tls-dir` (or
+`--ca/--cert/--key`) it also serves a TCP port with mutual TLS, where every call
+passes the role check (stack.security.roles). A plaintext TCP port, even on
+loopback, would let any user who reaches it run commands as root on every agent,
+so it takes `--insecure`, and a warning says so at start.
 
 Under systemd (`Type=notify`) it reports READY=1 once the gRPC server listens,
 and STOPPING=1 when it begins to shut down.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import logging
 import signal
 import socket
@@ -36,20 +40,17 @@ from stack.controller.store.base import StoreError
 from stack.sdnotify import Notifier
 from stack.security.certs import CertDir, Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
+from stack.security.local import SOCKET_NAME, LocalSocket, LocalSocketError
 from stack.security.roles import RoleInterceptor
-from stack.security.tls import (
-    TlsError,
-    TlsMaterial,
-    is_loopback,
-    load,
-    resolve,
-    server_credentials,
-)
+from stack.security.tls import TlsError, TlsMaterial, load, resolve, server_credentials
 from stack.spec.model import MAX_PROCESSES
 from stack.v1 import admin_pb2_grpc, agent_pb2_grpc
 
 log = logging.getLogger("stack.controller")
 PROG = "stack-controller"
+
+DEFAULT_LISTEN = "127.0.0.1:7450"
+"""The TCP port served with TLS or --insecure when --listen is not given."""
 
 KEEPALIVE_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
@@ -68,12 +69,33 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Stack's controller: desired state, placement and the admin API."
     )
-    parser.add_argument("--listen", default="127.0.0.1:7450", help="host:port to serve on")
+    parser.add_argument(
+        "--listen",
+        default=None,
+        metavar="HOST:PORT",
+        help=f"TCP port for agents and stackctl on other hosts, with TLS or --insecure "
+        f"(default {DEFAULT_LISTEN} then)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help=f"store directory (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"the local socket, for its user (and --socket-group) only "
+        f"(default DATA_DIR/{SOCKET_NAME})",
+    )
+    parser.add_argument(
+        "--socket-group",
+        type=_group,
+        default=None,
+        metavar="GROUP",
+        help="a group whose members may use the local socket too (socket 0660, its dir 0750)",
     )
     parser.add_argument(
         "--agent-timeout",
@@ -158,7 +180,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
     tls.add_argument(
         "--insecure",
         action="store_true",
-        help="allow plaintext on a non-loopback --listen (anyone reaching it controls the fleet)",
+        help="serve the TCP port in plaintext (anyone reaching it, any local user included, "
+        "controls the fleet)",
     )
     args = parser.parse_args(argv)
     if args.agent_timeout <= 0:
@@ -182,9 +205,14 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         tls_files = resolve(args.tls_dir, args.ca, args.cert, args.key, pair)
     except TlsError as exc:
         parser.error(str(exc))
+    listen = args.listen
+    if listen is None:
+        listen = DEFAULT_LISTEN if tls_files is not None or args.insecure else ""
     return ControllerSettings(
-        listen=args.listen,
+        listen=listen,
         data_dir=args.data_dir if args.data_dir is not None else default_data_dir(),
+        socket=args.socket,
+        socket_group=args.socket_group,
         agent_timeout=args.agent_timeout,
         reschedule_after=args.reschedule_after,
         store=args.store,
@@ -216,17 +244,18 @@ def load_tls(settings: ControllerSettings) -> TlsMaterial | None:
 
 
 def check_exposure(settings: ControllerSettings, tls: TlsMaterial | None) -> None:
-    """Refuse plaintext on a non-loopback address unless --insecure (then warn)."""
-    host = settings.listen.rpartition(":")[0]
-    if tls is not None or is_loopback(host):
+    """Refuse a plaintext TCP port (loopback included) unless --insecure (then warn)."""
+    if tls is not None or not settings.listen:
         return
     if not settings.insecure:
         raise StartError(
-            f"refusing to serve plaintext on {settings.listen}: use --tls-dir, "
-            "listen on 127.0.0.1, or pass --insecure"
+            f"refusing to serve plaintext on {settings.listen}: any user who reaches it could "
+            f"run commands as root on every agent; use --tls-dir, or --insecure (on this "
+            f"host, stackctl needs neither: unix:{settings.socket_path})"
         )
     log.warning(
-        "INSECURE: serving plaintext on %s: anyone who reaches it can run commands on every agent",
+        "INSECURE: serving plaintext on %s: anyone who reaches it, any local user included, "
+        "can run commands on every agent",
         settings.listen,
     )
 
@@ -256,55 +285,103 @@ def check_listen(listen: str) -> None:
 
 async def serve(settings: ControllerSettings, notifier: Notifier | None = None) -> None:
     """Run the controller until SIGTERM or SIGINT."""
-    notifier = notifier or Notifier(None)
     tls = load_tls(settings)
     check_exposure(settings, tls)
-    check_listen(settings.listen)
+    if settings.listen:
+        check_listen(settings.listen)
+    local = LocalSocket(settings.socket_path, settings.socket_group)
     try:
-        plane = await ControlPlane.open(settings)
-    except StoreError as exc:
-        raise StartError(str(exc)) from exc
-    controller = plane.controller
-    try:
-        interceptors = [RoleInterceptor()] if tls is not None else []
-        server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
-            interceptors=interceptors,
-        )
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)  # type: ignore[no-untyped-call]
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
         try:
-            if tls is None:
-                port = server.add_insecure_port(settings.listen)
-            else:
-                port = server.add_secure_port(settings.listen, server_credentials(tls))
-        except RuntimeError as exc:
-            raise StartError(f"cannot listen on {settings.listen}: {exc}") from exc
-        if port == 0:
-            raise StartError(f"cannot listen on {settings.listen}: address in use or invalid")
-        await server.start()
-        host = settings.listen.rsplit(":", 1)[0]
-        secured = f" with mutual TLS ({tls.files.cert})" if tls is not None else ""
-        print(f"{PROG}: serving on {host}:{port}{secured}", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        notifier.ready(f"serving on {host}:{port}")
+            local.prepare()  # first: a second controller must not take the store's term
+            plane = await ControlPlane.open(settings)
+        except (LocalSocketError, StoreError) as exc:
+            raise StartError(str(exc)) from None
         try:
-            async with asyncio.TaskGroup() as tg:
-                watcher = tg.create_task(plane.run(), name="control-plane")
-                await stop.wait()
-                log.info("stopping (agents keep their workers)")
-                notifier.stopping("stopping (agents keep their workers)")
-                controller.shut_down()
-                await server.stop(grace=2.0)
-                watcher.cancel()
+            await _serve(plane, local, tls, notifier or Notifier(None))
+        except LocalSocketError as exc:
+            raise StartError(str(exc)) from None
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
+            plane.close()
     finally:
-        plane.close()
+        local.remove()
+
+
+async def _serve(
+    plane: ControlPlane, local: LocalSocket, tls: TlsMaterial | None, notifier: Notifier
+) -> None:
+    """Serve the local socket (and the TCP port) until SIGTERM or SIGINT."""
+    controller = plane.controller
+    settings = controller.settings
+    # With TLS, calls on the TCP port pass the role check; the local socket's
+    # callers are its owner (and group), trusted as admins (see roles.py).
+    interceptors = [RoleInterceptor()] if tls is not None else []
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
+        interceptors=interceptors,
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)  # type: ignore[no-untyped-call]
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
+    _add_port(server, local.address, LOCAL_CREDENTIALS)
+    local.secure()
+    served = [f"{local.address} (mode {local.modes[1]:o})"]
+    if settings.listen:
+        credentials = server_credentials(tls) if tls is not None else None
+        port = _add_port(server, settings.listen, credentials)
+        host = settings.listen.rsplit(":", 1)[0]
+        how = f"with mutual TLS ({tls.files.cert})" if tls is not None else "INSECURE"
+        served.append(f"{host}:{port} {how}")
+    await server.start()
+    for where in served:
+        print(f"{PROG}: serving on {where}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    notifier.ready(f"serving on {' and '.join(served)}")
+    try:
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(plane.run(), name="control-plane")
+            await stop.wait()
+            log.info("stopping (agents keep their workers)")
+            notifier.stopping("stopping (agents keep their workers)")
+            controller.shut_down()
+            await server.stop(grace=2.0)
+            watcher.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+LOCAL_CREDENTIALS = grpc.local_server_credentials(grpc.LocalConnectionType.UDS)
+"""The local socket's: no certificates; calls over it are marked local (see roles.py)."""
+
+
+def _add_port(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+) -> int:
+    """Bind `address` (plaintext when `credentials` is None); StartError if it cannot be."""
+    port: int
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise StartError(f"cannot listen on {address}: {exc}") from exc
+    if port == 0:
+        raise StartError(f"cannot listen on {address}: address in use or invalid")
+    return port
+
+
+def _group(text: str) -> int:
+    """A group name or number, as a gid (argparse type)."""
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        pass
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"no group {text!r} on this host")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,15 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.controller.events import EventSettings
+from stack.security.local import SOCKET_NAME
+from stack.security.local import default_controller_dir as default_data_dir
 from stack.security.tls import TlsFiles
 from stack.spec.model import MAX_PROCESSES
 
-
-def default_data_dir() -> Path:
-    """/var/lib/stack-controller as root, else ~/.local/state/stack/controller."""
-    if os.geteuid() == 0:
-        return Path("/var/lib/stack-controller")
-    return Path.home() / ".local" / "state" / "stack" / "controller"
+__all__ = ["ControllerSettings", "default_controller_id", "default_data_dir"]
 
 
 def default_controller_id() -> str:
@@ -27,10 +24,15 @@ def default_controller_id() -> str:
 class ControllerSettings:
     """How one controller runs. The command line fills these."""
 
-    listen: str = "127.0.0.1:7450"
-    """host:port the gRPC server (AgentService and AdminService) listens on; port 0 picks one."""
+    listen: str = ""
+    """HOST:PORT of the TCP port (AgentService and AdminService; port 0 picks one), served
+    with mutual TLS, or in plaintext with `insecure`; "" serves the local socket only."""
     data_dir: Path = field(default_factory=default_data_dir)
-    """Where the embedded store (controller.db) lives."""
+    """Where the embedded store (controller.db) and, by default, the local socket live."""
+    socket: Path | None = None
+    """The local socket (see stack.security.local); None: DATA_DIR/controller.sock."""
+    socket_group: int | None = None
+    """A group whose members may use the local socket too; None: its owner only."""
     agent_timeout: float = 10.0
     """Seconds without any message from an agent before it is marked down."""
     reschedule_after: float = 30.0
@@ -72,8 +74,13 @@ class ControllerSettings:
     such as `scale web 100000` must not fork-bomb the fleet. At most MAX_PROCESSES,
     the stack file loader's own cap."""
     insecure: bool = False
-    """Allow plaintext on a non-loopback address (a warning at start): anyone who can
-    reach the port could then push work to every agent."""
+    """Serve the TCP port in plaintext (a warning at start): anyone who can reach it,
+    any local user included, could then push work to every agent."""
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the local socket is served."""
+        return self.socket if self.socket is not None else self.data_dir / SOCKET_NAME
 
     @property
     def store_path(self) -> Path:

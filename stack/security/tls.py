@@ -198,6 +198,13 @@ def peer_identity(context: Any) -> Identity | None:
         return None
 
 
+def is_local_peer(context: Any) -> bool:
+    """Whether a server call came over the controller's local socket (see
+    stack.security.local), whose callers the kernel limited to its owner and group."""
+    kind: list[bytes] = context.auth_context().get("transport_security_type", [])
+    return kind == [b"local"]
+
+
 # -- explaining failures ----------------------------------------------------------
 
 _SERVER_VERIFY = {

@@ -1,8 +1,9 @@
 """A real single-host Stack for tests: a controller and an agent as subprocesses.
 
-Everything talks real gRPC on 127.0.0.1 with random free ports and temporary
-data dirs. Tests drive it through `stackctl` (as a subprocess, the way a user
-does) and read state through the AdminService for fast polling.
+Everything talks real gRPC over the controller's local socket (in its temporary
+data dir), as stackctl and an agent on the controller's host do. Tests drive it
+through `stackctl` (as a subprocess, the way a user does) and read state through
+the AdminService for fast polling.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,6 +64,15 @@ def fetch(port: int, host: str = "127.0.0.1") -> int:
     return int(data)
 
 
+def channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    """A channel to a controller: its local socket (unix:PATH, no certificate) or a
+    plaintext HOST:PORT (a controller started with --insecure)."""
+    if address.startswith("unix:"):
+        local = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+        return grpc.secure_channel(address, local, options=options)
+    return grpc.insecure_channel(address, options=options)
+
+
 def controller_answers(controller: Daemon, admin: admin_pb2_grpc.AdminServiceStub) -> bool:
     """The controller serves Status (an AssertionError with its log if it exited)."""
     if not controller.alive():
@@ -88,11 +98,14 @@ class Daemon:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None
+    """Its environment; None: this test's, with this checkout on the path."""
 
     def start(self) -> None:
         handle = self.log.open("ab")
+        env = self.env if self.env is not None else _env()
         self.proc = subprocess.Popen(
-            self.argv, stdout=handle, stderr=handle, env=_env(), cwd=ROOT, start_new_session=True
+            self.argv, stdout=handle, stderr=handle, env=env, cwd=ROOT, start_new_session=True
         )
         handle.close()
 
@@ -129,7 +142,6 @@ class Cluster:
     """A controller and one agent (host id `h1`) under `root`."""
 
     root: Path
-    port: int = field(default_factory=free_port)
     tag: str = field(default_factory=lambda: f"stacktest-{uuid.uuid4().hex[:12]}")
     """Put in workers' command lines (see watcher_toml) so a test finds exactly its own."""
     agent_timeout: float = 2.0
@@ -143,8 +155,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.controller = Daemon(
-            [PYTHON, "-m", "stack.controller.main", "--listen", self.address,
-             "--data-dir", str(self.root / "controller"),
+            [PYTHON, "-m", "stack.controller.main", "--data-dir", str(self.root / "controller"),
              "--agent-timeout", str(self.agent_timeout)],
             self.root / "controller.log",
         )  # fmt: skip
@@ -156,7 +167,8 @@ class Cluster:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """The controller's local socket (the default one of its data dir)."""
+        return f"unix:{self.root / 'controller' / 'controller.sock'}"
 
     # -- life cycle -------------------------------------------------------
 
@@ -206,7 +218,7 @@ class Cluster:
 
     def admin(self) -> admin_pb2_grpc.AdminServiceStub:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = channel(self.address)
         return admin_pb2_grpc.AdminServiceStub(self._channel)
 
     def status(self, watcher: str = "") -> admin_pb2.StatusReply:

@@ -1,7 +1,9 @@
 """A highly available Stack for tests: real etcd, several controllers, one agent.
 
 Controllers run as `stack-controller --store etcd://...` subprocesses on
-127.0.0.1 with short leases; the agent is given every controller's address.
+127.0.0.1 with short leases, on plaintext TCP ports (`--insecure`: followers
+redirect agents and stackctl to the leader's TCP address, which is what these
+tests exercise); the agent is given every controller's address.
 Tests kill, pause and resume controllers and etcd members like an operator's
 worst day, and read state through whichever controller leads.
 """
@@ -66,7 +68,7 @@ class HaCluster:
 
     def _controller(self, index: int) -> Daemon:
         argv = [
-            PYTHON, "-m", "stack.controller.main", "--listen", self.addresses[index],
+            PYTHON, "-m", "stack.controller.main", "--listen", self.addresses[index], "--insecure",
             "--store", self.store, "--lease-ttl", str(self.lease_ttl),
             "--agent-timeout", str(AGENT_TIMEOUT), "--reschedule-after", "30",
             "--data-dir", str(self.root / f"c{index}"),

@@ -7,8 +7,8 @@ so each message the controller sends can be checked exactly.
 from __future__ import annotations
 
 import queue
-import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
-from tests.integration.cluster import wait_for
+from tests.integration.cluster import channel, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,34 +40,31 @@ autostart = false
 
 
 class ControllerProcess:
-    """`python -m stack.controller.main` on 127.0.0.1, a random port, a temp data dir."""
+    """`python -m stack.controller.main` on the local socket of a temp data dir."""
 
     def __init__(self, root: Path, agent_timeout: float = 10.0, *options: str) -> None:
         self.root = root
         self.agent_timeout = agent_timeout
         self.options = options
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
         self.log = root / "controller.0.log"
         self._starts = 0
         self._channel: grpc.Channel | None = None
 
-    def start(self, listen: str = "127.0.0.1:0") -> ControllerProcess:
+    def start(self) -> ControllerProcess:
         self._starts += 1
         self.log = self.root / f"controller.{self._starts}.log"
         with self.log.open("wb") as handle:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stack.controller.main", "--listen", listen,
+                [sys.executable, "-m", "stack.controller.main",
                  "--data-dir", str(self.root / "data"),
                  "--agent-timeout", str(self.agent_timeout), *self.options],
                 stderr=handle, stdout=handle, cwd=ROOT,
             )  # fmt: skip
-        match = wait_for(
-            lambda: re.search(r"serving on 127\.0\.0\.1:(\d+)", self.output()),
+        wait_for(
+            lambda: f"serving on {self.address} " in self.output(),
             what=f"the controller to serve (log: {self.output()!r})",
         )
-        assert match is not None
-        self.port = int(match.group(1))
         return self
 
     def output(self) -> str:
@@ -75,12 +72,12 @@ class ControllerProcess:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"unix:{self.root / 'data' / 'controller.sock'}"
 
     @property
     def admin(self) -> admin_pb2_grpc.AdminServiceStub:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = channel(self.address)
         return admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     def close_channel(self) -> None:
@@ -116,7 +113,7 @@ class ScriptedAgent:
         self._out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
         self.inbox: queue.Queue[agent_pb2.ControllerMessage | None] = queue.Queue()
         self.ended = threading.Event()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = channel(address)
         hello = agent_pb2.Hello(
             host_id=host_id, version="test", address=f"{host_id}.test", labels=labels or {}
         )
@@ -327,16 +324,30 @@ def test_desired_state_survives_kill_9_of_the_controller(controller: ControllerP
 def test_sigterm_stops_cleanly_and_a_port_in_use_is_one_line_and_exit_1(
     controller: ControllerProcess, tmp_path: Path, agents: list[ScriptedAgent]
 ) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    clash = subprocess.run(
-        [sys.executable, "-m", "stack.controller.main", "--listen", controller.address,
-         "--data-dir", str(other)],
-        capture_output=True, text=True, cwd=ROOT, timeout=20, check=False,
-    )  # fmt: skip
-    assert clash.returncode == 1
-    assert clash.stderr.startswith(f"stack-controller: cannot listen on {controller.address}")
-    assert "Traceback" not in clash.stderr
+    term = controller.admin.Controllers(admin_pb2.ControllersRequest(), timeout=5).fencing_token
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        clashes = {
+            # the same local socket (and data dir): refused before its store is touched
+            f"a controller already serves {controller.address}":
+                ["--data-dir", str(tmp_path / "data")],
+            f"cannot listen on 127.0.0.1:{port}": [
+                "--data-dir", str(tmp_path / "other"), "--listen", f"127.0.0.1:{port}", "--insecure"
+            ],
+        }  # fmt: skip
+        for message, options in clashes.items():
+            clash = subprocess.run(
+                [sys.executable, "-m", "stack.controller.main", *options],
+                capture_output=True, text=True, cwd=ROOT, timeout=20, check=False,
+            )  # fmt: skip
+            assert clash.returncode == 1, clash.stderr
+            last = clash.stderr.splitlines()[-1]  # after the --insecure warning
+            assert last.startswith(f"stack-controller: {message}"), clash.stderr
+            assert "Traceback" not in clash.stderr
+    reply = controller.admin.Controllers(admin_pb2.ControllersRequest(), timeout=5)
+    assert reply.fencing_token == term, "the refused controller took no term"
     agent = ScriptedAgent(controller.address, "h1")
     agents.append(agent)
     agent.receive("assignment")

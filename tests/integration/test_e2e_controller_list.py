@@ -46,7 +46,8 @@ def test_a_bad_address_in_the_list_is_a_usage_error() -> None:
     code, _, err = stackctl("127.0.0.1:7450,nonsense", "status")
     assert code == 2
     words = " ".join(err.replace("│", " ").split())  # rich wraps usage errors in a box
-    assert "expected HOST:PORT[,HOST:PORT...], got '127.0.0.1:7450,nonsense'" in words
+    rule = "expected unix:PATH or HOST:PORT (several: comma-separated)"
+    assert f"{rule}, got '127.0.0.1:7450,nonsense'" in words
 
 
 def test_the_agent_dials_the_next_controller_when_the_first_is_down(tmp_path: Path) -> None:

@@ -1,26 +1,59 @@
-"""The demo: `stackctl up` runs a controller, an agent and the example stack in the foreground."""
+"""The demo: `stackctl up` runs a controller, an agent and the example stack in the foreground.
+
+It runs as an ordinary user (created by the test, with a home of its own), exactly
+as the README says, without --controller: `stackctl` without options then finds the
+controller's local socket in that user's home, and no other user can use it.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.integration.cluster import PYTHON, ROOT, _env, free_port, wait_for, worker_processes
+import pytest
+
+from tests.integration.cluster import ROOT, free_port, wait_for, worker_processes
+from tests.integration.users import (
+    User,
+    argv_as,
+    needs_root,
+    run_as,
+    shared_dir,
+    throwaway_user,
+    user_env,
+    user_python,
+)
 
 
-def test_up_serves_the_example_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.fixture
+def home() -> Iterator[Path]:
+    with shared_dir("stk-up-") as made:
+        yield made
+
+
+@needs_root
+def test_up_serves_the_example_and_ctrl_c_stops_everything(home: Path) -> None:
+    with throwaway_user() as user, throwaway_user() as stranger:
+        _up_as(user, stranger, home)
+
+
+def _up_as(user: User, stranger: User, home: Path) -> None:
+    os.chown(home, user.uid, user.gid)
     port = free_port()
     text = (ROOT / "examples" / "webapp.toml").read_text().replace("8080", str(port))
-    stack_file = tmp_path / "webapp.toml"
+    stack_file = home / "webapp.toml"
     stack_file.write_text(text)
-    controller = f"127.0.0.1:{free_port()}"
+    env = user_env(HOME=str(home))
+    python = user_python()
     up = subprocess.Popen(
-        [PYTHON, "-m", "stack.cli.main", "--controller", controller, "up", str(stack_file),
-         "--data-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT,
+        argv_as(user, python, "-m", "stack.cli.main", "up", str(stack_file),
+                "--data-dir", str(home / "state")),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert up.stdout is not None
     seen: list[str] = []
@@ -38,9 +71,29 @@ def test_up_serves_the_example_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             body = reply.read().decode()
         assert re.search(r"hello from worker \d+ \(pid \d+\)", body), body
         assert len(worker_processes("examples.app")) == 4
+        socket = home / ".local" / "state" / "stack" / "controller" / "controller.sock"
+        assert f"controller at unix:{socket}" in "".join(seen) + _rest_of_banner(up)
+        status = run_as(user, python, "-m", "stack.cli.main", "status", env=env)
+        assert status.returncode == 0 and "webapp" in status.stdout, status
+        intruder = run_as(
+            stranger, python, "-m", "stack.cli.main", "scale", "webapp", "0",
+            env=dict(env, STACK_CONTROLLER=f"unix:{socket}"),
+        )  # fmt: skip
+        assert intruder.returncode == 1 and "permission denied" in intruder.stderr, intruder
+        assert len(worker_processes("examples.app")) == 4
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
     assert code == 0, "".join(seen) + up.stdout.read()
     assert worker_processes("examples.app") == []
     assert worker_processes("examples.ticker") == []
+
+
+def _rest_of_banner(up: subprocess.Popen[str]) -> str:
+    """The lines `up` prints after the URL, up to its `controller at ...` line."""
+    lines = []
+    while up.stdout is not None and (line := up.stdout.readline()):
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    return "".join(lines)

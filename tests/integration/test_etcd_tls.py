@@ -104,7 +104,7 @@ def test_a_controller_leads_on_a_tls_etcd_with_its_etcd_flags(tmp_path: Path) ->
     with secure_etcd(tmp_path) as etcd:
         address = f"127.0.0.1:{free_port()}"
         controller = Daemon(
-            [PYTHON, "-m", "stack.controller.main", "--listen", address,
+            [PYTHON, "-m", "stack.controller.main", "--listen", address, "--insecure",
              "--store", f"etcd://{etcd.endpoint}/tls", "--lease-ttl", "2",
              "--etcd-ca", str(etcd.tls.ca), "--etcd-cert", str(etcd.tls.cert),
              "--etcd-key", str(etcd.tls.key), "--data-dir", str(tmp_path / "c")],

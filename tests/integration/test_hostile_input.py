@@ -21,6 +21,7 @@ import pytest
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 from tests.integration.cluster import PYTHON, ROOT, Cluster, _env, wait_for
+from tests.integration.cluster import channel as open_channel
 from tests.integration.tls_harness import TlsStack, make_tls_dir
 
 RULE = "must match [A-Za-z0-9_.-]{1,64}"
@@ -152,7 +153,7 @@ def test_a_malformed_host_id_is_refused_by_drain_and_by_agent_service(cluster: C
             grpc.StatusCode.INVALID_ARGUMENT,
             f"host id 'h 1' {RULE}",
         )
-    channel = grpc.insecure_channel(cluster.address)
+    channel = open_channel(cluster.address)
     try:
         stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
         hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(host_id="../h1"))
@@ -193,7 +194,7 @@ def test_an_oversized_request_is_resource_exhausted_and_the_controller_keeps_ser
 ) -> None:
     big = MAX_MESSAGE_BYTES + 1024
     # A client that would send it: the controller's own cap must refuse it.
-    channel = grpc.insecure_channel(
+    channel = open_channel(
         cluster.address, options=[("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES)]
     )
     try:

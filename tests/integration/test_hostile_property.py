@@ -25,6 +25,7 @@ from stack.controller.agents import MAX_HELLO_TEXT, hello_problem
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
 from tests.integration.cluster import Cluster
+from tests.integration.cluster import channel as open_channel
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 STREAMS = {"Logs", "Events"}
@@ -96,7 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def channel(cluster: Cluster) -> Iterator[grpc.Channel]:
     """A channel that may send more than the controller accepts (to test its cap)."""
-    opened = grpc.insecure_channel(
+    opened = open_channel(
         cluster.address, options=[("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES)]
     )
     yield opened

@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import psutil
 import pytest
 
 from stack.agent import persist
 from stack.v1 import admin_pb2, admin_pb2_grpc
 from tests.integration.agent_harness import assignment, python_cmd, watcher
-from tests.integration.cluster import ROOT, free_port, wait_for
+from tests.integration.cluster import ROOT, wait_for
+from tests.integration.cluster import channel as channel_to
 
 UNITS = ROOT / "deploy" / "systemd"
 SLOW_TO_STOP = python_cmd(
@@ -118,16 +118,19 @@ def _spawn(argv: list[str], log: Path, notify: NotifyListener | None) -> subproc
         )
 
 
-def _controller(
-    port: int, tmp_path: Path, notify: NotifyListener | None
-) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "stack.controller.main", "--listen", f"127.0.0.1:{port}",
+def _address(tmp_path: Path) -> str:
+    """The local socket of the controller of `tmp_path` (whether it runs or not)."""
+    return f"unix:{tmp_path / 'controller' / 'controller.sock'}"
+
+
+def _controller(tmp_path: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "stack.controller.main",
             "--data-dir", str(tmp_path / "controller")]  # fmt: skip
     return _spawn(argv, tmp_path / "controller.log", notify)
 
 
-def _agent(port: int, tmp_path: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "stack.agent.main", "--controller", f"127.0.0.1:{port}",
+def _agent(tmp_path: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "stack.agent.main", "--controller", _address(tmp_path),
             "--host-id", "h1", "--data-dir", str(tmp_path / "agent")]  # fmt: skip
     return _spawn(argv, tmp_path / "agent.log", notify)
 
@@ -183,13 +186,13 @@ def _kill_workers(name: str) -> None:
 def test_controller_is_ready_only_once_it_answers_grpc_and_says_stopping_on_sigterm(
     tmp_path: Path, notify_path: NotifyListener
 ) -> None:
-    port = free_port()
-    controller = _controller(port, tmp_path, notify_path)
+    controller = _controller(tmp_path, notify_path)
+    address = _address(tmp_path)
     with _stopped_at_exit(controller):
         ready = notify_path.wait_for("READY=1")
         assert ready.pid == controller.pid, "sent by the main process (NotifyAccess=main)"
-        assert f"STATUS=serving on 127.0.0.1:{port}" in ready.lines
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        assert f"STATUS=serving on {address} (mode 600)" in ready.lines
+        with channel_to(address) as channel:
             # No retry: READY means the server listens already.
             admin_pb2_grpc.AdminServiceStub(channel).Status(admin_pb2.StatusRequest(), timeout=5)
         controller.send_signal(signal.SIGTERM)
@@ -200,16 +203,15 @@ def test_controller_is_ready_only_once_it_answers_grpc_and_says_stopping_on_sigt
 def test_agent_is_ready_without_a_reachable_controller_and_reports_when_it_connects(
     tmp_path: Path, notify_abstract: NotifyListener
 ) -> None:
-    port = free_port()  # nothing listens there yet
-    agent = _agent(port, tmp_path, notify_abstract)
+    agent = _agent(tmp_path, notify_abstract)  # nothing listens there yet
     with _stopped_at_exit(agent):
         ready = notify_abstract.wait_for("READY=1")
         assert ready.pid == agent.pid
         assert any("not connected" in line for line in ready.lines), ready
-        controller = _controller(port, tmp_path, None)
+        controller = _controller(tmp_path, None)
         with _stopped_at_exit(controller):
             connected = notify_abstract.wait_for(
-                f"connected to controller 127.0.0.1:{port}", timeout=20, contains=True
+                f"connected to controller {_address(tmp_path)}", timeout=20, contains=True
             )
             assert connected.pid == agent.pid
             agent.send_signal(signal.SIGTERM)
@@ -228,9 +230,8 @@ def test_agent_is_ready_once_it_adopted_its_predecessors_workers(
         tmp_path / "agent",
         assignment(watcher(name, cmd, [1, 2], args=args, graceful_timeout=10, copy_env=True)),
     )
-    port = free_port()  # no controller in this test
     try:
-        first = _agent(port, tmp_path, None)
+        first = _agent(tmp_path, None)
         with _stopped_at_exit(first):
             old = wait_for(lambda: _count_of(name, 2), what="2 first workers")
             wait_for(
@@ -241,7 +242,7 @@ def test_agent_is_ready_once_it_adopted_its_predecessors_workers(
             first.wait(10)
         assert set(_workers(name)) == set(old)
 
-        second = _agent(port, tmp_path, notify_path)
+        second = _agent(tmp_path, notify_path)
         with _stopped_at_exit(second):
             notify_path.wait_for("READY=1")
             text = (tmp_path / "agent.log").read_text()

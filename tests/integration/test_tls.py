@@ -133,6 +133,21 @@ def test_a_client_without_certificate_is_refused(stack: TlsStack) -> None:
     assert "the controller speaks TLS (pass --tls-dir)" in plain.err
 
 
+def test_beside_tls_the_local_socket_serves_its_owner_as_an_admin_without_certificate(
+    stack: TlsStack,
+) -> None:
+    local = f"unix:{stack.root / 'controller' / 'controller.sock'}"
+    agents = stackctl(stack.root, "--controller", local, "-o", "json", "agents")
+    assert agents.code == 0, agents
+    assert [a["host_id"] for a in agents.json()["agents"]] == ["h1"]
+    exported = stackctl(stack.root, "--controller", local, "export", "--show-secrets")
+    assert exported.code == 0, exported
+    # STACK_TLS_DIR set for HOST:PORT addresses does not get in the way of the socket
+    tls = ("--tls-dir", str(stack.tls), "--cert-name", "vic")
+    as_viewer = stackctl(stack.root, "--controller", local, *tls, "scale", "nope", "1")
+    assert as_viewer.err == "stackctl: unknown watcher 'nope'\n", "an admin, not the viewer"
+
+
 def test_a_certificate_from_another_ca_is_refused(stack: TlsStack, other_ca: Path) -> None:
     cert, key = CertDir(other_ca).pair(Role.admin, "admin")
     with pytest.raises(grpc.RpcError) as refused:
@@ -290,16 +305,19 @@ def controller_argv(root: Path, listen: str, *extra: str) -> list[str]:
             "--data-dir", str(root / "controller"), *extra]  # fmt: skip
 
 
-def test_plaintext_on_a_non_loopback_address_refuses_to_start(tmp_path: Path) -> None:
-    listen = f"0.0.0.0:{free_port()}"
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_plaintext_tcp_refuses_to_start_even_on_loopback(tmp_path: Path, host: str) -> None:
+    listen = f"{host}:{free_port()}"
     proc = subprocess.run(
         controller_argv(tmp_path, listen), capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 1
     assert proc.stderr == (
-        f"stack-controller: refusing to serve plaintext on {listen}: use --tls-dir, "
-        "listen on 127.0.0.1, or pass --insecure\n"
+        f"stack-controller: refusing to serve plaintext on {listen}: any user who reaches it "
+        "could run commands as root on every agent; use --tls-dir, or --insecure (on this "
+        f"host, stackctl needs neither: unix:{tmp_path / 'controller' / 'controller.sock'})\n"
     )
+    assert not (tmp_path / "controller").exists(), "refused before anything was created"
 
 
 def test_insecure_starts_on_a_non_loopback_address_with_a_warning(

@@ -31,7 +31,10 @@ def test_the_log_group_is_taken_by_name_or_number(tmp_path: Path) -> None:
     ("argv", "said"),
     [
         (["--ship-rate", "-1"], "--ship-rate must be >= 0"),
-        (["--controller", "10.0.0.1:7450,nonsense"], "expected HOST:PORT[,HOST:PORT...]"),
+        (
+            ["--controller", "10.0.0.1:7450,nonsense"],
+            "expected unix:PATH or HOST:PORT (several: comma-separated)",
+        ),
         (["--log-group", "no-such-group-here"], "no group 'no-such-group-here' on this host"),
     ],
 )
