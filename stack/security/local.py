@@ -110,8 +110,9 @@ class LocalSocket:
         return (0o750, 0o660) if self.group is not None else (0o700, 0o600)
 
     def prepare(self) -> None:
-        """Make the socket's directory private, and clear a stale socket left by a
-        controller that died; LocalSocketError if this cannot be done safely."""
+        """Make the socket's directory private (0700 until `secure`), take the socket's
+        lock, and clear a stale socket left by a controller that died; LocalSocketError
+        if this cannot be done safely."""
         if len(os.fsencode(self.path)) > MAX_PATH_BYTES:
             raise LocalSocketError(
                 f"socket path {self.path} is longer than {MAX_PATH_BYTES} bytes: "
@@ -133,11 +134,8 @@ class LocalSocket:
                 "its socket must be in a directory of its own"
             )
         _check_ancestors(self.path.parent)
-        mode, _ = self.modes
         try:
-            if self.group is not None:
-                os.fchown(fd, -1, self.group)
-            os.fchmod(fd, mode)
+            os.fchmod(fd, 0o700)  # the group, if any, comes in once the socket is secured
         except OSError as exc:
             raise LocalSocketError(f"cannot secure {directory}: {exc.strerror}") from None
         self._clear_stale()
@@ -167,7 +165,8 @@ class LocalSocket:
         os.unlink(name, dir_fd=self._dir_fd)  # left by a controller that died
 
     def secure(self) -> None:
-        """Once bound: the socket's mode and group, and which inode is ours."""
+        """Once bound: the socket's mode and group, then its directory's (with a group,
+        0750: the store keeps its own files 0600), and which inode is ours."""
         name = self.path.name
         try:
             info = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False)
@@ -176,6 +175,10 @@ class LocalSocket:
             if self.group is not None:
                 os.chown(name, -1, self.group, dir_fd=self._dir_fd, follow_symlinks=False)
             os.chmod(name, self.modes[1], dir_fd=self._dir_fd)
+            if self.group is not None:
+                assert self._dir_fd is not None
+                os.fchown(self._dir_fd, -1, self.group)
+                os.fchmod(self._dir_fd, self.modes[0])
         except OSError as exc:
             raise LocalSocketError(f"cannot secure {self.path}: {exc.strerror}") from None
         self._bound = (info.st_dev, info.st_ino)
