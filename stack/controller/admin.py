@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -16,9 +17,10 @@ import grpc
 from stack.controller.controller import Controller
 from stack.controller.errors import ControllerError, InvalidArgument, NotLeader
 from stack.controller.status import agents_reply, status_reply
+from stack.controller.viewers import check_tail
 from stack.loglines import SeenLines
 from stack.security.certs import Role
-from stack.security.tls import peer_identity
+from stack.security.tls import is_local_peer, peer_identity
 from stack.spec.convert import watcher_to_proto
 from stack.spec.dump import dump_stack, dump_watcher
 from stack.spec.model import NAME_RULE, valid_name
@@ -89,6 +91,17 @@ def check_names(what: str, *names: str) -> None:
         if not valid_name(name):
             shown = name if len(name) <= 64 else name[:64] + "..."
             raise InvalidArgument(f"{what} {shown!r} {NAME_RULE}")
+
+
+def viewer_of(context: Context) -> str:
+    """Who holds a follow stream, for its cap: the certificate, the local socket, or the
+    plaintext peer's address."""
+    if is_local_peer(context):
+        return "the local socket"
+    identity = peer_identity(context)
+    if identity is not None:
+        return str(identity)
+    return f"plaintext peer {context.peer().rpartition(':')[0]}"
 
 
 def may_show_secrets(context: Context) -> bool:
@@ -237,6 +250,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             check_names("watcher name", watcher)
             if host:
                 check_names("host id", host)
+            check_tail(request.lines, self._c.settings.viewer_limits)
         except ControllerError as exc:
             await _abort(context, exc)
         if watcher not in self._c.state.watchers:
@@ -250,19 +264,20 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 and line.at >= request.since
             )
 
-        with self._c.logs.fanout.follow(wanted) as follower:
-            await context.send_initial_metadata([(STREAM_KEY, "open")])
-            sent = SeenLines()
-            if request.lines > 0:
-                for line in await self._c.tail(watcher, request.lines, stream, host):
-                    if line.at >= request.since:
-                        sent.note(line)
-                        yield line
-            # Live lines began before the tail was read: skip the ones it had.
-            replay = sent.replay()
-            while request.follow and (live := await follower.get()) is not None:
-                if not replay.repeats(live):
-                    yield live
+        async with self._follow_slot(request.follow, context):
+            with self._c.logs.fanout.follow(wanted) as follower:
+                await context.send_initial_metadata([(STREAM_KEY, "open")])
+                sent = SeenLines()
+                if request.lines > 0:
+                    for line in await self._c.tail(watcher, request.lines, stream, host):
+                        if line.at >= request.since:
+                            sent.note(line)
+                            yield line
+                # Live lines began before the tail was read: skip the ones it had.
+                replay = sent.replay()
+                while request.follow and (live := await follower.get()) is not None:
+                    if not replay.repeats(live):
+                        yield live
 
     async def Events(
         self, request: admin_pb2.EventsRequest, context: Context
@@ -272,29 +287,50 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             self._c.require_leader()
             if watcher:
                 check_names("watcher name", watcher)
+            check_tail(request.lines, self._c.settings.viewer_limits)
         except ControllerError as exc:
             await _abort(context, exc)
         if watcher and watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
-        events = self._c.events
-        with events.fanout.follow(
-            lambda event: not watcher or event.watcher == watcher
-        ) as follower:
-            opened_at = str(events.next_seq - 1)
-            await context.send_initial_metadata([(STREAM_KEY, "open"), (LAST_SEQ_KEY, opened_at)])
-            if request.after_seq > 0:
-                kept = events.after(request.after_seq, watcher)
-            else:
-                kept = events.recent(watcher, request.lines)
-            last = request.after_seq
-            for event in kept:
-                last = event.seq
-                yield event
-            # The follower got every event from the moment it joined: skip the ones sent.
-            while request.follow and (new := await follower.get()) is not None:
-                if new.seq > last:
-                    last = new.seq
-                    yield new
+        async with self._follow_slot(request.follow, context):
+            events = self._c.events
+            with events.fanout.follow(
+                lambda event: not watcher or event.watcher == watcher
+            ) as follower:
+                opened_at = str(events.next_seq - 1)
+                await context.send_initial_metadata(
+                    [(STREAM_KEY, "open"), (LAST_SEQ_KEY, opened_at)]
+                )
+                if request.after_seq > 0:
+                    kept = events.after(request.after_seq, watcher)
+                else:
+                    kept = events.recent(watcher, request.lines)
+                last = request.after_seq
+                for event in kept:
+                    last = event.seq
+                    yield event
+                # The follower got every event from the moment it joined: skip the ones sent.
+                while request.follow and (new := await follower.get()) is not None:
+                    if new.seq > last:
+                        last = new.seq
+                        yield new
+
+    @asynccontextmanager
+    async def _follow_slot(self, follow: bool, context: Context) -> AsyncIterator[None]:
+        """One of the caller's follow streams for the block (nothing to hold without
+        `follow`); the call is refused with RESOURCE_EXHAUSTED when it holds too many."""
+        if not follow:
+            yield
+            return
+        viewer = viewer_of(context)
+        try:
+            self._c.follows.take(viewer)
+        except ControllerError as exc:
+            await _abort(context, exc)
+        try:
+            yield
+        finally:
+            self._c.follows.give_back(viewer)
 
     @_unary
     async def Drain(

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import grpc
 
+from stack.controller.containment import AgentLimits, Meter
 from stack.security.tls import peer_identity
 from stack.spec.model import NAME_RULE, valid_name
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
@@ -91,6 +92,16 @@ class AgentRecord:
     """Monotonic time it was last marked down (its share moves after reschedule_after)."""
     session: AgentSession | None = None
     """The current stream, if any."""
+    meter: Meter = field(default_factory=lambda: Meter(AgentLimits()))
+    """Its rate caps, and what the controller refused from it (see containment.py)."""
+    assigned: dict[str, set[int]] = field(default_factory=dict)
+    """watcher -> every worker id an Assignment sent it named (what it may report)."""
+    reported: set[tuple[str, int]] = field(default_factory=set)
+    """(watcher, wid) of every process its last kept report names."""
+    announced_refusals: tuple[int, ...] = ()
+    """The refusal counts the last `agent_refused` event told of."""
+    refusals_announced_at: float = 0.0
+    """Monotonic time before which no other `agent_refused` event is recorded."""
 
     def placement_key(self) -> frozenset[tuple[str, int, bool]]:
         """What placement reads of this host's report: each (watcher, wid, running)."""
@@ -111,11 +122,13 @@ class AgentRegistry:
     def __init__(
         self,
         queue_size: int,
+        limits: AgentLimits | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self.records: dict[str, AgentRecord] = {}
         self._queue_size = queue_size
+        self._limits = limits or AgentLimits()
         self._wall = wall
         self._mono = mono
 
@@ -123,7 +136,8 @@ class AgentRegistry:
         """Register a new stream for `hello.host_id`, replacing any previous one."""
         record = self.records.get(hello.host_id)
         if record is None:
-            record = self.records[hello.host_id] = AgentRecord(host_id=hello.host_id)
+            record = AgentRecord(host_id=hello.host_id, meter=Meter(self._limits))
+            self.records[hello.host_id] = record
         elif record.session is not None:
             log.info("agent %s reconnected: replacing its previous stream", hello.host_id)
             record.session.close()

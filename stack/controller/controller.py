@@ -21,6 +21,7 @@ import stack
 from stack.controller import desired as d
 from stack.controller.agents import AgentRecord, AgentRegistry, AgentSession
 from stack.controller.assignments import build_assignment
+from stack.controller.containment import Entitlement, screen
 from stack.controller.errors import (
     Conflict,
     FencedOut,
@@ -36,6 +37,7 @@ from stack.controller.placement import AgentView, Placement, place, rebalance
 from stack.controller.rollout import Seen, advance
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.base import EVENT_WRITE_OPS, StaleTerm, Store, StoreError
+from stack.controller.viewers import FollowSlots, newest_within
 from stack.security.local import UNIX
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
@@ -44,6 +46,16 @@ from stack.spec.secrets import exposures
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
+
+REFUSALS_EVERY = 10.0
+"""Seconds between two `agent_refused` events about one agent at most."""
+REFUSAL_LABELS = {
+    "ignored_processes": "reports of workers not assigned to it ignored",
+    "refused_reports": "reports of too many processes refused",
+    "dropped_log_lines": "output lines over its caps dropped",
+}
+"""The counts of containment.Refusals an `agent_refused` event tells, and how they read
+(dropped events have their own `events_dropped` event, see events.py)."""
 
 RESCHEDULE_WINDOW = 0.05
 """Seconds of agent messages gathered into one reschedule (see Controller.reschedule_soon)."""
@@ -81,9 +93,10 @@ class Controller:
         """The fencing token: the store's term acquired at start."""
         self.state = d.DesiredState()
         self.placement = Placement()
-        self.agents = AgentRegistry(settings.agent_queue)
+        self.agents = AgentRegistry(settings.agent_queue, settings.agent_limits)
         self.events = self._new_event_log()
-        self.logs = LogHub(settings.follower_queue)
+        self.logs = LogHub(settings.follower_queue, settings.viewer_limits.follower_bytes)
+        self.follows = FollowSlots(settings.viewer_limits.max_follows)
         self._write_lock = asyncio.Lock()
         self._stopping = False
         self._warm_until = 0.0
@@ -103,6 +116,8 @@ class Controller:
         self._events_failing = False
         """The last event write failed (logged once until one succeeds)."""
         self._rollout_wake = asyncio.Event()
+        self._placed_for: Placement | None = None
+        self._placed_cache: dict[tuple[str, int], str] = {}
         self._running_since: dict[tuple[str, int, int], float] = {}
         """(watcher, wid, pid) of rollout batch processes -> when first seen running."""
 
@@ -152,11 +167,11 @@ class Controller:
         for record in self.agents.records.values():
             if record.session is not None:
                 record.session.close()
-        self.agents = AgentRegistry(self.settings.agent_queue)
+        self.agents = AgentRegistry(self.settings.agent_queue, self.settings.agent_limits)
         self.placement = Placement()
         self.logs.fanout.close()
         self.events.fanout.close()
-        self.logs = LogHub(self.settings.follower_queue)
+        self.logs = LogHub(self.settings.follower_queue, self.settings.viewer_limits.follower_bytes)
         self.events = self._new_event_log()
         self._lost = self._announced_lost = frozenset()
         self._running_since.clear()
@@ -421,7 +436,7 @@ class Controller:
         """The last `lines` output lines of a watcher, gathered from its agents."""
         self.state.watcher(watcher)
         records = [r for r in self.running(watcher) if not host or r.host_id == host]
-        request_id, pending = self.logs.open_tail(r.host_id for r in records)
+        request_id, pending = self.logs.open_tail((r.host_id for r in records), lines)
         try:
             request = agent_pb2.LogTailRequest(
                 request_id=request_id, watcher=watcher, stream=stream, lines=lines
@@ -445,7 +460,7 @@ class Controller:
             for line in pending.lines
             if line.watcher == watcher and (not stream or line.stream == stream)
         ]
-        return merge(wanted, lines)
+        return list(newest_within(merge(wanted, lines), self.settings.viewer_limits.max_tail_bytes))
 
     # ---- agents ----
 
@@ -455,6 +470,8 @@ class Controller:
 
     def agent_connected(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
         session = self.agents.connect(hello, peer)
+        record = self.agents.records[hello.host_id]
+        record.observed = self._screen(record, hello.observed)
         log.info("agent %s connected from %s", hello.host_id, peer)
         self.events.record("agent_up", f"agent {hello.host_id} connected")
         session.send(
@@ -479,26 +496,92 @@ class Controller:
             return
         if came_back:
             self.events.record("agent_up", f"agent {record.host_id} is back")
+        # An agent speaks for its own host only: whatever host id it wrote on an
+        # event or a line, the session's is stamped over it.
         body = message.WhichOneof("body")
+        now = time.monotonic()
         if body == "observed":
             before = record.placement_key()
-            record.observed = message.observed
+            record.observed = self._screen(record, message.observed)
             self._rollout_wake.set()
             # A mere heartbeat (same workers in the same states) changes no placement.
             if came_back or record.placement_key() != before:
                 self.reschedule_soon()
         elif body == "events":
-            events = self.events.admit(record.host_id, message.events.events, time.monotonic())
+            events = self.events.admit(record.host_id, message.events.events, now)
+            record.meter.refusals.dropped_events += len(message.events.events) - len(events)
             for event in events:
-                if not event.host_id:
-                    event.host_id = record.host_id
+                event.host_id = record.host_id
                 self.events.add_from_agent(record.host_id, event)
         elif body == "logs":
-            self.logs.publish(message.logs, record.host_id)
+            self.logs.publish(record.meter.lines(message.logs.lines, now), record.host_id)
         elif body == "log_tail":
             self.logs.deliver(message.log_tail, record.host_id)
         elif came_back:
             self.reschedule_soon()
+        self._announce_refusals(record, now)
+
+    def _screen(self, record: AgentRecord, observed: agent_pb2.Observed) -> agent_pb2.Observed:
+        """What the controller keeps of an agent's report (see containment.screen)."""
+        screened = screen(observed, self._entitlement(record), self.settings.agent_limits)
+        refusals = record.meter.refusals
+        if screened.refused:
+            refusals.refused_reports += 1
+        else:
+            refusals.ignored_processes += screened.ignored
+        record.reported = {(p.watcher, p.wid) for p in screened.observed.processes}
+        return screened.observed
+
+    def _entitlement(self, record: AgentRecord) -> Entitlement:
+        """Which workers `record`'s host may report: those an Assignment gave it, and
+        those no host runs for this controller yet that it could be given (after a
+        controller restart, agents report what they run before anything is placed)."""
+        where = self._placed_where()
+        labels = record.labels
+
+        def may_run(watcher: str, wid: int) -> bool:
+            desired = self.state.watchers.get(watcher)
+            if desired is None:
+                return False
+            if wid in record.assigned.get(watcher, ()) or (wid == 0 and watcher in record.assigned):
+                return True
+            spec = desired.spec
+            if not all(labels.get(key) == value for key, value in spec.placement.labels.items()):
+                return False
+            if wid == 0 or spec.placement.mode == "each":
+                return 0 <= wid <= spec.numprocesses
+            if not 1 <= wid <= spec.numprocesses:
+                return False
+            # Not while the host it is placed on runs it (a claim of another's worker).
+            owner = self.agents.records.get(where.get((watcher, wid), record.host_id))
+            return owner is None or owner is record or (watcher, wid) not in owner.reported
+
+        return may_run
+
+    def _announce_refusals(self, record: AgentRecord, now: float) -> None:
+        """A warning event when the controller refused something from an agent, at most
+        one per agent every REFUSALS_EVERY seconds (the counts are in `agents -o json`)."""
+        if now < record.refusals_announced_at:
+            return
+        refusals = record.meter.refusals
+        counts = tuple(getattr(refusals, name) for name in REFUSAL_LABELS)
+        if counts == record.announced_refusals:
+            return
+        before = record.announced_refusals or (0,) * len(counts)
+        what = [
+            f"{after - earlier} {label}"
+            for label, earlier, after in zip(REFUSAL_LABELS.values(), before, counts, strict=True)
+            if after > earlier
+        ]
+        record.announced_refusals = counts
+        if not what:
+            return
+        record.refusals_announced_at = now + REFUSALS_EVERY
+        self.events.record(
+            "agent_refused",
+            f"agent {record.host_id}: {'; '.join(what)} (stackctl agents -o json counts them)",
+            severity=types_pb2.SEVERITY_WARNING,
+        )
 
     def agent_disconnected(self, session: AgentSession) -> None:
         if self.agents.disconnect(session):
@@ -531,6 +614,9 @@ class Controller:
                 severity=types_pb2.SEVERITY_WARNING,
             )
         self._announced_lost = lost
+        now = time.monotonic()
+        for record in self.agents.records.values():
+            self._announce_refusals(record, now)
         warmed = self._warm_until and not self.warming_up()
         if warmed:
             self._warm_until = 0.0
@@ -560,6 +646,19 @@ class Controller:
             for watcher, wids in by_watcher.items():
                 placed.setdefault(watcher, set()).update(wids)
         return placed
+
+    def _placed_where(self) -> dict[tuple[str, int], str]:
+        """(watcher, wid) -> the host it is placed on, computed once per placement
+        (agents' reports read it often)."""
+        if self._placed_for is not self.placement:
+            self._placed_cache = {
+                (watcher, wid): host
+                for host, by_watcher in self.placement.hosts.items()
+                for watcher, wids in by_watcher.items()
+                for wid in wids
+            }
+            self._placed_for = self.placement
+        return self._placed_cache
 
     async def _rollout_loop(self) -> None:
         """Advance rollouts when agents report, and at least every 0.2 s (min_uptime)."""
@@ -731,6 +830,8 @@ class Controller:
             data = assignment.SerializeToString(deterministic=True)
             if data != session.last_assignment:
                 session.last_assignment = data
+                for sent in assignment.watchers:
+                    record.assigned.setdefault(sent.spec.name, set()).update(sent.wids)
                 session.send(
                     agent_pb2.ControllerMessage(fencing_token=self.term, assignment=assignment)
                 )

@@ -34,6 +34,12 @@ class Conflict(ControllerError):
     code = grpc.StatusCode.ABORTED
 
 
+class ResourceExhausted(ControllerError):
+    """The caller holds as much as it may (follow streams, say)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unavailable(ControllerError):
     """The controller cannot serve the request now (not ready, fenced out)."""
 

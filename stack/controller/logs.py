@@ -19,7 +19,9 @@ from stack.v1 import agent_pb2, types_pb2
 class TailRequest:
     """Replies awaited for one LogTailRequest."""
 
-    def __init__(self, hosts: Iterable[str]) -> None:
+    def __init__(self, hosts: Iterable[str], lines: int) -> None:
+        self.lines_wanted = lines
+        """The most lines one host's reply may add (what was asked for)."""
         self.waiting = set(hosts)
         self.lines: list[types_pb2.LogLine] = []
         self.errors: list[str] = []
@@ -31,22 +33,23 @@ class TailRequest:
 class LogHub:
     """Live log lines for followers, and the bookkeeping of tail requests."""
 
-    def __init__(self, follower_queue: int) -> None:
-        self.fanout: Fanout[types_pb2.LogLine] = Fanout(follower_queue)
+    def __init__(self, follower_queue: int, follower_bytes: int = 0) -> None:
+        self.fanout: Fanout[types_pb2.LogLine] = Fanout(
+            follower_queue, follower_bytes, types_pb2.LogLine.ByteSize
+        )
         self._ids = itertools.count(1)
         self._tails: dict[int, TailRequest] = {}
 
-    def publish(self, batch: agent_pb2.LogBatch, host_id: str) -> None:
-        """Send a batch of live lines from `host_id` to the followers."""
-        for line in batch.lines:
-            if not line.host_id:
-                line.host_id = host_id
+    def publish(self, lines: Iterable[types_pb2.LogLine], host_id: str) -> None:
+        """Send live lines from `host_id` to the followers, stamped with that host."""
+        for line in lines:
+            line.host_id = host_id
             self.fanout.publish(line)
 
-    def open_tail(self, hosts: Iterable[str]) -> tuple[int, TailRequest]:
-        """A new request id and the record that collects its replies."""
+    def open_tail(self, hosts: Iterable[str], lines: int) -> tuple[int, TailRequest]:
+        """A new request id and the record that collects its replies (`lines` each)."""
         request_id = next(self._ids)
-        tail = TailRequest(hosts)
+        tail = TailRequest(hosts, lines)
         self._tails[request_id] = tail
         return request_id, tail
 
@@ -59,10 +62,10 @@ class LogHub:
         tail = self._tails.get(reply.request_id)
         if tail is None:
             return
-        for line in reply.lines:
-            if not line.host_id:
-                line.host_id = host_id
-        tail.lines.extend(reply.lines)
+        kept = merge(reply.lines, tail.lines_wanted)  # no more than was asked of it
+        for line in kept:
+            line.host_id = host_id
+        tail.lines.extend(kept)
         if reply.error:
             tail.errors.append(f"{host_id}: {reply.error}")
         tail.waiting.discard(host_id)

@@ -27,12 +27,14 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 
 from stack.controller.admin import AdminService
 from stack.controller.agents import AgentService
+from stack.controller.containment import AgentLimits
 from stack.controller.events import MAX_EVENT_HISTORY, EventSettings
 from stack.controller.plane import ControlPlane
 from stack.controller.settings import ControllerSettings, default_data_dir
@@ -165,6 +167,15 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         help=f"events a second one agent may send, bursts of 10x that; the excess is counted "
         f"and dropped (default {EventSettings.agent_rate:g})",
     )
+    limits = parser.add_argument_group("what one agent may send")
+    defaults = AgentLimits()
+    limits.add_argument(
+        "--agent-log-rate",
+        type=_rate,
+        default=defaults.log_byte_rate,
+        metavar="BYTES",
+        help=f"output bytes per second one agent may ship (default {defaults.log_byte_rate:.0f})",
+    )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
         "--tls-dir",
@@ -230,6 +241,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
             agent_rate=args.agent_event_rate,
             agent_burst=max(1, round(10 * args.agent_event_rate)),
         ),
+        agent_limits=replace(defaults, log_byte_rate=args.agent_log_rate),
     )
 
 
@@ -371,6 +383,17 @@ def _add_port(
     if port == 0:
         raise StartError(f"cannot listen on {address}: address in use or invalid")
     return port
+
+
+def _rate(text: str) -> float:
+    """A rate per second, more than 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
 
 
 def _group(text: str) -> int:

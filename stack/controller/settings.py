@@ -7,7 +7,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.controller.containment import AgentLimits
 from stack.controller.events import EventSettings
+from stack.controller.viewers import ViewerLimits
 from stack.security.local import SOCKET_NAME
 from stack.security.local import default_controller_dir as default_data_dir
 from stack.security.tls import TlsFiles
@@ -73,6 +75,10 @@ class ControllerSettings:
     """Most processes one watcher may ask for (Scale and Apply refuse more): a typo
     such as `scale web 100000` must not fork-bomb the fleet. At most MAX_PROCESSES,
     the stack file loader's own cap."""
+    agent_limits: AgentLimits = field(default_factory=AgentLimits)
+    """What one agent may send: reported processes, events, output (see containment.py)."""
+    viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
+    """What one viewer may make the controller hold: follow streams, tails (viewers.py)."""
     insecure: bool = False
     """Serve the TCP port in plaintext (a warning at start): anyone who can reach it,
     any local user included, could then push work to every agent."""

@@ -93,8 +93,13 @@ def agents_reply(
     """Every known agent, by host id."""
     reply = admin_pb2.AgentsReply()
     for record in sorted(agents, key=lambda r: r.host_id):
+        refusals = record.meter.refusals
         reply.agents.append(
             admin_pb2.AgentInfo(
+                ignored_processes=refusals.ignored_processes,
+                refused_reports=refusals.refused_reports,
+                dropped_events=refusals.dropped_events,
+                dropped_log_lines=refusals.dropped_log_lines,
                 host_id=record.host_id,
                 address=record.address,
                 labels=record.labels,

@@ -158,7 +158,7 @@ class AgentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("host_id", "address", "labels", "state", "processes", "last_seen", "version", "generation", "started_at", "reexecuted_at")
+    __slots__ = ("host_id", "address", "labels", "state", "processes", "last_seen", "version", "generation", "started_at", "reexecuted_at", "ignored_processes", "refused_reports", "dropped_events", "dropped_log_lines")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +176,10 @@ class AgentInfo(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     REEXECUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_LOG_LINES_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -186,7 +190,11 @@ class AgentInfo(_message.Message):
     generation: int
     started_at: float
     reexecuted_at: float
-    def __init__(self, host_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., processes: _Optional[int] = ..., last_seen: _Optional[float] = ..., version: _Optional[str] = ..., generation: _Optional[int] = ..., started_at: _Optional[float] = ..., reexecuted_at: _Optional[float] = ...) -> None: ...
+    ignored_processes: int
+    refused_reports: int
+    dropped_events: int
+    dropped_log_lines: int
+    def __init__(self, host_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., processes: _Optional[int] = ..., last_seen: _Optional[float] = ..., version: _Optional[str] = ..., generation: _Optional[int] = ..., started_at: _Optional[float] = ..., reexecuted_at: _Optional[float] = ..., ignored_processes: _Optional[int] = ..., refused_reports: _Optional[int] = ..., dropped_events: _Optional[int] = ..., dropped_log_lines: _Optional[int] = ...) -> None: ...
 
 class AgentsReply(_message.Message):
     __slots__ = ("agents",)

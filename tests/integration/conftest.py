@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster import Cluster, become_subreaper, running_cluster
+from tests.integration.test_controller_service import ScriptedAgent
 from tests.integration.users import User, throwaway_user
 
 
@@ -26,3 +27,12 @@ def user() -> Iterator[User]:
     """A throwaway unprivileged user (needs root: mark the test with users.needs_root)."""
     with throwaway_user() as created:
         yield created
+
+
+@pytest.fixture
+def agents() -> Iterator[list[ScriptedAgent]]:
+    """Scripted agents a test starts; cancelled when it ends."""
+    started: list[ScriptedAgent] = []
+    yield started
+    for agent in started:
+        agent.cancel()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import grpc
 
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from tests.integration.cluster import channel
 
 
 class FakeAgent:
@@ -23,7 +24,7 @@ class FakeAgent:
     def __init__(self, address: str, hello: agent_pb2.Hello) -> None:
         self.hello = hello
         self._outbox: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = channel(address)
         stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._outbox.put(agent_pb2.AgentMessage(hello=hello))
         self._call = stub.Connect(self._messages())

@@ -97,6 +97,7 @@ def _second_life(
             assert running_pids(observed, "w")[1] == pids[1], "still the same worker"
             w1 = statuses(observed, "w")[1]
             assert w1.restarts == 0 and w1.state == types_pb2.PROCESS_STATE_RUNNING
+
             # The exit of the switch: reaped with its real status, and respawned.
             def respawned() -> bool:
                 status = statuses(engine.observed(), "w")[2]

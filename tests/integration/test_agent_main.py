@@ -120,9 +120,7 @@ def test_records_that_name_another_process_are_left_alone(tmp_path: Path) -> Non
     data_dir = tmp_path / "agent"
     log = tmp_path / "agent.log"
     persist.save_assignment(data_dir, assignment(watcher(name, "sleep 300", [1, 2])))
-    strangers = [
-        subprocess.Popen(["sleep", "300"], start_new_session=True) for _ in range(2)
-    ]
+    strangers = [subprocess.Popen(["sleep", "300"], start_new_session=True) for _ in range(2)]
     try:
         ticks = [start_ticks(s.pid) or 0 for s in strangers]
         for records in (

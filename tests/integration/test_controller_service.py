@@ -194,14 +194,6 @@ def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
         proc.kill9()
 
 
-@pytest.fixture
-def agents() -> Iterator[list[ScriptedAgent]]:
-    started: list[ScriptedAgent] = []
-    yield started
-    for agent in started:
-        agent.cancel()
-
-
 def apply(admin: admin_pb2_grpc.AdminServiceStub, text: str = STACK) -> admin_pb2.ApplyReply:
     reply: admin_pb2.ApplyReply = admin.Apply(
         admin_pb2.ApplyRequest(filename="stack.toml", content=text), timeout=5

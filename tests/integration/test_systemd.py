@@ -260,7 +260,7 @@ def test_a_reload_says_reloading_then_ready_again_from_the_same_process(
 ) -> None:
     name = f"sd-{uuid.uuid4().hex[:8]}"
     persist.save_assignment(tmp_path / "agent", assignment(watcher(name, "sleep 300", [1])))
-    agent = _agent(free_port(), tmp_path, notify_abstract)
+    agent = _agent(tmp_path, notify_abstract)
     try:
         with _stopped_at_exit(agent):
             notify_abstract.wait_for("READY=1")

@@ -206,6 +206,26 @@ def test_a_viewer_reads_but_may_not_change_state(stack: TlsStack) -> None:
     )
 
 
+def test_follow_streams_are_capped_per_certificate(stack: TlsStack) -> None:
+    viewer = stack.admin(*CertDir(stack.tls).pair(Role.viewer, "vic"))
+    follows = [
+        viewer.Events(admin_pb2.EventsRequest(follow=True, lines=1), timeout=30) for _ in range(8)
+    ]
+    for events in follows:
+        next(events)
+    with pytest.raises(grpc.RpcError) as refused:
+        next(viewer.Events(admin_pb2.EventsRequest(follow=True), timeout=30))
+    assert (refused.value.code(), refused.value.details()) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "too many follow streams for viewer 'vic': at most 8 at once; "
+        "close one (logs -f, events -f) first",
+    )
+    admin = stack.user("admin").Events(admin_pb2.EventsRequest(follow=True, lines=1), timeout=30)
+    assert next(admin).kind, "another certificate has slots of its own"
+    for stream in [*follows, admin]:
+        stream.cancel()
+
+
 def test_a_person_may_not_connect_as_an_agent(stack: TlsStack) -> None:
     cert, key = CertDir(stack.tls).pair(Role.admin, "admin")
     code, details = connect_as(stack, cert, key, "h2")
