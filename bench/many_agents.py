@@ -21,7 +21,8 @@ Figures (printed; nothing is asserted):
 (c) the controller's CPU over (b), and RSS and CPU idle with every agent
     heartbeating; the simulating workers' CPU beside it;
 (d) reconnect storm: every agent drops its stream and dials again at once.
-Everything talks over 127.0.0.1; every process started here is stopped at the end.
+Everything talks over 127.0.0.1 (the controller with --insecure: plaintext TCP, as the
+simulated agents need no certificates); every process started here is stopped at the end.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Run: .venv/bin/python bench/single_host.py [--rounds 5]
     bare subprocess.Popen loop starting the same 100 processes (same run);
 (b) respawn latency after SIGKILL of a worker: median and p95;
 (c) agent RSS and idle CPU with 100 children.
-Prints medians; asserts nothing. Everything runs on 127.0.0.1.
+Prints medians; asserts nothing. The agent and stackctl reach the controller over its
+local socket, as on a single host they do by default.
 """
 
 from __future__ import annotations

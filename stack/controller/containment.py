@@ -144,7 +144,7 @@ def screen(observed: agent_pb2.Observed, may_run: Entitlement, limits: AgentLimi
     seen: set[tuple[str, int]] = set()
     for proc in observed.processes:
         key = (proc.watcher, proc.wid)
-        if key in seen or not may_run(proc.watcher, proc.wid):
+        if proc.wid < 1 or key in seen or not may_run(proc.watcher, proc.wid):
             continue
         seen.add(key)
         kept.processes.append(proc)

@@ -832,6 +832,8 @@ class Controller:
                 session.last_assignment = data
                 for sent in assignment.watchers:
                     record.assigned.setdefault(sent.spec.name, set()).update(sent.wids)
+                for gone in [name for name in record.assigned if name not in self.state.watchers]:
+                    del record.assigned[gone]
                 session.send(
                     agent_pb2.ControllerMessage(fencing_token=self.term, assignment=assignment)
                 )

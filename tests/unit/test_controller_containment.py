@@ -26,13 +26,13 @@ def may_run(watcher: str, wid: int) -> bool:
 
 def test_only_the_workers_a_host_may_run_are_kept_once_each_and_the_rest_counted() -> None:
     report = observed(
-        ("web", 1), ("web", 1), ("web", 9), ("db", 1), ("web", 2),
+        ("web", 1), ("web", 1), ("web", 9), ("db", 1), ("web", 2), ("web", 0), ("web", -3),
         watchers=("web", "db"),
     )  # fmt: skip
     screened = screen(report, may_run, AgentLimits())
     assert [(p.watcher, p.wid) for p in screened.observed.processes] == [("web", 1), ("web", 2)]
     assert [w.name for w in screened.observed.watchers] == ["web"]
-    assert (screened.ignored, screened.refused, screened.observed.generation) == (3, False, 3)
+    assert (screened.ignored, screened.refused, screened.observed.generation) == (5, False, 3)
 
 
 def test_a_report_of_more_processes_than_the_cap_is_refused_whole() -> None:

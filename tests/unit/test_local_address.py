@@ -35,10 +35,9 @@ def test_an_agent_told_nothing_dials_the_local_controller_and_honours_the_enviro
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("STACK_CONTROLLER", raising=False)
-    settings, _ = agent_args(["--data-dir", str(tmp_path)])
-    assert settings.controller == default_address()
+    assert agent_args(["--data-dir", str(tmp_path)]).settings.controller == default_address()
     monkeypatch.setenv("STACK_CONTROLLER", "unix:/srv/ctl/controller.sock")
-    settings, _ = agent_args(["--data-dir", str(tmp_path)])
+    settings = agent_args(["--data-dir", str(tmp_path)]).settings
     assert settings.controller == "unix:/srv/ctl/controller.sock"
 
 
