@@ -220,6 +220,9 @@ class Engine:
         try:
             await coro
         except Exception:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None  # the cancel, whatever it raised
             log.exception("task %s failed", name)
 
     def _stop_in_progress(self, pid: int) -> bool:
@@ -444,9 +447,12 @@ class Engine:
             out = _own_pipe(record.out)
             err = _own_pipe(record.err)
             if identified.fate is Fate.GONE:
-                for pipe in (out, err):
+                # An adopted worker that exited during the exec: what it wrote last is
+                # still in its pipes, read to their end.
+                for stream, pipe in (("out", out), ("err", err)):
                     if pipe is not None:
-                        os.close(pipe.fd)
+                        partial = handover.partials.get(pipe.fd, b"")
+                        self.logs.attach(record.watcher, record.wid, stream, pipe.fd, partial)
                 watcher = self.watchers.get(record.watcher)
                 if watcher is not None and record.stopping is None:
                     watcher.exited_while_away(record, identified.status)

@@ -298,6 +298,7 @@ async def run(
                     continue
                 if signals.stop:
                     break
+                reexec.hold_signals()  # a TERM from now on is for the next image
                 log.info("re-executing %s in place; every worker keeps running", program.path)
                 notifier.reloading("re-executing in place; workers keep running")
                 for task in tasks:

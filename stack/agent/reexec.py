@@ -15,10 +15,10 @@ this handover's format, the agent says why in one line, raises a `reload_failed`
 event and carries on as it is. The check is spawned without fork handlers (no
 preexec_fn, no user change: Popen's vfork path) and reaped by the agent's reaper.
 
-Signals that would change the agent's course (HUP, TERM, INT) are blocked from just
-before the exec until the new image has installed its handlers: a second HUP or a
-TERM sent meanwhile is delivered then, instead of killing the agent with the
-default action.
+Signals that would change the agent's course (HUP, TERM, INT) are blocked from the
+moment the agent commits to the exec until the new image has installed its handlers:
+a second HUP or a TERM sent meanwhile is delivered then, instead of being lost or
+killing the agent with the default action.
 """
 
 from __future__ import annotations
@@ -224,10 +224,9 @@ def exec_into(program: Program, handover: Handover, keep: list[int]) -> NoReturn
             os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        hold_signals()
         os.execve(program.path, program.argv, env)
     except OSError:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
         for fd in keep:
             with contextlib.suppress(OSError):
                 os.set_inheritable(fd, False)
@@ -258,8 +257,14 @@ def take_handover() -> Handover | None:
         raise ReexecError(str(exc)) from None
 
 
+def hold_signals() -> None:
+    """Keep HUP, TERM and INT pending from now until `release_held_signals` (which the
+    next image, or this one carrying on after a failed exec, calls)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
 def release_held_signals() -> None:
-    """Unblock what `exec_into` blocked (once this image's handlers are installed)."""
+    """Deliver what `hold_signals` kept pending (once this image's handlers are installed)."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 

@@ -57,6 +57,17 @@ CHANNEL_OPTIONS = (*KEEPALIVE_OPTIONS, *GRPC_SIZE_OPTIONS)
 """Keepalive, and message sizes bounded both ways (see stack.security.limits)."""
 
 
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled.
+
+    A cancel can surface as another error: the stream's writer, cancelled with the call,
+    finds the RPC finished and says so. Treated as the error it is, the cancel would be
+    lost and the session would reconnect instead of ending.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class SessionError(Exception):
     """The stream to the controller failed; str() is one line."""
 
@@ -106,6 +117,8 @@ class Session:
                     continue
                 log.info("controller %s: no leader yet (election in progress)", self.address)
             except Exception as exc:  # a guard: never let one bad message end the agent
+                if _cancelling():  # an error on the way out of a cancel is that cancel
+                    raise asyncio.CancelledError from None
                 if not isinstance(exc, SessionError):
                     log.exception("session to %s failed", self.address)
                 elif welcomed[0]:

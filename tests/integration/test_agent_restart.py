@@ -27,6 +27,7 @@ from tests.integration.cluster import (
     free_port,
     socket_stack,
     wait_for,
+    watcher_toml,
     worker_processes,
 )
 
@@ -282,3 +283,20 @@ def test_a_reload_reads_the_flags_file_again_and_refuses_a_broken_one(tmp_path: 
         assert info is not None and dict(info.labels) == {"zone": "b", "role": "web"}
     finally:
         cluster.close()
+
+
+def test_a_sigterm_during_the_exec_is_kept_for_the_new_image_which_stops_every_worker(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+    pids = cluster.wait_running("w", 2)
+    os.kill(cluster.agent.pid, signal.SIGHUP)
+    # Committed to the exec: from here a TERM waits for the new image's handlers.
+    wait_for(lambda: "re-executing" in cluster.agent.output(), 30, "the re-execution")
+    os.kill(cluster.agent.pid, signal.SIGTERM)
+    assert cluster.agent.proc is not None
+    assert cluster.agent.proc.wait(30) == 0, cluster.agent.output()[-3000:]
+    text = cluster.agent.output()
+    assert "agent_reexecuted" in text, "the new image took over, then stopped"
+    wait_for(lambda: not worker_processes(cluster.tag), 10, "every worker stopped")
+    assert all(f"pid {pid} stopped" in text for pid in pids.values())
