@@ -93,6 +93,13 @@ def last_exit(**fields: object) -> types_pb2.LastExit:
             "spawn error: [Errno 2] No such file or directory: '/nope'",
         ),
         (last_exit(signal=99, at=NOW), "signal 99"),
+        (
+            last_exit(  # adopted after an agent crash: not the agent's child
+                reason=types_pb2.EXIT_REASON_CRASHED, at=NOW, code_unknown=True,
+                message="exited while the agent was down",
+            ),
+            "exit status unknown (crashed, exited while the agent was down)",
+        ),
         (last_exit(), ""),
         (None, ""),
     ],
@@ -425,3 +432,19 @@ def test_an_apply_plan_names_what_it_takes_away() -> None:
     )
     assert render.plan_risks(risky[3:]) == "replace the workers of watcher web"
     assert render.plan_risks(risky[:1]) == "remove socket old"
+
+
+def test_agents_show_their_version_and_when_they_last_re_executed() -> None:
+    agents = [
+        admin_pb2.AgentInfo(host_id="h1", state="ready", version="0.2.0",
+                            last_seen=NOW - 1, reexecuted_at=NOW - 125),
+        admin_pb2.AgentInfo(host_id="h2", state="ready", version="0.1.0", last_seen=NOW - 1),
+    ]  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(render.agents_table(agents, NOW))
+    lines = console.export_text().splitlines()
+    assert "RE-EXECUTED" in lines[0]
+    h1 = next(line for line in lines if line.startswith("h1"))
+    h2 = next(line for line in lines if line.startswith("h2"))
+    assert "0.2.0" in h1 and "2m05s ago" in h1
+    assert "0.1.0" in h2 and "never" in h2
