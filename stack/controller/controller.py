@@ -42,6 +42,7 @@ from stack.security.local import UNIX
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
+from stack.spec.pending import pending_options
 from stack.spec.secrets import exposures
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
 
@@ -74,7 +75,8 @@ class Applied:
     generation: int
     """The desired state's generation afterwards."""
     warnings: list[str]
-    """Choices of the file worth a second look (see stack.spec.secrets.exposures)."""
+    """Choices of the file worth a second look (see stack.spec.secrets.exposures), and
+    options the agents do not act on yet (stack.spec.pending)."""
 
 
 class Cluster(Protocol):
@@ -349,7 +351,8 @@ class Controller:
         if applied:
             summary = ", ".join(f"{c.op} {c.kind} {c.name}" for c in changes)
             self.events.record("apply", f"applied {filename or 'stack'}: {summary}")
-        return Applied(changes, applied, self.state.generation, exposures(stack))
+        warnings = exposures(stack) + pending_options(stack)
+        return Applied(changes, applied, self.state.generation, warnings)
 
     async def scale(self, watcher: str, count: int, relative: bool) -> tuple[int, int]:
         """Set a watcher's numprocesses: (previous, now)."""

@@ -6,8 +6,10 @@ The one place where dataclasses meet protobuf, so that neither leaks into the ot
 from __future__ import annotations
 
 from stack.spec.model import (
+    STREAM_CLASSES,
     FlappingSpec,
     HealthSpec,
+    HookSpec,
     PlacementSpec,
     SocketSpec,
     StreamSpec,
@@ -20,12 +22,35 @@ from stack.v1 import types_pb2 as pb
 
 def stream_to_proto(spec: StreamSpec) -> pb.StreamSpec:
     return pb.StreamSpec(
-        filename=spec.filename, max_bytes=spec.max_bytes, backup_count=spec.backup_count
+        filename=spec.filename,
+        max_bytes=spec.max_bytes,
+        backup_count=spec.backup_count,
+        stream_class=spec.class_,
+        rotate_when=spec.rotate_when,
+        rotate_interval=spec.rotate_interval,
+        color=spec.color,
     )
 
 
 def stream_from_proto(msg: pb.StreamSpec) -> StreamSpec:
-    return StreamSpec(filename=msg.filename, max_bytes=msg.max_bytes, backup_count=msg.backup_count)
+    # A message from before stream classes existed has "" and 0: a FileStream.
+    return StreamSpec(
+        filename=msg.filename,
+        max_bytes=msg.max_bytes,
+        backup_count=msg.backup_count,
+        class_=msg.stream_class or STREAM_CLASSES[0],
+        rotate_when=msg.rotate_when,
+        rotate_interval=msg.rotate_interval or 1,
+        color=msg.color,
+    )
+
+
+def hook_to_proto(spec: HookSpec) -> pb.HookSpec:
+    return pb.HookSpec(cmd=spec.cmd, ignore_errors=spec.ignore_errors, timeout=spec.timeout)
+
+
+def hook_from_proto(msg: pb.HookSpec) -> HookSpec:
+    return HookSpec(cmd=msg.cmd, ignore_errors=msg.ignore_errors, timeout=msg.timeout)
 
 
 def flapping_to_proto(spec: FlappingSpec) -> pb.FlappingSpec:
@@ -75,7 +100,9 @@ _WATCHER_SCALARS = (
     "name", "cmd", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid",
     "copy_env", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry",
     "autostart", "priority", "singleton", "use_sockets", "close_child_stdin", "max_age",
-    "max_age_variance", "umask",
+    "max_age_variance", "umask", "on_demand", "send_hup", "stdin_socket", "executable",
+    "copy_path", "virtualenv", "close_child_stdout", "close_child_stderr", "autorestart",
+    "startsecs",
 )  # fmt: skip
 
 
@@ -91,6 +118,10 @@ def watcher_to_proto(spec: WatcherSpec) -> pb.WatcherSpec:
     msg.placement.CopyFrom(placement_to_proto(spec.placement))
     msg.update.CopyFrom(update_to_proto(spec.update))
     msg.health.CopyFrom(health_to_proto(spec.health))
+    for moment, hook in spec.hooks.items():
+        msg.hooks[moment].CopyFrom(hook_to_proto(hook))
+    msg.shell_args.extend(spec.shell_args)
+    msg.exitcodes.extend(spec.exitcodes)
     return msg
 
 
@@ -107,6 +138,10 @@ def watcher_from_proto(msg: pb.WatcherSpec) -> WatcherSpec:
         placement=placement_from_proto(msg.placement),
         update=update_from_proto(msg.update),
         health=health_from_proto(msg.health),
+        hooks=_frozen_map({moment: hook_from_proto(hook) for moment, hook in msg.hooks.items()}),
+        shell_args=tuple(msg.shell_args),
+        # A message from before exitcodes existed has none; a valid spec has at least one.
+        exitcodes=tuple(msg.exitcodes) or (0,),
     )
 
 

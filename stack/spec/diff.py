@@ -8,7 +8,7 @@ A pure function of two StackSpecs: no I/O, deterministic order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from stack.spec.model import SocketSpec, StackSpec, WatcherSpec
@@ -77,10 +77,9 @@ def needs_new_processes(
 ) -> bool:
     """Whether running workers of `old` must be replaced to run as `new`.
 
-    True when an option outside numprocesses, priority, autostart, flapping,
-    max_retry, placement, update and health changed (the process
-    fingerprint), or, when both stacks are given, when a socket the watcher
-    inherits changed.
+    True when an option of the process changed (see
+    WatcherSpec.process_fingerprint), or, when both stacks are given, when a
+    socket the watcher inherits (or has as stdin) changed.
     """
     if old.process_fingerprint() != new.process_fingerprint():
         return True
@@ -102,13 +101,16 @@ def _inherited_socket_changes(
 
 
 def _sockets_of(stack: StackSpec, watcher: WatcherSpec) -> list[SocketSpec]:
-    """Like StackSpec.sockets_of, but tolerant of a name the stack does not define."""
+    """Like StackSpec.sockets_of plus the stdin_socket, but tolerant of a name the
+    stack does not define."""
     if watcher.sockets:
         names: list[str] = list(watcher.sockets)
     elif watcher.use_sockets:
         names = sorted(stack.sockets)
     else:
         names = []
+    if watcher.stdin_socket and watcher.stdin_socket not in names:
+        names.append(watcher.stdin_socket)
     return [stack.sockets[name] for name in names if name in stack.sockets]
 
 
@@ -121,7 +123,7 @@ def _option_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
         before, after = getattr(old, item.name), getattr(new, item.name)
         if before == after:
             continue
-        key = f"{prefix}{item.name}"
+        key = f"{prefix}{item.name.removesuffix('_')}"  # a stream's class_ is `class`
         if isinstance(before, Mapping):
             out += _map_changes(key, before, after)
         elif hasattr(before, "__dataclass_fields__"):
@@ -154,6 +156,9 @@ def _line(key: str, old: str, new: str) -> str:
 
 def _show(value: Any) -> str:
     """A value as a diff shows it: passwords in URLs masked (see stack.spec.secrets)."""
+    if is_dataclass(value) and not isinstance(value, type):  # a hook
+        shown = {item.name: getattr(value, item.name) for item in fields(value)}
+        return mask_credentials(repr(shown))
     if isinstance(value, tuple):
         return mask_credentials(repr(list(value)))
     return mask_credentials(repr(value)) if isinstance(value, str) else repr(value)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 from stack.spec.load import tcp_port
 from stack.spec.model import (
+    HOOKS,
     FlappingSpec,
     HealthSpec,
+    HookSpec,
     PlacementSpec,
     SocketSpec,
     StackSpec,
@@ -31,20 +33,39 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ALWAYS = ("cmd", "numprocesses")
 _TABLES = (
     "env", "rlimits", "flapping", "stdout_stream", "stderr_stream", "placement", "update",
-    "health",
+    "health", "hooks",
 )  # fmt: skip
 _DEFAULT_WATCHER = WatcherSpec(name="", cmd="")
 _DEFAULT_SOCKET = SocketSpec(name="")
+_DEFAULT_HOOK = HookSpec(cmd="")
+
+Anchor = tuple[str, ...]
+"""Where a comment goes: () the top of the file, ("watchers", "web") above a watcher's
+header, ("watchers", "web", "priority") above one option, ("watchers", "web", "env")
+above a table and ("watchers", "web", "env", "PATH") above one of its keys."""
+Comments = Mapping[Anchor, Sequence[str]]
+"""Comment lines (without the `# `) by the anchor they are written above."""
+_Entry = tuple[Anchor | None, str]
+"""One line of output and the anchor it stands for (None: a blank line)."""
 
 
-def dump_stack(stack: StackSpec, *, mask_secrets: bool = False) -> str:
+def dump_stack(
+    stack: StackSpec, *, mask_secrets: bool = False, comments: Comments | None = None
+) -> str:
     """The whole stack as TOML: sockets first, then watchers, each sorted by name;
-    with `mask_secrets`, secrets masked (see stack.spec.secrets)."""
+    with `mask_secrets`, secrets masked (see stack.spec.secrets). `comments` are
+    written above what they are anchored to, or above the nearest enclosing thing
+    that is written (an option left at its default is not)."""
     if mask_secrets:
         stack = masked_stack(stack)
-    blocks = [_socket_block(stack.sockets[name]) for name in sorted(stack.sockets)]
-    blocks += [dump_watcher(stack.watchers[name]) for name in sorted(stack.watchers)]
-    return "\n".join(blocks)
+    blocks = [_socket_entries(stack.sockets[name]) for name in sorted(stack.sockets)]
+    blocks += [_watcher_entries(stack.watchers[name]) for name in sorted(stack.watchers)]
+    entries: list[_Entry] = []
+    for index, block in enumerate(blocks):
+        if index:
+            entries.append((None, ""))
+        entries += block
+    return _render(entries, comments or {})
 
 
 def dump_watcher(spec: WatcherSpec, *, mask_secrets: bool = False) -> str:
@@ -52,33 +73,67 @@ def dump_watcher(spec: WatcherSpec, *, mask_secrets: bool = False) -> str:
     secrets masked (see stack.spec.secrets)."""
     if mask_secrets:
         spec = masked(spec)
+    return _render(_watcher_entries(spec), {})
+
+
+def _render(entries: list[_Entry], comments: Comments) -> str:
+    written = {anchor for anchor, _ in entries if anchor is not None}
+    above: dict[Anchor, list[str]] = {}
+    for anchor, lines in comments.items():
+        while anchor and anchor not in written:
+            anchor = anchor[:-1]
+        above.setdefault(anchor, []).extend(lines)
+    out = [f"# {line}" for line in above.pop((), [])]
+    if out and entries:
+        out.append("")
+    for at, text in entries:
+        if at is not None:
+            out += [f"# {line}" for line in above.pop(at, [])]
+        out.append(text)
+    return "".join(line + "\n" for line in out)
+
+
+def _watcher_entries(spec: WatcherSpec) -> list[_Entry]:
     header = f"watchers.{_key(spec.name)}"
-    lines = [f"[{header}]"]
+    at: Anchor = ("watchers", spec.name)
+    entries: list[_Entry] = [(at, f"[{header}]")]
     for item in fields(WatcherSpec):
         name = item.name
         if name == "name" or name in _TABLES:
             continue
         value = getattr(spec, name)
         if name in _ALWAYS or value != getattr(_DEFAULT_WATCHER, name):
-            lines.append(f"{name} = {_value(value, octal=name == 'umask')}")
+            entries.append(((*at, name), f"{name} = {_value(value, octal=name == 'umask')}"))
     for limit, amount in sorted(spec.rlimits.items()):
-        lines.append(f"rlimit_{limit} = {_value(amount)}")
-    blocks = ["\n".join(lines) + "\n"]
+        entries.append(((*at, f"rlimit_{limit}"), f"rlimit_{limit} = {_value(amount)}"))
+    tables: list[tuple[str, Iterable[tuple[str, Any]]]] = []
     if spec.env:
-        blocks.append(_table(f"{header}.env", sorted(spec.env.items())))
+        tables.append(("env", sorted(spec.env.items())))
     if spec.flapping != FlappingSpec():
-        blocks.append(_table(f"{header}.flapping", _changed(spec.flapping, FlappingSpec())))
+        tables.append(("flapping", _changed(spec.flapping, FlappingSpec())))
     for stream in ("stdout_stream", "stderr_stream"):
         value = getattr(spec, stream)
         if value != StreamSpec():
-            blocks.append(_table(f"{header}.{stream}", _changed(value, StreamSpec())))
+            tables.append((stream, _changed(value, StreamSpec())))
     if spec.placement != PlacementSpec():
-        blocks.append(_table(f"{header}.placement", _changed(spec.placement, PlacementSpec())))
+        tables.append(("placement", _changed(spec.placement, PlacementSpec())))
     if spec.update != UpdateSpec():
-        blocks.append(_table(f"{header}.update", _changed(spec.update, UpdateSpec())))
+        tables.append(("update", _changed(spec.update, UpdateSpec())))
     if spec.health.type:
-        blocks.append(_table(f"{header}.health", _health_items(spec.health)))
-    return "\n".join(blocks)
+        tables.append(("health", _health_items(spec.health)))
+    if spec.hooks:
+        ordered = sorted(spec.hooks.items(), key=lambda item: HOOKS.index(item[0]))
+        tables.append(("hooks", [(name, _hook_value(hook)) for name, hook in ordered]))
+    for table, items in tables:
+        entries.append((None, ""))
+        entries += _table_entries(header, (*at, table), items)
+    return entries
+
+
+def _hook_value(hook: HookSpec) -> str | dict[str, Any]:
+    """A hook as its command line alone when the rest is the default, else a table."""
+    changed = dict(_changed(hook, _DEFAULT_HOOK))
+    return hook.cmd if list(changed) == ["cmd"] else {"cmd": hook.cmd, **changed}
 
 
 def _health_items(spec: HealthSpec) -> list[tuple[str, Any]]:
@@ -93,28 +148,30 @@ def _health_items(spec: HealthSpec) -> list[tuple[str, Any]]:
     return [("type", spec.type), ("target", target), *rest]
 
 
-def _socket_block(spec: SocketSpec) -> str:
-    items = [
-        (item.name, getattr(spec, item.name))
-        for item in fields(SocketSpec)
-        if item.name != "name" and getattr(spec, item.name) != getattr(_DEFAULT_SOCKET, item.name)
-    ]
-    lines = [f"[sockets.{_key(spec.name)}]"]
-    lines += [f"{key} = {_value(value, octal=key == 'umask')}" for key, value in items]
-    return "\n".join(lines) + "\n"
+def _socket_entries(spec: SocketSpec) -> list[_Entry]:
+    at: Anchor = ("sockets", spec.name)
+    entries: list[_Entry] = [(at, f"[sockets.{_key(spec.name)}]")]
+    for item in fields(SocketSpec):
+        value = getattr(spec, item.name)
+        if item.name != "name" and value != getattr(_DEFAULT_SOCKET, item.name):
+            line = f"{item.name} = {_value(value, octal=item.name == 'umask')}"
+            entries.append(((*at, item.name), line))
+    return entries
 
 
 def _changed(value: Any, default: Any) -> list[tuple[str, Any]]:
+    """(option, value) of every field that differs; `class_` is written `class`."""
     return [
-        (item.name, getattr(value, item.name))
+        (item.name.removesuffix("_"), getattr(value, item.name))
         for item in fields(value)
         if getattr(value, item.name) != getattr(default, item.name)
     ]
 
 
-def _table(header: str, items: Iterable[tuple[str, Any]]) -> str:
-    lines = [f"[{header}]"] + [f"{_key(key)} = {_value(value)}" for key, value in items]
-    return "\n".join(lines) + "\n"
+def _table_entries(header: str, at: Anchor, items: Iterable[tuple[str, Any]]) -> list[_Entry]:
+    entries: list[_Entry] = [(at, f"[{header}.{at[-1]}]")]
+    entries += [((*at, key), f"{_key(key)} = {_value(value)}") for key, value in items]
+    return entries
 
 
 def _key(key: str) -> str:

@@ -23,10 +23,13 @@ from typing import Any, NoReturn
 
 from stack.spec.errors import SpecError
 from stack.spec.model import (
+    HOOKS,
     MAX_PROCESSES,
     NAME_RULE,
+    STREAM_CLASSES,
     FlappingSpec,
     HealthSpec,
+    HookSpec,
     PlacementSpec,
     SocketSpec,
     StackSpec,
@@ -37,6 +40,7 @@ from stack.spec.model import (
     valid_name,
 )
 from stack.spec.substitute import SubstitutionError, check_key, find_references, split_key
+from stack.spec.suggest import closest, did_you_mean
 
 INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
@@ -55,8 +59,23 @@ TYPES = {"SOCK_STREAM": "SOCK_STREAM", "SOCK_DGRAM": "SOCK_DGRAM",
          "STREAM": "SOCK_STREAM", "DGRAM": "SOCK_DGRAM"}  # fmt: skip
 PLACEMENT_MODES = ("spread", "each")
 HEALTH_TYPES = ("tcp", "http", "exec")
-STREAM_CLASSES = ("FileStream", "circus.stream.FileStream", "stack.FileStream")
-"""Stream classes accepted (and ignored) for Circus users: all mean a rotated file."""
+STREAM_CLASS_PREFIXES = ("circus.stream.", "stack.")
+"""A stream class may be written as Circus's dotted name, or with Stack's prefix."""
+ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", *(f"W{day}" for day in range(7)))
+"""TimedRotatingFileStream's units: seconds, minutes, hours, days, midnight, a weekday."""
+COLORS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white")
+"""FancyStdoutStream's colours, as Circus names them."""
+_STREAM_ONLY_FOR = {
+    "rotate_when": ("TimedRotatingFileStream",), "rotate_interval": ("TimedRotatingFileStream",),
+    "color": ("FancyStdoutStream",),
+}  # fmt: skip
+"""Stream options that only these classes use."""
+_STREAM_NOT_FOR = {
+    "max_bytes": {"WatchedFileStream": "another tool rotates its file",
+                  "TimedRotatingFileStream": "it rotates by time"},
+    "backup_count": {"WatchedFileStream": "another tool rotates its file"},
+}  # fmt: skip
+"""Stream options that these classes refuse, and why."""
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PORT = re.compile(r"[0-9]+")
@@ -222,7 +241,17 @@ class _Loader:
     def check_keys_top(self, data: dict[str, Any]) -> None:
         for key in data:
             if key not in ("sockets", "watchers"):
-                self.fail(key, "unknown section (expected [sockets.NAME] or [watchers.NAME])")
+                hint = did_you_mean(key, ("sockets", "watchers")).strip()
+                self.fail(
+                    key,
+                    f"unknown section {hint}"
+                    if hint
+                    else "unknown section (expected [sockets.NAME] or [watchers.NAME])",
+                )
+
+    def unknown(self, path: str, key: str, known: Any) -> NoReturn:
+        """`path: unknown option (did you mean KNOWN?)`."""
+        self.fail(path, f"unknown option{did_you_mean(key, known)}")
 
     # -- sockets --------------------------------------------------------------------
 
@@ -245,7 +274,7 @@ class _Loader:
             elif key in ("replace", "so_reuseport", "blocking"):
                 fields[key] = self.boolean(where, value)
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, _SOCKET_OPTIONS)
         if fields.get("path") and "family" not in fields:
             fields["family"] = "AF_UNIX"
         if fields.get("family") == "AF_INET6" and "host" not in fields:
@@ -291,10 +320,16 @@ class _Loader:
                 rlimits[key.removeprefix("rlimit_")] = self.integer(where, value, -1, INT64_MAX)
             elif key in _WATCHER_OPTIONS:
                 fields[key] = _WATCHER_OPTIONS[key](self, where, value)
+            elif key.startswith("rlimit_"):
+                limit = closest(key.removeprefix("rlimit_"), RLIMITS)
+                self.fail(
+                    where, "unknown option" + (f" (did you mean rlimit_{limit}?)" if limit else "")
+                )
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, _WATCHER_OPTIONS)
         if "cmd" not in fields:
             self.fail(f"{path}.cmd", "required")
+        self.check_watcher_options(path, fields)
         if fields.get("singleton") and fields.get("numprocesses", 1) > 1:
             self.fail(
                 f"{path}.numprocesses",
@@ -310,6 +345,25 @@ class _Loader:
                 self.fail(f"{path}.use_sockets", "must be true when sockets are listed")
             fields["use_sockets"] = True
         return WatcherSpec(name=name, rlimits=_frozen_map(rlimits), **fields)
+
+    def check_watcher_options(self, path: str, fields: dict[str, Any]) -> None:
+        """The checks between a watcher's own options; turns `autorestart` into the
+        model's respawn and autorestart."""
+        if "autorestart" in fields:
+            value = fields.pop("autorestart")
+            respawn = value is not False
+            if fields.get("respawn", respawn) != respawn:
+                self.fail(
+                    f"{path}.autorestart",
+                    f"contradicts respawn = {_show(fields['respawn'])} (write only one of them)",
+                )
+            fields["respawn"] = respawn
+            fields["autorestart"] = "unexpected" if value == "unexpected" else ""
+        if fields.get("shell_args") and not fields.get("shell"):
+            self.fail(f"{path}.shell_args", "only used with shell = true")
+        for key in ("copy_path", "virtualenv"):
+            if fields.get(key) and not fields.get("copy_env"):
+                self.fail(f"{path}.{key}", "needs copy_env = true")
 
     def cmd(self, path: str, value: Any) -> str:
         text = self.string(path, value)
@@ -385,7 +439,7 @@ class _Loader:
             elif key == "max_retry":
                 fields[key] = self.integer(where, item, -1, INT32_MAX)
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, ("attempts", "window", "retry_in", "max_retry"))
         return FlappingSpec(**fields)
 
     def placement(self, path: str, value: Any) -> PlacementSpec:
@@ -402,7 +456,7 @@ class _Loader:
             elif key == "labels":
                 fields[key] = self.labels(where, item)
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, ("mode", "max_per_host", "labels"))
         return PlacementSpec(**fields)
 
     def labels(self, path: str, value: Any) -> Any:
@@ -423,7 +477,7 @@ class _Loader:
             elif key == "min_uptime":
                 fields[key] = self.number(where, item)
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, ("max_parallel", "min_uptime"))
         return UpdateSpec(**fields)
 
     def health(self, path: str, value: Any) -> HealthSpec:
@@ -443,7 +497,7 @@ class _Loader:
             elif key == "retries":
                 fields[key] = self.integer(where, item, 1, INT32_MAX)
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, ("type", "target", "interval", "timeout", "retries"))
         if "type" not in fields:
             self.fail(f"{path}.type", 'required ("tcp", "http" or "exec")')
         if target is None:
@@ -477,17 +531,111 @@ class _Loader:
         for key, item in self.table(path, value).items():
             where = f"{path}.{key}"
             if key == "class":
-                if self.string(where, item) not in STREAM_CLASSES:
-                    self.fail(where, f"unsupported stream class {_show(item)} (only FileStream)")
+                fields["class_"] = self.stream_class(where, item)
             elif key == "filename":
                 fields[key] = self.string(where, item)
             elif key == "max_bytes":
                 fields[key] = self.integer(where, item, 0, INT64_MAX)
             elif key == "backup_count":
                 fields[key] = self.integer(where, item, 0, INT32_MAX)
+            elif key == "rotate_when":
+                when = self.string(where, item)
+                if when.upper() not in ROTATE_WHEN:
+                    self.fail(where, f"must be S, M, H, D, W0 to W6 or midnight, got {_show(item)}")
+                fields[key] = when.upper()
+            elif key == "rotate_interval":
+                fields[key] = self.integer(where, item, 1, INT32_MAX)
+            elif key == "color":
+                color = self.string(where, item)
+                if color.lower() not in COLORS:
+                    self.fail(where, f"must be one of {', '.join(COLORS)}, got {_show(item)}")
+                fields[key] = color.lower()
             else:
-                self.fail(where, "unknown option")
+                self.unknown(where, key, _STREAM_OPTIONS)
+        kind = fields.get("class_", STREAM_CLASSES[0])
+        for key in fields:
+            if kind not in _STREAM_ONLY_FOR.get(key, (kind,)):
+                self.fail(f"{path}.{key}", f"not used by {kind}")
+            if kind in _STREAM_NOT_FOR.get(key, {}):
+                self.fail(f"{path}.{key}", f"not used by {kind} ({_STREAM_NOT_FOR[key][kind]})")
+        if kind == "TimedRotatingFileStream" and "rotate_when" not in fields:
+            self.fail(f"{path}.rotate_when", "required for TimedRotatingFileStream")
         return StreamSpec(**fields)
+
+    def stream_class(self, path: str, value: Any) -> str:
+        text = self.string(path, value)
+        for prefix in STREAM_CLASS_PREFIXES:
+            if text.startswith(prefix) and text.removeprefix(prefix) in STREAM_CLASSES:
+                return text.removeprefix(prefix)
+        if text not in STREAM_CLASSES:
+            self.fail(
+                path,
+                f"must be one of {', '.join(STREAM_CLASSES)}, got {_show(value)}"
+                + did_you_mean(text.rpartition(".")[2], STREAM_CLASSES, cutoff=0.85),
+            )
+        return text
+
+    def hooks(self, path: str, value: Any) -> Any:
+        hooks: dict[str, HookSpec] = {}
+        for key, item in self.table(path, value).items():
+            where = f"{path}.{key}"
+            if key not in HOOKS:
+                self.fail(where, f"unknown hook{did_you_mean(key, HOOKS)}")
+            hooks[key] = self.hook(where, item)
+        return _frozen_map(hooks)
+
+    def hook(self, path: str, value: Any) -> HookSpec:
+        """A command line, or a table with cmd, ignore_errors and timeout."""
+        if isinstance(value, str):
+            return HookSpec(cmd=self.command_line(path, value))
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a command line or a table with cmd, got {_show(value)}")
+        fields: dict[str, Any] = {}
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if key == "cmd":
+                fields[key] = self.command_line(where, item)
+            elif key == "ignore_errors":
+                fields[key] = self.boolean(where, item)
+            elif key == "timeout":
+                fields[key] = self.number(where, item, positive=True)
+            else:
+                self.unknown(where, key, ("cmd", "ignore_errors", "timeout"))
+        if "cmd" not in fields:
+            self.fail(f"{path}.cmd", "required")
+        return HookSpec(**fields)
+
+    def command_line(self, path: str, value: Any) -> str:
+        """A non-empty string that splits into arguments like a shell would."""
+        text = self.cmd(path, value)
+        try:
+            shlex.split(text)
+        except ValueError as err:
+            self.fail(path, f"cannot be split into arguments: {err}")
+        return text
+
+    def autorestart(self, path: str, value: Any) -> bool | str:
+        if not (isinstance(value, bool) or value == "unexpected"):
+            self.fail(path, f'must be true, false or "unexpected", got {_show(value)}')
+        return value  # type: ignore[no-any-return]
+
+    def exitcodes(self, path: str, value: Any) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(path, f"must be a list of exit codes like [0, 2], got {_show(value)}")
+        codes: list[int] = []
+        for index, item in enumerate(value):
+            code = self.integer(f"{path}[{index}]", item, 0, 255)
+            if code in codes:
+                self.fail(path, f"exit code {code} is listed twice")
+            codes.append(code)
+        return tuple(codes)
+
+    def optional_string(self, path: str, value: Any) -> str:
+        """A string that may be left out but, when given, is not blank."""
+        text = self.string(path, value)
+        if not text.strip():
+            self.fail(path, "must not be empty")
+        return text
 
     # -- cross-checks ---------------------------------------------------------------
 
@@ -503,6 +651,13 @@ class _Loader:
             inherited = set(sockets)
         else:
             inherited = set()
+        if spec.stdin_socket and spec.stdin_socket not in sockets:
+            self.fail(f"{path}.stdin_socket", f"undefined socket {spec.stdin_socket!r}")
+        if spec.on_demand and not (inherited or spec.stdin_socket):
+            self.fail(
+                f"{path}.on_demand",
+                "needs a socket to wait on (use_sockets, sockets or stdin_socket)",
+            )
         target = spec.health.target
         if spec.health.type == "tcp" and tcp_port(target) is None:
             where = f"{path}.health.target"
@@ -568,5 +723,26 @@ _WATCHER_OPTIONS: dict[str, Callable[[_Loader, str, Any], Any]] = {
     "placement": _Loader.placement,
     "update": _Loader.update,
     "health": _Loader.health,
+    "hooks": _Loader.hooks,
+    "on_demand": _Loader.boolean,
+    "send_hup": _Loader.boolean,
+    "stdin_socket": _Loader.optional_string,
+    "executable": _Loader.optional_string,
+    "shell_args": _Loader.args,
+    "copy_path": _Loader.boolean,
+    "virtualenv": _Loader.optional_string,
+    "close_child_stdout": _Loader.boolean,
+    "close_child_stderr": _Loader.boolean,
+    "autorestart": _Loader.autorestart,
+    "exitcodes": _Loader.exitcodes,
+    "startsecs": lambda ld, p, v: ld.number(p, v),
 }
 """Every watcher option except `rlimit_*`, with the check that parses it."""
+
+_SOCKET_OPTIONS = (
+    "host", "port", "path", "family", "type", "backlog", "umask", "replace", "so_reuseport",
+    "blocking",
+)  # fmt: skip
+_STREAM_OPTIONS = (
+    "class", "filename", "max_bytes", "backup_count", "rotate_when", "rotate_interval", "color",
+)  # fmt: skip

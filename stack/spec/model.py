@@ -31,6 +31,19 @@ def valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+STREAM_CLASSES = (
+    "FileStream", "WatchedFileStream", "TimedRotatingFileStream", "StdoutStream",
+    "FancyStdoutStream",
+)  # fmt: skip
+"""Circus's stream classes that Stack knows; the first is the default."""
+
+HOOKS = (
+    "before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
+    "before_signal", "after_signal", "after_reap",
+)  # fmt: skip
+"""The moments of a watcher's life at which a hook command may run, in Circus's words."""
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """Where one output stream of a watcher is written, and how it rotates."""
@@ -38,9 +51,17 @@ class StreamSpec:
     filename: str = ""
     """Path of the file; empty means `<agent data dir>/logs/<watcher>.<out|err>.log`."""
     max_bytes: int = 10 * 1024 * 1024
-    """Rotate when the file would grow past this size; 0 never rotates."""
+    """Rotate when the file would grow past this size; 0 never rotates (FileStream)."""
     backup_count: int = 5
     """How many rotated files (`.1` ... `.N`) to keep."""
+    class_: str = "FileStream"
+    """One of STREAM_CLASSES (the option `class`): how the lines are kept or shown."""
+    rotate_when: str = ""
+    """TimedRotatingFileStream: S, M, H, D, W0-W6 or MIDNIGHT."""
+    rotate_interval: int = 1
+    """TimedRotatingFileStream: rotate every this many `rotate_when` units."""
+    color: str = ""
+    """FancyStdoutStream: the colour of the watcher's lines; empty picks one per watcher."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,18 @@ class HealthSpec:
     """Seconds one check may take."""
     retries: int = 3
     """Failed checks in a row before the process is unhealthy and restarted."""
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A command the agent runs at one moment of a watcher's life (see HOOKS)."""
+
+    cmd: str
+    """The command line, split like `cmd`."""
+    ignore_errors: bool = False
+    """A failing `before_*` hook does not abort the step it precedes."""
+    timeout: float = 30.0
+    """Seconds the hook may run before it is killed and counts as failed."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,35 @@ class WatcherSpec:
     placement: PlacementSpec = PlacementSpec()
     update: UpdateSpec = UpdateSpec()
     health: HealthSpec = HealthSpec()
+    # Options added after the first release: each is left out of the process
+    # fingerprint while it has its default value (see _ADDED_LATER).
+    hooks: MappingProxyType[str, HookSpec] = field(default_factory=_frozen_map)
+    """Commands run around the workers' life, by moment (see HOOKS)."""
+    on_demand: bool = False
+    """Start the workers only when a socket of the watcher gets its first connection."""
+    send_hup: bool = False
+    """`reload` sends SIGHUP to the workers instead of replacing them."""
+    stdin_socket: str = ""
+    """A socket of the stack given to each worker as its stdin (fd 0)."""
+    executable: str = ""
+    """The program to run; the first word of `cmd` is then only its argv[0]."""
+    shell_args: tuple[str, ...] = ()
+    """With `shell`, more arguments for the shell (`$0`, `$1`... of the command)."""
+    copy_path: bool = False
+    """The agent's Python path in the workers' PYTHONPATH (needs copy_env)."""
+    virtualenv: str = ""
+    """A virtualenv whose bin directory leads the workers' PATH (needs copy_env)."""
+    close_child_stdout: bool = False
+    """Give workers /dev/null as stdout."""
+    close_child_stderr: bool = False
+    """Give workers /dev/null as stderr."""
+    autorestart: str = ""
+    """"" (respawn decides) or "unexpected": respawn only after an exit whose code is
+    not in `exitcodes` (or a death by a signal Stack did not send)."""
+    exitcodes: tuple[int, ...] = (0,)
+    """The exit codes that are expected (for autorestart = "unexpected")."""
+    startsecs: float = 0.0
+    """Seconds a worker must stay up for its start to count as successful."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (maps become dicts, tuples lists)."""
@@ -169,12 +231,22 @@ class WatcherSpec:
         """A digest of every option that needs new processes when it changes.
 
         numprocesses, priority, autostart, flapping, max_retry, placement,
-        update and health can change without replacing running workers;
-        everything else cannot.
+        update, health, hooks, on_demand, send_hup, autorestart, exitcodes and
+        startsecs can change without replacing running workers; everything else
+        cannot. An option added later counts only when it is not at its default,
+        so that a watcher that does not use it keeps its fingerprint (and its
+        workers) across an upgrade.
         """
         data = self.to_dict()
         for key in _NOT_OF_THE_PROCESS:
             data.pop(key)
+        for key, default in _ADDED_LATER.items():
+            if data.get(key) == default:
+                data.pop(key)
+        for stream in ("stdout_stream", "stderr_stream"):
+            for key, default in _STREAM_ADDED_LATER.items():
+                if data[stream].get(key) == default:
+                    data[stream].pop(key)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -187,8 +259,15 @@ def version_label(restart_token: int, fingerprint: str) -> str:
 
 _NOT_OF_THE_PROCESS = (
     "numprocesses", "priority", "autostart", "flapping", "max_retry", "placement", "update",
-    "health",
+    "health", "hooks", "on_demand", "send_hup", "autorestart", "exitcodes", "startsecs",
 )  # fmt: skip
+_ADDED_LATER = {
+    "stdin_socket": "", "executable": "", "shell_args": [], "copy_path": False,
+    "virtualenv": "", "close_child_stdout": False, "close_child_stderr": False,
+}  # fmt: skip
+"""Options of the process added after the first release, with their defaults as
+`to_dict` writes them."""
+_STREAM_ADDED_LATER = {"class_": "FileStream", "rotate_when": "", "rotate_interval": 1, "color": ""}
 
 
 def _plain(value: Any) -> Any:
@@ -210,7 +289,7 @@ class StackSpec:
     sockets: MappingProxyType[str, SocketSpec] = field(default_factory=_frozen_map)
 
     def sockets_of(self, watcher: WatcherSpec) -> tuple[SocketSpec, ...]:
-        """The sockets a watcher's workers inherit, in fd order."""
+        """The sockets a watcher's workers inherit, in fd order (not its stdin_socket)."""
         if watcher.sockets:
             return tuple(self.sockets[name] for name in watcher.sockets)
         if watcher.use_sockets:

@@ -52,13 +52,17 @@ def mask_env(name: str, value: str) -> str:
 
 def masked(spec: WatcherSpec) -> WatcherSpec:
     """`spec` as shown to anyone: secret env values and URL passwords masked in env,
-    `cmd`, `args` and the health check's target."""
+    `cmd`, `args`, the hooks and the health check's target."""
+    hooks = {
+        moment: replace(hook, cmd=mask_credentials(hook.cmd)) for moment, hook in spec.hooks.items()
+    }
     return replace(
         spec,
         cmd=mask_credentials(spec.cmd),
         args=tuple(mask_credentials(arg) for arg in spec.args),
         env=MappingProxyType({key: mask_env(key, value) for key, value in spec.env.items()}),
         health=replace(spec.health, target=mask_credentials(spec.health.target)),
+        hooks=MappingProxyType(hooks),
     )
 
 

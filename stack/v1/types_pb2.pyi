@@ -85,14 +85,32 @@ SEVERITY_WARNING: Severity
 SEVERITY_ERROR: Severity
 
 class StreamSpec(_message.Message):
-    __slots__ = ("filename", "max_bytes", "backup_count")
+    __slots__ = ("filename", "max_bytes", "backup_count", "stream_class", "rotate_when", "rotate_interval", "color")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     BACKUP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_WHEN_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
     filename: str
     max_bytes: int
     backup_count: int
-    def __init__(self, filename: _Optional[str] = ..., max_bytes: _Optional[int] = ..., backup_count: _Optional[int] = ...) -> None: ...
+    stream_class: str
+    rotate_when: str
+    rotate_interval: int
+    color: str
+    def __init__(self, filename: _Optional[str] = ..., max_bytes: _Optional[int] = ..., backup_count: _Optional[int] = ..., stream_class: _Optional[str] = ..., rotate_when: _Optional[str] = ..., rotate_interval: _Optional[int] = ..., color: _Optional[str] = ...) -> None: ...
+
+class HookSpec(_message.Message):
+    __slots__ = ("cmd", "ignore_errors", "timeout")
+    CMD_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    cmd: str
+    ignore_errors: bool
+    timeout: float
+    def __init__(self, cmd: _Optional[str] = ..., ignore_errors: _Optional[bool] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class FlappingSpec(_message.Message):
     __slots__ = ("attempts", "window", "retry_in", "max_retry")
@@ -146,7 +164,7 @@ class HealthSpec(_message.Message):
     def __init__(self, type: _Optional[str] = ..., target: _Optional[str] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class WatcherSpec(_message.Message):
-    __slots__ = ("name", "cmd", "args", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid", "env", "copy_env", "rlimits", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry", "autostart", "priority", "singleton", "use_sockets", "sockets", "close_child_stdin", "max_age", "max_age_variance", "stdout_stream", "stderr_stream", "flapping", "umask", "placement", "update", "health")
+    __slots__ = ("name", "cmd", "args", "numprocesses", "warmup_delay", "working_dir", "shell", "uid", "gid", "env", "copy_env", "rlimits", "stop_signal", "stop_children", "graceful_timeout", "respawn", "max_retry", "autostart", "priority", "singleton", "use_sockets", "sockets", "close_child_stdin", "max_age", "max_age_variance", "stdout_stream", "stderr_stream", "flapping", "umask", "placement", "update", "health", "hooks", "on_demand", "send_hup", "stdin_socket", "executable", "shell_args", "copy_path", "virtualenv", "close_child_stdout", "close_child_stderr", "autorestart", "exitcodes", "startsecs")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +179,13 @@ class WatcherSpec(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class HooksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: HookSpec
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[HookSpec, _Mapping]] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     CMD_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +218,19 @@ class WatcherSpec(_message.Message):
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HOOKS_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_FIELD_NUMBER: _ClassVar[int]
+    SEND_HUP_FIELD_NUMBER: _ClassVar[int]
+    STDIN_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    SHELL_ARGS_FIELD_NUMBER: _ClassVar[int]
+    COPY_PATH_FIELD_NUMBER: _ClassVar[int]
+    VIRTUALENV_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_CHILD_STDOUT_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_CHILD_STDERR_FIELD_NUMBER: _ClassVar[int]
+    AUTORESTART_FIELD_NUMBER: _ClassVar[int]
+    EXITCODES_FIELD_NUMBER: _ClassVar[int]
+    STARTSECS_FIELD_NUMBER: _ClassVar[int]
     name: str
     cmd: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -225,7 +263,20 @@ class WatcherSpec(_message.Message):
     placement: PlacementSpec
     update: UpdateSpec
     health: HealthSpec
-    def __init__(self, name: _Optional[str] = ..., cmd: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., numprocesses: _Optional[int] = ..., warmup_delay: _Optional[float] = ..., working_dir: _Optional[str] = ..., shell: _Optional[bool] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., copy_env: _Optional[bool] = ..., rlimits: _Optional[_Mapping[str, int]] = ..., stop_signal: _Optional[str] = ..., stop_children: _Optional[bool] = ..., graceful_timeout: _Optional[float] = ..., respawn: _Optional[bool] = ..., max_retry: _Optional[int] = ..., autostart: _Optional[bool] = ..., priority: _Optional[int] = ..., singleton: _Optional[bool] = ..., use_sockets: _Optional[bool] = ..., sockets: _Optional[_Iterable[str]] = ..., close_child_stdin: _Optional[bool] = ..., max_age: _Optional[float] = ..., max_age_variance: _Optional[float] = ..., stdout_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., stderr_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., flapping: _Optional[_Union[FlappingSpec, _Mapping]] = ..., umask: _Optional[int] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateSpec, _Mapping]] = ..., health: _Optional[_Union[HealthSpec, _Mapping]] = ...) -> None: ...
+    hooks: _containers.MessageMap[str, HookSpec]
+    on_demand: bool
+    send_hup: bool
+    stdin_socket: str
+    executable: str
+    shell_args: _containers.RepeatedScalarFieldContainer[str]
+    copy_path: bool
+    virtualenv: str
+    close_child_stdout: bool
+    close_child_stderr: bool
+    autorestart: str
+    exitcodes: _containers.RepeatedScalarFieldContainer[int]
+    startsecs: float
+    def __init__(self, name: _Optional[str] = ..., cmd: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., numprocesses: _Optional[int] = ..., warmup_delay: _Optional[float] = ..., working_dir: _Optional[str] = ..., shell: _Optional[bool] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., copy_env: _Optional[bool] = ..., rlimits: _Optional[_Mapping[str, int]] = ..., stop_signal: _Optional[str] = ..., stop_children: _Optional[bool] = ..., graceful_timeout: _Optional[float] = ..., respawn: _Optional[bool] = ..., max_retry: _Optional[int] = ..., autostart: _Optional[bool] = ..., priority: _Optional[int] = ..., singleton: _Optional[bool] = ..., use_sockets: _Optional[bool] = ..., sockets: _Optional[_Iterable[str]] = ..., close_child_stdin: _Optional[bool] = ..., max_age: _Optional[float] = ..., max_age_variance: _Optional[float] = ..., stdout_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., stderr_stream: _Optional[_Union[StreamSpec, _Mapping]] = ..., flapping: _Optional[_Union[FlappingSpec, _Mapping]] = ..., umask: _Optional[int] = ..., placement: _Optional[_Union[PlacementSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateSpec, _Mapping]] = ..., health: _Optional[_Union[HealthSpec, _Mapping]] = ..., hooks: _Optional[_Mapping[str, HookSpec]] = ..., on_demand: _Optional[bool] = ..., send_hup: _Optional[bool] = ..., stdin_socket: _Optional[str] = ..., executable: _Optional[str] = ..., shell_args: _Optional[_Iterable[str]] = ..., copy_path: _Optional[bool] = ..., virtualenv: _Optional[str] = ..., close_child_stdout: _Optional[bool] = ..., close_child_stderr: _Optional[bool] = ..., autorestart: _Optional[str] = ..., exitcodes: _Optional[_Iterable[int]] = ..., startsecs: _Optional[float] = ...) -> None: ...
 
 class SocketSpec(_message.Message):
     __slots__ = ("name", "host", "port", "path", "family", "type", "backlog", "umask", "replace", "so_reuseport", "blocking")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import tomllib
 
@@ -9,11 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stack.spec.dump import dump_stack, dump_watcher
-from stack.spec.load import INT32_MAX, INT64_MAX, RLIMITS, load_stack, tcp_port
+from stack.spec.load import (
+    COLORS,
+    INT32_MAX,
+    INT64_MAX,
+    RLIMITS,
+    ROTATE_WHEN,
+    load_stack,
+    tcp_port,
+)
 from stack.spec.model import (
+    HOOKS,
     MAX_PROCESSES,
+    STREAM_CLASSES,
     FlappingSpec,
     HealthSpec,
+    HookSpec,
     PlacementSpec,
     SocketSpec,
     StackSpec,
@@ -66,8 +78,32 @@ def sockets(draw: st.DrawFn, name: str) -> SocketSpec:
     )
 
 
-STREAMS = st.builds(
-    StreamSpec, filename=TEXT, max_bytes=st.integers(0, INT64_MAX), backup_count=_int32(0)
+@st.composite
+def streams(draw: st.DrawFn) -> StreamSpec:
+    """Any stream a stack file can give: each class with only the options it takes."""
+    kind = draw(st.sampled_from(STREAM_CLASSES))
+    fields: dict[str, object] = {"class_": kind, "filename": draw(TEXT)}
+    if kind not in ("WatchedFileStream", "TimedRotatingFileStream"):
+        fields["max_bytes"] = draw(st.integers(0, INT64_MAX))
+    if kind != "WatchedFileStream":
+        fields["backup_count"] = draw(_int32(0))
+    if kind == "TimedRotatingFileStream":
+        fields["rotate_when"] = draw(st.sampled_from(ROTATE_WHEN))
+        fields["rotate_interval"] = draw(_int32(1))
+    if kind == "FancyStdoutStream":
+        fields["color"] = draw(st.sampled_from(["", *COLORS]))
+    return StreamSpec(**fields)  # type: ignore[arg-type]
+
+
+STREAMS = streams()
+COMMAND_LINES = st.lists(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz-/ '\"", min_size=1, max_size=8), min_size=1
+).map(shlex.join)
+HOOK_SPECS = st.builds(
+    HookSpec,
+    cmd=COMMAND_LINES,
+    ignore_errors=st.booleans(),
+    timeout=SECONDS.filter(lambda x: x > 0),
 )
 FLAPPING = st.builds(
     FlappingSpec,
@@ -127,6 +163,10 @@ def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec
         cmd += f" --fd $(circus.sockets.{draw(st.sampled_from(usable))})"
     singleton = draw(st.booleans())
     env = draw(st.dictionaries(TEXT.filter(lambda s: s and "=" not in s), TEXT, max_size=3))
+    shell = draw(st.booleans())
+    copy_env = draw(st.booleans())
+    stdin_socket = draw(st.sampled_from(["", *socket_names]))
+    respawn = draw(st.booleans())
     return WatcherSpec(
         name=name,
         cmd=cmd + draw(st.sampled_from(["", " $(stack.wid)", " $(circus.name)"])),
@@ -134,18 +174,18 @@ def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec
         numprocesses=draw(st.integers(0, 1 if singleton else MAX_PROCESSES)),
         warmup_delay=draw(SECONDS),
         working_dir=draw(TEXT),
-        shell=draw(st.booleans()),
+        shell=shell,
         uid=draw(TEXT),
         gid=draw(TEXT),
         env=_frozen_map(env),
-        copy_env=draw(st.booleans()),
+        copy_env=copy_env,
         rlimits=_frozen_map(
             draw(st.dictionaries(st.sampled_from(RLIMITS), st.integers(-1, INT64_MAX)))
         ),
         stop_signal=draw(st.sampled_from(SIGNALS)),
         stop_children=draw(st.booleans()),
         graceful_timeout=draw(SECONDS),
-        respawn=draw(st.booleans()),
+        respawn=respawn,
         max_retry=draw(_int32(-1)),
         autostart=draw(st.booleans()),
         priority=draw(st.integers(-(2**31), INT32_MAX)),
@@ -162,6 +202,19 @@ def watchers(draw: st.DrawFn, name: str, socket_names: list[str]) -> WatcherSpec
         placement=draw(placements(singleton)),
         update=draw(UPDATES),
         health=draw(health_checks(usable)),
+        hooks=_frozen_map(draw(st.dictionaries(st.sampled_from(HOOKS), HOOK_SPECS, max_size=3))),
+        on_demand=bool(usable or stdin_socket) and draw(st.booleans()),
+        send_hup=draw(st.booleans()),
+        stdin_socket=stdin_socket,
+        executable=draw(st.one_of(st.just(""), TEXT.filter(lambda s: s.strip()))),
+        shell_args=tuple(draw(st.lists(TEXT, max_size=2))) if shell else (),
+        copy_path=copy_env and draw(st.booleans()),
+        virtualenv=draw(TEXT.filter(lambda s: s.strip())) if copy_env else "",
+        close_child_stdout=draw(st.booleans()),
+        close_child_stderr=draw(st.booleans()),
+        autorestart=draw(st.sampled_from(["", "unexpected"])) if respawn else "",
+        exitcodes=tuple(draw(st.lists(st.integers(0, 255), min_size=1, max_size=3, unique=True))),
+        startsecs=draw(SECONDS),
     )
 
 

@@ -228,13 +228,13 @@ BAD_FILES = [
     (
         "flapping_unknown_option",
         W + "[watchers.webapp.flapping]\nretries = 3\n",
-        "watchers.webapp.flapping.retries: unknown option",
+        "watchers.webapp.flapping.retries: unknown option (did you mean retry_in?)",
     ),
     (
-        "stream_class_not_a_file",
-        W + '[watchers.webapp.stdout_stream]\nclass = "StdoutStream"\n',
-        'watchers.webapp.stdout_stream.class: unsupported stream class "StdoutStream"'
-        " (only FileStream)",
+        "stream_class_unknown",
+        W + '[watchers.webapp.stdout_stream]\nclass = "QueueStream"\n',
+        "watchers.webapp.stdout_stream.class: must be one of FileStream, WatchedFileStream, "
+        'TimedRotatingFileStream, StdoutStream, FancyStdoutStream, got "QueueStream"',
     ),
     (
         "stream_max_bytes_negative",
@@ -465,7 +465,7 @@ BAD_FILES = [
     (
         "socket_unknown_option",
         "[sockets.web]\nreuseport = true\n",
-        "sockets.web.reuseport: unknown option",
+        "sockets.web.reuseport: unknown option (did you mean so_reuseport?)",
     ),
     (
         "ipv6_host_in_brackets",
