@@ -1,8 +1,10 @@
-"""Commands about the stack file as a whole: apply, up and export.
+"""Commands about the stack file as a whole: apply, up, export and convert.
 
 stackctl never parses or validates a stack file for the controller: it sends
 the file's name and text, and the controller answers with the changes or a
-one-line error naming the key.
+one-line error naming the key. A Circus INI file or a supervisord.conf is
+converted into a stack file first, here (see stack.cli.stackfiles), and that is
+what is sent.
 
 `apply` shows its plan before it changes anything: it asks the controller for a dry
 run, prints it, and when the plan takes something away (removes a watcher or a socket,
@@ -30,6 +32,7 @@ from stack.cli import render
 from stack.cli.client import CommandError, StackClient
 from stack.cli.local import LocalStack, LocalStackSettings, is_listening
 from stack.cli.options import open_client, options_of
+from stack.cli.stackfiles import print_notes, read_stack_file
 from stack.security.local import is_unix
 from stack.v1 import admin_pb2
 
@@ -37,22 +40,21 @@ CONTROLLER_READY_TIMEOUT = 15.0
 RUNNING_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
 
-FileArg = Annotated[str, typer.Argument(metavar="FILE", help="A stack file (TOML).")]
+FileArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE", help="A stack file (TOML), a Circus INI file or a supervisord.conf."
+    ),
+]
 
 
-def read_stack_file(path: str) -> str:
-    """The file's text; CommandError `cannot read webapp.toml: No such file or directory`."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CommandError(f"cannot read {path}: not UTF-8 text") from None
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
-
-
-def apply_document(reply: admin_pb2.ApplyReply, dry_run: bool) -> dict[str, Any]:
+def apply_document(
+    reply: admin_pb2.ApplyReply, dry_run: bool, notes: tuple[str, ...] = ()
+) -> dict[str, Any]:
     document = render.to_json(reply)
     document["dry_run"] = dry_run
+    if notes:
+        document["notes"] = list(notes)
     return document
 
 
@@ -102,14 +104,18 @@ def apply(
 
     A plan that removes a watcher or a socket, or replaces workers, is applied only
     once confirmed: on a terminal stackctl asks; without one it refuses unless --yes.
+    A Circus or Supervisor file is applied as what `stackctl convert` prints for it.
     """
-    content = read_stack_file(file)
+    stack_file = read_stack_file(file)
+    content = stack_file.content
     client = open_client(ctx)
     as_json = options_of(ctx).json
+    if not as_json:
+        print_notes(stack_file.notes)
 
     def show(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
         if as_json:
-            render.print_json(apply_document(reply, dry_run))
+            render.print_json(apply_document(reply, dry_run, stack_file.notes))
         else:
             _print_apply(reply, dry_run)
 
@@ -126,7 +132,7 @@ def apply(
         confirm(risks)
     reply = client.apply(file, content, if_generation=plan.generation)
     if as_json:
-        render.print_json(apply_document(reply, dry_run=False))
+        render.print_json(apply_document(reply, dry_run=False, notes=stack_file.notes))
     else:
         _print_outcome(reply, dry_run=False)
 
@@ -260,7 +266,9 @@ def up(
     ] = Path(".stack"),
 ) -> None:
     """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
-    content = read_stack_file(file)
+    stack_file = read_stack_file(file)
+    content = stack_file.content
+    print_notes(stack_file.notes)
     address = options_of(ctx).controller
     if not is_unix(address):
         raise CommandError(
@@ -313,7 +321,28 @@ def up(
         _flush()
 
 
+def convert(ctx: typer.Context, file: FileArg) -> None:
+    """Print the stack file equivalent to FILE, with a comment above each thing that was
+    changed or could not be carried; talks to no controller."""
+    from stack.spec.errors import SpecError
+    from stack.spec.foreign import TOML, read_stack_text
+
+    stack_file = read_stack_file(file)
+    text = stack_file.content
+    if stack_file.format == TOML:
+        try:
+            text = read_stack_text(text, file).toml()
+        except SpecError as err:
+            raise CommandError(str(err)) from None
+    if options_of(ctx).json:
+        document = {"format": stack_file.format, "toml": text, "notes": list(stack_file.notes)}
+        render.print_json(document)
+    else:
+        typer.echo(text, nl=not text.endswith("\n"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("apply")(apply)
     app.command("up")(up)
     app.command("export")(export)
+    app.command("convert")(convert)

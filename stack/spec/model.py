@@ -48,14 +48,14 @@ HOOKS = (
 class StreamSpec:
     """Where one output stream of a watcher is written, and how it rotates."""
 
+    class_: str = "FileStream"
+    """One of STREAM_CLASSES (the option `class`): how the lines are kept or shown."""
     filename: str = ""
     """Path of the file; empty means `<agent data dir>/logs/<watcher>.<out|err>.log`."""
     max_bytes: int = 10 * 1024 * 1024
     """Rotate when the file would grow past this size; 0 never rotates (FileStream)."""
     backup_count: int = 5
     """How many rotated files (`.1` ... `.N`) to keep."""
-    class_: str = "FileStream"
-    """One of STREAM_CLASSES (the option `class`): how the lines are kept or shown."""
     rotate_when: str = ""
     """TimedRotatingFileStream: S, M, H, D, W0-W6 or MIDNIGHT."""
     rotate_interval: int = 1
