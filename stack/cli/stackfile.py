@@ -3,7 +3,7 @@
 stackctl never parses or validates a stack file for the controller: it sends
 the file's name and text, and the controller answers with the changes or a
 one-line error naming the key. A Circus INI file or a supervisord.conf is
-converted into a stack file first, here (see stack.cli.stackfiles), and that is
+converted into a stack file first, here (see stack.cli.input_file), and that is
 what is sent.
 
 `apply` shows its plan before it changes anything: it asks the controller for a dry
@@ -30,9 +30,9 @@ import typer
 
 from stack.cli import render
 from stack.cli.client import CommandError, StackClient
+from stack.cli.input_file import print_notes, read_stack_file
 from stack.cli.local import LocalStack, LocalStackSettings, is_listening
 from stack.cli.options import open_client, options_of
-from stack.cli.stackfiles import print_notes, read_stack_file
 from stack.security.local import is_unix
 from stack.v1 import admin_pb2
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from stack.spec.dump import Anchor, dump_stack
 from stack.spec.errors import SpecError
 from stack.spec.ini import Dialect, IniError, Option, Origin, Section, parse
-from stack.spec.load import _Loader, load_stack
+from stack.spec.load import load_stack, load_stack_data
 from stack.spec.model import StackSpec
 
 TOML, CIRCUS, SUPERVISOR = "toml", "circus", "supervisor"
@@ -277,7 +277,7 @@ class Draft:
         """The stack, checked by the stack file's loader; SpecError at the first problem,
         naming the line the offending value came from."""
         try:
-            stack = _Loader(self.filename).stack(self.data)
+            stack = load_stack_data(self.data, self.filename)
         except SpecError as err:
             raise self._located(err) from None
         return Reading(self.kind, self.filename, stack, tuple(sorted(self.notes, key=self._order)))

@@ -122,7 +122,12 @@ def load_stack_file(path: str | Path) -> StackSpec:
 
 def load_stack(text: str, filename: str = "<stack>") -> StackSpec:
     """Validate the text of a stack file; raises SpecError on the first problem."""
-    data = _parse_toml(text, filename)
+    return load_stack_data(_parse_toml(text, filename), filename)
+
+
+def load_stack_data(data: dict[str, Any], filename: str = "<stack>") -> StackSpec:
+    """Validate a stack file's tables as TOML would give them (another format's
+    reader builds them: stack.spec.foreign); raises SpecError on the first problem."""
     return _Loader(filename).stack(data)
 
 
