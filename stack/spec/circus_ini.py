@@ -146,8 +146,8 @@ class _CircusReader:
             elif name.startswith("socket:"):
                 self.socket(section, global_env)
             elif not (name == "env" or name.split(":", 1)[0] in ("env", "watcher", "plugin")):
-                self.draft.note(
-                    "not a Circus section: ignored", origin=section.origin, label=f"[{name}]"
+                self.draft.unknown_section(
+                    section, "Circus", ("circus", "env"), ("watcher", "socket", "plugin", "env")
                 )
         envs = self.watcher_envs(watchers, global_env)
         for name, section in watchers.items():

@@ -26,6 +26,7 @@ from stack.spec.errors import SpecError
 from stack.spec.ini import Dialect, IniError, Option, Origin, Section, parse
 from stack.spec.load import load_stack, load_stack_data
 from stack.spec.model import StackSpec
+from stack.spec.suggest import closest
 
 TOML, CIRCUS, SUPERVISOR = "toml", "circus", "supervisor"
 FORMAT_NAMES = {TOML: "stack file", CIRCUS: "Circus INI file", SUPERVISOR: "supervisord.conf"}
@@ -201,6 +202,22 @@ class Draft:
                 self.note(f"{pattern!r} matches no file", origin=option.origin, label=label)
             for path in found:
                 self.read_ini(read_text(path, option.origin, label), path)
+
+    def unknown_section(
+        self, section: Section, daemon: str, names: tuple[str, ...], kinds: tuple[str, ...]
+    ) -> None:
+        """A section the daemon does not know: an error when it looks like a typo of
+        one it knows (`[watchr:web]`), else a note (other tools share these files)."""
+        kind, colon, rest = section.name.partition(":")
+        meant = closest(kind, kinds if colon else names, cutoff=0.8)
+        if meant is not None:
+            suggestion = f"[{meant}{colon}{rest}]"
+            self.fail(
+                section.origin, f"[{section.name}]", f"unknown section (did you mean {suggestion}?)"
+            )
+        self.note(
+            f"not a {daemon} section: ignored", origin=section.origin, label=f"[{section.name}]"
+        )
 
     # -- writing --------------------------------------------------------------------
 

@@ -59,6 +59,12 @@ _IGNORED_SECTIONS = {
     "events -f -o json streams them to any program (which a watcher can run)",
 }
 
+_SECTIONS = (
+    "supervisord", "supervisorctl", "unix_http_server", "inet_http_server", "include",
+)  # fmt: skip
+_SECTION_KINDS = (
+    "program", "fcgi-program", "group", "eventlistener", "rpcinterface", "ctlplugin",
+)  # fmt: skip
 _PROGRAM_OPTIONS = (
     "command", "process_name", "numprocs", "numprocs_start", "priority", "autostart",
     "autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
@@ -135,9 +141,7 @@ class _SupervisorReader:
             elif kind in _IGNORED_SECTIONS:
                 self.draft.note(_IGNORED_SECTIONS[kind], origin=section.origin, label=f"[{name}]")
             elif name not in ("supervisord", "include") and kind != "group":
-                self.draft.note(
-                    "not a Supervisor section: ignored", origin=section.origin, label=f"[{name}]"
-                )
+                self.draft.unknown_section(section, "Supervisor", _SECTIONS, _SECTION_KINDS)
         self.note_groups(in_groups, made)
         if self.draft.data["watchers"]:
             self.draft.note(

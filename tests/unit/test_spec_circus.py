@@ -361,3 +361,13 @@ class TestDaemonAndPlugins:
         assert notes(read(W + "[logging]\nlevel = 1\n")) == [
             "circus.ini: line 3: [logging]: not a Circus section: ignored"
         ]
+
+
+@pytest.mark.usefixtures("write")
+def test_a_section_that_looks_like_a_typo_is_an_error_that_suggests_the_right_one() -> None:
+    assert fails(W + "[watchr:db]\ncmd = db\n") == (
+        "circus.ini: line 3: [watchr:db]: unknown section (did you mean [watcher:db]?)"
+    )
+    assert fails(W + "[circuss]\nendpoint = x\n") == (
+        "circus.ini: line 3: [circuss]: unknown section (did you mean [circus]?)"
+    )

@@ -397,3 +397,12 @@ def test_an_unknown_supervisord_option_is_an_error() -> None:
     assert fails("[supervisord]\nlogfiel=/l\n" + P) == (
         "supervisord.conf: line 2: [supervisord] logfiel: unknown option (did you mean logfile?)"
     )
+
+
+def test_a_section_that_looks_like_a_typo_is_an_error_that_suggests_the_right_one() -> None:
+    assert fails(P + "[programs:db]\ncommand=db\n") == (
+        "supervisord.conf: line 3: [programs:db]: unknown section (did you mean [program:db]?)"
+    )
+    assert fails("[supervisor]\nlogfile=/l\n" + P) == (
+        "supervisord.conf: line 1: [supervisor]: unknown section (did you mean [supervisord]?)"
+    )
