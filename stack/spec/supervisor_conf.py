@@ -443,7 +443,7 @@ class _SupervisorReader:
         self.exitcodes(section, label, at, expansions)
         self.logfiles(section, label, at, process)
         if fcgi:
-            self.fcgi_socket(section, label, name, at)
+            self.fcgi_socket(section, label, at)
         return name
 
     def option(self, at: tuple[str, ...], key: str, option: Option, label: str, value: str) -> None:
@@ -667,15 +667,25 @@ class _SupervisorReader:
             anchor=("watchers", watcher, "numprocesses"),
         )
 
-    def fcgi_socket(self, section: Section, label: str, name: str, at: tuple[str, ...]) -> None:
-        """[fcgi-program:x]'s socket is the socket x, each worker's stdin (fd 0)."""
+    def fcgi_socket(self, section: Section, label: str, at: tuple[str, ...]) -> None:
+        """[fcgi-program:x]'s socket is the socket x, the stdin (fd 0) of each of its
+        workers, in one watcher or in a watcher per process."""
         option = section.get("socket")
         where = f"{label} socket"
         if option is None:
             self.draft.fail(section.origin, label, "socket: required")
-        program = section.name.split(":", 1)[1]
+        program = section.name.split(":", 1)[1].strip()
+        self.draft.put((*at, "stdin_socket"), program, option.origin, where)
+        self.draft.note(
+            "each worker's stdin (fd 0), as supervisord gave it",
+            origin=option.origin,
+            label=where,
+            anchor=(*at, "stdin_socket"),
+        )
+        socket_at = ("sockets", program)
+        if program in self.draft.data["sockets"]:
+            return  # written for the program's first process
         value = self.expand(option, where, {"program_name": program}).strip()
-        socket_at = ("sockets", name)
         self.draft.table(socket_at, option.origin, where)
         put = self.draft.put
         if value.startswith("unix://"):
@@ -724,13 +734,6 @@ class _SupervisorReader:
                 backlog.origin,
                 f"{label} socket_backlog",
             )
-        put((*at, "stdin_socket"), name, option.origin, where)
-        self.draft.note(
-            "each worker's stdin (fd 0), as supervisord gave it",
-            origin=option.origin,
-            label=where,
-            anchor=(*at, "stdin_socket"),
-        )
 
     # -- values ---------------------------------------------------------------------
 

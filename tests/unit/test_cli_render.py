@@ -95,7 +95,9 @@ def last_exit(**fields: object) -> types_pb2.LastExit:
         (last_exit(signal=99, at=NOW), "signal 99"),
         (
             last_exit(  # adopted after an agent crash: not the agent's child
-                reason=types_pb2.EXIT_REASON_CRASHED, at=NOW, code_unknown=True,
+                reason=types_pb2.EXIT_REASON_CRASHED,
+                at=NOW,
+                code_unknown=True,
                 message="exited while the agent was down",
             ),
             "exit status unknown (crashed, exited while the agent was down)",

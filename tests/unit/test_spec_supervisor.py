@@ -406,3 +406,13 @@ def test_a_section_that_looks_like_a_typo_is_an_error_that_suggests_the_right_on
     assert fails("[supervisor]\nlogfile=/l\n" + P) == (
         "supervisord.conf: line 1: [supervisor]: unknown section (did you mean [supervisord]?)"
     )
+
+
+def test_an_fcgi_program_split_into_watchers_shares_its_one_socket() -> None:
+    stack = read(
+        "[fcgi-program:php]\ncommand=php-cgi --slot %(process_num)d\nsocket=tcp://127.0.0.1:9000\n"
+        "process_name=php%(process_num)d\nnumprocs=2\n"
+    ).stack
+    assert list(stack.sockets) == ["php"]
+    assert [w.stdin_socket for w in stack.watchers.values()] == ["php", "php"]
+    assert sorted(stack.watchers) == ["php0", "php1"]
