@@ -30,6 +30,7 @@ from stack.spec.model import (
 from stack.spec.secrets import masked, masked_stack
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _ALWAYS = ("cmd", "numprocesses")
 _TABLES = (
     "env", "rlimits", "flapping", "stdout_stream", "stderr_stream", "placement", "update",
@@ -83,14 +84,20 @@ def _render(entries: list[_Entry], comments: Comments) -> str:
         while anchor and anchor not in written:
             anchor = anchor[:-1]
         above.setdefault(anchor, []).extend(lines)
-    out = [f"# {line}" for line in above.pop((), [])]
+    out = [_comment(line) for line in above.pop((), [])]
     if out and entries:
         out.append("")
     for at, text in entries:
         if at is not None:
-            out += [f"# {line}" for line in above.pop(at, [])]
+            out += [_comment(line) for line in above.pop(at, [])]
         out.append(text)
     return "".join(line + "\n" for line in out)
+
+
+def _comment(text: str) -> str:
+    """`# text`, its control characters escaped: TOML allows none in a comment (and a
+    newline would end it)."""
+    return "# " + _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def _watcher_entries(spec: WatcherSpec) -> list[_Entry]:

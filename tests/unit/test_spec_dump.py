@@ -312,3 +312,29 @@ def test_health_tcp_port_is_written_as_a_number_and_a_socket_as_a_name() -> None
 
 def test_health_table_is_left_out_without_a_check() -> None:
     assert "health" not in dump_watcher(WatcherSpec(name="w", cmd="run"))
+
+
+def test_comments_go_above_what_they_are_about_or_the_nearest_thing_written() -> None:
+    stack = load_stack(
+        '[sockets.web]\nport = 80\n[watchers.w]\ncmd = "run"\n[watchers.w.env]\nA = "1"\n'
+    )
+    text = dump_stack(
+        stack,
+        comments={
+            (): ["about the file"],
+            ("sockets", "web", "port"): ["about the port"],
+            ("watchers", "w"): ["about the watcher"],
+            ("watchers", "w", "priority"): ["priority is the default: not written"],
+            ("watchers", "w", "env", "A"): ["about A"],
+            ("watchers", "gone"): ["about a watcher not in the stack"],
+            ("watchers", "w", "hooks"): ["a line\nthat would end the comment"],
+        },
+    )
+    assert text == (
+        "# about the file\n# about a watcher not in the stack\n\n"
+        "[sockets.web]\n# about the port\nport = 80\n\n"
+        "# about the watcher\n# priority is the default: not written\n"
+        "# a line\\x0athat would end the comment\n"
+        '[watchers.w]\ncmd = "run"\nnumprocesses = 1\n\n[watchers.w.env]\n# about A\nA = "1"\n'
+    )
+    assert load_stack(text) == stack
