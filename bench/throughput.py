@@ -16,9 +16,13 @@ All three listen with the same options (backlog 2048, SO_REUSEADDR, no
 SO_REUSEPORT, non-blocking), each tool's default. Each setup is started alone,
 warmed up for 2 s, loaded by Debian's `wrk` (--threads, --connections) for
 --seconds, and stopped; the three take turns, in a rotating order, --rounds
-times. Prints the median requests/s and p99 latency of each setup and their
-ratio to gunicorn alone; asserts nothing. Targets (issue 14): Stack's requests/s
-at least 0.98 of gunicorn's own, its p99 at most 1.05 of it.
+times. Prints the median requests/s, p99 latency and CPU time per request of
+each setup (all its processes, the manager's part apart) and their ratio to
+gunicorn alone; asserts nothing. CPU per request holds still on a busy machine,
+where requests/s and p99 swing with whatever else runs. Targets (issue 14):
+Stack's requests/s at least 0.98 of gunicorn's own, its p99 at most 1.05 of it.
+--no-manager adds N `gunicorn -w 1` on a socket the bench binds itself: the
+managers' layout without a manager.
 
 wrk is installed with apt when missing (as root); gunicorn and Circus go into
 virtualenvs under bench/.cache/ (see bench/installs.py).
@@ -49,7 +53,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.installs import CIRCUS, GUNICORN, debian_tool, venv
-from bench.measure import poll
+from bench.measure import cpu_seconds, poll
 from bench.teardown import interruptible, stop_daemon
 from tests.integration.cluster import (
     Cluster,
@@ -182,10 +186,22 @@ class UnderCircus:
 
 @dataclass(frozen=True)
 class Load:
+    requests: int
     requests_per_second: float
     p99_ms: float
     errors: str
     """wrk's socket errors and non-2xx count when there were any, else empty."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One setup under load for one round."""
+
+    load: Load
+    cpu_us: float
+    """CPU time of all the setup's processes per request, in microseconds."""
+    manager_cpu_us: float
+    """The part of cpu_us spent outside gunicorn (Stack's daemons, circusd)."""
 
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -193,12 +209,14 @@ UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 def parse_wrk(out: str) -> Load:
     """Requests/s, p99 and errors from `wrk --latency` output."""
+    total = re.search(r"^\s+(\d+) requests in ", out, re.M)
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    if not rps or not p99:
-        raise RuntimeError(f"wrk printed no requests/s or p99:\n{out}")
+    if not total or not rps or not p99:
+        raise RuntimeError(f"wrk printed no request count, requests/s or p99:\n{out}")
     errors = [line.strip() for line in out.splitlines() if "errors" in line or "Non-2xx" in line]
-    return Load(float(rps[1]), float(p99[1]) * UNITS_MS[p99[2]], "; ".join(errors))
+    p99_ms = float(p99[1]) * UNITS_MS[p99[2]]
+    return Load(int(total[1]), float(rps[1]), p99_ms, "; ".join(errors))
 
 
 def answers(url: str) -> bool:
@@ -265,7 +283,20 @@ def _describe(pid: int, target_fd: int, port: int) -> str:
     )
 
 
-def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tuple[Load, str]:
+def cpu_by_kind(procs: list[psutil.Process]) -> tuple[float, float]:
+    """(CPU seconds of the gunicorn processes, of the others) among `procs` still alive."""
+    serving = other = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            spent = cpu_seconds(proc.pid)
+            if any("gunicorn" in part for part in proc.cmdline()[:2]):
+                serving += spent
+            else:
+                other += spent
+    return serving, other
+
+
+def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tuple[Turn, str]:
     """Start `setup` alone, warm it up, load it for ns.seconds, stop it; and its socket setup."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -274,37 +305,49 @@ def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tupl
         setup.start(root, port)
         poll(lambda: answers(url), timeout=60, interval=0.1, what=f"{setup.label} to serve")
         load(wrk, url, WARMUP, ns)
-        return load(wrk, url, ns.seconds, ns), socket_setup(port)
+        procs = psutil.Process().children(recursive=True)  # the setup's, wrk is not running
+        serving, other = cpu_by_kind(procs)
+        got = load(wrk, url, ns.seconds, ns)
+        serving_after, other_after = cpu_by_kind(procs)
+        per_request = 1e6 / max(got.requests, 1)
+        manager = (other_after - other) * per_request
+        turn = Turn(got, (serving_after - serving) * per_request + manager, manager)
+        return turn, socket_setup(port)
     finally:
         setup.stop()
         kill_descendants()  # whatever a setup left: the next one runs alone
 
 
-def report(results: dict[str, list[Load]], sockets: dict[str, str], ns: argparse.Namespace) -> str:
+def report(results: dict[str, list[Turn]], sockets: dict[str, str], ns: argparse.Namespace) -> str:
     med = statistics.median
     anchor = results["gunicorn alone"]
-    anchor_rps = med(r.requests_per_second for r in anchor)
-    anchor_p99 = med(r.p99_ms for r in anchor)
+    anchor_rps = med(t.load.requests_per_second for t in anchor)
+    anchor_p99 = med(t.load.p99_ms for t in anchor)
+    anchor_cpu = med(t.cpu_us for t in anchor)
     lines = [
         f"| setup ({ns.workers} sync workers) | requests/s | p99 latency | "
-        "requests/s vs gunicorn | p99 vs gunicorn |",
+        "CPU per request (of which the manager) | vs gunicorn alone: requests/s, p99, CPU |",
         "|---|---|---|---|---|",
     ]
-    for label, loads in results.items():
-        rps = med(r.requests_per_second for r in loads)
-        p99 = med(r.p99_ms for r in loads)
+    for label, turns in results.items():
+        rps = med(t.load.requests_per_second for t in turns)
+        p99 = med(t.load.p99_ms for t in turns)
+        cpu = med(t.cpu_us for t in turns)
+        manager = med(t.manager_cpu_us for t in turns)
         lines.append(
-            f"| {label} | {rps:,.0f} | {p99:.2f} ms | {rps / anchor_rps:.3f}x | "
-            f"{p99 / anchor_p99:.3f}x |"
+            f"| {label} | {rps:,.0f} | {p99:.2f} ms | {cpu:,.0f} µs ({manager:,.1f} µs) | "
+            f"{rps / anchor_rps:.3f}x, {p99 / anchor_p99:.3f}x, {cpu / anchor_cpu:.3f}x |"
         )
     lines.append("")
     lines.append(
         f"Medians of {ns.rounds} rounds of {ns.seconds:g} s, wrk --threads {ns.threads} "
-        f"--connections {ns.connections}, each setup alone on the machine in turn."
+        f"--connections {ns.connections}, each setup alone on the machine in turn. CPU per "
+        "request: user + system time of every process of the setup (wrk aside) over the load, "
+        "divided by the requests served."
     )
     stack = results["Stack"]
-    rps_ratio = med(r.requests_per_second for r in stack) / anchor_rps
-    p99_ratio = med(r.p99_ms for r in stack) / anchor_p99
+    rps_ratio = med(t.load.requests_per_second for t in stack) / anchor_rps
+    p99_ratio = med(t.load.p99_ms for t in stack) / anchor_p99
     verdict = "met" if rps_ratio >= 0.98 and p99_ratio <= 1.05 else "MISSED"
     lines.append(
         f"Target (Stack >= 0.98x requests/s and <= 1.05x p99 of gunicorn alone): {verdict} "
@@ -312,10 +355,10 @@ def report(results: dict[str, list[Load]], sockets: dict[str, str], ns: argparse
     )
     for label, setup in sockets.items():
         lines.append(f"Listening socket under {label}: {setup}.")
-    for label, loads in results.items():
-        for number, result in enumerate(loads, 1):
-            if result.errors:
-                lines.append(f"{label}, round {number}: {result.errors}")
+    for label, turns in results.items():
+        for number, turn in enumerate(turns, 1):
+            if turn.load.errors:
+                lines.append(f"{label}, round {number}: {turn.load.errors}")
     return "\n".join(lines)
 
 
@@ -344,20 +387,21 @@ def main() -> None:
     ]
     if ns.no_manager:
         setups.append(SharedWithoutManager(gunicorn, ns.workers))
-    results: dict[str, list[Load]] = {setup.label: [] for setup in setups}
+    results: dict[str, list[Turn]] = {setup.label: [] for setup in setups}
     sockets: dict[str, str] = {}
     become_subreaper()  # orphans of a setup re-parent here, so nothing outlives its turn
     with tempfile.TemporaryDirectory(prefix="stack-throughput-") as tmp, interruptible():
         try:
             for round_no in range(ns.rounds):
                 shift = round_no % len(setups)
-                for turn, setup in enumerate(setups[shift:] + setups[:shift]):
-                    got, sockets[setup.label] = one_turn(
-                        setup, Path(tmp) / f"r{round_no}-{turn}", wrk, ns
+                for number, setup in enumerate(setups[shift:] + setups[:shift]):
+                    turn, sockets[setup.label] = one_turn(
+                        setup, Path(tmp) / f"r{round_no}-{number}", wrk, ns
                     )
-                    results[setup.label].append(got)
+                    results[setup.label].append(turn)
                     print(f"bench: round {round_no + 1}/{ns.rounds} {setup.label}: "
-                          f"{got.requests_per_second:,.0f} requests/s, p99 {got.p99_ms:.2f} ms",
+                          f"{turn.load.requests_per_second:,.0f} requests/s, "
+                          f"p99 {turn.load.p99_ms:.2f} ms, CPU {turn.cpu_us:,.0f} µs/request",
                           file=sys.stderr)  # fmt: skip
         except KeyboardInterrupt:
             sys.exit("bench: interrupted; every process it started is stopped")

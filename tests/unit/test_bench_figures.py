@@ -36,6 +36,7 @@ def test_wrk_report_gives_requests_per_second_and_p99_in_milliseconds(
     printed: str, milliseconds: float
 ) -> None:
     load = parse_wrk(WRK_REPORT.format(p99=printed, errors=""))
+    assert load.requests == 1194
     assert load.requests_per_second == 1187.66
     assert load.p99_ms == pytest.approx(milliseconds)
     assert load.errors == ""
@@ -52,7 +53,7 @@ def test_wrk_socket_errors_and_bad_statuses_are_kept() -> None:
 
 
 def test_a_report_without_latency_distribution_is_refused() -> None:
-    with pytest.raises(RuntimeError, match="no requests/s or p99"):
+    with pytest.raises(RuntimeError, match="no request count, requests/s or p99"):
         parse_wrk("Requests/sec:   10.0\n")
 
 
