@@ -21,8 +21,10 @@ each setup (all its processes, the manager's part apart) and their ratio to
 gunicorn alone; asserts nothing. CPU per request holds still on a busy machine,
 where requests/s and p99 swing with whatever else runs. Targets (issue 14):
 Stack's requests/s at least 0.98 of gunicorn's own, its p99 at most 1.05 of it.
---no-manager adds N `gunicorn -w 1` on a socket the bench binds itself: the
-managers' layout without a manager.
+--layouts adds two setups that tell the cost of the layout from the cost of
+the manager: N `gunicorn -w 1` on a socket the bench binds itself (the
+managers' layout, no manager), and Stack running one `gunicorn -w N` on its
+socket (gunicorn's layout, under Stack).
 
 wrk is installed with apt when missing (as root); gunicorn and Circus go into
 virtualenvs under bench/.cache/ (see bench/installs.py).
@@ -102,19 +104,27 @@ class GunicornAlone:
 
 @dataclass
 class UnderStack:
+    """N `gunicorn -w 1` as Stack's workers; with `one_master`, one `gunicorn -w N` instead."""
+
     gunicorn: Path
     workers: int
+    one_master: bool = False
     label: str = "Stack"
     cluster: Cluster | None = None
+
+    def __post_init__(self) -> None:
+        if self.one_master:
+            self.label = f"Stack, one gunicorn -w {self.workers}"
 
     def start(self, root: Path, port: int) -> None:
         self.cluster = Cluster(root / "stack", agent_options=())  # the agent's defaults
         self.cluster.start()
-        cmd = shlex.join(gunicorn_argv(self.gunicorn, 1))
+        per_process, processes = (self.workers, 1) if self.one_master else (1, self.workers)
+        cmd = shlex.join(gunicorn_argv(self.gunicorn, per_process))
         stack_file = root / "web.toml"
         stack_file.write_text(
             f'[sockets.web]\nhost = "127.0.0.1"\nport = {port}\n'
-            f"[watchers.web]\ncmd = {json.dumps(cmd)}\nnumprocesses = {self.workers}\n"
+            f"[watchers.web]\ncmd = {json.dumps(cmd)}\nnumprocesses = {processes}\n"
             "use_sockets = true\n"
         )
         self.cluster.stackctl("apply", str(stack_file), check=True)
@@ -134,7 +144,7 @@ class SharedWithoutManager:
 
     gunicorn: Path
     workers: int
-    label: str = "no manager, shared socket"
+    label: str = "no manager, N gunicorn -w 1"
     daemons: list[Daemon] = field(default_factory=list)
     sock: socket.socket | None = None
 
@@ -372,9 +382,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
     parser.add_argument(
-        "--no-manager",
+        "--layouts",
         action="store_true",
-        help="also N `gunicorn -w 1` on a socket the bench binds: the layout without a manager",
+        help="also N gunicorn -w 1 without a manager, and one gunicorn -w N under Stack",
     )
     ns = parser.parse_args()
     wrk = debian_tool("wrk", "wrk")
@@ -385,8 +395,9 @@ def main() -> None:
         UnderStack(gunicorn, ns.workers),
         UnderCircus(gunicorn, circus, ns.workers),
     ]
-    if ns.no_manager:
+    if ns.layouts:
         setups.append(SharedWithoutManager(gunicorn, ns.workers))
+        setups.append(UnderStack(gunicorn, ns.workers, one_master=True))
     results: dict[str, list[Turn]] = {setup.label: [] for setup in setups}
     sockets: dict[str, str] = {}
     become_subreaper()  # orphans of a setup re-parent here, so nothing outlives its turn
