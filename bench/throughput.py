@@ -6,9 +6,10 @@ The same WSGI app (bench/hello_app.py, 334 bytes of text) is served by N gunicor
 sync workers in three setups, each on a fresh kernel-chosen port on 127.0.0.1:
 
 - gunicorn alone: `gunicorn -w N`, which binds the port itself (the anchor);
-- Stack: a controller and an agent; the agent binds a [sockets] entry and runs a
-  watcher of N `gunicorn -w 1` that inherit it through systemd's socket
-  activation variables (LISTEN_FDS), as gunicorn supports out of the box;
+- Stack: a controller (on its local unix socket) and an agent; the agent binds a
+  [sockets] entry and runs a watcher of N `gunicorn -w 1` that inherit it
+  through systemd's socket activation variables (LISTEN_FDS), as gunicorn
+  supports out of the box;
 - Circus 0.19: a [socket:web] and a watcher of N `gunicorn -w 1 --bind
   fd://$(circus.sockets.web)`, Circus's way of lending a socket.
 
