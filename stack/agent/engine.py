@@ -44,7 +44,7 @@ from stack.agent.watcher import Desired, Version, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
 from stack.security.safe_files import private_dir
 from stack.spec.convert import socket_from_proto, watcher_from_proto
-from stack.spec.model import SocketSpec, WatcherSpec
+from stack.spec.model import SocketSpec, WatcherSpec, socket_binding, version_sockets
 from stack.v1 import agent_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -254,13 +254,14 @@ class Engine:
             )
             return False
         self.note_fencing_token(assignment.fencing_token)
-        for bound in self._sync_sockets(assignment):
-            self.event("socket_error", "", 0, bound, types_pb2.SEVERITY_ERROR)
+        for error in self._sync_sockets(assignment):
+            self.event("socket_error", "", 0, error, types_pb2.SEVERITY_ERROR)
+        by_name = {msg.name: socket_from_proto(msg) for msg in assignment.sockets}
         wanted: set[str] = set()
         for wa in assignment.watchers:
             spec = watcher_from_proto(wa.spec)
             wanted.add(spec.name)
-            desired = self._desired(wa, spec)
+            desired = self._desired(wa, spec, by_name)
             self.logs.configure(
                 spec.name, spec.stdout_stream, spec.stderr_stream, _worker_uid(spec)
             )
@@ -307,22 +308,31 @@ class Engine:
         return None
 
     def _sync_sockets(self, assignment: agent_pb2.Assignment) -> list[str]:
-        """Bind what is new or changed; the errors of those that failed to bind now."""
-        changed = self.sockets.sync([socket_from_proto(msg) for msg in assignment.sockets])
-        found = [self.sockets.get(name) for name in changed]
-        return [bound.error for bound in found if bound is not None and bound.error]
+        """Bind every socket the assignment's versions inherit that is new, moved or
+        failed before, before any worker is replaced; the errors of those that failed
+        now. An earlier version's socket that moved stays bound for its workers."""
+        changed = self.sockets.sync(_socket_specs(assignment))
+        return [bound.error for bound in changed if bound.error]
 
-    def _desired(self, wa: agent_pb2.WatcherAssignment, spec: WatcherSpec) -> Desired:
-        names, key = self._sockets_of(spec)
+    def _desired(
+        self,
+        wa: agent_pb2.WatcherAssignment,
+        spec: WatcherSpec,
+        by_name: Mapping[str, SocketSpec],
+    ) -> Desired:
+        sockets = _inherited(spec, by_name)
         pinned: dict[int, Version] = {}
         for earlier in wa.pinned:
             earlier_spec = watcher_from_proto(earlier.spec)
-            earlier_names, earlier_key = self._sockets_of(earlier_spec)
+            if earlier.sockets:
+                earlier_sockets = tuple(socket_from_proto(msg) for msg in earlier.sockets)
+            else:  # from a controller that did not send them: the same names as now
+                earlier_sockets = _inherited(earlier_spec, by_name)
             version = Version(
                 spec=earlier_spec,
                 restart_token=earlier.restart_token,
-                sockets=earlier_names,
-                socket_key=earlier_key,
+                sockets=earlier_sockets,
+                socket_key=self._socket_key(earlier_sockets),
                 fingerprint=earlier_spec.process_fingerprint(),
             )
             pinned.update(dict.fromkeys(earlier.wids, version))
@@ -333,26 +343,20 @@ class Engine:
             restart_token=wa.restart_token,
             graceful=wa.graceful,
             reset_token=wa.reset_token,
-            sockets=names,
-            socket_key=key,
+            sockets=sockets,
+            socket_key=self._socket_key(sockets),
             fingerprint=spec.process_fingerprint(),
             pinned=pinned,
             probation=frozenset(wa.probation),
         )
 
-    def _sockets_of(self, spec: WatcherSpec) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        """The sockets `spec` inherits, in fd order, and a key that changes on a re-bind."""
-        if spec.sockets:
-            names = tuple(spec.sockets)
-        elif spec.use_sockets:
-            names = tuple(bound.spec.name for bound in self.sockets.all())
-        else:
-            names = ()
+    def _socket_key(self, sockets: tuple[SocketSpec, ...]) -> tuple[Any, ...]:
+        """A key that changes when one of `sockets` is bound anew (another binding)."""
         key = []
-        for name in names:
-            bound = self.sockets.get(name)
-            key.append((name, bound.serial if bound else 0))
-        return names, tuple(key)
+        for sock in sockets:
+            bound = self.sockets.lookup(sock)
+            key.append((sock.name, bound.serial if bound else 0))
+        return tuple(key)
 
     # ---- restarts of the agent ----
     async def restore(self) -> bool:
@@ -403,7 +407,7 @@ class Engine:
         every socket afresh)."""
         specs = _socket_specs(assignment)
         for record in records:
-            spec = specs.get(record.name)
+            spec = _spec_of(record, specs)
             if spec is None:
                 continue
             fd = None
@@ -427,7 +431,7 @@ class Engine:
             assignment = agent_pb2.Assignment.FromString(handover.assignment)
         specs = _socket_specs(assignment)
         for kept in handover.records.sockets:
-            spec = specs.get(kept.name)
+            spec = _spec_of(kept, specs)
             usable = kept.fd >= 0 and same_file(kept.fd, kept.inode, Kind.SOCKET)
             if spec is not None and usable:
                 self.sockets.restore(spec, kept.serial, kept.fd, kept.file)
@@ -573,6 +577,7 @@ class Engine:
                 os.fstat(bound.fd).st_ino,
                 bound.fd,
                 (bound.place.dev, bound.place.ino) if bound.place else None,
+                socket_binding(bound.spec),
             )
             for bound in self.sockets.all()
             if bound.sock is not None
@@ -674,6 +679,7 @@ class Engine:
                     host_id=self.host_id,
                     message=flap_message(slot.flap, now_mono) or slot.message,
                     version=slot.version,
+                    blocked=slot.blocked,
                 )
                 if slot.proc is not None:
                     status.pid = slot.proc.pid
@@ -735,10 +741,38 @@ def _pgid(pid: int) -> int:
         return -1
 
 
-def _socket_specs(assignment: agent_pb2.Assignment | None) -> dict[str, SocketSpec]:
+def _socket_specs(assignment: agent_pb2.Assignment | None) -> list[SocketSpec]:
+    """Every socket the assignment's versions inherit: the earlier versions' first,
+    then the current ones (whose options win for a binding both share)."""
     if assignment is None:
-        return {}
-    return {msg.name: socket_from_proto(msg) for msg in assignment.sockets}
+        return []
+    specs = [
+        socket_from_proto(msg)
+        for wa in assignment.watchers
+        for earlier in wa.pinned
+        for msg in earlier.sockets
+    ]
+    return specs + [socket_from_proto(msg) for msg in assignment.sockets]
+
+
+def _spec_of(record: SocketRecord, specs: list[SocketSpec]) -> SocketSpec | None:
+    """The spec a recorded socket was bound for: by its binding, or (recorded by an
+    agent that did not keep it) by its name among the current sockets."""
+    if record.binding:
+        found = [spec for spec in specs if socket_binding(spec) == record.binding]
+    else:
+        found = [spec for spec in specs if spec.name == record.name]
+    return found[-1] if found else None
+
+
+def _inherited(spec: WatcherSpec, by_name: Mapping[str, SocketSpec]) -> tuple[SocketSpec, ...]:
+    """The sockets `spec`'s processes need from the assignment's (version_sockets); a
+    name it inherits that the assignment lacks stays, unbound (its workers then get a
+    clear spawn error)."""
+    if spec.sockets:
+        missing = {name: SocketSpec(name=name) for name in spec.sockets if name not in by_name}
+        return version_sockets(spec, {**by_name, **missing})
+    return version_sockets(spec, by_name)
 
 
 def _sockets(record: WorkerRecord) -> list[str]:

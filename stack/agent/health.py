@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from stack.agent.process import SpawnError, as_user
 from stack.agent.reaper import Reaper, describe
-from stack.agent.sockets import SocketPool
+from stack.agent.sockets import BoundSocket
 from stack.spec.model import HealthSpec
 
 MIN_INTERVAL = 0.05
@@ -88,9 +88,10 @@ def record(state: HealthState, failure: str | None, retries: int) -> tuple[Healt
 class CheckContext:
     """What a check needs to know about the process it checks."""
 
-    sockets: SocketPool
+    sockets: Mapping[str, BoundSocket]
+    """The sockets the checked process inherits, as the agent bound them, by name."""
     inherited: tuple[str, ...]
-    """Names of the sockets the watcher inherits, in fd order."""
+    """Names of the sockets the process inherits, in fd order."""
     env: Mapping[str, str]
     """The worker's environment (an exec check gets it, plus STACK_PID)."""
     pid: int
@@ -154,7 +155,7 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def socket_endpoint(sockets: SocketPool, name: str) -> Endpoint:
+def socket_endpoint(sockets: Mapping[str, BoundSocket], name: str) -> Endpoint:
     """The address one of the agent's bound sockets answers on (wildcards as loopback)."""
     bound = sockets.get(name)
     if bound is None or bound.sock is None:

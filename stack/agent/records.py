@@ -80,6 +80,9 @@ class SocketRecord:
     """The agent's own fd: meaningful only across an exec."""
     file: tuple[int, int] | None = None
     """A unix socket's file as bound (device, inode): removed when the socket closes."""
+    binding: tuple[str | int, ...] = ()
+    """Where it listens (model.socket_binding): which of the Assignment's specs it is
+    when two versions' sockets share a name; () from an agent that predates it."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,14 @@ def records_to_json(records: Records) -> dict[str, Any]:
         "boot_id": records.boot_id,
         "workers": [_worker_to_json(w) for w in records.workers],
         "sockets": [
-            {"name": s.name, "serial": s.serial, "inode": s.inode, "fd": s.fd, "file": s.file}
+            {
+                "name": s.name,
+                "serial": s.serial,
+                "inode": s.inode,
+                "fd": s.fd,
+                "file": s.file,
+                "binding": list(s.binding),
+            }
             for s in records.sockets
         ],
     }
@@ -188,7 +198,14 @@ def _socket_from_json(doc: Any) -> SocketRecord:
         inode=int(doc["inode"]),
         fd=int(doc.get("fd", -1)),
         file=None if file is None else (int(file[0]), int(file[1])),
+        binding=tuple(_binding_part(part) for part in doc.get("binding", [])),
     )
+
+
+def _binding_part(value: Any) -> str | int:
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"socket binding: not a string or number: {value!r}")
 
 
 def _pipe_from_json(doc: Any) -> PipeRecord | None:

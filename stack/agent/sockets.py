@@ -15,6 +15,12 @@ path could be redirected between a check and the bind (a directory on the way is
 writable by someone else), the bind itself goes through `/proc/self/fd/N/NAME`, the
 held directory; workers then see that name from getsockname().
 
+The pool holds one socket per binding (socket_binding: where it listens), not per
+name. During a rolling change that moves a socket to another port, the workers not
+yet replaced keep the old one and the new ones get the new one: both are bound, the
+new one before any worker is replaced. A change that keeps the address (backlog,
+blocking) is applied to the bound socket, which every worker keeps.
+
 A socket also outlives the agent: across an exec of the agent its fd stays open, and
 after a crash the new agent takes it back from a worker that inherited it (see
 adoption.py). `restore` puts it back in the pool under its old serial, so that the
@@ -30,10 +36,11 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from stack.security.safe_files import UnsafeFile, unlink_if_same, walk_dir
-from stack.spec.model import SocketSpec
+from stack.spec.model import SocketSpec, socket_binding
 
 log = logging.getLogger(__name__)
 
@@ -184,36 +191,48 @@ def _place_of(spec: SocketSpec, file: tuple[int, int] | None) -> UnixPlace | Non
     return UnixPlace(dir_fd, name, info.st_dev, info.st_ino)
 
 
-def _bound_or_error(spec: SocketSpec, serial: int) -> BoundSocket:
+def _bound_or_error(spec: SocketSpec, serial: int, quiet: bool = False) -> BoundSocket:
+    """`spec` bound, or its error; `quiet`: a retry, whose failure is logged at debug."""
     try:
         sock, place = bind(spec)
         return BoundSocket(spec, sock, serial=serial, place=place)
     except SocketBindError as exc:
-        log.error("%s", exc)
+        log.log(logging.DEBUG if quiet else logging.ERROR, "%s", exc)
         return BoundSocket(spec, None, str(exc), serial=serial)
 
 
+Binding = tuple[str | int, ...]
+
+
 class SocketPool:
-    """Every socket of the current Assignment, bound once and re-bound when its spec changes."""
+    """Every socket the current Assignment's versions inherit, bound once per binding."""
 
     def __init__(self) -> None:
-        self._bound: dict[str, BoundSocket] = {}
+        self._bound: dict[Binding, BoundSocket] = {}
         self._last_serial = 0
 
-    def sync(self, specs: list[SocketSpec]) -> list[str]:
-        """Make the pool match `specs`; returns the names whose binding changed."""
-        wanted = {spec.name: spec for spec in specs}
-        changed: list[str] = []
-        for name in list(self._bound):
-            if name not in wanted or self._bound[name].spec != wanted[name]:
-                self._close(name)
-                changed.append(name)
-        for name, spec in wanted.items():
-            if name in self._bound:
+    def sync(self, specs: Iterable[SocketSpec]) -> list[BoundSocket]:
+        """Make the pool hold one socket per binding of `specs` and no other; of specs
+        with the same binding, the last one's options are applied to it in place.
+        A binding that failed is tried again. Returns the bindings made, or tried
+        again with another outcome (bound now, or another error)."""
+        wanted: dict[Binding, SocketSpec] = {}
+        for spec in specs:
+            wanted[socket_binding(spec)] = spec
+        for key in [key for key in self._bound if key not in wanted]:
+            self._close(key)
+        changed: list[BoundSocket] = []
+        for key, spec in wanted.items():
+            bound = self._bound.get(key)
+            if bound is not None and bound.sock is not None:
+                if bound.spec != spec:
+                    _adjust(bound, spec)
                 continue
-            self._bound[name] = _bound_or_error(spec, self._next_serial())
-            if name not in changed:
-                changed.append(name)
+            serial = bound.serial if bound is not None else self._next_serial()
+            fresh = _bound_or_error(spec, serial, quiet=bound is not None)
+            self._bound[key] = fresh
+            if bound is None or fresh.error != bound.error:
+                changed.append(fresh)
         return changed
 
     def _next_serial(self) -> int:
@@ -232,7 +251,7 @@ class SocketPool:
         else:
             sock = _move_high(socket.socket(fileno=fd))
             bound = BoundSocket(spec, sock, serial=serial, place=_place_of(spec, file))
-        self._bound[spec.name] = bound
+        self._bound[socket_binding(spec)] = bound
         self._last_serial = max(self._last_serial, serial)
         return bound
 
@@ -246,19 +265,41 @@ class SocketPool:
                 os.close(bound.place.dir_fd)
         self._bound.clear()
 
+    def lookup(self, spec: SocketSpec) -> BoundSocket | None:
+        """The socket bound (or tried) for `spec`'s binding."""
+        return self._bound.get(socket_binding(spec))
+
     def get(self, name: str) -> BoundSocket | None:
-        return self._bound.get(name)
+        """The newest socket called `name` (during a rolling change that moved it, an
+        older one may still be bound for the workers not yet replaced)."""
+        named = [bound for bound in self._bound.values() if bound.spec.name == name]
+        return max(named, key=lambda bound: bound.serial, default=None)
 
     def all(self) -> list[BoundSocket]:
-        return [self._bound[name] for name in sorted(self._bound)]
+        return sorted(self._bound.values(), key=lambda bound: (bound.spec.name, bound.serial))
 
-    def _close(self, name: str) -> None:
-        bound = self._bound.pop(name)
+    def _close(self, key: Binding) -> None:
+        bound = self._bound.pop(key)
         if bound.sock is not None:
             bound.sock.close()
         if bound.place is not None:
             bound.place.remove()
 
     def close(self) -> None:
-        for name in list(self._bound):
-            self._close(name)
+        for key in list(self._bound):
+            self._close(key)
+
+
+def _adjust(bound: BoundSocket, spec: SocketSpec) -> None:
+    """Apply a changed spec of the same binding to the bound socket: its backlog and
+    blocking mode now; umask, replace and so_reuseport matter only at the next bind."""
+    assert bound.sock is not None
+    kind = socket.SocketKind[spec.type or "SOCK_STREAM"]
+    try:
+        if kind == socket.SOCK_STREAM and spec.backlog != bound.spec.backlog:
+            bound.sock.listen(spec.backlog or 2048)
+        if spec.blocking != bound.spec.blocking:
+            bound.sock.setblocking(spec.blocking)
+    except OSError as exc:
+        log.warning("socket %s: cannot apply its new options: %s", spec.name, exc)
+    bound.spec = spec

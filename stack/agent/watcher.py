@@ -55,10 +55,16 @@ from stack.agent.process import (
 )
 from stack.agent.reaper import Reaper, describe
 from stack.agent.records import WorkerRecord
-from stack.agent.sockets import SocketPool
+from stack.agent.sockets import BoundSocket, SocketPool
 from stack.agent.states import ProcessState, transition
 from stack.agent.wire import LastExit, exit_reason, reason_name
-from stack.spec.model import WatcherSpec, version_label
+from stack.spec.model import (
+    SocketSpec,
+    WatcherSpec,
+    passed_as_fds,
+    version_fingerprint,
+    version_label,
+)
 from stack.v1 import types_pb2
 
 R = types_pb2.ExitReason
@@ -103,6 +109,9 @@ class Slot:
     """The environment the current process was started with (exec checks get it)."""
     version: str = ""
     """Version.label of the last process started (or tried) in this slot."""
+    blocked: str = ""
+    """Why the version this slot must run cannot start here (a socket it cannot bind):
+    its process, of another version, is kept meanwhile."""
     ready_at: float = 0.0
     """Monotonic time a STARTING process is done with its warmup_delay."""
     flap: FlapState = field(default_factory=FlapState)
@@ -118,7 +127,9 @@ class Version:
 
     spec: WatcherSpec
     restart_token: int
-    sockets: tuple[str, ...]
+    sockets: tuple[SocketSpec, ...]
+    """The sockets its processes need (model.version_sockets): the inherited ones in
+    child fd order, then a stdin_socket that is not one of them."""
     socket_key: tuple[Any, ...]
     fingerprint: str
 
@@ -129,8 +140,18 @@ class Version:
 
     @property
     def label(self) -> str:
-        """How status names the version (see version_label)."""
-        return version_label(self.restart_token, self.fingerprint)
+        """How status names the version, as the controller does (see version_label)."""
+        return version_label(self.restart_token, version_fingerprint(self.spec, self.sockets))
+
+    @property
+    def fds(self) -> tuple[SocketSpec, ...]:
+        """The sockets its workers get as fds 3, 4, ..."""
+        return passed_as_fds(self.spec, self.sockets)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the inherited sockets, in child fd order."""
+        return tuple(sock.name for sock in self.fds)
 
 
 @dataclass(frozen=True)
@@ -143,10 +164,10 @@ class Desired:
     restart_token: int
     graceful: bool
     reset_token: int
-    sockets: tuple[str, ...]
-    """Names of the inherited sockets, in child fd order."""
+    sockets: tuple[SocketSpec, ...]
+    """The inherited sockets, in child fd order."""
     socket_key: tuple[Any, ...]
-    """Changes whenever one of those sockets was re-bound."""
+    """Changes whenever one of those sockets was bound anew (another binding)."""
     fingerprint: str
     """WatcherSpec.process_fingerprint(): changes when the processes must be replaced."""
     pinned: Mapping[int, Version] = field(default_factory=dict)
@@ -296,8 +317,13 @@ class Watcher:
             if slot.state is ProcessState.STARTING and now >= slot.ready_at:
                 slot.move(ProcessState.RUNNING)  # its warmup_delay is over
                 self.host.changed()
+            if proc.generation == self.target(slot.wid) and slot.blocked:
+                slot.blocked = ""  # pinned back to the version it runs
+                self.host.changed()
             if proc.generation != self.target(slot.wid):
                 slot.pending = True
+                if self._blocked(slot):
+                    continue
                 if not self.graceful_replace:
                     slot.proc = None
                     slot.move(ProcessState.STOPPING)
@@ -324,6 +350,8 @@ class Watcher:
             if old is not None and old.generation == self.target(wid):
                 slot.pending = False
                 continue
+            if old is not None and self._blocked(slot):
+                continue
             if old is None and any(p.wid == wid for p in self.retiring):
                 continue  # the previous process of this wid is still stopping
             started = self._start(slot)
@@ -331,6 +359,26 @@ class Watcher:
                 self._retire(old, R.EXIT_REASON_RESTARTED)
             if started and slot.state is ProcessState.STARTING:
                 self.next_start_at = slot.ready_at
+
+    def _blocked(self, slot: Slot) -> bool:
+        """Whether the version `slot` must run cannot start for want of a socket: its
+        process is then kept (a worker is never replaced by one that cannot start) and
+        `slot.blocked` says why, until the socket is bound or the version changes."""
+        why = self._unbound(self.desired.version_of(slot.wid))
+        if why != slot.blocked:
+            slot.blocked = why
+            self.host.changed()
+        return bool(why)
+
+    def _unbound(self, version: Version) -> str:
+        """Why one of the sockets `version`'s workers get is not bound ("" when all are)."""
+        for sock in version.fds:
+            bound = self.host.sockets.lookup(sock)
+            if bound is None:
+                return f"socket {sock.name}: not in the assignment"
+            if bound.sock is None:
+                return bound.error
+        return ""
 
     # ---- starting ----
     def _start(self, slot: Slot) -> bool:
@@ -370,7 +418,7 @@ class Watcher:
             slot.spawned += 1
             slot.proc = proc
             slot.pending = False
-            slot.message = ""
+            slot.message = slot.blocked = ""
             warmup = version.spec.warmup_delay
             slot.move(ProcessState.STARTING if warmup > 0 else ProcessState.RUNNING)
             slot.ready_at = proc.started_mono + warmup if warmup > 0 else 0.0
@@ -384,12 +432,12 @@ class Watcher:
     def _spawn(self, slot: Slot, version: Version) -> Proc:
         wid, spec = slot.wid, version.spec
         pairs: list[tuple[str, int]] = []
-        for name in version.sockets:
-            bound = self.host.sockets.get(name)
+        for sock in version.fds:
+            bound = self.host.sockets.lookup(sock)
             if bound is None or bound.sock is None:
                 why = bound.error if bound is not None else "not in the assignment"
-                raise SpawnError(f"spawn error: socket {name!r} is not bound: {why}")
-            pairs.append((name, bound.fd))
+                raise SpawnError(f"spawn error: socket {sock.name!r} is not bound: {why}")
+            pairs.append((sock.name, bound.fd))
         launch = build_launch(spec, wid, pairs, self.agent_env)
         proc = spawn(launch, spec, wid, self.versions[version.key])
         proc.version_key = version.key
@@ -490,7 +538,7 @@ class Watcher:
         """The environment worker `wid` was started with, made again (for exec checks)."""
         version = self.desired.version_of(wid)
         try:
-            pairs = [(name, -1) for name in version.sockets]
+            pairs = [(name, -1) for name in version.names]
             return build_launch(version.spec, wid, pairs, self.agent_env).env
         except (SpawnError, OSError):
             return {}
@@ -726,9 +774,10 @@ class Watcher:
                     return
                 if slot.state is not ProcessState.RUNNING:
                     continue  # still in its warmup_delay
+                version = self.desired.version_of(slot.wid)
                 ctx = CheckContext(
-                    sockets=self.host.sockets,
-                    inherited=self.desired.version_of(slot.wid).sockets,
+                    sockets=self._bound_of(version),
+                    inherited=version.names,
                     env=slot.env,
                     pid=proc.pid,
                     cwd=self.spec_of(slot.wid).working_dir,
@@ -750,6 +799,11 @@ class Watcher:
         finally:
             if self.checks.get(proc) is asyncio.current_task():
                 del self.checks[proc]
+
+    def _bound_of(self, version: Version) -> dict[str, BoundSocket]:
+        """The sockets `version`'s processes inherit, as bound, by name."""
+        found = {sock.name: self.host.sockets.lookup(sock) for sock in version.fds}
+        return {name: bound for name, bound in found.items() if bound is not None}
 
     def _unhealthy(self, slot: Slot, proc: Proc) -> None:
         """Stop a process that failed its check `retries` times; it counts as a crash."""

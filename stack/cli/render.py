@@ -208,7 +208,10 @@ def watcher_note(watcher: admin_pb2.WatcherStatus, now: float) -> str:
 def process_note(
     process: types_pb2.ProcessStatus, watcher: admin_pb2.WatcherStatus | None, now: float
 ) -> str:
-    """The process's own message, with a fresh flapping countdown when one is known."""
+    """The process's own message, with a fresh flapping countdown when one is known;
+    for a process kept because its new version cannot start here, why."""
+    if process.blocked:
+        return f"kept, its new version cannot start: {process.blocked}"
     retry_at = float(watcher.retry_at) if watcher is not None else 0.0
     flapping = process.state == PS.PROCESS_STATE_BACKOFF or process.message.startswith("flapping")
     if flapping and retry_at > 0:

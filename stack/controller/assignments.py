@@ -3,11 +3,12 @@
 Pure. An Assignment is level-triggered: the host's whole share. It names only the
 watchers that have worker ids on that host (placed there, kept for a drain's
 handoff, or pinned to an earlier version by a rolling change, which are among
-those) and only the sockets their versions inherit. A host learns nothing of the
-rest of the stack, least of all other watchers' env: an agent keeps on disk what
-it receives, and a host its labels exclude must not hold another service's
-secrets. A watcher missing from a host's Assignment is one the agent stops and
-forgets, which is what losing its last worker id there means.
+those) and only the sockets their versions inherit (an earlier version's as they
+were, beside its spec). A host learns nothing of the rest of the stack, least of
+all other watchers' env: an agent keeps on disk what it receives, and a host its
+labels exclude must not hold another service's secrets. A watcher missing from a
+host's Assignment is one the agent stops and forgets, which is what losing its
+last worker id there means.
 """
 
 from __future__ import annotations
@@ -18,15 +19,8 @@ from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
 from stack.controller.rollout import host_share
 from stack.spec.convert import socket_to_proto, watcher_to_proto
-from stack.spec.model import WatcherSpec
+from stack.spec.model import version_sockets
 from stack.v1 import agent_pb2
-
-
-def inherited_sockets(spec: WatcherSpec, sockets: Mapping[str, object]) -> set[str]:
-    """The names of the stack's sockets that `spec`'s workers inherit."""
-    if spec.sockets:
-        return {name for name in spec.sockets if name in sockets}
-    return set(sockets) if spec.use_sockets else set()
 
 
 def build_assignment(
@@ -40,7 +34,9 @@ def build_assignment(
 
     `handoff` (watcher -> wids) are processes a draining host keeps running
     until their replacements run elsewhere. During a rolling change, the ids
-    still on an earlier version are pinned to it and the batch is on probation.
+    still on an earlier version are pinned to it, with the sockets that version
+    inherits as they were, and the batch is on probation. The Assignment's own
+    sockets are those the current versions inherit.
     """
     handoff = handoff or {}
     assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
@@ -50,8 +46,7 @@ def build_assignment(
         if not wids:
             continue
         pinned, probation = host_share(watcher.rollout, wids)
-        for spec in (watcher.spec, *(version.spec for version, _ in pinned)):
-            used |= inherited_sockets(spec, desired.sockets)
+        used.update(sock.name for sock in version_sockets(watcher.spec, desired.sockets))
         assignment.watchers.append(
             agent_pb2.WatcherAssignment(
                 spec=watcher_to_proto(watcher.spec),
@@ -65,6 +60,7 @@ def build_assignment(
                         spec=watcher_to_proto(version.spec),
                         restart_token=version.restart_token,
                         wids=version_wids,
+                        sockets=[socket_to_proto(sock) for sock in version.sockets],
                     )
                     for version, version_wids in pinned
                 ],

@@ -712,7 +712,7 @@ class Controller:
         watcher = state.watchers.get(name)
         if watcher is None or watcher.rollout is None or not watcher.active:
             return state  # removed, done, or stopped (which pauses it)
-        rollout, outcome = advance(watcher.rollout, watcher.version(), seen, wanted)
+        rollout, outcome = advance(watcher.rollout, state.version(name), seen, wanted)
         outcomes.append(outcome)
         return d.set_rollout(state, name, rollout)
 
@@ -748,6 +748,7 @@ class Controller:
                     health=health,
                     running_for=running_for,
                     why=why,
+                    blocked=proc.blocked,
                 )
         return seen
 
@@ -773,7 +774,7 @@ class Controller:
             began = (
                 watcher.rollout is not None
                 and before is not None
-                and before.version().label != watcher.version().label
+                and old.version(name).label != new.version(name).label
             )
             if began:
                 assert watcher.rollout is not None

@@ -30,7 +30,7 @@ from stack.spec.convert import (
     watcher_to_proto,
 )
 from stack.spec.diff import Change, diff_stacks, needs_new_processes
-from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec
+from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec, version_sockets
 from stack.v1 import types_pb2
 
 GENERATION_KEY = "stack/generation"
@@ -57,15 +57,23 @@ class DesiredWatcher:
     rollout: Rollout | None = None
     """A rolling change in progress or halted (see rollout.py)."""
 
-    def version(self) -> Version:
-        """The version new processes run."""
-        return Version(self.spec, self.restart_token)
+    def version(self, sockets: Mapping[str, SocketSpec]) -> Version:
+        """The version new processes run, given the stack's `sockets`."""
+        return Version(self.spec, self.restart_token, version_sockets(self.spec, sockets))
 
-    def rolled_to(self, target: DesiredWatcher, wids: Collection[int]) -> DesiredWatcher:
-        """`target` (the same watcher changed), rolling placed `wids` over when it runs."""
+    def rolled_to(
+        self,
+        target: DesiredWatcher,
+        wids: Collection[int],
+        sockets: Mapping[str, SocketSpec],
+        target_sockets: Mapping[str, SocketSpec],
+    ) -> DesiredWatcher:
+        """`target` (the same watcher changed, in a stack with `target_sockets`; this
+        one runs with `sockets`), rolling placed `wids` over when it runs."""
         if not self.active:
             return replace(target, rollout=None)
-        return replace(target, rollout=begin(self.version(), self.rollout, target.version(), wids))
+        running, wanted = self.version(sockets), target.version(target_sockets)
+        return replace(target, rollout=begin(running, self.rollout, wanted, wids))
 
 
 def _no_watchers() -> Mapping[str, DesiredWatcher]:
@@ -95,6 +103,10 @@ class DesiredState:
             watchers=MappingProxyType({n: w.spec for n, w in sorted(self.watchers.items())}),
             sockets=MappingProxyType(dict(sorted(self.sockets.items()))),
         )
+
+    def version(self, name: str) -> Version:
+        """The version new processes of watcher `name` run (KeyError if unknown)."""
+        return self.watchers[name].version(self.sockets)
 
     def watcher(self, name: str) -> DesiredWatcher:
         """The watcher called `name`, or NotFound."""
@@ -164,16 +176,32 @@ def apply_stack(
         if old is None:
             watchers[name] = DesiredWatcher(spec=spec, active=spec.autostart)
         elif needs_new_processes(old.spec, spec, old_stack=old_stack, new_stack=stack):
-            # A new fingerprint names a new version by itself; the token moves only
-            # when the processes must change for another reason (their sockets),
-            # so that going back to a spec still pinned restarts nothing.
-            same = old.spec.process_fingerprint() == spec.process_fingerprint()
-            token = old.restart_token + 1 if same else old.restart_token
-            changed = replace(old, spec=spec, restart_token=token, graceful=False)
-            watchers[name] = old.rolled_to(changed, placed.get(name, ()))
+            # The new version is named by its spec and sockets alone (the restart
+            # token stays), so that going back to a version still pinned restarts nothing.
+            changed = replace(old, spec=spec, graceful=False)
+            wids = placed.get(name, ())
+            watchers[name] = old.rolled_to(changed, wids, state.sockets, stack.sockets)
         else:
             watchers[name] = replace(old, spec=spec)
+    changes = [_replacing(change, state.watchers, watchers) for change in changes]
     return _with(state, watchers, dict(stack.sockets)), changes
+
+
+def _replacing(
+    change: Change, before: Mapping[str, DesiredWatcher], after: Mapping[str, DesiredWatcher]
+) -> Change:
+    """`change` as the plan shows it: a new version replaces workers only when some
+    running worker is rolled over to it; going back to the version a halted or
+    unfinished rollout left running replaces none."""
+    old, new = before.get(change.name), after.get(change.name)
+    if not change.replaces or change.kind != "watcher" or old is None or new is None:
+        return change
+    if new.rollout is not None:
+        return change
+    note: tuple[str, ...] = ()
+    if old.rollout is not None and old.active:
+        note = ("its workers run this version already: none is replaced",)
+    return replace(change, replaces=False, details=change.details + note)
 
 
 def _check_counts(stack: StackSpec, max_processes: int, filename: str) -> None:
@@ -265,7 +293,9 @@ def restart(
         restarted = replace(
             w, active=True, restart_token=w.restart_token + 1, graceful=False, rollout=None
         )
-        return w.rolled_to(restarted, placed.get(w.spec.name, ())) if rolling else restarted
+        if not rolling:
+            return restarted
+        return w.rolled_to(restarted, placed.get(w.spec.name, ()), state.sockets, state.sockets)
 
     return _update(state, names, change)
 
@@ -345,24 +375,26 @@ def decode(records: Mapping[str, bytes]) -> DesiredState:
         key.removeprefix(DRAINED_PREFIX) for key in records if key.startswith(DRAINED_PREFIX)
     )
     for key, value in records.items():
+        if key.startswith(SOCKET_PREFIX):
+            sock = socket_from_proto(
+                json_format.ParseDict(json.loads(value), types_pb2.SocketSpec())
+            )
+            sockets[sock.name] = sock
+    for key, value in records.items():
         if key.startswith(WATCHER_PREFIX):
             record = json.loads(value)
             spec = watcher_from_proto(
                 json_format.ParseDict(record["spec"], types_pb2.WatcherSpec())
             )
+            rollout = record.get("rollout")
             watchers[spec.name] = DesiredWatcher(
                 spec=spec,
                 active=bool(record["active"]),
                 restart_token=int(record["restart_token"]),
                 graceful=bool(record["graceful"]),
                 reset_token=int(record["reset_token"]),
-                rollout=_decode_rollout(record["rollout"]) if "rollout" in record else None,
+                rollout=None if rollout is None else _decode_rollout(rollout, sockets),
             )
-        elif key.startswith(SOCKET_PREFIX):
-            sock = socket_from_proto(
-                json_format.ParseDict(json.loads(value), types_pb2.SocketSpec())
-            )
-            sockets[sock.name] = sock
     generation = int(records.get(GENERATION_KEY, b"0"))
     return DesiredState(
         watchers=MappingProxyType(dict(sorted(watchers.items()))),
@@ -382,6 +414,9 @@ def _encode_rollout(rollout: Rollout) -> dict[str, object]:
                 {
                     "spec": json_format.MessageToDict(watcher_to_proto(version.spec)),
                     "restart_token": version.restart_token,
+                    "sockets": [
+                        json_format.MessageToDict(socket_to_proto(sock)) for sock in version.sockets
+                    ],
                     "pinned": [],
                     "batch": [],
                 },
@@ -394,12 +429,21 @@ def _encode_rollout(rollout: Rollout) -> dict[str, object]:
     }
 
 
-def _decode_rollout(data: Mapping[str, Any]) -> Rollout:
+def _decode_rollout(data: Mapping[str, Any], stack_sockets: Mapping[str, SocketSpec]) -> Rollout:
+    """A rollout from its JSON; a version stored without its sockets (by an older
+    controller) inherits the stack's of the same names, as it did then."""
     pinned: dict[int, Version] = {}
     batch: dict[int, Version] = {}
     for entry in data["versions"]:
         spec = watcher_from_proto(json_format.ParseDict(entry["spec"], types_pb2.WatcherSpec()))
-        version = Version(spec, int(entry["restart_token"]))
+        if "sockets" in entry:
+            sockets = tuple(
+                socket_from_proto(json_format.ParseDict(sock, types_pb2.SocketSpec()))
+                for sock in entry["sockets"]
+            )
+        else:
+            sockets = version_sockets(spec, stack_sockets)
+        version = Version(spec, int(entry["restart_token"]), sockets)
         pinned.update(dict.fromkeys((int(wid) for wid in entry["pinned"]), version))
         batch.update(dict.fromkeys((int(wid) for wid in entry["batch"]), version))
     return Rollout(

@@ -1,12 +1,14 @@
 """Rolling changes: which worker ids still run an earlier version, batch by batch. Pure.
 
-A change that needs new processes (a new cmd, env, sockets... or `restart
---rolling`) does not replace every worker at once. Every placed worker id is
+A change that needs new processes (a new cmd, env, a socket moved to another
+address or added for use_sockets... or `restart --rolling`) does not replace
+every worker at once. Every placed worker id is
 first *pinned* to the version it runs; the controller then moves
 `[update] max_parallel` of them at a time to the new version (the *batch*) and
 waits until their new processes are healthy, or have stayed up `min_uptime`
 without a health check, before the next batch. A batch whose new process exits,
-cannot start or fails its health check halts the rollout: its worker ids are
+cannot start (its agent could not bind one of its sockets, say) or fails its
+health check halts the rollout: its worker ids are
 pinned back to the version they ran, so the old processes keep serving, and
 the reason stays in status until the next change.
 
@@ -20,7 +22,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from stack.spec.model import WatcherSpec, version_label
+from stack.spec.model import SocketSpec, WatcherSpec, version_fingerprint, version_label
 from stack.v1 import types_pb2
 
 P = types_pb2
@@ -32,15 +34,17 @@ _FAILED_STATES = (
 
 @dataclass(frozen=True)
 class Version:
-    """One version of a watcher's processes: a spec at a restart token."""
+    """One version of a watcher's processes: a spec at a restart token, with the
+    sockets its processes inherit (in fd order, as they were)."""
 
     spec: WatcherSpec
     restart_token: int
+    sockets: tuple[SocketSpec, ...] = ()
 
     @property
     def label(self) -> str:
         """How agents name the version of a process (ProcessStatus.version)."""
-        return version_label(self.restart_token, self.spec.process_fingerprint())
+        return version_label(self.restart_token, version_fingerprint(self.spec, self.sockets))
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Seen:
     """Seconds since the controller first saw this process running."""
     why: str = ""
     """The last exit or failed check, in words."""
+    blocked: str = ""
+    """Why the version it must run cannot start on its host (it keeps the one it runs)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,11 @@ def begin(
 
 
 def failure(seen: Seen, target: str) -> str:
-    """Why a batch process failed ("" if it has not): it runs `target` and is down or sick."""
+    """Why a batch process failed ("" if it has not): it runs `target` and is down or
+    sick, or its agent cannot start `target` there (a socket it cannot bind) and keeps
+    the process it runs."""
     if seen.version != target:
-        return ""
+        return f"cannot start: {seen.blocked}" if seen.blocked else ""
     if seen.health == P.HEALTH_UNHEALTHY:
         return f"is unhealthy: {seen.why}" if seen.why else "is unhealthy"
     if not seen.pid and seen.state in _FAILED_STATES:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
-from stack.spec.model import SocketSpec, StackSpec, WatcherSpec
+from stack.spec.model import SocketSpec, StackSpec, WatcherSpec, socket_binding, version_sockets
 from stack.spec.secrets import is_secret, mask_credentials
 
 
@@ -35,8 +35,11 @@ class Change:
 def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
     """Every difference, sockets first then watchers, each sorted by name.
 
-    A watcher whose own spec is unchanged but which inherits a socket that
-    changed is listed as a "change" too: its workers must get the new socket.
+    A watcher whose own spec is unchanged but whose sockets change (one it
+    inherits moves to another address, or with use_sockets one is added or
+    removed) is listed as a "change" too, with one line per socket saying why its
+    workers are replaced. A socket change that keeps its address is applied to
+    the bound socket and replaces nobody; its lines say so.
     """
     changes: list[Change] = []
     for name in sorted(set(old.sockets) | set(new.sockets)):
@@ -47,6 +50,7 @@ def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
         else:
             details = _option_changes(old.sockets[name], new.sockets[name])
             if details:
+                details += _kept_binding(old.sockets[name], new.sockets[name])
                 changes.append(Change("change", "socket", name, tuple(details)))
     for name in sorted(set(old.watchers) | set(new.watchers)):
         if name not in new.watchers:
@@ -58,12 +62,13 @@ def diff_stacks(old: StackSpec, new: StackSpec) -> list[Change]:
             changes.append(Change("add", "watcher", name, summary))
             continue
         before = old.watchers[name]
-        inherited = _inherited_socket_changes(old, new, before, spec)
-        details = _option_changes(before, spec) + inherited
+        for_sockets = _inherited_socket_changes(old, new, before, spec)
+        details = _option_changes(before, spec) + for_sockets
         if details == [f"numprocesses: {before.numprocesses} -> {spec.numprocesses}"]:
             changes.append(Change("scale", "watcher", name, tuple(details)))
         elif details:
-            replaces = bool(inherited) or before.process_fingerprint() != spec.process_fingerprint()
+            own = before.process_fingerprint() != spec.process_fingerprint()
+            replaces = own or bool(for_sockets)
             changes.append(Change("change", "watcher", name, tuple(details), replaces))
     return changes
 
@@ -78,8 +83,10 @@ def needs_new_processes(
     """Whether running workers of `old` must be replaced to run as `new`.
 
     True when an option of the process changed (see
-    WatcherSpec.process_fingerprint), or, when both stacks are given, when a
-    socket the watcher inherits (or has as stdin) changed.
+    WatcherSpec.process_fingerprint), or, when both stacks are given, when the
+    sockets it inherits (or has as stdin) changed their address or (with
+    use_sockets) their set: exactly when the version's fingerprint
+    (model.version_fingerprint) changes.
     """
     if old.process_fingerprint() != new.process_fingerprint():
         return True
@@ -91,27 +98,41 @@ def needs_new_processes(
 def _inherited_socket_changes(
     old_stack: StackSpec, new_stack: StackSpec, old: WatcherSpec, new: WatcherSpec
 ) -> list[str]:
-    before = {spec.name: spec for spec in _sockets_of(old_stack, old)}
-    after = {spec.name: spec for spec in _sockets_of(new_stack, new)}
-    return [
-        f"socket {name!r} changed"
-        for name in sorted(set(before) & set(after))
-        if before[name] != after[name]
+    """Why the watcher's workers are replaced for their sockets, one line per socket:
+    one they inherit (or have as stdin) moved to another address, or (the watcher's
+    own `sockets` unchanged, so with use_sockets) one was added to or removed from
+    the stack."""
+    before = {spec.name: spec for spec in version_sockets(old, old_stack.sockets)}
+    after = {spec.name: spec for spec in version_sockets(new, new_stack.sockets)}
+    lines = []
+    for name in sorted(set(before) | set(after)):
+        if name in before and name in after:
+            if socket_binding(before[name]) != socket_binding(after[name]):
+                what = "; ".join(_option_changes(before[name], after[name]))
+                lines.append(f"uses socket {name}, which changed ({what})")
+        elif (old.sockets, old.stdin_socket) != (new.sockets, new.stdin_socket):
+            continue  # the watcher's own options changed: their line says so
+        elif name in after:
+            lines.append(f"inherits the new socket {name} ({_address(after[name])})")
+        else:
+            lines.append(f"no longer inherits socket {name}, which is removed")
+    return lines
+
+
+def _kept_binding(old: SocketSpec, new: SocketSpec) -> list[str]:
+    """For a socket change that keeps its address: what happens to the bound socket."""
+    if socket_binding(old) != socket_binding(new):
+        return []
+    later = [
+        key
+        for key in ("umask", "replace", "so_reuseport")
+        if getattr(old, key) != getattr(new, key)
     ]
-
-
-def _sockets_of(stack: StackSpec, watcher: WatcherSpec) -> list[SocketSpec]:
-    """Like StackSpec.sockets_of plus the stdin_socket, but tolerant of a name the
-    stack does not define."""
-    if watcher.sockets:
-        names: list[str] = list(watcher.sockets)
-    elif watcher.use_sockets:
-        names = sorted(stack.sockets)
-    else:
-        names = []
-    if watcher.stdin_socket and watcher.stdin_socket not in names:
-        names.append(watcher.stdin_socket)
-    return [stack.sockets[name] for name in names if name in stack.sockets]
+    note = "same address: the bound socket is kept and no worker is replaced"
+    if later:
+        verb = "takes" if len(later) == 1 else "take"
+        note += f" ({', '.join(later)} {verb} effect when it is next bound)"
+    return [note]
 
 
 def _option_changes(old: Any, new: Any, prefix: str = "") -> list[str]:

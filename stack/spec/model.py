@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
@@ -257,6 +258,68 @@ def version_label(restart_token: int, fingerprint: str) -> str:
     return f"{restart_token}-{fingerprint}"
 
 
+def socket_binding(spec: SocketSpec) -> tuple[str | int, ...]:
+    """Where a socket listens: what makes it another socket to its clients and workers.
+
+    Two specs with the same binding are one kernel socket: a change of its other
+    options (backlog, blocking, ...) is applied to the bound socket and replaces no
+    worker. A port of 0 (the kernel chooses) is a socket of its own per name.
+    """
+    kind = spec.type or "SOCK_STREAM"
+    if spec.path:
+        return ("AF_UNIX", kind, spec.path)
+    family = spec.family or "AF_INET"
+    if family == "AF_INET" and ":" in spec.host:
+        family = "AF_INET6"
+    if spec.port == 0:
+        return (family, kind, spec.host, 0, spec.name)
+    return (family, kind, spec.host, spec.port)
+
+
+def inherited(watcher: WatcherSpec, sockets: Mapping[str, SocketSpec]) -> tuple[SocketSpec, ...]:
+    """The sockets `watcher`'s workers inherit from `sockets` (a stack's), in fd order:
+    those it names, or with use_sockets every one in name order. A name `sockets`
+    does not have is left out (a stack file that does so is refused when loaded)."""
+    if watcher.sockets:
+        return tuple(sockets[name] for name in watcher.sockets if name in sockets)
+    if watcher.use_sockets:
+        return tuple(sockets[name] for name in sorted(sockets))
+    return ()
+
+
+def version_sockets(
+    watcher: WatcherSpec, sockets: Mapping[str, SocketSpec]
+) -> tuple[SocketSpec, ...]:
+    """Every socket a version of the watcher's processes needs: those they inherit, in
+    fd order, then the stdin_socket when it is not one of them."""
+    found = inherited(watcher, sockets)
+    stdin = watcher.stdin_socket
+    if stdin and stdin in sockets and all(sock.name != stdin for sock in found):
+        found += (sockets[stdin],)
+    return found
+
+
+def passed_as_fds(
+    watcher: WatcherSpec, needed: Sequence[SocketSpec]
+) -> tuple[SocketSpec, ...]:
+    """Of a version's sockets (version_sockets), those its workers get as fds 3, 4, ..."""
+    if watcher.sockets:
+        return tuple(sock for sock in needed if sock.name in watcher.sockets)
+    return tuple(needed) if watcher.use_sockets else ()
+
+
+def version_fingerprint(watcher: WatcherSpec, sockets: Sequence[SocketSpec]) -> str:
+    """The fingerprint of a version of the watcher's processes: its own options that
+    need new processes (process_fingerprint) and the sockets it needs (version_sockets),
+    by name and binding in order. A socket moved to another port is a new version; a
+    socket whose backlog changed is not. Without sockets: process_fingerprint itself."""
+    own = watcher.process_fingerprint()
+    if not sockets:
+        return own
+    data = [own, [[spec.name, *socket_binding(spec)] for spec in sockets]]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+
 _NOT_OF_THE_PROCESS = (
     "numprocesses", "priority", "autostart", "flapping", "max_retry", "placement", "update",
     "health", "hooks", "on_demand", "send_hup", "autorestart", "exitcodes", "startsecs",
@@ -290,8 +353,4 @@ class StackSpec:
 
     def sockets_of(self, watcher: WatcherSpec) -> tuple[SocketSpec, ...]:
         """The sockets a watcher's workers inherit, in fd order (not its stdin_socket)."""
-        if watcher.sockets:
-            return tuple(self.sockets[name] for name in watcher.sockets)
-        if watcher.use_sockets:
-            return tuple(self.sockets[name] for name in sorted(self.sockets))
-        return ()
+        return inherited(watcher, self.sockets)

@@ -117,14 +117,16 @@ class WatcherAssignment(_message.Message):
     def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., wids: _Optional[_Iterable[int]] = ..., active: _Optional[bool] = ..., restart_token: _Optional[int] = ..., graceful: _Optional[bool] = ..., reset_token: _Optional[int] = ..., pinned: _Optional[_Iterable[_Union[PinnedVersion, _Mapping]]] = ..., probation: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PinnedVersion(_message.Message):
-    __slots__ = ("spec", "restart_token", "wids")
+    __slots__ = ("spec", "restart_token", "wids", "sockets")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RESTART_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WIDS_FIELD_NUMBER: _ClassVar[int]
+    SOCKETS_FIELD_NUMBER: _ClassVar[int]
     spec: _types_pb2.WatcherSpec
     restart_token: int
     wids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., restart_token: _Optional[int] = ..., wids: _Optional[_Iterable[int]] = ...) -> None: ...
+    sockets: _containers.RepeatedCompositeFieldContainer[_types_pb2.SocketSpec]
+    def __init__(self, spec: _Optional[_Union[_types_pb2.WatcherSpec, _Mapping]] = ..., restart_token: _Optional[int] = ..., wids: _Optional[_Iterable[int]] = ..., sockets: _Optional[_Iterable[_Union[_types_pb2.SocketSpec, _Mapping]]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("generation", "fencing_token", "watchers", "sockets")

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +72,30 @@ def channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Chann
         local = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
         return grpc.secure_channel(address, local, options=options)
     return grpc.insecure_channel(address, options=options)
+
+
+@contextlib.contextmanager
+def asking(port: int, limit: int = 100_000) -> Iterator[tuple[list[int], list[Exception]]]:
+    """A client that asks workers/worker.py on `port` for its pid again and again while
+    the block runs (at most `limit` times): yields (answers, failures), filled as it goes."""
+    answers: list[int] = []
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set() and len(answers) < limit:
+            try:
+                answers.append(fetch(port))
+            except OSError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield answers, failures
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def controller_answers(controller: Daemon, admin: admin_pb2_grpc.AdminServiceStub) -> bool:

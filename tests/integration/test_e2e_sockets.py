@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
-from tests.integration.cluster import Cluster, fetch, free_port, socket_stack, wait_for
+from tests.integration.cluster import Cluster, asking, fetch, free_port, socket_stack, wait_for
 
 
 def test_four_workers_accept_on_one_port(cluster: Cluster) -> None:
@@ -27,26 +26,10 @@ def test_connections_are_served_while_workers_restart(cluster: Cluster) -> None:
     cluster.apply(socket_stack(cluster.tag, port, "--serve-fd", "$(stack.sockets.web)",
                                numprocesses=4, graceful_timeout=5))  # fmt: skip
     before = set(cluster.wait_running("w", 4).values())
-    failures: list[Exception] = []
-    answers: list[int] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set() and len(answers) < 20_000:
-            try:
-                answers.append(fetch(port))
-            except OSError as exc:
-                failures.append(exc)
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
+    with asking(port, limit=20_000) as (answers, failures):
         assert cluster.stackctl("restart", "w", "--wait", "--timeout", "30").code == 0
         after = set(cluster.running_pids("w").values())
         wait_for(lambda: after & set(answers[-50:]), 10, "new workers to answer")
-    finally:
-        stop.set()
-        thread.join(30)
     assert failures == []
     assert before & set(answers) and after & set(answers)
 

@@ -23,7 +23,7 @@ from stack.agent.health import (
     tcp_endpoint,
 )
 from stack.agent.reaper import Reaper
-from stack.agent.sockets import SocketPool
+from stack.agent.sockets import BoundSocket, SocketPool
 from stack.cli import render
 from stack.spec.model import HealthSpec, SocketSpec
 from stack.v1 import admin_pb2, types_pb2
@@ -89,12 +89,16 @@ def pool(tmp_path: Path) -> Iterator[SocketPool]:
     pool.close()
 
 
+def named(pool: SocketPool) -> dict[str, BoundSocket]:
+    return {bound.spec.name: bound for bound in pool.all()}
+
+
 def context(pool: SocketPool, inherited: tuple[str, ...] = ()) -> CheckContext:
-    return CheckContext(pool, inherited, env={}, pid=0, cwd="", reaper=Reaper())
+    return CheckContext(named(pool), inherited, env={}, pid=0, cwd="", reaper=Reaper())
 
 
 def port_of(pool: SocketPool, name: str) -> int:
-    bound = pool.get(name)
+    bound = named(pool).get(name)
     assert bound is not None and bound.sock is not None
     return int(bound.sock.getsockname()[1])
 

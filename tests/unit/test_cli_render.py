@@ -135,6 +135,15 @@ def test_watcher_note_keeps_the_servers_flapping_and_fatal_messages() -> None:
     assert render.watcher_note(bare, NOW) == "flapping"
 
 
+def test_a_process_kept_for_a_new_version_that_cannot_start_says_why() -> None:
+    kept = types_pb2.ProcessStatus(
+        wid=1, pid=10, state=types_pb2.PROCESS_STATE_RUNNING, blocked="socket web: cannot bind x"
+    )
+    assert render.process_note(kept, None, NOW) == (
+        "kept, its new version cannot start: socket web: cannot bind x"
+    )
+
+
 def test_watcher_note_counts_down_and_keeps_which_workers_flap() -> None:
     some = watcher_status(
         name="w",

@@ -96,6 +96,16 @@ def test_during_a_rolling_change_the_pinned_versions_sockets_are_sent_too() -> N
     rollout = after.watchers["web"].rollout
     assert rollout is not None and set(rollout.pinned) == {1, 2}
     assignment = build_assignment(after, placement({"h1": {"web": (1, 2)}}), "h1", 1)
-    assert told(assignment) == ({"web": [1, 2]}, ["admin", "web"])
+    assert told(assignment) == ({"web": [1, 2]}, ["admin"])
     (web,) = assignment.watchers
     assert [list(p.wids) for p in web.pinned] == [[1, 2]]
+    assert [[s.name for s in p.sockets] for p in web.pinned] == [["web"]]
+
+
+def test_a_pinned_version_keeps_the_socket_as_it_was_beside_the_moved_one() -> None:
+    before = state()
+    after = state(STACK.replace("port = 8080", "port = 8081"), before, web={1, 2})
+    assignment = build_assignment(after, placement({"h1": {"web": (1, 2)}}), "h1", 1)
+    assert [(s.name, s.port) for s in assignment.sockets] == [("web", 8081)]
+    (web,) = assignment.watchers
+    assert [[(s.name, s.port) for s in p.sockets] for p in web.pinned] == [[("web", 8080)]]

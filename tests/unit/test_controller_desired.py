@@ -60,18 +60,27 @@ def test_apply_with_numprocesses_only_scales_without_restart() -> None:
 def test_apply_with_a_changed_command_gives_only_that_watcher_a_new_version() -> None:
     state = applied()
     new = applied(BASE.replace("python3 app.py", "python3 app2.py"), state)
-    web, job = new.watchers["web"], new.watchers["job"]
-    assert web.version().label != state.watchers["web"].version().label
+    web = new.watchers["web"]
+    assert new.version("web").label != state.version("web").label
     assert web.restart_token == 0  # the new fingerprint alone names the new version
     assert web.graceful is False
-    assert job.version() == state.watchers["job"].version()
+    assert new.version("job") == state.version("job")
 
 
-def test_apply_with_a_changed_inherited_socket_restarts_its_users() -> None:
+def test_apply_with_a_moved_inherited_socket_gives_its_users_a_new_version() -> None:
     state = applied()
     new = applied(BASE.replace("port = 8080", "port = 8081"), state)
-    assert new.watchers["web"].restart_token == 1
-    assert new.watchers["job"].restart_token == 0
+    assert new.version("web").label != state.version("web").label
+    assert new.watchers["web"].restart_token == 0  # the socket names the new version
+    assert new.version("job") == state.version("job")
+    assert [s.port for s in new.version("web").sockets] == [8081]
+
+
+def test_a_socket_change_that_keeps_its_address_gives_no_new_version() -> None:
+    state = applied()
+    new = applied(BASE.replace("port = 8080", "port = 8080\nbacklog = 5"), state)
+    assert new.version("web").label == state.version("web").label
+    assert new.watchers["web"].rollout is None
 
 
 def test_apply_removes_watchers_and_sockets_missing_from_the_file() -> None:

@@ -108,8 +108,68 @@ def test_a_changed_socket_lists_its_options_and_marks_the_watchers_that_inherit_
     )
     assert diff_stacks(BASE, new) == [
         Change("change", "socket", "web", ("port: 8080 -> 8081", "backlog: 2048 -> 10")),
-        Change("change", "watcher", "webapp", ("socket 'web' changed",), replaces=True),
+        Change(
+            "change",
+            "watcher",
+            "webapp",
+            ("uses socket web, which changed (port: 8080 -> 8081; backlog: 2048 -> 10)",),
+            replaces=True,
+        ),
     ]
+
+
+def test_a_socket_change_that_keeps_its_address_replaces_no_worker() -> None:
+    new = load_stack(
+        "[sockets.web]\nport = 8080\nbacklog = 10\nso_reuseport = true\n"
+        "[sockets.admin]\nport = 9090\n" + WEBAPP + '[watchers.ticker]\ncmd = "tick"\n'
+    )
+    assert diff_stacks(BASE, new) == [
+        Change(
+            "change",
+            "socket",
+            "web",
+            (
+                "backlog: 2048 -> 10",
+                "so_reuseport: False -> True",
+                "same address: the bound socket is kept and no worker is replaced "
+                "(so_reuseport takes effect when it is next bound)",
+            ),
+        ),
+    ]
+    old_spec, new_spec = BASE.watchers["webapp"], new.watchers["webapp"]
+    assert not needs_new_processes(old_spec, new_spec, old_stack=BASE, new_stack=new)
+
+
+USES_ALL = '[watchers.all]\ncmd = "serve"\nuse_sockets = true\n'
+
+
+def test_adding_or_removing_a_socket_replaces_the_use_sockets_watchers_and_says_why() -> None:
+    old = load_stack("[sockets.web]\nport = 8080\n" + WEBAPP + USES_ALL)
+    added = load_stack(
+        "[sockets.web]\nport = 8080\n[sockets.other]\nport = 9090\n" + WEBAPP + USES_ALL
+    )
+    assert diff_stacks(old, added) == [
+        Change("add", "socket", "other", ("address: 127.0.0.1:9090",)),
+        Change(
+            "change",
+            "watcher",
+            "all",
+            ("inherits the new socket other (address: 127.0.0.1:9090)",),
+            replaces=True,
+        ),
+    ]
+    assert diff_stacks(added, old) == [
+        Change("remove", "socket", "other"),
+        Change(
+            "change",
+            "watcher",
+            "all",
+            ("no longer inherits socket other, which is removed",),
+            replaces=True,
+        ),
+    ]
+    webapp = old.watchers["webapp"]  # names its sockets: untouched by `other`
+    assert not needs_new_processes(webapp, webapp, old_stack=old, new_stack=added)
 
 
 SPEC = WatcherSpec(name="w", cmd="run", numprocesses=2)
@@ -174,7 +234,7 @@ def test_scale_together_with_a_changed_socket_is_a_change() -> None:
             "change",
             "watcher",
             "webapp",
-            ("numprocesses: 4 -> 6", "socket 'web' changed"),
+            ("numprocesses: 4 -> 6", "uses socket web, which changed (port: 8080 -> 8081)"),
             replaces=True,
         )
     ]

@@ -355,7 +355,9 @@ def test_a_change_of_the_stdin_socket_replaces_the_workers_that_read_it() -> Non
     new = load_stack('[sockets.fcgi]\npath = "/run/b.sock"\n' + text)
     changes = {(c.kind, c.name): c for c in diff_stacks(old, new)}
     assert changes[("watcher", "w")].replaces
-    assert changes[("watcher", "w")].details == ("socket 'fcgi' changed",)
+    assert changes[("watcher", "w")].details == (
+        "uses socket fcgi, which changed (path: '/run/a.sock' -> '/run/b.sock')",
+    )
 
 
 def test_diff_names_stream_class_and_hooks_as_the_file_writes_them() -> None:
