@@ -16,6 +16,9 @@ from stack.spec.model import (
     UpdateSpec,
     WatcherSpec,
     _frozen_map,
+    passed_as_fds,
+    version_fingerprint,
+    version_sockets,
 )
 
 WEBAPP = (
@@ -265,3 +268,23 @@ def test_fleet_tables_are_a_change_with_one_detail_per_option() -> None:
             ),
         )
     ]
+
+
+def test_a_version_needs_its_inherited_sockets_in_fd_order_then_its_stdin_socket() -> None:
+    stack = load_stack(
+        "[sockets.web]\nport = 8080\n[sockets.admin]\nport = 9090\n[sockets.fcgi]\nport = 7000\n"
+        '[watchers.named]\ncmd = "x"\nsockets = ["web", "admin"]\nstdin_socket = "fcgi"\n'
+        '[watchers.all]\ncmd = "x"\nuse_sockets = true\nstdin_socket = "fcgi"\n'
+    )
+    named, every = stack.watchers["named"], stack.watchers["all"]
+    needed = version_sockets(named, stack.sockets)
+    assert [s.name for s in needed] == ["web", "admin", "fcgi"]
+    assert [s.name for s in passed_as_fds(named, needed)] == ["web", "admin"]
+    all_needed = version_sockets(every, stack.sockets)
+    assert [s.name for s in all_needed] == ["admin", "fcgi", "web"]
+    assert passed_as_fds(every, all_needed) == all_needed
+    assert version_fingerprint(named, ()) == named.process_fingerprint()
+    moved = replace(stack.sockets["fcgi"], port=7001)
+    assert version_fingerprint(named, needed) != version_fingerprint(named, (*needed[:2], moved))
+    bigger = replace(stack.sockets["fcgi"], backlog=5)
+    assert version_fingerprint(named, needed) == version_fingerprint(named, (*needed[:2], bigger))
