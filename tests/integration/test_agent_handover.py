@@ -16,7 +16,7 @@ from pathlib import Path
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover, from_bytes, to_bytes
 from stack.agent.settings import AgentSettings
-from stack.spec.model import SocketSpec
+from stack.spec.model import FlappingSpec, SocketSpec
 from stack.v1 import types_pb2
 from tests.integration.agent_harness import (
     assignment,
@@ -154,3 +154,51 @@ def test_a_unix_socket_passes_to_the_next_image_and_is_removed_when_that_one_sto
     finally:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_flapping_worker_stays_held_back_by_the_next_image_and_retries_on_time(
+    tmp_path: Path,
+) -> None:
+    """Worker 2 crash-loops and waits for its retry; worker 1 serves. Across the exec
+    worker 2 keeps its wait (and its retry count) and worker 1 its process."""
+    config = settings(tmp_path)
+    flap = FlappingSpec(attempts=1, window=5.0, retry_in=2.0, max_retry=1)
+    crash_2 = "test $STACK_WID != 2 || exit 3; exec sleep 300"
+    stack = assignment(watcher("w", crash_2, [1, 2], shell=True, flapping=flap))
+
+    async def first_life() -> tuple[Handover, int, float]:
+        async with Engine(config) as engine:
+            engine.apply(stack)
+
+            def waiting() -> bool:
+                status = statuses(engine.observed(), "w").get(2)
+                return status is not None and status.state == types_pb2.PROCESS_STATE_BACKOFF
+
+            await until(waiting, what="worker 2 to back off")
+            (observed,) = engine.observed().watchers
+            assert observed.phase == types_pb2.WATCHER_PHASE_FLAPPING
+            assert observed.message.startswith("worker 2: flapping, retry in")
+            one = running_pids(engine.observed(), "w")[1]
+            return engine.hand_over(0.0, "", ""), one, observed.retry_at
+
+    handover, one, retry_at = run(first_life())
+
+    async def second_life() -> None:
+        async with Engine(config, from_bytes(to_bytes(handover))) as engine:
+            observed = engine.observed()
+            assert running_pids(observed, "w") == {1: one}
+            assert statuses(observed, "w")[2].state == types_pb2.PROCESS_STATE_BACKOFF
+            (watcher_,) = observed.watchers
+            assert watcher_.phase == types_pb2.WATCHER_PHASE_FLAPPING
+            assert abs(watcher_.retry_at - retry_at) < 0.05, "the same retry time"
+            assert watcher_.flapping_retries == 1
+
+            def fatal() -> bool:
+                return statuses(engine.observed(), "w")[2].state == types_pb2.PROCESS_STATE_FATAL
+
+            await until(fatal, 15, what="worker 2 retried, flapped again and gave up")
+            kinds = [(e.kind, e.wid) for e in engine.take_events()]
+            assert ("retry", 2) in kinds and ("fatal", 2) in kinds
+            assert running_pids(engine.observed(), "w") == {1: one}
+
+    run(second_life())
