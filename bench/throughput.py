@@ -160,7 +160,9 @@ class SharedWithoutManager:
         for number in range(self.workers):
             log = root / f"gunicorn-{number}.log"
             with log.open("ab") as handle:
-                proc = subprocess.Popen(argv, stdout=handle, stderr=handle, pass_fds=(fd,))
+                proc = subprocess.Popen(
+                    argv, stdout=handle, stderr=handle, pass_fds=(fd,), start_new_session=True
+                )  # a session of their own, as every other setup's servers have
             self.daemons.append(Daemon(argv, log, proc))
 
     def stop(self) -> None:
