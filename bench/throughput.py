@@ -41,13 +41,14 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -140,13 +141,14 @@ class SharedWithoutManager:
     """The managers' layout with no manager: N `gunicorn -w 1` on one socket this bench binds.
 
     Tells a cost of the layout (N single-worker gunicorns instead of one with N
-    workers) from a cost of the manager around it.
+    workers) from a cost of the manager around it. The N run in one session, as
+    Stack's workers do in the agent's (see serving_sessions).
     """
 
     gunicorn: Path
     workers: int
     label: str = "no manager, N gunicorn -w 1"
-    daemons: list[Daemon] = field(default_factory=list)
+    group: subprocess.Popen[bytes] | None = None
     sock: socket.socket | None = None
 
     def start(self, root: Path, port: int) -> None:
@@ -157,18 +159,21 @@ class SharedWithoutManager:
         self.sock.setblocking(False)
         fd = self.sock.fileno()
         argv = gunicorn_argv(self.gunicorn, 1, "--bind", f"fd://{fd}")
-        for number in range(self.workers):
-            log = root / f"gunicorn-{number}.log"
-            with log.open("ab") as handle:
-                proc = subprocess.Popen(
-                    argv, stdout=handle, stderr=handle, pass_fds=(fd,), start_new_session=True
-                )  # a session of their own, as every other setup's servers have
-            self.daemons.append(Daemon(argv, log, proc))
+        script = f'for _ in $(seq {self.workers}); do "$@" & done; wait'
+        with (root / "gunicorn.log").open("ab") as log:
+            self.group = subprocess.Popen(
+                ["bash", "-c", script, "bash", *argv],
+                stdout=log, stderr=log, pass_fds=(fd,), start_new_session=True,
+            )  # fmt: skip
 
     def stop(self) -> None:
-        for daemon in self.daemons:
-            stop_daemon(daemon)
-        self.daemons.clear()
+        if self.group is not None and self.group.poll() is None:
+            os.killpg(self.group.pid, signal.SIGTERM)  # bash and its gunicorns: one group
+            try:
+                self.group.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.group.pid, signal.SIGKILL)
+                self.group.wait(5)
         if self.sock is not None:
             self.sock.close()
 
@@ -309,6 +314,22 @@ def cpu_by_kind(procs: list[psutil.Process]) -> tuple[float, float]:
     return serving, other
 
 
+def serving_sessions() -> int:
+    """In how many sessions the gunicorn processes run.
+
+    With the kernel's autogroup scheduling (kernel.sched_autogroup_enabled, on in
+    Debian), each session is one scheduling group: on a busy machine a setup whose
+    workers lead sessions of their own gets a CPU share per worker, and one whose
+    workers share a session gets one share for all of them.
+    """
+    sessions = set()
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error, OSError):
+            if any("gunicorn" in part for part in proc.cmdline()[:2]):
+                sessions.add(os.getsid(proc.pid))
+    return len(sessions)
+
+
 def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tuple[Turn, str]:
     """Start `setup` alone, warm it up, load it for ns.seconds, stop it; and its socket setup."""
     port = free_port()
@@ -325,10 +346,12 @@ def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tupl
         per_request = 1e6 / max(got.requests, 1)
         manager = (other_after - other) * per_request
         turn = Turn(got, (serving_after - serving) * per_request + manager, manager)
-        return turn, socket_setup(port)
+        return turn, f"{socket_setup(port)}; gunicorn in {serving_sessions()} session(s)"
     finally:
-        setup.stop()
-        kill_descendants()  # whatever a setup left: the next one runs alone
+        try:
+            setup.stop()
+        finally:
+            kill_descendants()  # whatever a setup left: the next one runs alone
 
 
 def report(results: dict[str, list[Turn]], sockets: dict[str, str], ns: argparse.Namespace) -> str:
@@ -367,7 +390,7 @@ def report(results: dict[str, list[Turn]], sockets: dict[str, str], ns: argparse
         f"({rps_ratio:.3f}x, {p99_ratio:.3f}x)."
     )
     for label, setup in sockets.items():
-        lines.append(f"Listening socket under {label}: {setup}.")
+        lines.append(f"{label}: listening socket {setup}.")
     for label, turns in results.items():
         for number, turn in enumerate(turns, 1):
             if turn.load.errors:
