@@ -21,6 +21,7 @@ from tests.integration.agent_harness import (
     until,
     watcher,
 )
+from tests.integration.cluster import free_port
 
 SERVER = (
     # Serves its pid to each connection; on SIGTERM it stops accepting (never drops one).
@@ -275,38 +276,44 @@ def test_fast_writer_never_blocks_and_lines_dropped_from_shipping_are_counted(
     run(scenario(), timeout=40)
 
 
-def test_changed_socket_is_rebound_and_its_workers_replaced(tmp_path: Path) -> None:
+def test_a_moved_socket_is_bound_anew_and_its_workers_replaced_other_changes_are_not(
+    tmp_path: Path,
+) -> None:
     cmd, args = python_cmd(SERVER)
     spec = watcher("web", cmd, [1], args=(*args, "$(circus.sockets.web)"), use_sockets=True)
+
+    def pid_of(engine: Engine) -> int:
+        return running_pids(engine.observed(), "web").get(1, 0)
 
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:
             engine.apply(assignment(spec, sockets=(SocketSpec(name="web", port=0),)))
             old = (await until(lambda: running_pids(engine.observed(), "web"), what="worker"))[1]
-            assert await asyncio.to_thread(_ask, _bound_port(engine)) == old
-            engine.apply(
-                assignment(
-                    spec, sockets=(SocketSpec(name="web", port=0, backlog=16),), generation=2
-                )
-            )
-            new = await until(
-                lambda: (
-                    running_pids(engine.observed(), "web").get(1, old) != old
-                    and running_pids(engine.observed(), "web")[1]
-                ),
-                what="replaced",
-            )
-            assert await asyncio.to_thread(_ask, _bound_port(engine)) == new
+            port = _bound_port(engine)
+            assert await asyncio.to_thread(_ask, port) == old
+            # Same address, another backlog: applied to the bound socket, nobody replaced.
+            bigger = SocketSpec(name="web", port=0, backlog=16)
+            engine.apply(assignment(spec, sockets=(bigger,), generation=2))
+            await until(lambda: engine.observed().generation == 2, what="applied")
+            assert _bound_port(engine) == port and pid_of(engine) == old
+            assert await asyncio.to_thread(_ask, port) == old
+            # Another port: bound anew, and the worker replaced to get it.
+            moved = SocketSpec(name="web", port=free_port())
+            engine.apply(assignment(spec, sockets=(moved,), generation=3))
+            new = await until(lambda: pid_of(engine) not in (0, old) and pid_of(engine), what="new")
+            assert _bound_port(engine) == moved.port
+            assert await asyncio.to_thread(_ask, moved.port) == new
+            # An address that cannot be bound: the worker is kept, and says why.
             bad = SocketSpec(name="web", host="192.0.2.1", port=1)
-            engine.apply(assignment(spec, sockets=(bad,), generation=3))
-            assert "cannot bind 192.0.2.1:1" in engine.observed().sockets[0].error
-            await until(
-                lambda: (
-                    statuses(engine.observed(), "web")[1].last_exit.reason
-                    == types_pb2.EXIT_REASON_SPAWN_ERROR
-                ),
-                what="spawn error without socket",
-            )
+            engine.apply(assignment(spec, sockets=(bad,), generation=4))
+            (bound,) = engine.observed().sockets
+            assert "cannot bind 192.0.2.1:1" in bound.error
+
+            def kept() -> str:
+                return statuses(engine.observed(), "web")[1].blocked
+
+            assert "cannot bind 192.0.2.1:1" in await until(kept, what="kept, blocked")
+            assert pid_of(engine) == new
             assert [e.kind for e in engine.take_events()].count("socket_error") == 1
 
     run(scenario())

@@ -9,7 +9,8 @@ import signal
 from stack.v1 import types_pb2
 from tests.integration.cluster import PYTHON, WORKER, Cluster, wait_for, watcher_toml
 
-FLAPS = {"attempts": 2, "window": 5, "retry_in": 1, "max_retry": 1}
+FLAPS = {"attempts": 2, "window": 5, "retry_in": 3, "max_retry": 1}
+"""retry_in leaves a loaded machine time to show the wait in `stackctl status`."""
 
 
 def watcher_phase(cluster: Cluster, name: str) -> int:
@@ -23,7 +24,7 @@ def test_crashing_worker_goes_flapping_then_retries_then_fatal(cluster: Cluster)
     wait_for(lambda: watcher_phase(cluster, "w") == types_pb2.WATCHER_PHASE_FLAPPING, 10,
              "the watcher to flap")  # fmt: skip
     text = cluster.stackctl("status", "w", check=True).out
-    assert "flapping, retry" in text  # "retry in 1s", or "retrying now" on a slow machine
+    assert "flapping, retry" in text  # "retry in 3s", or "retrying now" on a slow machine
     (proc,) = cluster.processes("w")
     assert proc.last_exit.code == 3
 
