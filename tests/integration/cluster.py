@@ -27,6 +27,7 @@ import grpc
 import psutil
 
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from tests.support.hog import hog_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -332,8 +333,12 @@ def worker_processes(marker: str) -> list[psutil.Process]:
 
 
 def kill_descendants() -> None:
-    """SIGKILL whatever this test process still has below it, and reap it."""
+    """SIGKILL whatever this test process still has below it, and reap it (the hogs of
+    `--hog` excepted: they run for the whole session)."""
+    spared = hog_pids()
     for child in psutil.Process().children(recursive=True):
+        if child.pid in spared:
+            continue
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
     with contextlib.suppress(ChildProcessError):
