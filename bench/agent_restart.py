@@ -35,13 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stack.v1 import admin_pb2
-from tests.integration.cluster import (
-    ROOT,
-    Cluster,
-    become_subreaper,
-    free_port,
-    socket_stack,
-)
+from tests.support.cluster import Cluster
+from tests.support.processes import ROOT, become_subreaper
+from tests.support.workers import socket_stack
 
 ADOPTED = re.compile(r"adopted (\d+) of (\d+) workers .* in (\d+) ms")
 
@@ -140,10 +136,9 @@ def main() -> None:
         cluster = Cluster(Path(tmp), agent_options=("--heartbeat-interval", "0.5"))
         try:
             cluster.start()
-            port = free_port()
             path = Path(tmp) / "bench.toml"
             path.write_text(
-                socket_stack(cluster.tag, port, "--serve-fd", "$(circus.sockets.web)",
+                socket_stack(cluster.tag, "--serve-fd", "$(circus.sockets.web)",
                              "--tick", "0.01", numprocesses=ns.workers, graceful_timeout=5)
             )  # fmt: skip
             cluster.stackctl("apply", str(path), check=True)

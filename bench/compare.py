@@ -66,7 +66,8 @@ from bench.measure import (
     sleepers_of,
 )
 from bench.teardown import interruptible, stop_daemon
-from tests.integration.cluster import Cluster, Daemon, become_subreaper, kill_descendants
+from tests.support.cluster import Cluster
+from tests.support.processes import Daemon, become_subreaper, kill_descendants
 
 COUNT = 100
 CIRCUS_CHECK_DELAY = 5.0

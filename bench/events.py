@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/events.py [--agents 10] [--writes 60]
 
 A real controller (SQLite store) on 127.0.0.1, and simulated agents speaking the real
-protocol (tests/integration/fake_agent.py), in a process of their own, that send batches
+protocol (tests/support/fake_agent.py), in a process of their own, that send batches
 of 100 events as fast as gRPC takes them. Measured, in the same run:
 (a) Scale calls (one store commit each) with no agent connected: the baseline; and with
     a process beside that keeps one core busy, as the flooding process does (a 2-core
@@ -34,8 +34,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
-from tests.integration.cluster import Cluster
-from tests.integration.fake_agent import FakeAgent
+from tests.support.cluster import Cluster
+from tests.support.fake_agent import FakeAgent
 
 BATCH = 100
 
@@ -56,7 +56,7 @@ def run_flood(address: str, agents: int) -> None:
     stop = threading.Event()
     with ExitStack() as stack:
         fakes = [
-            stack.enter_context(FakeAgent(address, agent_pb2.Hello(host_id=f"sim{n}")))
+            stack.enter_context(FakeAgent(address, hello=agent_pb2.Hello(host_id=f"sim{n}")))
             for n in range(agents)
         ]
 

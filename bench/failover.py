@@ -27,9 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stack.cli.client import ClientSettings, CommandError, StackClient
-from tests.integration.cluster import become_subreaper, wait_for, watcher_toml, worker_processes
-from tests.integration.etcd_cluster import etcd_cluster
-from tests.integration.ha_cluster import HaCluster
+from tests.support.etcd import etcd_cluster
+from tests.support.ha import HaCluster
+from tests.support.processes import become_subreaper, worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 WORKERS = 4
 

@@ -2,7 +2,7 @@
 
 Run (as root): .venv/bin/python bench/fleet_scale.py [--rounds 5]
 
-The hosts are Linux network namespaces on one bridge (tests/fleet/netns.py),
+The hosts are Linux network namespaces on one bridge (tests/support/netns.py),
 addresses from 198.18.0.0/15: the controller at 198.18.0.1, agents h1..h3.
 A watcher `sleep 3600` in placement mode "spread" is scaled 0 -> 60; measured
 from the Scale call to all 60 exec'd as children of the three agents (read
@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import bare_popen_loop, poll, sleepers_of
 from stack.v1 import admin_pb2, types_pb2
-from tests.fleet import netns
-from tests.fleet.fleet import Fleet
-from tests.integration.cluster import become_subreaper
+from tests.support import netns
+from tests.support.fleet import Fleet
+from tests.support.processes import become_subreaper
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 COUNT = 60

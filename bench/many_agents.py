@@ -54,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stack
 from bench.measure import cpu_seconds, percentile, poll
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
+from tests.support.fake_agent import running_observed
+from tests.support.ports import reserve_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WATCHER = "fleet"
@@ -94,20 +96,12 @@ class SimAgent:
     task: asyncio.Task[None] | None = None
 
     def observed(self) -> agent_pb2.Observed:
-        out = agent_pb2.Observed(generation=self.generation)
-        for slot, (name, wids) in enumerate(sorted(self.wids.items())):
-            out.watchers.append(
-                types_pb2.WatcherObserved(name=name, phase=types_pb2.WATCHER_PHASE_ACTIVE)
-            )
+        for name, wids in self.wids.items():
             for wid in wids:
-                started = self.started_at.setdefault((name, wid), time.time())
-                out.processes.append(
-                    types_pb2.ProcessStatus(
-                        watcher=name, wid=wid, pid=self.pid_base + slot * 100 + wid,
-                        state=RUNNING, started_at=started, host_id=self.host_id,
-                    )
-                )  # fmt: skip
-        return out
+                self.started_at.setdefault((name, wid), time.time())
+        return running_observed(
+            self.wids, self.generation, self.pid_base, self.host_id, self.started_at
+        )
 
     def apply(self, assignment: agent_pb2.Assignment) -> None:
         self.generation = assignment.generation
@@ -286,14 +280,6 @@ def raise_fd_limit(needed: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def peak_rss(pid: int) -> float:
     """VmHWM of `pid` in MiB: the largest RSS it has had."""
     with open(f"/proc/{pid}/status") as handle:
@@ -307,7 +293,8 @@ class Bench:
     def __init__(self, ns: argparse.Namespace, tmp: Path) -> None:
         self.ns = ns
         self.tmp = tmp
-        self.address = f"127.0.0.1:{free_port()}"
+        self.port = reserve_port()  # the simulated agents are told it
+        self.address = f"127.0.0.1:{self.port.port}"
         self.controller: subprocess.Popen[bytes] | None = None
         self.workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self.channel: grpc.Channel | None = None
@@ -384,6 +371,7 @@ class Bench:
             except subprocess.TimeoutExpired:
                 self.controller.kill()
                 self.controller.wait(5)
+        self.port.close()
 
     # -- controller API --
 

@@ -34,7 +34,8 @@ from bench.measure import (
     sleepers_of,
 )
 from stack.v1 import admin_pb2, types_pb2
-from tests.integration.cluster import Cluster, become_subreaper
+from tests.support.cluster import Cluster
+from tests.support.processes import become_subreaper
 
 COUNT = 100
 

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from types import FrameType
 
-from tests.integration.cluster import Daemon
+from tests.support.processes import Daemon
 
 
 @contextlib.contextmanager

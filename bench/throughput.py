@@ -59,13 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.installs import CIRCUS, GUNICORN, debian_tool, venv
 from bench.measure import cpu_seconds, poll
 from bench.teardown import interruptible, stop_daemon
-from tests.integration.cluster import (
-    Cluster,
-    Daemon,
-    become_subreaper,
-    free_port,
-    kill_descendants,
-)
+from tests.support.cluster import Cluster
+from tests.support.ports import reserve_port
+from tests.support.processes import Daemon, become_subreaper, kill_descendants
 
 BENCH = Path(__file__).resolve().parent
 APP = "hello_app:app"
@@ -332,7 +328,8 @@ def serving_sessions() -> int:
 
 def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tuple[Turn, str]:
     """Start `setup` alone, warm it up, load it for ns.seconds, stop it; and its socket setup."""
-    port = free_port()
+    reserved = reserve_port()  # each setup is told its port
+    port = reserved.port
     url = f"http://127.0.0.1:{port}/"
     root.mkdir()
     try:
@@ -352,6 +349,7 @@ def one_turn(setup: Setup, root: Path, wrk: str, ns: argparse.Namespace) -> tupl
             setup.stop()
         finally:
             kill_descendants()  # whatever a setup left: the next one runs alone
+            reserved.close()
 
 
 def report(results: dict[str, list[Turn]], sockets: dict[str, str], ns: argparse.Namespace) -> str:

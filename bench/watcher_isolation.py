@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil
 
 from stack.v1 import admin_pb2
-from tests.integration.cluster import Cluster, become_subreaper, running_cluster, watcher_toml
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.processes import become_subreaper
+from tests.support.workers import watcher_toml
 
 
 def gone(pid: int) -> bool:

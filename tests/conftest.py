@@ -9,15 +9,25 @@ under test; the suite has pytest-timeout for a hung test instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.hog import Hog, cores
+from tests.support.ports import reserve_port
+from tests.support.processes import become_subreaper
 
 settings.register_profile("stack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("stack")
 
 _hog = pytest.StashKey[Hog]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subreaper() -> None:
+    """Workers orphaned by a killed agent come to this process, so cleanup reaps them."""
+    become_subreaper()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,3 +54,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     hog = config.stash.get(_hog, None)
     if hog is not None:
         hog.stop()
+
+
+@pytest.fixture
+def reserved_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that nothing else binds while the test runs (see
+    tests/support/ports.py): a daemon the test starts may bind it, and where none does,
+    dialing it finds nobody."""
+    with reserve_port() as port:
+        yield port

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import netns
-from tests.fleet.fleet import Fleet
-from tests.integration.cluster import become_subreaper
+from tests.support import netns
+from tests.support.fleet import Fleet
 
 MakeFleet = Callable[..., Fleet]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _subreaper() -> None:
-    """Workers orphaned by a killed agent come to this process, so cleanup reaps them."""
-    become_subreaper()
 
 
 @pytest.fixture

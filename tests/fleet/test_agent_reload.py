@@ -9,7 +9,7 @@ import time
 
 from stack.v1 import admin_pb2
 from tests.fleet.conftest import MakeFleet
-from tests.fleet.fleet import WEB_PORT, Fleet, spread_webapp
+from tests.support.fleet import WEB_PORT, Fleet, spread_webapp
 
 
 def reexecuted_at(fleet: Fleet, host_id: str) -> float:
@@ -52,9 +52,7 @@ def test_reloading_every_agent_in_turn_under_load_fails_no_request_and_restarts_
                 "webapp",
             )
             assert agent.alive(), f"{host_id}'s agent is the same process\n{fleet.logs()}"
-            fleet.wait(
-                lambda: fleet.running("webapp") == placed, 15, "the same workers", "webapp"
-            )
+            fleet.wait(lambda: fleet.running("webapp") == placed, 15, "the same workers", "webapp")
             fleet.wait(lambda n=before: len(answers) > n + 30, 15, "requests answered", "webapp")
     finally:
         stop.set()

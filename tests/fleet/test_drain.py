@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from tests.fleet.conftest import MakeFleet
-from tests.fleet.fleet import RUNNING, Fleet, spread_webapp
-from tests.integration.cluster import worker_processes
+from tests.support.fleet import Fleet, spread_webapp
+from tests.support.harness import RUNNING
+from tests.support.processes import worker_processes
 
 DRAINED = "h2"
 

@@ -7,9 +7,10 @@ import time
 import psutil
 import pytest
 
-from tests.fleet.fleet import RUNNING, UNKNOWN, Fleet, spread_webapp
-from tests.fleet.netns import namespace_of
-from tests.integration.cluster import worker_processes
+from tests.support.fleet import Fleet, spread_webapp
+from tests.support.harness import RUNNING, UNKNOWN
+from tests.support.netns import namespace_of
+from tests.support.processes import worker_processes
 
 COUNT = 8
 # The lost host is the first or the last in host id order, so that no tie-break

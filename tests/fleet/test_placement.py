@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from tests.fleet.conftest import MakeFleet
-from tests.fleet.fleet import RUNNING, Fleet
-from tests.integration.cluster import watcher_toml, worker_processes
+from tests.support.fleet import Fleet
+from tests.support.harness import RUNNING
+from tests.support.processes import worker_processes
+from tests.support.workers import watcher_toml
 
 REASON = "no eligible agent (labels role=web, max_per_host 2)"
 

@@ -7,8 +7,9 @@ from typing import Any
 import psutil
 
 from tests.fleet.conftest import MakeFleet
-from tests.fleet.fleet import RUNNING, WEB_PORT, Fleet
-from tests.integration.cluster import watcher_toml
+from tests.support.fleet import WEB_PORT, Fleet
+from tests.support.harness import RUNNING
+from tests.support.workers import watcher_toml
 
 COUNT = 6
 

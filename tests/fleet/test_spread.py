@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.fleet.fleet import WEB_PORT, Fleet, spread_webapp
-from tests.fleet.netns import namespace_of
+from tests.support.fleet import WEB_PORT, Fleet, spread_webapp
+from tests.support.netns import namespace_of
 
 
 def test_scale_to_8_over_3_hosts_runs_3_3_2_and_each_host_serves_its_own_workers(

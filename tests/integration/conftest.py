@@ -5,14 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import Cluster, become_subreaper, running_cluster
-from tests.integration.test_controller_service import ScriptedAgent
-from tests.integration.users import User, throwaway_user
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _subreaper() -> None:
-    become_subreaper()
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.fake_agent import FakeAgent
+from tests.support.users import User, throwaway_user
 
 
 @pytest.fixture
@@ -30,9 +25,9 @@ def user() -> Iterator[User]:
 
 
 @pytest.fixture
-def agents() -> Iterator[list[ScriptedAgent]]:
+def agents() -> Iterator[list[FakeAgent]]:
     """Scripted agents a test starts; cancelled when it ends."""
-    started: list[ScriptedAgent] = []
+    started: list[FakeAgent] = []
     yield started
     for agent in started:
         agent.cancel()

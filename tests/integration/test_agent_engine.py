@@ -14,16 +14,16 @@ from stack.agent import persist
 from stack.agent.engine import Engine
 from stack.spec.model import FlappingSpec
 from stack.v1 import types_pb2
-from tests.integration.agent_harness import (
+from tests.support.engine import (
     assignment,
     python_cmd,
     run,
     running_pids,
     settings,
     statuses,
-    until,
     watcher,
 )
+from tests.support.wait import until
 
 SLEEP = "sleep 300"
 

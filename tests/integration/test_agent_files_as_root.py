@@ -24,15 +24,9 @@ from stack.agent.engine import Engine
 from stack.controller.store.sqlite import SqliteStore
 from stack.spec.model import StreamSpec
 from stack.v1 import agent_pb2, types_pb2
-from tests.integration.agent_harness import (
-    assignment,
-    run,
-    settings,
-    statuses,
-    until,
-    watcher,
-)
-from tests.integration.users import User, needs_root
+from tests.support.engine import assignment, run, settings, statuses, watcher
+from tests.support.users import User, needs_root
+from tests.support.wait import until
 
 pytestmark = needs_root
 

@@ -18,17 +18,16 @@ from stack.agent.handover import Handover, from_bytes, to_bytes
 from stack.agent.settings import AgentSettings
 from stack.spec.model import FlappingSpec, SocketSpec
 from stack.v1 import types_pb2
-from tests.integration.agent_harness import (
+from tests.support.engine import (
     assignment,
     python_cmd,
     run,
     running_pids,
     settings,
     statuses,
-    until,
     watcher,
 )
-from tests.integration.cluster import wait_for
+from tests.support.wait import until, wait_for
 
 # Prints half a line, then (on SIGUSR1) the rest of it; then lives on.
 HALF_LINE = python_cmd(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import stat
 import time
 from collections.abc import Callable
@@ -16,16 +15,9 @@ import pytest
 from stack.agent.engine import Engine
 from stack.spec.model import HealthSpec, SocketSpec
 from stack.v1 import agent_pb2, types_pb2
-from tests.integration.agent_harness import (
-    PYTHON,
-    assignment,
-    python_cmd,
-    run,
-    settings,
-    statuses,
-    until,
-    watcher,
-)
+from tests.support.engine import PYTHON, assignment, python_cmd, run, settings, statuses, watcher
+from tests.support.ports import reserve_port
+from tests.support.wait import until
 
 HEALTHY, STARTING, UNHEALTHY = (
     types_pb2.HEALTH_HEALTHY,
@@ -71,12 +63,6 @@ server.serve_forever()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def fast_check(type: str, target: str, retries: int = 2, timeout: float = 1.0) -> HealthSpec:
     return HealthSpec(type=type, target=target, interval=0.1, timeout=timeout, retries=retries)
 
@@ -117,7 +103,11 @@ class Events:
 
 
 def test_tcp_check_on_a_listening_worker_goes_from_starting_to_healthy(tmp_path: Path) -> None:
-    port = free_port()
+    with reserve_port() as port:  # the worker binds it, the check is told it beforehand
+        _listening_worker_goes_healthy(tmp_path, port)
+
+
+def _listening_worker_goes_healthy(tmp_path: Path, port: int) -> None:
     cmd, args = python_cmd(LISTENER)
     spec = watcher("tcp", cmd, [1], args=(*args, str(port)), health=fast_check("tcp", str(port)))
 
@@ -136,7 +126,11 @@ def test_tcp_check_on_a_listening_worker_goes_from_starting_to_healthy(tmp_path:
 def test_tcp_check_on_a_port_nobody_listens_on_restarts_the_worker_as_unhealthy(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
+    with reserve_port() as port:  # held: nobody listens on it while the test runs
+        _deaf_worker_restarted(tmp_path, port)
+
+
+def _deaf_worker_restarted(tmp_path: Path, port: int) -> None:
     cmd, args = python_cmd(SLOW_TO_STOP)
     spec = watcher("deaf", cmd, [1], args=args, health=fast_check("tcp", str(port), retries=3))
 

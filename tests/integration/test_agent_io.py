@@ -11,17 +11,16 @@ from pathlib import Path
 from stack.agent.engine import Engine
 from stack.spec.model import SocketSpec, StreamSpec
 from stack.v1 import types_pb2
-from tests.integration.agent_harness import (
+from tests.support.engine import (
     assignment,
     python_cmd,
     run,
     running_pids,
     settings,
     statuses,
-    until,
     watcher,
 )
-from tests.integration.cluster import free_port
+from tests.support.wait import until
 
 SERVER = (
     # Serves its pid to each connection; on SIGTERM it stops accepting (never drops one).
@@ -277,7 +276,7 @@ def test_fast_writer_never_blocks_and_lines_dropped_from_shipping_are_counted(
 
 
 def test_a_moved_socket_is_bound_anew_and_its_workers_replaced_other_changes_are_not(
-    tmp_path: Path,
+    tmp_path: Path, reserved_port: int
 ) -> None:
     cmd, args = python_cmd(SERVER)
     spec = watcher("web", cmd, [1], args=(*args, "$(circus.sockets.web)"), use_sockets=True)
@@ -298,7 +297,7 @@ def test_a_moved_socket_is_bound_anew_and_its_workers_replaced_other_changes_are
             assert _bound_port(engine) == port and pid_of(engine) == old
             assert await asyncio.to_thread(_ask, port) == old
             # Another port: bound anew, and the worker replaced to get it.
-            moved = SocketSpec(name="web", port=free_port())
+            moved = SocketSpec(name="web", port=reserved_port)
             engine.apply(assignment(spec, sockets=(moved,), generation=3))
             new = await until(lambda: pid_of(engine) not in (0, old) and pid_of(engine), what="new")
             assert _bound_port(engine) == moved.port

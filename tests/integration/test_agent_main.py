@@ -11,7 +11,6 @@ import functools
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from stack.agent import persist
 from stack.agent.adoption import boot_id
 from stack.agent.process import start_ticks
 from stack.agent.records import Records, WorkerRecord
-from tests.integration.agent_harness import assignment, watcher
-from tests.integration.cluster import ROOT, free_port, wait_for
+from tests.support.engine import assignment, watcher
+from tests.support.processes import AGENT, ROOT, stack_env
+from tests.support.wait import wait_for
 
 
 def _workers(name: str) -> set[int]:
@@ -51,15 +51,13 @@ def _all_dead(pids: set[int]) -> bool:
     return all(_dead(pid) for pid in pids)
 
 
-def _agent(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("STACK_CONTROLLER", None)
+def _agent(data_dir: Path, log: Path, controller: int) -> subprocess.Popen[bytes]:
+    """An agent dialing 127.0.0.1:`controller`, where no controller is."""
+    env = stack_env()
     argv = [
-        sys.executable,
-        "-m",
-        "stack.agent.main",
+        *AGENT,
         "--controller",
-        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{controller}",
         "--data-dir",
         str(data_dir),
         "--host-id",
@@ -74,7 +72,7 @@ def _agent(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_agent_restart_without_controller_adopts_the_workers_without_duplicates(
-    tmp_path: Path,
+    tmp_path: Path, reserved_port: int
 ) -> None:
     name = f"restore-{uuid.uuid4().hex[:8]}"
     data_dir = tmp_path / "agent"
@@ -82,7 +80,7 @@ def test_agent_restart_without_controller_adopts_the_workers_without_duplicates(
     persist.save_assignment(
         data_dir, assignment(watcher(name, "sleep 300", [1, 2], graceful_timeout=2))
     )
-    first = _agent(data_dir, log)
+    first = _agent(data_dir, log, reserved_port)
     try:
         old = wait_for(lambda: len(w := _workers(name)) == 2 and w, what="2 workers from disk")
         state = data_dir / persist.STATE_FILE
@@ -94,7 +92,7 @@ def test_agent_restart_without_controller_adopts_the_workers_without_duplicates(
         first.wait(5)
         assert _workers(name) == old, "workers outlive a kill -9 of their agent"
 
-        second = _agent(data_dir, log)
+        second = _agent(data_dir, log, reserved_port)
         try:
             wait_for(lambda: "adopted 2 of 2 workers" in log.read_text(), what="the adoption")
             assert _workers(name) == old, "the same workers, none added"
@@ -114,7 +112,9 @@ def test_agent_restart_without_controller_adopts_the_workers_without_duplicates(
                 os.killpg(pid, signal.SIGKILL)
 
 
-def test_records_that_name_another_process_are_left_alone(tmp_path: Path) -> None:
+def test_records_that_name_another_process_are_left_alone(
+    tmp_path: Path, reserved_port: int
+) -> None:
     """A pid reused since (other start time) or a record of another boot is not ours."""
     name = f"reuse-{uuid.uuid4().hex[:8]}"
     data_dir = tmp_path / "agent"
@@ -130,7 +130,7 @@ def test_records_that_name_another_process_are_left_alone(tmp_path: Path) -> Non
             Records(1, "another-boot", (WorkerRecord(name, 1, strangers[1].pid, ticks[1]),)),
         ):
             persist.save_state(data_dir, records)
-            agent = _agent(data_dir, log)
+            agent = _agent(data_dir, log, reserved_port)
             try:
                 fresh = wait_for(lambda: len(w := _workers(name)) == 2 and w, what="2 fresh")
                 assert not fresh & {s.pid for s in strangers}
@@ -152,12 +152,12 @@ def test_records_that_name_another_process_are_left_alone(tmp_path: Path) -> Non
 
 def test_bad_arguments_print_one_line_and_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "stack.agent.main", "--controller", "no-port"],
+        [*AGENT, "--controller", "no-port"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=20,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=stack_env(),
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0

@@ -20,16 +20,10 @@ from pathlib import Path
 import grpc
 
 from stack.v1 import admin_pb2, types_pb2
-from tests.integration.cluster import (
-    PYTHON,
-    Cluster,
-    fetch,
-    free_port,
-    socket_stack,
-    wait_for,
-    watcher_toml,
-    worker_processes,
-)
+from tests.support.cluster import Cluster
+from tests.support.processes import PYTHON, worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import fetch, socket_stack, watcher_toml
 
 TICK = "0.01"
 """Seconds between the workers' numbered lines."""
@@ -64,9 +58,9 @@ class Load:
             thread.join(15)
 
 
-def serving_stack(cluster: Cluster, port: int) -> None:
+def serving_stack(cluster: Cluster) -> None:
     cluster.apply(
-        socket_stack(cluster.tag, port, "--serve-fd", "$(circus.sockets.web)", "--tick", TICK,
+        socket_stack(cluster.tag, "--serve-fd", "$(circus.sockets.web)", "--tick", TICK,
                      numprocesses=2, graceful_timeout=5)
     )  # fmt: skip
 
@@ -137,9 +131,9 @@ def events(cluster: Cluster, kind: str, wid: int | None = None) -> list[types_pb
 
 
 def start(cluster: Cluster) -> tuple[int, dict[int, int]]:
-    port = free_port()
-    serving_stack(cluster, port)
+    serving_stack(cluster)
     pids = cluster.wait_running("w", 2)
+    port = cluster.socket_port()
     wait_for(lambda: last_tick(cluster) > 10, 20, "numbered lines", interval=0.2)
     return port, pids
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,22 +14,11 @@ import stack
 from stack.agent.engine import Engine
 from stack.agent.session import Session
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
-from tests.integration.agent_harness import (
-    assignment,
-    run,
-    running_pids,
-    settings,
-    until,
-    watcher,
-)
+from tests.support.engine import assignment, run, running_pids, settings, watcher
+from tests.support.ports import reserve_port
+from tests.support.wait import until
 
 CMD = "sh -c 'echo hello $STACK_WID; exec sleep 300'"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeController(agent_pb2_grpc.AgentServiceServicer):
@@ -80,8 +68,10 @@ async def serving(port: int) -> AsyncIterator[FakeController]:
         await server.stop(0)
 
 
-def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(tmp_path: Path) -> None:
-    port = _free_port()
+def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(
+    tmp_path: Path, reserved_port: int
+) -> None:
+    port = reserved_port
 
     async def scenario() -> None:
         config = settings(tmp_path, controller=f"127.0.0.1:{port}", labels={"zone": "a"})
@@ -135,7 +125,11 @@ def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(tmp_path: 
 def test_lost_controller_keeps_workers_and_agent_follows_redirect_and_reconnects(
     tmp_path: Path,
 ) -> None:
-    first, second = _free_port(), _free_port()
+    with reserve_port() as first, reserve_port() as second:  # the agent is told both
+        _follows_redirect_and_reconnects(tmp_path, first, second)
+
+
+def _follows_redirect_and_reconnects(tmp_path: Path, first: int, second: int) -> None:
 
     async def scenario() -> None:
         config = settings(tmp_path, controller=f"127.0.0.1:{first}", reconnect_max=0.5)

@@ -23,8 +23,9 @@ import grpc
 
 from stack.agent.process import Launch, Proc, build_launch, spawn
 from stack.spec.model import WatcherSpec
-from tests.integration.agent_harness import run, until
-from tests.integration.users import User, needs_root
+from tests.support.engine import run
+from tests.support.users import User, needs_root
+from tests.support.wait import until
 
 
 def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -7,16 +7,8 @@ from pathlib import Path
 from stack.agent.engine import Engine
 from stack.spec.model import StreamSpec
 from stack.v1 import types_pb2
-from tests.integration.agent_harness import (
-    HOST_ID,
-    assignment,
-    python_cmd,
-    run,
-    settings,
-    statuses,
-    until,
-    watcher,
-)
+from tests.support.engine import HOST_ID, assignment, python_cmd, run, settings, statuses, watcher
+from tests.support.wait import until
 
 
 def _exited(engine: Engine, name: str) -> bool:

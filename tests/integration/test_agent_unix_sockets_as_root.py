@@ -24,8 +24,8 @@ import pytest
 
 from stack.agent.sockets import SocketPool
 from stack.spec.model import SocketSpec
-from tests.integration.cluster import wait_for
-from tests.integration.users import User, needs_root
+from tests.support.users import User, needs_root
+from tests.support.wait import wait_for
 
 pytestmark = needs_root
 

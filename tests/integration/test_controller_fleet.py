@@ -15,24 +15,18 @@ from pathlib import Path
 import pytest
 
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
-from tests.integration.test_controller_service import (
-    STACK,
-    ControllerProcess,
-    ScriptedAgent,
-    apply,
-    observed,
-    status,
-    wait_for,
-    wids_of,
-)
+from tests.integration.test_controller_service import STACK, apply, status
+from tests.support.controller import ControllerProcess
+from tests.support.fake_agent import FakeAgent, observed, wids_of
+from tests.support.wait import wait_for
 
 FOUR = STACK.replace("numprocesses = 2", "numprocesses = 4")
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[ControllerProcess, list[ScriptedAgent]]]:
-    controller = ControllerProcess(tmp_path, 1.0, "--reschedule-after", "1.5").start()
-    agents: list[ScriptedAgent] = []
+def fleet(tmp_path: Path) -> Iterator[tuple[ControllerProcess, list[FakeAgent]]]:
+    controller = ControllerProcess(tmp_path, 1.0, ("--reschedule-after", "1.5")).start()
+    agents: list[FakeAgent] = []
     yield controller, agents
     for agent in agents:
         agent.cancel()
@@ -40,14 +34,14 @@ def fleet(tmp_path: Path) -> Iterator[tuple[ControllerProcess, list[ScriptedAgen
         controller.terminate()
 
 
-def connect(controller: ControllerProcess, agents: list[ScriptedAgent], host: str) -> ScriptedAgent:
-    agent = ScriptedAgent(controller.address, host, agent_pb2.Observed())
+def connect(controller: ControllerProcess, agents: list[FakeAgent], host: str) -> FakeAgent:
+    agent = FakeAgent(controller.address, host, agent_pb2.Observed())
     agents.append(agent)
     agent.receive("assignment")
     return agent
 
 
-def latest_wids(agent: ScriptedAgent, want: list[int], timeout: float = 5.0) -> list[int]:
+def latest_wids(agent: FakeAgent, want: list[int], timeout: float = 5.0) -> list[int]:
     """Read Assignments until one gives `want` for web; fail with the last seen."""
     deadline = time.monotonic() + timeout
     seen: list[int] = []
@@ -58,25 +52,25 @@ def latest_wids(agent: ScriptedAgent, want: list[int], timeout: float = 5.0) -> 
     raise AssertionError(f"{agent.host_id}: last assignment had {seen}, wanted {want}")
 
 
-def heartbeat(agent: ScriptedAgent, *wids: int) -> None:
+def heartbeat(agent: FakeAgent, *wids: int) -> None:
     agent.send(observed=observed(*wids))
 
 
 def test_a_lost_agent_keeps_its_share_until_reschedule_after_then_it_moves(
-    fleet: tuple[ControllerProcess, list[ScriptedAgent]],
+    fleet: tuple[ControllerProcess, list[FakeAgent]],
 ) -> None:
     controller, agents = fleet
     h1, h2 = connect(controller, agents, "h1"), connect(controller, agents, "h2")
-    apply(controller.admin, FOUR)
+    apply(controller.admin(), FOUR)
     latest_wids(h1, [1, 3])
     latest_wids(h2, [2, 4])
     heartbeat(h1, 1, 3)
     heartbeat(h2, 2, 4)
-    wait_for(lambda: status(controller.admin, "web").running == 4, what="4 running")
+    wait_for(lambda: status(controller.admin(), "web").running == 4, what="4 running")
 
     h2.cancel()  # the stream ends: down at once
     down_at = time.monotonic()
-    web = status(controller.admin, "web")
+    web = status(controller.admin(), "web")
     assert {(p.host_id, p.state) for p in web.processes if p.host_id == "h2"} == {
         ("h2", types_pb2.PROCESS_STATE_UNKNOWN)
     }
@@ -96,10 +90,10 @@ def test_a_lost_agent_keeps_its_share_until_reschedule_after_then_it_moves(
 
 
 def test_drain_moves_processes_and_the_originals_stop_only_once_replaced(
-    fleet: tuple[ControllerProcess, list[ScriptedAgent]],
+    fleet: tuple[ControllerProcess, list[FakeAgent]],
 ) -> None:
     controller, agents = fleet
-    admin = controller.admin
+    admin = controller.admin()
     h1, h2 = connect(controller, agents, "h1"), connect(controller, agents, "h2")
     apply(admin, FOUR)
     latest_wids(h1, [1, 3])
@@ -131,17 +125,17 @@ def test_drain_moves_processes_and_the_originals_stop_only_once_replaced(
 
 
 def test_a_restarted_controller_keeps_each_agent_to_what_it_reports_at_first(
-    fleet: tuple[ControllerProcess, list[ScriptedAgent]],
+    fleet: tuple[ControllerProcess, list[FakeAgent]],
 ) -> None:
     controller, agents = fleet
-    apply(controller.admin, FOUR)
+    apply(controller.admin(), FOUR)
     controller.kill9()
     controller.start()
     # h1 comes back first: it must not be given h2's wids while h2 is still reconnecting.
-    h1 = ScriptedAgent(controller.address, "h1", observed(1, 3))
+    h1 = FakeAgent(controller.address, "h1", observed(1, 3))
     agents.append(h1)
     assert wids_of(h1.receive("assignment")) == [1, 3]
-    h2 = ScriptedAgent(controller.address, "h2", observed(2, 4))
+    h2 = FakeAgent(controller.address, "h2", observed(2, 4))
     agents.append(h2)
     assert wids_of(h2.receive("assignment")) == [2, 4]
-    assert status(controller.admin, "web").running == 4
+    assert status(controller.admin(), "web").running == 4

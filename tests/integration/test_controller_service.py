@@ -6,12 +6,8 @@ so each message the controller sends can be checked exactly.
 
 from __future__ import annotations
 
-import queue
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +15,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
-from tests.integration.cluster import channel, wait_for
+from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, types_pb2
+from tests.support.controller import ControllerProcess
+from tests.support.fake_agent import FakeAgent, observed, wids_of
+from tests.support.processes import CONTROLLER
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,153 +36,6 @@ use_sockets = true
 cmd = "sleep 100"
 autostart = false
 """
-
-
-class ControllerProcess:
-    """`python -m stack.controller.main` on the local socket of a temp data dir."""
-
-    def __init__(self, root: Path, agent_timeout: float = 10.0, *options: str) -> None:
-        self.root = root
-        self.agent_timeout = agent_timeout
-        self.options = options
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root / "controller.0.log"
-        self._starts = 0
-        self._channel: grpc.Channel | None = None
-
-    def start(self) -> ControllerProcess:
-        self._starts += 1
-        self.log = self.root / f"controller.{self._starts}.log"
-        with self.log.open("wb") as handle:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stack.controller.main",
-                 "--data-dir", str(self.root / "data"),
-                 "--agent-timeout", str(self.agent_timeout), *self.options],
-                stderr=handle, stdout=handle, cwd=ROOT,
-            )  # fmt: skip
-        wait_for(
-            lambda: f"serving on {self.address} " in self.output(),
-            what=f"the controller to serve (log: {self.output()!r})",
-        )
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    @property
-    def address(self) -> str:
-        return f"unix:{self.root / 'data' / 'controller.sock'}"
-
-    @property
-    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
-        if self._channel is None:
-            self._channel = channel(self.address)
-        return admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
-
-    def close_channel(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-        self.close_channel()
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(10)
-        self.close_channel()
-        return code
-
-
-class ScriptedAgent:
-    """A real AgentService client driven step by step by the test."""
-
-    def __init__(
-        self,
-        address: str,
-        host_id: str,
-        observed: agent_pb2.Observed | None = None,
-        labels: dict[str, str] | None = None,
-    ):
-        self.host_id = host_id
-        self._out: queue.Queue[agent_pb2.AgentMessage | None] = queue.Queue()
-        self.inbox: queue.Queue[agent_pb2.ControllerMessage | None] = queue.Queue()
-        self.ended = threading.Event()
-        self._channel = channel(address)
-        hello = agent_pb2.Hello(
-            host_id=host_id, version="test", address=f"{host_id}.test", labels=labels or {}
-        )
-        if observed is not None:
-            hello.observed.CopyFrom(observed)
-        self._out.put(agent_pb2.AgentMessage(hello=hello))
-        stub = agent_pb2_grpc.AgentServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._call = stub.Connect(iter(self._out.get, None))
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for message in self._call:
-                self.inbox.put(message)
-        except grpc.RpcError:
-            pass
-        finally:
-            self.ended.set()
-            self.inbox.put(None)
-
-    def send(self, **body: object) -> None:
-        self._out.put(agent_pb2.AgentMessage(**body))  # type: ignore[arg-type]
-
-    def receive(self, kind: str, timeout: float = 5.0) -> agent_pb2.ControllerMessage:
-        """The next message with body `kind`, skipping others."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                message = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"{self.host_id}: no {kind} within {timeout}s") from None
-            if message is None:
-                raise AssertionError(f"{self.host_id}: stream ended while waiting for {kind}")
-            if message.WhichOneof("body") == kind:
-                return message
-
-    def nothing_queued(self) -> bool:
-        return self.inbox.empty()
-
-    def close(self) -> None:
-        """Half-close the stream, as an agent that exits does."""
-        self._out.put(None)
-
-    def cancel(self) -> None:
-        self._call.cancel()
-        self._channel.close()
-
-
-def observed(*wids: int, watcher: str = "web", generation: int = 0) -> agent_pb2.Observed:
-    return agent_pb2.Observed(
-        generation=generation,
-        processes=[
-            types_pb2.ProcessStatus(
-                watcher=watcher, wid=wid, pid=1000 + wid, state=types_pb2.PROCESS_STATE_RUNNING
-            )
-            for wid in wids
-        ],
-        watchers=[types_pb2.WatcherObserved(name=watcher, phase=types_pb2.WATCHER_PHASE_ACTIVE)],
-    )
-
-
-def wids_of(message: agent_pb2.ControllerMessage, watcher: str = "web") -> list[int]:
-    """The worker ids of `watcher` in an Assignment: none when it is not named there
-    (a host is sent only the watchers it has workers of)."""
-    for assigned in message.assignment.watchers:
-        if assigned.spec.name == watcher:
-            assert assigned.wids, f"{watcher} is in the assignment without worker ids"
-            return list(assigned.wids)
-    return []
 
 
 @pytest.fixture
@@ -216,7 +68,7 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
 
 
 def test_apply_scale_and_status_through_grpc(controller: ControllerProcess) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     reply = apply(admin)
     assert reply.applied
     assert {(c.op, c.kind, c.name) for c in reply.changes} == {
@@ -250,7 +102,7 @@ def test_apply_scale_and_status_through_grpc(controller: ControllerProcess) -> N
 def test_bad_requests_get_their_status_code_and_change_nothing(
     controller: ControllerProcess,
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
     before = admin.Export(admin_pb2.ExportRequest(), timeout=5).toml
     generation = admin.Status(admin_pb2.StatusRequest(), timeout=5).generation
@@ -286,7 +138,7 @@ def test_bad_requests_get_their_status_code_and_change_nothing(
 
 
 def test_desired_state_survives_kill_9_of_the_controller(controller: ControllerProcess) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
     admin.Scale(admin_pb2.ScaleRequest(watcher="web", count=4), timeout=5)
     admin.Start(admin_pb2.WatchersRequest(watchers=["job"]), timeout=5)
@@ -296,7 +148,7 @@ def test_desired_state_survives_kill_9_of_the_controller(controller: ControllerP
 
     controller.kill9()
     controller.start()
-    admin = controller.admin
+    admin = controller.admin()
 
     after = admin.Status(admin_pb2.StatusRequest(), timeout=5)
     assert after.generation == before.generation
@@ -314,9 +166,9 @@ def test_desired_state_survives_kill_9_of_the_controller(controller: ControllerP
 
 
 def test_sigterm_stops_cleanly_and_a_port_in_use_is_one_line_and_exit_1(
-    controller: ControllerProcess, tmp_path: Path, agents: list[ScriptedAgent]
+    controller: ControllerProcess, tmp_path: Path, agents: list[FakeAgent]
 ) -> None:
-    term = controller.admin.Controllers(admin_pb2.ControllersRequest(), timeout=5).fencing_token
+    term = controller.admin().Controllers(admin_pb2.ControllersRequest(), timeout=5).fencing_token
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -331,19 +183,19 @@ def test_sigterm_stops_cleanly_and_a_port_in_use_is_one_line_and_exit_1(
         }  # fmt: skip
         for message, options in clashes.items():
             clash = subprocess.run(
-                [sys.executable, "-m", "stack.controller.main", *options],
+                [*CONTROLLER, *options],
                 capture_output=True, text=True, cwd=ROOT, timeout=20, check=False,
             )  # fmt: skip
             assert clash.returncode == 1, clash.stderr
             last = clash.stderr.splitlines()[-1]  # after the --insecure warning
             assert last.startswith(f"stack-controller: {message}"), clash.stderr
             assert "Traceback" not in clash.stderr
-    reply = controller.admin.Controllers(admin_pb2.ControllersRequest(), timeout=5)
+    reply = controller.admin().Controllers(admin_pb2.ControllersRequest(), timeout=5)
     assert reply.fencing_token == term, "the refused controller took no term"
-    agent = ScriptedAgent(controller.address, "h1")
+    agent = FakeAgent(controller.address, "h1")
     agents.append(agent)
     agent.receive("assignment")
-    events = controller.admin.Events(admin_pb2.EventsRequest(follow=True), timeout=10)
+    events = controller.admin().Events(admin_pb2.EventsRequest(follow=True), timeout=10)
     assert next(events).kind == "agent_up"
     assert controller.terminate() == 0
     assert agent.ended.wait(5)
@@ -355,11 +207,11 @@ def test_sigterm_stops_cleanly_and_a_port_in_use_is_one_line_and_exit_1(
 
 
 def test_agent_gets_welcome_then_assignment_and_a_new_one_after_scale(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     generation = apply(admin).generation
-    agent = ScriptedAgent(controller.address, "h1")
+    agent = FakeAgent(controller.address, "h1")
     agents.append(agent)
 
     welcome = agent.receive("welcome")
@@ -392,12 +244,12 @@ def test_agent_gets_welcome_then_assignment_and_a_new_one_after_scale(
 
 
 def test_controller_kill_9_and_restart_sends_the_same_assignment(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
     admin.Reset(admin_pb2.WatchersRequest(watchers=["web"]), timeout=5)
-    first_agent = ScriptedAgent(controller.address, "h1")
+    first_agent = FakeAgent(controller.address, "h1")
     agents.append(first_agent)
     before = first_agent.receive("assignment")
     generation = before.assignment.generation
@@ -407,7 +259,7 @@ def test_controller_kill_9_and_restart_sends_the_same_assignment(
     assert first_agent.ended.wait(5)
     controller.start()
 
-    again = ScriptedAgent(controller.address, "h1", observed(1, 2, generation=generation))
+    again = FakeAgent(controller.address, "h1", observed(1, 2, generation=generation))
     agents.append(again)
     welcome = again.receive("welcome")
     assert welcome.fencing_token > before.fencing_token
@@ -415,18 +267,18 @@ def test_controller_kill_9_and_restart_sends_the_same_assignment(
     assert after.assignment.generation == generation
     assert list(after.assignment.watchers) == list(before.assignment.watchers)
     assert list(after.assignment.sockets) == list(before.assignment.sockets)
-    assert status(controller.admin, "web").running == 2
+    assert status(controller.admin(), "web").running == 2
 
 
 def test_wids_stay_on_the_agent_that_reports_them(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin, STACK.replace("numprocesses = 2", "numprocesses = 3"))
-    b = ScriptedAgent(controller.address, "b", observed(2, 3))
+    b = FakeAgent(controller.address, "b", observed(2, 3))
     agents.append(b)
     assert wids_of(b.receive("assignment")) == [1, 2, 3]
-    a = ScriptedAgent(controller.address, "a", observed(1))
+    a = FakeAgent(controller.address, "a", observed(1))
     agents.append(a)
     assert wids_of(a.receive("assignment")) == [1]
     assert wids_of(b.receive("assignment")) == [2, 3]
@@ -435,13 +287,13 @@ def test_wids_stay_on_the_agent_that_reports_them(
 
 
 def test_silent_agent_is_marked_down_after_agent_timeout(
-    tmp_path: Path, agents: list[ScriptedAgent]
+    tmp_path: Path, agents: list[FakeAgent]
 ) -> None:
     controller = ControllerProcess(tmp_path, agent_timeout=1.0).start()
     try:
-        admin = controller.admin
+        admin = controller.admin()
         apply(admin)
-        agent = ScriptedAgent(controller.address, "h1", observed(1, 2))
+        agent = FakeAgent(controller.address, "h1", observed(1, 2))
         agents.append(agent)
         agent.receive("assignment")
         assert status(admin, "web").running == 2
@@ -478,14 +330,14 @@ def test_silent_agent_is_marked_down_after_agent_timeout(
 
 
 def test_a_second_connection_replaces_the_first_and_a_closed_stream_is_down_at_once(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
-    first = ScriptedAgent(controller.address, "h1")
+    first = FakeAgent(controller.address, "h1")
     agents.append(first)
     first.receive("assignment")
-    second = ScriptedAgent(controller.address, "h1")
+    second = FakeAgent(controller.address, "h1")
     agents.append(second)
     second.receive("assignment")
     assert first.ended.wait(5)
@@ -501,11 +353,11 @@ def test_a_second_connection_replaces_the_first_and_a_closed_stream_is_down_at_o
 
 
 def test_signal_log_tail_and_follow_go_through_the_agents(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
-    agent = ScriptedAgent(controller.address, "h1", observed(1, 2))
+    agent = FakeAgent(controller.address, "h1", observed(1, 2))
     agents.append(agent)
     agent.receive("assignment")
 
@@ -562,15 +414,15 @@ def test_signal_log_tail_and_follow_go_through_the_agents(
 
 
 def test_status_reports_the_worst_phase_of_the_agents(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     apply(admin)
     state = observed(1, 2)
     state.watchers[0].phase = types_pb2.WATCHER_PHASE_FLAPPING
     state.watchers[0].message = "flapping, retry in 5s"
     state.processes[1].state = types_pb2.PROCESS_STATE_BACKOFF
-    agent = ScriptedAgent(controller.address, "h1", state)
+    agent = FakeAgent(controller.address, "h1", state)
     agents.append(agent)
     agent.receive("assignment")
     web = status(admin, "web")

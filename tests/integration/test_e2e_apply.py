@@ -11,7 +11,10 @@ import select
 import subprocess
 import time
 
-from tests.integration.cluster import PYTHON, Cluster, _env, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.processes import STACKCTL, stack_env
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -82,10 +85,10 @@ class Terminal:
     """stackctl on a pseudo-terminal, as an operator at a shell runs it."""
 
     def __init__(self, cluster: Cluster, *args: str) -> None:
-        argv = [PYTHON, "-m", "stack.cli.main", "--controller", cluster.address, *args]
+        argv = [*STACKCTL, "--controller", cluster.address, *args]
         master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), cwd=cluster.root
+            argv, stdin=slave, stdout=slave, stderr=slave, env=stack_env(), cwd=cluster.root
         )
         os.close(slave)
         self._master = master

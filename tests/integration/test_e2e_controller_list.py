@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.cluster import (
-    PYTHON,
-    ROOT,
-    Cluster,
-    Daemon,
-    free_port,
-    run_stackctl,
-    wait_for,
-    watcher_toml,
-)
+from tests.support.cluster import Cluster
+from tests.support.harness import stackctl_to
+from tests.support.ports import reserve_port
+from tests.support.processes import AGENT, Daemon, run_stackctl
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def stackctl(controllers: str, *args: str) -> tuple[int, str, str]:
-    argv = [PYTHON, "-m", "stack.cli.main", "--controller", controllers, *args]
-    result = run_stackctl(argv, ROOT, 60, False)
+    result = run_stackctl([*stackctl_to(controllers), *args])
     return result.code, result.out, result.err
 
 
-def test_stackctl_skips_a_controller_it_cannot_reach(cluster: Cluster) -> None:
-    dead = f"127.0.0.1:{free_port()}"
+def test_stackctl_skips_a_controller_it_cannot_reach(cluster: Cluster, reserved_port: int) -> None:
+    dead = f"127.0.0.1:{reserved_port}"
     cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
 
     code, out, err = stackctl(f"{dead},{cluster.address}", "scale", "w", "3")
@@ -34,9 +29,9 @@ def test_stackctl_skips_a_controller_it_cannot_reach(cluster: Cluster) -> None:
 
 
 def test_stackctl_names_every_controller_when_none_answers() -> None:
-    first, second = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-
-    code, _, err = stackctl(f"{first},{second}", "status")
+    with reserve_port() as one, reserve_port() as two:
+        first, second = f"127.0.0.1:{one}", f"127.0.0.1:{two}"
+        code, _, err = stackctl(f"{first},{second}", "status")
 
     assert code == 1
     assert err.strip() == f"stackctl: cannot reach any controller (tried {first}, {second})"
@@ -50,11 +45,13 @@ def test_a_bad_address_in_the_list_is_a_usage_error() -> None:
     assert f"{rule}, got '127.0.0.1:7450,nonsense'" in words
 
 
-def test_the_agent_dials_the_next_controller_when_the_first_is_down(tmp_path: Path) -> None:
+def test_the_agent_dials_the_next_controller_when_the_first_is_down(
+    tmp_path: Path, reserved_port: int
+) -> None:
     cluster = Cluster(tmp_path / "stack")
-    dead = f"127.0.0.1:{free_port()}"
+    dead = f"127.0.0.1:{reserved_port}"
     cluster.agent = Daemon(
-        [PYTHON, "-m", "stack.agent.main", "--controller", f"{dead},{cluster.address}",
+        [*AGENT, "--controller", f"{dead},{cluster.address}",
          "--host-id", "h1", "--data-dir", str(tmp_path / "agent"), *cluster.agent_options],
         tmp_path / "agent.log",
     )  # fmt: skip

@@ -11,19 +11,16 @@ from pathlib import Path
 
 import psutil
 
-from tests.integration.cluster import (
-    PYTHON,
-    WORKER,
-    Cluster,
-    fetch,
-    free_port,
-    wait_for,
-    worker_processes,
-)
+from tests.support.cluster import Cluster
+from tests.support.processes import PYTHON, worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import WORKER, fetch
 
 
-def test_a_circus_ini_runs_its_watchers_on_its_socket(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
+def test_a_circus_ini_runs_its_watchers_on_its_socket(
+    cluster: Cluster, tmp_path: Path, reserved_port: int
+) -> None:
+    port = reserved_port  # the INI names it
     report = tmp_path / "report"
     ini = cluster.root / "circus.ini"
     (cluster.root / "conf.d").mkdir()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.integration.cluster import Cluster, wait_for, watcher_toml, worker_processes
+from tests.support.cluster import Cluster
+from tests.support.processes import worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def test_controller_kill9_and_restart_keeps_desired_state_and_workers(cluster: Cluster) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import PYTHON, ROOT, Cluster, _env, free_port
+from tests.support.cluster import Cluster
+from tests.support.processes import ROOT, STACKCTL, stack_env
 
 GOOD = '[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = 2\n'
 
@@ -76,11 +76,11 @@ def test_unknown_command_is_a_usage_error(cluster: Cluster) -> None:
     assert result.code == 2
 
 
-def test_unreachable_controller_is_one_clear_line(tmp_path: Path) -> None:
-    port = free_port()
+def test_unreachable_controller_is_one_clear_line(reserved_port: int) -> None:
+    port = reserved_port
     proc = subprocess.run(
-        [PYTHON, "-m", "stack.cli.main", "--controller", f"127.0.0.1:{port}", "status"],
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+        [*STACKCTL, "--controller", f"127.0.0.1:{port}", "status"],
+        capture_output=True, text=True, env=stack_env(), cwd=ROOT, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1

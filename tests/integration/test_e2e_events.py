@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from stack.v1 import agent_pb2, types_pb2
-from tests.integration.cluster import Cluster, wait_for, watcher_toml
-from tests.integration.fake_agent import FakeAgent
-from tests.integration.following import assert_both_go_on, following
+from tests.support.cluster import Cluster
+from tests.support.fake_agent import FakeAgent
+from tests.support.following import assert_both_go_on, following
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 GIVE_UP = 10.0
 
@@ -128,7 +130,7 @@ def test_a_flooding_agent_pushes_out_only_its_own_events_and_its_excess_is_count
         sent = 0
         with (
             following(cluster.address, "events", "-f", "-n", "0") as follow,
-            FakeAgent(cluster.address, agent_pb2.Hello(host_id="h2")) as noisy,
+            FakeAgent(cluster.address, hello=agent_pb2.Hello(host_id="h2")) as noisy,
         ):
             wait_for(lambda: len(follow.items) > len(others), 10, "the follow to print the history")
             for batch in range(40):  # far past the history and the agent's rate

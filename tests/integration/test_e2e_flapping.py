@@ -7,7 +7,10 @@ import os
 import signal
 
 from stack.v1 import types_pb2
-from tests.integration.cluster import PYTHON, WORKER, Cluster, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.processes import PYTHON
+from tests.support.wait import wait_for
+from tests.support.workers import WORKER, watcher_toml
 
 FLAPS = {"attempts": 2, "window": 5, "retry_in": 3, "max_retry": 1}
 """retry_in leaves a loaded machine time to show the wait in `stackctl status`."""

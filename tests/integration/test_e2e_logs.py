@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.integration.cluster import PYTHON, Cluster, _env, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.processes import STACKCTL, stack_env
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def test_output_is_captured_rotated_and_tailed(cluster: Cluster) -> None:
@@ -49,9 +52,9 @@ def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
     cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.1", numprocesses=2))
     cluster.wait_running("w", 2)
     follower = subprocess.Popen(
-        [PYTHON, "-m", "stack.cli.main", "--controller", cluster.address, "-o", "json",
+        [*STACKCTL, "--controller", cluster.address, "-o", "json",
          "logs", "w", "-f", "-n", "0"],
-        stdout=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, text=True, env=stack_env(),
     )  # fmt: skip
     try:
         assert follower.stdout is not None

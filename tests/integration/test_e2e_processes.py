@@ -9,7 +9,10 @@ import time
 import psutil
 
 from stack.v1 import types_pb2
-from tests.integration.cluster import Cluster, wait_for, watcher_toml, worker_processes
+from tests.support.cluster import Cluster
+from tests.support.processes import worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def test_scale_up_and_down_with_wait_changes_the_running_count(cluster: Cluster) -> None:

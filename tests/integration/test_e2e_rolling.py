@@ -7,7 +7,9 @@ from typing import Any
 import psutil
 
 from stack.v1 import types_pb2
-from tests.integration.cluster import Cluster, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def events_of(cluster: Cluster, watcher: str) -> list[dict[str, Any]]:

@@ -11,8 +11,11 @@ from pathlib import Path
 import psutil
 
 from stack.v1 import types_pb2
-from tests.integration.cluster import Cluster, asking, free_port, wait_for, watcher_toml
 from tests.integration.test_e2e_rolling import events_of, rollout_of
+from tests.support.cluster import Cluster
+from tests.support.ports import reserve_port
+from tests.support.wait import wait_for
+from tests.support.workers import asking, watcher_toml
 
 UPDATE = {"max_parallel": 1, "min_uptime": 0.5}
 
@@ -45,9 +48,8 @@ def apply_file(cluster: Cluster, text: str, *flags: str) -> str:
     return cluster.stackctl("apply", "--yes", *flags, str(path), check=True).out
 
 
-def started(cluster: Cluster) -> tuple[int, dict[int, int], dict[int, int]]:
-    """The stack applied on a free port for `web`: (that port, w's pids, u's pids)."""
-    web = free_port()
+def started(cluster: Cluster, web: int) -> tuple[int, dict[int, int], dict[int, int]]:
+    """The stack applied with port `web` (reserved) for `web`: (that port, w's pids, u's)."""
     cluster.apply(stack(cluster.tag, web))
     return web, cluster.wait_running("w", 3), cluster.wait_running("u", 1)
 
@@ -67,10 +69,16 @@ def fdnames(pid: int) -> str:
 
 
 def test_adding_a_socket_rolls_the_use_sockets_watcher_batch_by_batch_without_an_outage(
-    cluster: Cluster,
+    cluster: Cluster, reserved_port: int
 ) -> None:
-    web, before, unrelated = started(cluster)
-    other = free_port()
+    web, before, unrelated = started(cluster, reserved_port)
+    with reserve_port() as other:
+        _adding_a_socket_rolls(cluster, web, other, before, unrelated)
+
+
+def _adding_a_socket_rolls(
+    cluster: Cluster, web: int, other: int, before: dict[int, int], unrelated: dict[int, int]
+) -> None:
 
     plan = apply_file(cluster, stack(cluster.tag, web, other), "--dry-run")
     assert "+ socket other" in plan
@@ -97,9 +105,9 @@ def test_adding_a_socket_rolls_the_use_sockets_watcher_batch_by_batch_without_an
 
 
 def test_a_socket_on_a_taken_port_halts_only_its_users_and_removing_it_recovers(
-    cluster: Cluster,
+    cluster: Cluster, reserved_port: int
 ) -> None:
-    web, before, unrelated = started(cluster)
+    web, before, unrelated = started(cluster, reserved_port)
 
     with port_taken() as taken, asking(web) as (answers, failures):
         cluster.apply(stack(cluster.tag, web, taken))  # + socket other, port in use
@@ -134,9 +142,9 @@ def test_a_socket_on_a_taken_port_halts_only_its_users_and_removing_it_recovers(
 
 
 def test_a_socket_moved_to_a_taken_port_halts_and_moving_it_to_a_free_one_rolls_on(
-    cluster: Cluster,
+    cluster: Cluster, reserved_port: int
 ) -> None:
-    web, before, unrelated = started(cluster)
+    web, before, unrelated = started(cluster, reserved_port)
 
     with port_taken() as taken:
         plan = apply_file(cluster, stack(cluster.tag, taken), "--dry-run")
@@ -148,8 +156,8 @@ def test_a_socket_moved_to_a_taken_port_halts_and_moving_it_to_a_free_one_rolls_
             assert cluster.running_pids("w") == before  # still serving on the old port
         assert failures == []
 
-        fixed = free_port()  # the fix: another port, no reset
-        with asking(fixed) as (answers, _):
+        # The fix: another port, no reset.
+        with reserve_port() as fixed, asking(fixed) as (answers, _):
             cluster.apply(stack(cluster.tag, fixed))
 
             after = wait_for(lambda: rolled_over(cluster, before), 40, "w on the fixed port")

@@ -8,9 +8,12 @@ import re
 import subprocess
 
 from stack.v1 import agent_pb2, types_pb2
-from tests.integration.cluster import PYTHON, ROOT, Cluster, _env, wait_for, watcher_toml
-from tests.integration.fake_agent import FakeAgent
-from tests.integration.programs.worker import HOSTILE_LINE
+from tests.support.cluster import Cluster
+from tests.support.fake_agent import FakeAgent
+from tests.support.processes import ROOT, STACKCTL, stack_env
+from tests.support.programs.worker import HOSTILE_LINE
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 # What a terminal would obey: ESC, BEL, CR, BS and the other C0/C1 controls.
 OBEYED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -19,8 +22,8 @@ OSC52_SHOWN = "\\x1b]52;c;cm0gLXJmIH4=\\x07"
 
 def stackctl(cluster: Cluster, *args: str) -> str:
     """stackctl's stdout as the terminal would get it: bytes, no newline translation."""
-    argv = [PYTHON, "-m", "stack.cli.main", "--controller", cluster.address, *args]
-    proc = subprocess.run(argv, capture_output=True, env=_env(), cwd=ROOT, timeout=60)
+    argv = [*STACKCTL, "--controller", cluster.address, *args]
+    proc = subprocess.run(argv, capture_output=True, env=stack_env(), cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc
     return proc.stdout.decode()
 
@@ -61,7 +64,7 @@ def test_a_hostile_agents_text_is_shown_escaped_in_events_status_and_agents(
         version=HOSTILE_LINE,
         address=HOSTILE_LINE,
     )
-    with FakeAgent(cluster.address, hello) as agent:
+    with FakeAgent(cluster.address, hello=hello) as agent:
         (wid,) = agent.wids("evil")
         process = types_pb2.ProcessStatus(
             watcher="evil", wid=wid, pid=4242, host_id="h2",
@@ -69,7 +72,7 @@ def test_a_hostile_agents_text_is_shown_escaped_in_events_status_and_agents(
             health=types_pb2.HEALTH_UNHEALTHY, health_message=HOSTILE_LINE,
             last_exit=types_pb2.LastExit(code=1, message=HOSTILE_LINE),
         )  # fmt: skip
-        agent.observed([process])
+        agent.report([process])
         agent.events([types_pb2.Event(watcher="evil", wid=wid, kind="exit", message=HOSTILE_LINE)])
 
         def event_shown() -> str:

@@ -2,7 +2,8 @@
 
 It runs as an ordinary user (created by the test, with a home of its own), exactly
 as the README says, without --controller: `stackctl` without options then finds the
-controller's local socket in that user's home, and no other user can use it.
+controller's local socket in that user's home, and no other user can use it. The test
+counts only that user's processes: a demo running beside it is none of its business.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import ROOT, free_port, wait_for, worker_processes
-from tests.integration.users import (
+from tests.support.ports import reserve_port
+from tests.support.processes import ROOT, worker_processes
+from tests.support.users import (
     User,
     argv_as,
     needs_root,
@@ -28,6 +30,7 @@ from tests.integration.users import (
     user_env,
     user_python,
 )
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -43,8 +46,13 @@ def test_up_serves_the_example_and_ctrl_c_stops_everything(home: Path) -> None:
 
 
 def _up_as(user: User, stranger: User, home: Path) -> None:
+    # The demo prints the URL its stack file names, so the port is chosen beforehand.
+    with reserve_port() as port:
+        _up_on(user, stranger, home, port)
+
+
+def _up_on(user: User, stranger: User, home: Path, port: int) -> None:
     os.chown(home, user.uid, user.gid)
-    port = free_port()
     text = (ROOT / "examples" / "webapp.toml").read_text().replace("8080", str(port))
     stack_file = home / "webapp.toml"
     stack_file.write_text(text)
@@ -70,7 +78,7 @@ def _up_as(user: User, stranger: User, home: Path) -> None:
         with urllib.request.urlopen(url, timeout=10) as reply:
             body = reply.read().decode()
         assert re.search(r"hello from worker \d+ \(pid \d+\)", body), body
-        assert len(worker_processes("examples.app")) == 4
+        assert len(worker_processes("examples.app", uid=user.uid)) == 4
         socket = home / ".local" / "state" / "stack" / "controller" / "controller.sock"
         assert f"controller at unix:{socket}" in "".join(seen) + _rest_of_banner(up)
         status = run_as(user, python, "-m", "stack.cli.main", "status", env=env)
@@ -80,13 +88,13 @@ def _up_as(user: User, stranger: User, home: Path) -> None:
             env=dict(env, STACK_CONTROLLER=f"unix:{socket}"),
         )  # fmt: skip
         assert intruder.returncode == 1 and "permission denied" in intruder.stderr, intruder
-        assert len(worker_processes("examples.app")) == 4
+        assert len(worker_processes("examples.app", uid=user.uid)) == 4
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
     assert code == 0, "".join(seen) + up.stdout.read()
-    assert worker_processes("examples.app") == []
-    assert worker_processes("examples.ticker") == []
+    assert worker_processes("examples.app", uid=user.uid) == []
+    assert worker_processes("examples.ticker", uid=user.uid) == []
 
 
 def _rest_of_banner(up: subprocess.Popen[str]) -> str:

@@ -7,7 +7,9 @@ import time
 import psutil
 
 from stack.v1 import types_pb2
-from tests.integration.cluster import Cluster, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def _gone(pid: int) -> bool:

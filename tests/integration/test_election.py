@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import signal
 import subprocess
@@ -20,8 +19,10 @@ import pytest
 from stack.controller.election import Election, Leader
 from stack.controller.store.base import StaleTerm, StoreError
 from stack.controller.store.etcd import EtcdStore, leader_key
-from tests.integration.cluster import ROOT, wait_for
-from tests.integration.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.support.etcd import EtcdCluster, etcd_cluster
+from tests.support.processes import stack_env
+from tests.support.wait import wait_for
+from tests.support.workers import PROGRAMS
 
 TTL = 1.0
 T = TypeVar("T")
@@ -211,11 +212,11 @@ class Leader_process:
     """The leader program as a subprocess, its lines gathered by a thread."""
 
     def __init__(self, endpoints: list[str], prefix: str, address: str, log: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = stack_env()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "tests/integration/programs/election_leader.py"),
+                str(PROGRAMS / "election_leader.py"),
                 ",".join(endpoints),
                 prefix,
                 address,

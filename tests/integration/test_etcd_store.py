@@ -12,8 +12,9 @@ import pytest
 
 from stack.controller.store.base import StoreError
 from stack.controller.store.etcd import EtcdStore, StoreWatch, WatchUpdate
-from tests.integration.cluster import free_port, wait_for
-from tests.integration.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.support.etcd import EtcdCluster, etcd_cluster
+from tests.support.ports import reserve_port
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +163,14 @@ def _load_or_none(store: EtcdStore) -> dict[str, bytes] | None:
 
 
 def test_an_unreachable_cluster_is_a_one_line_error_naming_it() -> None:
-    endpoints = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    store = EtcdStore(endpoints, "/nowhere", timeout=0.5)
-    try:
-        with pytest.raises(StoreError) as error:
-            store.load("stack/")
-    finally:
-        store.close()
+    with reserve_port() as first, reserve_port() as second:  # nothing listens on either
+        endpoints = [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
+        store = EtcdStore(endpoints, "/nowhere", timeout=0.5)
+        try:
+            with pytest.raises(StoreError) as error:
+                store.load("stack/")
+        finally:
+            store.close()
     message = str(error.value)
     assert message.startswith(f"etcd unreachable at {','.join(endpoints)}: read: ")
     assert "\n" not in message

@@ -15,9 +15,12 @@ import pytest
 from stack.controller.store.base import StaleTerm, StoreError
 from stack.controller.store.etcd import EtcdStore, EtcdTls
 from stack.security.certs import CertDir, Role, init_dir
-from stack.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.cluster import PYTHON, Daemon, free_port, wait_for
-from tests.integration.etcd_cluster import ETCD, requires_etcd
+from stack.v1 import admin_pb2
+from tests.support.etcd import ETCD, requires_etcd
+from tests.support.harness import AdminStub
+from tests.support.ports import reserve_port
+from tests.support.processes import CONTROLLER, Daemon
+from tests.support.wait import wait_for
 
 pytestmark = requires_etcd
 
@@ -35,7 +38,8 @@ def secure_etcd(root: Path) -> Iterator[SecureEtcd]:
     tls_dir = root / "tls"
     ca, cert = init_dir(tls_dir, ["127.0.0.1"])
     key = CertDir(tls_dir).pair(Role.controller, "")[1]
-    client_port, peer_port = free_port(), free_port()
+    client, peer = reserve_port(), reserve_port()
+    client_port, peer_port = client.port, peer.port
     endpoint = f"127.0.0.1:{client_port}"
     argv = [
         ETCD, "--name", "secure", "--data-dir", str(root / "etcd"),
@@ -68,6 +72,8 @@ def secure_etcd(root: Path) -> Iterator[SecureEtcd]:
     finally:
         proc.kill()
         proc.wait(10)
+        client.close()
+        peer.close()
         shutil.rmtree(root / "etcd", ignore_errors=True)
 
 
@@ -100,11 +106,13 @@ def test_without_a_client_certificate_etcd_is_unhealthy_with_a_reason(tmp_path: 
             store.close()
 
 
-def test_a_controller_leads_on_a_tls_etcd_with_its_etcd_flags(tmp_path: Path) -> None:
+def test_a_controller_leads_on_a_tls_etcd_with_its_etcd_flags(
+    tmp_path: Path, reserved_port: int
+) -> None:
     with secure_etcd(tmp_path) as etcd:
-        address = f"127.0.0.1:{free_port()}"
+        address = f"127.0.0.1:{reserved_port}"  # reserved for the controller to bind
         controller = Daemon(
-            [PYTHON, "-m", "stack.controller.main", "--listen", address, "--insecure",
+            [*CONTROLLER, "--listen", address, "--insecure",
              "--store", f"etcd://{etcd.endpoint}/tls", "--lease-ttl", "2",
              "--etcd-ca", str(etcd.tls.ca), "--etcd-cert", str(etcd.tls.cert),
              "--etcd-key", str(etcd.tls.key), "--data-dir", str(tmp_path / "c")],
@@ -116,8 +124,7 @@ def test_a_controller_leads_on_a_tls_etcd_with_its_etcd_flags(tmp_path: Path) ->
             def leads() -> admin_pb2.ControllersReply | None:
                 try:
                     with grpc.insecure_channel(address) as channel:
-                        stub = admin_pb2_grpc.AdminServiceStub(channel)
-                        reply: admin_pb2.ControllersReply = stub.Controllers(
+                        reply: admin_pb2.ControllersReply = AdminStub(channel).Controllers(
                             admin_pb2.ControllersRequest(), timeout=2
                         )
                 except grpc.RpcError:

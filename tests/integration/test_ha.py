@@ -6,29 +6,16 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from stack.agent.persist import load_state
 from stack.controller.store.etcd import connect
-from tests.integration.cluster import (
-    PYTHON,
-    ROOT,
-    become_subreaper,
-    run_stackctl,
-    wait_for,
-    watcher_toml,
-    worker_processes,
-)
-from tests.integration.etcd_cluster import etcd_cluster, requires_etcd
-from tests.integration.following import assert_both_go_on, following
-from tests.integration.ha_cluster import HaCluster, ha_cluster
+from tests.support.etcd import etcd_cluster, requires_etcd
+from tests.support.following import assert_both_go_on, following
+from tests.support.ha import HaCluster, ha_cluster
+from tests.support.processes import ROOT, STACKCTL, run_stackctl, worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 pytestmark = requires_etcd
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _subreaper() -> None:
-    become_subreaper()
 
 
 def start_workers(cluster: HaCluster, count: int) -> dict[int, int]:
@@ -189,7 +176,7 @@ def test_stackctl_passes_over_a_hung_controller_first_in_its_list(tmp_path: Path
         try:
             argv = ["--controller", f"{follower},{leader}", "scale", "w", "2"]
             started = time.monotonic()
-            result = run_stackctl([PYTHON, "-m", "stack.cli.main", *argv], ROOT, 60, False)
+            result = run_stackctl([*STACKCTL, *argv], ROOT, 60, False)
             took = time.monotonic() - started
         finally:
             hung.proc.send_signal(signal.SIGCONT)

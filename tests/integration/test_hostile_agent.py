@@ -1,13 +1,12 @@
 """A hostile or broken agent is contained: it speaks for its own host only, its reports
 of workers it was not given are ignored and counted, and its events and output are
 capped. The agents here are real gRPC clients speaking the agent protocol (see
-ScriptedAgent), sending what no honest agent would.
+FakeAgent), sending what no honest agent would.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,10 @@ from typing import Any
 import pytest
 
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
-from tests.integration.cluster import ROOT, wait_for
-from tests.integration.test_controller_service import (
-    ControllerProcess,
-    ScriptedAgent,
-    observed,
-    wids_of,
-)
+from tests.support.controller import ControllerProcess
+from tests.support.fake_agent import FakeAgent, observed, wids_of
+from tests.support.processes import ROOT, STACKCTL
+from tests.support.wait import wait_for
 
 STACK = """
 [watchers.web]
@@ -38,7 +34,7 @@ RUNNING = types_pb2.PROCESS_STATE_RUNNING
 def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
     """A controller that lets one agent send 10 events and 100 KB of output a second."""
     started = ControllerProcess(
-        tmp_path, 10.0, "--agent-event-rate", "10", "--agent-log-rate", "100000"
+        tmp_path, 10.0, ("--agent-event-rate", "10", "--agent-log-rate", "100000")
     ).start()
     yield started
     if started.proc is not None and started.proc.poll() is None:
@@ -46,25 +42,25 @@ def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
 
 
 def connect(
-    controller: ControllerProcess, agents: list[ScriptedAgent], host: str, **hello: Any
-) -> ScriptedAgent:
-    agent = ScriptedAgent(controller.address, host, **hello)
+    controller: ControllerProcess, agents: list[FakeAgent], host: str, **hello: Any
+) -> FakeAgent:
+    agent = FakeAgent(controller.address, host, **hello)
     agents.append(agent)
     agent.receive("welcome")
     return agent
 
 
 def applied(controller: ControllerProcess) -> None:
-    controller.admin.Apply(admin_pb2.ApplyRequest(filename="s.toml", content=STACK), timeout=5)
+    controller.admin().Apply(admin_pb2.ApplyRequest(filename="s.toml", content=STACK), timeout=5)
 
 
 def agent_info(controller: ControllerProcess, host: str) -> admin_pb2.AgentInfo:
-    reply = controller.admin.Agents(admin_pb2.AgentsRequest(), timeout=5)
+    reply = controller.admin().Agents(admin_pb2.AgentsRequest(), timeout=5)
     return next(a for a in reply.agents if a.host_id == host)
 
 
 def processes(controller: ControllerProcess) -> list[tuple[str, int]]:
-    reply = controller.admin.Status(admin_pb2.StatusRequest(), timeout=10)
+    reply = controller.admin().Status(admin_pb2.StatusRequest(), timeout=10)
     return [(p.host_id, p.wid) for w in reply.watchers for p in w.processes]
 
 
@@ -78,12 +74,12 @@ def fake(*reports: tuple[str, int]) -> agent_pb2.Observed:
 
 
 def test_an_agent_speaks_for_its_own_host_only_in_events_output_and_tails(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
     applied(controller)
     web = connect(controller, agents, "web-1", labels={"role": "web"})
     assert wids_of(web.receive("assignment")) == [1, 2]
-    admin = controller.admin
+    admin = controller.admin()
     follow = admin.Logs(admin_pb2.LogsRequest(watcher="web", follow=True), timeout=20)
     events = admin.Events(admin_pb2.EventsRequest(follow=True, lines=1), timeout=20)
     next(events)  # what was recorded before: from here on, only new ones
@@ -113,7 +109,7 @@ def test_an_agent_speaks_for_its_own_host_only_in_events_output_and_tails(
 
 
 def test_reports_of_workers_an_agent_was_not_given_are_ignored_and_counted(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
     applied(controller)
     web = connect(controller, agents, "web-1", labels={"role": "web"})
@@ -134,7 +130,7 @@ def test_reports_of_workers_an_agent_was_not_given_are_ignored_and_counted(
     assert {e.message.split(":")[0] for e in refused} == {"agent web-1", "agent other"}
     assert all(e.host_id == "" for e in refused), "the controller says so, not the agent"
     shown = subprocess.run(
-        [sys.executable, "-m", "stack.cli.main", "--controller", controller.address,
+        [*STACKCTL, "--controller", controller.address,
          "-o", "json", "agents"],
         capture_output=True, text=True, cwd=ROOT, timeout=30, check=True,
     )  # fmt: skip
@@ -142,11 +138,11 @@ def test_reports_of_workers_an_agent_was_not_given_are_ignored_and_counted(
 
 
 def recent_events(controller: ControllerProcess) -> list[types_pb2.Event]:
-    return list(controller.admin.Events(admin_pb2.EventsRequest(), timeout=10))
+    return list(controller.admin().Events(admin_pb2.EventsRequest(), timeout=10))
 
 
 def test_one_report_of_50000_processes_leaves_status_quick_after_the_agent_left(
-    controller: ControllerProcess, agents: list[ScriptedAgent], tmp_path: Path
+    controller: ControllerProcess, agents: list[FakeAgent], tmp_path: Path
 ) -> None:
     applied(controller)
     web = connect(controller, agents, "web-1", labels={"role": "web"})
@@ -165,7 +161,7 @@ def test_one_report_of_50000_processes_leaves_status_quick_after_the_agent_left(
 
     started = time.monotonic()
     shown = subprocess.run(
-        [sys.executable, "-m", "stack.cli.main", "--controller", controller.address, "status"],
+        [*STACKCTL, "--controller", controller.address, "status"],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=True,
     )  # fmt: skip
     took = time.monotonic() - started
@@ -175,7 +171,7 @@ def test_one_report_of_50000_processes_leaves_status_quick_after_the_agent_left(
 
 
 def test_events_and_output_are_capped_per_agent_in_number_and_in_bytes(
-    controller: ControllerProcess, agents: list[ScriptedAgent]
+    controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
     applied(controller)
     web = connect(controller, agents, "web-1", labels={"role": "web"})
@@ -189,7 +185,7 @@ def test_events_and_output_are_capped_per_agent_in_number_and_in_bytes(
     kept = [e for e in recent_events(controller) if e.message.startswith("noise")]
     assert len(kept) == 100 and {e.host_id for e in kept} == {"web-1"}
 
-    follow = controller.admin.Logs(admin_pb2.LogsRequest(watcher="web", follow=True), timeout=30)
+    follow = controller.admin().Logs(admin_pb2.LogsRequest(watcher="web", follow=True), timeout=30)
     big = [
         types_pb2.LogLine(at=time.time(), watcher="web", wid=1, stream="out", text="y" * 60_000)
         for _ in range(20)

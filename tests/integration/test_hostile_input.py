@@ -20,9 +20,11 @@ import pytest
 
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
-from tests.integration.cluster import PYTHON, ROOT, Cluster, _env, wait_for
-from tests.integration.cluster import channel as open_channel
-from tests.integration.tls_harness import TlsStack, make_tls_dir
+from tests.support.cluster import Cluster
+from tests.support.harness import channel as open_channel
+from tests.support.processes import AGENT, CONTROLLER, ROOT, stack_env
+from tests.support.tls import TlsStack, make_tls_dir
+from tests.support.wait import wait_for
 
 RULE = "must match [A-Za-z0-9_.-]{1,64}"
 SECRETS = """
@@ -87,9 +89,9 @@ def test_scale_and_apply_above_max_processes_are_refused_with_one_line(
 
 def test_the_controller_refuses_a_max_processes_it_cannot_honour(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [PYTHON, "-m", "stack.controller.main", "--max-processes", "10001",
+        [*CONTROLLER, "--max-processes", "10001",
          "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+        capture_output=True, text=True, env=stack_env(), cwd=ROOT, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.endswith(
@@ -179,8 +181,8 @@ def test_the_agent_refuses_a_bad_host_id_or_label_key_with_exit_2(
     tmp_path: Path, flags: list[str], message: str
 ) -> None:
     proc = subprocess.run(
-        [PYTHON, "-m", "stack.agent.main", "--data-dir", str(tmp_path), *flags],
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+        [*AGENT, "--data-dir", str(tmp_path), *flags],
+        capture_output=True, text=True, env=stack_env(), cwd=ROOT, timeout=30,
     )  # fmt: skip
     assert (proc.returncode, proc.stderr) == (2, f"stack-agent: {message}\n")
     assert not list(tmp_path.iterdir()), "nothing started"

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from stack.controller.agents import MAX_HELLO_TEXT, hello_problem
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
-from tests.integration.cluster import Cluster
-from tests.integration.cluster import channel as open_channel
+from tests.support.cluster import Cluster
+from tests.support.harness import channel as open_channel
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 STREAMS = {"Logs", "Events"}

@@ -12,13 +12,10 @@ from pathlib import Path
 
 from stack.agent.persist import ASSIGNMENT_FILE
 from stack.v1 import agent_pb2
-from tests.integration.cluster import (
-    Cluster,
-    running_cluster,
-    wait_for,
-    watcher_toml,
-    worker_processes,
-)
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.processes import worker_processes
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 def stack(tag: str, secret: str, db_count: int = 1) -> str:

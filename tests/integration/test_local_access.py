@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import PYTHON, ROOT, Daemon, Result, wait_for
-from tests.integration.users import (
+from tests.support.processes import CONTROLLER, PYTHON, ROOT, Daemon, Result
+from tests.support.users import (
     User,
     argv_as,
     needs_root,
@@ -27,6 +27,7 @@ from tests.integration.users import (
     user_env,
     user_python,
 )
+from tests.support.wait import wait_for
 
 pytestmark = needs_root
 
@@ -158,7 +159,7 @@ def test_a_socket_left_by_a_killed_controller_is_replaced_and_a_live_one_is_not_
     second = controller(data)
     try:
         clash = subprocess.run(
-            [PYTHON, "-m", "stack.controller.main", "--data-dir", str(data)],
+            [*CONTROLLER, "--data-dir", str(data)],
             capture_output=True, text=True, env=user_env(), cwd=ROOT, timeout=30,
         )  # fmt: skip
         assert (clash.returncode, clash.stderr) == (
@@ -181,7 +182,7 @@ def test_a_socket_dir_another_user_controls_is_refused(
     mine = theirs / "mine"
     mine.mkdir()
     proc = subprocess.run(
-        [PYTHON, "-m", "stack.controller.main", "--data-dir", str(place / "data"),
+        [*CONTROLLER, "--data-dir", str(place / "data"),
          "--socket", str(mine / "controller.sock")],
         capture_output=True, text=True, env=user_env(), cwd=ROOT, timeout=30,
     )  # fmt: skip

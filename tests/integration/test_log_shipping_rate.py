@@ -12,8 +12,9 @@ from pathlib import Path
 from stack.agent.engine import Engine
 from stack.spec.model import StreamSpec
 from stack.v1 import types_pb2
-from tests.integration.agent_harness import assignment, python_cmd, run, settings, until
-from tests.integration.agent_harness import watcher as watcher_assignment
+from tests.support.engine import assignment, python_cmd, run, settings
+from tests.support.engine import watcher as watcher_assignment
+from tests.support.wait import until
 
 
 def test_a_fast_writer_ships_at_most_the_rate_and_the_file_keeps_every_line(

@@ -21,7 +21,7 @@ from stack.security.safe_files import (
     walk_dir,
     write_atomic,
 )
-from tests.integration.users import User, needs_root
+from tests.support.users import User, needs_root
 
 
 def _path_of(fd: int) -> str:

@@ -17,7 +17,7 @@ import pytest
 from stack.controller.store.base import EventWrite, StaleTerm, Store, StoredEvents
 from stack.controller.store.etcd import EtcdStore
 from stack.controller.store.sqlite import SqliteStore
-from tests.integration.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.support.etcd import EtcdCluster, etcd_cluster
 
 Opener = Callable[[], Store]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.cluster import kill_descendants, wait_for
 from tests.support.hog import Hog, cores
+from tests.support.processes import kill_descendants
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 INNER = """

@@ -29,9 +29,10 @@ import pytest
 
 from stack.agent import persist
 from stack.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.agent_harness import assignment, python_cmd, watcher
-from tests.integration.cluster import ROOT, wait_for
-from tests.integration.cluster import channel as channel_to
+from tests.support.engine import assignment, python_cmd, watcher
+from tests.support.harness import channel as channel_to
+from tests.support.processes import AGENT, CONTROLLER, ROOT, stack_env
+from tests.support.wait import wait_for
 
 UNITS = ROOT / "deploy" / "systemd"
 SLOW_TO_STOP = python_cmd(
@@ -107,8 +108,7 @@ def notify_abstract() -> Iterator[NotifyListener]:
 
 
 def _spawn(argv: list[str], log: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("STACK_CONTROLLER", None)
+    env = stack_env()
     env.pop("NOTIFY_SOCKET", None)
     if notify is not None:
         env["NOTIFY_SOCKET"] = notify.env_value
@@ -124,13 +124,13 @@ def _address(tmp_path: Path) -> str:
 
 
 def _controller(tmp_path: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "stack.controller.main",
+    argv = [*CONTROLLER,
             "--data-dir", str(tmp_path / "controller")]  # fmt: skip
     return _spawn(argv, tmp_path / "controller.log", notify)
 
 
 def _agent(tmp_path: Path, notify: NotifyListener | None) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "stack.agent.main", "--controller", _address(tmp_path),
+    argv = [*AGENT, "--controller", _address(tmp_path),
             "--host-id", "h1", "--data-dir", str(tmp_path / "agent")]  # fmt: skip
     return _spawn(argv, tmp_path / "agent.log", notify)
 

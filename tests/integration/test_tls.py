@@ -6,7 +6,6 @@ One TLS controller and one TLS agent serve the whole module (started with
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -20,22 +19,18 @@ from stack.security import certs
 from stack.security.certs import CertDir, Role
 from stack.security.tls import TlsFiles, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
-from tests.integration.cluster import (
-    PYTHON,
-    ROOT,
+from tests.support.harness import served_address
+from tests.support.processes import (
+    AGENT,
+    CONTROLLER,
+    STACKCTL,
     Daemon,
-    free_port,
-    wait_for,
-    watcher_toml,
+    stack_env,
     worker_processes,
 )
-from tests.integration.tls_harness import (
-    TlsStack,
-    credentials,
-    make_tls_dir,
-    stackctl,
-    write_expired,
-)
+from tests.support.tls import TlsStack, credentials, make_tls_dir, stackctl, write_expired
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +107,8 @@ def test_tls_dir_alone_runs_a_stack_and_stackctl_scales_a_watcher(stack: TlsStac
 
 
 def test_stackctl_reads_tls_settings_from_the_environment(stack: TlsStack) -> None:
-    argv = [PYTHON, "-m", "stack.cli.main", "--controller", stack.address, "agents"]
-    env = dict(
-        os.environ, PYTHONPATH=str(ROOT), STACK_TLS_DIR=str(stack.tls), STACK_CERT_NAME="vic"
-    )
+    argv = [*STACKCTL, "--controller", stack.address, "agents"]
+    env = stack_env(STACK_TLS_DIR=str(stack.tls), STACK_CERT_NAME="vic")
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "h1" in proc.stdout
@@ -126,7 +119,7 @@ def test_stackctl_reads_tls_settings_from_the_environment(stack: TlsStack) -> No
 
 def test_a_client_without_certificate_is_refused(stack: TlsStack) -> None:
     with pytest.raises(grpc.RpcError) as refused:
-        stack.admin(None, None).Status(admin_pb2.StatusRequest(), timeout=5)
+        stack.admin_as(None, None).Status(admin_pb2.StatusRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     plain = stack.stackctl("status")
     assert plain.code == 1
@@ -151,7 +144,7 @@ def test_beside_tls_the_local_socket_serves_its_owner_as_an_admin_without_certif
 def test_a_certificate_from_another_ca_is_refused(stack: TlsStack, other_ca: Path) -> None:
     cert, key = CertDir(other_ca).pair(Role.admin, "admin")
     with pytest.raises(grpc.RpcError) as refused:
-        stack.admin(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
+        stack.admin_as(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     files = TlsFiles(ca=stack.tls / "ca.crt", cert=cert, key=key)
     assert diagnose(stack.address, files, "controller") == (
@@ -171,7 +164,7 @@ def test_an_expired_certificate_is_refused_and_said_to_be_expired(
 ) -> None:
     cert, key = write_expired(stack.tls, Role.admin, "old")
     with pytest.raises(grpc.RpcError) as refused:
-        stack.admin(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
+        stack.admin_as(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     files = TlsFiles(ca=stack.tls / "ca.crt", cert=cert, key=key)
     assert "expired" in (diagnose(stack.address, files, "controller") or "")
@@ -183,7 +176,7 @@ def test_an_expired_certificate_is_refused_and_said_to_be_expired(
 def test_an_agent_certificate_may_not_call_the_admin_service(stack: TlsStack) -> None:
     cert, key = CertDir(stack.tls).pair(Role.agent, "h2")
     with pytest.raises(grpc.RpcError) as refused:
-        stack.admin(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
+        stack.admin_as(cert, key).Status(admin_pb2.StatusRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.details() == (
         "permission denied: agent certificates may not call AdminService"
@@ -207,7 +200,7 @@ def test_a_viewer_reads_but_may_not_change_state(stack: TlsStack) -> None:
 
 
 def test_follow_streams_are_capped_per_certificate(stack: TlsStack) -> None:
-    viewer = stack.admin(*CertDir(stack.tls).pair(Role.viewer, "vic"))
+    viewer = stack.admin_as(*CertDir(stack.tls).pair(Role.viewer, "vic"))
     follows = [
         viewer.Events(admin_pb2.EventsRequest(follow=True, lines=1), timeout=30) for _ in range(8)
     ]
@@ -264,7 +257,7 @@ def connect_as(stack: TlsStack, cert: Path, key: Path, host_id: str) -> tuple[ob
 def test_an_agent_with_another_hosts_certificate_does_not_start(stack: TlsStack) -> None:
     cert, key = CertDir(stack.tls).pair(Role.agent, "h2")
     proc = subprocess.run(
-        [PYTHON, "-m", "stack.agent.main", "--controller", stack.address, "--host-id", "h3",
+        [*AGENT, "--controller", stack.address, "--host-id", "h3",
          "--data-dir", str(stack.root / "agent-h3"), "--ca", str(stack.tls / "ca.crt"),
          "--cert", str(cert), "--key", str(key)],
         capture_output=True, text=True, timeout=30,
@@ -277,7 +270,7 @@ def test_an_agent_of_another_ca_says_the_controller_is_unknown(
     stack: TlsStack, other_ca: Path
 ) -> None:
     agent = Daemon(
-        [PYTHON, "-m", "stack.agent.main", "--controller", stack.address, "--host-id", "h1",
+        [*AGENT, "--controller", stack.address, "--host-id", "h1",
          "--data-dir", str(stack.root / "agent-other"), "--tls-dir", str(other_ca)],
         stack.root / "agent-other.log",
     )  # fmt: skip
@@ -321,13 +314,13 @@ def test_an_agent_certificate_cannot_pose_as_the_controller(stack: TlsStack) -> 
 
 
 def controller_argv(root: Path, listen: str, *extra: str) -> list[str]:
-    return [PYTHON, "-m", "stack.controller.main", "--listen", listen,
+    return [*CONTROLLER, "--listen", listen,
             "--data-dir", str(root / "controller"), *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 def test_plaintext_tcp_refuses_to_start_even_on_loopback(tmp_path: Path, host: str) -> None:
-    listen = f"{host}:{free_port()}"
+    listen = f"{host}:0"  # refused before anything is bound
     proc = subprocess.run(
         controller_argv(tmp_path, listen), capture_output=True, text=True, timeout=30
     )
@@ -343,12 +336,11 @@ def test_plaintext_tcp_refuses_to_start_even_on_loopback(tmp_path: Path, host: s
 def test_insecure_starts_on_a_non_loopback_address_with_a_warning(
     stack: TlsStack, tmp_path: Path
 ) -> None:
-    port = free_port()
-    listen = f"0.0.0.0:{port}"
+    listen = "0.0.0.0:0"
     daemon = Daemon(controller_argv(tmp_path, listen, "--insecure"), tmp_path / "ctl.log")
     daemon.start()
     try:
-        wait_for(lambda: "serving on 0.0.0.0:" in daemon.output(), 15, "the controller to serve")
+        port = int(served_address(daemon).rsplit(":", 1)[1])
         assert daemon.alive()
         assert f"WARNING stack.controller: INSECURE: serving plaintext on {listen}" in (
             daemon.output()
@@ -370,7 +362,7 @@ def test_a_controller_with_an_expired_certificate_does_not_start(tmp_path: Path)
     certs.init_dir(tls, [])
     cert, _ = write_expired(tls, Role.controller, "controller")
     proc = subprocess.run(
-        controller_argv(tmp_path, f"127.0.0.1:{free_port()}", "--tls-dir", str(tls)),
+        controller_argv(tmp_path, "127.0.0.1:0", "--tls-dir", str(tls)),
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 1

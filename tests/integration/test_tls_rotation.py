@@ -7,8 +7,8 @@ from pathlib import Path
 
 from stack.security.certs import CertDir, Role
 from stack.v1 import admin_pb2
-from tests.integration.cluster import wait_for
-from tests.integration.tls_harness import TlsStack, make_tls_dir
+from tests.support.tls import TlsStack, make_tls_dir
+from tests.support.wait import wait_for
 
 
 def copy_pair(source: Path, target: Path, role: Role, name: str) -> None:
@@ -50,7 +50,9 @@ def test_a_bundle_of_the_old_and_new_ca_lets_old_and_new_certificates_meet(
         copy_pair(new, host, Role.controller, "")
         stack.controller.start()
         wait_for(lambda: stack.agent_state("h1") == "ready", 20, "the old agent to reconnect")
-        status = stack.admin(*new_admin, ca_dir=host).Status(admin_pb2.StatusRequest(), timeout=5)
+        status = stack.admin_as(*new_admin, ca_dir=host).Status(
+            admin_pb2.StatusRequest(), timeout=5
+        )
         assert status is not None
 
         # Last, the agent gets its new certificate: it takes it at its next connection.

@@ -15,37 +15,34 @@ import psutil
 import pytest
 
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, types_pb2
-from tests.integration.cluster import wait_for
-from tests.integration.test_controller_service import (
-    ControllerProcess,
-    ScriptedAgent,
-    apply,
-    rpc_error,
-)
+from tests.integration.test_controller_service import apply, rpc_error
+from tests.support.controller import ControllerProcess
+from tests.support.fake_agent import FakeAgent
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
     """A controller that lets an agent ship as much output as it likes."""
-    started = ControllerProcess(tmp_path, 10.0, "--agent-log-rate", "1e12").start()
+    started = ControllerProcess(tmp_path, 10.0, ("--agent-log-rate", "1e12")).start()
     yield started
     if started.proc is not None and started.proc.poll() is None:
         started.kill9()
 
 
 @pytest.fixture
-def agent(controller: ControllerProcess) -> Iterator[ScriptedAgent]:
-    apply(controller.admin)
-    connected = ScriptedAgent(controller.address, "h1")
+def agent(controller: ControllerProcess) -> Iterator[FakeAgent]:
+    apply(controller.admin())
+    connected = FakeAgent(controller.address, "h1")
     connected.receive("assignment")
     yield connected
     connected.cancel()
 
 
 def test_a_viewer_holds_at_most_8_follow_streams_and_gets_one_back_when_one_ends(
-    controller: ControllerProcess, agent: ScriptedAgent
+    controller: ControllerProcess, agent: FakeAgent
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     follows = [
         admin.Events(admin_pb2.EventsRequest(follow=True, lines=1), timeout=30) for _ in range(7)
     ]
@@ -82,7 +79,7 @@ def line(text: str) -> types_pb2.LogLine:
 
 
 def following(
-    admin: admin_pb2_grpc.AdminServiceStub, agent: ScriptedAgent, timeout: float = 30
+    admin: admin_pb2_grpc.AdminServiceStub, agent: FakeAgent, timeout: float = 30
 ) -> Iterator[types_pb2.LogLine]:
     """`logs -f` of web, once the controller follows it: its one-line tail has come (the
     controller asks the agent for it once the follower is in place)."""
@@ -95,9 +92,9 @@ def following(
 
 
 def test_a_tail_asks_for_10000_lines_at_most(
-    controller: ControllerProcess, agent: ScriptedAgent
+    controller: ControllerProcess, agent: FakeAgent
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     for call in (
         lambda: list(admin.Logs(admin_pb2.LogsRequest(watcher="web", lines=10_001), timeout=10)),
         lambda: list(admin.Events(admin_pb2.EventsRequest(lines=10_001), timeout=10)),
@@ -114,9 +111,9 @@ LINE = 60_000
 
 
 def test_a_flood_to_followers_that_do_not_read_leaves_the_controller_within_its_buffers(
-    controller: ControllerProcess, agent: ScriptedAgent
+    controller: ControllerProcess, agent: FakeAgent
 ) -> None:
-    admin = controller.admin
+    admin = controller.admin()
     assert controller.proc is not None
     process = psutil.Process(controller.proc.pid)
     flood(controller, agent, megabytes=8)  # without followers: the allocator's first growth
@@ -141,7 +138,7 @@ def test_a_flood_to_followers_that_do_not_read_leaves_the_controller_within_its_
         stream.cancel()
 
 
-def flood(controller: ControllerProcess, agent: ScriptedAgent, megabytes: int) -> None:
+def flood(controller: ControllerProcess, agent: FakeAgent, megabytes: int) -> None:
     """Ship `megabytes` MB of output lines, 1 MB per message, and return once the
     controller has read them all (a report sent after them has arrived)."""
     for _ in range(megabytes):
@@ -150,7 +147,7 @@ def flood(controller: ControllerProcess, agent: ScriptedAgent, megabytes: int) -
     agent.send(observed=agent_pb2.Observed(generation=marker))
 
     def arrived() -> bool:
-        reply = controller.admin.Agents(admin_pb2.AgentsRequest(), timeout=10)
+        reply = controller.admin().Agents(admin_pb2.AgentsRequest(), timeout=10)
         return any(a.generation == marker for a in reply.agents)
 
     wait_for(arrived, 60, "the flood to be read")

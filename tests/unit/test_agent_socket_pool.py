@@ -9,6 +9,7 @@ import pytest
 
 from stack.agent.sockets import SocketPool
 from stack.spec.model import SocketSpec
+from tests.support.ports import reserve_port
 
 
 @pytest.fixture
@@ -27,18 +28,19 @@ def taken() -> Iterator[int]:
         yield int(other.getsockname()[1])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def test_a_socket_moved_to_another_port_is_bound_beside_the_old_one(
+    pool: SocketPool, reserved_port: int
+) -> None:
+    with reserve_port() as first:
+        _moved_is_bound_beside(pool, first, reserved_port)
 
 
-def test_a_socket_moved_to_another_port_is_bound_beside_the_old_one(pool: SocketPool) -> None:
-    old = SocketSpec(name="web", port=_free_port())
+def _moved_is_bound_beside(pool: SocketPool, first: int, second: int) -> None:
+    old = SocketSpec(name="web", port=first)
     pool.sync([old])
     before = pool.lookup(old)
     assert before is not None and before.sock is not None
-    moved = SocketSpec(name="web", port=_free_port())
+    moved = SocketSpec(name="web", port=second)
     assert [bound.spec for bound in pool.sync([old, moved])] == [moved]
     after = pool.lookup(moved)
     assert after is not None and after.sock is not None and after.serial != before.serial
@@ -47,8 +49,10 @@ def test_a_socket_moved_to_another_port_is_bound_beside_the_old_one(pool: Socket
     assert pool.lookup(old) is None and before.sock.fileno() == -1
 
 
-def test_a_change_that_keeps_the_address_is_applied_to_the_bound_socket(pool: SocketPool) -> None:
-    spec = SocketSpec(name="web", port=_free_port())
+def test_a_change_that_keeps_the_address_is_applied_to_the_bound_socket(
+    pool: SocketPool, reserved_port: int
+) -> None:
+    spec = SocketSpec(name="web", port=reserved_port)
     pool.sync([spec])
     bound = pool.lookup(spec)
     assert bound is not None and bound.sock is not None

@@ -23,6 +23,7 @@ from stack.spec.errors import SpecError
 from stack.spec.load import load_stack
 from stack.spec.model import MAX_PROCESSES, NAME_RULE, StreamSpec, WatcherSpec, valid_name
 from stack.v1 import agent_pb2
+from tests.support.clock import FakeClock
 
 STACK = """
 [watchers.web]
@@ -117,16 +118,6 @@ FILE = StreamSpec(max_bytes=0)
 """One unrotated file per stream."""
 
 
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_ship_rate_allows_a_burst_of_one_second_then_the_rate() -> None:
     rate = ShipRate(1000, now=0.0)
     assert rate.allow(5000, now=0.0) == 1000
@@ -158,13 +149,13 @@ def test_ship_rate_zero_means_no_cap() -> None:
 def test_lines_over_the_rate_are_dropped_from_shipping_counted_and_kept_on_disk(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    hub = LogHub(tmp_path, ship_lines=100_000, max_line=100, ship_rate=100, clock=clock)
+    clock = FakeClock()
+    hub = LogHub(tmp_path, ship_lines=100_000, max_line=100, ship_rate=100, clock=clock.now)
     hub.configure("w", FILE, FILE)
     hub._emit("w", 1, "out", [b"line %d" % i for i in range(250)])
     assert hub.pending_shipping() == 100
     assert hub.take_dropped() == 150
-    clock.now += 0.5
+    clock.advance(0.5)
     hub._emit("w", 1, "out", [b"more %d" % i for i in range(250)])
     assert hub.pending_shipping() == 150
     assert hub.take_dropped() == 200

@@ -5,13 +5,14 @@ leases, compaction and a member dying under a client. This helper starts
 `etcd` (v3.4) with short raft timeouts so that elections and failovers take
 a fraction of a second, and can kill -9, stop, pause and restart one member.
 Everything is torn down when the `etcd_cluster` context exits, whatever
-happened inside.
+happened inside. Members' ports are reserved (tests/support/ports.py): the
+cluster names its members' URLs before any binds them, and a member restarts
+on its own ports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,8 @@ from pathlib import Path
 import pyetcd
 import pytest
 
-from tests.integration.cluster import free_port, wait_for
+from tests.support.ports import ReservedPort, reserve_port
+from tests.support.wait import wait_for
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 HAVE_ETCD = Path(ETCD).exists()
@@ -35,15 +37,6 @@ requires_etcd = pytest.mark.skipif(
 _TIMING = ("--heartbeat-interval", "50", "--election-timeout", "500")
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the test process dies, so no etcd outlives a killed run."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 @dataclass
 class EtcdMember:
     """One etcd process: its ports, its data dir and its log."""
@@ -51,9 +44,17 @@ class EtcdMember:
     name: str
     data_dir: Path
     log: Path
-    client_port: int = field(default_factory=free_port)
-    peer_port: int = field(default_factory=free_port)
+    client: ReservedPort = field(default_factory=reserve_port)
+    peer: ReservedPort = field(default_factory=reserve_port)
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_port(self) -> int:
+        return self.client.port
+
+    @property
+    def peer_port(self) -> int:
+        return self.peer.port
 
     @property
     def endpoint(self) -> str:
@@ -188,6 +189,8 @@ class EtcdCluster:
     def close(self) -> None:
         for member in self.members:
             member.kill9()
+            member.client.close()
+            member.peer.close()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,10 @@ operator on the controller's host (`stackctl` run there) and read state fast
 through the AdminService, reached by a relay into the controller's namespace.
 `spread_webapp` sets up the usual subject: webapp workers serving their pid on
 a shared socket, port 8080, on every host.
+
+The ports are fixed, unlike everywhere else in the tests: they are bound only on the
+fleet's own network namespaces, which no other process on the machine can enter, so
+nothing else can hold them. Tests reach them through the namespaces only.
 """
 
 from __future__ import annotations
@@ -20,24 +24,16 @@ from typing import TypeVar
 
 import grpc
 
-from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
-from tests.fleet.netns import Network, Node, Relay, connect, reap
-from tests.integration.cluster import (
-    PYTHON,
-    ROOT,
-    Daemon,
-    Result,
-    controller_answers,
-    run_stackctl,
-    wait_for,
-    watcher_toml,
-)
+from stack.v1 import types_pb2
+from tests.support.harness import RUNNING, AdminStub, Harness, admin_stub, answers, stackctl_to
+from tests.support.netns import Network, Node, Relay, connect
+from tests.support.processes import AGENT, CONTROLLER, Daemon, reap
+from tests.support.wait import wait_for
+from tests.support.workers import read_pid, watcher_toml
 
 PORT = 7450
 WEB_PORT = 8080
 CONTROLLER_ADDRESS = "198.18.0.1"
-RUNNING = types_pb2.PROCESS_STATE_RUNNING
-UNKNOWN = types_pb2.PROCESS_STATE_UNKNOWN
 T = TypeVar("T")
 
 
@@ -47,7 +43,7 @@ def host_address(index: int) -> str:
 
 
 @dataclass
-class Fleet:
+class Fleet(Harness):
     """The controller and agents h1..hN on a test network under `root`."""
 
     root: Path
@@ -67,7 +63,7 @@ class Fleet:
     _channel: grpc.Channel | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        super().__post_init__()
         self.network = Network()
         self.tag = self.tag or f"stackfleet-{self.network.run_id}"
 
@@ -90,7 +86,7 @@ class Fleet:
             self.network.add(host_id, host_address(i))
         self.controller = Daemon(
             self.controller_node.argv(
-                [PYTHON, "-m", "stack.controller.main", "--listen", self.controller_address,
+                [*CONTROLLER, "--listen", self.controller_address,
                  "--data-dir", str(self.root / "controller"),
                  "--agent-timeout", str(self.agent_timeout),
                  "--reschedule-after", str(self.reschedule_after), "--insecure"]
@@ -99,27 +95,24 @@ class Fleet:
         )  # fmt: skip
         self.controller.start()
         self._relay = Relay(self.controller_node.netns, CONTROLLER_ADDRESS, PORT)
-        wait_for(self._controller_answers, 15, "the controller to answer")
+        wait_for(lambda: answers(self.controller, self.admin()), 30, "the controller to answer")
         for host_id in self.host_ids:
             self.agents[host_id] = self._agent(host_id)
             self.agents[host_id].start()
-        wait_for(lambda: self.ready_hosts() == set(self.host_ids), 15, "every agent to connect")
+        wait_for(lambda: self.ready_hosts() == set(self.host_ids), 30, "every agent to connect")
         return self
 
     def _agent(self, host_id: str) -> Daemon:
         labels = [f"--label={k}={v}" for k, v in self.labels.get(host_id, {}).items()]
         return Daemon(
             self.node(host_id).argv(
-                [PYTHON, "-m", "stack.agent.main", "--controller", self.controller_address,
+                [*AGENT, "--controller", self.controller_address,
                  "--host-id", host_id, "--data-dir", str(self.root / host_id),
                  "--heartbeat-interval", str(self.heartbeat_interval),
                  "--stats-interval", "0.5", *labels]
             ),
             self.root / f"{host_id}.log",
         )  # fmt: skip
-
-    def _controller_answers(self) -> bool:
-        return controller_answers(self.controller, self.admin())
 
     def kill_agent(self, host_id: str) -> None:
         """SIGKILL the agent of `host_id` (its workers are left as they are)."""
@@ -129,7 +122,7 @@ class Fleet:
         """Start `host_id`'s agent again, same data dir, and wait until it is ready."""
         self.agents[host_id] = self._agent(host_id)
         self.agents[host_id].start()
-        wait_for(lambda: host_id in self.ready_hosts(), 15, f"agent {host_id} to reconnect")
+        wait_for(lambda: host_id in self.ready_hosts(), 30, f"agent {host_id} to reconnect")
 
     def partition(self, host_id: str) -> None:
         """Unplug the host: `ip link set eth0 down` inside its namespace."""
@@ -138,14 +131,26 @@ class Fleet:
     def heal(self, host_id: str) -> None:
         self.node(host_id).link(up=True)
 
-    def close(self) -> None:
-        """Stop everything this fleet started and delete its namespaces, whatever state it is in."""
+    def daemons(self) -> dict[str, Daemon]:
+        controller = getattr(self, "controller", None)
+        return {**self.agents, **({"controller": controller} if controller is not None else {})}
+
+    def release(self) -> None:
         if self._channel is not None:
             self._channel.close()
+            self._channel = None
         if self._relay is not None:
             self._relay.close()
-        for daemon in [*self.agents.values(), getattr(self, "controller", None)]:
-            if daemon is not None and daemon.proc is not None:
+            self._relay = None
+
+    def close(self) -> None:
+        """Stop everything this fleet started and delete its namespaces, whatever state it is
+        in: every process in them is killed (the agents' workers with them)."""
+        with contextlib.suppress(ValueError):
+            Harness._open.remove(self)
+        self.release()
+        for daemon in self.daemons().values():
+            if daemon.proc is not None:
                 with contextlib.suppress(OSError):
                     daemon.proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -153,43 +158,19 @@ class Fleet:
         self.network.close()
         reap()
 
-    def logs(self, lines: int = 40) -> str:
-        """The last lines of every daemon's log, for a failing test's report."""
-        parts = []
-        controller = getattr(self, "controller", None)
-        daemons = [("controller", controller)] if controller is not None else []
-        for name, daemon in [*daemons, *self.agents.items()]:
-            tail = daemon.output().splitlines()[-lines:]
-            parts.append(f"--- {name} ({daemon.log})\n" + "\n".join(tail))
-        return "\n".join(parts)
-
     # -- reading state ----------------------------------------------------
 
-    def admin(self) -> admin_pb2_grpc.AdminServiceStub:
+    def admin(self) -> AdminStub:
         if self._channel is None:
             assert self._relay is not None
             self._channel = grpc.insecure_channel(self._relay.target)
-        return admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        return admin_stub(self._channel)
 
     def processes(self, watcher: str) -> list[types_pb2.ProcessStatus]:
-        reply = self.admin().Status(admin_pb2.StatusRequest(watcher=watcher), timeout=5)
-        return [p for w in reply.watchers for p in w.processes]
-
-    def agent_states(self) -> dict[str, str]:
-        reply = self.admin().Agents(admin_pb2.AgentsRequest(), timeout=5)
-        return {a.host_id: a.state for a in reply.agents}
+        return [p for w in self.status(watcher).watchers for p in w.processes]
 
     def ready_hosts(self) -> set[str]:
-        try:
-            states = self.agent_states()
-        except grpc.RpcError:
-            return set()
-        return {host for host, state in states.items() if state == "ready"}
-
-    def events(self, kind: str) -> list[types_pb2.Event]:
-        """The controller's recent events of `kind` ("agent_lost", "apply", ...)."""
-        stream = self.admin().Events(admin_pb2.EventsRequest(), timeout=5)
-        return [event for event in stream if event.kind == kind]
+        return {host for host, state in self.agent_states().items() if state == "ready"}
 
     def describe(self, watcher: str) -> str:
         """Agents' states and `watcher`'s processes in one line each, for failure messages."""
@@ -227,25 +208,13 @@ class Fleet:
         """Connect from the controller's host to `host_id`:port and read the pid that answers."""
         address = self.node(host_id).address
         with connect(self.controller_node.netns, address, port, timeout=10) as conn:
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(64)
-                if not chunk:
-                    raise ConnectionError(f"{host_id}:{port} closed without an answer")
-                data += chunk
-        return int(data)
+            return read_pid(conn)
 
     # -- acting like a user -----------------------------------------------
 
-    def stackctl(self, *args: str, timeout: float = 60.0, check: bool = False) -> Result:
-        """Run stackctl on the controller's host."""
-        stackctl = [PYTHON, "-m", "stack.cli.main", "--controller", self.controller_address]
-        return run_stackctl(self.controller_node.argv([*stackctl, *args]), ROOT, timeout, check)
-
-    def apply(self, text: str, name: str = "stack.toml") -> Result:
-        path = self.root / name
-        path.write_text(text)
-        return self.stackctl("apply", "--yes", str(path), check=True)
+    def stackctl_argv(self) -> list[str]:
+        """stackctl on the controller's host."""
+        return self.controller_node.argv(stackctl_to(self.controller_address))
 
     def status_json(self) -> dict[str, object]:
         document: dict[str, object] = json.loads(

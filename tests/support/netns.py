@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import reap
+
 NETNS_DIR = Path("/run/netns")
 SUBNET = "198.18.0.0/24"
 PREFIX_LEN = 24
@@ -211,13 +213,6 @@ def _pids_or_none(node: Node) -> set[int]:
         return node.pids()
     except NetnsError:
         return set()
-
-
-def reap() -> None:
-    """Collect every exited child of this process (orphans come here: see become_subreaper)."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
 
 
 class Relay:

@@ -1,15 +1,14 @@
-"""Helpers for the agent's integration tests: build Assignments, run an Engine, poll.
+"""Helpers for the agent's integration tests: build Assignments, run an Engine.
 
 The tests drive `stack.agent.engine.Engine` directly with Assignment protos and real
-processes; nothing here sleeps blindly, everything polls a condition with a deadline.
+processes; nothing sleeps blindly, everything polls a condition with a deadline
+(`until` in tests/support/wait.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,9 +16,9 @@ from stack.agent.settings import AgentSettings
 from stack.spec.convert import socket_to_proto, watcher_to_proto
 from stack.spec.model import SocketSpec, WatcherSpec
 from stack.v1 import agent_pb2, types_pb2
+from tests.support.processes import PYTHON
 
 T = TypeVar("T")
-PYTHON = sys.executable
 HOST_ID = "test-host"
 
 
@@ -79,17 +78,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
             return await coro
 
     return asyncio.run(bounded())
-
-
-async def until(check: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def statuses(observed: agent_pb2.Observed, name: str) -> dict[int, types_pb2.ProcessStatus]:

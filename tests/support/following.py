@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from tests.integration.cluster import PYTHON, ROOT, _env, wait_for
+from tests.support.processes import ROOT, STACKCTL, stack_env
+from tests.support.wait import wait_for
 
 
 @dataclass
@@ -41,9 +42,9 @@ class Follower:
 @contextmanager
 def following(controller: str, *args: str) -> Iterator[Follower]:
     """`stackctl --controller CONTROLLER -o json ARGS` running until the block ends."""
-    argv = [PYTHON, "-m", "stack.cli.main", "--controller", controller, "-o", "json", *args]
+    argv = [*STACKCTL, "--controller", controller, "-o", "json", *args]
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack_env(), cwd=ROOT
     )
     follower = Follower(proc).start()
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="creating a user and running as it needs root"

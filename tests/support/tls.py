@@ -2,15 +2,14 @@
 
 The controller and the agent (host id `h1`) run as subprocesses with `--tls-dir`
 only, exactly as a user would start them; tests reach the AdminService through
-gRPC channels with whatever certificate the case needs.
+gRPC channels with whatever certificate the case needs. The controller's port is
+reserved (tests/support/ports.py): it is restarted at the address its agent was given.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,20 +17,15 @@ import grpc
 
 from stack.security import certs
 from stack.security.certs import CertDir, Role
-from stack.v1 import admin_pb2, admin_pb2_grpc
-from tests.integration.cluster import (
-    PYTHON,
-    Daemon,
-    Result,
-    free_port,
-    run_stackctl,
-    wait_for,
-)
+from tests.support.harness import AdminStub, Harness, admin_stub, new_tag, stackctl_to
+from tests.support.ports import ReservedPort, reserve_port
+from tests.support.processes import AGENT, CONTROLLER, STACKCTL, Daemon, Result, run_stackctl
+from tests.support.wait import wait_for
 
 
 def stackctl(cwd: Path, *args: str, check: bool = False) -> Result:
     """`stackctl ARGS` as a subprocess, from `cwd`."""
-    return run_stackctl([PYTHON, "-m", "stack.cli.main", *args], cwd, 60, check)
+    return run_stackctl([*STACKCTL, *args], cwd, 60, check)
 
 
 def make_tls_dir(root: Path, *hosts: str) -> Path:
@@ -70,40 +64,54 @@ def credentials(tls: Path, cert: Path | None, key: Path | None) -> grpc.ChannelC
 
 
 @dataclass
-class TlsStack:
+class TlsStack(Harness):
     """A TLS controller and a TLS agent `h1` under `root`, sharing one `stackctl certs` dir."""
 
     root: Path
     tls: Path
-    port: int = field(default_factory=free_port)
-    tag: str = field(default_factory=lambda: f"stacktls-{uuid.uuid4().hex[:12]}")
+    tag: str = field(default_factory=lambda: new_tag("stacktls"))
+    reserved: ReservedPort = field(default_factory=reserve_port)
     controller: Daemon = field(init=False)
     agent: Daemon = field(init=False)
     _channels: list[grpc.Channel] = field(default_factory=list)
+    _admin: AdminStub | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.controller = Daemon(
-            [PYTHON, "-m", "stack.controller.main", "--listen", self.address,
-             "--data-dir", str(self.root / "controller"), "--tls-dir", str(self.tls),
-             "--agent-timeout", "2"],
+            [*CONTROLLER, "--listen", self.address,
+             "--data-dir", str(self.root / "controller"), "--tls-dir", str(self.tls)],
             self.root / "controller.log",
         )  # fmt: skip
         self.agent = Daemon(
-            [PYTHON, "-m", "stack.agent.main", "--controller", self.address, "--host-id", "h1",
+            [*AGENT, "--controller", self.address, "--host-id", "h1",
              "--data-dir", str(self.root / "agent"), "--tls-dir", str(self.tls),
              "--heartbeat-interval", "0.5", "--stats-interval", "0.5"],
             self.root / "agent.log",
         )  # fmt: skip
 
     @property
+    def port(self) -> int:
+        return self.reserved.port
+
+    @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def stackctl_argv(self) -> list[str]:
+        return stackctl_to(self.address)
+
+    def cwd(self) -> Path:
+        return self.root
+
+    def daemons(self) -> dict[str, Daemon]:
+        return {"h1": self.agent, "controller": self.controller}
+
     def start(self) -> TlsStack:
         self.controller.start()
-        wait_for(self._serving, 15, "the TLS controller to serve")
+        wait_for(self._serving, 30, "the TLS controller to serve")
         self.agent.start()
-        wait_for(lambda: self.agent_state("h1") == "ready", 15, "agent h1 to connect over TLS")
+        wait_for(lambda: self.agent_state("h1") == "ready", 30, "agent h1 to connect over TLS")
         return self
 
     def _serving(self) -> bool:
@@ -111,34 +119,27 @@ class TlsStack:
             raise AssertionError(f"controller exited:\n{self.controller.output()}")
         return bool(re.search(r"serving on .* with mutual TLS", self.controller.output()))
 
-    def close(self) -> None:
+    def release(self) -> None:
         for channel in self._channels:
             channel.close()
-        with contextlib.suppress(Exception):
-            self.agent.stop()
-        with contextlib.suppress(Exception):
-            self.controller.stop()
+        self._channels.clear()
+        self._admin = None
+        self.reserved.close()
 
-    def admin(self, cert: Path | None, key: Path | None, ca_dir: Path | None = None) -> AdminStub:
+    def admin_as(
+        self, cert: Path | None, key: Path | None, ca_dir: Path | None = None
+    ) -> AdminStub:
         """An AdminService stub over TLS with the given client certificate (or none)."""
         creds = credentials(ca_dir or self.tls, cert, key)
         channel = grpc.secure_channel(self.address, creds)
         self._channels.append(channel)
-        return admin_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
+        return admin_stub(channel)
 
     def user(self, name: str) -> AdminStub:
         cert, key = CertDir(self.tls).pair(Role.admin, name)
-        return self.admin(cert, key)
+        return self.admin_as(cert, key)
 
-    def agent_state(self, host_id: str) -> str:
-        try:
-            reply = self.user("admin").Agents(admin_pb2.AgentsRequest(), timeout=2)
-        except grpc.RpcError:
-            return ""
-        return next((a.state for a in reply.agents if a.host_id == host_id), "")
-
-    def stackctl(self, *args: str) -> Result:
-        return stackctl(self.root, "--controller", self.address, *args)
-
-
-AdminStub = admin_pb2_grpc.AdminServiceStub
+    def admin(self) -> AdminStub:
+        if self._admin is None:
+            self._admin = self.user("admin")
+        return self._admin
