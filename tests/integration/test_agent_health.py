@@ -109,7 +109,10 @@ def test_tcp_check_on_a_listening_worker_goes_from_starting_to_healthy(tmp_path:
 
 def _listening_worker_goes_healthy(tmp_path: Path, port: int) -> None:
     cmd, args = python_cmd(LISTENER)
-    spec = watcher("tcp", cmd, [1], args=(*args, str(port)), health=fast_check("tcp", str(port)))
+    # Checks fail until the new interpreter listens, which takes seconds on a loaded
+    # machine: it may fail for 30 s (300 checks 0.1 s apart) before it is unhealthy.
+    check = fast_check("tcp", str(port), retries=300)
+    spec = watcher("tcp", cmd, [1], args=(*args, str(port)), health=check)
 
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from stack.agent.engine import Engine
@@ -48,24 +49,44 @@ def test_tail_of_2500_from_3000_lines_is_complete_and_in_order_and_on_disk_at_on
 
 
 def test_tail_includes_rotated_files_and_merges_both_streams_by_time(tmp_path: Path) -> None:
+    # The agent stamps a line when it reads it, to the millisecond in its files: one
+    # stream's line is older than the other's only if it was read earlier. So the worker
+    # writes its next block only once the test saw the last one read, and a millisecond
+    # has passed since (a pause of its own would be a guess on a loaded machine).
+    go = tmp_path / "go"
     cmd, args = python_cmd(
-        "import sys, time\n"
+        "import os, sys, time\n"
+        "def wait(name):\n"
+        f"    while not os.path.exists(os.path.join({str(go)!r}, name)):\n"
+        "        time.sleep(0.001)\n"
         "for i in range(1000):\n"
         "    print(f'line {i}')\n"
         "    if i % 100 == 99:\n"
         "        sys.stdout.flush()\n"
-        "        time.sleep(0.02)\n"
+        "        wait(f'out {i}')\n"
         "        print(f'err {i}', file=sys.stderr, flush=True)\n"
-        "        time.sleep(0.02)\n"
+        "        wait(f'err {i}')\n"
     )
+    go.mkdir()
     small = StreamSpec(max_bytes=8000, backup_count=10)
     logs = tmp_path / "agent" / "logs"
+
+    async def read_then_go(engine: Engine, stream: str, text: str) -> None:
+        line = await until(
+            lambda: next((x for x in engine.tail("rot", stream, 1) if x.text == text), None),
+            what=f"{text!r} read",
+        )
+        await until(lambda: time.time() >= line.at + 0.001, what="the next millisecond")
+        (go / f"{stream} {text.split()[1]}").touch()
 
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:
             engine.apply(
                 assignment(watcher("rot", cmd, [1], args=args, respawn=False, stdout_stream=small))
             )
+            for i in range(99, 1000, 100):
+                await read_then_go(engine, "out", f"line {i}")
+                await read_then_go(engine, "err", f"err {i}")
             await until(lambda: _exited(engine, "rot"), what="writer exited")
             assert (logs / "rot.out.log.3").exists(), "the output was rotated"
             out = engine.tail("rot", "out", 1000)

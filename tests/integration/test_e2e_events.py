@@ -11,7 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from stack.v1 import agent_pb2, types_pb2
+from stack.v1 import admin_pb2, agent_pb2, types_pb2
 from tests.support.cluster import Cluster
 from tests.support.fake_agent import FakeAgent
 from tests.support.following import assert_both_go_on, following
@@ -37,8 +37,9 @@ def stored_event_count(cluster: Cluster) -> int:
 
 def test_events_shows_the_last_20_by_default_n_for_more_and_0_for_all(cluster: Cluster) -> None:
     cluster.apply(watcher_toml("w", cluster.tag, numprocesses=0))
-    for count in range(1, 31):
-        cluster.stackctl("scale", "w", str(count % 2), check=True)
+    admin = cluster.admin()
+    for count in range(1, 31):  # events enough, made quickly: stackctl is what reads them
+        admin.Scale(admin_pb2.ScaleRequest(watcher="w", count=count % 2), timeout=10)
 
     def last(*args: str) -> list[int]:
         document = cluster.stackctl("-o", "json", "events", *args, check=True).json()

@@ -64,7 +64,7 @@ def test_a_hostile_agents_text_is_shown_escaped_in_events_status_and_agents(
         version=HOSTILE_LINE,
         address=HOSTILE_LINE,
     )
-    with FakeAgent(cluster.address, hello=hello) as agent:
+    with FakeAgent(cluster.address, hello=hello, heartbeat=0.5) as agent:
         (wid,) = agent.wids("evil")
         process = types_pb2.ProcessStatus(
             watcher="evil", wid=wid, pid=4242, host_id="h2",

@@ -37,7 +37,6 @@ class Cluster(Harness):
     root: Path
     tag: str = field(default_factory=new_tag)
     """Put in workers' command lines (see watcher_toml) so a test finds exactly its own."""
-    agent_timeout: float = 2.0
     controller_options: tuple[str, ...] = ()
     agent_options: tuple[str, ...] = ("--stats-interval", "0.5", "--heartbeat-interval", "0.5")
     controller: Daemon = field(init=False)
@@ -49,14 +48,7 @@ class Cluster(Harness):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.controller = Daemon(
-            [
-                *CONTROLLER,
-                "--data-dir",
-                str(self.root / "controller"),
-                "--agent-timeout",
-                str(self.agent_timeout),
-                *self.controller_options,
-            ],
+            [*CONTROLLER, "--data-dir", str(self.root / "controller"), *self.controller_options],
             self.root / "controller.log",
         )
         self.agent = self._agent("h1", self.root / "agent", self.root / "agent.log")

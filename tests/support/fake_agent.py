@@ -26,7 +26,11 @@ RUNNING = types_pb2.PROCESS_STATE_RUNNING
 
 class FakeAgent:
     """One scripted agent session; `close` half-closes it as an agent that exits does,
-    `cancel` cuts it. Use it as a context manager to have it cancelled at the end."""
+    `cancel` cuts it. Use it as a context manager to have it cancelled at the end.
+
+    It sends nothing on its own unless given a `heartbeat` interval: then it sends its
+    last Observed again every `heartbeat` seconds, as a live agent does, so the controller
+    never holds it down for silence however slowly the test goes on."""
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class FakeAgent:
         labels: Mapping[str, str] | None = None,
         *,
         hello: agent_pb2.Hello | None = None,
+        heartbeat: float = 0.0,
     ) -> None:
         if hello is None:
             hello = agent_pb2.Hello(
@@ -57,6 +62,14 @@ class FakeAgent:
         self._call = stub.Connect(self._messages())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._last_observed = hello.observed
+        self._stopped = threading.Event()
+        if heartbeat > 0:
+            threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            self._outbox.put(agent_pb2.AgentMessage(observed=self._last_observed))
 
     def _messages(self) -> Iterator[agent_pb2.AgentMessage]:
         while (message := self._outbox.get()) is not None:
@@ -110,7 +123,10 @@ class FakeAgent:
 
     def send(self, message: agent_pb2.AgentMessage | None = None, **body: object) -> None:
         """Send `message`, or one made of `body` (`send(observed=...)`)."""
-        self._outbox.put(message or agent_pb2.AgentMessage(**body))  # type: ignore[arg-type]
+        message = message or agent_pb2.AgentMessage(**body)  # type: ignore[arg-type]
+        if message.WhichOneof("body") == "observed":
+            self._last_observed = message.observed
+        self._outbox.put(message)
 
     def report(self, processes: Sequence[types_pb2.ProcessStatus], generation: int = 0) -> None:
         """An Observed of `processes` (for the latest Assignment's generation by default)."""
@@ -128,10 +144,12 @@ class FakeAgent:
 
     def close(self) -> None:
         """Half-close the stream, as an agent that exits does."""
+        self._stopped.set()
         self._outbox.put(None)
 
     def cancel(self) -> None:
         """Cut the stream and wait for the reader to see it."""
+        self._stopped.set()
         self._outbox.put(None)
         self._call.cancel()
         self._channel.close()

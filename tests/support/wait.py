@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    check: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+    check: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05
 ) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
     polls = _polls(check, timeout, what)
@@ -29,7 +29,7 @@ def wait_for(
 
 
 async def until(
-    check: Callable[[], T], timeout: float = 5.0, what: str = "condition", interval: float = 0.005
+    check: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.005
 ) -> T:
     """`wait_for` inside an event loop: the loop runs on between the checks."""
     polls = _polls(check, timeout, what)
