@@ -120,6 +120,7 @@ class _SupervisorReader:
         self.env_expansions = {f"ENV_{key}": value for key, value in self.environ.items()}
         self.file_env: dict[str, str] = {}
         """Variables the file sets ([supervisord] environment), which ENV_X also sees."""
+        self.file_env_option: Option | None = None
         self.defaults: dict[str, tuple[Option, str, Any]] = {}
         """Program options that [supervisord] gives every program (user, umask, directory)."""
 
@@ -170,6 +171,7 @@ class _SupervisorReader:
             if key == "environment":
                 value = self.expand(option, label, {"host_node_name": self.node})
                 self.file_env = self.pairs(option, label, value)
+                self.file_env_option = option
                 self.env_expansions.update({f"ENV_{k}": v for k, v in self.file_env.items()})
                 self.draft.note("every watcher's env", origin=option.origin, label=label)
             elif key in ("user", "umask", "directory"):
@@ -426,8 +428,12 @@ class _SupervisorReader:
                 (*at, "env"), env_option.origin if env_option else section.origin, label
             )
             for key, value in env.items():
-                origin = env_option.origin if env_option and key in process.environment else None
-                put((*at, "env", key), value, origin or section.origin, f"{label} environment")
+                given = env_option if key in process.environment else self.file_env_option
+                assert given is not None
+                where = (
+                    f"{label} environment" if given is env_option else "[supervisord] environment"
+                )
+                put((*at, "env", key), value, given.origin, f"{where} {key}")
         if process.directory is not None:
             put(
                 (*at, "working_dir"),

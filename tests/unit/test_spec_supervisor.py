@@ -416,3 +416,9 @@ def test_an_fcgi_program_split_into_watchers_shares_its_one_socket() -> None:
     assert list(stack.sockets) == ["php"]
     assert [w.stdin_socket for w in stack.watchers.values()] == ["php", "php"]
     assert sorted(stack.watchers) == ["php0", "php1"]
+
+
+def test_a_bad_variable_of_supervisords_environment_names_that_line() -> None:
+    assert fails('[supervisord]\nenvironment=A="1",B="x\x00y"\n' + P) == (
+        "supervisord.conf: line 2: [supervisord] environment B: must not contain a NUL character"
+    )
