@@ -43,9 +43,9 @@ from stack.agent.stats import StatsSampler
 from stack.agent.watcher import Desired, Version, Watcher
 from stack.agent.wire import fill_stats, line_to_proto
 from stack.security.safe_files import private_dir
-from stack.spec.convert import socket_from_proto, watcher_from_proto
 from stack.spec.model import SocketSpec, WatcherSpec, socket_binding, version_sockets
 from stack.v1 import agent_pb2, types_pb2
+from stack.wire.spec import socket_from_proto, watcher_from_proto
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from stack.controller.viewers import check_tail
 from stack.loglines import SeenLines
 from stack.security.certs import Role
 from stack.security.tls import is_local_peer, peer_identity
-from stack.spec.convert import watcher_to_proto
 from stack.spec.dump import dump_stack, dump_watcher
 from stack.spec.model import NAME_RULE, valid_name
 from stack.spec.secrets import masked
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from stack.wire.spec import watcher_to_proto
 
 LEADER_KEY = "stack-leader"
 """Trailing metadata of a follower's refusal: the leader's HOST:PORT (see admin.proto)."""

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
 from stack.controller.rollout import host_share
-from stack.spec.convert import socket_to_proto, watcher_to_proto
 from stack.spec.model import version_sockets
 from stack.v1 import agent_pb2
+from stack.wire.spec import socket_to_proto, watcher_to_proto
 
 
 def build_assignment(

@@ -42,6 +42,7 @@ from stack.security.local import UNIX
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack, parse_signal
+from stack.spec.observed import Health, ProcessState
 from stack.spec.pending import pending_options
 from stack.spec.secrets import exposures
 from stack.v1 import admin_pb2, agent_pb2, types_pb2
@@ -743,9 +744,9 @@ class Controller:
                 seen[proc.wid] = Seen(
                     host_id=record.host_id,
                     version=proc.version,
-                    state=proc.state,
+                    state=ProcessState(proc.state),
                     pid=proc.pid,
-                    health=health,
+                    health=Health(health),
                     running_for=running_for,
                     why=why,
                     blocked=proc.blocked,

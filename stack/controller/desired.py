@@ -22,16 +22,17 @@ from google.protobuf import json_format
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
 from stack.controller.placement import WatcherDemand
-from stack.controller.rollout import Rollout, Version, begin
-from stack.spec.convert import (
+from stack.controller.rollout import Rollout, begin
+from stack.spec.diff import Change, diff_stacks, needs_new_processes
+from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec, version_sockets
+from stack.spec.version import WatcherVersion
+from stack.v1 import types_pb2
+from stack.wire.spec import (
     socket_from_proto,
     socket_to_proto,
     watcher_from_proto,
     watcher_to_proto,
 )
-from stack.spec.diff import Change, diff_stacks, needs_new_processes
-from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec, version_sockets
-from stack.v1 import types_pb2
 
 GENERATION_KEY = "stack/generation"
 WATCHER_PREFIX = "stack/watchers/"
@@ -57,9 +58,9 @@ class DesiredWatcher:
     rollout: Rollout | None = None
     """A rolling change in progress or halted (see rollout.py)."""
 
-    def version(self, sockets: Mapping[str, SocketSpec]) -> Version:
+    def version(self, sockets: Mapping[str, SocketSpec]) -> WatcherVersion:
         """The version new processes run, given the stack's `sockets`."""
-        return Version(self.spec, self.restart_token, version_sockets(self.spec, sockets))
+        return WatcherVersion(self.spec, self.restart_token, version_sockets(self.spec, sockets))
 
     def rolled_to(
         self,
@@ -104,7 +105,7 @@ class DesiredState:
             sockets=MappingProxyType(dict(sorted(self.sockets.items()))),
         )
 
-    def version(self, name: str) -> Version:
+    def version(self, name: str) -> WatcherVersion:
         """The version new processes of watcher `name` run (KeyError if unknown)."""
         return self.watchers[name].version(self.sockets)
 
@@ -432,8 +433,8 @@ def _encode_rollout(rollout: Rollout) -> dict[str, object]:
 def _decode_rollout(data: Mapping[str, Any], stack_sockets: Mapping[str, SocketSpec]) -> Rollout:
     """A rollout from its JSON; a version stored without its sockets (by an older
     controller) inherits the stack's of the same names, as it did then."""
-    pinned: dict[int, Version] = {}
-    batch: dict[int, Version] = {}
+    pinned: dict[int, WatcherVersion] = {}
+    batch: dict[int, WatcherVersion] = {}
     for entry in data["versions"]:
         spec = watcher_from_proto(json_format.ParseDict(entry["spec"], types_pb2.WatcherSpec()))
         if "sockets" in entry:
@@ -443,7 +444,7 @@ def _decode_rollout(data: Mapping[str, Any], stack_sockets: Mapping[str, SocketS
             )
         else:
             sockets = version_sockets(spec, stack_sockets)
-        version = Version(spec, int(entry["restart_token"]), sockets)
+        version = WatcherVersion(spec, int(entry["restart_token"]), sockets)
         pinned.update(dict.fromkeys((int(wid) for wid in entry["pinned"]), version))
         batch.update(dict.fromkeys((int(wid) for wid in entry["batch"]), version))
     return Rollout(

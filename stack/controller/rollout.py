@@ -22,29 +22,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from stack.spec.model import SocketSpec, WatcherSpec, version_fingerprint, version_label
-from stack.v1 import types_pb2
+from stack.spec.observed import Health, ProcessState
+from stack.spec.version import WatcherVersion
 
-P = types_pb2
 _FAILED_STATES = (
-    P.PROCESS_STATE_EXITED, P.PROCESS_STATE_STOPPED, P.PROCESS_STATE_BACKOFF,
-    P.PROCESS_STATE_FATAL,
+    ProcessState.EXITED, ProcessState.STOPPED, ProcessState.BACKOFF, ProcessState.FATAL,
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Version:
-    """One version of a watcher's processes: a spec at a restart token, with the
-    sockets its processes inherit (in fd order, as they were)."""
-
-    spec: WatcherSpec
-    restart_token: int
-    sockets: tuple[SocketSpec, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """How agents name the version of a process (ProcessStatus.version)."""
-        return version_label(self.restart_token, version_fingerprint(self.spec, self.sockets))
 
 
 @dataclass(frozen=True)
@@ -53,10 +36,9 @@ class Seen:
 
     host_id: str
     version: str
-    state: int
-    """A types_pb2.ProcessState."""
+    state: ProcessState
     pid: int
-    health: int = P.HEALTH_UNSPECIFIED
+    health: Health = Health.UNSPECIFIED
     running_for: float = 0.0
     """Seconds since the controller first saw this process running."""
     why: str = ""
@@ -69,9 +51,9 @@ class Seen:
 class Rollout:
     """A rolling change in progress (or halted)."""
 
-    pinned: Mapping[int, Version]
+    pinned: Mapping[int, WatcherVersion]
     """Worker ids still on an earlier version, not yet replaced."""
-    batch: Mapping[int, Version]
+    batch: Mapping[int, WatcherVersion]
     """Worker ids being replaced now, with the version each ran before (to pin back)."""
     total: int
     """Worker ids to replace when the rollout began (for progress)."""
@@ -89,14 +71,14 @@ class Rollout:
         return text
 
 
-def _frozen(mapping: Mapping[int, Version]) -> Mapping[int, Version]:
+def _frozen(mapping: Mapping[int, WatcherVersion]) -> Mapping[int, WatcherVersion]:
     return MappingProxyType(dict(sorted(mapping.items())))
 
 
 def begin(
-    running: Version,
+    running: WatcherVersion,
     rollout: Rollout | None,
-    target: Version,
+    target: WatcherVersion,
     wids: Iterable[int],
 ) -> Rollout | None:
     """Start rolling placed `wids` from what they run now to `target`.
@@ -121,7 +103,7 @@ def failure(seen: Seen, target: str) -> str:
     the process it runs."""
     if seen.version != target:
         return f"cannot start: {seen.blocked}" if seen.blocked else ""
-    if seen.health == P.HEALTH_UNHEALTHY:
+    if seen.health == Health.UNHEALTHY:
         return f"is unhealthy: {seen.why}" if seen.why else "is unhealthy"
     if not seen.pid and seen.state in _FAILED_STATES:
         return f"failed: {seen.why}" if seen.why else "failed"
@@ -130,16 +112,16 @@ def failure(seen: Seen, target: str) -> str:
 
 def ready(seen: Seen, target: str, checked: bool, min_uptime: float) -> bool:
     """A batch process is done: healthy (with a check), or up `min_uptime` (without)."""
-    if seen.version != target or not seen.pid or seen.state != P.PROCESS_STATE_RUNNING:
+    if seen.version != target or not seen.pid or seen.state != ProcessState.RUNNING:
         return False
     if checked:
-        return seen.health == P.HEALTH_HEALTHY
+        return seen.health == Health.HEALTHY
     return seen.running_for >= min_uptime
 
 
 def advance(
     rollout: Rollout,
-    target: Version,
+    target: WatcherVersion,
     seen: Mapping[int, Seen],
     wanted: Collection[int],
 ) -> tuple[Rollout | None, str]:
@@ -185,7 +167,9 @@ def advance(
     return _rebuilt(rollout, pinned, batch), what
 
 
-def _rebuilt(rollout: Rollout, pinned: dict[int, Version], batch: dict[int, Version]) -> Rollout:
+def _rebuilt(
+    rollout: Rollout, pinned: dict[int, WatcherVersion], batch: dict[int, WatcherVersion]
+) -> Rollout:
     if pinned == dict(rollout.pinned) and batch == dict(rollout.batch):
         return rollout
     return replace(rollout, pinned=_frozen(pinned), batch=_frozen(batch))
@@ -193,11 +177,11 @@ def _rebuilt(rollout: Rollout, pinned: dict[int, Version], batch: dict[int, Vers
 
 def host_share(
     rollout: Rollout | None, wids: Collection[int]
-) -> tuple[list[tuple[Version, list[int]]], list[int]]:
+) -> tuple[list[tuple[WatcherVersion, list[int]]], list[int]]:
     """For one host's `wids`: (each pinned version with its ids, the ids on probation)."""
     if rollout is None:
         return [], []
-    groups: dict[str, tuple[Version, list[int]]] = {}
+    groups: dict[str, tuple[WatcherVersion, list[int]]] = {}
     for wid in sorted(wids):
         version = rollout.pinned.get(wid)
         if version is not None:

@@ -1,7 +1,7 @@
 """The domain model of a stack: watchers and sockets as frozen dataclasses.
 
 These are what the agent and the controller reason about. They are not wire
-types: `stack.spec.convert` turns them into `stack.v1` messages and back. The
+types: `stack.wire.spec` turns them into `stack.v1` messages and back. The
 defaults follow Circus, so a Circus user finds the same names and meanings.
 """
 

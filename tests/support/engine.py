@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stack.agent.settings import AgentSettings
-from stack.spec.convert import socket_to_proto, watcher_to_proto
 from stack.spec.model import SocketSpec, WatcherSpec
 from stack.v1 import agent_pb2, types_pb2
+from stack.wire.spec import socket_to_proto, watcher_to_proto
 from tests.support.processes import PYTHON
 
 T = TypeVar("T")

@@ -6,11 +6,10 @@ import json
 from dataclasses import replace
 
 from stack.controller import desired as d
-from stack.controller.rollout import Rollout, Seen, Version, advance, host_share
+from stack.controller.rollout import Rollout, Seen, advance, host_share
 from stack.spec.load import load_stack
-from stack.v1 import types_pb2
-
-P = types_pb2
+from stack.spec.observed import Health, ProcessState
+from stack.spec.version import WatcherVersion
 
 
 def stack(cmd: str = "app --v1", count: int = 4, parallel: int = 2, health: str = "") -> str:
@@ -36,12 +35,14 @@ def apply(
     return new
 
 
-def running(version: Version, wid: int, for_: float = 5.0, health: int = 0) -> Seen:
-    return Seen("h1", version.label, P.PROCESS_STATE_RUNNING, 1000 + wid, health, for_)
+def running(
+    version: WatcherVersion, wid: int, for_: float = 5.0, health: Health = Health.UNSPECIFIED
+) -> Seen:
+    return Seen("h1", version.label, ProcessState.RUNNING, 1000 + wid, health, for_)
 
 
-def crashed(version: Version, wid: int) -> Seen:
-    return Seen("h2", version.label, P.PROCESS_STATE_EXITED, 0, why="exit code 3")
+def crashed(version: WatcherVersion, wid: int) -> Seen:
+    return Seen("h2", version.label, ProcessState.EXITED, 0, why="exit code 3")
 
 
 def test_a_new_command_pins_every_placed_process_to_the_version_it_runs() -> None:
@@ -90,9 +91,9 @@ def test_with_a_health_check_a_batch_waits_for_healthy_not_uptime() -> None:
     assert new.rollout is not None
     first, _ = advance(new.rollout, target, {}, {1, 2})
     assert first is not None
-    long_up = {1: running(target, 1, 60.0, P.HEALTH_STARTING)}
+    long_up = {1: running(target, 1, 60.0, Health.STARTING)}
     assert advance(first, target, long_up, {1, 2}) == (first, "")
-    healthy = {1: running(target, 1, 0.1, P.HEALTH_HEALTHY)}
+    healthy = {1: running(target, 1, 0.1, Health.HEALTHY)}
     nxt, what = advance(first, target, healthy, {1, 2})
     assert what == "batch" and nxt is not None and set(nxt.batch) == {2}
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 
-from stack.spec.convert import watcher_from_proto, watcher_to_proto
 from stack.spec.diff import diff_stacks, needs_new_processes
 from stack.spec.dump import dump_stack
 from stack.spec.errors import SpecError
@@ -17,6 +16,7 @@ from stack.spec.load import load_stack
 from stack.spec.model import HookSpec, StackSpec, StreamSpec, WatcherSpec, _frozen_map
 from stack.spec.pending import pending_options
 from stack.v1 import types_pb2 as pb
+from stack.wire.spec import watcher_from_proto, watcher_to_proto
 from tests.unit.test_spec_dump import stacks
 
 W = '[watchers.web]\ncmd = "run"\n'

@@ -1,6 +1,7 @@
-"""Conversions between the domain model (stack.spec.model) and wire messages (stack.v1).
+"""Watchers and sockets: the domain model (stack.spec.model) to wire messages and back.
 
-The one place where dataclasses meet protobuf, so that neither leaks into the other.
+Each `*_from_proto` also reads a message of an older sender, whose newer fields are
+unset: it gives what that sender meant (a FileStream, one process per batch...).
 """
 
 from __future__ import annotations
