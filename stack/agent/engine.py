@@ -676,6 +676,7 @@ class Engine:
                     wid=wid,
                     state=cast(types_pb2.ProcessState, int(slot.state)),
                     restarts=slot.restarts,
+                    replacements=slot.replacements,
                     host_id=self.host_id,
                     message=flap_message(slot.flap, now_mono) or slot.message,
                     version=slot.version,

@@ -56,6 +56,9 @@ class SlotRecord:
     last_exit: LastExit | None = None
     health: HealthState = field(default_factory=HealthState)
     flap: FlapState = field(default_factory=FlapState)
+    replacements: int = 0
+    cause: str = ""
+    """What the slot's next start counts as (a StartCause value)."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,8 @@ def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
         "wid": slot.wid,
         "state": slot.state,
         "restarts": slot.restarts,
+        "replacements": slot.replacements,
+        "cause": slot.cause,
         "spawned": slot.spawned,
         "pending": slot.pending,
         "message": slot.message,
@@ -236,6 +241,8 @@ def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
         wid=int(doc["wid"]),
         state=int(doc["state"]),
         restarts=int(doc["restarts"]),
+        replacements=int(doc.get("replacements", 0)),
+        cause=str(doc.get("cause", "")),
         spawned=int(doc["spawned"]),
         pending=bool(doc["pending"]),
         message=str(doc.get("message", "")),
@@ -253,4 +260,3 @@ def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
         health=HealthState(Health(int(health)), int(failures), str(message)),
         flap=flap,
     )
-

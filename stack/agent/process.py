@@ -270,9 +270,11 @@ class Proc:
     def alive(self) -> bool:
         return not self.exited.done()
 
-    def record(self, stopping: bool, restarts: int = 0, spawned: int = 0) -> WorkerRecord:
+    def record(
+        self, stopping: bool, restarts: int = 0, spawned: int = 0, replacements: int = 0
+    ) -> WorkerRecord:
         """What a later agent needs to adopt it (see records.py); `stopping`: a stop of it
-        is in progress; `restarts` and `spawned` are its slot's."""
+        is in progress; `restarts`, `spawned` and `replacements` are its slot's."""
         key = self.version_key
         return WorkerRecord(
             watcher=self.watcher,
@@ -282,6 +284,7 @@ class Proc:
             started_at=self.started_at,
             started_mono=self.started_mono,
             restarts=restarts,
+            replacements=replacements,
             spawned=spawned,
             version=version_label(key[2], key[0]) if key else "",
             version_key=key,

@@ -57,6 +57,8 @@ class WorkerRecord:
     started_mono: float = 0.0
     restarts: int = 0
     """Of its slot, at the time of the record."""
+    replacements: int = 0
+    """Of its slot, at the time of the record."""
     spawned: int = 0
     version: str = ""
     """The label status shows for its version."""
@@ -137,6 +139,7 @@ def _worker_to_json(w: WorkerRecord) -> dict[str, Any]:
         "started_at": w.started_at,
         "started_mono": w.started_mono,
         "restarts": w.restarts,
+        "replacements": w.replacements,
         "spawned": w.spawned,
         "version": w.version,
         "deadline": w.deadline,
@@ -176,6 +179,7 @@ def _worker_from_json(doc: Any) -> WorkerRecord:
         started_at=float(doc.get("started_at", 0.0)),
         started_mono=float(doc.get("started_mono", 0.0)),
         restarts=int(doc.get("restarts", 0)),
+        replacements=int(doc.get("replacements", 0)),
         spawned=int(doc.get("spawned", 0)),
         version=str(doc.get("version", "")),
         version_key=version_key,

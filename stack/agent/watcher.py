@@ -22,6 +22,12 @@ replaced when that changes. A new process of the batch on probation that exits o
 fails its health check is left stopped, outside the flapping rules: the controller
 halts the rollout and pins the wid back to the version that worked.
 
+A slot counts the processes it starts after its first by why the one before went:
+`restarts` after a failure (an exit nobody asked for, a failed health check, a spawn
+error; a retry after flapping too), `replacements` after a replacement on purpose (a
+restart, a reload, a change of the watcher, rolling or not, max_age). A start after a
+stop the user asked for is neither.
+
 When the agent restarts, its workers are not started again: `adopt` puts a worker
 that kept running back in its slot (or resumes its stop), `restore_slot` brings back
 a slot as the previous image of the agent left it, and `exited_while_away` reports a
@@ -31,6 +37,7 @@ worker that exited while no agent ran, which is then respawned like any crash.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import signal
 import time
@@ -90,6 +97,17 @@ class Host(Protocol):
     def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
 
 
+class StartCause(enum.Enum):
+    """Why a slot's next process is started, which says what it counts as."""
+
+    NONE = ""
+    """The first, or one after a stop the user asked for: counted as neither."""
+    FAILURE = "failure"
+    """The previous one failed: a restart."""
+    REPLACEMENT = "replacement"
+    """The previous one is replaced on purpose: a replacement."""
+
+
 @dataclass(eq=False)
 class Slot:
     """One worker id of the watcher on this host."""
@@ -98,6 +116,11 @@ class Slot:
     state: ProcessState = ProcessState.UNSPECIFIED
     proc: Proc | None = None
     restarts: int = 0
+    """Processes started after a failure of the one before (status's RESTARTS)."""
+    replacements: int = 0
+    """Processes started to replace the one before on purpose (status's REPLACED)."""
+    cause: StartCause = StartCause.NONE
+    """What the next process started in this slot counts as."""
     spawned: int = 0
     last_exit: LastExit | None = None
     message: str = ""
@@ -240,6 +263,8 @@ class Watcher:
             if self.target(wid) != before[wid]:
                 slot.pending = True
                 slot.flap = flapping.reset()  # a new version gets a fresh chance
+                if slot.spawned and slot.state is not ProcessState.STOPPED:
+                    slot.cause = StartCause.REPLACEMENT
         if new.spec.health != old.spec.health:
             self._recheck_all()
 
@@ -324,6 +349,7 @@ class Watcher:
                 slot.pending = True
                 if self._blocked(slot):
                     continue
+                slot.cause = StartCause.REPLACEMENT
                 if not self.graceful_replace:
                     slot.proc = None
                     slot.move(ProcessState.STOPPING)
@@ -331,6 +357,7 @@ class Watcher:
             elif proc.deadline and now >= proc.deadline:
                 slot.proc = None
                 slot.pending = True
+                slot.cause = StartCause.REPLACEMENT
                 slot.move(ProcessState.STOPPING)
                 self._retire(proc, R.EXIT_REASON_MAX_AGE)
         self._start_missing(now)
@@ -388,6 +415,7 @@ class Watcher:
             version = self.desired.version_of(slot.wid)
             slot.version = version.label
             slot.flap = flapping.started(slot.flap, time.monotonic(), self.spec.flapping)
+            _count_start(slot)
             try:
                 proc = self._spawn(slot, version)
             except (SpawnError, OSError) as exc:
@@ -408,13 +436,11 @@ class Watcher:
                 if not self.spec.respawn:
                     slot.pending = False
                     return False
+                slot.cause = StartCause.FAILURE
                 if self._record_exit(slot) is Decision.RESPAWN:
-                    slot.restarts += 1
                     continue
                 return False
             slot.flap = flapping.spawned(slot.flap)
-            if slot.spawned:
-                slot.restarts += 1
             slot.spawned += 1
             slot.proc = proc
             slot.pending = False
@@ -468,6 +494,7 @@ class Watcher:
         slot = self.slots.setdefault(record.wid, Slot(record.wid))
         slot.state = ProcessState(record.state)  # as it was, not a move
         slot.restarts, slot.spawned = record.restarts, record.spawned
+        slot.replacements, slot.cause = record.replacements, StartCause(record.cause)
         slot.pending, slot.message, slot.version = record.pending, record.message, record.version
         slot.last_exit, slot.health, slot.flap = record.last_exit, record.health, record.flap
 
@@ -529,7 +556,11 @@ class Watcher:
         slot = self.slots.get(record.wid)
         if slot is None:
             slot = self.slots[record.wid] = Slot(
-                record.wid, restarts=record.restarts, spawned=record.spawned, pending=False
+                record.wid,
+                restarts=record.restarts,
+                replacements=record.replacements,
+                spawned=record.spawned,
+                pending=False,
             )
             slot.version = record.version
         return slot
@@ -564,6 +595,7 @@ class Watcher:
         self.host.changed()
         if self._stays_down(slot, None, self.generation_for(record.version_key)):
             return
+        slot.cause = StartCause.FAILURE
         if self._record_exit(slot) is Decision.RESPAWN:
             slot.pending = True
             self.host.wake()
@@ -577,6 +609,8 @@ class Watcher:
                 wid=slot.wid,
                 state=int(slot.state),
                 restarts=slot.restarts,
+                replacements=slot.replacements,
+                cause=slot.cause.value,
                 spawned=slot.spawned,
                 pending=slot.pending,
                 message=slot.message,
@@ -595,7 +629,7 @@ class Watcher:
         for proc in self.procs():
             slot = self.slots.get(proc.wid)
             if slot is not None and slot.proc is proc:
-                found.append(proc.record(False, slot.restarts, slot.spawned))
+                found.append(proc.record(False, slot.restarts, slot.spawned, slot.replacements))
             else:
                 found.append(proc.record(proc in self.retiring))
         return found
@@ -621,6 +655,7 @@ class Watcher:
         self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {_how(status)}", WARNING)
         if self._stays_down(slot, proc):
             return
+        slot.cause = StartCause.FAILURE
         if self._record_exit(slot) is Decision.RESPAWN:
             self._start(slot)
 
@@ -681,6 +716,7 @@ class Watcher:
             elif slot.state not in (ProcessState.STOPPING, ProcessState.STOPPED):
                 slot.move(ProcessState.STOPPED)
             slot.pending = False
+            slot.cause = StartCause.NONE
 
     def _retire(
         self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
@@ -814,6 +850,7 @@ class Watcher:
         self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
         if self._stays_down(slot, proc):
             return
+        slot.cause = StartCause.FAILURE
         if self._record_exit(slot) is Decision.RESPAWN:
             slot.pending = True  # started again once the stop is done (it wakes reconcile)
 
@@ -862,6 +899,15 @@ class Watcher:
         if summary.phase is FlapPhase.FATAL:
             return types_pb2.WATCHER_PHASE_FATAL
         return types_pb2.WATCHER_PHASE_ACTIVE
+
+
+def _count_start(slot: Slot) -> None:
+    """Count the start of a process in `slot` (before its spawn: a spawn error counts)."""
+    if slot.cause is StartCause.FAILURE:
+        slot.restarts += 1
+    elif slot.cause is StartCause.REPLACEMENT:
+        slot.replacements += 1
+    slot.cause = StartCause.NONE
 
 
 def _how(status: int | None) -> str:
