@@ -44,14 +44,20 @@ from stack.security.local import check_addresses, is_unix
 from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls import TlsError, is_loopback, load, resolve
 from stack.spec.model import NAME_RULE, valid_name
+from stack.usage import HelpParser, standard_options
 from stack.v1 import types_pb2
 
 log = logging.getLogger("stack.agent")
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(HelpParser):
     where = ""
     """Prefixed to error messages (the flags file line being parsed)."""
+    examples = (
+        "# The agent of host web-1, for a controller on another host",
+        "stack-agent --controller ctl.lan:7450 --tls-dir /etc/stack/tls \\",
+        "    --host-id web-1 --label role=web",
+    )
 
     def error(self, message: str) -> NoReturn:
         where = f"{self.where}: " if self.where else ""
@@ -152,64 +158,109 @@ def parse_args(argv: list[str] | None = None) -> Arguments:
 
 def _parser() -> _Parser:
     defaults = AgentSettings(data_dir=default_data_dir())
-    parser = _Parser(prog="stack-agent", description="Stack's per-host agent.")
+    parser = _Parser(
+        prog="stack-agent",
+        description="Stack's per-host agent: binds the sockets and runs the workers its "
+        "controller assigns to this host, and reports what they do. Workers keep running "
+        "while the controller is away, and across a reload (SIGHUP) of the agent.",
+        add_help=False,
+    )
     parser.add_argument(
         "--controller",
         type=_address,
         default=os.environ.get("STACK_CONTROLLER") or defaults.controller,
-        help="unix:PATH or HOST:PORT of the controller, or several comma-separated "
-        f"(env STACK_CONTROLLER; default {defaults.controller})",
+        metavar="ADDRESS",
+        help="The controller: unix:PATH or HOST:PORT, or several comma-separated "
+        f"($STACK_CONTROLLER; default {defaults.controller}).",
     )
     parser.add_argument(
-        "--host-id", type=_host_id, default=defaults.host_id, help="default: the hostname"
+        "--host-id",
+        type=_host_id,
+        default=defaults.host_id,
+        metavar="ID",
+        help="This host's name in the fleet (default: the hostname).",
     )
-    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
-    parser.add_argument("--label", type=_label, action="append", default=[], metavar="K=V")
-    parser.add_argument("--stats-interval", type=_positive, default=defaults.stats_interval)
-    parser.add_argument("--heartbeat-interval", type=_positive, default=defaults.heartbeat_interval)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        metavar="DIR",
+        help="Where the agent keeps its assignment, worker records and logs "
+        f"(default {defaults.data_dir}).",
+    )
+    parser.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A label placement can ask for, e.g. role=web (repeat it for more).",
+    )
+    parser.add_argument(
+        "--stats-interval",
+        type=_positive,
+        default=defaults.stats_interval,
+        metavar="SECONDS",
+        help=f"Seconds between samples of the workers' cpu and memory "
+        f"(default {defaults.stats_interval:g}).",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=_positive,
+        default=defaults.heartbeat_interval,
+        metavar="SECONDS",
+        help=f"Seconds between reports to the controller at least "
+        f"(default {defaults.heartbeat_interval:g}).",
+    )
     parser.add_argument(
         "--ship-rate",
         type=int,
         default=defaults.ship_rate,
         metavar="LINES",
-        help=f"output lines per second shipped to the controller at most; 0: no limit "
-        f"(default {defaults.ship_rate}; the log files keep every line)",
+        help=f"Output lines a second shipped to the controller at most; 0: no limit "
+        f"(default {defaults.ship_rate}; the log files keep every line).",
     )
     parser.add_argument(
         "--log-group",
         type=_group,
         metavar="GROUP",
-        help="a group (name or number) whose members may read the output files (created "
-        "0640 with it); without it they are 0600",
+        help="A group (name or number) whose members may read the output files, created "
+        "0640 with it (without it they are 0600).",
     )
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        metavar="LEVEL",
+        help="What the agent logs on stderr (default INFO).",
     )
     parser.add_argument(
         "--flags-file",
         type=Path,
         metavar="PATH",
-        help="more flags, one per line (# comments), read again on every reload; "
-        "the command line's win",
+        help="More flags, one per line (# comments), read again on every reload; the "
+        "command line's win.",
     )
     parser.add_argument(
         reexec.CHECK_FLAG,
         action="store_true",
-        help="check that this program and its flags can start the agent, print what it "
-        "found and exit (a reload runs this first)",
+        help="Check that this program and its flags can start the agent, print what it "
+        "found and exit (a reload runs this first).",
     )
+    standard_options(parser)
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
-        "--tls-dir", type=Path, metavar="DIR", help="a `stackctl certs` dir: agents/HOSTID.crt"
+        "--tls-dir",
+        type=Path,
+        metavar="DIR",
+        help="A `stackctl certs` directory: ca.crt and agents/HOSTID.crt, .key.",
     )
     tls.add_argument(
-        "--ca", type=Path, metavar="PATH", help="CA certificate the controller is signed by"
+        "--ca", type=Path, metavar="PATH", help="The CA certificate the controller is signed by."
     )
-    tls.add_argument("--cert", type=Path, metavar="PATH", help="this host's agent certificate")
-    tls.add_argument("--key", type=Path, metavar="PATH", help="this host's private key")
+    tls.add_argument("--cert", type=Path, metavar="PATH", help="This host's agent certificate.")
+    tls.add_argument("--key", type=Path, metavar="PATH", help="This host's private key.")
     return parser
 
 

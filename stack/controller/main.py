@@ -46,6 +46,7 @@ from stack.security.local import SOCKET_NAME, LocalSocket, LocalSocketError
 from stack.security.roles import RoleInterceptor
 from stack.security.tls import TlsError, TlsMaterial, load, resolve, server_credentials
 from stack.spec.model import MAX_PROCESSES
+from stack.usage import HelpParser, standard_options
 from stack.v1 import admin_pb2_grpc, agent_pb2_grpc
 
 log = logging.getLogger("stack.controller")
@@ -68,104 +69,124 @@ class StartError(Exception):
 
 def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
     """The settings from the command line (exit 2 on a usage error)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Stack's controller: desired state, placement and the admin API."
+    parser = HelpParser(
+        prog=PROG,
+        description="Stack's controller: keeps the desired state, places workers on the "
+        "agents, gives each agent its share and serves stackctl. It always serves a local "
+        "socket for its own user; with TLS (or --insecure) a TCP port too.",
+        add_help=False,
+    )
+    parser.examples = (
+        "# One controller, agents and stackctl on other hosts with TLS",
+        "stack-controller --tls-dir /etc/stack/tls --listen 0.0.0.0:7450",
+        "",
+        "# One of three controllers sharing an etcd cluster",
+        "stack-controller --store etcd://h1:2379,h2:2379,h3:2379/stack \\",
+        "    --advertise h1:7450 --listen 0.0.0.0:7450 --tls-dir /etc/stack/tls",
     )
     parser.add_argument(
         "--listen",
         default=None,
         metavar="HOST:PORT",
-        help=f"TCP port for agents and stackctl on other hosts, with TLS or --insecure "
-        f"(default {DEFAULT_LISTEN} then)",
+        help=f"The TCP port for agents and stackctl on other hosts, with TLS or --insecure "
+        f"(default {DEFAULT_LISTEN} then).",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help=f"store directory (default {default_data_dir()})",
+        metavar="DIR",
+        help=f"Where the store and the local socket live (default {default_data_dir()}).",
     )
     parser.add_argument(
         "--socket",
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"the local socket, for its user (and --socket-group) only "
-        f"(default DATA_DIR/{SOCKET_NAME})",
+        help=f"The local socket, for its user (and --socket-group) only "
+        f"(default DATA_DIR/{SOCKET_NAME}).",
     )
     parser.add_argument(
         "--socket-group",
         type=_group,
         default=None,
         metavar="GROUP",
-        help="a group whose members may use the local socket too (socket 0660, its dir 0750)",
+        help="A group whose members may use the local socket too (socket 0660, its "
+        "directory 0750).",
     )
     parser.add_argument(
         "--agent-timeout",
         type=float,
         default=10.0,
-        help="seconds of silence before an agent is down",
+        metavar="SECONDS",
+        help="Seconds of silence before an agent is down (default 10).",
     )
     parser.add_argument(
         "--reschedule-after",
         type=float,
         default=30.0,
-        help="seconds an agent may stay down before its processes are placed elsewhere",
-    )
-    ha = parser.add_argument_group("high availability")
-    ha.add_argument(
-        "--store",
-        default="sqlite",
-        metavar="URL",
-        help="sqlite (embedded, the default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
-    )
-    ha.add_argument(
-        "--advertise",
-        default="",
-        metavar="HOST:PORT",
-        help="where agents and stackctl reach this controller (default: --listen)",
-    )
-    ha.add_argument(
-        "--lease-ttl",
-        type=float,
-        default=5.0,
         metavar="SECONDS",
-        help="the leader's etcd lease: a hung leader is replaced within about this",
-    )
-    for flag, what in (
-        ("--etcd-ca", "CA of a TLS-enabled etcd"),
-        ("--etcd-cert", "our client certificate for etcd"),
-        ("--etcd-key", "the key of --etcd-cert"),
-    ):
-        ha.add_argument(flag, type=Path, default=None, metavar="PATH", help=what)
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level on stderr",
+        help="Seconds an agent may stay down before its processes are placed elsewhere "
+        "(default 30).",
     )
     parser.add_argument(
         "--max-processes",
         type=int,
         default=MAX_PROCESSES,
         metavar="N",
-        help=f"most processes one watcher may have (1-{MAX_PROCESSES}; default {MAX_PROCESSES})",
+        help=f"Most processes one watcher may have (1 to {MAX_PROCESSES}; "
+        f"default {MAX_PROCESSES}).",
     )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        metavar="LEVEL",
+        help="What the controller logs on stderr (default INFO).",
+    )
+    standard_options(parser)
+    ha = parser.add_argument_group("high availability")
+    ha.add_argument(
+        "--store",
+        default="sqlite",
+        metavar="URL",
+        help="sqlite (embedded, the default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX].",
+    )
+    ha.add_argument(
+        "--advertise",
+        default="",
+        metavar="HOST:PORT",
+        help="Where agents and stackctl reach this controller (default: --listen).",
+    )
+    ha.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="The leader's etcd lease: a hung leader is replaced within about this (default 5).",
+    )
+    for flag, what in (
+        ("--etcd-ca", "The CA of a TLS-enabled etcd."),
+        ("--etcd-cert", "Our client certificate for etcd."),
+        ("--etcd-key", "The key of --etcd-cert."),
+    ):
+        ha.add_argument(flag, type=Path, default=None, metavar="PATH", help=what)
     history = parser.add_argument_group("event history")
     history.add_argument(
         "--event-history",
         type=int,
         default=EventSettings.capacity,
         metavar="N",
-        help=f"events kept, in memory and in the store (default {EventSettings.capacity:,})",
+        help=f"Events kept, in memory and in the store (default {EventSettings.capacity:,}).",
     )
     history.add_argument(
         "--agent-event-rate",
         type=float,
         default=EventSettings.agent_rate,
         metavar="N",
-        help=f"events a second one agent may send, bursts of 10x that; the excess is counted "
-        f"and dropped (default {EventSettings.agent_rate:g})",
+        help=f"Events a second one agent may send, in bursts of 10 times that; the excess "
+        f"is counted and dropped (default {EventSettings.agent_rate:g}).",
     )
     limits = parser.add_argument_group("what one agent may send")
     defaults = AgentLimits()
@@ -174,25 +195,25 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         type=_rate,
         default=defaults.log_byte_rate,
         metavar="BYTES",
-        help=f"output bytes per second one agent may ship (default {defaults.log_byte_rate:.0f})",
+        help=f"Output bytes a second one agent may ship (default {defaults.log_byte_rate:.0f}).",
     )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
         "--tls-dir",
         type=Path,
         metavar="DIR",
-        help="a `stackctl certs` dir: ca.crt, controller.crt/.key",
+        help="A `stackctl certs` directory: ca.crt, controller.crt and .key.",
     )
     tls.add_argument(
-        "--ca", type=Path, metavar="PATH", help="CA certificate agents and users are signed by"
+        "--ca", type=Path, metavar="PATH", help="The CA agents and users are signed by."
     )
-    tls.add_argument("--cert", type=Path, metavar="PATH", help="this controller's certificate")
-    tls.add_argument("--key", type=Path, metavar="PATH", help="this controller's private key")
+    tls.add_argument("--cert", type=Path, metavar="PATH", help="This controller's certificate.")
+    tls.add_argument("--key", type=Path, metavar="PATH", help="This controller's private key.")
     tls.add_argument(
         "--insecure",
         action="store_true",
-        help="serve the TCP port in plaintext (anyone reaching it, any local user included, "
-        "controls the fleet)",
+        help="Serve the TCP port in plaintext: anyone who reaches it, any local user "
+        "included, controls the fleet.",
     )
     args = parser.parse_args(argv)
     if args.agent_timeout <= 0:

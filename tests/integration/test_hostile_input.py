@@ -94,9 +94,7 @@ def test_the_controller_refuses_a_max_processes_it_cannot_honour(tmp_path: Path)
         capture_output=True, text=True, env=stack_env(), cwd=ROOT, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.endswith(
-        "stack-controller: error: --max-processes must be between 1 and 10000\n"
-    )
+    assert proc.stderr == "stack-controller: --max-processes must be between 1 and 10000\n"
 
 
 # -- names ---------------------------------------------------------------------------------
