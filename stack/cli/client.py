@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 # gRPC's core logs failed TLS handshakes on stderr (several lines, at INFO);
 # stackctl explains them in its own one line instead. An explicit setting wins.
@@ -28,11 +28,15 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 
+from stack.cli.errors import CommandError as CommandError
+from stack.cli.formats import format_seconds as format_seconds
 from stack.cli.resume import EventCursor, LogCursor
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import default_address, is_unix, unix_path
-from stack.security.tls import TlsMaterial, channel_credentials, diagnose
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+
+if TYPE_CHECKING:  # stack.security.tls loads cryptography: only when TLS is used
+    from stack.security.tls import TlsMaterial
 
 Reply = TypeVar("Reply")
 Item = TypeVar("Item")
@@ -94,10 +98,6 @@ def never_sent(error: grpc.RpcError) -> bool:
     return any(marker in lowered for marker in _NEVER_SENT_MARKERS)
 
 
-class CommandError(Exception):
-    """A command failed; the message is the one line stackctl prints on stderr."""
-
-
 @dataclass(frozen=True)
 class ClientSettings:
     """How stackctl reaches the controller."""
@@ -111,11 +111,6 @@ class ClientSettings:
     tls: TlsMaterial | None = None
     """Our checked certificate, key and CA for mutual TLS on HOST:PORT addresses; None
     for plaintext. A unix:PATH address needs none (see stack.security.local)."""
-
-
-def format_seconds(seconds: float) -> str:
-    """`10` for whole seconds, `0.5` otherwise: how deadlines appear in messages."""
-    return f"{seconds:g}"
 
 
 def is_transport_failure(error: grpc.RpcError) -> bool:
@@ -228,6 +223,8 @@ class StackClient:
         elif settings.tls is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
+            from stack.security.tls import channel_credentials
+
             credentials = channel_credentials(settings.tls)
             self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub: Any = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -273,6 +270,8 @@ class StackClient:
         """Why a connection to the controller fails at the TLS level, if it does."""
         if is_unix(self.address):
             return None
+        from stack.security.tls import diagnose
+
         files = self.settings.tls.files if self.settings.tls is not None else None
         return diagnose(self.address, files, "controller")
 

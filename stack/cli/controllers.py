@@ -5,14 +5,16 @@ from __future__ import annotations
 import typer
 
 from stack.cli import render
+from stack.cli.documents import to_json
 from stack.cli.options import open_client, options_of
 
 
 def controllers(ctx: typer.Context) -> None:
     """List controllers (leader or follower), the fencing token and the store's members."""
+    options = options_of(ctx)
     reply = open_client(ctx).controllers()
-    if options_of(ctx).json:
-        render.print_json(render.to_json(reply))
+    if options.structured:
+        options.print(to_json(reply))
         return
     console = render.stdout_console()
     console.print(render.controllers_table(reply))

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.cli.client import CommandError
+from stack.cli.errors import CommandError
 from stack.cli.terminal import safe
 
 

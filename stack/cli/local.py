@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from stack.cli.client import CommandError
-from stack.cli.render import signal_name
+from stack.cli.errors import CommandError
+from stack.cli.formats import signal_name
 from stack.security.local import answers, is_unix, unix_path
 from stack.security.safe_files import private_dir
 

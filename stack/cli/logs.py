@@ -7,8 +7,13 @@ from typing import Annotated
 
 import typer
 
+from stack.cli import commands as table
 from stack.cli import render
+from stack.cli.documents import print_item, to_json
 from stack.cli.options import open_client, options_of
+from stack.cli.params import argument, option
+
+_LOGS = table.BY_NAME["logs"]
 
 
 class StreamChoice(enum.StrEnum):
@@ -20,42 +25,30 @@ class StreamChoice(enum.StrEnum):
 
 def logs(
     ctx: typer.Context,
-    watcher: Annotated[str, typer.Argument(metavar="WATCHER", show_default=False)],
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
-    lines: Annotated[
-        int, typer.Option("--lines", "-n", min=0, metavar="N", help="Lines of tail first.")
-    ] = 20,
-    stream: Annotated[
-        StreamChoice | None, typer.Option("--stream", help="Only stdout or stderr.")
-    ] = None,
-    host: Annotated[str, typer.Option("--host", metavar="H", help="Only this host.")] = "",
-    raw: Annotated[
-        bool,
-        typer.Option(
-            "--raw",
-            help="Write the output as the workers wrote it, escape sequences included "
-            "(by default control characters are shown escaped, e.g. \\x1b).",
-        ),
-    ] = False,
+    watcher: Annotated[str, argument(_LOGS.param("watcher"))],
+    follow: Annotated[bool, option(_LOGS.param("follow"))] = False,
+    lines: Annotated[int, option(_LOGS.param("lines"), min=0)] = 20,
+    stream: Annotated[StreamChoice | None, option(_LOGS.param("stream"))] = None,
+    host: Annotated[str, option(_LOGS.param("host"))] = "",
+    raw: Annotated[bool, option(_LOGS.param("raw"))] = False,
 ) -> None:
     """Print a watcher's output lines, oldest first.
 
     -f keeps following, also across a controller restart or failover (Ctrl-C ends it);
     when no controller takes it back within 10 s it fails.
     """
+    options = options_of(ctx)
     client = open_client(ctx)
-    as_json = options_of(ctx).json
-    with_host = not host and not as_json and len(client.agents().agents) > 1
+    as_document = options.structured
+    with_host = not host and not as_document and len(client.agents().agents) > 1
     lines_stream = client.logs(watcher, lines, follow, stream.value if stream else "", host)
-    if as_json and not follow:
-        render.print_json({"lines": [render.to_json(line) for line in lines_stream]})
+    if as_document and not follow:
+        options.print({"lines": [to_json(line) for line in lines_stream]})
         return
     try:
         for line in lines_stream:
-            if as_json:
-                render.print_json_line(render.to_json(line))
+            if as_document:
+                print_item(to_json(line), options.output.value)
             elif raw:
                 render.print_raw(render.raw_log_line(line, with_host))
             else:

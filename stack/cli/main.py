@@ -1,105 +1,128 @@
-"""`stackctl`, the operator's CLI: global options, the command table, and exit codes.
+"""`stackctl`, the operator's CLI: the front door, which loads only what a command needs.
 
-Exit status 0 on success; 1 on failure, with one line `stackctl: <why>` on
-stderr and no traceback; 2 on usage errors. Each command lives in the module
-of its noun and talks to the controller only through `stack.cli.client`.
+Exit status 0 on success; 1 on failure, with one line `stackctl: <why>` on stderr and
+no traceback; 2 on usage errors.
+
+A command line is taken apart first without typer (stack.cli.cmdline): the global
+options may stand before or after the command. Then, cheapest first:
+
+- `--version`, `--help` (pages from the command table, stack.cli.help_pages) and
+  shell completion (stack.cli.completion) load neither typer, grpc nor rich;
+- `status` runs directly (stack.cli.direct): grpc and protobuf, no typer, no rich;
+- everything else goes to the typer app (stack.cli.app) with the global options in
+  front, and loads what its command needs: grpc when it talks to the controller,
+  cryptography only when TLS files are used, rich when it renders a table or a bar.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-from typer.core import TyperGroup
-
-from stack.cli import agents, certs, controllers, events, logs, stackfile, status, watcher
-from stack.cli.client import CommandError
-from stack.cli.options import (
-    CaOption,
-    CertNameOption,
-    CertOption,
-    GlobalOptions,
-    KeyOption,
-    OutputFormat,
-    TlsDirOption,
-    parse_address,
-)
-from stack.cli.terminal import safe
-from stack.security.local import default_address
-
-PROG = "stackctl"
+from stack import version_line
+from stack.cli.cmdline import split
+from stack.cli.commands import GROUPS, PROG
 
 
-def fail(message: str) -> typer.Exit:
-    """Print `stackctl: message` on stderr; returns the Exit(1) to raise."""
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _fail(message: str) -> None:
+    from stack.cli.terminal import safe
+
     sys.stderr.write(f"{PROG}: {safe(message)}\n")
     sys.stderr.flush()
-    return typer.Exit(1)
+    raise SystemExit(1)
 
 
-class StackctlGroup(TyperGroup):
-    """The command group; turns a CommandError from any command into exit 1."""
+def _run(argv: list[str]) -> None:
+    if argv[:1] == ["__complete"]:
+        from stack.cli.completion import respond
 
-    def invoke(self, ctx: Any) -> Any:
+        _print("".join(line + "\n" for line in respond(argv[1:])))
+        return
+    line = split(argv)
+    if line.version:
+        _print(version_line(PROG) + "\n")
+        return
+    nothing = not (line.words or line.before or line.args)
+    if (line.help or nothing) and not line.unknown:
+        from stack.cli import help_pages
+
+        if line.command is not None:
+            _print(help_pages.command_page(line.command))
+        elif line.words and line.words[0] in GROUPS:
+            _print(help_pages.group_page(line.words[0]))
+        else:
+            _print(help_pages.top_page())
+        return
+    name = line.command.name if line.command is not None and not line.before else ""
+    if name == "completion" and len(line.args) == 1:
+        from stack.cli.completion import SCRIPTS
+
+        if line.args[0] in SCRIPTS:
+            _print(SCRIPTS[line.args[0]])
+            return
+    if name == "status":
+        from stack.cli import direct
+        from stack.cli.errors import CommandError
+
         try:
-            return super().invoke(ctx)
+            if direct.run(line):
+                return
         except CommandError as error:
-            raise fail(str(error)) from None
+            _fail(str(error))
+    from stack.cli.app import run
+
+    run(line.for_typer() + (["--help"] if line.help else []))
 
 
-app = typer.Typer(
-    name=PROG,
-    cls=StackctlGroup,
-    help="Operate a Stack: processes and sockets across hosts, the Circus way.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def main(argv: list[str] | None = None) -> None:
+    """The `stackctl` console script (`argv`: run in-process, for tests, and return or
+    raise SystemExit as usual).
+
+    As a program it ends with os._exit once its output is flushed: tearing down an
+    interpreter that loaded grpc takes longer than many a command.
+    """
+    try:
+        _run(sys.argv[1:] if argv is None else argv)
+        code = 0
+    except SystemExit as done:
+        if argv is not None:
+            raise
+        code = _exit_code(done)
+    except BrokenPipeError:  # `stackctl status | head -1`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
+    if argv is not None:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
 
 
-@app.callback()
-def global_options(
-    ctx: typer.Context,
-    controller: Annotated[
-        str,
-        typer.Option(
-            "--controller",
-            metavar="unix:PATH|HOST:PORT",
-            envvar="STACK_CONTROLLER",
-            callback=parse_address,
-            help="The controller's address; by default the local controller's socket.",
-        ),
-    ] = default_address(),
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Text for people or JSON.")
-    ] = OutputFormat.text,
-    tls_dir: TlsDirOption = None,
-    ca: CaOption = None,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    cert_name: CertNameOption = None,
-) -> None:
-    """stackctl [--controller unix:PATH|HOST:PORT] [-o text|json] [--tls-dir DIR] COMMAND"""
-    ctx.obj = GlobalOptions(
-        controller=controller,
-        output=output,
-        tls_dir=tls_dir,
-        ca=ca,
-        cert=cert,
-        key=key,
-        cert_name=cert_name,
-    )
+def _exit_code(done: SystemExit) -> int:
+    """What `sys.exit(x)` means as an exit status (a text is printed, and is 1)."""
+    if done.code is None or isinstance(done.code, int):
+        return done.code or 0
+    sys.stderr.write(f"{done.code}\n")
+    return 1
 
 
-for module in (stackfile, status, watcher, logs, events, agents, controllers, certs):
-    module.register(app)
+def __getattr__(name: str) -> Any:
+    """`stack.cli.main.app`, the typer app, loaded when asked for (tests drive it)."""
+    if name == "app":
+        from stack.cli.app import app
 
-
-def main() -> None:
-    """The `stackctl` console script."""
-    app(prog_name=PROG)
+        return app
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

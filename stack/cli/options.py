@@ -1,11 +1,14 @@
-"""The global options every stackctl command sees.
+"""The global options every stackctl command sees, and the client they open.
 
-`stackctl [--controller HOST:PORT] [-o text|json] [TLS options] COMMAND`: the
-main callback parses them into `GlobalOptions` and stores it on the typer
-context; a command reads it back with `options_of(ctx)` and opens its one
-client with `open_client(ctx)`. The TLS options (also from STACK_TLS_DIR,
-STACK_CA, STACK_CERT, STACK_KEY and STACK_CERT_NAME) are read and checked only
-when a command talks to the controller, so `certs init` works without them.
+`--controller`, `-o/--output`, `--tls-dir`, `--cert-name`, `--ca`, `--cert` and `--key`
+(also from STACK_CONTROLLER, STACK_TLS_DIR, STACK_CERT_NAME, STACK_CA, STACK_CERT and
+STACK_KEY) are accepted before or after the command (stack.cli.main moves them in
+front for typer) and end up in one `GlobalOptions`. A command reads it with
+`options_of(ctx)` and opens its one client with `open_client(ctx)`.
+
+Cheap to import: grpc loads only when a client is opened, and the TLS files (with
+cryptography) are read and checked only when TLS options were given and a command talks
+to the controller, so `certs init` works without them.
 """
 
 from __future__ import annotations
@@ -13,21 +16,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING
 
-import typer
-
-from stack.cli.client import ClientSettings, CommandError, StackClient
-from stack.security.certs import Role
 from stack.security.local import check_addresses, default_address
-from stack.security.tls import TlsError, TlsMaterial, load, resolve, user_pair
+
+if TYPE_CHECKING:
+    import typer
+
+    from stack.cli.client import ClientSettings, StackClient
+    from stack.security.tls import TlsMaterial
 
 
 class OutputFormat(enum.StrEnum):
     """How commands print their result."""
 
     text = "text"
+    wide = "wide"
     json = "json"
+    yaml = "yaml"
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class GlobalOptions:
     controller: str
     """The controller's AdminService address: unix:PATH or HOST:PORT (or several)."""
     output: OutputFormat = OutputFormat.text
-    """Text for people (rich tables) or JSON for programs."""
+    """Text for people (`wide`: every column) or a document for programs (JSON, YAML)."""
     timeout: float = 10.0
     """Deadline in seconds for each unary call."""
     tls_dir: Path | None = None
@@ -55,8 +61,23 @@ class GlobalOptions:
     def json(self) -> bool:
         return self.output is OutputFormat.json
 
+    @property
+    def structured(self) -> bool:
+        """A document for programs (JSON or YAML) rather than text."""
+        return self.output in (OutputFormat.json, OutputFormat.yaml)
+
+    @property
+    def wide(self) -> bool:
+        return self.output is OutputFormat.wide
+
     def tls(self) -> TlsMaterial | None:
         """The checked TLS material, or None without TLS options; CommandError if unusable."""
+        if not (self.tls_dir or self.ca or self.cert or self.key or self.cert_name):
+            return None
+        from stack.cli.errors import CommandError
+        from stack.security.certs import Role
+        from stack.security.tls import TlsError, load, resolve, user_pair
+
         try:
             files = resolve(
                 self.tls_dir, self.ca, self.cert, self.key, user_pair(self.tls_dir, self.cert_name)
@@ -66,7 +87,21 @@ class GlobalOptions:
             raise CommandError(str(exc)) from None
 
     def client_settings(self) -> ClientSettings:
+        from stack.cli.client import ClientSettings
+
         return ClientSettings(address=self.controller, timeout=self.timeout, tls=self.tls())
+
+    def connect(self) -> StackClient:
+        """A client of the controller these options name."""
+        from stack.cli.client import StackClient
+
+        return StackClient(self.client_settings())
+
+    def print(self, document: object) -> None:
+        """`document` as the JSON or YAML that -o asked for."""
+        from stack.cli.documents import print_document
+
+        print_document(document, self.output.value)
 
 
 def options_of(ctx: typer.Context) -> GlobalOptions:
@@ -80,7 +115,7 @@ def options_of(ctx: typer.Context) -> GlobalOptions:
 
 def open_client(ctx: typer.Context) -> StackClient:
     """The invocation's one client; closed when the command's context closes."""
-    client = StackClient(options_of(ctx).client_settings())
+    client = options_of(ctx).connect()
     ctx.call_on_close(client.close)
     return client
 
@@ -91,28 +126,6 @@ def parse_address(value: str) -> str:
     try:
         return check_addresses(value)
     except ValueError as exc:
+        import typer
+
         raise typer.BadParameter(str(exc)) from None
-
-
-def _path_option(flag: str, envvar: str, help_text: str) -> Any:
-    """A typer option for a file or directory path, also read from `envvar`."""
-    return typer.Option(flag, envvar=envvar, metavar="PATH", show_default=False, help=help_text)
-
-
-TlsDirOption = Annotated[
-    Path | None,
-    _path_option("--tls-dir", "STACK_TLS_DIR", "Use mutual TLS with this `stackctl certs` dir."),
-]
-CaOption = Annotated[Path | None, _path_option("--ca", "STACK_CA", "CA certificate (PEM).")]
-CertOption = Annotated[Path | None, _path_option("--cert", "STACK_CERT", "Our certificate (PEM).")]
-KeyOption = Annotated[Path | None, _path_option("--key", "STACK_KEY", "Our private key (PEM).")]
-CertNameOption = Annotated[
-    str | None,
-    typer.Option(
-        "--cert-name",
-        envvar="STACK_CERT_NAME",
-        metavar="NAME",
-        show_default=False,
-        help="Present users/NAME.crt of --tls-dir (default: the admin certificate).",
-    ),
-]

@@ -24,34 +24,37 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from stack.cli import commands as table
 from stack.cli import render
-from stack.cli.client import CommandError, StackClient
+from stack.cli.documents import to_json
+from stack.cli.errors import CommandError
 from stack.cli.input_file import print_notes, read_stack_file
 from stack.cli.local import LocalStack, LocalStackSettings, is_listening
 from stack.cli.options import open_client, options_of
+from stack.cli.params import argument, option
+from stack.cli.status_view import print_status
 from stack.security.local import is_unix
 from stack.v1 import admin_pb2
+
+if TYPE_CHECKING:
+    from stack.cli.client import StackClient
 
 CONTROLLER_READY_TIMEOUT = 15.0
 RUNNING_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
 
-FileArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="FILE", help="A stack file (TOML), a Circus INI file or a supervisord.conf."
-    ),
-]
+FileArg = Annotated[str, argument(table.FILE)]
+_APPLY = table.BY_NAME["apply"]
 
 
 def apply_document(
     reply: admin_pb2.ApplyReply, dry_run: bool, notes: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    document = render.to_json(reply)
+    document = to_json(reply)
     document["dry_run"] = dry_run
     if notes:
         document["notes"] = list(notes)
@@ -92,13 +95,8 @@ def confirm(risks: str) -> None:
 def apply(
     ctx: typer.Context,
     file: FileArg,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the changes, apply nothing.")
-    ] = False,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", help="Apply without asking, also what removes or replaces."),
-    ] = False,
+    dry_run: Annotated[bool, option(_APPLY.param("dry_run"))] = False,
+    yes: Annotated[bool, option(_APPLY.param("yes"))] = False,
 ) -> None:
     """Make the stack what FILE says; prints the changes like a diff first.
 
@@ -109,13 +107,14 @@ def apply(
     stack_file = read_stack_file(file)
     content = stack_file.content
     client = open_client(ctx)
-    as_json = options_of(ctx).json
-    if not as_json:
+    options = options_of(ctx)
+    as_document = options.structured
+    if not as_document:
         print_notes(stack_file.notes)
 
     def show(reply: admin_pb2.ApplyReply, dry_run: bool) -> None:
-        if as_json:
-            render.print_json(apply_document(reply, dry_run, stack_file.notes))
+        if as_document:
+            options.print(apply_document(reply, dry_run, stack_file.notes))
         else:
             _print_apply(reply, dry_run)
 
@@ -126,32 +125,26 @@ def apply(
     if not plan.changes:
         show(plan, dry_run=False)  # what applying nothing answers
         return
-    if not as_json:
+    if not as_document:
         _print_plan(plan)
     if risks := render.plan_risks(plan.changes):
         confirm(risks)
     reply = client.apply(file, content, if_generation=plan.generation)
-    if as_json:
-        render.print_json(apply_document(reply, dry_run=False, notes=stack_file.notes))
+    if as_document:
+        options.print(apply_document(reply, dry_run=False, notes=stack_file.notes))
     else:
         _print_outcome(reply, dry_run=False)
 
 
 def export(
     ctx: typer.Context,
-    show_secrets: Annotated[
-        bool,
-        typer.Option(
-            "--show-secrets",
-            help="Print env values whose names look secret in full (admin only), "
-            "e.g. to apply the output elsewhere.",
-        ),
-    ] = False,
+    show_secrets: Annotated[bool, option(table.BY_NAME["export"].param("show_secrets"))] = False,
 ) -> None:
     """Print the whole stack as a TOML stack file; secret env values are masked."""
+    options = options_of(ctx)
     reply = open_client(ctx).export(show_secrets)
-    if options_of(ctx).json:
-        render.print_json({"toml": reply.toml})
+    if options.structured:
+        options.print({"toml": reply.toml})
     else:
         typer.echo(reply.toml, nl=not reply.toml.endswith("\n"))
 
@@ -261,9 +254,7 @@ def _flush() -> None:
 def up(
     ctx: typer.Context,
     file: FileArg,
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", metavar="DIR", help="State of the controller and agent.")
-    ] = Path(".stack"),
+    data_dir: Annotated[Path, option(table.BY_NAME["up"].param("data_dir"))] = Path(".stack"),
 ) -> None:
     """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
     stack_file = read_stack_file(file)
@@ -309,7 +300,7 @@ def up(
             for name, url in socket_urls(client.export().toml) or socket_urls(content):
                 render.print_text(f"{name}: {url}")
             print()
-            render.print_status(client.status(), time.time())
+            print_status(client.status(), time.time())
             print()
             render.print_text(f"controller at {address}; Ctrl-C stops everything")
             _flush()
@@ -321,7 +312,7 @@ def up(
         _flush()
 
 
-def convert(ctx: typer.Context, file: FileArg) -> None:
+def convert(ctx: typer.Context, file: Annotated[str, argument(table.FOREIGN_FILE)]) -> None:
     """Print the stack file equivalent to FILE, with a comment above each thing that was
     changed or could not be carried; talks to no controller."""
     from stack.spec.errors import SpecError
@@ -334,9 +325,9 @@ def convert(ctx: typer.Context, file: FileArg) -> None:
             text = read_stack_text(text, file).toml()
         except SpecError as err:
             raise CommandError(str(err)) from None
-    if options_of(ctx).json:
-        document = {"format": stack_file.format, "toml": text, "notes": list(stack_file.notes)}
-        render.print_json(document)
+    options = options_of(ctx)
+    if options.structured:
+        options.print({"format": stack_file.format, "toml": text, "notes": list(stack_file.notes)})
     else:
         typer.echo(text, nl=not text.endswith("\n"))
 

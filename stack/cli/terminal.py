@@ -37,8 +37,12 @@ _NAMED = {"\n": "\\n", "\r": "\\r"}
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
+    return _NAMED.get(char) or code_escape(char)
+
+
+def code_escape(char: str) -> str:
+    """`\\x1b`, `\\u202e`, `\\U000e0001`: a character by its code, as Python and YAML
+    write it in a quoted string."""
     code = ord(char)
     if code < 0x100:
         return f"\\x{code:02x}"

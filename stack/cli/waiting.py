@@ -1,10 +1,11 @@
 """`--wait`: poll Status until the watchers reach what a command asked for.
 
 Each kind of wait is a pure check of one WatcherStatus returning a `WaitState`
-(done or not, progress, and what is still missing in words). `wait_until`
-polls the controller every 100 ms with a deadline, shows a progress bar on a
-terminal, and on timeout fails with `timed out after 30s: webapp has 3 of 6
-running`.
+(done or not, progress, and where it stands in words). `wait_until` polls the
+controller every 100 ms with a deadline. Each step it sees is a line of its own on
+stdout when stdout is not a terminal (`webapp has 5 of 8 running (0.6s)`), a progress
+bar on a terminal; it ends with `done in 1.2s: webapp has 8 of 8 running`, or on
+timeout fails with `timed out after 30s: webapp has 3 of 6 running`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stack.cli.client import CommandError, StackClient, format_seconds
-from stack.cli.render import state_name, wait_display
+from stack.cli.errors import CommandError
+from stack.cli.formats import format_elapsed, format_seconds, state_name
+from stack.cli.render import print_text, wait_display
 from stack.v1 import admin_pb2, types_pb2
+
+if TYPE_CHECKING:
+    from stack.cli.client import StackClient
 
 PS = types_pb2.ProcessState
 POLL_INTERVAL = 0.1
@@ -35,7 +41,8 @@ class WaitState:
     want: int
     """Progress needed."""
     missing: str
-    """What is still missing, in words: `webapp has 3 of 6 running`."""
+    """Where it stands, in words: `webapp has 3 of 6 running` (what is missing, until
+    it is done)."""
     hopeless: str = ""
     """Why it cannot get there without another command (it is stopped); fail at once."""
 
@@ -71,6 +78,8 @@ def scaled_to(count: int) -> Check:
             if p.state not in (PS.PROCESS_STATE_RUNNING, PS.PROCESS_STATE_STOPPED)
         ]
         missing = f"{watcher.name} has {len(running)} of {count} running"
+        if len(running) > count:
+            missing = f"{watcher.name} has {len(running)} running, {count} wanted"
         if others:
             missing += f", {_others_text(others)}"
         done = len(running) == count and not others and not watcher.pending
@@ -96,7 +105,11 @@ def stopped() -> Check:
     def check(watcher: admin_pb2.WatcherStatus) -> WaitState:
         live = [p for p in watcher.processes if p.pid != 0 or p.state in _LIVE]
         total = len(watcher.processes)
-        missing = f"{watcher.name} has {len(live)} processes still running"
+        if live:
+            count = f"{len(live)} process" + ("" if len(live) == 1 else "es")
+            missing = f"{watcher.name} has {count} still running"
+        else:
+            missing = f"{watcher.name} has none running"
         return WaitState(not live, total - len(live), total, missing)
 
     return check
@@ -119,7 +132,7 @@ def restarted(before: Mapping[ProcessKey, float]) -> Check:
         renewed = [p for p in running if fresh(p)]
         stale = [p for p in watcher.processes if p.pid != 0 and not fresh(p)]
         want = watcher.numprocesses
-        missing = f"{watcher.name} has {len(renewed)} of {want} restarted"
+        missing = f"{watcher.name} has {len(renewed)} of {want} replaced"
         done = len(renewed) == want and not stale and not watcher.pending
         return WaitState(done, min(len(renewed), want), want, missing)
 
@@ -138,7 +151,8 @@ def rolled_out(before: Mapping[ProcessKey, float]) -> Check:
         if watcher.rollout.startswith("rollout halted"):
             return WaitState(False, state.have, state.want, state.missing, watcher.rollout)
         if watcher.rollout:
-            return WaitState(False, state.have, state.want, f"{watcher.name} {watcher.rollout}")
+            where = f"{watcher.name}: {watcher.rollout}"
+            return WaitState(False, state.have, state.want, where)
         return state
 
     return check
@@ -150,12 +164,15 @@ def wait_until(
     check: Check,
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
+    quiet: bool = False,
 ) -> None:
-    """Poll Status until `check` is done for every watcher; CommandError on timeout."""
-    deadline = clock() + timeout
+    """Poll Status until `check` is done for every watcher, showing each step (none with
+    `quiet`), then say how long it took; CommandError on timeout."""
+    started = clock()
+    deadline = started + timeout
     only = watchers[0] if len(watchers) == 1 else ""
     description = ", ".join(watchers)
-    with wait_display(description) as display:
+    with wait_display(description, quiet) as display:
         while True:
             remaining = deadline - clock()
             reply = client.status(only, timeout=max(0.1, min(remaining, client.settings.timeout)))
@@ -166,9 +183,11 @@ def wait_until(
                 else WaitState(False, 0, 1, f"{name} is not in the status")
                 for name in watchers
             ]
-            display.update(sum(s.have for s in states), sum(s.want for s in states))
+            where = "; ".join(s.missing for s in states)
             if all(s.done for s in states):
-                return
+                break
+            have, want = sum(s.have for s in states), sum(s.want for s in states)
+            display.update(have, want, where, clock() - started)
             hopeless = [s.hopeless for s in states if s.hopeless and not s.done]
             if hopeless:
                 raise CommandError("; ".join(hopeless))
@@ -177,25 +196,35 @@ def wait_until(
                 missing = "; ".join(s.missing for s in states if not s.done)
                 raise CommandError(f"timed out after {format_seconds(timeout)}s: {missing}")
             time.sleep(min(POLL_INTERVAL, remaining))
+    if not quiet:
+        print_text(f"done in {format_elapsed(clock() - started)}: {where}")
 
 
 def wait_until_drained(
-    client: StackClient, host_id: str, timeout: float, clock: Callable[[], float] = time.monotonic
+    client: StackClient,
+    host_id: str,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    quiet: bool = False,
 ) -> None:
-    """Poll Agents until `host_id` runs no process; CommandError on timeout."""
-    deadline = clock() + timeout
-    with wait_display(f"draining {host_id}") as display:
+    """Poll Agents until `host_id` runs no process, showing each step (none with
+    `quiet`), then say how long it took; CommandError on timeout."""
+    started = clock()
+    deadline = started + timeout
+    with wait_display(f"draining {host_id}", quiet) as display:
         first = 0
         while True:
             agent = next((a for a in client.agents().agents if a.host_id == host_id), None)
             left = agent.processes if agent is not None else 0
             first = max(first, left)
-            display.update(first - left, first)
             if left == 0:
-                return
+                break
+            display.update(first - left, first, f"{host_id} still runs {left}", clock() - started)
             remaining = deadline - clock()
             if remaining <= 0:
                 raise CommandError(
                     f"timed out after {format_seconds(timeout)}s: {host_id} still runs {left}"
                 )
             time.sleep(min(POLL_INTERVAL, remaining))
+    if not quiet:
+        print_text(f"done in {format_elapsed(clock() - started)}: {host_id} runs nothing")

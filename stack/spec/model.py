@@ -299,9 +299,7 @@ def version_sockets(
     return found
 
 
-def passed_as_fds(
-    watcher: WatcherSpec, needed: Sequence[SocketSpec]
-) -> tuple[SocketSpec, ...]:
+def passed_as_fds(watcher: WatcherSpec, needed: Sequence[SocketSpec]) -> tuple[SocketSpec, ...]:
     """Of a version's sockets (version_sockets), those its workers get as fds 3, 4, ..."""
     if watcher.sockets:
         return tuple(sock for sock in needed if sock.name in watcher.sockets)

@@ -216,7 +216,7 @@ def test_a_worker_killed_while_the_agent_is_down_is_respawned_when_it_comes_back
     spawn = events(cluster, "spawn", wid=2)[-1]
     # Respawned as the new agent started (its interpreter's start-up included).
     assert spawn.at - began < 5.0, spawn.at - began
-    shown = cluster.stackctl("status", "w", check=True).out
+    shown = cluster.stackctl("status", "w", "-o", "wide", check=True).out
     assert "exit status unknown (crashed, exited while the agent was down)" in shown
     assert fetch(port) in {pids[1], w2.pid}
 

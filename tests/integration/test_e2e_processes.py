@@ -120,8 +120,8 @@ def test_a_missing_command_is_a_spawn_error_in_status_and_events(cluster: Cluste
 
     proc = wait_for(spawn_error, 10, "a spawn error in status")
     assert "/nonexistent/program-xyz" in proc.last_exit.message
-    text = cluster.stackctl("status", "ghost", check=True).out
-    assert "spawn error" in text
+    text = cluster.stackctl("status", "ghost", "-o", "wide", check=True).out
+    assert "spawn error" in text and "/nonexistent/program-xyz" in text
     events = cluster.stackctl("-o", "json", "events", "-n", "0", "--watcher", "ghost", check=True)
     kinds = {e["kind"] for e in events.json()["events"]}
     assert "spawn_error" in kinds

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from stack.agent.health import (
     CheckContext,
@@ -25,6 +24,7 @@ from stack.agent.health import (
 from stack.agent.reaper import Reaper
 from stack.agent.sockets import BoundSocket, SocketPool
 from stack.cli import render
+from stack.cli.status_view import Layout, status_lines
 from stack.spec.model import HealthSpec, SocketSpec
 from stack.v1 import admin_pb2, types_pb2
 
@@ -249,11 +249,8 @@ def test_unknown_check_type_fails_with_a_reason() -> None:
 # -- status --------------------------------------------------------------------------
 
 
-def rendered(table: object) -> str:
-    console = Console(width=200, color_system=None)
-    with console.capture() as capture:
-        console.print(table)
-    return capture.get()
+def rendered(watchers: list[admin_pb2.WatcherStatus], layout: Layout) -> list[str]:
+    return status_lines(admin_pb2.StatusReply(watchers=watchers), 0.0, layout)
 
 
 def status_with(*processes: types_pb2.ProcessStatus) -> list[admin_pb2.WatcherStatus]:
@@ -263,7 +260,7 @@ def status_with(*processes: types_pb2.ProcessStatus) -> list[admin_pb2.WatcherSt
 RUNNING = types_pb2.PROCESS_STATE_RUNNING
 
 
-def test_status_table_has_a_health_column_only_when_a_process_has_a_check() -> None:
+def test_wide_status_has_a_health_column_only_when_a_process_has_a_check() -> None:
     checked = status_with(
         types_pb2.ProcessStatus(watcher="web", wid=1, pid=10, state=RUNNING,
                                 health=types_pb2.HEALTH_HEALTHY),
@@ -271,13 +268,15 @@ def test_status_table_has_a_health_column_only_when_a_process_has_a_check() -> N
                                 health=types_pb2.HEALTH_STARTING,
                                 health_message="http /health: status 503"),
     )  # fmt: skip
-    lines = rendered(render.status_table(checked, 0.0)).splitlines()
-    assert lines[0].split()[:6] == ["WATCHER", "WID", "HOST", "PID", "STATE", "HEALTH"]
-    assert lines[1].split()[4:6] == ["running", "healthy"]
-    assert lines[2].split()[4:6] == ["running", "starting"]
-    assert lines[2].endswith("http /health: status 503")  # why it is not healthy yet
+    lines = rendered(checked, Layout(wide=True))
+    assert lines[1].split()[:5] == ["WID", "HOST", "PID", "STATE", "HEALTH"]
+    assert lines[2].split()[3:5] == ["running", "healthy"]
+    assert lines[3].split()[3:5] == ["running", "starting"]
+    assert lines[3].endswith("http /health: status 503")  # why it is not healthy yet
+    # 80 columns: no HEALTH column, but the message says why it is not healthy yet
+    assert rendered(checked, Layout())[3].endswith("http /health: status 503")
     plain = status_with(types_pb2.ProcessStatus(watcher="web", wid=1, pid=10, state=RUNNING))
-    assert "HEALTH" not in rendered(render.status_table(plain, 0.0))
+    assert "HEALTH" not in "\n".join(rendered(plain, Layout(wide=True)))
 
 
 def test_last_exit_of_an_unhealthy_restart_says_why() -> None:

@@ -132,7 +132,7 @@ def test_scale_accepts_a_negative_count_without_double_dash() -> None:
         ["scale", "webapp"],
         ["stop"],
         ["stop", "webapp", "--all"],
-        ["-o", "yaml", "status"],
+        ["-o", "xml", "status"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
@@ -239,7 +239,7 @@ def test_scale_wait_times_out_saying_what_is_missing(admin: tuple[ScriptedAdmin,
 def test_stop_all_names_every_watcher_acted_on(admin: tuple[ScriptedAdmin, str]) -> None:
     servicer, address = admin
     result = stackctl(address, "stop", "--all")
-    assert result.stdout == "stopped a\nstopped b\n"
+    assert result.stdout == "stopping a\nstopping b\n"
     ((_, request),) = servicer.requests
     assert request.all and list(request.watchers) == []
 

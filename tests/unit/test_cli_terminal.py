@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from stack.cli import render
+from stack.cli.status_view import Layout, status_lines
 from stack.cli.terminal import escaped, safe
 from stack.v1 import admin_pb2, types_pb2
 
@@ -91,22 +92,18 @@ def _printed(renderable: Any) -> str:
     return buffer.getvalue()
 
 
-def _status(reply: Message) -> str:
-    assert isinstance(reply, admin_pb2.StatusReply)
-    buffer = io.StringIO()
-    import sys
+def _status(layout: Layout) -> Callable[[Any], str]:
+    def show(reply: Message) -> str:
+        assert isinstance(reply, admin_pb2.StatusReply)
+        return "\n".join(status_lines(reply, 0.0, layout))
 
-    previous, sys.stdout = sys.stdout, buffer
-    try:
-        render.print_status(reply, 0.0)
-    finally:
-        sys.stdout = previous
-    return buffer.getvalue()
+    return show
 
 
 RENDERERS: dict[str, tuple[type[Message], Callable[[Any], str]]] = {
-    "status": (admin_pb2.StatusReply, _status),
-    "status table": (admin_pb2.StatusReply, lambda r: _printed(render.status_table(r.watchers, 0))),
+    "status": (admin_pb2.StatusReply, _status(Layout())),
+    "status -o wide": (admin_pb2.StatusReply, _status(Layout(wide=True))),
+    "status --summary": (admin_pb2.StatusReply, _status(Layout(summary=True))),
     "stats": (admin_pb2.StatusReply, lambda r: _printed(render.stats_table(r))),
     "agents": (admin_pb2.AgentsReply, lambda r: _printed(render.agents_table(r.agents, 0))),
     "controllers": (admin_pb2.ControllersReply, lambda r: _printed(render.controllers_table(r))),
