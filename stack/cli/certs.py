@@ -9,33 +9,14 @@ cryptography loads when one of these commands runs, not when stackctl starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from stack.cli import commands as table
 from stack.cli import render
 from stack.cli.errors import CommandError
-from stack.cli.options import options_of
-from stack.cli.params import option
-
-_INIT = table.BY_NAME["certs init"]
-_ISSUE = table.BY_NAME["certs issue"]
-
-certs_app = typer.Typer(
-    name="certs",
-    help=table.GROUPS["certs"],
-    no_args_is_help=True,
-)
-
-DaysOption = Annotated[int | None, option(_INIT.param("days"), min=1)]
+from stack.cli.options import GlobalOptions
 
 
 def init(
-    ctx: typer.Context,
-    directory: Annotated[Path, option(_INIT.param("directory"))],
-    controller_names: Annotated[list[str], option(_INIT.param("controller_names"))],
-    days: DaysOption = None,
+    options: GlobalOptions, directory: Path, controller_names: list[str], days: int | None = None
 ) -> None:
     """Create DIR's CA and the controller certificate (localhost and 127.0.0.1 included)."""
     from stack.security.certs import LEAF_DAYS, CertError, init_dir
@@ -44,17 +25,17 @@ def init(
         ca_path, cert_path = init_dir(directory, controller_names, days or LEAF_DAYS)
     except CertError as exc:
         raise CommandError(str(exc)) from None
-    _report(ctx, "controller", "controller", cert_path, ca=str(ca_path))
+    _report(options, "controller", "controller", cert_path, ca=str(ca_path))
 
 
 def issue(
-    ctx: typer.Context,
-    directory: Annotated[Path, option(_ISSUE.param("directory"))],
-    role: Annotated[str, option(_ISSUE.param("role"))],
-    name: Annotated[str, option(_ISSUE.param("name"))],
-    days: DaysOption = None,
-    force: Annotated[bool, option(_ISSUE.param("force"))] = False,
-    controller_names: Annotated[list[str] | None, option(_ISSUE.param("controller_names"))] = None,
+    options: GlobalOptions,
+    directory: Path,
+    role: str,
+    name: str,
+    days: int | None = None,
+    force: bool = False,
+    controller_names: list[str] | None = None,
 ) -> None:
     """Issue a certificate signed by DIR's CA: agent, admin, viewer, or a renewed controller's."""
     from stack.security.certs import LEAF_DAYS, CertError, Role, controller_hosts, issue_into
@@ -68,10 +49,10 @@ def issue(
         cert_path = issue_into(directory, Role(role), name, days or LEAF_DAYS, hosts, replace=force)
     except CertError as exc:
         raise CommandError(str(exc)) from None
-    _report(ctx, role, name, cert_path)
+    _report(options, role, name, cert_path)
 
 
-def _report(ctx: typer.Context, role: str, name: str, cert_path: Path, **extra: str) -> None:
+def _report(options: GlobalOptions, role: str, name: str, cert_path: Path, **extra: str) -> None:
     """Say what was written: paths and identity, never key material."""
     from stack.security.certs import load_cert
 
@@ -84,7 +65,6 @@ def _report(ctx: typer.Context, role: str, name: str, cert_path: Path, **extra: 
         "not_after": cert.not_valid_after_utc.isoformat(),
         **extra,
     }
-    options = options_of(ctx)
     if options.structured:
         options.print(document)
         return
@@ -94,11 +74,3 @@ def _report(ctx: typer.Context, role: str, name: str, cert_path: Path, **extra: 
         f"{role} {name}: {document['certificate']} (key {document['key']}, 0600), "
         f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
     )
-
-
-certs_app.command("init")(init)
-certs_app.command("issue")(issue)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(certs_app)

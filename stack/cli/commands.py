@@ -1,10 +1,13 @@
 """stackctl's command table: every command, argument and option, what each means.
 
-One place says what stackctl accepts, for the parts that must not wait for typer to
-load: `--help` pages, shell completion, and finding the global options wherever they
-stand on the command line (stack.cli.main). The typer commands build their parameters
-from the same entries (stack.cli.params), so the flags, metavars and help text of a
-command are written once; a unit test checks that the typer app and this table agree.
+One place says what stackctl accepts, for everything that must not wait for typer (and
+the pydantic it loads) to load: `--help` pages, shell completion, finding the global
+options wherever they stand on the command line (stack.cli.cmdline), and parsing a
+well-formed command line to run its command at once (stack.cli.direct). The typer
+commands (stack.cli.app), which parse what that leaves to them and report usage errors,
+build their parameters from the same entries (stack.cli.params): the flags, metavars,
+help texts, kinds and defaults are written once, and unit tests check that typer and
+this table read every command line alike.
 
 Pure data: importing it costs nothing beyond the dataclasses.
 """
@@ -35,6 +38,14 @@ class Param:
     """An argument that takes several values, or an option that may be repeated."""
     envvar: str = ""
     """An environment variable that gives the value when the option is absent."""
+    kind: str = "str"
+    """What the value is read as: `str`, `int`, `float`, `path`, or `choice` (one of
+    `choices`, checked when parsed). An option without a metavar is a flag."""
+    minimum: float | None = None
+    """The least value a number may have."""
+    default: object = None
+    """What the command gets when the parameter is not given."""
+    required: bool = False
 
     @property
     def takes_value(self) -> bool:
@@ -63,6 +74,10 @@ class Command:
     """(what it does, the command line)."""
     section: str = ""
     """Where the list of commands shows it."""
+    run: str = ""
+    """`module:function` that runs it: function(options, **parameters)."""
+    negative_numbers: bool = False
+    """`-2` is an argument, not an option (`scale webapp -2`)."""
 
     @property
     def arguments(self) -> tuple[Param, ...]:
@@ -102,6 +117,8 @@ OUTPUT = Param(
     "FORMAT",
     "text (the default), wide (text with every column), json or yaml.",
     choices=OUTPUT_FORMATS,
+    kind="choice",
+    default="text",
 )
 TLS_DIR = Param(
     "tls_dir",
@@ -110,6 +127,7 @@ TLS_DIR = Param(
     "Talk mutual TLS with the files of this `stackctl certs` directory ($STACK_TLS_DIR).",
     complete="dir",
     envvar="STACK_TLS_DIR",
+    kind="path",
 )
 CERT_NAME = Param(
     "cert_name",
@@ -125,6 +143,7 @@ CA = Param(
     "The CA certificate (PEM), instead of --tls-dir's ($STACK_CA).",
     complete="file",
     envvar="STACK_CA",
+    kind="path",
 )
 CERT = Param(
     "cert",
@@ -133,6 +152,7 @@ CERT = Param(
     "Our certificate (PEM), instead of --tls-dir's ($STACK_CERT).",
     complete="file",
     envvar="STACK_CERT",
+    kind="path",
 )
 KEY = Param(
     "key",
@@ -141,6 +161,7 @@ KEY = Param(
     "Our private key (PEM), instead of --tls-dir's ($STACK_KEY).",
     complete="file",
     envvar="STACK_KEY",
+    kind="path",
 )
 GLOBAL_OPTIONS = (CONTROLLER, OUTPUT, TLS_DIR, CERT_NAME, CA, CERT, KEY)
 """Accepted before or after the command: `stackctl status -o json` = `stackctl -o json status`."""
@@ -157,8 +178,11 @@ WATCHER = Param(
     metavar="WATCHER",
     help="A watcher of the stack (as `stackctl status` lists them).",
     complete="watcher",
+    required=True,
 )
-ONLY_WATCHER = replace(WATCHER, help="Only this watcher (default: every one).")
+ONLY_WATCHER = replace(
+    WATCHER, help="Only this watcher (default: every one).", default="", required=False
+)
 WATCHERS = Param(
     "watchers",
     metavar="WATCHER",
@@ -166,33 +190,59 @@ WATCHERS = Param(
     complete="watcher",
     many=True,
 )
-ALL = Param("all_watchers", ("--all",), help="Every watcher of the stack.")
+ALL = Param("all_watchers", ("--all",), help="Every watcher of the stack.", default=False)
 WAIT = Param(
     "wait",
     ("--wait",),
     help="Wait until it is done, printing each step (a progress bar on a terminal), "
     "then how long it took.",
+    default=False,
 )
 TIMEOUT = Param(
     "timeout",
     ("--timeout",),
     "SECONDS",
     "How long --wait waits before it fails (default 30).",
+    kind="float",
+    minimum=0,
+    default=30.0,
 )
 HOST_FILTER = Param(
-    "host", ("--host",), "HOST", "Only the processes on this host.", complete="host"
+    "host", ("--host",), "HOST", "Only the processes on this host.", complete="host", default=""
 )
 HOST = Param(
-    "host", metavar="HOST", help="A host id, as `stackctl agents` lists them.", complete="host"
+    "host",
+    metavar="HOST",
+    help="A host id, as `stackctl agents` lists them.",
+    complete="host",
+    required=True,
 )
 FILE = Param(
     "file",
     metavar="FILE",
     help="A stack file (TOML), or a Circus INI file or supervisord.conf to convert first.",
     complete="file",
+    required=True,
 )
 FOREIGN_FILE = replace(FILE, help="A Circus INI file or a supervisord.conf (or a stack file).")
-FOLLOW = Param("follow", ("-f", "--follow"), help="Keep printing new lines as they come.")
+FOLLOW = Param(
+    "follow", ("-f", "--follow"), help="Keep printing new lines as they come.", default=False
+)
+
+
+def flag(name: str, flags: tuple[str, ...], help: str) -> Param:
+    """An option without a value, False unless given."""
+    return Param(name, flags, help=help, default=False)
+
+
+DAYS = Param(
+    "days",
+    ("--days",),
+    "DAYS",
+    "How long the certificate is valid (default 365).",
+    kind="int",
+    minimum=1,
+)
 
 # -- the commands -------------------------------------------------------------------------
 
@@ -214,23 +264,26 @@ COMMANDS: tuple[Command, ...] = (
                 "DIR",
                 "Where the controller and the agent keep their state and logs (default .stack).",
                 complete="dir",
+                kind="path",
+                default=".stack",
             ),
         ),
         "The one-machine way to run a stack: Ctrl-C stops the agent (its workers "
         "gracefully), then the controller.",
         (("Serve the demo stack until Ctrl-C", "stackctl up examples/webapp.toml"),),
         _FILES,
+        run="stack.cli.stackfile:up",
     ),
     Command(
         "apply",
         "Make the stack what FILE says, after showing the changes.",
         (
             FILE,
-            Param("dry_run", ("--dry-run",), help="Show the changes, apply nothing."),
-            Param(
+            flag("dry_run", ("--dry-run",), "Show the changes, apply nothing."),
+            flag(
                 "yes",
                 ("-y", "--yes"),
-                help="Apply without asking, also a plan that removes or replaces.",
+                "Apply without asking, also a plan that removes or replaces.",
             ),
         ),
         "Only watchers whose processes must change are replaced, in batches (see "
@@ -244,6 +297,7 @@ COMMANDS: tuple[Command, ...] = (
             ("Apply it from a script", "stackctl apply webapp.toml --yes"),
         ),
         _FILES,
+        run="stack.cli.stackfile:apply",
     ),
     Command(
         "convert",
@@ -257,19 +311,21 @@ COMMANDS: tuple[Command, ...] = (
             ("Keep it as a stack file", "stackctl convert supervisord.conf > stack.toml"),
         ),
         _FILES,
+        run="stack.cli.stackfile:convert",
     ),
     Command(
         "export",
         "Print the whole stack as a stack file (secrets masked).",
         (
-            Param(
+            flag(
                 "show_secrets",
                 ("--show-secrets",),
-                help="Print env values whose names look secret in full (admins only), "
+                "Print env values whose names look secret in full (admins only), "
                 "e.g. to apply the output elsewhere.",
             ),
         ),
         section=_FILES,
+        run="stack.cli.stackfile:export",
     ),
     Command(
         "status",
@@ -277,7 +333,7 @@ COMMANDS: tuple[Command, ...] = (
         (
             ONLY_WATCHER,
             HOST_FILTER,
-            Param("summary", ("--summary",), help="One line per watcher, without its processes."),
+            flag("summary", ("--summary",), "One line per watcher, without its processes."),
         ),
         "Each watcher's line says how many of its processes run, its state (active, "
         "stopped, flapping, fatal) and a rollout in progress; its processes follow. A "
@@ -291,12 +347,14 @@ COMMANDS: tuple[Command, ...] = (
             ("Every column of one watcher", "stackctl status webapp -o wide"),
         ),
         _READING,
+        run="stack.cli.status:status",
     ),
     Command(
         "stats",
         "Show cpu, memory, open files and children of each process.",
         (ONLY_WATCHER, HOST_FILTER),
         section=_READING,
+        run="stack.cli.status:stats",
     ),
     Command(
         "logs",
@@ -304,19 +362,35 @@ COMMANDS: tuple[Command, ...] = (
         (
             WATCHER,
             FOLLOW,
-            Param("lines", ("-n", "--lines"), "N", "Lines of the tail printed first (default 20)."),
+            Param(
+                "lines",
+                ("-n", "--lines"),
+                "N",
+                "Lines of the tail printed first (default 20).",
+                kind="int",
+                minimum=0,
+                default=20,
+            ),
             Param(
                 "stream",
                 ("--stream",),
                 "STREAM",
                 "Only stdout (out) or stderr (err).",
                 choices=("out", "err"),
+                kind="choice",
             ),
-            Param("host", ("--host",), "HOST", "Only the lines of this host.", complete="host"),
             Param(
+                "host",
+                ("--host",),
+                "HOST",
+                "Only the lines of this host.",
+                complete="host",
+                default="",
+            ),
+            flag(
                 "raw",
                 ("--raw",),
-                help="Write the output as the workers wrote it, escape sequences included "
+                "Write the output as the workers wrote it, escape sequences included "
                 "(by default control characters are shown escaped, e.g. \\x1b).",
             ),
         ),
@@ -331,6 +405,7 @@ COMMANDS: tuple[Command, ...] = (
             ("Output of one host, as JSON lines", "stackctl logs webapp -f --host web-1 -o json"),
         ),
         _READING,
+        run="stack.cli.logs:logs",
     ),
     Command(
         "events",
@@ -343,18 +418,23 @@ COMMANDS: tuple[Command, ...] = (
                 "WATCHER",
                 "Only the events of this watcher.",
                 complete="watcher",
+                default="",
             ),
             Param(
                 "lines",
                 ("-n", "--lines"),
                 "N",
                 "The last N events first (default 20; 0: every one kept).",
+                kind="int",
+                minimum=0,
+                default=20,
             ),
         ),
         "A follow goes on across a controller restart or a failover; when no controller "
         "takes it back within 10 s it fails. Ctrl-C ends it.",
         (("Follow what happens to webapp", "stackctl events -f --watcher webapp"),),
         _READING,
+        run="stack.cli.events:events",
     ),
     Command(
         "scale",
@@ -365,6 +445,7 @@ COMMANDS: tuple[Command, ...] = (
                 "count",
                 metavar="N|+N|-N",
                 help="The new number of processes, or how many more (+N) or fewer (-N).",
+                required=True,
             ),
             replace(
                 WAIT,
@@ -380,6 +461,8 @@ COMMANDS: tuple[Command, ...] = (
             ("One fewer", "stackctl scale webapp -1"),
         ),
         _WATCHERS,
+        run="stack.cli.watcher:scale",
+        negative_numbers=True,
     ),
     Command(
         "start",
@@ -394,6 +477,7 @@ COMMANDS: tuple[Command, ...] = (
             TIMEOUT,
         ),
         section=_WATCHERS,
+        run="stack.cli.watcher:start",
     ),
     Command(
         "stop",
@@ -407,6 +491,7 @@ COMMANDS: tuple[Command, ...] = (
             TIMEOUT,
         ),
         section=_WATCHERS,
+        run="stack.cli.watcher:stop",
     ),
     Command(
         "restart",
@@ -420,10 +505,10 @@ COMMANDS: tuple[Command, ...] = (
                 "until the rollout is done), printing each step, then how long it took.",
             ),
             TIMEOUT,
-            Param(
+            flag(
                 "rolling",
                 ("--rolling",),
-                help="In batches of [update] max_parallel, each healthy before the next.",
+                "In batches of [update] max_parallel, each healthy before the next.",
             ),
         ),
         "Without --rolling every process is stopped and started again at once. With it, "
@@ -436,36 +521,49 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
         _WATCHERS,
+        run="stack.cli.watcher:restart",
     ),
     Command(
         "reload",
         "Replace processes, each new one up before its old one stops.",
         (WATCHERS, ALL),
         section=_WATCHERS,
+        run="stack.cli.watcher:reload",
     ),
     Command(
         "reset",
         "Clear flapping and fatal state so that the watchers try again.",
         (WATCHERS, ALL),
         section=_WATCHERS,
+        run="stack.cli.watcher:reset",
     ),
     Command(
         "signal",
         "Send a signal to a watcher's processes.",
         (
             WATCHER,
-            Param("sig", metavar="SIGNAL", help="A name (HUP, SIGHUP) or a number."),
-            Param("wid", ("--wid",), "N", "Only the worker with this id."),
-            Param("children", ("--children",), help="Their children too."),
+            Param("sig", metavar="SIGNAL", help="A name (HUP, SIGHUP) or a number.", required=True),
+            Param(
+                "wid",
+                ("--wid",),
+                "N",
+                "Only the worker with this id.",
+                kind="int",
+                minimum=0,
+                default=0,
+            ),
+            flag("children", ("--children",), "Their children too."),
         ),
         examples=(("Ask webapp's workers to reopen their logs", "stackctl signal webapp USR1"),),
         section=_WATCHERS,
+        run="stack.cli.watcher:send_signal",
     ),
     Command(
         "rm",
         "Stop a watcher's processes and remove it from the stack.",
         (WATCHER,),
         section=_WATCHERS,
+        run="stack.cli.watcher:remove",
     ),
     Command(
         "rebalance",
@@ -474,6 +572,7 @@ COMMANDS: tuple[Command, ...] = (
         "A host that joins takes nothing away on its own; this moves processes to it, each "
         "replacement running before its original stops.",
         section=_WATCHERS,
+        run="stack.cli.watcher:rebalance",
     ),
     Command(
         "get",
@@ -481,11 +580,13 @@ COMMANDS: tuple[Command, ...] = (
         (WATCHER,),
         "With -o json or -o yaml: the watcher's spec, every option with its value.",
         section=_WATCHERS,
+        run="stack.cli.watcher:get",
     ),
     Command(
         "agents",
         "List the agents: address, labels, state, processes, version.",
         section=_HOSTS,
+        run="stack.cli.agents:agents",
     ),
     Command(
         "drain",
@@ -496,7 +597,9 @@ COMMANDS: tuple[Command, ...] = (
                 WAIT,
                 help="Wait until the host runs nothing, printing each step, then how long it took.",
             ),
-            replace(TIMEOUT, help="How long --wait waits before it fails (default 60)."),
+            replace(
+                TIMEOUT, help="How long --wait waits before it fails (default 60).", default=60.0
+            ),
         ),
         "Each replacement runs before its original stops. The host takes no new processes "
         "until `stackctl undrain HOST`.",
@@ -505,6 +608,7 @@ COMMANDS: tuple[Command, ...] = (
             ("Let it take processes again afterwards", "stackctl undrain web-1"),
         ),
         _HOSTS,
+        run="stack.cli.agents:drain",
     ),
     Command(
         "undrain",
@@ -513,11 +617,13 @@ COMMANDS: tuple[Command, ...] = (
         "Nothing moves back on its own: `stackctl rebalance WATCHER` spreads a watcher "
         "over its agents again.",
         section=_HOSTS,
+        run="stack.cli.agents:undrain",
     ),
     Command(
         "controllers",
         "List the controllers, which one leads, and the store's health.",
         section=_HOSTS,
+        run="stack.cli.controllers:controllers",
     ),
     Command(
         "certs init",
@@ -529,6 +635,8 @@ COMMANDS: tuple[Command, ...] = (
                 "DIR",
                 "The TLS directory to create (what --tls-dir reads).",
                 complete="dir",
+                kind="path",
+                required=True,
             ),
             Param(
                 "controller_names",
@@ -537,8 +645,9 @@ COMMANDS: tuple[Command, ...] = (
                 "A DNS name or IP address by which agents and stackctl reach the "
                 "controller (repeat it for more; localhost and 127.0.0.1 are always in).",
                 many=True,
+                required=True,
             ),
-            Param("days", ("--days",), "DAYS", "How long the certificate is valid (default 365)."),
+            DAYS,
         ),
         examples=(
             (
@@ -547,6 +656,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
         section=_SETUP,
+        run="stack.cli.certs:init",
     ),
     Command(
         "certs issue",
@@ -558,6 +668,8 @@ COMMANDS: tuple[Command, ...] = (
                 "DIR",
                 "The TLS directory `certs init` created.",
                 complete="dir",
+                kind="path",
+                required=True,
             ),
             Param(
                 "role",
@@ -566,15 +678,17 @@ COMMANDS: tuple[Command, ...] = (
                 "What the holder may do: agent (one host), admin, viewer (read only) or "
                 "controller (a renewal).",
                 choices=("agent", "admin", "viewer", "controller"),
+                required=True,
             ),
             Param(
                 "name",
                 ("--name",),
                 "NAME",
                 "The host id (agent), the person or script (admin, viewer), or controller.",
+                required=True,
             ),
-            Param("days", ("--days",), "DAYS", "How long the certificate is valid (default 365)."),
-            Param("force", ("--force",), help="Replace an existing certificate (rotation)."),
+            DAYS,
+            flag("force", ("--force",), "Replace an existing certificate (rotation)."),
             Param(
                 "controller_names",
                 ("--controller-name",),
@@ -595,13 +709,18 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
         section=_SETUP,
+        run="stack.cli.certs:issue",
     ),
     Command(
         "completion",
         "Print the shell completion script for bash, zsh or fish.",
         (
             Param(
-                "shell", metavar="SHELL", help="bash, zsh or fish.", choices=("bash", "zsh", "fish")
+                "shell",
+                metavar="SHELL",
+                help="bash, zsh or fish.",
+                choices=("bash", "zsh", "fish"),
+                required=True,
             ),
         ),
         "Completes commands, options, and the names of watchers and hosts, which it asks "
@@ -619,6 +738,7 @@ COMMANDS: tuple[Command, ...] = (
             ("fish", "stackctl completion fish > ~/.config/fish/completions/stackctl.fish"),
         ),
         _SETUP,
+        run="stack.cli.completion:completion",
     ),
 )
 

@@ -14,6 +14,7 @@ The answer is one candidate per line; for zsh and fish `value<TAB>what it is`.
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from stack.cli.commands import (
     subcommands,
     top_level_names,
 )
+from stack.cli.errors import UsageError
 
 QUERY_TIMEOUT = 0.5
 """Seconds the controller has to name its watchers or hosts before completion goes without."""
@@ -277,3 +279,11 @@ complete -c stackctl -f -a '(__stackctl_complete)'
 """
 
 SCRIPTS = {"bash": BASH, "zsh": ZSH, "fish": FISH}
+
+
+def completion(options: object, shell: str) -> None:
+    """`stackctl completion SHELL`: print the script."""
+    if shell not in SCRIPTS:
+        raise UsageError(f"{shell!r} is not one of bash, zsh, fish", param="SHELL")
+    sys.stdout.write(SCRIPTS[shell])
+    sys.stdout.flush()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import typer
-
 from stack.cli import render
 from stack.cli.documents import to_json
-from stack.cli.options import open_client, options_of
+from stack.cli.options import GlobalOptions
 
 
-def controllers(ctx: typer.Context) -> None:
+def controllers(options: GlobalOptions) -> None:
     """List controllers (leader or follower), the fencing token and the store's members."""
-    options = options_of(ctx)
-    reply = open_client(ctx).controllers()
+    with options.connect() as client:
+        reply = client.controllers()
     if options.structured:
         options.print(to_json(reply))
         return
@@ -22,7 +20,3 @@ def controllers(ctx: typer.Context) -> None:
     render.print_text(f"leader: {leader}, fencing token {reply.fencing_token}")
     render.print_text(f"store: {reply.store}")
     console.print(render.members_table(reply))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("controllers")(controllers)

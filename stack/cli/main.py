@@ -8,10 +8,12 @@ options may stand before or after the command. Then, cheapest first:
 
 - `--version`, `--help` (pages from the command table, stack.cli.help_pages) and
   shell completion (stack.cli.completion) load neither typer, grpc nor rich;
-- `status` runs directly (stack.cli.direct): grpc and protobuf, no typer, no rich;
-- everything else goes to the typer app (stack.cli.app) with the global options in
-  front, and loads what its command needs: grpc when it talks to the controller,
-  cryptography only when TLS files are used, rich when it renders a table or a bar.
+- a plain command line runs its command directly (stack.cli.direct), without typer:
+  grpc loads when the command talks to the controller, cryptography only when TLS files
+  are used, rich only when something is rendered with it;
+- anything else (a typo, a bad value, an unknown command) goes to the typer app
+  (stack.cli.app), with the global options in front, which says what is wrong or runs
+  the same command.
 """
 
 from __future__ import annotations
@@ -59,14 +61,7 @@ def _run(argv: list[str]) -> None:
         else:
             _print(help_pages.top_page())
         return
-    name = line.command.name if line.command is not None and not line.before else ""
-    if name == "completion" and len(line.args) == 1:
-        from stack.cli.completion import SCRIPTS
-
-        if line.args[0] in SCRIPTS:
-            _print(SCRIPTS[line.args[0]])
-            return
-    if name == "status":
+    if line.command is not None and not line.help:
         from stack.cli import direct
         from stack.cli.errors import CommandError
 
@@ -75,6 +70,9 @@ def _run(argv: list[str]) -> None:
                 return
         except CommandError as error:
             _fail(str(error))
+        except KeyboardInterrupt:  # as typer says it
+            sys.stderr.write("\nAborted!\n")
+            raise SystemExit(1) from None
     from stack.cli.app import run
 
     run(line.for_typer() + (["--help"] if line.help else []))

@@ -2,9 +2,10 @@
 
 `--controller`, `-o/--output`, `--tls-dir`, `--cert-name`, `--ca`, `--cert` and `--key`
 (also from STACK_CONTROLLER, STACK_TLS_DIR, STACK_CERT_NAME, STACK_CA, STACK_CERT and
-STACK_KEY) are accepted before or after the command (stack.cli.main moves them in
-front for typer) and end up in one `GlobalOptions`. A command reads it with
-`options_of(ctx)` and opens its one client with `open_client(ctx)`.
+STACK_KEY) are accepted before or after the command and end up in one `GlobalOptions`,
+made by stack.cli.direct from the command line or by the typer app's callback (then
+`options_of(ctx)` finds it). Each command gets it first, and opens its one client with
+`options.connect()`.
 
 Cheap to import: grpc loads only when a client is opened, and the TLS files (with
 cryptography) are read and checked only when TLS options were given and a command talks
@@ -111,13 +112,6 @@ def options_of(ctx: typer.Context) -> GlobalOptions:
     if isinstance(options, GlobalOptions):
         return options
     return GlobalOptions(controller=default_address())
-
-
-def open_client(ctx: typer.Context) -> StackClient:
-    """The invocation's one client; closed when the command's context closes."""
-    client = options_of(ctx).connect()
-    ctx.call_on_close(client.close)
-    return client
 
 
 def parse_address(value: str) -> str:

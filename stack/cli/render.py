@@ -45,10 +45,13 @@ from stack.cli.terminal import escaped, safe
 from stack.v1 import admin_pb2, types_pb2
 
 if TYPE_CHECKING:  # rich loads when something is rendered with it, not on import
+    from google.protobuf.message import Message
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
     from rich.text import Text
+
+    from stack.cli.options import GlobalOptions
 
 # Width used when stdout is not a terminal, so piped tables are not squeezed
 # into 80 columns (rich tables only take the room they need).
@@ -84,6 +87,15 @@ def print_text(text: str | Text) -> None:
         sys.stdout.flush()
         return
     stdout_console().print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def answer(options: GlobalOptions, reply: Message, line: str) -> None:
+    """What a command that acts says: its reply as the document -o json or yaml asks
+    for, else `line`."""
+    if options.structured:
+        options.print(to_json(reply))
+    else:
+        print_text(line)
 
 
 def print_raw(text: str) -> None:

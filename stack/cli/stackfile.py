@@ -24,19 +24,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from stack.cli import commands as table
 from stack.cli import render
 from stack.cli.documents import to_json
 from stack.cli.errors import CommandError
-from stack.cli.input_file import print_notes, read_stack_file
+from stack.cli.input_file import StackFile, print_notes, read_stack_file
 from stack.cli.local import LocalStack, LocalStackSettings, is_listening
-from stack.cli.options import open_client, options_of
-from stack.cli.params import argument, option
+from stack.cli.options import GlobalOptions
 from stack.cli.status_view import print_status
+from stack.cli.terminal import safe
 from stack.security.local import is_unix
 from stack.v1 import admin_pb2
 
@@ -46,9 +43,6 @@ if TYPE_CHECKING:
 CONTROLLER_READY_TIMEOUT = 15.0
 RUNNING_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
-
-FileArg = Annotated[str, argument(table.FILE)]
-_APPLY = table.BY_NAME["apply"]
 
 
 def apply_document(
@@ -84,20 +78,33 @@ def confirm(risks: str) -> None:
             f"this apply would {risks}: nothing was applied; "
             "run it on a terminal to confirm, or pass --yes"
         )
-    try:
-        agreed = typer.confirm(f"This will {risks}. Apply?", default=False, err=True)
-    except typer.Abort:  # end of input or Ctrl-C at the question
-        agreed = False
-    if not agreed:
+    if not ask(f"This will {risks}. Apply?"):
         raise CommandError("nothing was applied")
 
 
-def apply(
-    ctx: typer.Context,
-    file: FileArg,
-    dry_run: Annotated[bool, option(_APPLY.param("dry_run"))] = False,
-    yes: Annotated[bool, option(_APPLY.param("yes"))] = False,
-) -> None:
+def ask(question: str) -> bool:
+    """`question [y/N]: ` on stderr until answered y(es) or n(o); no (the default) on an
+    empty line, at the end of input or on Ctrl-C."""
+    while True:
+        sys.stderr.write(f"{question} [y/N]: ")
+        sys.stderr.flush()
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            return False
+        if not answer:  # end of input
+            sys.stderr.write("\n")
+            return False
+        word = answer.strip().lower()
+        if word in ("y", "yes"):
+            return True
+        if word in ("", "n", "no"):
+            return False
+        sys.stderr.write("Error: invalid input\n")
+
+
+def apply(options: GlobalOptions, file: str, dry_run: bool = False, yes: bool = False) -> None:
     """Make the stack what FILE says; prints the changes like a diff first.
 
     A plan that removes a watcher or a socket, or replaces workers, is applied only
@@ -105,9 +112,14 @@ def apply(
     A Circus or Supervisor file is applied as what `stackctl convert` prints for it.
     """
     stack_file = read_stack_file(file)
-    content = stack_file.content
-    client = open_client(ctx)
-    options = options_of(ctx)
+    with options.connect() as client:
+        _apply(options, client, stack_file, dry_run, yes)
+
+
+def _apply(
+    options: GlobalOptions, client: StackClient, stack_file: StackFile, dry_run: bool, yes: bool
+) -> None:
+    file, content = stack_file.name, stack_file.content
     as_document = options.structured
     if not as_document:
         print_notes(stack_file.notes)
@@ -136,17 +148,19 @@ def apply(
         _print_outcome(reply, dry_run=False)
 
 
-def export(
-    ctx: typer.Context,
-    show_secrets: Annotated[bool, option(table.BY_NAME["export"].param("show_secrets"))] = False,
-) -> None:
+def export(options: GlobalOptions, show_secrets: bool = False) -> None:
     """Print the whole stack as a TOML stack file; secret env values are masked."""
-    options = options_of(ctx)
-    reply = open_client(ctx).export(show_secrets)
+    with options.connect() as client:
+        reply = client.export(show_secrets)
     if options.structured:
         options.print({"toml": reply.toml})
     else:
-        typer.echo(reply.toml, nl=not reply.toml.endswith("\n"))
+        _print_file(reply.toml)
+
+
+def _print_file(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
 
 
 # -- up --------------------------------------------------------------------------
@@ -251,16 +265,12 @@ def _flush() -> None:
     sys.stderr.flush()
 
 
-def up(
-    ctx: typer.Context,
-    file: FileArg,
-    data_dir: Annotated[Path, option(table.BY_NAME["up"].param("data_dir"))] = Path(".stack"),
-) -> None:
+def up(options: GlobalOptions, file: str, data_dir: Path = Path(".stack")) -> None:
     """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
     stack_file = read_stack_file(file)
     content = stack_file.content
     print_notes(stack_file.notes)
-    address = options_of(ctx).controller
+    address = options.controller
     if not is_unix(address):
         raise CommandError(
             f"up serves its controller on a unix socket only, not on {address}: "
@@ -270,10 +280,8 @@ def up(
         raise CommandError(
             f"something already listens at {address} (a controller? stop it or use --controller)"
         )
-    client = open_client(ctx)
     stack = LocalStack(LocalStackSettings(controller=address, data_dir=data_dir))
-    err = render.stderr_console()
-    with _stop_requests() as (interrupted, forced):
+    with options.connect() as client, _stop_requests() as (interrupted, forced):
         try:
             stack.start_controller()
             if not _poll(interrupted, stack, CONTROLLER_READY_TIMEOUT, _controller_answers(client)):
@@ -291,10 +299,10 @@ def up(
                 return not missing
 
             if not _poll(interrupted, stack, RUNNING_TIMEOUT, all_running):
-                err.print(
-                    f"not everything is running after {RUNNING_TIMEOUT:g}s: {'; '.join(missing)}",
-                    markup=False,
-                    soft_wrap=True,
+                sys.stderr.write(
+                    safe(f"not everything is running after {RUNNING_TIMEOUT:g}s: ")
+                    + safe("; ".join(missing))
+                    + "\n"
                 )
             print()
             for name, url in socket_urls(client.export().toml) or socket_urls(content):
@@ -312,7 +320,7 @@ def up(
         _flush()
 
 
-def convert(ctx: typer.Context, file: Annotated[str, argument(table.FOREIGN_FILE)]) -> None:
+def convert(options: GlobalOptions, file: str) -> None:
     """Print the stack file equivalent to FILE, with a comment above each thing that was
     changed or could not be carried; talks to no controller."""
     from stack.spec.errors import SpecError
@@ -325,15 +333,7 @@ def convert(ctx: typer.Context, file: Annotated[str, argument(table.FOREIGN_FILE
             text = read_stack_text(text, file).toml()
         except SpecError as err:
             raise CommandError(str(err)) from None
-    options = options_of(ctx)
     if options.structured:
         options.print({"format": stack_file.format, "toml": text, "notes": list(stack_file.notes)})
     else:
-        typer.echo(text, nl=not text.endswith("\n"))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("apply")(apply)
-    app.command("up")(up)
-    app.command("export")(export)
-    app.command("convert")(convert)
+        _print_file(text)

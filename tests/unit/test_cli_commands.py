@@ -318,3 +318,54 @@ def test_status_json_is_one_document_from_the_controller(
     document = json.loads(stackctl(address, "-o", "json", "status").stdout)
     (watcher,) = document["watchers"]
     assert [p["state"] for p in watcher["processes"]] == ["running", "running"]
+
+
+# -- the direct path (no typer) and typer print the same ----------------------------------
+
+
+def run_direct(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`stackctl ARGS` through its front door, in-process."""
+    from stack.cli.main import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as done:
+        code = int(done.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scale", "webapp", "-2"],
+        ["-o", "json", "scale", "webapp", "2"],
+        ["stop", "--all"],
+        ["status"],
+        ["-o", "yaml", "status"],
+        ["-o", "wide", "status", "webapp"],
+        ["logs", "webapp", "-n", "2"],
+    ],
+)
+def test_the_direct_path_prints_what_typer_prints(
+    admin: tuple[ScriptedAdmin, str], capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    servicer, address = admin
+    servicer.status_replies = [running_webapp(2, 2)]
+    through_typer = stackctl(address, *args)
+    code, out, err = run_direct(capsys, "--controller", address, *args)
+    assert (code, err) == (through_typer.exit_code, through_typer.stderr)
+    assert out == through_typer.stdout
+
+
+def test_global_options_after_the_command_reach_the_controller(
+    admin: tuple[ScriptedAdmin, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = admin
+    servicer.status_replies = [running_webapp(2, 2)]
+    code, out, _ = run_direct(capsys, "status", "-o", "json", "--controller", address)
+    assert code == 0 and json.loads(out)["watchers"][0]["name"] == "webapp"
+    code, out, _ = run_direct(capsys, "scale", "webapp", "2", "--controller", address, "-ojson")
+    assert code == 0 and json.loads(out)["numprocesses"] == 2
+    assert [name for name, _ in servicer.requests] == ["Status", "Scale"]

@@ -82,9 +82,14 @@ def test_a_command_that_never_talks_to_the_controller_loads_no_grpc(tmp_path: Pa
     tls = tmp_path / "tls"
     loaded = loaded_after(run_main("certs", "init", "--dir", str(tls), "--controller-name", "x"))
     assert (tls / "ca.crt").is_file()
-    assert loaded == {"typer", "cryptography"}
+    assert loaded == {"cryptography"}
 
 
-def test_a_command_without_tls_files_loads_no_cryptography(tmp_path: Path) -> None:
-    args = ("--controller", nowhere(tmp_path), "scale", "w", "2")
-    assert loaded_after(run_main(*args)) == {"typer", "grpc"}
+def test_a_command_without_tls_files_loads_no_cryptography_and_no_typer(tmp_path: Path) -> None:
+    args = ("--controller", nowhere(tmp_path), "scale", "w", "2", "--wait")
+    assert loaded_after(run_main(*args)) == {"grpc"}
+
+
+def test_typer_loads_only_to_judge_a_command_line_that_is_not_plain(tmp_path: Path) -> None:
+    assert "typer" in loaded_after(run_main("--controller", nowhere(tmp_path), "scale", "w"))
+    assert "typer" in loaded_after(run_main("stauts"))
