@@ -49,7 +49,7 @@ from bench.compare import (
     stopped_on_exit,
 )
 from bench.installs import CIRCUS, SUPERVISOR, venv
-from tests.integration.cluster import become_subreaper
+from tests.support.processes import become_subreaper
 
 HELP_TARGET_MS = 120.0
 ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}

@@ -116,6 +116,8 @@ class ProcessStatus:
     started_at: float = 0.0
     """Unix time of the current spawn, 0 if none."""
     restarts: int = 0
+    """Unplanned restarts of this worker id: after a crash, a kill, a failed health check
+    or a failed start."""
     cpu_percent: float = 0.0
     rss_bytes: int = 0
     num_fds: int = 0
@@ -132,6 +134,9 @@ class ProcessStatus:
     blocked: str = ""
     """Why the version this worker must run cannot start on its host (it keeps the
     process it runs)."""
+    replacements: int = 0
+    """Planned replacements of this worker id: restart, reload, a change of its watcher,
+    max_age."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,7 @@ def process_to_proto(proc: ProcessStatus) -> types_pb2.ProcessStatus:
         health_message=proc.health_message,
         version=proc.version,
         blocked=proc.blocked,
+        replacements=proc.replacements,
     )
     if proc.last_exit is not None:
         msg.last_exit.CopyFrom(last_exit_to_proto(proc.last_exit))
@@ -189,6 +190,7 @@ def process_from_proto(msg: types_pb2.ProcessStatus, host_id: str | None = None)
         health_message=msg.health_message,
         version=msg.version,
         blocked=msg.blocked,
+        replacements=msg.replacements,
     )
 
 

@@ -15,7 +15,10 @@ import pytest
 import yaml
 
 import stack
-from tests.integration.cluster import Cluster, Result, wait_for, watcher_toml
+from tests.support.cluster import Cluster
+from tests.support.processes import Result
+from tests.support.wait import wait_for
+from tests.support.workers import watcher_toml
 
 BIN = Path(sys.executable).parent
 
