@@ -24,13 +24,14 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, cast
 
 import stack
 from stack.agent import persist
 from stack.agent.adoption import Fate, Identified, Kind, boot_id, identify, regain, same_file
+from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
 from stack.agent.output import LogHub
@@ -56,8 +57,12 @@ _LEVELS = {types_pb2.SEVERITY_WARNING: logging.WARNING, types_pb2.SEVERITY_ERROR
 class Engine:
     """The per-host process and socket manager behind `stack-agent`."""
 
-    def __init__(self, settings: AgentSettings, handover: Handover | None = None) -> None:
+    def __init__(
+        self, settings: AgentSettings, handover: Handover | None = None, clock: Clock = SYSTEM
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        """What every timing rule of the engine and its watchers reads (see clock.py)."""
         self.host_id = settings.host_id
         self.reaper = Reaper()
         self.reaper.spared = self._stop_in_progress
@@ -89,10 +94,10 @@ class Engine:
         """Workers of a previous life whose watcher is gone: being stopped."""
         self._handover = handover
         self._frozen = False
-        self.started_at = handover.started_at if handover else time.time()
+        self.started_at = handover.started_at if handover else clock.time()
         """Unix time this agent process started (kept across its re-executions)."""
         self.reexecs = handover.reexecs + 1 if handover else 0
-        self.reexecuted_at = time.time() if handover else 0.0
+        self.reexecuted_at = clock.time() if handover else 0.0
         """Unix time of the last re-execution in place; 0: never."""
 
     # ---- life cycle ----
@@ -105,10 +110,13 @@ class Engine:
         self.fencing_token = persist.load_state(self.settings.data_dir).fencing_token
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
+        loops = {
+            "engine reconcile": self._reconcile_loop,
+            "engine flush": self._flush_loop,
+            "engine stats": self._stats_loop,
+        }
         self._loops = [
-            self._tg.create_task(self._reconcile_loop(), name="engine reconcile"),
-            self._tg.create_task(self._flush_loop(), name="engine flush"),
-            self._tg.create_task(self._stats_loop(), name="engine stats"),
+            self._tg.create_task(_forever(loop, name), name=name) for name, loop in loops.items()
         ]
         if self._handover is not None:
             # Every worker is watched before the first reap: the exits that happened
@@ -146,10 +154,7 @@ class Engine:
         for task in self._loops:
             task.cancel()
         for watcher in [*self.watchers.values(), *self._removed]:
-            watcher.cancel_all_checks()
-            if self._frozen:
-                for task in watcher.retiring.values():
-                    task.cancel()
+            watcher.close(stops=self._frozen)
         if self._frozen:
             for task in self._leftovers.values():
                 task.cancel()
@@ -176,7 +181,7 @@ class Engine:
         log.log(level, "%s %s: %s", where, kind, message)
         self._events.append(
             types_pb2.Event(
-                at=time.time(),
+                at=self.clock.time(),
                 host_id=self.host_id,
                 watcher=watcher,
                 wid=wid,
@@ -209,6 +214,8 @@ class Engine:
             self._wake_event.set()
 
     def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run `coro` as a task of the engine's TaskGroup, named `name`: its failure is
+        logged (never the cancel), and the engine waits for it when it winds down."""
         assert self._tg is not None
         task = self._tg.create_task(self._guard(coro, name), name=name)
         # A task cancelled before its first step never starts `coro`: close it quietly.
@@ -228,7 +235,8 @@ class Engine:
     def _stop_in_progress(self, pid: int) -> bool:
         """The orphan sweep spares a child a graceful stop still waits for: a member of a
         stopping worker's process group, or a stop_children descendant given the stop signal."""
-        stopping = [proc for w in (*self.watchers.values(), *self._removed) for proc in w.retiring]
+        watchers = (*self.watchers.values(), *self._removed)
+        stopping = [proc for watcher in watchers for proc in watcher.stopping()]
         stopping.extend(self._leftovers)
         if not stopping:
             return False
@@ -267,7 +275,7 @@ class Engine:
             )
             current = self.watchers.get(spec.name) or self._revive(spec.name)
             if current is None:
-                self.watchers[spec.name] = Watcher(self, desired)
+                self.watchers[spec.name] = Watcher(self, desired, self.clock)
             else:
                 current.update(desired)
         for name in [name for name in self.watchers if name not in wanted]:
@@ -301,8 +309,7 @@ class Engine:
         for watcher in self._removed:
             if watcher.name == name:
                 self._removed.remove(watcher)
-                watcher.removed = False
-                watcher.slots.clear()
+                watcher.revive()
                 self.watchers[name] = watcher
                 return watcher
         return None
@@ -517,7 +524,9 @@ class Engine:
     async def _stop_leftover(self, proc: Proc, resume: bool) -> None:
         try:
             timeout = self.settings.stale_timeout
-            await stop_process(proc, signal.SIGTERM, timeout, False, resume=resume)
+            await stop_process(
+                proc, signal.SIGTERM, timeout, False, resume=resume, clock=self.clock
+            )
         finally:
             self._leftovers.pop(proc, None)
             self.reaper.sweep_soon()
@@ -589,7 +598,7 @@ class Engine:
         wake = self._wake_event
         while True:
             wake.clear()
-            now = time.monotonic()
+            now = self.clock.monotonic()
             order = sorted(self.watchers.values(), key=lambda w: (-w.spec.priority, w.name))
             for watcher in [*order, *self._removed]:
                 try:
@@ -603,9 +612,8 @@ class Engine:
                     self.logs.forget(watcher.name)
                 self.changed()
             deadlines = [d for w in self.watchers.values() if (d := w.next_deadline(now))]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with self.clock.timeout_at(min(deadlines) if deadlines else None):
                     await wake.wait()
 
     async def _flush_loop(self) -> None:
@@ -654,7 +662,7 @@ class Engine:
     # ---- what the session reads ----
     def observed(self) -> agent_pb2.Observed:
         self._status_dirty = False
-        now_mono, now = time.monotonic(), time.time()
+        now_mono, now = self.clock.monotonic(), self.clock.time()
         out = agent_pb2.Observed(generation=self.generation)
         for name in sorted(self.watchers):
             watcher = self.watchers[name]
@@ -670,7 +678,8 @@ class Engine:
                 )
             )
             for wid in sorted(watcher.slots):
-                slot = watcher.slots[wid]
+                run = watcher.slots[wid]
+                slot = run.state
                 status = types_pb2.ProcessStatus(
                     watcher=name,
                     wid=wid,
@@ -682,13 +691,13 @@ class Engine:
                     version=slot.version,
                     blocked=slot.blocked,
                 )
-                if slot.proc is not None:
-                    status.pid = slot.proc.pid
-                    status.started_at = slot.proc.started_at
-                    fill_stats(status, self.stats.get(slot.proc.pid))
+                if run.proc is not None:
+                    status.pid = run.proc.pid
+                    status.started_at = run.proc.started_at
+                    fill_stats(status, self.stats.get(run.proc.pid))
                 if slot.last_exit is not None:
                     status.last_exit.CopyFrom(slot.last_exit.to_proto())
-                health, health_message = watcher.health_of(slot)
+                health, health_message = watcher.health_of(run)
                 status.health = cast(types_pb2.Health, int(health))
                 status.health_message = health_message
                 out.processes.append(status)
@@ -725,6 +734,19 @@ class Engine:
         if target is None:
             raise KeyError(f"no watcher {watcher!r} on this host")
         return target.send_signal(wid, signal_number(signame), children)
+
+
+async def _forever(loop: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+    """Run one of the engine's loops, which end only when cancelled: a loop that fails or
+    returns is logged, and ends the engine (its TaskGroup) rather than leave it half
+    alive; a restarted agent adopts every worker."""
+    try:
+        await loop()
+    except Exception:
+        log.exception("%s failed", name)
+        raise
+    log.error("%s has finished unexpectedly", name)
+    raise RuntimeError(f"{name} has finished unexpectedly")
 
 
 def _worker_uid(spec: WatcherSpec) -> int | None:

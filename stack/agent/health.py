@@ -22,7 +22,8 @@ just started is rarely ready at once). Each check is bounded by `timeout`:
   orphan) and its process group is SIGKILLed on timeout or when the check is cancelled.
 
 What the results mean is decided by `record`, a pure function; the loop around it
-lives in the watcher, as a task of the engine's TaskGroup per process.
+is a hook of the slot's runner (runner.HealthChecks), a task of the engine's TaskGroup
+per process. Intervals and timeouts are measured on the clock passed in.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from stack.agent.clock import SYSTEM, Clock
 from stack.agent.process import SpawnError, as_user
 from stack.agent.reaper import Reaper, describe
 from stack.agent.sockets import BoundSocket
@@ -100,6 +102,8 @@ class CheckContext:
     uid: int | None = None
     """The worker's user: an exec check runs as the worker it checks, not as the agent."""
     gid: int | None = None
+    clock: Clock = SYSTEM
+    """What a check's `timeout` is measured on."""
 
 
 class CheckFailed(Exception):
@@ -119,11 +123,11 @@ async def check(spec: HealthSpec, ctx: CheckContext) -> str | None:
         if spec.type == "tcp":
             where = tcp_endpoint(spec.target, ctx)
             name = f"tcp {where}"
-            await _bounded(spec.timeout, _tcp(where))
+            await _bounded(ctx.clock, spec.timeout, _tcp(where))
         elif spec.type == "http":
-            await _bounded(spec.timeout, _http(spec.target, ctx))
+            await _bounded(ctx.clock, spec.timeout, _http(spec.target, ctx))
         elif spec.type == "exec":
-            await _bounded(spec.timeout, _exec(spec.target, ctx))
+            await _bounded(ctx.clock, spec.timeout, _exec(spec.target, ctx))
         else:
             raise CheckFailed(f"unknown check type {spec.type!r}")
     except TimeoutError:
@@ -133,8 +137,8 @@ async def check(spec: HealthSpec, ctx: CheckContext) -> str | None:
     return None
 
 
-async def _bounded(timeout: float, work: Coroutine[Any, Any, None]) -> None:
-    async with asyncio.timeout(timeout):
+async def _bounded(clock: Clock, timeout: float, work: Coroutine[Any, Any, None]) -> None:
+    async with clock.timeout_at(clock.monotonic() + timeout):
         await work
 
 

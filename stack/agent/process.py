@@ -36,7 +36,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import psutil
 
 from stack.agent.adoption import live_group_member, read_stat
+from stack.agent.clock import SYSTEM, Clock
 from stack.agent.records import PipeRecord, StopRecord, WorkerRecord
 from stack.agent.sockets import FD_FLOOR
 from stack.spec.model import WatcherSpec, version_label
@@ -238,6 +238,8 @@ class Proc:
     """The watcher's process generation it was spawned for (replacement bookkeeping)."""
     deadline: float = 0.0
     """Monotonic time when max_age recycles it; 0: never."""
+    ready_at: float = 0.0
+    """Monotonic time its warmup_delay is over (0: none); it is STARTING until then."""
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -340,7 +342,9 @@ def start_ticks(pid: int) -> int | None:
     return None if found is None else found.start_ticks
 
 
-def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
+def spawn(
+    launch: Launch, spec: WatcherSpec, wid: int, generation: int, clock: Clock = SYSTEM
+) -> Proc:
     """Start one worker in its own process group; raises SpawnError with the OS error."""
     uid, gid = worker_ids(spec)
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
@@ -382,8 +386,8 @@ def spawn(launch: Launch, spec: WatcherSpec, wid: int, generation: int) -> Proc:
         watcher=spec.name,
         wid=wid,
         pid=popen.pid,
-        started_at=time.time(),
-        started_mono=time.monotonic(),
+        started_at=clock.time(),
+        started_mono=clock.monotonic(),
         generation=generation,
         start_ticks=ticks,
         spec=spec,
@@ -459,46 +463,58 @@ def _signal_all(procs: list[psutil.Process], signum: int) -> None:
             proc.send_signal(signum)
 
 
+KILL_WAIT = 5.0
+"""Seconds a stop waits for the group to be gone after SIGKILL, before it gives up."""
+
+
 async def stop_process(
-    proc: Proc, signum: int, graceful_timeout: float, children: bool, *, resume: bool = False
+    proc: Proc,
+    signum: int,
+    graceful_timeout: float,
+    children: bool,
+    *,
+    resume: bool = False,
+    clock: Clock = SYSTEM,
 ) -> bool:
     """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
 
     With `resume` the stop signal was sent before the agent restarted: only wait for
     the exit until `proc.stop_deadline`, then SIGKILL. Returns once the worker has
-    exited and no member of its group is left.
+    exited and no member of its group is left. The deadlines are `clock`'s.
     """
     pgid = proc.pid
     extra: list[psutil.Process] = []
     if not resume:  # (stop_children descendants of a resumed stop are not known again)
         extra = descendants_outside_group(pgid) if children else []
         proc.stopping_children = tuple(child.pid for child in extra)
-        proc.stop_deadline = time.monotonic() + graceful_timeout
+        proc.stop_deadline = clock.monotonic() + graceful_timeout
         if proc.alive() or group_alive(pgid):
             signal_group(pgid, signum)
             _signal_all(extra, signum)
     killed = False
-    if not await _wait_gone(proc, pgid, extra, proc.stop_deadline):
+    if not await _wait_gone(proc, pgid, extra, proc.stop_deadline, clock):
         killed = True
         signal_group(pgid, signal.SIGKILL)
         _signal_all(extra, signal.SIGKILL)
-        await _wait_gone(proc, pgid, extra, time.monotonic() + 5.0)
+        await _wait_gone(proc, pgid, extra, clock.monotonic() + KILL_WAIT, clock)
     return killed
 
 
-async def _wait_gone(proc: Proc, pgid: int, extra: list[psutil.Process], deadline: float) -> bool:
-    """Wait for the leader's exit (event) then for the rest of the group (short polls)."""
-    remaining = deadline - time.monotonic()
-    if remaining > 0 and not proc.exited.done():
+async def _wait_gone(
+    proc: Proc, pgid: int, extra: list[psutil.Process], deadline: float, clock: Clock
+) -> bool:
+    """Wait for the leader's exit (event) then for the rest of the group (short polls,
+    on real time: they are no rule); False once `clock` reaches `deadline` first."""
+    if not proc.exited.done() and clock.monotonic() < deadline:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(remaining):
+            async with clock.timeout_at(deadline):
                 await asyncio.shield(proc.exited)
     delay = 0.002
     group_left = group_alive if proc.child else live_group_member
     while True:
         if proc.exited.done() and not group_left(pgid) and not _any_alive(extra):
             return True
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)

@@ -1,32 +1,28 @@
 """One watcher's workers on this host, reconciled to its WatcherAssignment.
 
-A watcher owns one slot per worker id it must run here. Desired-state changes (wid
-list, active flag, spec fingerprint, inherited sockets, restart and reset tokens) are
-recorded by `update` and acted on by `reconcile`, which the engine calls in priority
-order. `reconcile` decides and acts without ever waiting, so that no watcher holds up
-another: a `warmup_delay` is a deadline (the next start of this watcher, and the time
-its warming worker counts as running) that `next_deadline` tells the engine to wake for.
+A watcher keeps one slot per worker id it must run here, each with its runner
+(runner.py), which owns that slot's process and everything the process needs. Desired-
+state changes (wid list, active flag, spec fingerprint, inherited sockets, restart and
+reset tokens) are recorded by `update`; `reconcile`, which the engine calls in priority
+order, decides what each slot does now, through the pure rules of slot.py, and has
+its runner do it. It never waits, so that no watcher holds up another: a
+`warmup_delay` is a deadline (the next start of this watcher, and the time its warming
+worker counts as running) that `next_deadline` tells the engine to wake for, and so are
+max_age and a flapping slot's retry. The watcher's clock is passed in.
 
-Exits arrive synchronously from the reaper and are handled at once: an unplanned exit
-goes through the flapping rules of its slot (see flapping.py) and, unless that slot
-flaps, is respawned in the same event-loop turn. A slot that flaps waits on its own;
-the watcher's other workers go on serving. Stopping a process is a task (stop signal,
-grace period, SIGKILL) owned by the engine's TaskGroup, so a slow stop never delays
-anything else. So are health checks: one task per process with a check, cancelled
-when the process leaves its slot. An unhealthy process is stopped gracefully, counted
-as a crash (flapping rules) and started again.
+Exits arrive synchronously from the reaper at the slot's runner and are handled at
+once: an unplanned exit goes through the flapping rules of its slot (see flapping.py)
+and, unless that slot flaps, is respawned in the same event-loop turn. A slot that
+flaps waits on its own; the watcher's other workers go on serving. Stopping a process
+is a task of its runner (stop signal, grace period, SIGKILL) in the engine's TaskGroup,
+so a slow stop never delays anything else; so are health checks. An unhealthy process
+is stopped gracefully, counted as a crash (flapping rules) and started again.
 
 During a rolling change the assignment pins some worker ids to an earlier version
 of the watcher; each slot runs the version its wid is given, and a process is
 replaced when that changes. A new process of the batch on probation that exits or
 fails its health check is left stopped, outside the flapping rules: the controller
 halts the rollout and pins the wid back to the version that worked.
-
-A slot counts the processes it starts after its first by why the one before went:
-`restarts` after a failure (an exit nobody asked for, a failed health check, a spawn
-error; a retry after flapping too), `replacements` after a replacement on purpose (a
-restart, a reload, a change of the watcher, rolling or not, max_age). A start after a
-stop the user asked for is neither.
 
 When the agent restarts, its workers are not started again: `adopt` puts a worker
 that kept running back in its slot (or resumes its stop), `restore_slot` brings back
@@ -37,34 +33,22 @@ worker that exited while no agent ran, which is then respawned like any crash.
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
-import signal
-import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from stack.agent import flapping, health
-from stack.agent.flapping import Decision, FlapPhase, FlapState, WatcherFlapping
+from stack.agent import flapping, slot
+from stack.agent.clock import SYSTEM, Clock
+from stack.agent.flapping import FlapPhase, WatcherFlapping
 from stack.agent.handover import SlotRecord, WatcherRecord
-from stack.agent.health import CheckContext, Health, HealthState
-from stack.agent.output import LogHub
-from stack.agent.process import (
-    PipeEnd,
-    Proc,
-    SpawnError,
-    build_launch,
-    signal_group,
-    signal_number,
-    spawn,
-    stop_process,
-)
-from stack.agent.reaper import Reaper, describe
+from stack.agent.health import Health
+from stack.agent.process import PipeEnd, Proc
 from stack.agent.records import WorkerRecord
-from stack.agent.sockets import BoundSocket, SocketPool
-from stack.agent.states import ProcessState, transition
-from stack.agent.wire import LastExit, exit_reason, reason_name
+from stack.agent.runner import Host, SlotRunner
+from stack.agent.slot import Policy, SlotState, StartCause
+from stack.agent.sockets import BoundSocket
+from stack.agent.states import ProcessState
 from stack.spec.model import (
     SocketSpec,
     WatcherSpec,
@@ -75,73 +59,9 @@ from stack.spec.model import (
 from stack.v1 import types_pb2
 
 R = types_pb2.ExitReason
-_AFTER_UNHEALTHY = (
-    ProcessState.STOPPING, ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL,
-)  # fmt: skip
-INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
-AWAY = "exited while the agent was down"
+INFO = types_pb2.SEVERITY_INFO
 
-
-class Host(Protocol):
-    """What a watcher needs from the engine that owns it."""
-
-    reaper: Reaper
-    logs: LogHub
-    sockets: SocketPool
-
-    def event(
-        self, kind: str, watcher: str, wid: int, message: str, severity: types_pb2.Severity
-    ) -> None: ...
-    def changed(self) -> None: ...
-    def wake(self) -> None: ...
-    def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
-
-
-class StartCause(enum.Enum):
-    """Why a slot's next process is started, which says what it counts as."""
-
-    NONE = ""
-    """The first, or one after a stop the user asked for: counted as neither."""
-    FAILURE = "failure"
-    """The previous one failed: a restart."""
-    REPLACEMENT = "replacement"
-    """The previous one is replaced on purpose: a replacement."""
-
-
-@dataclass(eq=False)
-class Slot:
-    """One worker id of the watcher on this host."""
-
-    wid: int
-    state: ProcessState = ProcessState.UNSPECIFIED
-    proc: Proc | None = None
-    restarts: int = 0
-    """Processes started after a failure of the one before (status's RESTARTS)."""
-    replacements: int = 0
-    """Processes started to replace the one before on purpose (status's REPLACED)."""
-    cause: StartCause = StartCause.NONE
-    """What the next process started in this slot counts as."""
-    spawned: int = 0
-    last_exit: LastExit | None = None
-    message: str = ""
-    pending: bool = True
-    """Should be started by the next reconcile (new, restarted, retried, reset)."""
-    health: HealthState = field(default_factory=HealthState)
-    """What the health checks of the current process found (when it has a check)."""
-    env: Mapping[str, str] = field(default_factory=dict)
-    """The environment the current process was started with (exec checks get it)."""
-    version: str = ""
-    """Version.label of the last process started (or tried) in this slot."""
-    blocked: str = ""
-    """Why the version this slot must run cannot start here (a socket it cannot bind):
-    its process, of another version, is kept meanwhile."""
-    ready_at: float = 0.0
-    """Monotonic time a STARTING process is done with its warmup_delay."""
-    flap: FlapState = field(default_factory=FlapState)
-    """The slot's flapping bookkeeping (see flapping.py)."""
-
-    def move(self, new: ProcessState) -> None:
-        self.state = transition(self.state, new)
+__all__ = ["Desired", "Host", "Version", "Watcher"]
 
 
 @dataclass(frozen=True)
@@ -213,13 +133,14 @@ class Desired:
 class Watcher:
     host: Host
     desired: Desired
+    clock: Clock = SYSTEM
     generation: int = 0
     """The process generation of the current version (see `versions`)."""
     graceful_replace: bool = False
-    slots: dict[int, Slot] = field(default_factory=dict)
-    retiring: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
-    checks: dict[Proc, asyncio.Task[None]] = field(default_factory=dict)
-    """The health-check task of each running process (with a check)."""
+    slots: dict[int, SlotRunner] = field(default_factory=dict)
+    """The runner of each worker id this watcher runs here."""
+    draining: dict[int, SlotRunner] = field(default_factory=dict)
+    """Runners of worker ids no longer run here whose processes still stop."""
     removed: bool = False
     agent_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     versions: dict[tuple[Any, ...], int] = field(default_factory=dict)
@@ -240,6 +161,42 @@ class Watcher:
     def spec(self) -> WatcherSpec:
         return self.desired.spec
 
+    def runners(self) -> list[SlotRunner]:
+        """Every runner: the slots', then those still stopping a dropped wid's process."""
+        return [*self.slots.values(), *self.draining.values()]
+
+    # ---- what the runners read ----
+    def policy(self) -> Policy:
+        spec = self.spec
+        return Policy(flapping=spec.flapping, max_retry=spec.max_retry, respawn=spec.respawn)
+
+    def version_of(self, wid: int) -> Version:
+        """The version worker `wid` must run."""
+        return self.desired.version_of(wid)
+
+    def generation_of_version(self, version: Any) -> int:
+        return self.versions[version.key]
+
+    def on_probation_version(self, wid: int, version: Any) -> bool:
+        """A start of `version` for `wid` is one of the rollout batch's new processes."""
+        return wid in self.desired.probation and version == self.desired.current()
+
+    def keeps_down(self, wid: int, generation: int) -> bool:
+        """After a failure of `wid`'s process of `generation`: True when it is not to be
+        started again (no respawn, stopped, removed, or a rollout's new process on
+        probation: the controller halts the rollout instead)."""
+        return (
+            self.on_probation(wid, generation)
+            or not self.spec.respawn
+            or not self.desired.active
+            or self.removed
+        )
+
+    def bound_of(self, version: Any) -> dict[str, BoundSocket]:
+        """The sockets `version`'s processes inherit, as bound, by name."""
+        found = {sock.name: self.host.sockets.lookup(sock) for sock in version.fds}
+        return {name: bound for name, bound in found.items() if bound is not None}
+
     # ---- desired state ----
     def update(self, new: Desired) -> None:
         old = self.desired
@@ -249,8 +206,8 @@ class Watcher:
         if new.reset_token != old.reset_token:
             self.reset()
         if new.active and not old.active:
-            for slot in self.slots.values():
-                slot.pending = True
+            for run in self.slots.values():
+                run.apply((replace(run.state, pending=True), []))
         self.desired = new
         if new_key != old_key:
             self.generation = self._generation_of(new_key)
@@ -259,14 +216,14 @@ class Watcher:
         for key in keep:
             self._generation_of(key)
         self.versions = {key: gen for key, gen in self.versions.items() if key in keep}
-        for wid, slot in self.slots.items():
+        for wid, run in self.slots.items():
             if self.target(wid) != before[wid]:
-                slot.pending = True
-                slot.flap = flapping.reset()  # a new version gets a fresh chance
-                if slot.spawned and slot.state is not ProcessState.STOPPED:
-                    slot.cause = StartCause.REPLACEMENT
+                run.apply((slot.renewed(run.state), []))  # a new version gets a fresh chance
         if new.spec.health != old.spec.health:
-            self._recheck_all()
+            for run in self.runners():
+                for hook in run.hooks:
+                    hook.restart(run)
+            self.host.changed()
 
     def _generation_of(self, key: tuple[Any, ...]) -> int:
         """The process generation of a version; a version not seen before gets a new one."""
@@ -288,78 +245,96 @@ class Watcher:
 
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
-        if any(slot.flap.phase is not FlapPhase.ACTIVE for slot in self.slots.values()):
+        if any(run.state.flap.phase is not FlapPhase.ACTIVE for run in self.slots.values()):
             self.host.event("reset", self.name, 0, "flapping state cleared", INFO)
-        for slot in self.slots.values():
-            slot.flap = flapping.reset()
-            slot.pending = True
-            slot.message = ""
+        for run in self.slots.values():
+            run.apply((slot.reset(run.state), []))
+
+    # ---- the slots' runners ----
+    def _slot(self, wid: int, state: SlotState | None = None) -> SlotRunner:
+        """The runner of slot `wid`, made (or taken back from `draining`) with `state`
+        (a new slot's by default) if the watcher has no such slot yet."""
+        run = self.slots.get(wid)
+        if run is not None:
+            return run
+        run = self.draining.pop(wid, None) or SlotRunner(self, wid)
+        run.state, run.wanted, run.env = state or SlotState(wid), True, {}
+        self.slots[wid] = run
+        return run
+
+    def _runner_of(self, wid: int) -> SlotRunner:
+        """Whichever runner has (or is to have) `wid`'s processes, a slot or not."""
+        run = self.slots.get(wid) or self.draining.get(wid)
+        if run is None:
+            run = self.draining[wid] = SlotRunner(self, wid)
+            run.wanted = False
+        return run
+
+    def _drop(self, wid: int) -> None:
+        """`wid` is no longer run here: its process is stopped, its slot forgotten."""
+        run = self.slots.pop(wid)
+        proc, run.proc = run.proc, None
+        if proc is not None:
+            run.retire(proc, R.EXIT_REASON_STOPPED)
+        run.wanted = False
+        if not run.idle():
+            self.draining[wid] = run
+
+    def revive(self) -> None:
+        """A removed watcher is wanted again: its slots start afresh (as those of dropped
+        ids do) while its old processes finish stopping."""
+        self.removed = False
+        for wid in list(self.slots):
+            self._drop(wid)
 
     # ---- reconcile ----
     def next_deadline(self, now: float) -> float | None:
         """The next monotonic time `reconcile` has something to do (a retry, max_age, the
         end of a warm-up, the next start after one)."""
-        slots = self.slots.values()
-        procs = [slot.proc for slot in slots if slot.proc is not None]
+        runs = self.slots.values()
+        procs = [run.proc for run in runs if run.proc is not None]
         times = [proc.deadline for proc in procs if proc.deadline]
-        times += [s.flap.retry_at for s in slots if s.flap.phase is FlapPhase.FLAPPING]
-        times += [s.ready_at for s in slots if s.state is ProcessState.STARTING and s.proc]
+        times += [r.state.flap.retry_at for r in runs if r.state.flap.phase is FlapPhase.FLAPPING]
+        times += [
+            r.proc.ready_at for r in runs if r.state.state is ProcessState.STARTING and r.proc
+        ]
         if self.next_start_at > now and self._waiting():
             times.append(self.next_start_at)
         return min(times) if times else None
 
     def _waiting(self) -> bool:
         """Some worker waits to be started (by the next start a warm-up allows)."""
-        return any(wid not in self.slots or self.slots[wid].pending for wid in self.desired.wids)
+        slots = self.slots
+        return any(wid not in slots or slots[wid].state.pending for wid in self.desired.wids)
 
     def idle(self) -> bool:
-        return not self.retiring and all(slot.proc is None for slot in self.slots.values())
+        return all(run.idle() for run in self.runners())
 
     def reconcile(self, now: float) -> None:
-        """Act on the desired state at monotonic time `now`; never waits."""
+        """Decide what each slot does at monotonic time `now` and have its runner do it;
+        never waits."""
+        for wid in [wid for wid, run in self.draining.items() if run.idle()]:
+            del self.draining[wid]
         if self.removed:
             self._stop_all()
             return
         wanted = set(self.desired.wids)
         for wid in [wid for wid in self.slots if wid not in wanted]:
-            slot = self.slots.pop(wid)
-            if slot.proc is not None:
-                self._retire(slot.proc, R.EXIT_REASON_STOPPED)
+            self._drop(wid)
         if not self.desired.active:
             for wid in wanted:
-                self.slots.setdefault(wid, Slot(wid, pending=False))
+                self._slot(wid, SlotState(wid, pending=False))
             self._stop_all()
             return
-        for slot in self.slots.values():
-            slot.flap, decision = flapping.tick(slot.flap, now)
-            if decision is Decision.RETRY:
-                self.host.event("retry", self.name, slot.wid, "retrying after flapping", INFO)
-                slot.pending = True
-        for slot in self.slots.values():
-            proc = slot.proc
+        for run in self.slots.values():
+            run.apply(slot.retry(run.state, now))
+        for run in self.slots.values():
+            proc = run.proc
             if proc is None:
                 continue
-            if slot.state is ProcessState.STARTING and now >= slot.ready_at:
-                slot.move(ProcessState.RUNNING)  # its warmup_delay is over
-                self.host.changed()
-            if proc.generation == self.target(slot.wid) and slot.blocked:
-                slot.blocked = ""  # pinned back to the version it runs
-                self.host.changed()
-            if proc.generation != self.target(slot.wid):
-                slot.pending = True
-                if self._blocked(slot):
-                    continue
-                slot.cause = StartCause.REPLACEMENT
-                if not self.graceful_replace:
-                    slot.proc = None
-                    slot.move(ProcessState.STOPPING)
-                    self._retire(proc, R.EXIT_REASON_RESTARTED)
-            elif proc.deadline and now >= proc.deadline:
-                slot.proc = None
-                slot.pending = True
-                slot.cause = StartCause.REPLACEMENT
-                slot.move(ProcessState.STOPPING)
-                self._retire(proc, R.EXIT_REASON_MAX_AGE)
+            target = self.target(run.wid)
+            unbound = self._unbound(run.wid) if proc.generation != target else ""
+            run.apply(slot.tend(run.state, proc, now, target, self.graceful_replace, unbound))
         self._start_missing(now)
 
     def _start_missing(self, now: float) -> None:
@@ -368,120 +343,32 @@ class Watcher:
         for wid in sorted(self.desired.wids):
             if now < self.next_start_at:
                 return
-            slot = self.slots.get(wid)
-            if slot is None:
-                slot = self.slots[wid] = Slot(wid)
-            if not slot.pending or slot.flap.phase is not FlapPhase.ACTIVE:
+            run = self._slot(wid)
+            old = run.proc
+            target = self.target(wid)
+            running = old.generation if old is not None else None
+            unbound = self._unbound(wid) if old is not None and running != target else ""
+            state, go = slot.wants_start(run.state, running, target, unbound, bool(run.retiring))
+            run.apply((state, []))
+            if not go:
                 continue
-            old = slot.proc
-            if old is not None and old.generation == self.target(wid):
-                slot.pending = False
-                continue
-            if old is not None and self._blocked(slot):
-                continue
-            if old is None and any(p.wid == wid for p in self.retiring):
-                continue  # the previous process of this wid is still stopping
-            started = self._start(slot)
+            started = run.start()
             if old is not None:
-                self._retire(old, R.EXIT_REASON_RESTARTED)
-            if started and slot.state is ProcessState.STARTING:
-                self.next_start_at = slot.ready_at
+                run.retire(old, R.EXIT_REASON_RESTARTED)
+            if started:
+                self.next_start_at = slot.start_gate(self.next_start_at, run.state, run.proc)
 
-    def _blocked(self, slot: Slot) -> bool:
-        """Whether the version `slot` must run cannot start for want of a socket: its
-        process is then kept (a worker is never replaced by one that cannot start) and
-        `slot.blocked` says why, until the socket is bound or the version changes."""
-        why = self._unbound(self.desired.version_of(slot.wid))
-        if why != slot.blocked:
-            slot.blocked = why
-            self.host.changed()
-        return bool(why)
-
-    def _unbound(self, version: Version) -> str:
-        """Why one of the sockets `version`'s workers get is not bound ("" when all are)."""
-        for sock in version.fds:
+    def _unbound(self, wid: int) -> str:
+        """Why one of the sockets the version `wid` must run gets is not bound ("" when
+        all are): its process is then kept (a worker is never replaced by one that
+        cannot start) until the socket is bound or the version changes."""
+        for sock in self.desired.version_of(wid).fds:
             bound = self.host.sockets.lookup(sock)
             if bound is None:
                 return f"socket {sock.name}: not in the assignment"
             if bound.sock is None:
                 return bound.error
         return ""
-
-    # ---- starting ----
-    def _start(self, slot: Slot) -> bool:
-        """Spawn into `slot`; a spawn error is a start that failed at once (the slot's
-        flapping rules decide whether to try again now). True if running."""
-        while True:
-            version = self.desired.version_of(slot.wid)
-            slot.version = version.label
-            slot.flap = flapping.started(slot.flap, time.monotonic(), self.spec.flapping)
-            _count_start(slot)
-            try:
-                proc = self._spawn(slot, version)
-            except (SpawnError, OSError) as exc:
-                text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
-                slot.proc = None
-                slot.last_exit = LastExit(0, 0, R.EXIT_REASON_SPAWN_ERROR, time.time(), text)
-                slot.message = text
-                slot.move(ProcessState.EXITED)
-                self.host.event("spawn_error", self.name, slot.wid, text, ERROR)
-                self.host.changed()
-                if slot.wid in self.desired.probation and version == self.desired.current():
-                    slot.pending = False  # the controller halts the rollout
-                    return False
-                slot.flap = flapping.spawn_failed(slot.flap, text, self.spec.max_retry)
-                if slot.flap.phase is FlapPhase.FATAL:
-                    self._give_up(slot)
-                    return False
-                if not self.spec.respawn:
-                    slot.pending = False
-                    return False
-                slot.cause = StartCause.FAILURE
-                if self._record_exit(slot) is Decision.RESPAWN:
-                    continue
-                return False
-            slot.flap = flapping.spawned(slot.flap)
-            slot.spawned += 1
-            slot.proc = proc
-            slot.pending = False
-            slot.message = slot.blocked = ""
-            warmup = version.spec.warmup_delay
-            slot.move(ProcessState.STARTING if warmup > 0 else ProcessState.RUNNING)
-            slot.ready_at = proc.started_mono + warmup if warmup > 0 else 0.0
-            if warmup > 0:
-                self.host.wake()  # (a respawn between reconciles: wake when it is warm)
-            self.host.event("spawn", self.name, slot.wid, f"pid {proc.pid}", INFO)
-            self._start_checks(slot)
-            self.host.changed()
-            return True
-
-    def _spawn(self, slot: Slot, version: Version) -> Proc:
-        wid, spec = slot.wid, version.spec
-        pairs: list[tuple[str, int]] = []
-        for sock in version.fds:
-            bound = self.host.sockets.lookup(sock)
-            if bound is None or bound.sock is None:
-                why = bound.error if bound is not None else "not in the assignment"
-                raise SpawnError(f"spawn error: socket {sock.name!r} is not bound: {why}")
-            pairs.append((sock.name, bound.fd))
-        launch = build_launch(spec, wid, pairs, self.agent_env)
-        proc = spawn(launch, spec, wid, self.versions[version.key])
-        proc.version_key = version.key
-        slot.env = launch.env
-        self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
-        self._capture(proc)
-        if spec.max_age > 0:
-            variance = int.from_bytes(os.urandom(2)) / 65535 * spec.max_age_variance
-            proc.deadline = proc.started_mono + spec.max_age + variance
-            self.host.wake()
-        return proc
-
-    def _capture(self, proc: Proc, partials: Mapping[int, bytes] | None = None) -> None:
-        """Read the process's output pipes (`partials`: lines begun before an exec)."""
-        for stream, pipe in (("out", proc.out), ("err", proc.err)):
-            if pipe is not None:
-                partial = (partials or {}).get(pipe.fd, b"")
-                self.host.logs.attach(self.name, proc.wid, stream, pipe.fd, partial)
 
     # ---- after a restart of the agent ----
     def generation_for(self, key: tuple[Any, ...] | None) -> int:
@@ -491,12 +378,21 @@ class Watcher:
 
     def restore_slot(self, record: SlotRecord) -> None:
         """Bring a slot back as the previous image of the agent left it (an exec)."""
-        slot = self.slots.setdefault(record.wid, Slot(record.wid))
-        slot.state = ProcessState(record.state)  # as it was, not a move
-        slot.restarts, slot.spawned = record.restarts, record.spawned
-        slot.replacements, slot.cause = record.replacements, StartCause(record.cause)
-        slot.pending, slot.message, slot.version = record.pending, record.message, record.version
-        slot.last_exit, slot.health, slot.flap = record.last_exit, record.health, record.flap
+        run = self._slot(record.wid)
+        run.state = replace(
+            run.state,
+            state=ProcessState(record.state),  # as it was, not a move
+            restarts=record.restarts,
+            replacements=record.replacements,
+            cause=StartCause(record.cause),
+            spawned=record.spawned,
+            pending=record.pending,
+            message=record.message,
+            version=record.version,
+            last_exit=record.last_exit,
+            health=record.health,
+            flap=record.flap,
+        )
 
     def adopt(
         self,
@@ -508,71 +404,32 @@ class Watcher:
         partials: Mapping[int, bytes] | None = None,
     ) -> Proc:
         """Take back a process a previous agent (or image of this one) left running:
-        into its slot, or on with its stop. Its exit is watched by the reaper (a child
-        of this agent: `pidfd` None) or through `pidfd` (which the reaper then owns),
-        and its output read again. Never restarts it."""
+        into its slot, or on with its stop (see SlotRunner.adopt). Never restarts it."""
         generation = self.generation_for(record.version_key)
-        spec = self.spec_of(record.wid) if generation == self.target_or_none(record.wid) else None
+        target = self.target_or_none(record.wid)
         proc = Proc.from_record(
             record,
             generation=generation,
             out=out,
             err=err,
             child=pidfd is None,
-            spec=spec or self.spec,
+            spec=self.spec_of(record.wid) if generation == target else self.spec,
         )
-        self._capture(proc, partials)
-        stop = record.stopping
-        if stop is not None:
-            proc.stop_deadline = stop.deadline
-            self._retire(proc, exit_reason(stop.reason), stop.note, resume=stop.deadline > 0)
-        else:
-            self._into_slot(proc, record)
-        if pidfd is None:
-            self.host.reaper.watch(proc.pid, lambda status: self._on_exit(proc, status))
-        else:
-            self.host.reaper.follow(pidfd, proc, lambda status: self._on_exit(proc, status))
-        if proc.deadline:
-            self.host.wake()
+        run = self._runner_of(record.wid) if record.stopping else self._slot_for(record)
+        run.adopt(proc, record, pidfd, partials or {}, keeps_slot=generation == target)
         return proc
 
-    def _into_slot(self, proc: Proc, record: WorkerRecord) -> None:
-        slot = self._slot_for(record)
-        if slot.proc is not None:  # two claim the slot: the one on the wanted version stays
-            if proc.generation != self.target_or_none(proc.wid):
-                self._retire(proc, R.EXIT_REASON_RESTARTED)
-                return
-            self._retire(slot.proc, R.EXIT_REASON_RESTARTED)
-        slot.proc = proc
-        slot.pending = False
-        if slot.state is not ProcessState.RUNNING:
-            slot.move(ProcessState.RUNNING)  # (a warmup_delay cut short by the restart)
-        slot.env = self._env_of(proc.wid)
-        self._start_checks(slot, keep_health=True)
-        self.host.changed()
-
-    def _slot_for(self, record: WorkerRecord) -> Slot:
+    def _slot_for(self, record: WorkerRecord) -> SlotRunner:
         """The slot of a recorded worker, made from the record if there is none yet."""
-        slot = self.slots.get(record.wid)
-        if slot is None:
-            slot = self.slots[record.wid] = Slot(
-                record.wid,
-                restarts=record.restarts,
-                replacements=record.replacements,
-                spawned=record.spawned,
-                pending=False,
-            )
-            slot.version = record.version
-        return slot
-
-    def _env_of(self, wid: int) -> Mapping[str, str]:
-        """The environment worker `wid` was started with, made again (for exec checks)."""
-        version = self.desired.version_of(wid)
-        try:
-            pairs = [(name, -1) for name in version.names]
-            return build_launch(version.spec, wid, pairs, self.agent_env).env
-        except (SpawnError, OSError):
-            return {}
+        state = SlotState(
+            record.wid,
+            restarts=record.restarts,
+            replacements=record.replacements,
+            spawned=record.spawned,
+            pending=False,
+            version=record.version,
+        )
+        return self._slot(record.wid, state)
 
     def target_or_none(self, wid: int) -> int | None:
         """The process generation worker `wid` must run; None if it is not ours to run."""
@@ -583,22 +440,8 @@ class Watcher:
         report it and respawn it like any crash (flapping rules included)."""
         if record.wid not in self.desired.wids:
             return
-        slot = self._slot_for(record)
-        if slot.proc is not None:
-            return  # its replacement runs already
-        code, sig = describe(status)
-        now, unknown = time.time(), status is None
-        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, now, AWAY, unknown)
-        slot.move(ProcessState.EXITED)
-        text = f"pid {record.pid} {AWAY}: {_how(status)}"
-        self.host.event("exit", self.name, slot.wid, text, WARNING)
-        self.host.changed()
-        if self._stays_down(slot, None, self.generation_for(record.version_key)):
-            return
-        slot.cause = StartCause.FAILURE
-        if self._record_exit(slot) is Decision.RESPAWN:
-            slot.pending = True
-            self.host.wake()
+        run = self._slot_for(record)
+        run.exited_away(record, status, self.generation_for(record.version_key))
 
     def snapshot(self) -> tuple[WatcherRecord, list[SlotRecord]]:
         """This watcher as the next image of the agent needs it, beyond its processes'
@@ -606,289 +449,70 @@ class Watcher:
         slots = [
             SlotRecord(
                 watcher=self.name,
-                wid=slot.wid,
-                state=int(slot.state),
-                restarts=slot.restarts,
-                replacements=slot.replacements,
-                cause=slot.cause.value,
-                spawned=slot.spawned,
-                pending=slot.pending,
-                message=slot.message,
-                version=slot.version,
-                last_exit=slot.last_exit,
-                health=slot.health,
-                flap=slot.flap,
+                wid=run.wid,
+                state=int(run.state.state),
+                restarts=run.state.restarts,
+                replacements=run.state.replacements,
+                cause=run.state.cause.value,
+                spawned=run.state.spawned,
+                pending=run.state.pending,
+                message=run.state.message,
+                version=run.state.version,
+                last_exit=run.state.last_exit,
+                health=run.state.health,
+                flap=run.state.flap,
             )
-            for slot in self.slots.values()
+            for run in self.slots.values()
         ]
         return WatcherRecord(self.name, self.graceful_replace), slots
 
     def records(self) -> list[WorkerRecord]:
         """A record of every live process of this watcher (see records.py)."""
-        found = []
-        for proc in self.procs():
-            slot = self.slots.get(proc.wid)
-            if slot is not None and slot.proc is proc:
-                found.append(proc.record(False, slot.restarts, slot.spawned, slot.replacements))
-            else:
-                found.append(proc.record(proc in self.retiring))
-        return found
-
-    # ---- exits ----
-    def _on_exit(self, proc: Proc, status: int | None) -> None:
-        """`proc` exited with this wait status (None: not known, it was adopted)."""
-        code, sig = describe(status)
-        if not proc.exited.done():
-            proc.exited.set_result(status)
-        self._cancel_checks(proc)
-        self.host.changed()
-        if proc in self.retiring:
-            return
-        signal_group(proc.pid, signal.SIGKILL)  # leftovers of the group must not outlive it
-        slot = self.slots.get(proc.wid)
-        if slot is None or slot.proc is not proc:
-            return
-        slot.proc = None
-        unknown = status is None
-        slot.last_exit = LastExit(code, sig, R.EXIT_REASON_CRASHED, time.time(), "", unknown)
-        slot.move(ProcessState.EXITED)
-        self.host.event("exit", self.name, slot.wid, f"pid {proc.pid} {_how(status)}", WARNING)
-        if self._stays_down(slot, proc):
-            return
-        slot.cause = StartCause.FAILURE
-        if self._record_exit(slot) is Decision.RESPAWN:
-            self._start(slot)
-
-    def _stays_down(self, slot: Slot, proc: Proc | None, generation: int = -1) -> bool:
-        """After `proc` (of `generation` when it is gone already) failed: True (and
-        nothing pending) when it is not to be started again: no respawn, stopped,
-        removed, or a rollout's new process on probation (the controller halts the
-        rollout instead)."""
-        if proc is not None:
-            generation = proc.generation
-        keep_down = (
-            self.on_probation(slot.wid, generation)
-            or not self.spec.respawn
-            or not self.desired.active
-            or self.removed
-        )
-        if keep_down:
-            slot.pending = False
-        return keep_down
-
-    def _record_exit(self, slot: Slot) -> Decision:
-        """`slot`'s process died unplanned (it has none now): may it start again now?
-        A slot that flaps waits (BACKOFF) or gives up (FATAL) on its own; the
-        watcher's other slots are not touched."""
-        spec = self.spec.flapping
-        slot.flap, decision = flapping.may_restart(slot.flap, time.monotonic(), spec)
-        if decision is Decision.BACKOFF:
-            text = (
-                f"started {spec.attempts + 1} times within {spec.window:g}s: "
-                f"flapping, retry in {spec.retry_in:g}s"
-            )
-            self.host.event("flapping", self.name, slot.wid, text, WARNING)
-            slot.move(ProcessState.BACKOFF)
-            slot.pending = False
-            self.host.changed()
-            self.host.wake()
-        elif decision is Decision.FATAL:
-            self._give_up(slot)
-        return decision
-
-    def _give_up(self, slot: Slot) -> None:
-        """`slot` is fatal (flapped after max_retry retries, or could not start): it
-        stays down until reset, start or a new version."""
-        text = flapping.message(slot.flap, time.monotonic())
-        self.host.event("fatal", self.name, slot.wid, text, ERROR)
-        slot.move(ProcessState.FATAL)
-        slot.pending = False
-        self.host.changed()
+        return [record for run in self.runners() for record in run.records()]
 
     # ---- stopping ----
     def _stop_all(self) -> None:
         """Stop every process on purpose (a stop, a removal, the agent's shutdown)."""
-        for slot in self.slots.values():
-            if slot.proc is not None:
-                self._retire(slot.proc, R.EXIT_REASON_STOPPED)
-                slot.proc = None
-                slot.move(ProcessState.STOPPING)
-            elif slot.state not in (ProcessState.STOPPING, ProcessState.STOPPED):
-                slot.move(ProcessState.STOPPED)
-            slot.pending = False
-            slot.cause = StartCause.NONE
-
-    def _retire(
-        self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
-    ) -> None:
-        """Stop `proc` in a task; `note` goes into its LastExit message. With `resume`, a
-        previous image of the agent sent the stop signal already (see stop_process)."""
-        self._cancel_checks(proc)
-        if proc in self.retiring:
-            return
-        proc.stop_reason, proc.stop_note = reason, note
-        self.retiring[proc] = self.host.run_task(
-            self._stop(proc, reason, proc.spec or self.spec, note, resume),
-            name=f"stop {self.name}[{proc.wid}] {proc.pid}",
-        )
-        self.host.changed()
-
-    async def _stop(
-        self,
-        proc: Proc,
-        reason: types_pb2.ExitReason,
-        spec: WatcherSpec,
-        note: str = "",
-        resume: bool = False,
-    ) -> None:
-        try:
-            killed = await stop_process(
-                proc,
-                signal_number(spec.stop_signal),
-                spec.graceful_timeout,
-                spec.stop_children,
-                resume=resume,
-            )
-        finally:
-            self.retiring.pop(proc, None)
-            self.host.reaper.sweep_soon()  # what the stop spared and is still left over
-            self.host.changed()
-            self.host.wake()
-        status = proc.exited.result() if proc.exited.done() else 0
-        code, sig = describe(status)
-        final = R.EXIT_REASON_KILLED if killed else reason
-        how = "SIGKILLed after graceful_timeout" if killed else reason_name(final)
-        self.host.event("stopped", self.name, proc.wid, f"pid {proc.pid} {how}", INFO)
-        slot = self.slots.get(proc.wid)
-        if slot is not None and slot.proc is None:
-            slot.last_exit = LastExit(code, sig, final, time.time(), note, status is None)
-            if slot.state is ProcessState.STOPPING and not slot.pending:
-                slot.move(ProcessState.STOPPED)
+        for run in self.slots.values():
+            run.stop()
 
     def stop_everything(self) -> list[asyncio.Task[None]]:
         """Stop every process (agent shutdown); returns the stop tasks to await."""
         self.removed = True
         self._stop_all()
-        return list(self.retiring.values())
+        return [task for run in self.runners() for task in run.retiring.values()]
 
-    # ---- health checks ----
-    def _start_checks(self, slot: Slot, keep_health: bool = False) -> None:
-        """Check `slot`'s new process, if the watcher has a health check."""
-        if not keep_health:
-            slot.health = HealthState()
-        proc = slot.proc
-        if proc is None or not self.spec_of(slot.wid).health.type or proc in self.checks:
-            return
-        self.checks[proc] = self.host.run_task(
-            self._check_loop(slot, proc), name=f"health {self.name}[{slot.wid}] {proc.pid}"
-        )
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Every task this watcher's runners own."""
+        return [task for run in self.runners() for task in run.tasks()]
 
-    def _cancel_checks(self, proc: Proc) -> None:
-        task = self.checks.pop(proc, None)
-        if task is not None:
-            task.cancel()
-
-    def cancel_all_checks(self) -> None:
-        for proc in list(self.checks):
-            self._cancel_checks(proc)
-
-    def _recheck_all(self) -> None:
-        """The health check changed: running processes start over with the new one."""
-        self.cancel_all_checks()
-        for slot in self.slots.values():
-            if slot.proc is not None and slot.proc.alive():
-                self._start_checks(slot)
-        self.host.changed()
-
-    async def _check_loop(self, slot: Slot, proc: Proc) -> None:
-        """Check `proc` every interval until it leaves `slot` or is found unhealthy."""
-        try:
-            while True:
-                spec = self.spec_of(slot.wid).health
-                await asyncio.sleep(max(spec.interval, health.MIN_INTERVAL))
-                if slot.proc is not proc:
-                    return
-                if slot.state is not ProcessState.RUNNING:
-                    continue  # still in its warmup_delay
-                version = self.desired.version_of(slot.wid)
-                ctx = CheckContext(
-                    sockets=self._bound_of(version),
-                    inherited=version.names,
-                    env=slot.env,
-                    pid=proc.pid,
-                    cwd=self.spec_of(slot.wid).working_dir,
-                    reaper=self.host.reaper,
-                    uid=proc.uid,
-                    gid=proc.gid,
-                )
-                failure = await health.check(spec, ctx)
-                if slot.proc is not proc:
-                    return
-                before = slot.health
-                slot.health, restart = health.record(before, failure, spec.retries)
-                if slot.health != before:
-                    self.host.changed()
-                if restart:
-                    del self.checks[proc]  # this task ends here; nothing to cancel
-                    self._unhealthy(slot, proc)
-                    return
-        finally:
-            if self.checks.get(proc) is asyncio.current_task():
-                del self.checks[proc]
-
-    def _bound_of(self, version: Version) -> dict[str, BoundSocket]:
-        """The sockets `version`'s processes inherit, as bound, by name."""
-        found = {sock.name: self.host.sockets.lookup(sock) for sock in version.fds}
-        return {name: bound for name, bound in found.items() if bound is not None}
-
-    def _unhealthy(self, slot: Slot, proc: Proc) -> None:
-        """Stop a process that failed its check `retries` times; it counts as a crash."""
-        why = slot.health.message
-        self.host.event("unhealthy", self.name, slot.wid, f"pid {proc.pid}: {why}", WARNING)
-        slot.proc = None
-        slot.move(ProcessState.STOPPING)
-        self._retire(proc, R.EXIT_REASON_UNHEALTHY, why)
-        if self._stays_down(slot, proc):
-            return
-        slot.cause = StartCause.FAILURE
-        if self._record_exit(slot) is Decision.RESPAWN:
-            slot.pending = True  # started again once the stop is done (it wakes reconcile)
-
-    def health_of(self, slot: Slot) -> tuple[Health, str]:
-        """(health, last failure) of the slot's process, for status. Unhealthy stays shown
-        while that process stops and until a new one starts (unless stopped on purpose)."""
-        if not self.spec_of(slot.wid).health.type:
-            return Health.UNSPECIFIED, ""
-        if slot.proc is None:
-            after_failure = slot.state in _AFTER_UNHEALTHY
-            if not (after_failure and slot.health.health is Health.UNHEALTHY):
-                return Health.UNSPECIFIED, ""
-        return slot.health.health, slot.health.message
+    def close(self, stops: bool) -> None:
+        """End every runner's tasks (health checks; the stops too with `stops`)."""
+        for run in self.runners():
+            run.close(stops)
 
     # ---- commands and status ----
+    def health_of(self, run: SlotRunner) -> tuple[Health, str]:
+        """(health, last failure) of the slot's process, for status."""
+        has_check = bool(self.spec_of(run.wid).health.type)
+        return slot.health_of(run.state, run.proc is not None, has_check)
+
     def send_signal(self, wid: int, signum: int, children: bool) -> int:
-        count = 0
-        for slot in self.slots.values():
-            if slot.proc is None or (wid and slot.wid != wid):
-                continue
-            try:
-                if children:
-                    os.killpg(slot.proc.pid, signum)
-                else:
-                    os.kill(slot.proc.pid, signum)
-                count += 1
-            except ProcessLookupError:
-                continue
-        return count
+        runs = [run for run in self.slots.values() if not wid or run.wid == wid]
+        return sum(run.signal(signum, children) for run in runs)
 
     def procs(self) -> list[Proc]:
-        running = [slot.proc for slot in self.slots.values() if slot.proc is not None]
-        return running + [proc for proc in self.retiring if proc.alive()]
+        running = [run.proc for run in self.slots.values() if run.proc is not None]
+        return running + [proc for proc in self.stopping() if proc.alive()]
+
+    def stopping(self) -> list[Proc]:
+        """The processes of this watcher being stopped."""
+        return [proc for run in self.runners() for proc in run.retiring]
 
     def flapping(self, now: float) -> WatcherFlapping:
         """The watcher's flapping as its slots make it (see flapping.watcher_summary)."""
         wanted = set(self.desired.wids)
-        states = {wid: slot.flap for wid, slot in self.slots.items() if wid in wanted}
+        states = {wid: run.state.flap for wid, run in self.slots.items() if wid in wanted}
         return flapping.watcher_summary(states, now)
 
     def phase(self, summary: WatcherFlapping) -> types_pb2.WatcherPhase:
@@ -899,20 +523,3 @@ class Watcher:
         if summary.phase is FlapPhase.FATAL:
             return types_pb2.WATCHER_PHASE_FATAL
         return types_pb2.WATCHER_PHASE_ACTIVE
-
-
-def _count_start(slot: Slot) -> None:
-    """Count the start of a process in `slot` (before its spawn: a spawn error counts)."""
-    if slot.cause is StartCause.FAILURE:
-        slot.restarts += 1
-    elif slot.cause is StartCause.REPLACEMENT:
-        slot.replacements += 1
-    slot.cause = StartCause.NONE
-
-
-def _how(status: int | None) -> str:
-    """How a worker ended, for an exit event: `exit code 3 (crashed)`."""
-    if status is None:
-        return "exit status unknown (not the agent's child)"
-    code, sig = describe(status)
-    return f"killed by signal {sig} (crashed)" if sig else f"exit code {code} (crashed)"

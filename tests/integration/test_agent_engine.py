@@ -292,7 +292,7 @@ def test_restart_token_replaces_every_worker_and_graceful_starts_new_first(tmp_p
             second = await until(lambda: replaced(engine, first), what="reloaded")
             for pid in first.values():
                 await until(lambda pid=pid: not psutil.pid_exists(pid), what="old worker gone")
-            await until(lambda: not engine.watchers["w"].retiring, what="old workers reaped")
+            await until(lambda: not engine.watchers["w"].stopping(), what="old workers reaped")
             # reload: each new worker is spawned before the old one of its wid is stopped
             events = order(engine)
             for wid in (1, 2):
@@ -300,7 +300,7 @@ def test_restart_token_replaces_every_worker_and_graceful_starts_new_first(tmp_p
             engine.apply(assignment(watcher("w", SLEEP, [1, 2], restart_token=2)))
             third = await until(lambda: replaced(engine, second), what="restarted")
             # restart: the old worker of each wid is stopped before the new one starts
-            await until(lambda: not engine.watchers["w"].retiring, what="old workers reaped")
+            await until(lambda: not engine.watchers["w"].stopping(), what="old workers reaped")
             events = order(engine)
             for wid in (1, 2):
                 assert events.index(("stopped", wid)) < events.index(("spawn", wid))

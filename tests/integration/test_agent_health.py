@@ -297,7 +297,7 @@ def test_health_is_unspecified_without_a_check_and_a_stopped_worker_is_not_check
                 what="stopped",
             )
             assert status_of(engine, "checked").health == types_pb2.HEALTH_UNSPECIFIED
-            assert not engine.watchers["checked"].checks
+            assert not engine.watchers["checked"].tasks()  # no check, no stop left
 
     run(scenario())
 

@@ -1,0 +1,545 @@
+"""One worker slot's runner: its process, and every task and resource that process needs.
+
+The watcher decides which slot starts or stops when (watcher.py); the runner of a slot
+does it, and owns what follows from it. It spawns the slot's process, watches its exit
+(the reaper calls `on_exit` in the same turn of the event loop as SIGCHLD, so a crash
+is respawned in a few milliseconds), stops it in a task of its own (stop signal, grace
+period, SIGKILL, reap: the process lives exactly as long as that task), and keeps the
+processes of this worker id that are still stopping. Each step of the slot's state
+goes through a pure rule of slot.py; the runner applies what the rule returns.
+
+What a process needs beside being spawned and stopped comes from hooks, run at fixed
+points of its life: `after_spawn` (this agent started it), `after_adopt` (a previous
+agent, or image of this one, left it running), `before_stop`, `after_reap`, and
+`close` when the agent winds down. The built-in hooks attach its output pipes, set its
+warm-up and max_age deadlines and run its health checks; a new concern of a process
+(Circus's before_spawn/after_spawn/before_stop hooks, a start on demand) is one more
+hook, not a change to the watcher's reconcile. Every task a hook starts runs in the
+engine's TaskGroup (`Host.run_task`) and is cancelled by the hook that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from stack.agent import health, slot
+from stack.agent.clock import Clock
+from stack.agent.health import CheckContext, HealthState
+from stack.agent.output import LogHub
+from stack.agent.process import (
+    Proc,
+    SpawnError,
+    build_launch,
+    signal_group,
+    signal_number,
+    spawn,
+    stop_process,
+)
+from stack.agent.reaper import Reaper, describe
+from stack.agent.records import WorkerRecord
+from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, Step, Wake
+from stack.agent.sockets import BoundSocket, SocketPool
+from stack.agent.states import ProcessState
+from stack.agent.wire import LastExit, exit_reason, reason_name
+from stack.spec.model import WatcherSpec
+from stack.v1 import types_pb2
+
+R = types_pb2.ExitReason
+INFO = types_pb2.SEVERITY_INFO
+
+
+class Host(Protocol):
+    """What a watcher and its runners need from the engine that owns them."""
+
+    reaper: Reaper
+    logs: LogHub
+    sockets: SocketPool
+
+    def event(
+        self, kind: str, watcher: str, wid: int, message: str, severity: types_pb2.Severity
+    ) -> None: ...
+    def changed(self) -> None: ...
+    def wake(self) -> None: ...
+    def run_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
+
+
+class VersionView(Protocol):
+    """What a runner reads of the version a worker must run (watcher.Version)."""
+
+    @property
+    def spec(self) -> WatcherSpec: ...
+    @property
+    def key(self) -> tuple[Any, ...]: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def fds(self) -> tuple[Any, ...]: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+
+class Owner(Protocol):
+    """What a runner needs from its watcher: the desired state, as it is for one wid."""
+
+    host: Host
+    clock: Clock
+    agent_env: Mapping[str, str]
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> WatcherSpec: ...
+    def policy(self) -> Policy: ...
+    def version_of(self, wid: int) -> VersionView: ...
+    def generation_of_version(self, version: VersionView) -> int: ...
+    def on_probation_version(self, wid: int, version: VersionView) -> bool: ...
+    def keeps_down(self, wid: int, generation: int) -> bool: ...
+    def bound_of(self, version: VersionView) -> dict[str, BoundSocket]: ...
+
+
+class Hook:
+    """One concern of a slot's processes, run by its runner at fixed points of each
+    process's life. Every method does nothing unless a hook overrides it."""
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        """`proc` was just spawned by this agent (before the slot records it)."""
+
+    def after_adopt(self, run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        """`proc`, left by a previous agent, was taken back: into the slot
+        (`run.proc is proc`) or on with its stop. `partials`: lines begun before an exec."""
+
+    def before_stop(self, run: SlotRunner, proc: Proc) -> None:
+        """`proc` is about to be stopped on purpose."""
+
+    def after_reap(self, run: SlotRunner, proc: Proc, status: int | None) -> None:
+        """`proc` exited (None: its status is not known)."""
+
+    def restart(self, run: SlotRunner) -> None:
+        """The watcher's spec changed in what this hook does: start over with it."""
+
+    def close(self, run: SlotRunner) -> None:
+        """The agent winds down (a shutdown, or an exec): end what the hook runs."""
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks this hook runs now."""
+        return []
+
+
+class Output(Hook):
+    """Read the process's stdout and stderr pipes into the watcher's log files."""
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        self._attach(run, proc, {})
+
+    def after_adopt(self, run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        self._attach(run, proc, partials)
+
+    @staticmethod
+    def _attach(run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        for stream, pipe in (("out", proc.out), ("err", proc.err)):
+            if pipe is not None:
+                partial = partials.get(pipe.fd, b"")
+                run.host.logs.attach(run.owner.name, proc.wid, stream, pipe.fd, partial)
+
+
+class WarmUp(Hook):
+    """A process is STARTING for its version's warmup_delay: it sets `ready_at`."""
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        warmup = proc.spec.warmup_delay if proc.spec is not None else 0.0
+        proc.ready_at = proc.started_mono + warmup if warmup > 0 else 0.0
+
+
+class MaxAge(Hook):
+    """A process is recycled after max_age (+ up to max_age_variance): sets `deadline`."""
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        spec = proc.spec
+        if spec is not None and spec.max_age > 0:
+            variance = int.from_bytes(os.urandom(2)) / 65535 * spec.max_age_variance
+            proc.deadline = proc.started_mono + spec.max_age + variance
+            run.host.wake()
+
+    def after_adopt(self, run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        if proc.deadline:
+            run.host.wake()
+
+
+class HealthChecks(Hook):
+    """Check the slot's process every interval while it is in the slot; after `retries`
+    failures in a row it is stopped as unhealthy (see health.py). One task per process."""
+
+    def __init__(self) -> None:
+        self._checks: dict[Proc, asyncio.Task[None]] = {}
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        self._start(run, proc)
+
+    def after_adopt(self, run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        if run.proc is proc:
+            self._start(run, proc)
+
+    def before_stop(self, run: SlotRunner, proc: Proc) -> None:
+        self._cancel(proc)
+
+    def after_reap(self, run: SlotRunner, proc: Proc, status: int | None) -> None:
+        self._cancel(proc)
+
+    def restart(self, run: SlotRunner) -> None:
+        self.close(run)
+        proc = run.proc
+        if proc is not None and proc.alive():
+            run.set_health(HealthState())
+            self._start(run, proc)
+
+    def close(self, run: SlotRunner) -> None:
+        for proc in list(self._checks):
+            self._cancel(proc)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._checks.values())
+
+    def _start(self, run: SlotRunner, proc: Proc) -> None:
+        if not run.spec.health.type or proc in self._checks:
+            return
+        name = f"health {run.owner.name}[{run.wid}] {proc.pid}"
+        self._checks[proc] = run.host.run_task(self._loop(run, proc), name=name)
+
+    def _cancel(self, proc: Proc) -> None:
+        task = self._checks.pop(proc, None)
+        if task is not None:
+            task.cancel()
+
+    async def _loop(self, run: SlotRunner, proc: Proc) -> None:
+        """Check `proc` every interval until it leaves the slot or is found unhealthy."""
+        clock = run.clock
+        try:
+            while True:
+                spec = run.spec.health
+                await clock.sleep_until(clock.monotonic() + max(spec.interval, health.MIN_INTERVAL))
+                if run.proc is not proc:
+                    return
+                if run.state.state is not ProcessState.RUNNING:
+                    continue  # still in its warmup_delay
+                failure = await health.check(spec, run.check_context(proc))
+                if run.proc is not proc:
+                    return
+                if run.checked(proc, failure, spec.retries):
+                    del self._checks[proc]  # this task ends here; nothing to cancel
+                    run.unhealthy(proc)
+                    return
+        finally:
+            if self._checks.get(proc) is asyncio.current_task():
+                del self._checks[proc]
+
+
+def default_hooks() -> tuple[Hook, ...]:
+    """The hooks every slot runs, in the order they run."""
+    return (Output(), WarmUp(), MaxAge(), HealthChecks())
+
+
+class SlotRunner:
+    """One worker id of a watcher on this host: its state, its process, its stops."""
+
+    def __init__(self, owner: Owner, wid: int, hooks: Sequence[Hook] | None = None) -> None:
+        self.owner = owner
+        self.host = owner.host
+        self.clock = owner.clock
+        self.wid = wid
+        self.hooks = tuple(default_hooks() if hooks is None else hooks)
+        self.state = SlotState(wid)
+        self.proc: Proc | None = None
+        """The slot's process (None: none runs in it now)."""
+        self.retiring: dict[Proc, asyncio.Task[None]] = {}
+        """Processes of this wid being stopped, each with its stop task."""
+        self.env: Mapping[str, str] = {}
+        """The environment the current process was started with (exec checks get it)."""
+        self.wanted = True
+        """False once the wid left the watcher's list: only its stops go on."""
+
+    @property
+    def spec(self) -> WatcherSpec:
+        """The spec this wid runs (an earlier one while pinned by a rolling change)."""
+        return self.owner.version_of(self.wid).spec
+
+    def idle(self) -> bool:
+        return self.proc is None and not self.retiring
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Every task the runner owns: its stops and its hooks' tasks."""
+        return [*self.retiring.values(), *(task for hook in self.hooks for task in hook.tasks())]
+
+    # ---- applying the rules ----
+    def apply(self, step: Step) -> bool:
+        """Make `step` the slot's state and do its actions; True if one says respawn.
+        A `Retire` stops the process the slot had (it leaves the slot)."""
+        before = self.state
+        self.state, actions = step
+        respawn = False
+        for action in actions:
+            if isinstance(action, Event):
+                name, message = self.owner.name, action.message
+                self.host.event(action.kind, name, self.wid, message, action.severity)
+            elif isinstance(action, Retire):
+                proc, self.proc = self.proc, None
+                if proc is not None:
+                    self.retire(proc, action.reason, action.note)
+            elif isinstance(action, Wake):
+                self.host.wake()
+            elif isinstance(action, Respawn):
+                respawn = True
+        if self.state != before:
+            self.host.changed()
+        return respawn
+
+    def set_health(self, found: HealthState) -> None:
+        self.apply((replace(self.state, health=found), []))
+
+    # ---- starting ----
+    def start(self) -> bool:
+        """Spawn into the slot; a spawn error is a start that failed at once (the slot's
+        flapping rules decide whether to try again now). True if running."""
+        owner, clock = self.owner, self.clock
+        while True:
+            version = owner.version_of(self.wid)
+            self.state = slot.starting(
+                self.state, clock.monotonic(), version.label, owner.spec.flapping
+            )
+            try:
+                proc = self._spawn(version)
+            except (SpawnError, OSError) as exc:
+                text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
+                self.proc = None
+                probation = owner.on_probation_version(self.wid, version)
+                step = slot.spawn_failed(
+                    self.state, text, clock.monotonic(), clock.time(), probation, owner.policy()
+                )
+                self.host.changed()
+                if self.apply(step):
+                    continue
+                return False
+            self.proc = proc
+            self.apply(slot.spawned(self.state, proc))
+            self.host.changed()
+            return True
+
+    def _spawn(self, version: VersionView) -> Proc:
+        spec = version.spec
+        pairs: list[tuple[str, int]] = []
+        for sock in version.fds:
+            bound = self.host.sockets.lookup(sock)
+            if bound is None or bound.sock is None:
+                why = bound.error if bound is not None else "not in the assignment"
+                raise SpawnError(f"spawn error: socket {sock.name!r} is not bound: {why}")
+            pairs.append((sock.name, bound.fd))
+        launch = build_launch(spec, self.wid, pairs, self.owner.agent_env)
+        generation = self.owner.generation_of_version(version)
+        proc = spawn(launch, spec, self.wid, generation, self.clock)
+        proc.version_key = version.key
+        self.env = launch.env
+        self.host.reaper.watch(proc.pid, lambda status: self.on_exit(proc, status))
+        for hook in self.hooks:
+            hook.after_spawn(self, proc)
+        return proc
+
+    # ---- exits ----
+    def on_exit(self, proc: Proc, status: int | None) -> None:
+        """`proc` exited with this wait status (None: not known, it was adopted)."""
+        code, sig = describe(status)
+        if not proc.exited.done():
+            proc.exited.set_result(status)
+        for hook in self.hooks:
+            hook.after_reap(self, proc, status)
+        self.host.changed()
+        if proc in self.retiring:
+            return
+        signal_group(proc.pid, signal.SIGKILL)  # leftovers of the group must not outlive it
+        if not self.wanted or self.proc is not proc:
+            return
+        self.proc = None
+        clock = self.clock
+        last = LastExit(code, sig, R.EXIT_REASON_CRASHED, clock.time(), "", status is None)
+        keep_down = self.owner.keeps_down(self.wid, proc.generation)
+        now, policy = clock.monotonic(), self.owner.policy()
+        if self.apply(slot.exited(self.state, proc.pid, how(status), last, keep_down, now, policy)):
+            self.start()
+
+    # ---- health ----
+    def check_context(self, proc: Proc) -> CheckContext:
+        """What a health check of `proc` needs to know."""
+        version = self.owner.version_of(self.wid)
+        return CheckContext(
+            sockets=self.owner.bound_of(version),
+            inherited=version.names,
+            env=self.env,
+            pid=proc.pid,
+            cwd=version.spec.working_dir,
+            reaper=self.host.reaper,
+            uid=proc.uid,
+            gid=proc.gid,
+            clock=self.clock,
+        )
+
+    def checked(self, proc: Proc, failure: str | None, retries: int) -> bool:
+        """A check of the slot's process `proc` found `failure` (None: passed); True when
+        it must be restarted now."""
+        state, restart = slot.checked(self.state, failure, retries)
+        self.apply((state, []))
+        return restart
+
+    def unhealthy(self, proc: Proc) -> None:
+        """Stop the slot's process `proc`, unhealthy; it counts as a crash."""
+        keep_down = self.owner.keeps_down(self.wid, proc.generation)
+        now, policy = self.clock.monotonic(), self.owner.policy()
+        self.apply(slot.unhealthy(self.state, proc.pid, keep_down, now, policy))
+
+    # ---- stopping ----
+    def stop(self) -> None:
+        """Stop the slot on purpose (a stop, a removal, the agent's shutdown)."""
+        self.apply(slot.stop(self.state, self.proc is not None))
+
+    def retire(
+        self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
+    ) -> None:
+        """Stop `proc` in a task; `note` goes into its LastExit message. With `resume`, a
+        previous image of the agent sent the stop signal already (see stop_process)."""
+        for hook in self.hooks:
+            hook.before_stop(self, proc)
+        if proc in self.retiring:
+            return
+        proc.stop_reason, proc.stop_note = reason, note
+        spec = proc.spec or self.owner.spec
+        self.retiring[proc] = self.host.run_task(
+            self._stop(proc, reason, spec, note, resume),
+            name=f"stop {self.owner.name}[{proc.wid}] {proc.pid}",
+        )
+        self.host.changed()
+
+    async def _stop(
+        self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec, note: str, resume: bool
+    ) -> None:
+        try:
+            killed = await stop_process(
+                proc,
+                signal_number(spec.stop_signal),
+                spec.graceful_timeout,
+                spec.stop_children,
+                resume=resume,
+                clock=self.clock,
+            )
+        finally:
+            self.retiring.pop(proc, None)
+            self.host.reaper.sweep_soon()  # what the stop spared and is still left over
+            self.host.changed()
+            self.host.wake()
+        status = proc.exited.result() if proc.exited.done() else 0
+        code, sig = describe(status)
+        final = R.EXIT_REASON_KILLED if killed else reason
+        said = "SIGKILLed after graceful_timeout" if killed else reason_name(final)
+        self.host.event("stopped", self.owner.name, proc.wid, f"pid {proc.pid} {said}", INFO)
+        if self.wanted and self.proc is None:
+            last = LastExit(code, sig, final, self.clock.time(), note, status is None)
+            self.apply((slot.stopped(self.state, last), []))
+
+    def close(self, stops: bool) -> None:
+        """End the hooks' tasks; with `stops`, cancel the stops in progress too (the agent
+        re-executes itself: the next image resumes them)."""
+        for hook in self.hooks:
+            hook.close(self)
+        if stops:
+            for task in self.retiring.values():
+                task.cancel()
+
+    # ---- after a restart of the agent ----
+    def adopt(
+        self,
+        proc: Proc,
+        record: WorkerRecord,
+        pidfd: int | None,
+        partials: Mapping[int, bytes],
+        keeps_slot: bool,
+    ) -> None:
+        """Take back `proc`, which a previous agent (or image of this one) left running:
+        on with its stop, or into the slot (`keeps_slot`: the one on the wanted
+        version stays when two claim the slot). Its exit is watched by the reaper (a
+        child of this agent: `pidfd` None) or through `pidfd` (which the reaper then
+        owns), and its output read again. Never restarts it."""
+        stop = record.stopping
+        if stop is not None:
+            proc.stop_deadline = stop.deadline
+            self.retire(proc, exit_reason(stop.reason), stop.note, resume=stop.deadline > 0)
+        elif self.proc is not None and not keeps_slot:
+            self.retire(proc, R.EXIT_REASON_RESTARTED)
+        else:
+            if self.proc is not None:
+                self.retire(self.proc, R.EXIT_REASON_RESTARTED)
+            self.proc = proc
+            self.env_again()
+            self.apply((slot.adopted(self.state), []))
+            self.host.changed()
+        for hook in self.hooks:
+            hook.after_adopt(self, proc, partials)
+        if pidfd is None:
+            self.host.reaper.watch(proc.pid, lambda status: self.on_exit(proc, status))
+        else:
+            self.host.reaper.follow(pidfd, proc, lambda status: self.on_exit(proc, status))
+
+    def env_again(self) -> None:
+        """The environment the slot's process was started with, made again (for exec
+        checks of a process taken back after a restart of the agent)."""
+        version = self.owner.version_of(self.wid)
+        try:
+            pairs = [(name, -1) for name in version.names]
+            self.env = build_launch(version.spec, self.wid, pairs, self.owner.agent_env).env
+        except (SpawnError, OSError):
+            self.env = {}
+
+    def exited_away(self, record: WorkerRecord, status: int | None, generation: int) -> None:
+        """A worker of this slot exited while no agent was running: report it and
+        respawn it like any crash (flapping rules included)."""
+        if self.proc is not None:
+            return  # its replacement runs already
+        code, sig = describe(status)
+        at, unknown = self.clock.time(), status is None
+        last = LastExit(code, sig, R.EXIT_REASON_CRASHED, at, slot.AWAY, unknown)
+        keep_down = self.owner.keeps_down(self.wid, generation)
+        now, policy = self.clock.monotonic(), self.owner.policy()
+        step = slot.exited_away(self.state, record.pid, how(status), last, keep_down, now, policy)
+        self.apply(step)
+        self.host.changed()
+
+    # ---- what the watcher reports ----
+    def records(self) -> list[WorkerRecord]:
+        """A record of every live process of this slot (see records.py)."""
+        found = []
+        if self.proc is not None and self.wanted:
+            state = self.state
+            found.append(self.proc.record(False, state.restarts, state.spawned, state.replacements))
+        found += [proc.record(True) for proc in self.retiring if proc.alive()]
+        return found
+
+    def signal(self, signum: int, children: bool) -> bool:
+        """Send `signum` to the slot's process (its group with `children`)."""
+        if self.proc is None:
+            return False
+        try:
+            if children:
+                os.killpg(self.proc.pid, signum)
+            else:
+                os.kill(self.proc.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def how(status: int | None) -> str:
+    """How a worker ended, for an exit event: `exit code 3 (crashed)`."""
+    if status is None:
+        return "exit status unknown (not the agent's child)"
+    code, sig = describe(status)
+    return f"killed by signal {sig} (crashed)" if sig else f"exit code {code} (crashed)"
