@@ -17,10 +17,27 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-
-from stack.v1 import types_pb2
+from typing import Protocol
 
 _Key = tuple[str, int, str, str]
+
+
+class Line(Protocol):
+    """An output line as both ends hold it (the controller's domain LogLine, the
+    wire's LogLine at stackctl): what telling repeats reads of it."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def host_id(self) -> str: ...
+    @property
+    def watcher(self) -> str: ...
+    @property
+    def wid(self) -> int: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def millisecond(at: float) -> int:
@@ -29,7 +46,7 @@ def millisecond(at: float) -> int:
     return math.floor(at * 1000 + 1e-4)
 
 
-def _key(line: types_pb2.LogLine) -> _Key:
+def _key(line: Line) -> _Key:
     return (line.watcher, line.wid, line.stream, line.text)
 
 
@@ -42,7 +59,7 @@ class SeenLines:
     def __bool__(self) -> bool:
         return bool(self._last)
 
-    def note(self, line: types_pb2.LogLine) -> None:
+    def note(self, line: Line) -> None:
         """`line` was given out."""
         ms = millisecond(line.at)
         last = self._last.get(line.host_id)
@@ -67,7 +84,7 @@ class Replay:
     def __init__(self, last: dict[str, tuple[int, Counter[_Key]]]) -> None:
         self._checking = last
 
-    def repeats(self, line: types_pb2.LogLine) -> bool:
+    def repeats(self, line: Line) -> bool:
         """Whether `line` was given already (each given line matches once)."""
         last = self._checking.get(line.host_id)
         if last is None:

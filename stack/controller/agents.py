@@ -1,14 +1,14 @@
-"""Agents as the controller sees them: the registry, their sessions, the AgentService.
+"""Agents as the controller sees them: each host's record and its live session.
 
-An agent dials in and keeps one bidirectional stream (`Connect`). The first
-message is its Hello; from then on it sends Observed (its whole state, also the
-heartbeat), events, log lines and tail replies, and receives Welcome, then
-Assignments and commands through a per-session queue, so a slow agent never
-blocks the controller or other agents. A second stream with the same host id
-replaces the first. An agent silent for `agent_timeout` is down; so is one
-whose stream ended. Down agents keep their last Observed (shown as UNKNOWN).
-Over mutual TLS the Hello's host id must be the one in the agent's certificate:
-an agent cannot pose as another host.
+An agent dials in and keeps one stream (see agent_service.py, the gRPC edge). Its
+record keeps what it said of itself in its Hello and its last Observed (decoded into
+domain types at the edge), and its session queues what the controller sends it, so
+that a slow agent never blocks the controller or other agents. A second stream with
+the same host id replaces the first. An agent silent for `agent_timeout` is down; so
+is one whose stream ended. Down agents keep their last Observed (shown as UNKNOWN).
+
+The registry takes its clocks as arguments: when an agent was last heard from and
+since when it is down are read from them, never from the system's.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import grpc
+from types import MappingProxyType
 
 from stack.controller.containment import AgentLimits, Meter
-from stack.security.tls import peer_identity
-from stack.spec.model import NAME_RULE, valid_name
-from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from stack.spec.assignment import Assignment
+from stack.spec.observed import Observed, ProcessState
+from stack.spec.session import ControllerBody, Hello
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
 
 
 class AgentSession:
@@ -35,20 +35,20 @@ class AgentSession:
 
     def __init__(self, host_id: str, queue_size: int) -> None:
         self.host_id = host_id
-        self._queue: asyncio.Queue[agent_pb2.ControllerMessage | None] = asyncio.Queue(
+        self._queue: asyncio.Queue[tuple[int, ControllerBody] | None] = asyncio.Queue(
             maxsize=queue_size
         )
         self.closed = False
         """True once the session was replaced, dropped or ended."""
-        self.last_assignment: bytes | None = None
-        """The last Assignment queued for this session, serialized (to skip repeats)."""
+        self.last_assignment: Assignment | None = None
+        """The last Assignment queued for this session (to skip repeats)."""
 
-    def send(self, message: agent_pb2.ControllerMessage) -> None:
+    def send(self, body: ControllerBody, fencing_token: int) -> None:
         """Queue a message; a session too far behind is closed (the agent reconnects)."""
         if self.closed:
             return
         try:
-            self._queue.put_nowait(message)
+            self._queue.put_nowait((fencing_token, body))
         except asyncio.QueueFull:
             log.warning("agent %s is not reading its stream: dropping the session", self.host_id)
             self.close()
@@ -62,9 +62,13 @@ class AgentSession:
             self._queue.get_nowait()
         self._queue.put_nowait(None)
 
-    async def next(self) -> agent_pb2.ControllerMessage | None:
-        """The next message to write, or None when the session is closed."""
+    async def next(self) -> tuple[int, ControllerBody] | None:
+        """The next message to write with its fencing token, or None once closed."""
         return await self._queue.get()
+
+
+def _no_labels() -> Mapping[str, str]:
+    return MappingProxyType({})
 
 
 @dataclass
@@ -73,15 +77,15 @@ class AgentRecord:
 
     host_id: str
     address: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=_no_labels)
     version: str = ""
     started_at: float = 0.0
     """Unix time its agent process started (a crash restart changes it, a reload does not)."""
     reexecuted_at: float = 0.0
     """Unix time its agent last re-executed in place (reload, upgrade); 0: never."""
     capacity: int = 0
-    observed: agent_pb2.Observed = field(default_factory=agent_pb2.Observed)
-    """The last Observed it sent (the Hello's at first)."""
+    observed: Observed = field(default_factory=Observed)
+    """The last Observed it sent (the Hello's at first), as the controller kept it."""
     last_seen: float = 0.0
     """Unix time of its last message."""
     last_seen_mono: float = 0.0
@@ -105,7 +109,7 @@ class AgentRecord:
 
     def placement_key(self) -> frozenset[tuple[str, int, bool]]:
         """What placement reads of this host's report: each (watcher, wid, running)."""
-        running = types_pb2.PROCESS_STATE_RUNNING
+        running = ProcessState.RUNNING
         return frozenset((p.watcher, p.wid, p.state == running) for p in self.observed.processes)
 
     def wids(self) -> dict[str, frozenset[int]]:
@@ -115,6 +119,10 @@ class AgentRecord:
             found.setdefault(proc.watcher, set()).add(proc.wid)
         return {name: frozenset(wids) for name, wids in found.items()}
 
+    def running(self) -> int:
+        """How many of its reported processes have a pid."""
+        return sum(1 for proc in self.observed.processes if proc.pid)
+
 
 class AgentRegistry:
     """Every agent ever seen by this controller, by host id."""
@@ -123,8 +131,8 @@ class AgentRegistry:
         self,
         queue_size: int,
         limits: AgentLimits | None = None,
-        wall: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
+        wall: Clock = time.time,
+        mono: Clock = time.monotonic,
     ) -> None:
         self.records: dict[str, AgentRecord] = {}
         self._queue_size = queue_size
@@ -132,7 +140,7 @@ class AgentRegistry:
         self._wall = wall
         self._mono = mono
 
-    def connect(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
+    def connect(self, hello: Hello, peer: str) -> AgentSession:
         """Register a new stream for `hello.host_id`, replacing any previous one."""
         record = self.records.get(hello.host_id)
         if record is None:
@@ -142,7 +150,7 @@ class AgentRegistry:
             log.info("agent %s reconnected: replacing its previous stream", hello.host_id)
             record.session.close()
         record.address = hello.address or peer
-        record.labels = dict(hello.labels)
+        record.labels = hello.labels
         record.version = hello.version
         record.started_at = hello.started_at
         record.reexecuted_at = hello.reexecuted_at
@@ -183,25 +191,12 @@ class AgentRegistry:
             record.down_since = self._mono()
         return was_ready
 
-    def expire(self, timeout: float) -> list[str]:
-        """Mark down every ready agent silent for more than `timeout`; return their ids."""
-        now = self._mono()
-        expired = []
-        for record in self.records.values():
-            if record.ready and now - record.last_seen_mono > timeout:
-                record.ready = False
-                record.down_since = now
-                expired.append(record.host_id)
-        return sorted(expired)
-
-    def lost(self, reschedule_after: float) -> frozenset[str]:
-        """Hosts down for at least `reschedule_after`: their share belongs elsewhere."""
-        now = self._mono()
-        return frozenset(
-            r.host_id
-            for r in self.records.values()
-            if not r.ready and now - r.down_since >= reschedule_after
-        )
+    def mark_down(self, host_id: str, now: float) -> None:
+        """Mark a ready agent down from monotonic `now` on (liveness.check found it silent)."""
+        record = self.records[host_id]
+        if record.ready:
+            record.ready = False
+            record.down_since = now
 
     def ready(self) -> list[AgentRecord]:
         """The ready agents with a live session, in host id order."""
@@ -210,123 +205,3 @@ class AgentRegistry:
     def _touch(self, record: AgentRecord) -> None:
         record.last_seen = self._wall()
         record.last_seen_mono = self._mono()
-
-
-class AgentHooks(Protocol):
-    """What the AgentService needs from the controller."""
-
-    @property
-    def stopping(self) -> bool:
-        """True once the controller is shutting down: refuse new sessions."""
-        ...
-
-    def redirect(self) -> str | None:
-        """None while this controller leads; else the leader's address ("" if unknown)."""
-        ...
-
-    def agent_connected(self, hello: agent_pb2.Hello, peer: str) -> AgentSession:
-        """Register the agent; queue Welcome and its Assignment on the returned session."""
-        ...
-
-    def agent_message(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
-        """Handle one message after the Hello."""
-        ...
-
-    def agent_disconnected(self, session: AgentSession) -> None:
-        """The stream ended (or was replaced)."""
-        ...
-
-
-class _SessionEnded(Exception):
-    """Internal: one side of a session finished, end the other."""
-
-
-MAX_HELLO_TEXT = 256
-"""Characters at most of a Hello's address, version and each label value: `agents`
-shows them to every caller, so one hostile Hello must not make that reply huge."""
-MAX_LABELS = 64
-"""Labels one agent may claim."""
-
-
-def hello_problem(hello: agent_pb2.Hello) -> str:
-    """What is wrong with a Hello ("" if nothing). Host ids and label keys become store
-    keys, placement terms and log fields, so they must be plain names; the free text is
-    bounded because the controller keeps it and shows it."""
-    for what, name in [("host id", hello.host_id), *(("label key", k) for k in hello.labels)]:
-        if not valid_name(name):
-            return f"{what} {name[:64]!r} {NAME_RULE}"
-    if len(hello.labels) > MAX_LABELS:
-        return f"at most {MAX_LABELS} labels, got {len(hello.labels)}"
-    texts = [("address", hello.address), ("version", hello.version)]
-    texts += [(f"label {key}", value) for key, value in sorted(hello.labels.items())]
-    for what, text in texts:
-        if len(text) > MAX_HELLO_TEXT:
-            return f"{what} is longer than {MAX_HELLO_TEXT} characters"
-    return ""
-
-
-class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    """The gRPC edge of agent sessions."""
-
-    def __init__(self, hooks: AgentHooks) -> None:
-        self._hooks = hooks
-
-    async def Connect(
-        self,
-        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
-        context: grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
-    ) -> None:
-        messages = aiter(request_iterator)
-        try:
-            first = await anext(messages)
-        except StopAsyncIteration:
-            return
-        if first.WhichOneof("body") != "hello" or not first.hello.host_id:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with a host id"
-            )
-        if problem := hello_problem(first.hello):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        identity = peer_identity(context)
-        if identity is not None and identity.name != first.hello.host_id:
-            reason = (
-                f"agent certificate is for host {identity.name} "
-                f"but Hello says {first.hello.host_id}"
-            )
-            log.warning("refused agent stream from %s: %s", context.peer(), reason)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
-        if self._hooks.stopping:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the controller is stopping")
-        leader = self._hooks.redirect()
-        if leader is not None:  # a follower: send the agent to the leader
-            await context.write(
-                agent_pb2.ControllerMessage(redirect=agent_pb2.Redirect(leader_address=leader))
-            )
-            return
-        session = self._hooks.agent_connected(first.hello, context.peer())
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._read(session, messages), name=f"agent-read-{session.host_id}")
-                tg.create_task(self._write(session, context), name=f"agent-write-{session.host_id}")
-        except* _SessionEnded:
-            pass
-        finally:
-            self._hooks.agent_disconnected(session)
-
-    async def _read(
-        self, session: AgentSession, messages: AsyncIterator[agent_pb2.AgentMessage]
-    ) -> None:
-        async for message in messages:
-            if session.closed:
-                break
-            self._hooks.agent_message(session, message)
-        raise _SessionEnded
-
-    async def _write(
-        self,
-        session: AgentSession,
-        context: grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
-    ) -> None:
-        while (message := await session.next()) is not None:
-            await context.write(message)
-        raise _SessionEnded

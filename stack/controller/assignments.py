@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
 from stack.controller.rollout import host_share
+from stack.spec.assignment import Assignment, PinnedVersion, WatcherAssignment
 from stack.spec.model import version_sockets
-from stack.v1 import agent_pb2
-from stack.wire.spec import socket_to_proto, watcher_to_proto
 
 
 def build_assignment(
@@ -29,7 +28,7 @@ def build_assignment(
     host_id: str,
     fencing_token: int,
     handoff: Mapping[str, frozenset[int]] | None = None,
-) -> agent_pb2.Assignment:
+) -> Assignment:
     """The Assignment for `host_id`.
 
     `handoff` (watcher -> wids) are processes a draining host keeps running
@@ -39,7 +38,7 @@ def build_assignment(
     sockets are those the current versions inherit.
     """
     handoff = handoff or {}
-    assignment = agent_pb2.Assignment(generation=desired.generation, fencing_token=fencing_token)
+    shares: list[WatcherAssignment] = []
     used: set[str] = set()
     for name, watcher in sorted(desired.watchers.items()):
         wids = sorted({*placement.wids(host_id, name), *handoff.get(name, ())})
@@ -47,27 +46,25 @@ def build_assignment(
             continue
         pinned, probation = host_share(watcher.rollout, wids)
         used.update(sock.name for sock in version_sockets(watcher.spec, desired.sockets))
-        assignment.watchers.append(
-            agent_pb2.WatcherAssignment(
-                spec=watcher_to_proto(watcher.spec),
-                wids=wids,
+        shares.append(
+            WatcherAssignment(
+                spec=watcher.spec,
+                wids=tuple(wids),
                 active=watcher.active,
                 restart_token=watcher.restart_token,
                 graceful=watcher.graceful,
                 reset_token=watcher.reset_token,
-                pinned=[
-                    agent_pb2.PinnedVersion(
-                        spec=watcher_to_proto(version.spec),
+                pinned=tuple(
+                    PinnedVersion(
+                        spec=version.spec,
                         restart_token=version.restart_token,
-                        wids=version_wids,
-                        sockets=[socket_to_proto(sock) for sock in version.sockets],
+                        wids=tuple(version_wids),
+                        sockets=version.sockets,
                     )
                     for version, version_wids in pinned
-                ],
-                probation=probation,
+                ),
+                probation=tuple(probation),
             )
         )
-    for name, sock in sorted(desired.sockets.items()):
-        if name in used:
-            assignment.sockets.append(socket_to_proto(sock))
-    return assignment
+    sockets = tuple(sock for name, sock in sorted(desired.sockets.items()) if name in used)
+    return Assignment(desired.generation, fencing_token, tuple(shares), sockets)

@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from stack.v1 import agent_pb2, types_pb2
+from stack.controller.events import Note
+from stack.spec.observed import Observed
+from stack.spec.reports import LogLine, Severity
 
 T = TypeVar("T")
 
@@ -68,6 +70,17 @@ class TokenBucket:
         return True
 
 
+REFUSALS_EVERY = 10.0
+"""Seconds between two `agent_refused` events about one agent at most."""
+REFUSAL_LABELS = {
+    "ignored_processes": "reports of workers not assigned to it ignored",
+    "refused_reports": "reports of too many processes refused",
+    "dropped_log_lines": "output lines over its caps dropped",
+}
+"""The counts of Refusals an `agent_refused` event tells, and how they read (dropped
+events have their own `events_dropped` event, see events.py)."""
+
+
 @dataclass
 class Refusals:
     """What the controller refused from one agent since it started (shown by `agents`)."""
@@ -96,14 +109,14 @@ class Meter:
         self._lines = TokenBucket(limits.log_line_rate, limits.log_line_rate)
         self._bytes = TokenBucket(limits.log_byte_rate, limits.log_byte_rate * LOG_BURST_SECONDS)
 
-    def lines(self, lines: Sequence[types_pb2.LogLine], now: float) -> Sequence[types_pb2.LogLine]:
+    def lines(self, lines: Sequence[LogLine], now: float) -> Sequence[LogLine]:
         """The leading output lines of one batch that fit the caps; the rest are counted."""
         admitted = _leading(lines, now, self._line_fits)
         self.refusals.dropped_log_lines += len(lines) - len(admitted)
         return admitted
 
-    def _line_fits(self, line: types_pb2.LogLine, now: float) -> bool:
-        size = line.ByteSize()
+    def _line_fits(self, line: LogLine, now: float) -> bool:
+        size = line.weight
         if self._bytes.available(now) < size or self._lines.available(now) < 1:
             return False
         return self._bytes.take(size, now) and self._lines.take(1, now)
@@ -126,7 +139,7 @@ it (see Controller.entitlement)."""
 class Screened:
     """An Observed as the controller keeps it."""
 
-    observed: agent_pb2.Observed
+    observed: Observed
     """The reports kept: of workers the host may run, once each, and their watchers."""
     ignored: int
     """Process reports dropped."""
@@ -134,22 +147,62 @@ class Screened:
     """True when the whole message was refused (too many processes)."""
 
 
-def screen(observed: agent_pb2.Observed, may_run: Entitlement, limits: AgentLimits) -> Screened:
+def screen(observed: Observed, may_run: Entitlement, limits: AgentLimits) -> Screened:
     """Keep what an Observed may say: processes the host may run (each once), the phase
     of watchers it runs, and its sockets; a report over the process cap is refused."""
     if len(observed.processes) > limits.max_reported_processes:
-        empty = agent_pb2.Observed(generation=observed.generation)
+        empty = Observed(generation=observed.generation)
         return Screened(empty, len(observed.processes), refused=True)
-    kept = agent_pb2.Observed(generation=observed.generation)
+    processes = []
     seen: set[tuple[str, int]] = set()
     for proc in observed.processes:
         key = (proc.watcher, proc.wid)
         if proc.wid < 1 or key in seen or not may_run(proc.watcher, proc.wid):
             continue
         seen.add(key)
-        kept.processes.append(proc)
+        processes.append(proc)
     runs = {watcher for watcher, _ in seen}
-    kept.watchers.extend(w for w in observed.watchers if w.name in runs or may_run(w.name, 0))
-    kept.sockets.extend(observed.sockets)
-    ignored = len(observed.processes) - len(kept.processes)
+    watchers = tuple(w for w in observed.watchers if w.name in runs or may_run(w.name, 0))
+    kept = Observed(observed.generation, tuple(processes), watchers, observed.sockets)
+    ignored = len(observed.processes) - len(processes)
     return Screened(kept, ignored, refused=False)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What to tell of one agent's refusals now (see `announce`)."""
+
+    note: Note | None
+    """The `agent_refused` event to record, if any."""
+    counts: tuple[int, ...]
+    """The counts told of from now on."""
+    next_at: float
+    """Monotonic time before which no other event is recorded for this agent."""
+
+
+def announce(
+    host_id: str,
+    refusals: Refusals,
+    told: tuple[int, ...],
+    not_before: float,
+    now: float,
+) -> Announcement | None:
+    """A warning event when the controller refused something more from an agent since it
+    last told (`told`), at most one per agent every REFUSALS_EVERY seconds (`not_before`);
+    None when nothing is to change. The counts themselves are in `agents -o json`."""
+    if now < not_before:
+        return None
+    counts = tuple(getattr(refusals, name) for name in REFUSAL_LABELS)
+    if counts == told:
+        return None
+    before = told or (0,) * len(counts)
+    what = [
+        f"{after - earlier} {label}"
+        for label, earlier, after in zip(REFUSAL_LABELS.values(), before, counts, strict=True)
+        if after > earlier
+    ]
+    if not what:
+        return Announcement(None, counts, not_before)
+    message = f"agent {host_id}: {'; '.join(what)} (stackctl agents -o json counts them)"
+    note = Note("agent_refused", message, severity=Severity.WARNING)
+    return Announcement(note, counts, now + REFUSALS_EVERY)

@@ -21,8 +21,9 @@ from typing import Any, cast
 from google.protobuf import json_format
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
+from stack.controller.events import Note
 from stack.controller.placement import WatcherDemand
-from stack.controller.rollout import Rollout, begin
+from stack.controller.rollout import Rollout, Seen, advance, begin
 from stack.spec.diff import Change, diff_stacks, needs_new_processes
 from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec, version_sockets
 from stack.spec.version import WatcherVersion
@@ -316,6 +317,41 @@ def set_rollout(state: DesiredState, name: str, rollout: Rollout | None) -> Desi
     if watcher is None or watcher.rollout == rollout:
         return state
     return _with(state, {**state.watchers, name: replace(watcher, rollout=rollout)})
+
+
+def step_rollout(
+    state: DesiredState, name: str, seen: Mapping[int, Seen], wanted: Collection[int]
+) -> tuple[DesiredState, str]:
+    """The next step of `name`'s rollout, given what agents report of its batch (`seen`)
+    and the ids placed now (`wanted`): (the new state, rollout.advance's outcome). A
+    removed, finished or stopped watcher (stopping pauses a rollout) takes no step."""
+    watcher = state.watchers.get(name)
+    if watcher is None or watcher.rollout is None or not watcher.active:
+        return state, ""
+    rollout, outcome = advance(watcher.rollout, state.version(name), seen, wanted)
+    return set_rollout(state, name, rollout), outcome
+
+
+def rollouts_begun(old: DesiredState, new: DesiredState) -> list[Note]:
+    """An event for each rollout the change from `old` to `new` began."""
+    notes = []
+    for name, watcher in new.watchers.items():
+        before = old.watchers.get(name)
+        rollout = watcher.rollout
+        if (
+            rollout is not None
+            and before is not None
+            and old.version(name).label != new.version(name).label
+        ):
+            notes.append(
+                Note(
+                    "rollout_started",
+                    f"rolling {name} over to a new version: {rollout.total} processes, "
+                    f"{watcher.spec.update.max_parallel} at a time",
+                    name,
+                )
+            )
+    return notes
 
 
 def reset(state: DesiredState, names: tuple[str, ...]) -> DesiredState:

@@ -1,49 +1,35 @@
-"""The controller's own errors, and their gRPC status at the edge.
+"""The controller's own errors.
 
-The desired-state transitions and the services raise these; only the gRPC
-servicers turn them into status codes, so the core never imports grpc types
-for errors. Every message is one line that names what was wrong.
+The desired-state transitions and the services raise these; only the admin servicer
+turns them into gRPC status codes (admin_service.STATUS_CODES), so the core never
+imports grpc. Every message is one line that names what was wrong.
 """
 
 from __future__ import annotations
-
-import grpc
 
 
 class ControllerError(Exception):
     """Base of every error the controller reports to a caller."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
 
 class InvalidArgument(ControllerError):
     """A bad stack file, count, signal or request shape."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class NotFound(ControllerError):
     """An unknown watcher."""
 
-    code = grpc.StatusCode.NOT_FOUND
-
 
 class Conflict(ControllerError):
     """The desired state is no longer what the request was made against."""
-
-    code = grpc.StatusCode.ABORTED
 
 
 class ResourceExhausted(ControllerError):
     """The caller holds as much as it may (follow streams, say)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
 
 class Unavailable(ControllerError):
     """The controller cannot serve the request now (not ready, fenced out)."""
-
-    code = grpc.StatusCode.UNAVAILABLE
 
 
 class FencedOut(Unavailable):

@@ -28,12 +28,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import cast
+from dataclasses import dataclass, field, replace
 
 from stack.controller.fanout import Fanout
 from stack.controller.store.base import EventWrite, StoredEvents
-from stack.v1 import types_pb2
+from stack.spec.reports import Event, Severity
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,16 @@ dies before writing its last events leaves numbers its successor will not give a
 # ---- the pure core ----
 
 
+@dataclass(frozen=True)
+class Note:
+    """An event the controller's decisions ask it to record (see EventLog.note)."""
+
+    kind: str
+    message: str
+    watcher: str = ""
+    severity: Severity = Severity.INFO
+
+
 class EventHistory:
     """The last events, at most `capacity`, each source with a fair share.
 
@@ -63,7 +72,7 @@ class EventHistory:
         if capacity < 1:
             raise ValueError("an event history holds at least one event")
         self.capacity = capacity
-        self._events: dict[int, tuple[str, types_pb2.Event]] = {}
+        self._events: dict[int, tuple[str, Event]] = {}
         """seq -> (source, event), in seq order (dicts keep insertion order)."""
         self._by_source: dict[str, deque[int]] = {}
         self._counts: dict[int, dict[str, None]] = {}
@@ -73,7 +82,7 @@ class EventHistory:
     def __len__(self) -> int:
         return len(self._events)
 
-    def add(self, seq: int, source: str, event: types_pb2.Event) -> list[int]:
+    def add(self, seq: int, source: str, event: Event) -> list[int]:
         """Keep `event` (its seq above every kept one's); return the seqs evicted for it."""
         if self._events and seq <= next(reversed(self._events)):
             raise ValueError(f"event seq {seq} is not above the last kept")
@@ -85,7 +94,7 @@ class EventHistory:
         self._move(source, +1)
         return evicted
 
-    def get(self, seq: int) -> tuple[str, types_pb2.Event] | None:
+    def get(self, seq: int) -> tuple[str, Event] | None:
         """(source, event) of a kept event; None if it is not kept."""
         return self._events.get(seq)
 
@@ -93,9 +102,9 @@ class EventHistory:
         """source -> events kept of it."""
         return {source: len(seqs) for source, seqs in self._by_source.items()}
 
-    def recent(self, watcher: str = "", lines: int = 0) -> list[types_pb2.Event]:
+    def recent(self, watcher: str = "", lines: int = 0) -> list[Event]:
         """The kept events of one watcher (or all), oldest first; the last `lines` (0: all)."""
-        found: list[types_pb2.Event] = []
+        found: list[Event] = []
         for _, event in reversed(self._events.values()):
             if watcher and event.watcher != watcher:
                 continue
@@ -105,9 +114,9 @@ class EventHistory:
         found.reverse()
         return found
 
-    def after(self, seq: int, watcher: str = "") -> list[types_pb2.Event]:
+    def after(self, seq: int, watcher: str = "") -> list[Event]:
         """The kept events with a higher seq than `seq`, of one watcher (or all), oldest first."""
-        found: list[types_pb2.Event] = []
+        found: list[Event] = []
         for kept, (_, event) in reversed(self._events.items()):
             if kept <= seq:
                 break
@@ -208,8 +217,11 @@ class EventRate:
 
 # ---- the store's records ----
 
+SEVERITY_PREFIX = "SEVERITY_"
+"""How a record names a severity: SEVERITY_INFO... (the names the first records had)."""
 
-def encode_event(source: str, event: types_pb2.Event) -> bytes:
+
+def encode_event(source: str, event: Event) -> bytes:
     """One event as its store record (JSON, readable in the store)."""
     record = {
         "source": source,
@@ -219,15 +231,18 @@ def encode_event(source: str, event: types_pb2.Event) -> bytes:
         "wid": event.wid,
         "kind": event.kind,
         "message": event.message,
-        "severity": types_pb2.Severity.Name(event.severity),
+        "severity": SEVERITY_PREFIX + Severity(event.severity).name,
     }
     return json.dumps(record, sort_keys=True).encode()
 
 
-def decode_event(seq: int, data: bytes) -> tuple[str, types_pb2.Event]:
+def decode_event(seq: int, data: bytes) -> tuple[str, Event]:
     """(source, event) from a store record; ValueError (or KeyError) if it is not one."""
     record = json.loads(data)
-    event = types_pb2.Event(
+    severity = str(record["severity"])
+    if not severity.startswith(SEVERITY_PREFIX):
+        raise ValueError(f"unknown severity {severity!r}")
+    event = Event(
         seq=seq,
         at=float(record["at"]),
         host_id=str(record["host_id"]),
@@ -235,8 +250,8 @@ def decode_event(seq: int, data: bytes) -> tuple[str, types_pb2.Event]:
         wid=int(record["wid"]),
         kind=str(record["kind"]),
         message=str(record["message"]),
+        severity=Severity[severity.removeprefix(SEVERITY_PREFIX)],
     )
-    event.severity = cast(types_pb2.Severity, types_pb2.Severity.Value(record["severity"]))
     return str(record["source"]), event
 
 
@@ -280,7 +295,7 @@ class EventLog:
         self.settings = settings
         self.history = EventHistory(settings.capacity)
         self.rate = EventRate(settings.agent_rate, settings.agent_burst)
-        self.fanout: Fanout[types_pb2.Event] = Fanout(follower_queue)
+        self.fanout: Fanout[Event] = Fanout(follower_queue)
         self._wall = wall
         self.next_seq = 1
         """The number the next event gets."""
@@ -298,10 +313,10 @@ class EventLog:
         kind: str,
         message: str,
         watcher: str = "",
-        severity: types_pb2.Severity = types_pb2.SEVERITY_INFO,
+        severity: Severity = Severity.INFO,
     ) -> None:
         """Record one of the controller's own events."""
-        event = types_pb2.Event(
+        event = Event(
             at=self._wall(),
             host_id=CONTROLLER_HOST,
             watcher=watcher,
@@ -311,14 +326,18 @@ class EventLog:
         )
         self._keep(CONTROLLER_HOST, event)
 
+    def note(self, note: Note) -> None:
+        """Record an event a decision asked for."""
+        self.record(note.kind, note.message, note.watcher, note.severity)
+
     def admit(
-        self, host_id: str, events: Sequence[types_pb2.Event], now: float
-    ) -> Sequence[types_pb2.Event]:
+        self, host_id: str, events: Sequence[Event], now: float
+    ) -> Sequence[Event]:
         """The first of the events agent `host_id` sent that its rate lets in; the rest
         are dropped and counted (see `tick`). `now` is monotonic."""
         return events[: self.rate.take(host_id, len(events), now)]
 
-    def add_from_agent(self, host_id: str, event: types_pb2.Event) -> None:
+    def add_from_agent(self, host_id: str, event: Event) -> None:
         """Keep an event agent `host_id` sent (one `admit` let in), in that agent's share."""
         self._keep(host_id, event)
 
@@ -327,18 +346,18 @@ class EventLog:
         (see EventRate.summaries); called a few times a second with monotonic `now`."""
         for host_id, dropped in self.rate.summaries(now):
             rate = self.settings.agent_rate
-            event = types_pb2.Event(
+            event = Event(
                 at=self._wall(),
                 host_id=host_id,
                 kind="events_dropped",
                 message=f"agent {host_id} sent more than {rate:g} events a second: "
                 f"{dropped} dropped",
-                severity=types_pb2.SEVERITY_WARNING,
+                severity=Severity.WARNING,
             )
             self._keep(host_id, event)  # in that agent's share, not the controller's
 
-    def _keep(self, source: str, event: types_pb2.Event) -> None:
-        event.seq = self.next_seq  # numbers are the controller's to give
+    def _keep(self, source: str, event: Event) -> None:
+        event = replace(event, seq=self.next_seq)  # numbers are the controller's to give
         self.next_seq += 1
         for seq in self.history.add(event.seq, source, event):
             if self._unsaved.pop(seq, False) is False or seq in self._retried:
@@ -349,11 +368,11 @@ class EventLog:
 
     # -- reading --
 
-    def recent(self, watcher: str = "", lines: int = 0) -> list[types_pb2.Event]:
+    def recent(self, watcher: str = "", lines: int = 0) -> list[Event]:
         """The kept events, oldest first, of one watcher (or all); the last `lines` (0: all)."""
         return self.history.recent(watcher, lines)
 
-    def after(self, seq: int, watcher: str = "") -> list[types_pb2.Event]:
+    def after(self, seq: int, watcher: str = "") -> list[Event]:
         """The kept events numbered above `seq`, oldest first, of one watcher (or all)."""
         return self.history.after(seq, watcher)
 

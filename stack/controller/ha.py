@@ -20,13 +20,14 @@ import contextlib
 import logging
 
 import stack
+from stack import aio
 from stack.controller import desired as d
+from stack.controller.cluster import ClusterView, ControllerInfo, StoreMember
 from stack.controller.controller import Controller
 from stack.controller.election import Election, Leader
 from stack.controller.roster import Roster
 from stack.controller.store.base import StoreError
 from stack.controller.store.etcd import EtcdStore, WatchUpdate
-from stack.v1 import admin_pb2
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ class HighAvailability:
     async def run(self) -> None:
         """Take part until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.roster.run(), name="roster")
-            tg.create_task(self._watch_leader(), name="watch-leader")
-            tg.create_task(self._follow_store(), name="follow-store")
-            tg.create_task(self._campaign(), name="campaign")
+            aio.start(tg, self.roster.run(), "roster", forever=True, logger=log)
+            aio.start(tg, self._watch_leader(), "watch-leader", forever=True, logger=log)
+            aio.start(tg, self._follow_store(), "follow-store", forever=True, logger=log)
+            aio.start(tg, self._campaign(), "campaign", forever=True, logger=log)
 
     # ---- leading ----
 
@@ -73,11 +74,11 @@ class HighAvailability:
         """Lead until fenced (or cancelled by the election when the key is lost)."""
         try:
             await self.controller.lead(token)
-            async with asyncio.TaskGroup() as tg:
-                agents = tg.create_task(self.controller.watch_agents(), name="watch-agents")
-                await self.controller.fenced.wait()
+            first = await aio.race(
+                watch_agents=self.controller.watch_agents(), fenced=self.controller.fenced.wait()
+            )
+            if first == "fenced":
                 log.warning("a newer leader fenced this one out: stepping down")
-                agents.cancel()
         finally:
             self.controller.step_down()
 
@@ -149,23 +150,25 @@ class HighAvailability:
             for update in watch:
                 loop.call_soon_threadsafe(updates.put_nowait, update)
 
-        pumping = asyncio.create_task(asyncio.to_thread(pump), name="store-watch")
-        try:
-            while True:
-                update = await updates.get()
-                if update.reset:
-                    records = {k: v for k, v in update.changes.items() if v is not None}
-                else:
-                    for key, value in update.changes.items():
-                        if value is None:
-                            records.pop(key, None)
-                        else:
-                            records[key] = value
-                self._adopt(records)
-        finally:
-            watch.close()
-            with contextlib.suppress(Exception):
-                await pumping
+        async with asyncio.TaskGroup() as tg:
+            pumping = aio.start(
+                tg, asyncio.to_thread(pump), "store-watch", reraise=False, logger=log
+            )
+            try:
+                while True:
+                    update = await updates.get()
+                    if update.reset:
+                        records = {k: v for k, v in update.changes.items() if v is not None}
+                    else:
+                        for key, value in update.changes.items():
+                            if value is None:
+                                records.pop(key, None)
+                            else:
+                                records[key] = value
+                    self._adopt(records)
+            finally:
+                watch.close()  # ends the pump's thread
+                await aio.stop([pumping], title="following the store", logger=log)
 
     def _adopt(self, records: dict[str, bytes]) -> None:
         if self.controller.leading:
@@ -177,45 +180,39 @@ class HighAvailability:
 
     # ---- `stackctl controllers` ----
 
-    async def describe(self) -> admin_pb2.ControllersReply:
+    async def describe(self) -> ClusterView:
         """Every controller, the leader and its token, and each etcd member's health."""
-        reply = admin_pb2.ControllersReply(
-            store="etcd", answered_by=self.controller.settings.controller_id
-        )
+        controller_id = self.controller.settings.controller_id
         leader: Leader | None = None
         with contextlib.suppress(StoreError):
             leader = await self.election.leader()
-        if leader is not None:
-            reply.leader_address, reply.fencing_token = leader.address, leader.token
         try:
             members = await self.roster.members()
         except StoreError:
             members = []
-        for member in members:
-            reply.controllers.append(
-                admin_pb2.ControllerInfo(
-                    controller_id=member.controller_id,
-                    address=member.address,
-                    leader=leader is not None and member.address == leader.address,
-                    version=member.version,
-                )
+        controllers = tuple(
+            ControllerInfo(
+                controller_id=member.controller_id,
+                address=member.address,
+                leader=leader is not None and member.address == leader.address,
+                version=member.version,
             )
-        if not members:  # etcd unreadable: at least say who answered
-            reply.controllers.append(
-                admin_pb2.ControllerInfo(
-                    controller_id=self.controller.settings.controller_id,
-                    address=self.advertise,
-                    leader=self.controller.leading,
-                    version=stack.__version__,
-                )
+            for member in members
+        )
+        if not controllers:  # etcd unreadable: at least say who answered
+            me = ControllerInfo(
+                controller_id, self.advertise, self.controller.leading, stack.__version__
             )
-        for health in await self.election.health():
-            reply.members.append(
-                admin_pb2.StoreMember(
-                    endpoint=health.endpoint, healthy=health.healthy, error=health.error
-                )
-            )
-        return reply
+            controllers = (me,)
+        health = await self.election.health()
+        return ClusterView(
+            leader_address=leader.address if leader is not None else "",
+            fencing_token=leader.token if leader is not None else 0,
+            store="etcd",
+            answered_by=controller_id,
+            controllers=controllers,
+            members=tuple(StoreMember(h.endpoint, h.healthy, h.error) for h in health),
+        )
 
 
 async def probe(address: str, timeout: float = 0.5) -> str:

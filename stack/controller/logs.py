@@ -1,9 +1,9 @@
 """Worker output at the controller: live fan-out, and tails gathered from agents.
 
 The controller keeps no output itself: agents keep files and a memory tail.
-A tail asks every agent running the watcher (a LogTailRequest with an id) and
+A tail asks every agent running the watcher (a TailRequest with an id) and
 merges the replies by time; live lines arrive in LogBatches and fan out to
-followers.
+followers. Lines come stamped with the host of the session that sent them.
 """
 
 from __future__ import annotations
@@ -13,43 +13,45 @@ import itertools
 from collections.abc import Iterable
 
 from stack.controller.fanout import Fanout
-from stack.v1 import agent_pb2, types_pb2
+from stack.spec.reports import LogLine
+from stack.spec.session import TailReply
 
 
-class TailRequest:
-    """Replies awaited for one LogTailRequest."""
+def _weight(line: LogLine) -> int:
+    return line.weight
+
+
+class PendingTail:
+    """Replies awaited for one tail request."""
 
     def __init__(self, hosts: Iterable[str], lines: int) -> None:
         self.lines_wanted = lines
         """The most lines one host's reply may add (what was asked for)."""
         self.waiting = set(hosts)
-        self.lines: list[types_pb2.LogLine] = []
+        self.lines: list[LogLine] = []
         self.errors: list[str] = []
         self.done = asyncio.Event()
         if not self.waiting:
             self.done.set()
 
 
-class LogHub:
+class LogRelay:
     """Live log lines for followers, and the bookkeeping of tail requests."""
 
     def __init__(self, follower_queue: int, follower_bytes: int = 0) -> None:
-        self.fanout: Fanout[types_pb2.LogLine] = Fanout(
-            follower_queue, follower_bytes, types_pb2.LogLine.ByteSize
-        )
+        self.fanout: Fanout[LogLine] = Fanout(follower_queue, follower_bytes, _weight)
         self._ids = itertools.count(1)
-        self._tails: dict[int, TailRequest] = {}
+        self._tails: dict[int, PendingTail] = {}
 
-    def publish(self, lines: Iterable[types_pb2.LogLine], host_id: str) -> None:
-        """Send live lines from `host_id` to the followers, stamped with that host."""
+    def publish(self, lines: Iterable[LogLine]) -> None:
+        """Send live lines to the followers."""
         for line in lines:
-            line.host_id = host_id
             self.fanout.publish(line)
 
-    def open_tail(self, hosts: Iterable[str], lines: int) -> tuple[int, TailRequest]:
+    def open_tail(self, hosts: Iterable[str], lines: int) -> tuple[int, PendingTail]:
         """A new request id and the record that collects its replies (`lines` each)."""
         request_id = next(self._ids)
-        tail = TailRequest(hosts, lines)
+        tail = PendingTail(hosts, lines)
         self._tails[request_id] = tail
         return request_id, tail
 
@@ -57,15 +59,12 @@ class LogHub:
         """Forget a request (answered or timed out); late replies are ignored."""
         self._tails.pop(request_id, None)
 
-    def deliver(self, reply: agent_pb2.LogTailReply, host_id: str) -> None:
+    def deliver(self, reply: TailReply, host_id: str) -> None:
         """Take one agent's reply to a tail request."""
         tail = self._tails.get(reply.request_id)
         if tail is None:
             return
-        kept = merge(reply.lines, tail.lines_wanted)  # no more than was asked of it
-        for line in kept:
-            line.host_id = host_id
-        tail.lines.extend(kept)
+        tail.lines.extend(merge(reply.lines, tail.lines_wanted))  # no more than was asked
         if reply.error:
             tail.errors.append(f"{host_id}: {reply.error}")
         tail.waiting.discard(host_id)
@@ -79,8 +78,12 @@ class LogHub:
             if not tail.waiting:
                 tail.done.set()
 
+    def close(self) -> None:
+        """End every follower's stream."""
+        self.fanout.close()
 
-def merge(lines: Iterable[types_pb2.LogLine], count: int) -> list[types_pb2.LogLine]:
+
+def merge(lines: Iterable[LogLine], count: int) -> list[LogLine]:
     """The last `count` lines by time (stable for equal times)."""
     ordered = sorted(lines, key=lambda line: line.at)
     return ordered[-count:] if count > 0 else []

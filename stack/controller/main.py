@@ -32,8 +32,9 @@ from pathlib import Path
 
 import grpc
 
-from stack.controller.admin import AdminService
-from stack.controller.agents import AgentService
+from stack import aio
+from stack.controller.admin_service import AdminService
+from stack.controller.agent_service import AgentService
 from stack.controller.containment import AgentLimits
 from stack.controller.events import MAX_EVENT_HISTORY, EventSettings
 from stack.controller.plane import ControlPlane
@@ -352,7 +353,7 @@ async def _serve(
         options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
         interceptors=interceptors,
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)  # type: ignore[no-untyped-call]
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller.sessions), server)  # type: ignore[no-untyped-call]
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
     _add_port(server, local.address, LOCAL_CREDENTIALS)
     local.secure()
@@ -373,13 +374,13 @@ async def _serve(
     notifier.ready(f"serving on {' and '.join(served)}")
     try:
         async with asyncio.TaskGroup() as tg:
-            watcher = tg.create_task(plane.run(), name="control-plane")
+            running = aio.start(tg, plane.run(), "control-plane", forever=True, logger=log)
             await stop.wait()
             log.info("stopping (agents keep their workers)")
             notifier.stopping("stopping (agents keep their workers)")
             controller.shut_down()
             await server.stop(grace=2.0)
-            watcher.cancel()
+            running.cancel()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -22,7 +22,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from stack.spec.observed import Health, ProcessState
+from stack.controller.events import Note
+from stack.spec.observed import ExitReason, Health, Observed, ProcessState
+from stack.spec.reports import Severity
 from stack.spec.version import WatcherVersion
 
 _FAILED_STATES = (
@@ -188,3 +190,67 @@ def host_share(
             groups.setdefault(version.label, (version, []))[1].append(wid)
     probation = sorted(wid for wid in wids if wid in rollout.batch)
     return list(groups.values()), probation
+
+
+# ---- what the controller's rollout driver reads and tells ----
+
+RunningSince = Mapping[tuple[str, int, int], float]
+"""(watcher, wid, pid) of a batch process -> when the controller first saw it running."""
+
+
+def batch_seen(
+    watcher: str,
+    batch: Collection[int],
+    reports: Iterable[Observed],
+    running_since: RunningSince,
+    now: float,
+) -> tuple[dict[int, Seen], dict[tuple[str, int, int], float]]:
+    """What the ready agents' `reports` say of `watcher`'s `batch` worker ids at `now`:
+    (wid -> Seen, the processes first seen running now, to add to `running_since`)."""
+    seen: dict[int, Seen] = {}
+    first_seen: dict[tuple[str, int, int], float] = {}
+    for observed in reports:
+        for proc in observed.processes:
+            if proc.watcher != watcher or proc.wid not in batch:
+                continue
+            running_for = 0.0
+            if proc.pid and proc.state == ProcessState.RUNNING:
+                key = (watcher, proc.wid, proc.pid)
+                since = running_since.get(key)
+                if since is None:
+                    since = first_seen[key] = now
+                running_for = now - since
+            last = proc.last_exit
+            why = proc.health_message or (last.message if last else "") or proc.message
+            if not why and last is not None and not proc.pid:
+                why = last.describe()
+            health = proc.health
+            if not proc.pid and last is not None and last.reason == ExitReason.UNHEALTHY:
+                health = Health.UNHEALTHY  # stopped for failing its check
+            seen[proc.wid] = Seen(
+                host_id=proc.host_id,
+                version=proc.version,
+                state=proc.state,
+                pid=proc.pid,
+                health=health,
+                running_for=running_for,
+                why=why,
+                blocked=proc.blocked,
+            )
+    return seen, first_seen
+
+
+def outcome_note(name: str, outcome: str, rollout: Rollout | None) -> Note | None:
+    """The event telling what one step (`advance`'s outcome) did to `name`'s rollout."""
+    if outcome == "done":
+        return Note("rollout_done", f"rollout of {name} done", name)
+    if outcome == "halted" and rollout is not None:
+        return Note(
+            "rollout_halted",
+            f"rollout of {name} halted: {rollout.halted}",
+            name,
+            severity=Severity.ERROR,
+        )
+    if outcome == "batch" and rollout is not None:
+        return Note("rollout", f"{name}: {rollout.summary()}", name)
+    return None

@@ -1,25 +1,29 @@
 """Status and agent listings: desired state + placement + what agents observe.
 
-Pure: builds the AdminService replies from values, so the rules (worst phase
-wins, processes of a down agent are UNKNOWN) are easy to test.
+Part of the admin edge: builds the AdminService replies from domain values, so the
+rules (worst phase wins, processes of a down agent are UNKNOWN) are easy to test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
+from typing import cast
 
 from stack.controller.agents import AgentRecord
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
+from stack.spec.observed import ProcessState, ProcessStatus, WatcherObserved, WatcherPhase
 from stack.v1 import admin_pb2, types_pb2
+from stack.wire.agent import process_to_proto
 
 _PHASE_RANK = {
-    types_pb2.WATCHER_PHASE_UNSPECIFIED: 0,
-    types_pb2.WATCHER_PHASE_ACTIVE: 1,
-    types_pb2.WATCHER_PHASE_STOPPED: 2,
-    types_pb2.WATCHER_PHASE_FLAPPING: 3,
-    types_pb2.WATCHER_PHASE_FATAL: 4,
+    WatcherPhase.UNSPECIFIED: 0,
+    WatcherPhase.ACTIVE: 1,
+    WatcherPhase.STOPPED: 2,
+    WatcherPhase.FLAPPING: 3,
+    WatcherPhase.FATAL: 4,
 }
 
 
@@ -31,8 +35,8 @@ def watcher_status(
     status = admin_pb2.WatcherStatus(
         name=name, numprocesses=watcher.spec.numprocesses, active=watcher.active
     )
-    worst: types_pb2.WatcherObserved | None = None
-    processes: list[types_pb2.ProcessStatus] = []
+    worst: WatcherObserved | None = None
+    processes: list[ProcessStatus] = []
     for record in agents:
         for observed in record.observed.watchers:
             if observed.name == name and (
@@ -42,24 +46,20 @@ def watcher_status(
         for proc in record.observed.processes:
             if proc.watcher != name:
                 continue
-            copy = types_pb2.ProcessStatus()
-            copy.CopyFrom(proc)
-            copy.host_id = record.host_id
             if not record.ready:
-                copy.state = types_pb2.PROCESS_STATE_UNKNOWN
-                copy.message = f"agent {record.host_id} is down"
-            processes.append(copy)
-    if worst is not None and worst.phase != types_pb2.WATCHER_PHASE_UNSPECIFIED:
-        status.phase = worst.phase
+                proc = replace(
+                    proc, state=ProcessState.UNKNOWN, message=f"agent {record.host_id} is down"
+                )
+            processes.append(proc)
+    phase = WatcherPhase.ACTIVE if watcher.active else WatcherPhase.STOPPED
+    if worst is not None and worst.phase != WatcherPhase.UNSPECIFIED:
+        phase = worst.phase
         status.message = worst.message
         status.retry_at = worst.retry_at
-    else:
-        status.phase = (
-            types_pb2.WATCHER_PHASE_ACTIVE if watcher.active else types_pb2.WATCHER_PHASE_STOPPED
-        )
+    status.phase = cast(types_pb2.WatcherPhase, int(phase))
     processes.sort(key=lambda p: (p.wid, p.host_id))
-    status.processes.extend(processes)
-    status.running = sum(1 for p in processes if p.state == types_pb2.PROCESS_STATE_RUNNING)
+    status.processes.extend(process_to_proto(proc) for proc in processes)
+    status.running = sum(1 for p in processes if p.state == ProcessState.RUNNING)
     pending = placement.pending.get(name)
     if pending is not None:
         status.pending = pending.count
@@ -102,7 +102,7 @@ def agents_reply(
                 dropped_log_lines=refusals.dropped_log_lines,
                 host_id=record.host_id,
                 address=record.address,
-                labels=record.labels,
+                labels=dict(record.labels),
                 state=agent_state(record, drained),
                 processes=len(record.observed.processes),
                 last_seen=record.last_seen,

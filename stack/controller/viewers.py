@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stack.controller.errors import InvalidArgument, ResourceExhausted
-from stack.v1 import types_pb2
+from stack.spec.reports import LogLine
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,11 @@ def check_tail(lines: int, limits: ViewerLimits) -> None:
         raise InvalidArgument(f"lines must be between 0 and {limits.max_tail_lines}, got {lines}")
 
 
-def newest_within(
-    lines: Sequence[types_pb2.LogLine], max_bytes: int
-) -> Sequence[types_pb2.LogLine]:
+def newest_within(lines: Sequence[LogLine], max_bytes: int) -> Sequence[LogLine]:
     """The newest of `lines` (oldest first) whose sizes add up to `max_bytes` at most."""
     total = 0
     for index in range(len(lines) - 1, -1, -1):
-        total += lines[index].ByteSize()
+        total += lines[index].weight
         if total > max_bytes:
             return lines[index + 1 :]
     return lines

@@ -48,3 +48,10 @@ class LogLine:
     """"out" or "err"."""
     text: str
     """Without the trailing newline."""
+
+    @property
+    def weight(self) -> int:
+        """Bytes it weighs in a message, about: its text, its names and their framing
+        (what caps on output in bytes count)."""
+        names = len(self.host_id) + len(self.watcher) + len(self.stream)
+        return len(self.text.encode()) + names + 24

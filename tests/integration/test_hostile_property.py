@@ -21,9 +21,10 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stack.controller.agents import MAX_HELLO_TEXT, hello_problem
+from stack.controller.agent_service import MAX_HELLO_TEXT, hello_problem
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
+from stack.wire.agent import hello_from_proto
 from tests.support.cluster import Cluster
 from tests.support.harness import channel as open_channel
 
@@ -224,7 +225,7 @@ def test_hellos_of_any_names_and_size_are_answered_or_refused_and_the_controller
     code = connect(channel, data)
     if len(data) > MAX_MESSAGE_BYTES:
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    elif hello_problem(hello) == "":
+    elif hello_problem(hello_from_proto(hello)) == "":
         assert code == grpc.StatusCode.OK  # welcomed; the stream ends with ours
     else:
         assert code == grpc.StatusCode.INVALID_ARGUMENT

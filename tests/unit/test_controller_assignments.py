@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from stack.controller import desired as d
 from stack.controller.assignments import build_assignment
 from stack.controller.placement import Placement
+from stack.spec.assignment import Assignment
 from stack.spec.load import load_stack
-from stack.v1 import agent_pb2
+from stack.wire.agent import assignment_to_proto
 
 STACK = """
 [sockets.web]
@@ -51,7 +52,7 @@ def placement(hosts: Mapping[str, Mapping[str, tuple[int, ...]]]) -> Placement:
     return Placement(hosts=hosts)
 
 
-def told(assignment: agent_pb2.Assignment) -> tuple[dict[str, list[int]], list[str]]:
+def told(assignment: Assignment) -> tuple[dict[str, list[int]], list[str]]:
     """(watcher -> wids, socket names) of an Assignment."""
     watchers = {w.spec.name: list(w.wids) for w in assignment.watchers}
     return watchers, [s.name for s in assignment.sockets]
@@ -62,7 +63,7 @@ def test_a_host_is_told_only_of_the_watchers_it_runs_and_the_sockets_they_inheri
     desired = state()
     web_host = build_assignment(desired, where, "h1", 7)
     assert told(web_host) == ({"web": [1, 2]}, ["web"])
-    assert b"s3cret" not in web_host.SerializeToString()
+    assert b"s3cret" not in assignment_to_proto(web_host).SerializeToString()
     assert told(build_assignment(desired, where, "h2", 7)) == ({"db": [1]}, ["db"])
     assert told(build_assignment(desired, where, "h3", 7)) == ({}, [])
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from stack.controller.containment import AgentLimits, Meter, TokenBucket, screen
-from stack.v1 import agent_pb2, types_pb2
+from stack.spec.observed import Observed, ProcessState, ProcessStatus, WatcherObserved
+from stack.spec.reports import LogLine
 
-RUNNING = types_pb2.PROCESS_STATE_RUNNING
+RUNNING = ProcessState.RUNNING
 
 
-def observed(*reports: tuple[str, int], watchers: tuple[str, ...] = ()) -> agent_pb2.Observed:
-    return agent_pb2.Observed(
+def observed(*reports: tuple[str, int], watchers: tuple[str, ...] = ()) -> Observed:
+    return Observed(
         generation=3,
-        processes=[
-            types_pb2.ProcessStatus(watcher=w, wid=wid, pid=100 + wid, state=RUNNING)
-            for w, wid in reports
-        ],
-        watchers=[types_pb2.WatcherObserved(name=name) for name in watchers],
+        processes=tuple(
+            ProcessStatus(watcher=w, wid=wid, pid=100 + wid, state=RUNNING) for w, wid in reports
+        ),
+        watchers=tuple(WatcherObserved(name=name) for name in watchers),
     )
+
+
+def line(text: str) -> LogLine:
+    return LogLine(at=0.0, host_id="", watcher="web", wid=1, stream="out", text=text)
 
 
 def may_run(watcher: str, wid: int) -> bool:
@@ -53,9 +57,9 @@ def test_a_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
 
 def test_output_is_capped_in_bytes_whatever_the_length_of_its_lines() -> None:
     meter = Meter(AgentLimits(log_line_rate=1_000, log_byte_rate=2_500))  # bursts of 10 KB
-    long = [types_pb2.LogLine(watcher="web", text="x" * 3_000) for _ in range(5)]
+    long = [line("x" * 3_000) for _ in range(5)]
     assert len(meter.lines(long, now=0.0)) == 3  # 3 lines of ~3 KB fit 10 KB
-    short = [types_pb2.LogLine(watcher="web", text="y") for _ in range(5)]
+    short = [line("y") for _ in range(5)]
     assert len(meter.lines(short, now=0.0)) == 5  # what is left still takes short lines
     assert len(meter.lines(long, now=0.5)) == 0  # half a second: 1.25 KB more, not a line
     assert len(meter.lines(long, now=10.0)) == 3  # later, 10 KB again
@@ -64,6 +68,6 @@ def test_output_is_capped_in_bytes_whatever_the_length_of_its_lines() -> None:
 
 def test_output_is_capped_in_lines_too() -> None:
     meter = Meter(AgentLimits(log_line_rate=3))
-    lines = [types_pb2.LogLine(watcher="web", text="z") for _ in range(5)]
+    lines = [line("z") for _ in range(5)]
     assert len(meter.lines(lines, now=0.0)) == 3
     assert meter.refusals.dropped_log_lines == 2

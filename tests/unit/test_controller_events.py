@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -19,11 +19,11 @@ from stack.controller.events import (
     encode_event,
 )
 from stack.controller.store.base import StoredEvents
-from stack.v1 import types_pb2
+from stack.spec.reports import Event, Severity
 
 
-def event(message: str, watcher: str = "") -> types_pb2.Event:
-    return types_pb2.Event(message=message, watcher=watcher)
+def event(message: str, watcher: str = "") -> Event:
+    return Event(at=0.0, kind="", message=message, watcher=watcher)
 
 
 def test_a_noisy_source_pushes_out_only_its_own_events() -> None:
@@ -125,7 +125,7 @@ def test_events_are_numbered_and_their_summary_lands_in_the_agents_share() -> No
     assert [e.seq for e in shown] == [1, 2, 3, 4]
     assert shown[0].host_id == CONTROLLER_HOST
     assert (shown[-1].kind, shown[-1].host_id, shown[-1].severity) == (
-        "events_dropped", "h1", types_pb2.SEVERITY_WARNING,
+        "events_dropped", "h1", Severity.WARNING,
     )  # fmt: skip
     assert "3 dropped" in shown[-1].message
     assert log.history.counts() == {"": 1, "h1": 3}
@@ -164,7 +164,7 @@ def test_a_write_takes_at_most_its_limit_deletions_first() -> None:
 
 def test_a_restored_history_goes_on_past_the_reservation_and_keeps_its_shares() -> None:
     records = {
-        seq: encode_event(source, types_pb2.Event(seq=seq, host_id=source, message=str(seq)))
+        seq: encode_event(source, Event(0.0, "", str(seq), host_id=source, seq=seq))
         for seq, source in [(3, ""), (4, "h1"), (5, "h1"), (6, "h1")]
     }
     records[7] = b"not json"
@@ -180,11 +180,17 @@ def test_a_restored_history_goes_on_past_the_reservation_and_keeps_its_shares() 
 
 
 def test_an_event_record_round_trips() -> None:
-    original = types_pb2.Event(
+    original = Event(
         seq=9, at=1.5, host_id="h1", watcher="w", wid=2, kind="exit", message="\x1b ok",
-        severity=types_pb2.SEVERITY_ERROR,
+        severity=Severity.ERROR,
     )  # fmt: skip
     assert decode_event(9, encode_event("h1", original)) == ("h1", original)
-    assert Counter(decode_event(9, encode_event("", types_pb2.Event()))[1].ListFields()) == Counter(
-        [(types_pb2.Event.DESCRIPTOR.fields_by_name["seq"], 9)]
-    )
+    bare = Event(at=0.0, kind="", message="", severity=Severity.UNSPECIFIED)
+    assert decode_event(9, encode_event("", bare)) == ("", replace(bare, seq=9))
+
+
+def test_an_event_record_keeps_the_severity_names_of_the_first_records() -> None:
+    record = encode_event("", Event(at=1.0, kind="k", message="m", severity=Severity.WARNING))
+    assert b'"severity": "SEVERITY_WARNING"' in record
+    with pytest.raises(ValueError, match="unknown severity"):
+        decode_event(1, record.replace(b"SEVERITY_WARNING", b"WARNING"))

@@ -1,35 +1,60 @@
-"""When the controller holds an agent down, and when lost: silence and down time on a fake clock.
+"""When the controller holds an agent down, and when lost; when a takeover's warm-up ends:
+silence and down time on a fake clock.
 
-The controller's registry of agents takes its clocks as arguments; the integration and
-fleet tests check the same rules with real daemons and real seconds, these check their
-edges exactly.
+Liveness is decided by a pure function of the agents' records and the time
+(stack.controller.liveness.check); the registry keeps the records with the clocks it is
+given. The integration and fleet tests check the same rules with real daemons and real
+seconds, these check their edges exactly, to the millisecond.
 """
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stack.controller import liveness
 from stack.controller.agents import AgentRegistry
-from stack.v1 import agent_pb2
+from stack.spec.reports import Severity
+from stack.spec.session import Hello
 from tests.support.clock import FakeClock
 
 TIMEOUT = 10.0
 RESCHEDULE = 30.0
+TIMEOUTS = liveness.Timeouts(TIMEOUT, RESCHEDULE)
+MS = 0.001
 
 
 def registry(clock: FakeClock, *hosts: str) -> AgentRegistry:
     agents = AgentRegistry(queue_size=10, wall=clock.now, mono=clock.now)
     for host in hosts:
-        agents.connect(agent_pb2.Hello(host_id=host), peer=f"{host}.test")
+        agents.connect(Hello(host_id=host), peer=f"{host}.test")
     return agents
+
+
+def check(
+    agents: AgentRegistry, clock: FakeClock, announced: frozenset[str] = frozenset()
+) -> liveness.Liveness:
+    """One check, applied as the controller applies it: the silent agents go down."""
+    found = liveness.check(
+        agents.records.values(), clock.now(), TIMEOUTS, announced_lost=announced, warm_until=0.0
+    )
+    for host_id in found.silent:
+        agents.mark_down(host_id, clock.now())
+    return found
 
 
 def test_an_agent_is_down_only_once_silent_for_longer_than_the_timeout() -> None:
     clock = FakeClock()
     agents = registry(clock, "h1")
     clock.advance(TIMEOUT)
-    assert agents.expire(TIMEOUT) == [], "exactly the timeout is not longer than it"
-    clock.advance(0.001)
-    assert agents.expire(TIMEOUT) == ["h1"]
-    assert agents.expire(TIMEOUT) == [], "marked down once"
+    assert check(agents, clock).silent == (), "exactly the timeout is not longer than it"
+    clock.advance(MS)
+    found = check(agents, clock)
+    assert found.silent == ("h1",)
+    assert [(n.kind, n.message, n.severity) for n in found.notes] == [
+        ("agent_down", "agent h1 silent for 10s", Severity.WARNING)
+    ]
+    assert check(agents, clock).silent == (), "marked down once"
     assert not agents.records["h1"].ready
 
 
@@ -41,7 +66,7 @@ def test_every_message_starts_the_silence_again() -> None:
     for _ in range(5):
         clock.advance(TIMEOUT * 0.9)
         agents.heard(session)
-    assert agents.expire(TIMEOUT) == ["h2"], "h1 was heard within every timeout"
+    assert check(agents, clock).silent == ("h2",), "h1 was heard within every timeout"
     assert agents.records["h1"].last_seen == clock.now()
 
 
@@ -49,22 +74,43 @@ def test_a_down_agent_heard_again_comes_back() -> None:
     clock = FakeClock()
     agents = registry(clock, "h1")
     clock.advance(TIMEOUT + 1)
-    assert agents.expire(TIMEOUT) == ["h1"]
+    assert check(agents, clock).silent == ("h1",)
     session = agents.records["h1"].session
     assert session is not None
     record, came_back = agents.heard(session)
     assert record is not None and came_back and record.ready
 
 
-def test_its_share_is_lost_after_reschedule_after_of_being_down() -> None:
+def test_its_share_is_lost_after_reschedule_after_of_being_down_and_told_once() -> None:
     clock = FakeClock()
     agents = registry(clock, "h1", "h2")
     clock.advance(TIMEOUT + 1)
-    agents.expire(TIMEOUT)
-    clock.advance(RESCHEDULE - 0.001)
-    assert agents.lost(RESCHEDULE) == frozenset()
-    clock.advance(0.001)
-    assert agents.lost(RESCHEDULE) == {"h1", "h2"}
+    check(agents, clock)
+    clock.advance(RESCHEDULE - MS)
+    assert check(agents, clock).lost == frozenset()
+    clock.advance(MS)
+    found = check(agents, clock)
+    assert found.lost == {"h1", "h2"}
+    assert [n.kind for n in found.notes] == ["agent_lost", "agent_lost"]
+    assert "agent h1 down for 30s" in found.notes[0].message
+    again = check(agents, clock, announced=found.lost)
+    assert again.lost == found.lost and again.notes == ()
+    assert not again.reschedule(found.lost), "nothing changed since the last placement"
+
+
+def test_a_silent_agent_is_lost_at_once_when_reschedule_after_is_zero() -> None:
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    clock.advance(TIMEOUT + MS)
+    found = liveness.check(
+        agents.records.values(),
+        clock.now(),
+        liveness.Timeouts(TIMEOUT, 0.0),
+        announced_lost=frozenset(),
+        warm_until=0.0,
+    )
+    assert (found.silent, found.lost) == (("h1",), {"h1"})
+    assert [n.kind for n in found.notes] == ["agent_down", "agent_lost"]
 
 
 def test_a_closed_stream_is_down_at_once_and_lost_after_reschedule_after() -> None:
@@ -75,7 +121,9 @@ def test_a_closed_stream_is_down_at_once_and_lost_after_reschedule_after() -> No
     assert agents.disconnect(session)
     assert not agents.records["h1"].ready
     clock.advance(RESCHEDULE)
-    assert agents.lost(RESCHEDULE) == {"h1"}
+    found = check(agents, clock)
+    assert found.silent == () and found.lost == {"h1"}
+    assert found.reschedule(frozenset())
 
 
 def test_a_replaced_stream_ending_changes_nothing() -> None:
@@ -83,6 +131,42 @@ def test_a_replaced_stream_ending_changes_nothing() -> None:
     agents = registry(clock, "h1")
     old = agents.records["h1"].session
     assert old is not None
-    agents.connect(agent_pb2.Hello(host_id="h1"), peer="h1.test")
+    agents.connect(Hello(host_id="h1"), peer="h1.test")
     assert not agents.disconnect(old), "the host reconnected: the old stream is not its own"
     assert agents.records["h1"].ready
+
+
+def test_a_takeover_waits_one_agent_timeout_before_placing_what_no_agent_reports() -> None:
+    clock = FakeClock()
+    until = liveness.warm_until(clock.now(), TIMEOUTS, stored_watchers=True)
+    assert liveness.warm_until(clock.now(), TIMEOUTS, stored_watchers=False) == 0.0
+    agents = registry(clock, "h1")
+    session = agents.records["h1"].session
+    assert session is not None
+    steps = []
+    for _ in range(3):
+        clock.advance(TIMEOUT / 2 - MS)
+        agents.heard(session)
+        found = liveness.check(
+            agents.records.values(), clock.now(), TIMEOUTS, announced_lost=frozenset(),
+            warm_until=until,
+        )  # fmt: skip
+        steps.append((liveness.warming(clock.now(), until), found.warmed))
+    assert steps == [(True, False), (True, False), (False, True)]
+    assert found.reschedule(frozenset()), "the end of the warm-up places what is missing"
+
+
+@given(st.lists(st.floats(0, 3 * TIMEOUT, allow_nan=False), min_size=1, max_size=8))
+def test_whatever_the_silences_an_agent_is_down_exactly_when_one_exceeds_the_timeout(
+    gaps: list[float],
+) -> None:
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    session = agents.records["h1"].session
+    assert session is not None
+    went_down = []
+    for gap in gaps:
+        clock.advance(gap)
+        went_down.append(check(agents, clock).silent == ("h1",))
+        agents.heard(session)
+    assert went_down == [gap > TIMEOUT for gap in gaps]

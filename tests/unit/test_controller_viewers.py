@@ -6,7 +6,7 @@ import pytest
 
 from stack.controller.errors import InvalidArgument, ResourceExhausted
 from stack.controller.viewers import FollowSlots, ViewerLimits, check_tail, newest_within
-from stack.v1 import types_pb2
+from stack.spec.reports import LogLine
 
 
 def test_each_viewer_holds_its_own_slots_up_to_the_limit() -> None:
@@ -31,7 +31,8 @@ def test_a_tail_beyond_the_limit_is_refused(lines: int) -> None:
 
 
 def test_a_tail_keeps_its_newest_lines_within_its_bytes() -> None:
-    lines = [types_pb2.LogLine(text=str(n) * 10) for n in range(5)]  # 12 bytes each
-    assert [line.text[0] for line in newest_within(lines, 30)] == ["3", "4"]
+    lines = [LogLine(0.0, "h", "w", 1, "out", str(n) * 10) for n in range(5)]
+    each = lines[0].weight
+    assert [line.text[0] for line in newest_within(lines, 2 * each + 1)] == ["3", "4"]
     assert list(newest_within(lines, 1000)) == lines
     assert list(newest_within(lines, 5)) == []

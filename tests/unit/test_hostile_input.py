@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from stack.agent.output import MAX_REPLY_BYTES, LogHub, ShipRate
 from stack.agent.process import SpawnError, worker_ids
 from stack.controller import desired as d
-from stack.controller.agents import hello_problem
+from stack.controller.agent_service import hello_problem
 from stack.controller.errors import InvalidArgument
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack
 from stack.spec.model import MAX_PROCESSES, NAME_RULE, StreamSpec, WatcherSpec, valid_name
 from stack.v1 import agent_pb2
+from stack.wire.agent import hello_from_proto
 from tests.support.clock import FakeClock
 
 STACK = """
@@ -257,4 +258,4 @@ def test_existing_ids_by_name_or_number_resolve_with_the_users_group() -> None:
 def test_a_hello_with_bad_names_or_oversized_text_is_refused_with_why(
     hello: agent_pb2.Hello, problem: str
 ) -> None:
-    assert hello_problem(hello) == problem
+    assert hello_problem(hello_from_proto(hello)) == problem

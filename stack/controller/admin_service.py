@@ -1,8 +1,8 @@
 """The AdminService: stackctl's API, a thin gRPC edge over the Controller.
 
 Each RPC converts the request, calls the controller and converts the answer.
-Domain errors become gRPC status codes here and only here, with their one-line
-message; a refused request changes nothing.
+Domain errors become gRPC status codes here and only here (`STATUS_CODES`), with
+their one-line message; a refused request changes nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +14,17 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from stack.controller.cluster import ClusterView
 from stack.controller.controller import Controller
-from stack.controller.errors import ControllerError, InvalidArgument, NotLeader
+from stack.controller.errors import (
+    Conflict,
+    ControllerError,
+    InvalidArgument,
+    NotFound,
+    NotLeader,
+    ResourceExhausted,
+    Unavailable,
+)
 from stack.controller.status import agents_reply, status_reply
 from stack.controller.viewers import check_tail
 from stack.loglines import SeenLines
@@ -23,8 +32,10 @@ from stack.security.certs import Role
 from stack.security.tls import is_local_peer, peer_identity
 from stack.spec.dump import dump_stack, dump_watcher
 from stack.spec.model import NAME_RULE, valid_name
+from stack.spec.reports import LogLine
 from stack.spec.secrets import masked
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from stack.wire.agent import event_to_proto, line_to_proto
 from stack.wire.spec import watcher_to_proto
 
 LEADER_KEY = "stack-leader"
@@ -37,6 +48,26 @@ client at once that it reached a leader, before any item comes."""
 LAST_SEQ_KEY = "stack-last-seq"
 """Initial metadata of an Events stream: the seq of the last event recorded when it
 opened (a client that has printed nothing yet resumes after it)."""
+
+STATUS_CODES: dict[type[ControllerError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.ABORTED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+"""The status of each of the controller's errors (FencedOut and NotLeader are
+Unavailable); any other ControllerError is INTERNAL."""
+
+
+def status_code(exc: ControllerError) -> grpc.StatusCode:
+    """The gRPC status that tells a caller of `exc`."""
+    for kind in type(exc).__mro__:
+        code = STATUS_CODES.get(kind)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -68,7 +99,7 @@ async def _abort(context: Context, exc: ControllerError) -> None:
     if isinstance(exc, NotLeader):
         metadata.append((LEADER_KEY, exc.leader))
     context.set_trailing_metadata(metadata)
-    await context.abort(exc.code, one_line(str(exc)))
+    await context.abort(status_code(exc), one_line(str(exc)))
 
 
 MAX_DETAILS = 500
@@ -186,7 +217,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.SignalRequest, context: Context
     ) -> admin_pb2.SignalReply:
         check_names("watcher name", request.watcher)
-        agents, processes = self._c.signal(
+        agents, processes = self._c.commands.signal(
             request.watcher, request.signal, request.wid, request.children
         )
         return admin_pb2.SignalReply(agents=agents, processes=processes)
@@ -256,7 +287,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if watcher not in self._c.state.watchers:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
 
-        def wanted(line: types_pb2.LogLine) -> bool:
+        def wanted(line: LogLine) -> bool:
             return (
                 line.watcher == watcher
                 and (not stream or line.stream == stream)
@@ -269,15 +300,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 await context.send_initial_metadata([(STREAM_KEY, "open")])
                 sent = SeenLines()
                 if request.lines > 0:
-                    for line in await self._c.tail(watcher, request.lines, stream, host):
+                    tail = await self._c.commands.tail(watcher, request.lines, stream, host)
+                    for line in tail:
                         if line.at >= request.since:
                             sent.note(line)
-                            yield line
+                            yield line_to_proto(line)
                 # Live lines began before the tail was read: skip the ones it had.
                 replay = sent.replay()
                 while request.follow and (live := await follower.get()) is not None:
                     if not replay.repeats(live):
-                        yield live
+                        yield line_to_proto(live)
 
     async def Events(
         self, request: admin_pb2.EventsRequest, context: Context
@@ -308,12 +340,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 last = request.after_seq
                 for event in kept:
                     last = event.seq
-                    yield event
+                    yield event_to_proto(event)
                 # The follower got every event from the moment it joined: skip the ones sent.
                 while request.follow and (new := await follower.get()) is not None:
                     if new.seq > last:
                         last = new.seq
-                        yield new
+                        yield event_to_proto(new)
 
     @asynccontextmanager
     async def _follow_slot(self, follow: bool, context: Context) -> AsyncIterator[None]:
@@ -352,7 +384,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ControllersRequest, context: Context
     ) -> admin_pb2.ControllersReply:
         """Answered by any controller, leader or not."""
-        return await self._c.controllers()
+        return controllers_reply(await self._c.controllers())
 
     @_unary
     async def Rebalance(
@@ -361,3 +393,26 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         check_names("watcher name", request.watcher)
         moved = self._c.rebalance(request.watcher)
         return admin_pb2.RebalanceReply(watcher=request.watcher, moved=moved)
+
+
+def controllers_reply(view: ClusterView) -> admin_pb2.ControllersReply:
+    """The group of controllers as `stackctl controllers` reads it."""
+    return admin_pb2.ControllersReply(
+        leader_address=view.leader_address,
+        fencing_token=view.fencing_token,
+        store=view.store,
+        answered_by=view.answered_by,
+        controllers=[
+            admin_pb2.ControllerInfo(
+                controller_id=info.controller_id,
+                address=info.address,
+                leader=info.leader,
+                version=info.version,
+            )
+            for info in view.controllers
+        ],
+        members=[
+            admin_pb2.StoreMember(endpoint=m.endpoint, healthy=m.healthy, error=m.error)
+            for m in view.members
+        ],
+    )

@@ -1,0 +1,105 @@
+"""Which agents are down, which are lost, and when a new leader has waited long enough.
+Pure: the time is an argument.
+
+An agent silent for longer than `agent_timeout` is down: its processes show as UNKNOWN
+and it keeps its share. Down for `reschedule_after`, it is lost: its share of spread
+watchers moves to other agents. A controller that takes over a stored stack waits one
+agent timeout before placing anything that no agent reports (`warm_until`): agents are
+reconnecting, and a worker placed before its agent said it runs it would run twice.
+The controller's check (a few times per timeout) applies what `check` decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from stack.controller.agents import AgentRecord
+from stack.controller.events import Note
+from stack.spec.reports import Severity
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The two delays of liveness (from ControllerSettings)."""
+
+    agent_timeout: float
+    """Seconds of silence after which an agent is down."""
+    reschedule_after: float
+    """Seconds down after which an agent is lost."""
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What one check found."""
+
+    silent: tuple[str, ...]
+    """Ready agents silent for longer than the timeout: to mark down now, in host order."""
+    lost: frozenset[str]
+    """Agents down for reschedule_after or more (the silent ones counted down from now)."""
+    notes: tuple[Note, ...]
+    """Events to record: each agent gone silent, each agent newly lost."""
+    warmed: bool
+    """The warm-up after a takeover ended with this check."""
+
+    def reschedule(self, lost_before: frozenset[str]) -> bool:
+        """Whether placement must be made anew (it last saw `lost_before` lost)."""
+        return bool(self.silent) or self.lost != lost_before or self.warmed
+
+
+def warm_until(now: float, timeouts: Timeouts, stored_watchers: bool) -> float:
+    """When a controller taking over at `now` may place what no agent reports (0: at
+    once, with nothing stored)."""
+    return now + timeouts.agent_timeout if stored_watchers else 0.0
+
+
+def warming(now: float, until: float) -> bool:
+    """Whether agents still have time to report before placement fills the gaps."""
+    return now < until
+
+
+def check(
+    records: Iterable[AgentRecord],
+    now: float,
+    timeouts: Timeouts,
+    *,
+    announced_lost: frozenset[str],
+    warm_until: float,
+) -> Liveness:
+    """Silence, loss and the end of the warm-up at monotonic `now`.
+
+    `announced_lost` are the agents an `agent_lost` event was recorded for (while they
+    stay lost, none again); `warm_until` is 0 once the warm-up is over.
+    """
+    silent: list[str] = []
+    lost: set[str] = set()
+    for record in records:
+        if record.ready and now - record.last_seen_mono > timeouts.agent_timeout:
+            silent.append(record.host_id)
+            down_since = now
+        elif not record.ready:
+            down_since = record.down_since
+        else:
+            continue
+        if now - down_since >= timeouts.reschedule_after:
+            lost.add(record.host_id)
+    silent.sort()
+    notes = [
+        Note(
+            "agent_down",
+            f"agent {host_id} silent for {timeouts.agent_timeout:g}s",
+            severity=Severity.WARNING,
+        )
+        for host_id in silent
+    ]
+    notes += [
+        Note(
+            "agent_lost",
+            f"agent {host_id} down for {timeouts.reschedule_after:g}s: "
+            "its share of spread watchers moves to other agents",
+            severity=Severity.WARNING,
+        )
+        for host_id in sorted(lost - announced_lost)
+    ]
+    warmed = bool(warm_until) and not warming(now, warm_until)
+    return Liveness(tuple(silent), frozenset(lost), tuple(notes), warmed)

@@ -1,0 +1,208 @@
+"""Scheduling decisions: where every worker runs, and what each host is sent. Pure.
+
+The controller's scheduler (scheduler.py) gathers the world — the desired state, what
+each agent reports, the placement it made last, which agents are lost, whether it is
+still warming up after taking over — and calls `plan`; the answer is a new placement
+and one Assignment per ready host, which the scheduler sends where it changed. Nothing
+here reads a clock, a socket or the store, so every rule is a table test away.
+
+What a host holds is what was placed there, else what it reports (see `holdings`), so
+a worker id queued to an agent that has not started it yet does not move. A down agent
+keeps its share until it has been down for reschedule_after (then it is lost); a drained
+one keeps each process until its replacement runs elsewhere (`handoff`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from stack.controller.agents import AgentRecord
+from stack.controller.assignments import build_assignment
+from stack.controller.desired import DesiredState
+from stack.controller.placement import DOWN, GONE, READY, AgentView, Placement, place, rebalance
+from stack.spec.assignment import Assignment
+from stack.spec.observed import ProcessState
+
+Holdings = dict[str, dict[str, frozenset[int]]]
+"""host id -> watcher -> worker ids it holds now."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do after a change of the world."""
+
+    placement: Placement
+    assignments: Mapping[str, Assignment]
+    """host id -> its whole share, for every ready host with a session."""
+
+
+def lost_hosts(
+    records: Iterable[AgentRecord], now: float, reschedule_after: float
+) -> frozenset[str]:
+    """Hosts down for at least `reschedule_after` seconds at monotonic `now`: their share
+    belongs elsewhere."""
+    return frozenset(
+        r.host_id for r in records if not r.ready and now - r.down_since >= reschedule_after
+    )
+
+
+def agent_state(record: AgentRecord, drained: frozenset[str], lost: frozenset[str]) -> str:
+    """READY, DOWN (keeps its share for now) or GONE (its share moves)."""
+    if record.host_id in drained or record.host_id in lost:
+        return GONE
+    return READY if record.ready else DOWN
+
+
+def views(
+    records: Sequence[AgentRecord], state: DesiredState, lost: frozenset[str]
+) -> list[AgentView]:
+    """What placement reads of each agent."""
+    return [AgentView(r.host_id, agent_state(r, state.drained, lost), r.labels) for r in records]
+
+
+def holdings(records: Sequence[AgentRecord], placement: Placement) -> Holdings:
+    """What each host holds now: what was placed there, else (after a restart or a return
+    from the dead) what it reports running, less what another host was given meanwhile
+    and runs: a returning host stops its surplus, the takeover keeps running."""
+    owner = {
+        (watcher, wid): record.host_id
+        for record in records
+        for watcher, wids in record.wids().items()
+        for wid in wids
+        if wid in placement.wids(record.host_id, watcher)
+    }
+    current: Holdings = {}
+    for record in records:
+        host_id = record.host_id
+        placed = placement.hosts.get(host_id, {})
+        reported = record.wids()
+        current[host_id] = {
+            watcher: frozenset(placed[watcher])
+            if watcher in placed
+            else frozenset(
+                wid for wid in reported[watcher] if owner.get((watcher, wid), host_id) == host_id
+            )
+            for watcher in {*placed, *reported}
+        }
+    return current
+
+
+def only_reported(
+    placement: Placement, state: DesiredState, records: Iterable[AgentRecord]
+) -> Placement:
+    """`placement` less the processes of active watchers that no agent reports yet.
+
+    Just after a controller takes over with a stored stack, agents are still
+    reconnecting: placing missing workers before every agent has said what it runs
+    would start duplicates and then stop the originals. Until the warm-up is over,
+    each agent keeps exactly what it reports.
+    """
+    reported = {record.host_id: record.wids() for record in records}
+    hosts = {
+        host_id: {
+            watcher: wids
+            if not state.watchers[watcher].active
+            else tuple(w for w in wids if w in reported.get(host_id, {}).get(watcher, ()))
+            for watcher, wids in by_watcher.items()
+        }
+        for host_id, by_watcher in placement.hosts.items()
+    }
+    return Placement(hosts=hosts, pending=placement.pending)
+
+
+def handoff(draining: AgentRecord, ready: Iterable[AgentRecord]) -> dict[str, frozenset[int]]:
+    """The drained host's processes whose replacement does not run elsewhere yet."""
+    running_elsewhere = {
+        (proc.watcher, proc.wid)
+        for record in ready
+        if record.host_id != draining.host_id
+        for proc in record.observed.processes
+        if proc.state == ProcessState.RUNNING
+    }
+    keep: dict[str, set[int]] = {}
+    for proc in draining.observed.processes:
+        if proc.pid and (proc.watcher, proc.wid) not in running_elsewhere:
+            keep.setdefault(proc.watcher, set()).add(proc.wid)
+    return {watcher: frozenset(wids) for watcher, wids in keep.items()}
+
+
+def assignments(
+    state: DesiredState, placement: Placement, ready: Sequence[AgentRecord], term: int
+) -> dict[str, Assignment]:
+    """Each ready host's Assignment under fencing token `term`."""
+    return {
+        record.host_id: build_assignment(
+            state,
+            placement,
+            record.host_id,
+            term,
+            handoff(record, ready) if record.host_id in state.drained else None,
+        )
+        for record in ready
+    }
+
+
+def plan(
+    state: DesiredState,
+    records: Sequence[AgentRecord],
+    placement: Placement,
+    *,
+    lost: frozenset[str],
+    warming: bool,
+    term: int,
+) -> Plan:
+    """Place anew and build every ready host's Assignment.
+
+    `records` are every known agent in host id order, `placement` the last one made,
+    `lost` the agents down past reschedule_after, `warming` whether the controller is
+    still giving agents their time to report after taking over.
+    """
+    placed = place(state.demand(), views(records, state, lost), holdings(records, placement))
+    if warming:
+        placed = only_reported(placed, state, records)
+    return Plan(placed, assignments(state, placed, ready_of(records), term))
+
+
+def rebalanced(
+    watcher: str,
+    state: DesiredState,
+    records: Sequence[AgentRecord],
+    placement: Placement,
+    *,
+    lost: frozenset[str],
+    term: int,
+) -> tuple[Plan, int]:
+    """Spread `watcher` evenly again: the new plan, and how many of its processes move."""
+    placed = rebalance(
+        watcher, state.demand(), views(records, state, lost), holdings(records, placement)
+    )
+    moved = sum(
+        len(set(placed.wids(host, watcher)) - set(placement.wids(host, watcher)))
+        for host in placed.hosts
+    )
+    return Plan(placed, assignments(state, placed, ready_of(records), term)), moved
+
+
+def ready_of(records: Iterable[AgentRecord]) -> list[AgentRecord]:
+    """The ready agents with a live session."""
+    return [r for r in records if r.ready and r.session is not None]
+
+
+def placed_ids(placement: Placement) -> dict[str, set[int]]:
+    """watcher -> every worker id placed on some host."""
+    placed: dict[str, set[int]] = {}
+    for by_watcher in placement.hosts.values():
+        for watcher, wids in by_watcher.items():
+            placed.setdefault(watcher, set()).update(wids)
+    return placed
+
+
+def placed_where(placement: Placement) -> dict[tuple[str, int], str]:
+    """(watcher, wid) -> the host it is placed on."""
+    return {
+        (watcher, wid): host
+        for host, by_watcher in placement.hosts.items()
+        for watcher, wids in by_watcher.items()
+        for wid in wids
+    }

@@ -1,0 +1,138 @@
+"""The scheduler: applies schedule.plan to the controller's world.
+
+It owns the placement, the warm-up deadline of a takeover and the set of agents last
+seen lost; `reschedule` gathers the world, asks `schedule.plan` what to do and queues
+each host's Assignment where it changed. Agent messages come in storms (a thousand
+agents reconnecting after a controller restart), so they reschedule once per
+RESCHEDULE_WINDOW (`reschedule_soon`); operator changes reschedule at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from stack.controller import schedule
+from stack.controller.liveness import warming
+from stack.controller.placement import Placement
+from stack.spec.assignment import Assignment
+
+if TYPE_CHECKING:
+    from stack.controller.agents import AgentRecord
+    from stack.controller.controller import Controller
+
+RESCHEDULE_WINDOW = 0.05
+"""Seconds of agent messages gathered into one reschedule (see `reschedule_soon`)."""
+
+
+class Scheduler:
+    """Placement and Assignments for one controller while it leads."""
+
+    def __init__(self, controller: Controller) -> None:
+        self._c = controller
+        self.placement = Placement()
+        self.warm_until = 0.0
+        """Monotonic time the warm-up after a takeover ends (0: over, or none)."""
+        self.lost: frozenset[str] = frozenset()
+        """Agents down past reschedule_after at the last placement."""
+        self._handle: asyncio.TimerHandle | None = None
+        self._placed_for: Placement | None = None
+        self._placed_where: dict[tuple[str, int], str] = {}
+
+    def reset(self) -> None:
+        """Forget everything (leadership ended)."""
+        self.cancel()
+        self.placement = Placement()
+        self.lost = frozenset()
+
+    def cancel(self) -> None:
+        """Drop a pending `reschedule_soon`."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def warming_up(self) -> bool:
+        """Whether agents still have time to report after a takeover (see liveness.py)."""
+        return warming(self._c.clock(), self.warm_until)
+
+    def warm_in(self) -> float:
+        """Seconds until the agents had their time to reconnect (0: they had it)."""
+        return max(0.0, self.warm_until - self._c.clock())
+
+    def reschedule_soon(self) -> None:
+        """Reschedule once for all the agent messages of the next RESCHEDULE_WINDOW."""
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(RESCHEDULE_WINDOW, self._deferred)
+
+    def _deferred(self) -> None:
+        self._handle = None
+        if not self._c.stopping:
+            self.reschedule()
+
+    def reschedule(self) -> None:
+        """Place anew and queue a new Assignment to every host whose share changed."""
+        c = self._c
+        self.lost = schedule.lost_hosts(
+            c.agents.records.values(), c.clock(), c.settings.reschedule_after
+        )
+        plan = schedule.plan(
+            c.state,
+            self._records(),
+            self.placement,
+            lost=self.lost,
+            warming=self.warming_up(),
+            term=c.term,
+        )
+        self._apply(plan)
+
+    def rebalance(self, watcher: str) -> int:
+        """Spread a watcher's processes evenly again; return how many move."""
+        c = self._c
+        plan, moved = schedule.rebalanced(
+            watcher, c.state, self._records(), self.placement, lost=self.lost, term=c.term
+        )
+        self._apply(plan)
+        return moved
+
+    def placed(self) -> dict[str, set[int]]:
+        """watcher -> every worker id placed on some host now."""
+        return schedule.placed_ids(self.placement)
+
+    def placed_where(self) -> dict[tuple[str, int], str]:
+        """(watcher, wid) -> the host it is placed on, computed once per placement
+        (agents' reports read it often)."""
+        if self._placed_for is not self.placement:
+            self._placed_where = schedule.placed_where(self.placement)
+            self._placed_for = self.placement
+        return self._placed_where
+
+    def _records(self) -> list[AgentRecord]:
+        return [record for _, record in sorted(self._c.agents.records.items())]
+
+    def _apply(self, plan: schedule.Plan) -> None:
+        """Keep the plan's placement; queue each Assignment that differs from the last
+        one its session was sent."""
+        self.placement = plan.placement
+        c = self._c
+        for host_id, assignment in plan.assignments.items():
+            record = c.agents.records[host_id]
+            session = record.session
+            assert session is not None
+            if assignment == session.last_assignment:
+                continue
+            session.last_assignment = assignment
+            _note_assigned(record, assignment, c.state.watchers)
+            session.send(assignment, c.term)
+
+
+def _note_assigned(
+    record: AgentRecord, assignment: Assignment, watchers: Mapping[str, object]
+) -> None:
+    """Remember which worker ids `record`'s host was ever told of (what it may report),
+    forgetting watchers no longer in the desired state."""
+    for share in assignment.watchers:
+        record.assigned.setdefault(share.spec.name, set()).update(share.wids)
+    for gone in [name for name in record.assigned if name not in watchers]:
+        del record.assigned[gone]

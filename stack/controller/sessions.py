@@ -1,0 +1,183 @@
+"""Agents' sessions, as the controller applies them: hello, messages, goodbye, silence.
+
+The AgentService (agent_service.py) decodes what agents send and calls these hooks;
+they keep each agent's record, screen its reports (containment.py), file its events and
+output lines, and tell the scheduler and the rollout driver when the world changed.
+Whether agents are down or lost, and what to record about it, is decided by
+liveness.check; the refusal warnings by containment.announce.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from stack.controller import liveness
+from stack.controller.agents import AgentRecord, AgentSession
+from stack.controller.containment import Entitlement, announce, screen
+from stack.spec.observed import Observed
+from stack.spec.reports import Severity
+from stack.spec.session import AgentMessage, EventBatch, Hello, LogBatch, TailReply, Welcome
+
+if TYPE_CHECKING:
+    from stack.controller.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+class AgentSessions:
+    """The controller's side of every agent session (the AgentService's hooks)."""
+
+    def __init__(self, controller: Controller) -> None:
+        self._c = controller
+        self.announced_lost: frozenset[str] = frozenset()
+        """Agents an agent_lost event was recorded for (while they stay lost)."""
+
+    def reset(self) -> None:
+        """Forget what was announced (leadership ended)."""
+        self.announced_lost = frozenset()
+
+    @property
+    def stopping(self) -> bool:
+        return self._c.stopping
+
+    def redirect(self) -> str | None:
+        """None while this controller leads; else where agents should go ("" if unknown)."""
+        return None if self._c.leading else self._c.leader_address
+
+    def agent_connected(self, hello: Hello, peer: str) -> AgentSession:
+        c = self._c
+        session = c.agents.connect(hello, peer)
+        record = c.agents.records[hello.host_id]
+        record.observed = self._screen(record, hello.observed)
+        log.info("agent %s connected from %s", hello.host_id, peer)
+        c.events.record("agent_up", f"agent {hello.host_id} connected")
+        # The heartbeat well inside the agent timeout, whatever the two settings say.
+        heartbeat = min(c.settings.heartbeat_interval, c.settings.agent_timeout / 3)
+        session.send(Welcome(c.settings.controller_id, c.term, heartbeat), c.term)
+        c.scheduler.reschedule_soon()
+        return session
+
+    def agent_message(self, session: AgentSession, message: AgentMessage | None) -> None:
+        c = self._c
+        record, came_back = c.agents.heard(session)
+        if record is None:
+            return
+        if came_back:
+            c.events.record("agent_up", f"agent {record.host_id} is back")
+        now = c.clock()
+        if isinstance(message, Observed):
+            before = record.placement_key()
+            record.observed = self._screen(record, message)
+            c.rollouts.wake()
+            # A mere heartbeat (same workers in the same states) changes no placement.
+            if came_back or record.placement_key() != before:
+                c.scheduler.reschedule_soon()
+        elif isinstance(message, EventBatch):
+            events = c.events.admit(record.host_id, message.events, now)
+            record.meter.refusals.dropped_events += len(message.events) - len(events)
+            for event in events:
+                c.events.add_from_agent(record.host_id, event)
+        elif isinstance(message, LogBatch):
+            c.logs.publish(record.meter.lines(message.lines, now))
+        elif isinstance(message, TailReply):
+            c.logs.deliver(message, record.host_id)
+        elif came_back:
+            c.scheduler.reschedule_soon()
+        self._announce_refusals(record, now)
+
+    def agent_disconnected(self, session: AgentSession) -> None:
+        c = self._c
+        if c.agents.disconnect(session):
+            log.info("agent %s disconnected", session.host_id)
+            c.events.record(
+                "agent_down",
+                f"agent {session.host_id} disconnected",
+                severity=Severity.WARNING,
+            )
+            c.logs.host_gone(session.host_id)
+            c.scheduler.reschedule_soon()
+
+    def check_liveness(self) -> None:
+        """Mark down the agents silent for longer than the timeout, announce the lost
+        ones, end the warm-up when due, and reschedule when any of it changes placement
+        (see liveness.check)."""
+        c = self._c
+        now = c.clock()
+        timeouts = liveness.Timeouts(c.settings.agent_timeout, c.settings.reschedule_after)
+        found = liveness.check(
+            c.agents.records.values(),
+            now,
+            timeouts,
+            announced_lost=self.announced_lost,
+            warm_until=c.scheduler.warm_until,
+        )
+        for host_id in found.silent:
+            log.warning("agent %s silent for %.1fs: down", host_id, timeouts.agent_timeout)
+            c.agents.mark_down(host_id, now)
+        for note in found.notes:
+            c.events.note(note)
+        for host_id in found.silent:
+            c.logs.host_gone(host_id)
+        self.announced_lost = found.lost
+        for record in c.agents.records.values():
+            self._announce_refusals(record, now)
+        if found.warmed:
+            c.scheduler.warm_until = 0.0
+        if found.reschedule(c.scheduler.lost):
+            c.scheduler.reschedule()
+
+    def _screen(self, record: AgentRecord, observed: Observed) -> Observed:
+        """What the controller keeps of an agent's report (see containment.screen)."""
+        c = self._c
+        screened = screen(observed, self._entitlement(record), c.settings.agent_limits)
+        refusals = record.meter.refusals
+        if screened.refused:
+            refusals.refused_reports += 1
+        else:
+            refusals.ignored_processes += screened.ignored
+        record.reported = {(p.watcher, p.wid) for p in screened.observed.processes}
+        return screened.observed
+
+    def _entitlement(self, record: AgentRecord) -> Entitlement:
+        """Which workers `record`'s host may report: those an Assignment gave it, and
+        those no host runs for this controller yet that it could be given (after a
+        controller restart, agents report what they run before anything is placed)."""
+        c = self._c
+        where = c.scheduler.placed_where()
+        labels = record.labels
+
+        def may_run(watcher: str, wid: int) -> bool:
+            desired = c.state.watchers.get(watcher)
+            if desired is None:
+                return False
+            if wid in record.assigned.get(watcher, ()) or (wid == 0 and watcher in record.assigned):
+                return True
+            spec = desired.spec
+            if not all(labels.get(key) == value for key, value in spec.placement.labels.items()):
+                return False
+            if wid == 0 or spec.placement.mode == "each":
+                return 0 <= wid <= spec.numprocesses
+            if not 1 <= wid <= spec.numprocesses:
+                return False
+            # Not while the host it is placed on runs it (a claim of another's worker).
+            owner = c.agents.records.get(where.get((watcher, wid), record.host_id))
+            return owner is None or owner is record or (watcher, wid) not in owner.reported
+
+        return may_run
+
+    def _announce_refusals(self, record: AgentRecord, now: float) -> None:
+        """Record the `agent_refused` event containment.announce asks for, if any."""
+        told = announce(
+            record.host_id,
+            record.meter.refusals,
+            record.announced_refusals,
+            record.refusals_announced_at,
+            now,
+        )
+        if told is None:
+            return
+        record.announced_refusals = told.counts
+        record.refusals_announced_at = told.next_at
+        if told.note is not None:
+            self._c.events.note(told.note)

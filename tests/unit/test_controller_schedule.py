@@ -1,0 +1,131 @@
+"""Scheduling as a pure function: the world in, a placement and Assignments out.
+
+Each case builds the agents' records as the controller holds them (what each reports,
+whether it is ready), the desired state and the last placement, and reads the plan.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stack.controller import desired as d
+from stack.controller import schedule
+from stack.controller.agents import AgentRecord, AgentSession
+from stack.controller.placement import DOWN, GONE, READY, Placement
+from stack.spec.load import load_stack
+from stack.spec.observed import Observed, ProcessState, ProcessStatus
+
+WEB = '[watchers.web]\ncmd = "serve"\nnumprocesses = 3\n'
+
+
+def state(text: str = WEB) -> d.DesiredState:
+    new, _ = d.apply_stack(d.DesiredState(), load_stack(text, "t.toml"))
+    return new
+
+
+def agent(host: str, *wids: int, ready: bool = True, running: bool = True) -> AgentRecord:
+    proc_state = ProcessState.RUNNING if running else ProcessState.STARTING
+    processes = tuple(
+        ProcessStatus("web", wid, 100 + wid, proc_state, host_id=host) for wid in wids
+    )
+    record = AgentRecord(host, observed=Observed(processes=processes), ready=ready)
+    record.session = AgentSession(host, 10) if ready else None
+    return record
+
+
+def web(plan: schedule.Plan) -> dict[str, tuple[int, ...]]:
+    """host -> the web worker ids its Assignment names."""
+    return {
+        host: next((s.wids for s in assignment.watchers if s.spec.name == "web"), ())
+        for host, assignment in plan.assignments.items()
+    }
+
+
+def plan(
+    records: list[AgentRecord], placement: Placement | None = None, **kw: object
+) -> schedule.Plan:
+    options: dict[str, object] = {"lost": frozenset(), "warming": False, "term": 1, **kw}
+    desired = options.pop("desired", state())
+    return schedule.plan(desired, records, placement or Placement(), **options)  # type: ignore[arg-type]
+
+
+def test_missing_workers_are_placed_beside_the_ones_reported() -> None:
+    assert web(plan([agent("h1", 1), agent("h2")])) == {"h1": (1, 3), "h2": (2,)}
+
+
+def test_while_warming_up_only_what_agents_report_is_placed() -> None:
+    assert web(plan([agent("h1", 1), agent("h2", 3)], warming=True)) == {"h1": (1,), "h2": (3,)}
+
+
+def test_a_stopped_watcher_is_placed_whole_even_while_warming_up() -> None:
+    stopped = d.stop(state(), ("web",))
+    assert web(plan([agent("h1")], warming=True, desired=stopped)) == {"h1": (1, 2, 3)}
+
+
+@pytest.mark.parametrize(
+    ("ready", "drained", "lost", "expected"),
+    [
+        (True, False, False, READY),
+        (False, False, False, DOWN),
+        (False, False, True, GONE),
+        (True, True, False, GONE),
+    ],
+)
+def test_an_agent_is_ready_down_or_gone(
+    ready: bool, drained: bool, lost: bool, expected: str
+) -> None:
+    record = agent("h1", ready=ready)
+    assert (
+        schedule.agent_state(
+            record,
+            frozenset({"h1"}) if drained else frozenset(),
+            frozenset({"h1"}) if lost else frozenset(),
+        )
+        == expected
+    )
+
+
+def test_a_down_agent_keeps_its_share_and_a_lost_one_gives_it_up() -> None:
+    before = Placement(hosts={"h1": {"web": (1, 2)}, "h2": {"web": (3,)}})
+    records = [agent("h1", 1, 2, ready=False), agent("h2", 3)]
+    assert web(plan(records, before)) == {"h2": (3,)}
+    assert web(plan(records, before, lost=frozenset({"h1"}))) == {"h2": (1, 2, 3)}
+
+
+def test_a_returning_host_does_not_take_back_what_another_was_given_and_runs() -> None:
+    before = Placement(hosts={"h2": {"web": (1, 2, 3)}})
+    records = [agent("h1", 1), agent("h2", 1, 2, 3)]
+    assert schedule.holdings(records, before)["h1"] == {"web": frozenset()}
+    assert web(plan(records, before)) == {"h1": (), "h2": (1, 2, 3)}
+
+
+def test_a_drained_host_keeps_each_process_until_its_replacement_runs_elsewhere() -> None:
+    drained = d.drain(state(), "h1")
+    before = Placement(hosts={"h1": {"web": (1, 2)}, "h2": {"web": (3,)}})
+    records = [agent("h1", 1, 2), agent("h2", 3)]
+    first = plan(records, before, desired=drained)
+    assert web(first) == {"h1": (1, 2), "h2": (1, 2, 3)}
+    records[1] = agent("h2", 1, 3)  # 1 runs on h2 now, 2 is still starting there
+    records[1].observed = Observed(
+        processes=(
+            *records[1].observed.processes,
+            ProcessStatus("web", 2, 0, ProcessState.STARTING, host_id="h2"),
+        )
+    )
+    assert web(plan(records, first.placement, desired=drained))["h1"] == (2,)
+
+
+def test_only_ready_agents_with_a_session_get_an_assignment_under_the_term() -> None:
+    found = plan([agent("h1", 1), agent("h2", ready=False)], term=9)
+    assert sorted(found.assignments) == ["h1"]
+    assert found.assignments["h1"].fencing_token == 9
+
+
+def test_rebalancing_moves_ids_to_an_agent_that_joined() -> None:
+    before = Placement(hosts={"h1": {"web": (1, 2, 3)}})
+    records = [agent("h1", 1, 2, 3), agent("h2")]
+    moved_plan, moved = schedule.rebalanced(
+        "web", state(), records, before, lost=frozenset(), term=1
+    )
+    assert moved == 1
+    assert web(moved_plan) == {"h1": (1, 2), "h2": (3,)}
