@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stack.agent.clock import SYSTEM, Clock
+from stack.agent.control_signals import unblocked_for_child
 from stack.agent.process import SpawnError, as_user
 from stack.agent.reaper import Reaper, describe
 from stack.agent.sockets import BoundSocket
@@ -278,15 +279,16 @@ async def _exec(target: str, ctx: CheckContext) -> None:
     done: asyncio.Future[int] = loop.create_future()
     try:
         argv = as_user(argv, ctx.uid, ctx.gid)
-        popen = subprocess.Popen(  # no user/group: see stack.agent.process
-            argv,
-            env=env,
-            cwd=ctx.cwd or None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            process_group=0,
-        )
+        with unblocked_for_child():
+            popen = subprocess.Popen(  # no user/group: see stack.agent.process
+                argv,
+                env=env,
+                cwd=ctx.cwd or None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                process_group=0,
+            )
     except SpawnError as exc:
         raise CheckFailed(str(exc)) from None
     except (OSError, subprocess.SubprocessError) as exc:

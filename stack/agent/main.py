@@ -4,7 +4,8 @@ Start-up order matters: adopt what a previous life of the agent left running, ap
 the persisted Assignment around it (so workers run even while the controller is
 unreachable), then connect. SIGTERM/SIGINT stop every worker gracefully, close the
 sockets and exit 0. SIGHUP re-executes the agent in place (see reexec.py): a newly
-installed version and the flags file take effect, and no worker stops.
+installed version and the flags file take effect, and no worker stops. The three are
+read from a signalfd (see control_signals.py), so none is lost across a re-execution.
 
 Under systemd (`Type=notify`) the agent reports READY=1 as soon as the persisted
 Assignment is applied: it never waits for the controller, since an agent must serve
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
 
-from stack.agent import flags_file, reexec
+from stack.agent import control_signals, flags_file, reexec
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover
 from stack.agent.reexec import ReexecError
@@ -293,38 +294,54 @@ STATUS_INTERVAL = 2.0
 
 
 class _Signals:
-    """SIGTERM/SIGINT (stop) and SIGHUP (re-execute), as flags and one wake-up event."""
+    """SIGTERM/SIGINT (stop) and SIGHUP (re-execute), read from the signalfd (see
+    control_signals.py), as flags and one wake-up event."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: control_signals.SignalFd) -> None:
+        self.source = source
         self.stop = False
         self.reload_at = 0.0
         """Monotonic time of the pending SIGHUP; 0: none."""
         self.wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop)
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
-        reexec.release_held_signals()  # held across an exec until these handlers exist
+    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.source.fileno(), self._read)
+        self._read()
 
-    def _stop(self) -> None:
-        self.stop = True
-        self.wake.set()
+    def stop_listening(self) -> None:
+        """Read no more: whatever is sent from now on stays pending for the next image
+        (or for this one, should the exec fail). A reload asked for since the last one
+        began is left pending too, for the next image to honour."""
+        if self._loop is not None:
+            self._loop.remove_reader(self.source.fileno())
+            self._loop = None
+        if self.reload_at:
+            self.reload_at = 0.0
+            control_signals.pend(signal.SIGHUP)
 
-    def _reload(self) -> None:
-        self.reload_at = self.reload_at or time.monotonic()
-        self.wake.set()
+    def _read(self) -> None:
+        for signum in self.source.read():
+            if signum == signal.SIGHUP:
+                self.reload_at = self.reload_at or time.monotonic()
+            else:
+                self.stop = True
+            self.wake.set()
 
 
 async def run(
-    settings: AgentSettings, notifier: Notifier | None = None, handover: Handover | None = None
+    settings: AgentSettings,
+    source: control_signals.SignalFd,
+    notifier: Notifier | None = None,
+    handover: Handover | None = None,
 ) -> Handover | None:
-    """Run until SIGTERM/SIGINT, which stops every worker before returning None; or until
-    a SIGHUP whose check passed: then return the handover for the next image, every
-    worker left running."""
+    """Run until SIGTERM/SIGINT (read from `source`), which stops every worker before
+    returning None; or until a SIGHUP whose check passed: then return the handover for
+    the next image, every worker left running."""
     notifier = notifier or Notifier(None)
-    signals = _Signals()
-    signals.install(asyncio.get_running_loop())
+    signals = _Signals(source)
+    signals.listen(asyncio.get_running_loop())
     program = reexec.this_program()
     result: Handover | None = None
     async with Engine(settings, handover) as engine:
@@ -349,7 +366,7 @@ async def run(
                     continue
                 if signals.stop:
                     break
-                reexec.hold_signals()  # a TERM from now on is for the next image
+                signals.stop_listening()  # a TERM from now on is for the next image
                 log.info("re-executing %s in place; every worker keeps running", program.path)
                 notifier.reloading("re-executing in place; workers keep running")
                 for task in tasks:
@@ -403,6 +420,7 @@ async def _report_status(notifier: Notifier, session: Session, engine: Engine) -
 
 
 def main(argv: list[str] | None = None) -> None:
+    control_signals.hold()  # before any thread starts: each inherits the mask
     arguments = parse_args(argv)
     settings = arguments.settings
     logging.basicConfig(
@@ -426,8 +444,9 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s: adopting the workers from the records on disk", exc)
         handover = None
     notifier = Notifier.from_environment()
+    source = control_signals.SignalFd()
     while True:
-        handover = asyncio.run(run(settings, notifier, handover))
+        handover = asyncio.run(run(settings, source, notifier, handover))
         if handover is None:
             return
         program = reexec.this_program()

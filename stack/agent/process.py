@@ -44,6 +44,7 @@ import psutil
 
 from stack.agent.adoption import live_group_member, read_stat
 from stack.agent.clock import SYSTEM, Clock
+from stack.agent.control_signals import unblocked_for_child
 from stack.agent.records import PipeRecord, StopRecord, WorkerRecord
 from stack.agent.sockets import FD_FLOOR
 from stack.spec.model import WatcherSpec, version_label
@@ -360,17 +361,18 @@ def spawn(
         os.close(out_w)
         raise SpawnError(f"spawn error: output pipe: {exc}") from None
     try:
-        popen = subprocess.Popen(  # no user/group/extra_groups: see the module docstring
-            argv,
-            env=launch.env,
-            cwd=spec.working_dir or None,
-            stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
-            stdout=out_w,
-            stderr=err_w,
-            pass_fds=(*launch.pass_fds, out_r, err_r),
-            process_group=0,
-            umask=spec.umask,
-        )
+        with unblocked_for_child():  # the agent holds HUP/TERM/INT: the worker must not
+            popen = subprocess.Popen(  # no user/group/extra_groups: see the module docstring
+                argv,
+                env=launch.env,
+                cwd=spec.working_dir or None,
+                stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(*launch.pass_fds, out_r, err_r),
+                process_group=0,
+                umask=spec.umask,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         os.close(out_r)
         os.close(err_r)

@@ -15,10 +15,10 @@ this handover's format, the agent says why in one line, raises a `reload_failed`
 event and carries on as it is. The check is spawned without fork handlers (no
 preexec_fn, no user change: Popen's vfork path) and reaped by the agent's reaper.
 
-Signals that would change the agent's course (HUP, TERM, INT) are blocked from the
-moment the agent commits to the exec until the new image has installed its handlers:
-a second HUP or a TERM sent meanwhile is delivered then, instead of being lost or
-killing the agent with the default action.
+Signals that would change the agent's course (HUP, TERM, INT) are read from a signalfd
+(control_signals.py). From the moment the agent commits to the exec it reads none:
+a second HUP or a TERM sent meanwhile stays pending across the exec and the new image
+reads it, instead of being lost or killing the agent with the default action.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from stack.agent.control_signals import unblocked_for_child
 from stack.agent.handover import FORMAT, Handover, from_bytes, to_bytes
 from stack.agent.reaper import Reaper, describe
 
@@ -41,7 +42,6 @@ HANDOVER_ENV = "STACK_AGENT_HANDOVER"
 CHECK_FLAG = "--check"
 CHECK_TIMEOUT = 60.0
 """Seconds the new program's check may take (importing on a loaded host is slow)."""
-HELD_SIGNALS = frozenset({signal.SIGHUP, signal.SIGTERM, signal.SIGINT})
 
 
 class ReexecError(Exception):
@@ -110,15 +110,16 @@ async def check(program: Program, reaper: Reaper, host_id: str, data_dir: Path) 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     try:
-        popen = subprocess.Popen(
-            [*program.argv, CHECK_FLAG],
-            executable=program.path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            process_group=0,
-        )
+        with unblocked_for_child():
+            popen = subprocess.Popen(
+                [*program.argv, CHECK_FLAG],
+                executable=program.path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                process_group=0,
+            )
     except OSError as exc:
         raise ReexecError(f"cannot run {program.path}: {exc.strerror}") from None
 
@@ -224,7 +225,6 @@ def exec_into(program: Program, handover: Handover, keep: list[int]) -> NoReturn
             os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        hold_signals()
         os.execve(program.path, program.argv, env)
     except OSError:
         for fd in keep:
@@ -255,17 +255,6 @@ def take_handover() -> Handover | None:
         return from_bytes(b"".join(chunks))
     except ValueError as exc:
         raise ReexecError(str(exc)) from None
-
-
-def hold_signals() -> None:
-    """Keep HUP, TERM and INT pending from now until `release_held_signals` (which the
-    next image, or this one carrying on after a failed exec, calls)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
-
-
-def release_held_signals() -> None:
-    """Deliver what `hold_signals` kept pending (once this image's handlers are installed)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
 def kept_fds(handover: Handover) -> list[int]:

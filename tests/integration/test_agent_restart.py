@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 
 from stack.v1 import admin_pb2, types_pb2
 from tests.support.cluster import Cluster
@@ -294,3 +295,124 @@ def test_a_sigterm_during_the_exec_is_kept_for_the_new_image_which_stops_every_w
     assert "agent_reexecuted" in text, "the new image took over, then stopped"
     wait_for(lambda: not worker_processes(cluster.tag), 10, "every worker stopped")
     assert all(f"pid {pid} stopped" in text for pid in pids.values())
+
+
+CONTROL_BITS = {signal.SIGHUP: "HUP", signal.SIGINT: "INT", signal.SIGTERM: "TERM"}
+
+
+def blocked_signals(pid: int, tid: int | None = None) -> set[str]:
+    """Which of HUP, INT and TERM the thread `tid` of `pid` (its main thread) blocks."""
+    status = Path(f"/proc/{pid}/task/{tid or pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    return {name for signum, name in CONTROL_BITS.items() if mask & (1 << (signum - 1))}
+
+
+def test_no_thread_of_the_agent_takes_hup_term_or_int_and_no_worker_blocks_them(
+    cluster: Cluster,
+) -> None:
+    """A thread that does not block them would take them from the agent's signalfd:
+    one of gRPC's threads took a TERM sent during a re-execution, and it was lost."""
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+    pids = cluster.wait_running("w", 2)
+    agent = cluster.agent.pid
+    for _ in range(2):  # the first image, then one started by a re-execution
+        threads = [int(tid) for tid in os.listdir(f"/proc/{agent}/task")]
+        assert len(threads) > 1, "the agent runs gRPC's threads beside its own"
+        for tid in threads:
+            assert blocked_signals(agent, tid) == {"HUP", "INT", "TERM"}, f"thread {tid}"
+        for wid, pid in pids.items():
+            assert blocked_signals(pid) == set(), f"w[{wid}] pid {pid} blocks signals"
+        hup_and_wait(cluster)
+        same_workers(cluster, pids)
+    # A worker spawned by the new image does not inherit the agent's mask either.
+    cluster.stackctl("scale", "w", "3", check=True)
+    new = set(cluster.wait_running("w", 3).values()) - set(pids.values())
+    assert [blocked_signals(pid) for pid in new] == [set()]
+
+
+def _check_child(agent: int) -> bool:
+    for path in Path(f"/proc/{agent}/task").glob("*/children"):
+        for pid in path.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"--check" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    return True
+    return False
+
+
+def _execed(agent: int) -> bool:
+    return b"STACK_AGENT_HANDOVER=" in Path(f"/proc/{agent}/environ").read_bytes()
+
+
+STAGES = {
+    # stage: (reached, still there once the agent is paused)
+    "checking": (
+        lambda c: _check_child(c.agent.pid),
+        lambda c: "re-executing" not in c.agent.output(),
+    ),
+    "committed": (
+        lambda c: "re-executing" in c.agent.output(),
+        lambda c: not _execed(c.agent.pid),
+    ),
+    "execed": (
+        lambda c: _execed(c.agent.pid),
+        lambda c: "agent_reexecuted" not in c.agent.output(),
+    ),
+    "taken over": (lambda c: "agent_reexecuted" in c.agent.output(), lambda c: True),
+}
+"""The points of a re-execution: the new program's check runs; the agent committed to the
+exec (its old image winds down, gRPC's threads still run); the new image was exec'd and
+starts (imports, nothing listens yet); the new image took over the workers."""
+
+
+def signal_at(cluster: Cluster, stage: str, signum: int) -> None:
+    """HUP the agent and send `signum` when the reload is at `stage`: the agent is paused
+    (SIGSTOP) the moment the stage is seen, gets the signal, and goes on (SIGCONT)."""
+    reached, still_there = STAGES[stage]
+    agent = cluster.agent.pid
+    os.kill(agent, signal.SIGHUP)
+    wait_for(lambda: reached(cluster), 60, f"the reload to reach {stage}", interval=0.001)
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        assert still_there(cluster), f"the agent was paused past {stage}"
+        os.kill(agent, signum)
+    finally:
+        os.kill(agent, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    ("signum", "stage"),
+    [(signal.SIGTERM, stage) for stage in STAGES]
+    + [(signal.SIGINT, "committed"), (signal.SIGINT, "execed")],
+    ids=lambda value: value.name if isinstance(value, signal.Signals) else None,
+)
+def test_a_stop_signal_at_any_point_of_a_reload_stops_every_worker_once_and_the_agent(
+    cluster: Cluster, signum: int, stage: str
+) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+    pids = cluster.wait_running("w", 2)
+    signal_at(cluster, stage, signum)
+    assert cluster.agent.proc is not None
+    assert cluster.agent.proc.wait(60) == 0, cluster.agent.output()[-3000:]
+    text = cluster.agent.output()
+    assert text.count("stopping: stopping every worker") == 1, text[-3000:]
+    for pid in pids.values():
+        assert text.count(f"pid {pid} stopped") == 1, f"pid {pid}: {text[-3000:]}"
+    assert not worker_processes(cluster.tag)
+    # A stop asked for before the agent committed to the exec wins: it does not exec.
+    assert ("agent_reexecuted" in text) == (stage != "checking"), text[-3000:]
+
+
+@pytest.mark.parametrize("stage", ["checking", "committed"])
+def test_a_second_hup_during_a_reload_makes_the_new_image_reload_again(
+    cluster: Cluster, stage: str
+) -> None:
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=2))
+    pids = cluster.wait_running("w", 2)
+    agent = cluster.agent.pid
+    signal_at(cluster, stage, signal.SIGHUP)
+    wait_for(lambda: cluster.agent.output().count("agent_reexecuted") == 2, 60, "a second reload")
+    assert cluster.agent.pid == agent and cluster.agent.alive()
+    same_workers(cluster, pids)
+    assert cluster.agent.stop() == 0
+
