@@ -40,10 +40,10 @@ from stack.agent.reexec import ReexecError
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
 from stack.sdnotify import Notifier
-from stack.security.certs import CertDir, CertError, Role
+from stack.security.layout import CertDir, CertError, Role
 from stack.security.local import check_addresses, is_unix
 from stack.security.safe_files import UnsafeFile, private_dir
-from stack.security.tls import TlsError, is_loopback, load, resolve
+from stack.security.tls_files import TlsError, is_loopback, resolve
 from stack.spec.model import NAME_RULE, valid_name
 from stack.usage import HelpParser, standard_options
 from stack.v1 import types_pb2
@@ -275,6 +275,8 @@ def check_tls(settings: AgentSettings) -> None:
                 settings.controller,
             )
         return
+    from stack.security.tls import load  # cryptography: only with TLS files
+
     try:
         material = load(settings.tls, (Role.agent,))
     except TlsError as exc:

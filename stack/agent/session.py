@@ -33,10 +33,10 @@ import grpc
 import stack
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
-from stack.security.certs import Role
+from stack.security.layout import Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import is_unix
-from stack.security.tls import TlsError, channel_credentials, diagnose, load
+from stack.security.tls_files import TlsError
 from stack.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,8 @@ class Session:
             return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
         if self.settings.tls is None:
             return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        from stack.security.tls import channel_credentials, load  # cryptography: TLS only
+
         try:
             material = load(self.settings.tls, (Role.agent,))
         except TlsError as exc:
@@ -174,6 +176,8 @@ class Session:
             or error.code() != grpc.StatusCode.UNAVAILABLE
         ):
             return text
+        from stack.security.tls import diagnose
+
         reason = await asyncio.to_thread(diagnose, address, self.settings.tls, "controller")
         return f"TLS: {reason}" if reason else text
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from stack.security.local import default_address
-from stack.security.tls import TlsFiles
+from stack.security.tls_files import TlsFiles
 
 
 def default_data_dir() -> Path:

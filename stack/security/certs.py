@@ -13,19 +13,18 @@ The layout under DIR is what `--tls-dir DIR` reads with no other flag:
     users/NAME.crt  users/NAME.key  admin and viewer certificates
 
 Private keys are written 0600 (atomically, never world-readable even briefly)
-and are never printed.
+and are never printed. The names and paths that need no cryptography (Role, Identity,
+CertDir, CertError) live in layout.py and are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime
-import enum
 import ipaddress
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -34,46 +33,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stack.security.layout import CertDir as CertDir
+from stack.security.layout import CertError as CertError
+from stack.security.layout import Identity as Identity
+from stack.security.layout import Role as Role
+from stack.security.layout import check_name as check_name
+
 CA_DAYS = 3650
 """Validity of a new CA: ten years (rotating it means re-issuing everything)."""
 LEAF_DAYS = 365
 """Validity of a new leaf certificate: one year."""
 BACKDATE = datetime.timedelta(minutes=5)
 """Leaf and CA certificates start a little in the past, to absorb clock skew."""
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-"""Names become file names under DIR: no slashes, no surprises."""
-
-
-class CertError(Exception):
-    """A certificate operation failed; str() is one line for the operator."""
-
-
-class Role(enum.StrEnum):
-    """What a certificate's holder is; stored in the subject's OU."""
-
-    agent = "agent"
-    admin = "admin"
-    viewer = "viewer"
-    controller = "controller"
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a certificate says its holder is."""
-
-    role: Role
-    name: str
-    """The CN: the host id for an agent, the person or script for admin and viewer."""
-
-    def __str__(self) -> str:
-        return f"{self.role} {self.name!r}"
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """`name` if it is safe as a CN and a file name, else CertError."""
-    if name in {".", ".."} or not NAME_RE.fullmatch(name):
-        raise CertError(f"invalid {what} {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-    return name
 
 
 def utcnow() -> datetime.datetime:
@@ -303,39 +274,6 @@ def cert_pem(cert: x509.Certificate) -> bytes:
 
 
 # -- the directory --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CertDir:
-    """Where each file lives under a TLS directory (see the module docstring)."""
-
-    root: Path
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.root / "ca.crt"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.root / "ca.key"
-
-    def pair(self, role: Role, name: str) -> tuple[Path, Path]:
-        """(certificate, key) paths for `name` in `role`."""
-        if role is Role.controller:
-            return self.root / "controller.crt", self.root / "controller.key"
-        check_name(name)
-        folder = self.root / ("agents" if role is Role.agent else "users")
-        return folder / f"{name}.crt", folder / f"{name}.key"
-
-    def users(self) -> list[tuple[Identity, Path]]:
-        """Every readable user certificate (admin and viewer), sorted by file name."""
-        found = []
-        for path in sorted((self.root / "users").glob("*.crt")):
-            try:
-                found.append((identity_of(load_cert(path)), path))
-            except CertError:
-                continue
-        return found
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from stack.security import certs
+from stack.security.layout import Role
 from stack.v1 import admin_pb2, types_pb2
 from tests.support.cluster import Cluster
-from tests.support.processes import PYTHON, worker_processes
+from tests.support.processes import AGENT, PYTHON, ROOT, stack_env, worker_processes
 from tests.support.wait import wait_for
 from tests.support.workers import fetch, socket_stack, watcher_toml
 
@@ -416,3 +419,30 @@ def test_a_second_hup_during_a_reload_makes_the_new_image_reload_again(
     same_workers(cluster, pids)
     assert cluster.agent.stop() == 0
 
+
+def _loads_cryptography(argv: list[str]) -> bool:
+    """Whether `argv` (a Python command line) imports cryptography; it must succeed."""
+    proc = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        capture_output=True, text=True, env=stack_env(), cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return any(line.split("|")[-1].strip().startswith("cryptography") for line in
+               proc.stderr.splitlines())  # fmt: skip
+
+
+def test_without_tls_files_neither_the_agent_nor_its_reload_check_loads_cryptography(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Importing cryptography costs each reload 50-70 ms twice (the check, the new image)."""
+    agent = cluster.agent.pid
+    assert "cryptography" not in Path(f"/proc/{agent}/maps").read_text()
+    hup_and_wait(cluster)
+    assert "cryptography" not in Path(f"/proc/{agent}/maps").read_text()
+    assert cluster.agent.argv[:3] == list(AGENT)
+    assert not _loads_cryptography([*cluster.agent.argv, "--check"])
+    # With TLS files, the check does read them (the measure above can see an import).
+    tls = tmp_path / "tls"
+    certs.init_dir(tls, ["localhost"])
+    certs.issue_into(tls, Role.agent, "h1")
+    assert _loads_cryptography([*cluster.agent.argv, "--tls-dir", str(tls), "--check"])
