@@ -378,6 +378,9 @@ class Engine:
         self._restore_sockets(assignment, records.sockets, alive)
         if assignment is not None:
             self.apply(assignment, restored=True)
+        for flapping in records.flapping if same_boot else ():
+            if flapping.watcher in self.watchers:
+                self.watchers[flapping.watcher].restore_flapping(flapping)
         for record, identified in alive:
             if identified.fate is Fate.CHILD:  # an exec whose handover could not be read
                 out, err = _own_pipe(record.out), _own_pipe(record.err)
@@ -652,7 +655,10 @@ class Engine:
         self._records_dirty = False
         workers = [r for w in [*self.watchers.values(), *self._removed] for r in w.records()]
         workers.extend(self._leftover_records())
-        records = Records(self.fencing_token, boot_id(), tuple(workers), self._socket_records())
+        flapping = tuple(f for w in self.watchers.values() for f in w.flapping_records())
+        records = Records(
+            self.fencing_token, boot_id(), tuple(workers), self._socket_records(), flapping
+        )
         try:
             persist.save_state(self.settings.data_dir, records)
         except OSError as exc:

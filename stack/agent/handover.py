@@ -28,7 +28,13 @@ from typing import Any
 from stack.agent.flapping import FlapPhase, FlapState, watcher_summary
 from stack.agent.health import Health, HealthState
 from stack.agent.output import Line
-from stack.agent.records import Records, records_from_json, records_to_json
+from stack.agent.records import (
+    Records,
+    flap_from_json,
+    flap_to_json,
+    records_from_json,
+    records_to_json,
+)
 from stack.agent.wire import LastExit, exit_reason
 
 FORMAT = 1
@@ -106,7 +112,7 @@ def to_bytes(handover: Handover) -> bytes:
         "watchers": [
             {
                 "name": w.name,
-                "flap": _flap_to_json(_watcher_flap(w.name, handover.slots)),
+                "flap": flap_to_json(_watcher_flap(w.name, handover.slots)),
                 "graceful_replace": w.graceful_replace,
             }
             for w in handover.watchers
@@ -134,7 +140,7 @@ def from_bytes(data: bytes) -> Handover:
         if doc.get("format") != FORMAT:
             raise HandoverError(f"format {doc.get('format')!r}, this agent reads {FORMAT}")
         watchers = doc.get("watchers", [])
-        legacy = {str(w["name"]): _flap_from_json(w.get("flap", {})) for w in watchers}
+        legacy = {str(w["name"]): flap_from_json(w.get("flap", {})) for w in watchers}
         return Handover(
             records=records_from_json(doc["records"]),
             assignment=_unb64(doc.get("assignment", "")),
@@ -183,28 +189,6 @@ def _watcher_flap(name: str, slots: tuple[SlotRecord, ...]) -> FlapState:
     )
 
 
-def _flap_to_json(flap: FlapState) -> dict[str, Any]:
-    return {
-        "starts": list(flap.starts),
-        "retries": flap.retries,
-        "phase": flap.phase.value,
-        "retry_at": flap.retry_at,
-        "spawn_failures": flap.spawn_failures,
-        "fatal_reason": flap.fatal_reason,
-    }
-
-
-def _flap_from_json(doc: Any) -> FlapState:
-    return FlapState(
-        starts=tuple(float(t) for t in doc.get("starts", [])),
-        retries=int(doc.get("retries", 0)),
-        phase=FlapPhase(doc.get("phase", FlapPhase.ACTIVE.value)),
-        retry_at=float(doc.get("retry_at", 0.0)),
-        spawn_failures=int(doc.get("spawn_failures", 0)),
-        fatal_reason=str(doc.get("fatal_reason", "")),
-    )
-
-
 def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "watcher": slot.watcher,
@@ -218,7 +202,7 @@ def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
         "message": slot.message,
         "version": slot.version,
         "health": [int(slot.health.health), slot.health.failures, slot.health.message],
-        "flap": _flap_to_json(slot.flap),
+        "flap": flap_to_json(slot.flap),
     }
     last = slot.last_exit
     if last is not None:
@@ -234,7 +218,7 @@ def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
     last = doc.get("last_exit")
     watcher = str(doc["watcher"])
     # (an older image's exit times are not read: they were the whole watcher's)
-    flap = _flap_from_json(doc["flap"]) if "flap" in doc else legacy.get(watcher, FlapState())
+    flap = flap_from_json(doc["flap"]) if "flap" in doc else legacy.get(watcher, FlapState())
     health, failures, message = doc.get("health", [int(Health.STARTING), 0, ""])
     return SlotRecord(
         watcher=watcher,

@@ -7,10 +7,14 @@ identity (pid, start ticks, boot), its slot (watcher, wid, restart count, start 
 the version it runs (so the persisted Assignment does not replace it), its output
 pipes and inherited sockets (by fd number and inode, see adoption.py), and a stop in
 progress with its SIGKILL deadline. The sockets the agent bound are recorded with
-their serial (which the workers' versions name) and inode.
+their serial (which the workers' versions name) and inode. Each slot's flapping
+state is recorded too (`SlotFlapping`): a worker that keeps crashing must not get a
+fresh budget of restarts, nor a slot that flaps or gave up be started at once,
+because the agent crashed.
 
-Monotonic times (`started_mono`, `deadline`, a stop's deadline) are valid only on the
-boot that wrote them, which `boot_id` names: records of another boot prove nothing.
+Monotonic times (`started_mono`, `deadline`, a stop's deadline, the starts and retry
+time of a slot's flapping) are valid only on the boot that wrote them, which `boot_id`
+names: records of another boot prove nothing.
 Pure data and its JSON form; no I/O here.
 """
 
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from stack.agent.flapping import FlapPhase, FlapState
 
 VersionKey = tuple[str, tuple[tuple[str, int], ...], int]
 """(process fingerprint, ((socket name, serial), ...), restart token): what a worker
@@ -88,12 +94,28 @@ class SocketRecord:
 
 
 @dataclass(frozen=True)
+class SlotFlapping:
+    """The flapping state of one worker slot (kept when it is not a fresh one)."""
+
+    watcher: str
+    wid: int
+    version: str
+    """The label of the version it counts for: a slot given another version starts
+    afresh (see Watcher.update)."""
+    flap: FlapState
+    restarts: int = 0
+    spawned: int = 0
+    replacements: int = 0
+
+
+@dataclass(frozen=True)
 class Records:
     fencing_token: int = 0
     """The highest fencing token seen (assignments with a lower one are refused)."""
     boot_id: str = ""
     workers: tuple[WorkerRecord, ...] = ()
     sockets: tuple[SocketRecord, ...] = field(default=())
+    flapping: tuple[SlotFlapping, ...] = ()
 
 
 # ---- JSON ----
@@ -115,6 +137,18 @@ def records_to_json(records: Records) -> dict[str, Any]:
             }
             for s in records.sockets
         ],
+        "flapping": [
+            {
+                "watcher": f.watcher,
+                "wid": f.wid,
+                "version": f.version,
+                "flap": flap_to_json(f.flap),
+                "restarts": f.restarts,
+                "spawned": f.spawned,
+                "replacements": f.replacements,
+            }
+            for f in records.flapping
+        ],
     }
 
 
@@ -127,6 +161,40 @@ def records_from_json(doc: Any) -> Records:
         boot_id=str(doc.get("boot_id", "")),
         workers=tuple(_worker_from_json(w) for w in doc.get("workers", [])),
         sockets=tuple(_socket_from_json(s) for s in doc.get("sockets", [])),
+        flapping=tuple(
+            SlotFlapping(
+                watcher=str(f["watcher"]),
+                wid=int(f["wid"]),
+                version=str(f["version"]),
+                flap=flap_from_json(f["flap"]),
+                restarts=int(f.get("restarts", 0)),
+                spawned=int(f.get("spawned", 0)),
+                replacements=int(f.get("replacements", 0)),
+            )
+            for f in doc.get("flapping", [])
+        ),
+    )
+
+
+def flap_to_json(flap: FlapState) -> dict[str, Any]:
+    return {
+        "starts": list(flap.starts),
+        "retries": flap.retries,
+        "phase": flap.phase.value,
+        "retry_at": flap.retry_at,
+        "spawn_failures": flap.spawn_failures,
+        "fatal_reason": flap.fatal_reason,
+    }
+
+
+def flap_from_json(doc: Any) -> FlapState:
+    return FlapState(
+        starts=tuple(float(t) for t in doc.get("starts", [])),
+        retries=int(doc.get("retries", 0)),
+        phase=FlapPhase(doc.get("phase", FlapPhase.ACTIVE.value)),
+        retry_at=float(doc.get("retry_at", 0.0)),
+        spawn_failures=int(doc.get("spawn_failures", 0)),
+        fatal_reason=str(doc.get("fatal_reason", "")),
     )
 
 

@@ -26,7 +26,8 @@ halts the rollout and pins the wid back to the version that worked.
 
 When the agent restarts, its workers are not started again: `adopt` puts a worker
 that kept running back in its slot (or resumes its stop), `restore_slot` brings back
-a slot as the previous image of the agent left it, and `exited_while_away` reports a
+a slot as the previous image of the agent left it, `restore_flapping` a slot's
+flapping state as a crashed agent recorded it, and `exited_while_away` reports a
 worker that exited while no agent ran, which is then respawned like any crash.
 """
 
@@ -40,11 +41,11 @@ from typing import Any
 
 from stack.agent import flapping, slot
 from stack.agent.clock import SYSTEM, Clock
-from stack.agent.flapping import FlapPhase, WatcherFlapping
+from stack.agent.flapping import FlapPhase, FlapState, WatcherFlapping
 from stack.agent.handover import SlotRecord, WatcherRecord
 from stack.agent.health import Health
 from stack.agent.process import PipeEnd, Proc
-from stack.agent.records import WorkerRecord
+from stack.agent.records import SlotFlapping, WorkerRecord
 from stack.agent.runner import Host, SlotRunner
 from stack.agent.slot import Policy, SlotState, StartCause
 from stack.agent.sockets import BoundSocket
@@ -62,6 +63,9 @@ R = types_pb2.ExitReason
 INFO = types_pb2.SEVERITY_INFO
 
 __all__ = ["Desired", "Host", "Version", "Watcher"]
+
+_HELD = {FlapPhase.FLAPPING: ProcessState.BACKOFF, FlapPhase.FATAL: ProcessState.FATAL}
+"""The process state of a slot whose flapping holds it back."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,47 @@ class Watcher:
             health=record.health,
             flap=record.flap,
         )
+
+    def restore_flapping(self, record: SlotFlapping) -> None:
+        """Bring back a slot's flapping state as a crashed agent recorded it: a slot
+        that waits for its retry or gave up stays so, and the starts in its window
+        still count. Not for a wid this watcher no longer has, nor for a slot whose
+        version changed since (a new version gets a fresh chance)."""
+        if record.wid not in self.desired.wids:
+            return
+        if record.version != self.desired.version_of(record.wid).label:
+            return
+        held = _HELD.get(record.flap.phase)
+        self._slot(
+            record.wid,
+            SlotState(
+                record.wid,
+                state=held or ProcessState.UNSPECIFIED,  # as it was, not a move
+                restarts=record.restarts,
+                replacements=record.replacements,
+                cause=StartCause.NONE if held is None else StartCause.FAILURE,
+                spawned=record.spawned,
+                pending=held is None,
+                version=record.version,
+                flap=record.flap,
+            ),
+        )
+
+    def flapping_records(self) -> list[SlotFlapping]:
+        """The flapping state of every slot that is not a fresh one (see records.py)."""
+        return [
+            SlotFlapping(
+                self.name,
+                run.wid,
+                run.state.version,
+                run.state.flap,
+                run.state.restarts,
+                run.state.spawned,
+                run.state.replacements,
+            )
+            for run in self.slots.values()
+            if run.state.flap != FlapState()
+        ]
 
     def adopt(
         self,

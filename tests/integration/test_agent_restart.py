@@ -446,3 +446,71 @@ def test_without_tls_files_neither_the_agent_nor_its_reload_check_loads_cryptogr
     certs.init_dir(tls, ["localhost"])
     certs.issue_into(tls, Role.agent, "h1")
     assert _loads_cryptography([*cluster.agent.argv, "--tls-dir", str(tls), "--check"])
+
+
+def _phase(cluster: Cluster) -> int:
+    return next(w.phase for w in cluster.status().watchers if w.name == "w")
+
+
+def _spawns(cluster: Cluster) -> list[types_pb2.Event]:
+    return [e for e in cluster.events("spawn") if e.watcher == "w"]
+
+
+def _kill9_and_restart_the_agent(cluster: Cluster) -> None:
+    """kill -9 the agent, start a new one, and wait until the controller has a report the
+    new agent sent 1 s (two heartbeats) after it started: whatever its restore led to
+    (events of spawns included) was sent before."""
+    old = cluster.agent_info().started_at
+    cluster.agent.kill9()
+    cluster.start_agent()
+    started = wait_for(lambda: (t := cluster.agent_info().started_at) > old and t, 30, "it")
+    wait_for(lambda: cluster.agent_info().last_seen > started + 1.0, 30, "a later report")
+
+
+@pytest.mark.parametrize(
+    ("max_retry", "phase"),
+    [(1, types_pb2.WATCHER_PHASE_FLAPPING), (0, types_pb2.WATCHER_PHASE_FATAL)],
+    ids=["flapping", "fatal"],
+)
+def test_a_slot_that_flaps_or_gave_up_stays_so_when_the_agent_is_killed_and_restarted(
+    cluster: Cluster, max_retry: int, phase: int
+) -> None:
+    flaps = {"attempts": 2, "window": 600, "retry_in": 600, "max_retry": max_retry}
+    cluster.apply(watcher_toml("w", cluster.tag, "--exit", "3", flapping=flaps))
+    wait_for(lambda: _phase(cluster) == phase, 30, "the worker to flap")
+    (before,) = cluster.processes("w")
+    spawns = len(_spawns(cluster))
+    _kill9_and_restart_the_agent(cluster)
+    # Not started again: a new agent does not give a crash-looping worker a fresh budget.
+    assert len(_spawns(cluster)) == spawns
+    assert _phase(cluster) == phase
+    (after,) = cluster.processes("w")
+    assert (after.state, after.restarts) == (before.state, before.restarts)
+    expected = "flapping, retry in " if phase == types_pb2.WATCHER_PHASE_FLAPPING else "fatal: "
+    assert after.message.startswith(expected), after.message
+
+
+def test_a_crash_looping_worker_keeps_the_starts_of_its_window_when_the_agent_crashes(
+    cluster: Cluster,
+) -> None:
+    flaps = {"attempts": 3, "window": 600, "retry_in": 600, "max_retry": 1}
+    cluster.apply(watcher_toml("w", cluster.tag, flapping=flaps))
+
+    def killed_and_replaced(pid: int) -> int:
+        os.kill(pid, signal.SIGKILL)
+        return wait_for(lambda: (p := cluster.running_pids("w").get(1)) != pid and p, 30,
+                        "the worker respawned")  # fmt: skip
+
+    first = cluster.wait_running("w", 1)[1]
+    second = killed_and_replaced(first)  # 2 starts in the window
+    _kill9_and_restart_the_agent(cluster)
+    same_workers(cluster, {1: second})
+    third = killed_and_replaced(second)  # 3 starts: the budget
+    os.kill(third, signal.SIGKILL)  # one more would be a 4th start within the window
+
+    def flapped_or_respawned() -> bool:
+        respawned = cluster.running_pids("w").get(1, third) != third
+        return respawned or _phase(cluster) == types_pb2.WATCHER_PHASE_FLAPPING
+
+    wait_for(flapped_or_respawned, 30, "the worker to flap (or be respawned)")
+    assert _phase(cluster) == types_pb2.WATCHER_PHASE_FLAPPING, cluster.processes("w")

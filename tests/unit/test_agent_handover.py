@@ -21,6 +21,7 @@ from stack.agent.output import Line
 from stack.agent.records import (
     PipeRecord,
     Records,
+    SlotFlapping,
     SocketRecord,
     StopRecord,
     WorkerRecord,
@@ -60,6 +61,16 @@ RECORDS = Records(
     boot_id="3a2b-boot",
     workers=(RUNNING, STOPPING, WorkerRecord("old", 1, 5, 6)),
     sockets=(SocketRecord("api", 1, 8888, 100), SocketRecord("admin", 4, 8889)),
+    flapping=(
+        SlotFlapping("web", 2, "2-0123456789abcdef", FlapState(starts=(1200.5, 1210.0)), 3, 4),
+        SlotFlapping(
+            "web",
+            3,
+            "2-0123456789abcdef",
+            FlapState(retries=2, phase=FlapPhase.FLAPPING, retry_at=1300.0, spawn_failures=1),
+        ),
+        SlotFlapping("old", 1, "", FlapState(phase=FlapPhase.FATAL, fatal_reason="why"), 9, 10, 2),
+    ),
 )
 
 
@@ -72,6 +83,7 @@ def test_records_of_an_older_agent_read_with_defaults() -> None:
     old = {"fencing_token": 3, "workers": [{"watcher": "w", "wid": 1, "pid": 10, "start_ticks": 5}]}
     records = records_from_json(old)
     assert records.fencing_token == 3 and records.boot_id == "" and records.sockets == ()
+    assert records.flapping == ()
     (worker,) = records.workers
     assert worker == WorkerRecord("w", 1, 10, 5)
     assert worker.out is None and worker.version_key is None and worker.stopping is None
