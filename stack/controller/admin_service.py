@@ -7,6 +7,7 @@ their one-line message; a refused request changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -298,6 +299,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         async with self._follow_slot(request.follow, context):
             with self._c.logs.fanout.follow(wanted) as follower:
                 await context.send_initial_metadata([(STREAM_KEY, "open")])
+                if request.since > 0:
+                    # A follow resuming on a controller that just took over: the lines it
+                    # missed are in the agents' files, and an agent still reconnecting
+                    # would answer no tail. Give them the time they have to come back
+                    # (live lines wait in the follower meanwhile).
+                    await asyncio.sleep(self._c.scheduler.warm_in())
                 sent = SeenLines()
                 if request.lines > 0:
                     tail = await self._c.commands.tail(watcher, request.lines, stream, host)

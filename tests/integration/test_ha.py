@@ -6,6 +6,8 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
+
 from stack.agent.persist import load_state
 from stack.controller.store.etcd import connect
 from tests.support.etcd import etcd_cluster, requires_etcd
@@ -216,3 +218,54 @@ def test_an_etcd_failover_keeps_the_event_history_and_follows_continue(tmp_path:
         history = cluster.stackctl("-o", "json", "events", "-n", "0", check=True).json()["events"]
         assert seen <= {e["seq"] for e in history}, "the new leader lost events"
         assert [e["kind"] for e in history].count("leader") >= 2, "both leaders' events are kept"
+
+
+def _ticks(items: list[dict[str, object]]) -> list[int]:
+    return [int(str(line["text"]).split()[1]) for line in list(items) if line["wid"] == 1]
+
+
+def _dials(pid: int, address: str) -> bool:
+    """Process `pid` has a TCP connection open to `address` (HOST:PORT)."""
+    host, port = address.rsplit(":", 1)
+    try:
+        connections = psutil.Process(pid).net_connections("tcp")
+    except psutil.NoSuchProcess:
+        return False
+    return any(
+        c.raddr and (c.raddr.ip.removeprefix("::ffff:"), c.raddr.port) == (host, int(port))
+        and c.status == psutil.CONN_ESTABLISHED
+        for c in connections
+    )  # fmt: skip
+
+
+def test_a_follow_resumed_before_the_agent_is_back_misses_no_line(tmp_path: Path) -> None:
+    """Lines the old leader took from the agent and never passed on are only in the
+    agent's files: a `logs -f` that resumes on the new leader before the agent has
+    reconnected to it still gets them, once the agent is back (within its agent timeout,
+    8 s here: time enough for the agent to come back on a loaded machine)."""
+    with ha_cluster(tmp_path, agent_timeout=8.0) as cluster:
+        cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.1"))
+        wait_for(lambda: len(cluster.running_pids("w")) == 1, 30, "the worker")
+        controllers = ",".join(cluster.addresses)
+        with following(controllers, "logs", "w", "-f", "-n", "0") as logs:
+            wait_for(lambda: len(logs.items) >= 5, 30, "log lines before the failover")
+            old = cluster.leader()
+            leader, agent = cluster.daemon_at(old), cluster.agent
+            assert leader.proc is not None and agent.proc is not None
+            leader.proc.send_signal(signal.SIGSTOP)  # takes the agent's lines, passes none on
+            printed = _ticks(logs.items)[-1]
+            out = cluster.root / "agent" / "logs" / "w.out.log"
+            wait_for(lambda: out.read_text().count("tick") > printed + 10, 30, "lines shipped")
+            agent.proc.send_signal(signal.SIGSTOP)  # and it stays away for a while
+            try:
+                leader.kill9()
+                new = cluster.wait_leader(cluster.lease_ttl + 10, other_than=old)
+                wait_for(lambda: _dials(logs.proc.pid, new), 30, "the follow on the new leader")
+            finally:
+                agent.proc.send_signal(signal.SIGCONT)
+            wait_for(lambda: _ticks(logs.items)[-1] > printed + 20, 30, "lines after the return")
+            assert logs.proc.poll() is None
+        ticks = _ticks(logs.items)
+        assert ticks == list(range(ticks[0], ticks[-1] + 1)), (
+            f"a line was lost or came twice: {ticks}"
+        )

@@ -38,6 +38,7 @@ class HaCluster(Harness):
     etcd: EtcdCluster
     controllers: int = 2
     lease_ttl: float = LEASE_TTL
+    agent_timeout: float = AGENT_TIMEOUT
     tag: str = field(default_factory=new_tag)
     reserved: list[ReservedPort] = field(init=False)
     controller_daemons: list[Daemon] = field(init=False)
@@ -66,7 +67,7 @@ class HaCluster(Harness):
         argv = [
             *CONTROLLER, "--listen", self.addresses[index], "--insecure",
             "--store", self.store, "--lease-ttl", str(self.lease_ttl),
-            "--agent-timeout", str(AGENT_TIMEOUT), "--reschedule-after", "30",
+            "--agent-timeout", str(self.agent_timeout), "--reschedule-after", "30",
             "--data-dir", str(self.root / f"c{index}"),
         ]  # fmt: skip
         return Daemon(argv, self.root / f"c{index}.log")
@@ -197,11 +198,15 @@ def _says(daemon: Daemon, line: str) -> bool:
 
 @contextlib.contextmanager
 def ha_cluster(
-    root: Path, members: int = 1, controllers: int = 2, lease_ttl: float = LEASE_TTL
+    root: Path,
+    members: int = 1,
+    controllers: int = 2,
+    lease_ttl: float = LEASE_TTL,
+    agent_timeout: float = AGENT_TIMEOUT,
 ) -> Iterator[HaCluster]:
     """A started HA cluster; everything stopped (and etcd removed) on exit."""
     with etcd_cluster(members) as etcd:
-        cluster = HaCluster(root, etcd, controllers, lease_ttl)
+        cluster = HaCluster(root, etcd, controllers, lease_ttl, agent_timeout)
         try:
             yield cluster.start()
         finally:
