@@ -112,11 +112,13 @@ def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(
                 observed = (await fake.expect("observed")).observed
             assert running_pids(observed, "w")[2] == pids[2]
 
-            # nothing changes: Observed still arrives every heartbeat interval
+            # Nothing changes: Observed still arrives every heartbeat interval, the Welcome's
+            # 0.3 s (3 in 0.9 s), not the agent's own 2 s (3 in 4 s at least); the bound between
+            # leaves a loaded machine's timers 2 s of lateness.
             started = time.monotonic()
             for _ in range(3):
                 await fake.expect("observed")
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 3.0
             session.cancel()
 
     run(scenario())

@@ -41,8 +41,7 @@ def test_a_fast_writer_ships_at_most_the_rate_and_the_file_keeps_every_line(
                 procs = [p for p in engine.observed().processes if p.watcher == "loud"]
                 return bool(procs) and procs[0].state == types_pb2.PROCESS_STATE_EXITED
 
-            await until(exited, timeout=20, what="the writer to finish")
-            elapsed = time.monotonic() - started
+            await until(exited, what="the writer to finish")
             shipped: list[int] = []
             dropped: list[int] = []
 
@@ -55,10 +54,13 @@ def test_a_fast_writer_ships_at_most_the_rate_and_the_file_keeps_every_line(
                 )
                 return sum(shipped) + sum(dropped) == total
 
-            await until(accounted, timeout=5, what="every line shipped or counted as dropped")
+            await until(accounted, what="every line shipped or counted as dropped")
+            # The agent may read the pipe's last lines after the writer exited (later on a
+            # loaded machine): the rate applies until then.
+            elapsed = time.monotonic() - started
             return sum(shipped), sum(dropped), elapsed
 
-    shipped, dropped, elapsed = run(scenario(), timeout=40)
+    shipped, dropped, elapsed = run(scenario())
     assert rate <= shipped <= rate * (elapsed + 1) + 1, (shipped, elapsed)
     assert dropped == total - shipped > 0
     assert len((tmp_path / "agent" / "logs" / "loud.out.log").read_bytes().splitlines()) == total

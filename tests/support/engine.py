@@ -72,7 +72,10 @@ def python_cmd(code: str) -> tuple[str, tuple[str, ...]]:
     return PYTHON, ("-c", code)
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+def run(coro: Coroutine[Any, Any, T], timeout: float = 100.0) -> T:
+    """Run a scenario on a new event loop; a hung one fails after `timeout` (before
+    pytest-timeout's 120 s, with the scenario's own traceback)."""
+
     async def bounded() -> T:
         async with asyncio.timeout(timeout):
             return await coro
