@@ -14,13 +14,13 @@ from tests.support.workers import watcher_toml
 COUNT = 6
 
 
-def web_stack(tag: str, *flags: str, max_parallel: int = 2) -> str:
+def web_stack(tag: str, *flags: str, max_parallel: int = 2, min_uptime: float = 0.5) -> str:
     """webapp serving its pid on port 8080 of every host, rolled `max_parallel` at a time."""
     head = f'[sockets.web]\nhost = "0.0.0.0"\nport = {WEB_PORT}\n\n'
     return head + watcher_toml(
         "webapp", tag, "--serve-fd", "$(circus.sockets.web)", *flags,
         numprocesses=COUNT, sockets=["web"], graceful_timeout=2,
-        update={"max_parallel": max_parallel, "min_uptime": 0.5},
+        update={"max_parallel": max_parallel, "min_uptime": min_uptime},
     )  # fmt: skip
 
 
@@ -97,7 +97,10 @@ def test_a_new_version_that_flaps_halts_the_rollout_and_the_old_workers_keep_ser
     fleet = make_fleet(agent_timeout=5.0)
     before = start(fleet)
 
-    fleet.apply(web_stack(fleet.tag, "--exit", "3", max_parallel=1))
+    # A version that crashes at once, but whose interpreter may take more than a second to
+    # get there on a loaded machine: min_uptime must be longer than that, or worker 1 counts
+    # as up before it crashes and the rollout goes on to worker 2.
+    fleet.apply(web_stack(fleet.tag, "--exit", "3", max_parallel=1, min_uptime=10))
 
     fleet.wait(lambda: rollout(fleet).startswith("rollout halted") or None, 30, "a halt", "webapp")
     halted = rollout(fleet)

@@ -76,7 +76,10 @@ def test_a_new_version_that_crashes_halts_the_rollout_and_the_old_ones_keep_serv
     cluster.apply(watcher_toml("w", cluster.tag, numprocesses=3, update=update))
     before = cluster.wait_running("w", 3)
 
-    cluster.apply(watcher_toml("w", cluster.tag, "--exit", "3", numprocesses=3, update=update))
+    # It crashes at once, but its interpreter may take over a second to get there on a
+    # loaded machine: with a shorter min_uptime worker 1 would count as up before it crashed.
+    patient = dict(update, min_uptime=10.0)
+    cluster.apply(watcher_toml("w", cluster.tag, "--exit", "3", numprocesses=3, update=patient))
 
     wait_for(lambda: rollout_of(cluster, "w").startswith("rollout halted"), 20, "a halt")
     halted = rollout_of(cluster, "w")
