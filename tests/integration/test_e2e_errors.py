@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, running_cluster
 from tests.support.processes import ROOT, STACKCTL, stack_env
 
 GOOD = '[watchers.w]\ncmd = "sleep 3600"\nnumprocesses = 2\n'
@@ -28,10 +29,20 @@ BAD_FILES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One stack for the cases that each check that their bad input changed nothing (each
+    applies GOOD first, which changes nothing either once applied): a stack of its own
+    for each would only repeat its start and stop."""
+    with running_cluster(tmp_path_factory.mktemp("errors") / "stack") as running:
+        yield running
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
 def test_bad_stack_file_is_refused_with_one_line_and_changes_nothing(
-    cluster: Cluster, text: str, message: str
+    shared: Cluster, text: str, message: str
 ) -> None:
+    cluster = shared
     cluster.apply(GOOD)
     pids = cluster.wait_running("w", 2)
     before = cluster.stackctl("export", check=True).out
@@ -60,8 +71,9 @@ def test_bad_stack_file_is_refused_with_one_line_and_changes_nothing(
     ],
 )
 def test_bad_command_is_refused_with_one_line_and_changes_nothing(
-    cluster: Cluster, args: list[str], message: str
+    shared: Cluster, args: list[str], message: str
 ) -> None:
+    cluster = shared
     cluster.apply(GOOD)
     pids = cluster.wait_running("w", 2)
     result = cluster.stackctl(*args)
@@ -71,8 +83,8 @@ def test_bad_command_is_refused_with_one_line_and_changes_nothing(
     assert cluster.running_pids("w") == pids
 
 
-def test_unknown_command_is_a_usage_error(cluster: Cluster) -> None:
-    result = cluster.stackctl("frobnicate")
+def test_unknown_command_is_a_usage_error(shared: Cluster) -> None:
+    result = shared.stackctl("frobnicate")
     assert result.code == 2
 
 
