@@ -50,6 +50,7 @@ from stack.controller.rollout_driver import RolloutDriver
 from stack.controller.scheduler import Scheduler
 from stack.controller.sessions import AgentSessions
 from stack.controller.settings import ControllerSettings
+from stack.controller.store import schema
 from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.controller.viewers import FollowSlots
 from stack.security.local import UNIX
@@ -210,9 +211,11 @@ class Controller:
         )
 
     async def load(self) -> None:
-        """Read the desired state and the event history from the store."""
-        records = await asyncio.to_thread(self.store.load, d.PREFIX)
-        self.state = d.decode(records)
+        """Read the desired state and the event history from the store; rewrite the
+        records an older schema wrote in the current one (see store/schema.py)."""
+        records = await asyncio.to_thread(self.store.load, schema.PREFIX)
+        self.state = schema.decode(records)
+        await self._migrate(records)
         await self._load_events()
         timeouts = liveness.Timeouts(self.settings.agent_timeout, self.settings.reschedule_after)
         self.scheduler.warm_until = liveness.warm_until(
@@ -224,6 +227,22 @@ class Controller:
             self.state.generation,
             self.term,
         )
+
+    async def _migrate(self, records: dict[str, bytes]) -> None:
+        """Rewrite in the current schema the records an older one wrote. A failure is
+        only logged: every schema stays readable, and the next leader tries again."""
+        outdated = schema.outdated(records)
+        if not outdated:
+            return
+        current = schema.encode(self.state)
+        puts = {key: current[key] for key in outdated if key in current}
+        try:
+            await asyncio.to_thread(self.store.commit, self.term, puts, [])
+        except StoreError as exc:
+            log.warning("cannot rewrite %d store records in schema %d yet: %s",
+                        len(puts), schema.SCHEMA, exc)  # fmt: skip
+            return
+        log.info("%d store records rewritten in schema %d", len(puts), schema.SCHEMA)
 
     async def _load_events(self) -> None:
         """Continue the stored event history, after reserving event numbers in the store:
@@ -269,7 +288,7 @@ class Controller:
             new = transition(old)
             if new is old:
                 return False
-            puts, deletes = d.record_changes(old, new)
+            puts, deletes = schema.record_changes(old, new)
             try:
                 # In a thread: an etcd commit may wait for its cluster, and the
                 # loop must go on serving agents and keeping the lease meanwhile.

@@ -6,19 +6,14 @@ error. Nothing is stored or sent: the controller persists the new state, then
 pushes Assignments. A transition that changes nothing returns the same state
 object, so callers can skip the write. Every change bumps `generation`.
 
-`encode`/`decode` turn a state into store records and back (JSON, readable in
-the store, the same records for sqlite and etcd).
+How a state is kept in the store is the store's business (store/schema.py).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, cast
-
-from google.protobuf import json_format
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
 from stack.controller.events import Note
@@ -27,19 +22,6 @@ from stack.controller.rollout import Rollout, Seen, advance, begin
 from stack.spec.diff import Change, diff_stacks, needs_new_processes
 from stack.spec.model import MAX_PROCESSES, SocketSpec, StackSpec, WatcherSpec, version_sockets
 from stack.spec.version import WatcherVersion
-from stack.v1 import types_pb2
-from stack.wire.spec import (
-    socket_from_proto,
-    socket_to_proto,
-    watcher_from_proto,
-    watcher_to_proto,
-)
-
-GENERATION_KEY = "stack/generation"
-WATCHER_PREFIX = "stack/watchers/"
-SOCKET_PREFIX = "stack/sockets/"
-DRAINED_PREFIX = "stack/drained/"
-PREFIX = "stack/"
 
 
 @dataclass(frozen=True)
@@ -377,123 +359,3 @@ def undrain(state: DesiredState, host_id: str) -> DesiredState:
     if host_id not in state.drained:
         return state
     return replace(state, drained=state.drained - {host_id}, generation=state.generation + 1)
-
-
-# ---- store records ----
-
-
-def encode(state: DesiredState) -> dict[str, bytes]:
-    """The state as store records (key -> JSON bytes)."""
-    records = {GENERATION_KEY: str(state.generation).encode()}
-    for name, watcher in state.watchers.items():
-        record = {
-            "spec": json_format.MessageToDict(watcher_to_proto(watcher.spec)),
-            "active": watcher.active,
-            "restart_token": watcher.restart_token,
-            "graceful": watcher.graceful,
-            "reset_token": watcher.reset_token,
-        }
-        if watcher.rollout is not None:
-            record["rollout"] = _encode_rollout(watcher.rollout)
-        records[WATCHER_PREFIX + name] = json.dumps(record, sort_keys=True).encode()
-    for name, sock in state.sockets.items():
-        data = json_format.MessageToDict(socket_to_proto(sock))
-        records[SOCKET_PREFIX + name] = json.dumps(data, sort_keys=True).encode()
-    for host_id in state.drained:
-        records[DRAINED_PREFIX + host_id] = b"drained"
-    return records
-
-
-def decode(records: Mapping[str, bytes]) -> DesiredState:
-    """The state stored as `records` (an empty store is the empty state)."""
-    watchers: dict[str, DesiredWatcher] = {}
-    sockets: dict[str, SocketSpec] = {}
-    drained = frozenset(
-        key.removeprefix(DRAINED_PREFIX) for key in records if key.startswith(DRAINED_PREFIX)
-    )
-    for key, value in records.items():
-        if key.startswith(SOCKET_PREFIX):
-            sock = socket_from_proto(
-                json_format.ParseDict(json.loads(value), types_pb2.SocketSpec())
-            )
-            sockets[sock.name] = sock
-    for key, value in records.items():
-        if key.startswith(WATCHER_PREFIX):
-            record = json.loads(value)
-            spec = watcher_from_proto(
-                json_format.ParseDict(record["spec"], types_pb2.WatcherSpec())
-            )
-            rollout = record.get("rollout")
-            watchers[spec.name] = DesiredWatcher(
-                spec=spec,
-                active=bool(record["active"]),
-                restart_token=int(record["restart_token"]),
-                graceful=bool(record["graceful"]),
-                reset_token=int(record["reset_token"]),
-                rollout=None if rollout is None else _decode_rollout(rollout, sockets),
-            )
-    generation = int(records.get(GENERATION_KEY, b"0"))
-    return DesiredState(
-        watchers=MappingProxyType(dict(sorted(watchers.items()))),
-        sockets=MappingProxyType(dict(sorted(sockets.items()))),
-        generation=generation,
-        drained=drained,
-    )
-
-
-def _encode_rollout(rollout: Rollout) -> dict[str, object]:
-    """A rollout as JSON: each earlier version once, with its pinned and batch ids."""
-    versions: dict[str, dict[str, object]] = {}
-    for key, wids in (("pinned", rollout.pinned), ("batch", rollout.batch)):
-        for wid, version in sorted(wids.items()):
-            entry = versions.setdefault(
-                version.label,
-                {
-                    "spec": json_format.MessageToDict(watcher_to_proto(version.spec)),
-                    "restart_token": version.restart_token,
-                    "sockets": [
-                        json_format.MessageToDict(socket_to_proto(sock)) for sock in version.sockets
-                    ],
-                    "pinned": [],
-                    "batch": [],
-                },
-            )
-            cast(list[int], entry[key]).append(wid)
-    return {
-        "total": rollout.total,
-        "halted": rollout.halted,
-        "versions": [versions[label] for label in sorted(versions)],
-    }
-
-
-def _decode_rollout(data: Mapping[str, Any], stack_sockets: Mapping[str, SocketSpec]) -> Rollout:
-    """A rollout from its JSON; a version stored without its sockets (by an older
-    controller) inherits the stack's of the same names, as it did then."""
-    pinned: dict[int, WatcherVersion] = {}
-    batch: dict[int, WatcherVersion] = {}
-    for entry in data["versions"]:
-        spec = watcher_from_proto(json_format.ParseDict(entry["spec"], types_pb2.WatcherSpec()))
-        if "sockets" in entry:
-            sockets = tuple(
-                socket_from_proto(json_format.ParseDict(sock, types_pb2.SocketSpec()))
-                for sock in entry["sockets"]
-            )
-        else:
-            sockets = version_sockets(spec, stack_sockets)
-        version = WatcherVersion(spec, int(entry["restart_token"]), sockets)
-        pinned.update(dict.fromkeys((int(wid) for wid in entry["pinned"]), version))
-        batch.update(dict.fromkeys((int(wid) for wid in entry["batch"]), version))
-    return Rollout(
-        pinned=MappingProxyType(dict(sorted(pinned.items()))),
-        batch=MappingProxyType(dict(sorted(batch.items()))),
-        total=int(data["total"]),
-        halted=str(data["halted"]),
-    )
-
-
-def record_changes(old: DesiredState, new: DesiredState) -> tuple[dict[str, bytes], list[str]]:
-    """The puts and deletes that turn the stored `old` into `new`."""
-    before, after = encode(old), encode(new)
-    puts = {key: value for key, value in after.items() if before.get(key) != value}
-    deletes = sorted(key for key in before if key not in after)
-    return puts, deletes

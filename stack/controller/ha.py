@@ -21,11 +21,11 @@ import logging
 
 import stack
 from stack import aio
-from stack.controller import desired as d
 from stack.controller.cluster import ClusterView, ControllerInfo, StoreMember
 from stack.controller.controller import Controller
 from stack.controller.election import Election, Leader
 from stack.controller.roster import Roster
+from stack.controller.store import schema
 from stack.controller.store.base import StoreError
 from stack.controller.store.etcd import EtcdStore, WatchUpdate
 
@@ -135,7 +135,7 @@ class HighAvailability:
         """Keep the desired state current while following, from an etcd watch."""
         while True:
             try:
-                snapshot = await asyncio.to_thread(self.store.snapshot, d.PREFIX)
+                snapshot = await asyncio.to_thread(self.store.snapshot, schema.PREFIX)
                 break
             except StoreError as exc:
                 log.warning("cannot read the desired state yet: %s", exc)
@@ -144,7 +144,7 @@ class HighAvailability:
         self._adopt(records)
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[WatchUpdate] = asyncio.Queue()
-        watch = self.store.watch(d.PREFIX, snapshot.revision + 1)
+        watch = self.store.watch(schema.PREFIX, snapshot.revision + 1)
 
         def pump() -> None:
             for update in watch:
@@ -174,8 +174,8 @@ class HighAvailability:
         if self.controller.leading:
             return  # the leader's own copy is the truth; lead() read it afresh
         try:
-            self.controller.state = d.decode(records)
-        except (ValueError, KeyError) as exc:
+            self.controller.state = schema.decode(records)
+        except schema.SchemaError as exc:
             log.warning("cannot read the desired state from the store: %s", exc)
 
     # ---- `stackctl controllers` ----

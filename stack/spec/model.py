@@ -11,9 +11,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from stack.spec.plain import to_plain
 
 # Limits shared by validation and the services.
 MAX_PROCESSES = 10_000
@@ -224,7 +226,7 @@ class WatcherSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (maps become dicts, tuples lists)."""
-        plain = _plain(self)
+        plain = to_plain(self)
         assert isinstance(plain, dict)
         return plain
 
@@ -329,17 +331,6 @@ _ADDED_LATER = {
 """Options of the process added after the first release, with their defaults as
 `to_dict` writes them."""
 _STREAM_ADDED_LATER = {"class_": "FileStream", "rotate_when": "", "rotate_interval": 1, "color": ""}
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses, maps and tuples as dicts and lists (asdict cannot copy a mappingproxy)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
-    if isinstance(value, MappingProxyType | dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)

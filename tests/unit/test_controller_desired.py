@@ -6,6 +6,7 @@ import pytest
 
 from stack.controller import desired as d
 from stack.controller.errors import InvalidArgument, NotFound
+from stack.controller.store import schema
 from stack.spec.load import load_stack
 
 BASE = """
@@ -179,24 +180,24 @@ def test_remove_deletes_the_watcher_and_refuses_unknown_ones() -> None:
 
 def test_records_round_trip_the_whole_state() -> None:
     state = d.reload(d.start(applied(), ("job",)), ("web",))
-    assert d.decode(d.encode(state)) == state
+    assert schema.decode(schema.encode(state)) == state
 
 
 def test_record_changes_put_only_what_changed_and_delete_what_went() -> None:
     state = applied()
     new = d.remove(d.scale(state, "web", 3, False)[0], "job")
-    puts, deletes = d.record_changes(state, new)
-    assert set(puts) == {d.GENERATION_KEY, d.WATCHER_PREFIX + "web"}
-    assert deletes == [d.WATCHER_PREFIX + "job"]
+    puts, deletes = schema.record_changes(state, new)
+    assert set(puts) == {schema.GENERATION_KEY, schema.WATCHER_PREFIX + "web"}
+    assert deletes == [schema.WATCHER_PREFIX + "job"]
 
 
 def test_drain_and_undrain_are_stored_and_read_back() -> None:
     state = d.drain(d.DesiredState(), "h2")
     assert state.drained == {"h2"} and state.generation == 1
     assert d.drain(state, "h2") is state  # draining twice changes nothing
-    assert d.decode(d.encode(state)) == state
+    assert schema.decode(schema.encode(state)) == state
     back = d.undrain(state, "h2")
     assert back.drained == frozenset() and back.generation == 2
-    _, deletes = d.record_changes(state, back)
-    assert deletes == [d.DRAINED_PREFIX + "h2"]
+    _, deletes = schema.record_changes(state, back)
+    assert deletes == [schema.DRAINED_PREFIX + "h2"]
     assert d.undrain(back, "h2") is back
