@@ -18,7 +18,6 @@ each bounded by a request timeout; the deadline is enforced by the event loop.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import math
@@ -30,8 +29,8 @@ from typing import Any
 
 import grpc
 
-from stack.controller.store.base import StoreError
-from stack.controller.store.etcd import (
+from stack import aio
+from stack.controller.etcd_client import (
     REQUEST_TIMEOUT,
     EndpointHealth,
     EtcdTls,
@@ -39,6 +38,7 @@ from stack.controller.store.etcd import (
     connect,
     probe_endpoints,
 )
+from stack.controller.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +135,7 @@ class Election:
         """
         token = await self.campaign()
         try:
-            async with asyncio.TaskGroup() as group:
-                keeper = group.create_task(self.keep_alive(), name="election-keepalive")
-                worker = group.create_task(work(token), name="leader-work")
-                await asyncio.wait({keeper, worker}, return_when=asyncio.FIRST_COMPLETED)
-                keeper.cancel()
-                worker.cancel()
+            await aio.race(election_keepalive=self.keep_alive(), leader_work=work(token))
         finally:
             with contextlib.suppress(StoreError):
                 await asyncio.shield(self.resign())
@@ -206,16 +201,10 @@ class Election:
     async def _within(
         seconds: float, blocking: Callable[[int], tuple[int, int]], arg: int
     ) -> tuple[int, int] | None:
-        """`blocking(arg)` in a thread; None if it takes longer than `seconds`.
-
-        Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that
-        arrives as the call completes, and a keepalive loop must stop when told.
-        """
+        """`blocking(arg)` in a thread; None if it takes longer than `seconds` (what it
+        ends with later is dropped)."""
         future = asyncio.get_running_loop().run_in_executor(None, blocking, arg)
-        # A late result (or error) after a timeout is dropped, not reported as unretrieved.
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        finished, _ = await asyncio.wait({future}, timeout=seconds)
-        return future.result() if finished else None
+        return future.result() if await aio.finished_within(future, seconds) else None
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but never past the deadline."""
@@ -318,76 +307,3 @@ class Election:
 
     def _health(self) -> list[EndpointHealth]:
         return probe_endpoints(self.endpoints, self._reader.timeout, self.tls)
-
-
-class StandaloneLeader:
-    """An `Election` held on a private thread and event loop, for blocking callers.
-
-    `EtcdStore.acquire_term` uses it so that a controller without the HA loop
-    still writes under a lease-backed token: `start` blocks until the key is
-    won and returns the token; the thread keeps the lease alive until `stop`.
-    """
-
-    def __init__(
-        self,
-        endpoints: Sequence[str],
-        key: str,
-        lease_ttl: float,
-        timeout: float,
-        advertise: str,
-        tls: EtcdTls | None = None,
-    ) -> None:
-        self._election = Election(endpoints, key, advertise, lease_ttl, timeout=timeout, tls=tls)
-        self._won: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name=f"leader {key}", daemon=True)
-
-    def start(self, timeout: float) -> int:
-        """Campaign; the token once won, or StoreError after `timeout` seconds."""
-        self._timeout = timeout
-        self._thread.start()
-        return self._won.result()
-
-    def stop(self) -> None:
-        """Resign and end the thread."""
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10.0)
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        election = self._election
-        try:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    token = await election.campaign()
-            except TimeoutError:
-                holder = await election.leader()
-                who = f"{holder.address} (token {holder.token})" if holder else "nobody"
-                raise StoreError(f"etcd leader key {election.key} is held by {who}") from None
-            self._won.set_result(token)
-            await self._hold_until_stopped(election, self._stop)
-        except Exception as exc:  # handed to the caller blocked in start()
-            if not self._won.done():
-                self._won.set_exception(exc)
-            else:
-                log.warning("leadership of %s ended: %s", election.key, exc)
-        finally:
-            with contextlib.suppress(StoreError):
-                await election.resign()
-            election.close()
-
-    @staticmethod
-    async def _hold_until_stopped(election: Election, stop: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as group:
-            keeper = group.create_task(election.keep_alive(), name="election-keepalive")
-            stopper = group.create_task(stop.wait(), name="stop")
-            await asyncio.wait({keeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            keeper.cancel()
-            stopper.cancel()

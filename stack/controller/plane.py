@@ -55,9 +55,10 @@ class ControlPlane:
     @classmethod
     def _on_etcd(cls, settings: ControllerSettings, location: EtcdLocation) -> ControlPlane:
         from stack.controller.election import Election
+        from stack.controller.etcd_client import EtcdTls, leader_key
         from stack.controller.ha import HighAvailability
         from stack.controller.roster import Roster
-        from stack.controller.store.etcd import EtcdStore, EtcdTls, leader_key
+        from stack.controller.store.etcd import EtcdStore
 
         advertise = settings.advertise or settings.listen
         host, _, port = advertise.rpartition(":")
@@ -70,7 +71,7 @@ class ControlPlane:
         tls = None
         if settings.etcd_ca is not None:
             tls = EtcdTls(settings.etcd_ca, settings.etcd_cert, settings.etcd_key)
-        store = EtcdStore(endpoints, location.prefix, lease_ttl=settings.lease_ttl, tls=tls)
+        store = EtcdStore(endpoints, location.prefix, tls=tls)
         try:
             election = Election(
                 endpoints, leader_key(location.prefix), advertise, settings.lease_ttl, tls=tls

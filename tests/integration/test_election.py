@@ -17,9 +17,11 @@ from typing import TypeVar
 import pytest
 
 from stack.controller.election import Election, Leader
+from stack.controller.etcd_client import leader_key
 from stack.controller.store.base import StaleTerm, StoreError
-from stack.controller.store.etcd import EtcdStore, leader_key
+from stack.controller.store.etcd import EtcdStore
 from tests.support.etcd import EtcdCluster, etcd_cluster
+from tests.support.etcd_term import TermTakingEtcdStore
 from tests.support.processes import stack_env
 from tests.support.wait import until, wait_for
 from tests.support.workers import PROGRAMS
@@ -90,7 +92,7 @@ def test_a_store_cannot_take_a_term_while_a_live_leader_holds_the_key(
 ) -> None:
     async def scenario() -> None:
         leader = Election(member.endpoints, leader_key(prefix), "10.0.0.1:7000", TTL)
-        store = EtcdStore(member.endpoints, prefix, lease_ttl=TTL, timeout=0.5)
+        store = TermTakingEtcdStore(member.endpoints, prefix, lease_ttl=TTL, timeout=0.5)
         try:
             token = await leader.campaign()
             async with asyncio.TaskGroup() as group:

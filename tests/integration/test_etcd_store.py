@@ -13,6 +13,7 @@ import pytest
 from stack.controller.store.base import StoreError
 from stack.controller.store.etcd import EtcdStore, StoreWatch, WatchUpdate
 from tests.support.etcd import EtcdCluster, etcd_cluster
+from tests.support.etcd_term import TermTakingEtcdStore
 from tests.support.ports import reserve_port
 from tests.support.wait import wait_for
 
@@ -35,9 +36,9 @@ def three(trio: EtcdCluster) -> Iterator[EtcdCluster]:
 
 
 @pytest.fixture
-def store(three: EtcdCluster) -> Iterator[EtcdStore]:
+def store(three: EtcdCluster) -> Iterator[TermTakingEtcdStore]:
     # Killing etcd's raft leader stalls writes for about a second: a 3 s lease rides it out.
-    opened = EtcdStore(three.endpoints, f"/t-{uuid.uuid4().hex[:8]}", lease_ttl=3.0)
+    opened = TermTakingEtcdStore(three.endpoints, f"/t-{uuid.uuid4().hex[:8]}", lease_ttl=3.0)
     yield opened
     opened.close()
 
@@ -87,7 +88,7 @@ class Collector:
 
 
 def test_commits_and_loads_go_on_when_the_member_in_use_is_killed(
-    three: EtcdCluster, store: EtcdStore
+    three: EtcdCluster, store: TermTakingEtcdStore
 ) -> None:
     term = store.acquire_term()
     store.commit(term, {"stack/a": b"1"}, [])
@@ -98,14 +99,16 @@ def test_commits_and_loads_go_on_when_the_member_in_use_is_killed(
 
 
 def test_quorum_lost_fails_promptly_with_the_endpoints_and_recovers(three: EtcdCluster) -> None:
-    store = EtcdStore(three.endpoints, f"/q-{uuid.uuid4().hex[:8]}", lease_ttl=1.0, timeout=1.5)
+    store = TermTakingEtcdStore(
+        three.endpoints, f"/q-{uuid.uuid4().hex[:8]}", lease_ttl=1.0, timeout=1.5
+    )
     try:
         _lose_and_regain_quorum(three, store)
     finally:
         store.close()
 
 
-def _lose_and_regain_quorum(three: EtcdCluster, store: EtcdStore) -> None:
+def _lose_and_regain_quorum(three: EtcdCluster, store: TermTakingEtcdStore) -> None:
     term = store.acquire_term()
     store.commit(term, {"stack/a": b"1"}, [])
     three.members[1].kill9()
@@ -128,7 +131,7 @@ def _lose_and_regain_quorum(three: EtcdCluster, store: EtcdStore) -> None:
     assert store.load("stack/")["stack/a"] == b"again"
 
 
-def _commits(store: EtcdStore) -> bool:
+def _commits(store: TermTakingEtcdStore) -> bool:
     try:
         store.commit(store.acquire_term(), {"stack/a": b"again"}, [])
     except StoreError:
@@ -137,7 +140,7 @@ def _commits(store: EtcdStore) -> bool:
 
 
 def test_an_acknowledged_commit_survives_kill_9_of_every_member(
-    three: EtcdCluster, store: EtcdStore
+    three: EtcdCluster, store: TermTakingEtcdStore
 ) -> None:
     term = store.acquire_term()
     store.commit(term, {"stack/kept": b"yes"}, [])
@@ -155,7 +158,7 @@ def test_an_acknowledged_commit_survives_kill_9_of_every_member(
         reopened.close()
 
 
-def _load_or_none(store: EtcdStore) -> dict[str, bytes] | None:
+def _load_or_none(store: TermTakingEtcdStore) -> dict[str, bytes] | None:
     try:
         return store.load("stack/")
     except StoreError:
@@ -176,7 +179,7 @@ def test_an_unreachable_cluster_is_a_one_line_error_naming_it() -> None:
     assert "\n" not in message
 
 
-def test_health_names_the_dead_member(three: EtcdCluster, store: EtcdStore) -> None:
+def test_health_names_the_dead_member(three: EtcdCluster, store: TermTakingEtcdStore) -> None:
     assert [h.healthy for h in store.health()] == [True, True, True]
     three.members[2].kill9()
     expected = [
@@ -192,7 +195,9 @@ def test_health_names_the_dead_member(three: EtcdCluster, store: EtcdStore) -> N
     assert health[2].error
 
 
-def test_a_watch_delivers_puts_and_deletes_from_its_start_revision(store: EtcdStore) -> None:
+def test_a_watch_delivers_puts_and_deletes_from_its_start_revision(
+    store: TermTakingEtcdStore,
+) -> None:
     term = store.acquire_term()
     store.commit(term, {"stack/before": b"0"}, [])
     start = store.snapshot("stack/")
@@ -206,7 +211,9 @@ def test_a_watch_delivers_puts_and_deletes_from_its_start_revision(store: EtcdSt
         collector.close()
 
 
-def test_a_watch_resumes_after_its_member_is_killed(three: EtcdCluster, store: EtcdStore) -> None:
+def test_a_watch_resumes_after_its_member_is_killed(
+    three: EtcdCluster, store: TermTakingEtcdStore
+) -> None:
     term = store.acquire_term()
     start = store.snapshot("stack/")
     collector = Collector(store.watch("stack/", start.revision + 1))
@@ -231,7 +238,7 @@ def test_a_watch_resumes_after_its_member_is_killed(three: EtcdCluster, store: E
         collector.close()
 
 
-def test_a_watch_behind_a_compaction_reloads_the_prefix(store: EtcdStore) -> None:
+def test_a_watch_behind_a_compaction_reloads_the_prefix(store: TermTakingEtcdStore) -> None:
     term = store.acquire_term()
     start = store.snapshot("stack/")
     store.commit(term, {"stack/a": b"1", "stack/gone": b"x"}, [])

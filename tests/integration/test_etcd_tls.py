@@ -12,11 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from stack.controller.etcd_client import EtcdTls
 from stack.controller.store.base import StaleTerm, StoreError
-from stack.controller.store.etcd import EtcdStore, EtcdTls
+from stack.controller.store.etcd import EtcdStore
 from stack.security.certs import CertDir, Role, init_dir
 from stack.v1 import admin_pb2
 from tests.support.etcd import ETCD, requires_etcd
+from tests.support.etcd_term import TermTakingEtcdStore
 from tests.support.harness import AdminStub
 from tests.support.ports import reserve_port
 from tests.support.processes import CONTROLLER, Daemon
@@ -79,7 +81,7 @@ def secure_etcd(root: Path) -> Iterator[SecureEtcd]:
 
 def test_the_store_commits_and_is_fenced_over_tls(tmp_path: Path) -> None:
     with secure_etcd(tmp_path) as etcd:
-        store = EtcdStore([etcd.endpoint], "/tls-test", tls=etcd.tls, lease_ttl=2.0)
+        store = TermTakingEtcdStore([etcd.endpoint], "/tls-test", tls=etcd.tls, lease_ttl=2.0)
         try:
             term = store.acquire_term()
             store.commit(term, {"stack/a": b"1"}, [])

@@ -8,18 +8,34 @@ same for the event history, which lives apart from the desired state.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from stack.controller import desired as d
+from stack.controller.controller import Controller
+from stack.controller.settings import ControllerSettings
+from stack.controller.store import schema
 from stack.controller.store.base import EventWrite, StaleTerm, Store, StoredEvents
-from stack.controller.store.etcd import EtcdStore
 from stack.controller.store.sqlite import SqliteStore
+from stack.spec.load import load_stack
+from tests.support.clock import FakeClock
 from tests.support.etcd import EtcdCluster, etcd_cluster
+from tests.support.etcd_term import TermTakingEtcdStore
+from tests.unit import store_schema0
 
-Opener = Callable[[], Store]
+
+class TermStore(Store, Protocol):
+    """A store that gives its own terms (SQLite's way; etcd's through the test's holder)."""
+
+    def acquire_term(self) -> int: ...
+
+
+Opener = Callable[[], TermStore]
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +47,10 @@ def etcd() -> Iterator[EtcdCluster]:
 @pytest.fixture(params=["sqlite", "etcd"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the same store (same file, or same etcd prefix) each time it is called."""
-    opened: list[Store] = []
+    opened: list[TermStore] = []
     if request.param == "sqlite":
 
-        def opener() -> Store:
+        def opener() -> TermStore:
             opened.append(SqliteStore(tmp_path / "controller.db"))
             return opened[-1]
 
@@ -42,8 +58,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opene
         cluster: EtcdCluster = request.getfixturevalue("etcd")
         prefix = f"/test-{uuid.uuid4().hex[:8]}"
 
-        def opener() -> Store:
-            opened.append(EtcdStore(cluster.endpoints, prefix, lease_ttl=1.0))
+        def opener() -> TermStore:
+            opened.append(TermTakingEtcdStore(cluster.endpoints, prefix, lease_ttl=1.0))
             return opened[-1]
 
     yield opener
@@ -137,3 +153,37 @@ def test_an_event_write_with_a_stale_term_is_refused_and_writes_nothing(
     with pytest.raises(StaleTerm, match=str(old_term)):
         new.write_events(old_term, EventWrite({2: b"stale"}, [1], next_seq=20))
     assert new.load_events() == StoredEvents({1: b"one"}, 10)
+
+
+STACK = """
+[sockets.web]
+port = 8080
+[watchers.web]
+cmd = "serve"
+numprocesses = 2
+sockets = ["web"]
+"""
+
+
+def test_a_store_written_before_the_schema_opens_with_the_same_state_and_is_rewritten(
+    open_store: Opener, tmp_path: Path
+) -> None:
+    v1, _ = d.apply_stack(d.DesiredState(), load_stack(STACK, "t.toml"))
+    state, _ = d.apply_stack(
+        v1, load_stack(STACK.replace("8080", "8081"), "t.toml"), {"web": {1, 2}}
+    )
+    state = d.drain(state, "h2")
+    assert state.watchers["web"].rollout is not None
+    old = open_store()
+    old.commit(old.acquire_term(), store_schema0.encode(state), [])
+    old.close()
+    store = open_store()
+    clock = FakeClock()
+    controller = Controller(
+        ControllerSettings(data_dir=tmp_path), store, store.acquire_term(),
+        clock=clock.now, wall=clock.now,
+    )  # fmt: skip
+    asyncio.run(controller.load())
+    assert controller.state == state
+    stored = store.load(schema.PREFIX)
+    assert stored == schema.encode(state) and schema.outdated(stored) == []

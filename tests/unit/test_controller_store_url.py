@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from stack.controller.plane import ControlPlane
+from stack.controller.settings import ControllerSettings
 from stack.controller.store import (
     BadStoreUrl,
     EtcdLocation,
     SqliteLocation,
-    open_store,
     parse_store_url,
 )
 from stack.controller.store.base import StoreError
@@ -59,15 +61,15 @@ def test_bad_store_urls_say_what_is_wrong_in_one_line(url: str, complaint: str) 
     assert "\n" not in message
 
 
-def test_open_store_opens_sqlite_by_default(tmp_path: Path) -> None:
-    store = open_store("sqlite", tmp_path / "c.db")
+def test_the_control_plane_opens_sqlite_by_default(tmp_path: Path) -> None:
+    plane = asyncio.run(ControlPlane.open(ControllerSettings(data_dir=tmp_path, store="sqlite")))
     try:
-        assert isinstance(store, SqliteStore)
-        assert (tmp_path / "c.db").exists()
+        assert isinstance(plane.store, SqliteStore) and plane.ha is None
+        assert (tmp_path / "controller.db").exists()
     finally:
-        store.close()
+        plane.close()
 
 
-def test_open_store_turns_a_bad_url_into_a_store_error(tmp_path: Path) -> None:
+def test_the_control_plane_turns_a_bad_url_into_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="bad store 'etcd://h1:x'"):
-        open_store("etcd://h1:x", tmp_path / "c.db")
+        asyncio.run(ControlPlane.open(ControllerSettings(data_dir=tmp_path, store="etcd://h1:x")))

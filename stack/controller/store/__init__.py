@@ -2,15 +2,13 @@
 
 `--store` picks the backend: `sqlite` (the default, a file in the data dir) or
 `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for controllers sharing an etcd
-cluster. `parse_store_url` is pure; `open_store` opens what it describes.
+cluster. `parse_store_url` is pure; the control plane (plane.py) opens what it
+describes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from stack.controller.store.base import Store, StoreError
 
 ETCD_DEFAULT_PORT = 2379
 ETCD_DEFAULT_PREFIX = "/stack"
@@ -76,18 +74,3 @@ def _port(url: str, part: str, port: str) -> int:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise BadStoreUrl(f"bad store {url!r}: etcd endpoint {part!r} has a bad port {port!r}")
     return int(port)
-
-
-def open_store(url: str, sqlite_path: Path, *, lease_ttl: float = 5.0) -> Store:
-    """Open the store `url` names; StoreError (one line) if it is bad or cannot be opened."""
-    try:
-        location = parse_store_url(url)
-    except BadStoreUrl as exc:
-        raise StoreError(str(exc)) from None
-    if isinstance(location, SqliteLocation):
-        from stack.controller.store.sqlite import SqliteStore
-
-        return SqliteStore(sqlite_path)
-    from stack.controller.store.etcd import EtcdStore
-
-    return EtcdStore(list(location.endpoints), location.prefix, lease_ttl=lease_ttl)

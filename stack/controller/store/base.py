@@ -1,8 +1,10 @@
 """The store interface: a fenced key/value map with atomic multi-key commits, and events.
 
-Kept small on purpose so that an etcd store can implement it too: a term
-(the fencing token) acquired at start, a prefix read, and one atomic commit
-of puts and deletes that a store refuses when a newer term exists.
+Kept small on purpose so that an etcd store can implement it too: a prefix read,
+and one atomic commit of puts and deletes that a store refuses when it has seen a
+newer term (the fencing token) than the writer's. How a writer gets its term is the
+backend's: the SQLite store bumps one (SqliteStore.acquire_term), etcd's is the
+leader key's create revision that the election wins (election.py).
 
 The event history has a range of its own beside the desired state (a table in
 SQLite, a key prefix in etcd): written often and in bulk by the leader's event
@@ -57,10 +59,6 @@ default), and a short SQLite transaction keeps admin writes waiting for at most 
 
 class Store(Protocol):
     """Durable desired state. Every method blocks; call from a thread in async code."""
-
-    def acquire_term(self) -> int:
-        """Bump the store's term and return it: the caller's fencing token from now on."""
-        ...
 
     def load(self, prefix: str) -> dict[str, bytes]:
         """Every key starting with `prefix`, with its value."""

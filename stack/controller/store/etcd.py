@@ -15,181 +15,43 @@ Layout under the prefix (default `/stack`):
 Events go through a client of their own, so an event batch never queues an admin
 commit behind it on this side; followers watch only `kv/`.
 
-Failures are translated at this edge: an unreachable member fails over to the
-next endpoint; when none answers within the timeouts (members down, quorum
-lost) the call raises `StoreError` naming the endpoints. Nothing hangs.
+Its clients come from etcd_client.py, which translates failures (StoreError naming
+the endpoints when no member answers in time; nothing hangs).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import pyetcd
 from pyetcd import exceptions as etcd_exceptions
 from pyetcd.events import DeleteEvent
 
+from stack.controller.etcd_client import (
+    REQUEST_TIMEOUT,
+    UNREACHABLE,
+    EndpointHealth,
+    EtcdTls,
+    call,
+    connect,
+    describe,
+    fail_current,
+    leader_key,
+    probe_endpoints,
+)
 from stack.controller.store.base import EventWrite, StaleTerm, StoredEvents, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "/stack"
-REQUEST_TIMEOUT = 3.0
-"""Seconds one store operation may take, retries included: a member without quorum never
-answers, this bounds it. Each attempt gets a third of it (at least 0.5 s): a request caught in
-a raft leader change hangs until its own timeout, and the retry then succeeds at once."""
-RETRY_FAILED_ENDPOINT = 1.0
-"""Seconds a member that failed is skipped before the client tries it again."""
 WATCH_RETRY = 0.2
 """Seconds between attempts to re-establish a broken watch."""
-
-_CHANNEL_OPTIONS = [
-    # A restarted member is back in use within a second, not after gRPC's 2-minute backoff.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # etcd refuses pings more often than every 5 s; this still notices a silently dead peer.
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-]
-
-# pyetcd's errors for "this member did not answer": pyetcd marks it failed, try another.
-_UNREACHABLE = (
-    etcd_exceptions.ConnectionFailedError,
-    etcd_exceptions.ConnectionTimeoutError,
-    etcd_exceptions.NoServerAvailableError,
-    etcd_exceptions.InternalServerError,
-)
-# Raw gRPC codes pyetcd passes through that still mean "no answer from this member"
-# ("context deadline exceeded" from a member without quorum comes back as UNKNOWN).
-_UNREACHABLE_CODES = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE)
-
-
-def leader_key(prefix: str) -> str:
-    """The election key under `prefix`; its create revision is the fencing token."""
-    return f"{prefix}/leader"
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) -> (host, port)."""
-    host, _, port = endpoint.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-@dataclass(frozen=True)
-class EtcdTls:
-    """TLS to etcd: the CA its members' certificates are signed by, and our client
-    certificate and key when etcd asks for one (--client-cert-auth)."""
-
-    ca: Path
-    cert: Path | None = None
-    key: Path | None = None
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        """gRPC credentials from the files; StoreError (one line) if one cannot be read."""
-        try:
-            ca = self.ca.read_bytes()
-            cert = self.cert.read_bytes() if self.cert is not None else None
-            key = self.key.read_bytes() if self.key is not None else None
-        except OSError as exc:
-            raise StoreError(f"etcd TLS: cannot read {exc.filename}: {exc.strerror}") from None
-        return grpc.ssl_channel_credentials(ca, key, cert)
-
-
-def connect(
-    endpoints: Sequence[str], timeout: float = REQUEST_TIMEOUT, tls: EtcdTls | None = None
-) -> Any:
-    """A pyetcd client over every endpoint, failing over between them, first one preferred.
-
-    Plain-text gRPC unless `tls`; each operation through `call` is bounded by `timeout`.
-    """
-    if not endpoints:
-        raise StoreError("no etcd endpoint given")
-    credentials = tls.credentials() if tls is not None else None
-    eps = [
-        pyetcd.Endpoint(
-            *split_endpoint(endpoint),
-            secure=credentials is not None,
-            creds=credentials,
-            time_retry=RETRY_FAILED_ENDPOINT,
-            opts=_CHANNEL_OPTIONS,
-        )
-        for endpoint in endpoints
-    ]
-    client = pyetcd.MultiEndpointEtcd3Client(eps, timeout=timeout, failover=True)
-    client.budget = timeout
-    # Deterministic instead of pyetcd's random pick: operators list the nearest member first.
-    client._current_endpoint_label = eps[0].netloc
-    return client
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an etcd or gRPC failure."""
-    if isinstance(exc, etcd_exceptions.NoServerAvailableError):
-        return "no member answered"
-    if isinstance(exc, grpc.RpcError):
-        details = getattr(exc, "details", lambda: None)()
-        return str(details or getattr(exc, "code", lambda: "gRPC error")())
-    return str(exc) or type(exc).__name__
-
-
-def call(client: Any, endpoints: Sequence[str], what: str, request: Callable[[], T]) -> T:
-    """Run `request`, retrying on other members for up to one request timeout; else StoreError.
-
-    pyetcd marks a member failed after an unreachable/timeout error and picks
-    another for the next request; this makes that next request, with a short
-    backoff, so a failover or a raft leader election (a fraction of a second of
-    "no leader") is ridden out. Requests are idempotent (reads, or fenced
-    transactions writing the same values again), so retrying after an
-    ambiguous timeout is safe. Callers serialize requests on one client: the
-    per-attempt timeout is set on it.
-    """
-    budget: float = client.budget
-    deadline = time.monotonic() + budget
-    backoff = 0.05
-    while True:
-        client.timeout = max(0.05, min(max(0.5, budget / 3), deadline - time.monotonic()))
-        try:
-            return request()
-        except _UNREACHABLE as exc:
-            last: BaseException = exc
-        except grpc.RpcError as exc:
-            code = getattr(exc, "code", lambda: None)()
-            if code not in _UNREACHABLE_CODES:
-                raise StoreError(f"etcd refused {what}: {describe(exc)}") from exc
-            last = exc
-            _fail_current(client)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(backoff, remaining))
-        backoff = min(backoff * 2, 0.4)
-        if isinstance(last, etcd_exceptions.NoServerAvailableError):
-            _forgive_all(client)  # every member failed once: try them all again
-    raise StoreError(f"etcd unreachable at {','.join(endpoints)}: {what}: {describe(last)}")
-
-
-def _forgive_all(client: Any) -> None:
-    for endpoint in client.endpoints.values():
-        endpoint.last_failed = 0
-
-
-def _fail_current(client: Any) -> None:
-    """Mark the member in use failed, as pyetcd does itself for UNAVAILABLE."""
-    with contextlib.suppress(Exception):
-        client.endpoint_in_use.fail()
-        client._clear_old_stubs()
 
 
 @dataclass(frozen=True)
@@ -215,24 +77,12 @@ class WatchUpdate:
     reset: bool = False
 
 
-@dataclass(frozen=True)
-class EndpointHealth:
-    """One etcd member as a client sees it."""
-
-    endpoint: str
-    healthy: bool
-    error: str = ""
-
-
 class EtcdStore:
     """A `Store` in etcd, fenced by the leader key's create revision.
 
-    `acquire_term()` is for a controller that runs without the HA election: it
-    campaigns for the leader key through an `Election` that this store keeps
-    alive on a private thread until `close()`, and returns that election's token.
-    An HA controller runs its own `Election` and passes its token to `commit`.
-    Either way a commit succeeds only while the leader key still has the
-    create revision the writer was given.
+    The controller's `Election` (election.py) wins the leader key; its token is the
+    term every `commit` passes, and a commit succeeds only while the leader key
+    still has the create revision the writer was given.
     """
 
     def __init__(
@@ -241,17 +91,12 @@ class EtcdStore:
         prefix: str = DEFAULT_PREFIX,
         *,
         timeout: float = REQUEST_TIMEOUT,
-        lease_ttl: float = 5.0,
-        advertise: str = "",
         tls: EtcdTls | None = None,
     ) -> None:
         self.endpoints = list(endpoints)
         self.prefix = prefix.rstrip("/")
         self.timeout = timeout
         self.tls = tls
-        self.lease_ttl = lease_ttl
-        self.advertise = advertise or socket.gethostname()
-        """The leader key's value while `acquire_term`'s election holds it."""
         self.leader_key = leader_key(self.prefix)
         self._kv = f"{self.prefix}/kv/"
         self._events = f"{self.prefix}/events/"
@@ -260,25 +105,8 @@ class EtcdStore:
         self._events_lock = threading.Lock()
         self._events_client: Any = None
         """Created at the first event read or write (only a leader needs it)."""
-        self._holder: Any = None
 
     # ---- Store ----
-
-    def acquire_term(self) -> int:
-        """Campaign for the leader key (waiting up to 3 lease TTLs for it) and return the token.
-
-        A second call resigns first, so it always returns a higher token and
-        makes the previous one stale, as with the SQLite store.
-        """
-        from stack.controller.election import StandaloneLeader
-
-        self._release()
-        holder = StandaloneLeader(
-            self.endpoints, self.leader_key, self.lease_ttl, self.timeout, self.advertise, self.tls
-        )
-        token = holder.start(timeout=3 * self.lease_ttl + self.timeout)
-        self._holder = holder
-        return token
 
     def load(self, prefix: str) -> dict[str, bytes]:
         return self.snapshot(prefix).records
@@ -337,7 +165,6 @@ class EtcdStore:
             raise StaleTerm(_stale(term, responses))
 
     def close(self) -> None:
-        self._release()
         with self._lock:
             self._client.close()
         with self._events_lock:
@@ -374,40 +201,12 @@ class EtcdStore:
     def _event_key(self, seq: int) -> str:
         return f"{self._events}seq/{seq:020d}"
 
-    def _release(self) -> None:
-        holder, self._holder = self._holder, None
-        if holder is not None:
-            holder.stop()
-
 
 def _stale(term: int, responses: Any) -> str:
     """Why a fenced transaction failed, from its failure branch (a get of the leader key)."""
     current = responses[0][0][1].create_revision if responses and responses[0] else 0
     now = f"the leader key now has token {current}" if current else "there is no leader"
     return f"fencing token {term} is stale: {now}"
-
-
-def probe_endpoints(
-    endpoints: Sequence[str], timeout: float, tls: EtcdTls | None = None
-) -> list[EndpointHealth]:
-    """Probe every endpoint at once, so dead members cost one short timeout, not one each."""
-    timeout = max(0.5, timeout / 3)
-    with concurrent.futures.ThreadPoolExecutor(len(endpoints)) as pool:
-        return list(pool.map(lambda endpoint: _probe(endpoint, timeout, tls), endpoints))
-
-
-def _probe(endpoint: str, timeout: float, tls: EtcdTls | None) -> EndpointHealth:
-    try:
-        client = connect([endpoint], timeout, tls)
-    except StoreError as exc:
-        return EndpointHealth(endpoint, False, str(exc))
-    try:
-        client.get("health")
-    except Exception as exc:  # any failure is this member's health, reported not raised
-        return EndpointHealth(endpoint, False, describe(exc))
-    finally:
-        client.close()
-    return EndpointHealth(endpoint, True)
 
 
 class StoreWatch:
@@ -445,14 +244,14 @@ class StoreWatch:
                 reset = self._reload()
                 if reset is not None:
                     yield reset
-            except (*_UNREACHABLE, grpc.RpcError) as exc:
+            except (*UNREACHABLE, grpc.RpcError) as exc:
                 log.info(
                     "watch of %s broke (%s); resuming at revision %d",
                     self.prefix,
                     describe(exc),
                     self.next_revision,
                 )
-                _fail_current(self._client)
+                fail_current(self._client)
                 self._closed.wait(WATCH_RETRY)
 
     def close(self) -> None:

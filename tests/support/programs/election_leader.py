@@ -12,8 +12,9 @@ import asyncio
 import sys
 
 from stack.controller.election import Election
+from stack.controller.etcd_client import leader_key
 from stack.controller.store.base import StaleTerm, StoreError
-from stack.controller.store.etcd import EtcdStore, leader_key
+from stack.controller.store.etcd import EtcdStore
 
 
 def say(line: str) -> None:
