@@ -30,7 +30,8 @@ from typing import Any
 import grpc
 
 from stack import aio
-from stack.controller.etcd_client import (
+from stack.controller.store.base import StoreError
+from stack.controller.store.etcd_client import (
     REQUEST_TIMEOUT,
     EndpointHealth,
     EtcdTls,
@@ -38,7 +39,6 @@ from stack.controller.etcd_client import (
     connect,
     probe_endpoints,
 )
-from stack.controller.store.base import StoreError
 
 log = logging.getLogger(__name__)
 

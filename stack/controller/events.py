@@ -27,11 +27,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stack.controller.fanout import Fanout
-from stack.controller.store.base import EventWrite, StoredEvents
 from stack.spec.reports import Event, Severity
 
 log = logging.getLogger(__name__)
@@ -216,6 +215,33 @@ class EventRate:
 
 
 # ---- the store's records ----
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    """The event history as the store holds it."""
+
+    records: Mapping[int, bytes] = field(default_factory=dict)
+    """seq -> the event's record."""
+    next_seq: int = 0
+    """The reservation: no controller gave a number at or above it (0: none stored)."""
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """One batch of changes to the stored event history, done atomically."""
+
+    puts: Mapping[int, bytes]
+    """seq -> record, to write."""
+    deletes: Collection[int]
+    """seqs to remove (absent ones are fine)."""
+    next_seq: int
+    """The new reservation."""
+
+    def __len__(self) -> int:
+        """Operations in it (the reservation included)."""
+        return len(self.puts) + len(self.deletes) + 1
+
 
 SEVERITY_PREFIX = "SEVERITY_"
 """How a record names a severity: SEVERITY_INFO... (the names the first records had)."""

@@ -55,10 +55,10 @@ class ControlPlane:
     @classmethod
     def _on_etcd(cls, settings: ControllerSettings, location: EtcdLocation) -> ControlPlane:
         from stack.controller.election import Election
-        from stack.controller.etcd_client import EtcdTls, leader_key
         from stack.controller.ha import HighAvailability
         from stack.controller.roster import Roster
         from stack.controller.store.etcd import EtcdStore
+        from stack.controller.store.etcd_client import EtcdTls, leader_key
 
         advertise = settings.advertise or settings.listen
         host, _, port = advertise.rpartition(":")

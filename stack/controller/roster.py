@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import stack
-from stack.controller.etcd_client import REQUEST_TIMEOUT, EtcdTls, call, connect
 from stack.controller.store.base import StoreError
+from stack.controller.store.etcd_client import REQUEST_TIMEOUT, EtcdTls, call, connect
 
 log = logging.getLogger(__name__)
 

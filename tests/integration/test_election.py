@@ -17,9 +17,9 @@ from typing import TypeVar
 import pytest
 
 from stack.controller.election import Election, Leader
-from stack.controller.etcd_client import leader_key
 from stack.controller.store.base import StaleTerm, StoreError
 from stack.controller.store.etcd import EtcdStore
+from stack.controller.store.etcd_client import leader_key
 from tests.support.etcd import EtcdCluster, etcd_cluster
 from tests.support.etcd_term import TermTakingEtcdStore
 from tests.support.processes import stack_env

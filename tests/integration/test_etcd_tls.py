@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from stack.controller.etcd_client import EtcdTls
 from stack.controller.store.base import StaleTerm, StoreError
 from stack.controller.store.etcd import EtcdStore
+from stack.controller.store.etcd_client import EtcdTls
 from stack.security.certs import CertDir, Role, init_dir
 from stack.v1 import admin_pb2
 from tests.support.etcd import ETCD, requires_etcd

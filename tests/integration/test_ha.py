@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from stack.agent.persist import load_state
-from stack.controller.etcd_client import connect
+from stack.controller.store.etcd_client import connect
 from tests.support.etcd import etcd_cluster, requires_etcd
 from tests.support.following import assert_both_go_on, following
 from tests.support.ha import HaCluster, ha_cluster

@@ -18,9 +18,10 @@ import pytest
 
 from stack.controller import desired as d
 from stack.controller.controller import Controller
+from stack.controller.events import EventWrite, StoredEvents
 from stack.controller.settings import ControllerSettings
 from stack.controller.store import schema
-from stack.controller.store.base import EventWrite, StaleTerm, Store, StoredEvents
+from stack.controller.store.base import StaleTerm, Store
 from stack.controller.store.sqlite import SqliteStore
 from stack.spec.load import load_stack
 from tests.support.clock import FakeClock

@@ -21,9 +21,9 @@ from typing import Any
 
 from stack import aio
 from stack.controller.election import Election
-from stack.controller.etcd_client import REQUEST_TIMEOUT, EtcdTls
 from stack.controller.store.base import StoreError
 from stack.controller.store.etcd import DEFAULT_PREFIX, EtcdStore
+from stack.controller.store.etcd_client import REQUEST_TIMEOUT, EtcdTls
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from stack.controller.events import (
     EventLog,
     EventRate,
     EventSettings,
+    StoredEvents,
     decode_event,
     encode_event,
 )
-from stack.controller.store.base import StoredEvents
 from stack.spec.reports import Event, Severity
 
 

@@ -2,8 +2,9 @@
 tools, and neither installs again what is there.
 
 The script runs for real, in a copy of the checkout whose .venv holds stand-ins for
-python (which records what pip was asked), stackctl, ruff and mypy: what is checked is
-what the script asks for, not pip (installing for real takes minutes and the network).
+python (which records what pip was asked), stackctl, ruff, mypy and lint-imports: what is
+checked is what the script asks for, not pip (installing for real takes minutes and the
+network).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def checkout(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copy(ROOT / "run", root / "run")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     log = tmp_path / "calls.log"
-    for folder, names in ((bin_dir, ("python", "stackctl", "ruff", "mypy")),
+    for folder, names in ((bin_dir, ("python", "stackctl", "ruff", "mypy", "lint-imports")),
                           (tools, ("ip", "etcd", "zsh", "fish"))):  # fmt: skip
         for name in names:
             path = folder / name
@@ -71,6 +72,7 @@ def test_the_demo_installs_the_project_alone_and_the_tests_add_the_development_t
     assert install.endswith("-e .[dev] --config-settings editable_mode=compat")
     assert tests[-1] == "python -m pytest -q tests/unit/test_x.py"
     assert "ruff check stack tests bench scripts examples" in tests
+    assert "lint-imports --no-cache" in tests, "the import-layer contract is checked"
     assert installs(run(root, "test")) == [] and installs(run(root, "demo")) == []
 
 

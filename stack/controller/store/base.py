@@ -8,14 +8,16 @@ leader key's create revision that the election wins (election.py).
 
 The event history has a range of its own beside the desired state (a table in
 SQLite, a key prefix in etcd): written often and in bulk by the leader's event
-writer, never in the same transaction as an admin change, fenced the same way.
+writer, never in the same transaction as an admin change, fenced the same way. Its
+records and writes are the event history's own types (events.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
+
+from stack.controller.events import EventWrite, StoredEvents
 
 
 class StoreError(Exception):
@@ -24,32 +26,6 @@ class StoreError(Exception):
 
 class StaleTerm(StoreError):
     """A commit carried a term lower than the store's: another controller took over."""
-
-
-@dataclass(frozen=True)
-class StoredEvents:
-    """The event history as the store holds it."""
-
-    records: Mapping[int, bytes] = field(default_factory=dict)
-    """seq -> the event's record."""
-    next_seq: int = 0
-    """The reservation: no controller gave a number at or above it (0: none stored)."""
-
-
-@dataclass(frozen=True)
-class EventWrite:
-    """One batch of changes to the stored event history, done atomically."""
-
-    puts: Mapping[int, bytes]
-    """seq -> record, to write."""
-    deletes: Collection[int]
-    """seqs to remove (absent ones are fine)."""
-    next_seq: int
-    """The new reservation."""
-
-    def __len__(self) -> int:
-        """Operations in it (the reservation included)."""
-        return len(self.puts) + len(self.deletes) + 1
 
 
 EVENT_WRITE_OPS = 100

@@ -32,7 +32,9 @@ import grpc
 from pyetcd import exceptions as etcd_exceptions
 from pyetcd.events import DeleteEvent
 
-from stack.controller.etcd_client import (
+from stack.controller.events import EventWrite, StoredEvents
+from stack.controller.store.base import StaleTerm, StoreError
+from stack.controller.store.etcd_client import (
     REQUEST_TIMEOUT,
     UNREACHABLE,
     EndpointHealth,
@@ -44,7 +46,6 @@ from stack.controller.etcd_client import (
     leader_key,
     probe_endpoints,
 )
-from stack.controller.store.base import EventWrite, StaleTerm, StoredEvents, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

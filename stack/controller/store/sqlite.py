@@ -22,7 +22,8 @@ import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from stack.controller.store.base import EventWrite, StaleTerm, StoredEvents, StoreError
+from stack.controller.events import EventWrite, StoredEvents
+from stack.controller.store.base import StaleTerm, StoreError
 from stack.security.safe_files import opened_dir, private_dir
 
 _SCHEMA = """

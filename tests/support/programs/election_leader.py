@@ -12,9 +12,9 @@ import asyncio
 import sys
 
 from stack.controller.election import Election
-from stack.controller.etcd_client import leader_key
 from stack.controller.store.base import StaleTerm, StoreError
 from stack.controller.store.etcd import EtcdStore
+from stack.controller.store.etcd_client import leader_key
 
 
 def say(line: str) -> None:
