@@ -22,7 +22,7 @@ from typing import Protocol
 _Key = tuple[str, int, str, str]
 
 
-class Line(Protocol):
+class ShippedLine(Protocol):
     """An output line as both ends hold it (the controller's domain LogLine, the
     wire's LogLine at stackctl): what telling repeats reads of it."""
 
@@ -46,7 +46,7 @@ def millisecond(at: float) -> int:
     return math.floor(at * 1000 + 1e-4)
 
 
-def _key(line: Line) -> _Key:
+def _key(line: ShippedLine) -> _Key:
     return (line.watcher, line.wid, line.stream, line.text)
 
 
@@ -59,7 +59,7 @@ class SeenLines:
     def __bool__(self) -> bool:
         return bool(self._last)
 
-    def note(self, line: Line) -> None:
+    def note(self, line: ShippedLine) -> None:
         """`line` was given out."""
         ms = millisecond(line.at)
         last = self._last.get(line.host_id)
@@ -84,7 +84,7 @@ class Replay:
     def __init__(self, last: dict[str, tuple[int, Counter[_Key]]]) -> None:
         self._checking = last
 
-    def repeats(self, line: Line) -> bool:
+    def repeats(self, line: ShippedLine) -> bool:
         """Whether `line` was given already (each given line matches once)."""
         last = self._checking.get(line.host_id)
         if last is None:

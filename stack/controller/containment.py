@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from stack.controller.events import Note
+from stack.controller.events import EventNote
 from stack.spec.observed import Observed
 from stack.spec.reports import LogLine, Severity
 
@@ -172,7 +172,7 @@ def screen(observed: Observed, may_run: Entitlement, limits: AgentLimits) -> Scr
 class Announcement:
     """What to tell of one agent's refusals now (see `announce`)."""
 
-    note: Note | None
+    note: EventNote | None
     """The `agent_refused` event to record, if any."""
     counts: tuple[int, ...]
     """The counts told of from now on."""
@@ -204,5 +204,5 @@ def announce(
     if not what:
         return Announcement(None, counts, not_before)
     message = f"agent {host_id}: {'; '.join(what)} (stackctl agents -o json counts them)"
-    note = Note("agent_refused", message, severity=Severity.WARNING)
+    note = EventNote("agent_refused", message, severity=Severity.WARNING)
     return Announcement(note, counts, now + REFUSALS_EVERY)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from stack.controller.errors import InvalidArgument, unknown_watcher
-from stack.controller.events import Note
+from stack.controller.events import EventNote
 from stack.controller.placement import WatcherDemand
 from stack.controller.rollout import Rollout, Seen, advance, begin
 from stack.spec.diff import Change, diff_stacks, needs_new_processes
@@ -314,7 +314,7 @@ def step_rollout(
     return set_rollout(state, name, rollout), outcome
 
 
-def rollouts_begun(old: DesiredState, new: DesiredState) -> list[Note]:
+def rollouts_begun(old: DesiredState, new: DesiredState) -> list[EventNote]:
     """An event for each rollout the change from `old` to `new` began."""
     notes = []
     for name, watcher in new.watchers.items():
@@ -326,7 +326,7 @@ def rollouts_begun(old: DesiredState, new: DesiredState) -> list[Note]:
             and old.version(name).label != new.version(name).label
         ):
             notes.append(
-                Note(
+                EventNote(
                     "rollout_started",
                     f"rolling {name} over to a new version: {rollout.total} processes, "
                     f"{watcher.spec.update.max_parallel} at a time",

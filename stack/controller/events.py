@@ -49,7 +49,7 @@ dies before writing its last events leaves numbers its successor will not give a
 
 
 @dataclass(frozen=True)
-class Note:
+class EventNote:
     """An event the controller's decisions ask it to record (see EventLog.note)."""
 
     kind: str
@@ -352,7 +352,7 @@ class EventLog:
         )
         self._keep(CONTROLLER_HOST, event)
 
-    def note(self, note: Note) -> None:
+    def note(self, note: EventNote) -> None:
         """Record an event a decision asked for."""
         self.record(note.kind, note.message, note.watcher, note.severity)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from stack.controller.agents import AgentRecord
-from stack.controller.events import Note
+from stack.controller.events import EventNote
 from stack.spec.reports import Severity
 
 
@@ -37,7 +37,7 @@ class Liveness:
     """Ready agents silent for longer than the timeout: to mark down now, in host order."""
     lost: frozenset[str]
     """Agents down for reschedule_after or more (the silent ones counted down from now)."""
-    notes: tuple[Note, ...]
+    notes: tuple[EventNote, ...]
     """Events to record: each agent gone silent, each agent newly lost."""
     warmed: bool
     """The warm-up after a takeover ended with this check."""
@@ -85,7 +85,7 @@ def check(
             lost.add(record.host_id)
     silent.sort()
     notes = [
-        Note(
+        EventNote(
             "agent_down",
             f"agent {host_id} silent for {timeouts.agent_timeout:g}s",
             severity=Severity.WARNING,
@@ -93,7 +93,7 @@ def check(
         for host_id in silent
     ]
     notes += [
-        Note(
+        EventNote(
             "agent_lost",
             f"agent {host_id} down for {timeouts.reschedule_after:g}s: "
             "its share of spread watchers moves to other agents",

@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from stack.controller.events import Note
+from stack.controller.events import EventNote
 from stack.spec.observed import ExitReason, Health, Observed, ProcessState
 from stack.spec.reports import Severity
 from stack.spec.version import WatcherVersion
@@ -240,17 +240,17 @@ def batch_seen(
     return seen, first_seen
 
 
-def outcome_note(name: str, outcome: str, rollout: Rollout | None) -> Note | None:
+def outcome_note(name: str, outcome: str, rollout: Rollout | None) -> EventNote | None:
     """The event telling what one step (`advance`'s outcome) did to `name`'s rollout."""
     if outcome == "done":
-        return Note("rollout_done", f"rollout of {name} done", name)
+        return EventNote("rollout_done", f"rollout of {name} done", name)
     if outcome == "halted" and rollout is not None:
-        return Note(
+        return EventNote(
             "rollout_halted",
             f"rollout of {name} halted: {rollout.halted}",
             name,
             severity=Severity.ERROR,
         )
     if outcome == "batch" and rollout is not None:
-        return Note("rollout", f"{name}: {rollout.summary()}", name)
+        return EventNote("rollout", f"{name}: {rollout.summary()}", name)
     return None
