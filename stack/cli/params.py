@@ -1,8 +1,9 @@
 """Typer parameters made from the command table's entries (stack.cli.commands).
 
-A typer command declares each parameter's Python type and default; its flags, metavar,
-help text and environment variable come from the table, so that `--help` (printed from
-the table), completion and the parser never disagree on them.
+stack.cli.app makes each typer command from its table entry: the Python type and default
+from the entry's kind and default, and through these two functions its flags, metavar,
+help text and environment variable, so that `--help` (printed from the table),
+completion, the direct parser and typer never disagree on them.
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ def test_labels_and_max_per_host_place_2_on_each_web_host_and_report_the_other_2
     status: dict[str, Any] = fleet.status_json()
     (svc,) = status["watchers"]
     assert (svc["running"], svc["pending"], svc["pending_reason"]) == (4, 2, REASON), svc
-    text = fleet.stackctl("status", check=True).out
-    assert f"svc  4/6 running, 2 pending: {REASON}" in text, text
+    text = fleet.stackctl("status", "--summary", "-o", "wide", check=True).out
+    assert text == f"svc  4/6 running, active, 2 pending: {REASON}\n", text
 
 
 def test_mode_each_runs_2_on_every_host_and_a_lost_hosts_workers_are_not_moved(

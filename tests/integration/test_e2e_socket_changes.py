@@ -117,7 +117,7 @@ def test_a_socket_on_a_taken_port_halts_only_its_users_and_removing_it_recovers(
         halted = rollout_of(cluster, "w")
         assert halted.startswith("rollout halted: the new version of worker 1 on h1 cannot start")
         assert halted.endswith("3 processes keep the version they ran"), halted
-        status = cluster.stackctl("status", "w", check=True).out
+        status = cluster.stackctl("status", "w", "-o", "wide", check=True).out
         assert why in status
         # No worker was replaced, even for a moment, and the site never went down.
         assert cluster.running_pids("w") == before
