@@ -94,6 +94,11 @@ class Refusals:
     dropped_log_lines: int = 0
     """Output lines over the lines or bytes per second caps."""
 
+    def told(self) -> tuple[int, int, int]:
+        """The counts an `agent_refused` event tells, in REFUSAL_LABELS' order (read for
+        every agent a few times a second: no lookups by name)."""
+        return (self.ignored_processes, self.refused_reports, self.dropped_log_lines)
+
 
 @dataclass
 class Meter:
@@ -163,8 +168,10 @@ def screen(observed: Observed, may_run: Entitlement, limits: AgentLimits) -> Scr
         processes.append(proc)
     runs = {watcher for watcher, _ in seen}
     watchers = tuple(w for w in observed.watchers if w.name in runs or may_run(w.name, 0))
-    kept = Observed(observed.generation, tuple(processes), watchers, observed.sockets)
     ignored = len(observed.processes) - len(processes)
+    if not ignored and len(watchers) == len(observed.watchers):
+        return Screened(observed, 0, refused=False)  # all of it (frozen: nothing to copy)
+    kept = Observed(observed.generation, tuple(processes), watchers, observed.sockets)
     return Screened(kept, ignored, refused=False)
 
 
@@ -192,7 +199,7 @@ def announce(
     None when nothing is to change. The counts themselves are in `agents -o json`."""
     if now < not_before:
         return None
-    counts = tuple(getattr(refusals, name) for name in REFUSAL_LABELS)
+    counts = refusals.told()
     if counts == told:
         return None
     before = told or (0,) * len(counts)

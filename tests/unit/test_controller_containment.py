@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from stack.controller.containment import AgentLimits, Meter, TokenBucket, screen
+from stack.controller.containment import (
+    REFUSAL_LABELS,
+    REFUSALS_EVERY,
+    AgentLimits,
+    Meter,
+    Refusals,
+    TokenBucket,
+    announce,
+    screen,
+)
 from stack.spec.observed import Observed, ProcessState, ProcessStatus, WatcherObserved
 from stack.spec.reports import LogLine
 
@@ -71,3 +80,27 @@ def test_output_is_capped_in_lines_too() -> None:
     lines = [line("z") for _ in range(5)]
     assert len(meter.lines(lines, now=0.0)) == 3
     assert meter.refusals.dropped_log_lines == 2
+
+
+def test_the_refusals_told_are_those_the_labels_name_in_their_order() -> None:
+    refusals = Refusals(
+        ignored_processes=1, refused_reports=2, dropped_events=3, dropped_log_lines=4
+    )
+    assert refusals.told() == tuple(getattr(refusals, name) for name in REFUSAL_LABELS)
+
+
+def test_refusals_are_told_at_once_then_at_most_every_ten_seconds() -> None:
+    refusals = Refusals(ignored_processes=2)
+    first = announce("h1", refusals, (), 0.0, now=100.0)
+    assert first is not None and first.note is not None
+    assert first.note.message == (
+        "agent h1: 2 reports of workers not assigned to it ignored "
+        "(stackctl agents -o json counts them)"
+    )
+    assert (first.counts, first.next_at) == ((2, 0, 0), 100.0 + REFUSALS_EVERY)
+    refusals.dropped_log_lines += 5
+    assert announce("h1", refusals, first.counts, first.next_at, now=109.999) is None
+    later = announce("h1", refusals, first.counts, first.next_at, now=110.0)
+    assert later is not None and later.note is not None
+    assert "5 output lines over its caps dropped" in later.note.message
+    assert announce("h1", refusals, later.counts, later.next_at, now=500.0) is None, "no news"

@@ -63,6 +63,7 @@ processes = st.builds(
     started_at=FLOAT, restarts=INT32, cpu_percent=FLOAT, rss_bytes=INT32, num_fds=INT32,
     num_children=INT32, last_exit=st.none() | last_exits, host_id=TEXT, message=TEXT,
     health=st.sampled_from(Health), health_message=TEXT, version=TEXT, blocked=TEXT,
+    replacements=INT32,
 )  # fmt: skip
 observed = st.builds(
     Observed,
