@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import stack
 from stack.agent import persist
@@ -34,24 +34,31 @@ from stack.agent.adoption import Fate, Identified, Kind, boot_id, identify, rega
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
-from stack.agent.output import LogHub
+from stack.agent.output import Line, LogHub
 from stack.agent.process import PipeEnd, Proc, SpawnError, signal_number, stop_process, worker_ids
 from stack.agent.reaper import Reaper
 from stack.agent.records import PipeRecord, Records, SocketRecord, WorkerRecord
 from stack.agent.settings import AgentSettings
 from stack.agent.sockets import SocketPool
-from stack.agent.stats import StatsSampler
+from stack.agent.stats import ProcStats, StatsSampler
 from stack.agent.watcher import Desired, Version, Watcher
-from stack.agent.wire import fill_stats, line_to_proto
 from stack.security.safe_files import private_dir
+from stack.spec.assignment import Assignment, WatcherAssignment
 from stack.spec.model import SocketSpec, WatcherSpec, socket_binding, version_sockets
-from stack.v1 import agent_pb2, types_pb2
-from stack.wire.spec import socket_from_proto, watcher_from_proto
+from stack.spec.observed import (
+    ExitReason,
+    Observed,
+    ProcessState,
+    ProcessStatus,
+    SocketStatus,
+    WatcherObserved,
+)
+from stack.spec.reports import Event, LogLine, Severity
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10_000
-_LEVELS = {types_pb2.SEVERITY_WARNING: logging.WARNING, types_pb2.SEVERITY_ERROR: logging.ERROR}
+_LEVELS = {Severity.WARNING: logging.WARNING, Severity.ERROR: logging.ERROR}
 
 
 class Engine:
@@ -81,7 +88,7 @@ class Engine:
         self._removed: list[Watcher] = []
         self.generation = 0
         self.fencing_token = 0
-        self._events: deque[types_pb2.Event] = deque(maxlen=MAX_EVENTS)
+        self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._status_dirty = True
         self._records_dirty = False
         self._tg: asyncio.TaskGroup | None = None
@@ -89,7 +96,7 @@ class Engine:
         self._wake_event: asyncio.Event | None = None
         self.updates = asyncio.Event()
         """Set whenever there is something new to send (status, events, log lines)."""
-        self._assignment: agent_pb2.Assignment | None = None
+        self._assignment: Assignment | None = None
         self._leftovers: dict[Proc, asyncio.Task[None]] = {}
         """Workers of a previous life whose watcher is gone: being stopped."""
         self._handover = handover
@@ -102,7 +109,7 @@ class Engine:
 
     # ---- life cycle ----
     async def __aenter__(self) -> Engine:
-        private_dir(self.settings.data_dir, (persist.ASSIGNMENT_FILE, persist.STATE_FILE))
+        private_dir(self.settings.data_dir, persist.FILES)
         private_dir(self.settings.logs_dir)
         self.updates = asyncio.Event()
         self.logs.on_lines.append(self.updates)
@@ -170,23 +177,25 @@ class Engine:
         self.logs.flush()
 
     def _log_file_problem(self, watcher: str, message: str) -> None:
-        self.event("log_file_error", watcher, 0, message, types_pb2.SEVERITY_ERROR)
+        self.event("log_file_error", watcher, 0, message, Severity.ERROR)
 
     # ---- the Host interface of watchers ----
     def event(
-        self, kind: str, watcher: str, wid: int, message: str, severity: types_pb2.Severity
+        self, kind: str, watcher: str, wid: int, message: str, severity: int
     ) -> None:
+        """Record an event of this host (`severity`: a Severity)."""
+        severity = Severity(severity)
         level = _LEVELS.get(severity, logging.INFO)
         where = f"{watcher}[{wid}]" if wid else (watcher or "agent")
         log.log(level, "%s %s: %s", where, kind, message)
         self._events.append(
-            types_pb2.Event(
+            Event(
                 at=self.clock.time(),
+                kind=kind,
+                message=message,
                 host_id=self.host_id,
                 watcher=watcher,
                 wid=wid,
-                kind=kind,
-                message=message,
                 severity=severity,
             )
         )
@@ -251,7 +260,7 @@ class Engine:
             self.fencing_token = token
             self._records_changed()
 
-    def apply(self, assignment: agent_pb2.Assignment, *, restored: bool = False) -> bool:
+    def apply(self, assignment: Assignment, *, restored: bool = False) -> bool:
         """Make `assignment` the whole desired state of this host; False if fenced off."""
         if assignment.fencing_token < self.fencing_token:
             log.warning(
@@ -263,11 +272,11 @@ class Engine:
             return False
         self.note_fencing_token(assignment.fencing_token)
         for error in self._sync_sockets(assignment):
-            self.event("socket_error", "", 0, error, types_pb2.SEVERITY_ERROR)
-        by_name = {msg.name: socket_from_proto(msg) for msg in assignment.sockets}
+            self.event("socket_error", "", 0, error, Severity.ERROR)
+        by_name = {sock.name: sock for sock in assignment.sockets}
         wanted: set[str] = set()
         for wa in assignment.watchers:
-            spec = watcher_from_proto(wa.spec)
+            spec = wa.spec
             wanted.add(spec.name)
             desired = self._desired(wa, spec, by_name)
             self.logs.configure(
@@ -291,7 +300,7 @@ class Engine:
             "",
             0,
             f"generation {assignment.generation}" + (" (restored)" if restored else ""),
-            types_pb2.SEVERITY_INFO,
+            Severity.INFO,
         )
         self.changed()
         self.wake()
@@ -314,7 +323,7 @@ class Engine:
                 return watcher
         return None
 
-    def _sync_sockets(self, assignment: agent_pb2.Assignment) -> list[str]:
+    def _sync_sockets(self, assignment: Assignment) -> list[str]:
         """Bind every socket the assignment's versions inherit that is new, moved or
         failed before, before any worker is replaced; the errors of those that failed
         now. An earlier version's socket that moved stays bound for its workers."""
@@ -323,18 +332,16 @@ class Engine:
 
     def _desired(
         self,
-        wa: agent_pb2.WatcherAssignment,
+        wa: WatcherAssignment,
         spec: WatcherSpec,
         by_name: Mapping[str, SocketSpec],
     ) -> Desired:
         sockets = _inherited(spec, by_name)
         pinned: dict[int, Version] = {}
         for earlier in wa.pinned:
-            earlier_spec = watcher_from_proto(earlier.spec)
-            if earlier.sockets:
-                earlier_sockets = tuple(socket_from_proto(msg) for msg in earlier.sockets)
-            else:  # from a controller that did not send them: the same names as now
-                earlier_sockets = _inherited(earlier_spec, by_name)
+            earlier_spec = earlier.spec
+            # (none from a controller that did not send them: the same names as now)
+            earlier_sockets = earlier.sockets or _inherited(earlier_spec, by_name)
             version = Version(
                 spec=earlier_spec,
                 restart_token=earlier.restart_token,
@@ -403,12 +410,12 @@ class Engine:
             )
             if not same_boot:
                 text = "worker records of another boot ignored: nothing to adopt"
-            self.event("agent_restarted", "", 0, text, types_pb2.SEVERITY_INFO)
+            self.event("agent_restarted", "", 0, text, Severity.INFO)
         return assignment is not None
 
     def _restore_sockets(
         self,
-        assignment: agent_pb2.Assignment | None,
+        assignment: Assignment | None,
         records: tuple[SocketRecord, ...],
         alive: list[tuple[WorkerRecord, Identified]],
     ) -> None:
@@ -436,9 +443,7 @@ class Engine:
     def _take_over(self, handover: Handover) -> None:
         """Carry on from the previous image of this agent (an exec; same process)."""
         self.fencing_token = max(self.fencing_token, handover.records.fencing_token)
-        assignment = None
-        if handover.assignment:
-            assignment = agent_pb2.Assignment.FromString(handover.assignment)
+        assignment = handover.assignment
         specs = _socket_specs(assignment)
         for kept in handover.records.sockets:
             spec = _spec_of(kept, specs)
@@ -472,8 +477,7 @@ class Engine:
                     watcher.exited_while_away(record, identified.status)
                 continue
             self._adopt(record, identified.pidfd, out, err, handover.partials)
-        for raw in handover.events:
-            self._events.append(types_pb2.Event.FromString(raw))
+        self._events.extend(handover.events)
         self.logs.take_over(list(handover.lines), handover.dropped)
         took = (time.monotonic() - handover.requested_mono) * 1000
         self.event(
@@ -482,7 +486,7 @@ class Engine:
             0,
             f"re-executed in place ({handover.version} -> {stack.__version__}, "
             f"{took:.0f} ms after the request); {len(handover.records.workers)} workers kept",
-            types_pb2.SEVERITY_INFO,
+            Severity.INFO,
         )
         self._records_changed()
 
@@ -518,7 +522,7 @@ class Engine:
             proc.stop_deadline = stop.deadline
             proc.stop_reason, proc.stop_note = stop.reason, stop.note
         else:
-            proc.stop_reason = types_pb2.EXIT_REASON_STOPPED
+            proc.stop_reason = ExitReason.STOPPED
         self._leftovers[proc] = self.run_task(
             self._stop_leftover(proc, resume=bool(stop and stop.deadline > 0)),
             name=f"stop leftover {record.watcher}[{record.wid}] {record.pid}",
@@ -539,7 +543,7 @@ class Engine:
             proc.watcher,
             proc.wid,
             f"stopped pid {proc.pid} left by a previous agent (its watcher is gone)",
-            types_pb2.SEVERITY_WARNING,
+            Severity.WARNING,
         )
 
     def hand_over(self, requested_mono: float, controller: str, notify_socket: str) -> Handover:
@@ -558,12 +562,11 @@ class Engine:
             watchers.append(state)
             slots.extend(its_slots)
         records = self._save_state()  # (also what a crash of the next image would adopt)
-        events = tuple(event.SerializeToString() for event in self._events)
+        events = tuple(self._events)
         self._events.clear()
-        assignment = self._assignment.SerializeToString() if self._assignment else b""
         return Handover(
             records=records,
-            assignment=assignment,
+            assignment=self._assignment,
             slots=tuple(slots),
             watchers=tuple(watchers),
             partials=partials,
@@ -608,7 +611,7 @@ class Engine:
                     watcher.reconcile(now)
                 except Exception as exc:
                     log.exception("reconciling %s failed", watcher.name)
-                    self.event("error", watcher.name, 0, str(exc), types_pb2.SEVERITY_ERROR)
+                    self.event("error", watcher.name, 0, str(exc), Severity.ERROR)
             for watcher in [w for w in self._removed if w.idle()]:
                 self._removed.remove(watcher)
                 if watcher.name not in self.watchers:
@@ -632,7 +635,7 @@ class Engine:
                     "",
                     0,
                     f"{dropped} log lines dropped from shipping ({why}); files keep them",
-                    types_pb2.SEVERITY_WARNING,
+                    Severity.WARNING,
                 )
             self._save_if_dirty()
 
@@ -666,16 +669,18 @@ class Engine:
         return records
 
     # ---- what the session reads ----
-    def observed(self) -> agent_pb2.Observed:
+    def observed(self) -> Observed:
+        """What this host runs now, as the controller is told."""
         self._status_dirty = False
         now_mono, now = self.clock.monotonic(), self.clock.time()
-        out = agent_pb2.Observed(generation=self.generation)
+        watchers: list[WatcherObserved] = []
+        processes: list[ProcessStatus] = []
         for name in sorted(self.watchers):
             watcher = self.watchers[name]
             summary = watcher.flapping(now_mono)
             retry_at = now + (summary.retry_at - now_mono) if summary.retry_at else 0.0
-            out.watchers.append(
-                types_pb2.WatcherObserved(
+            watchers.append(
+                WatcherObserved(
                     name=name,
                     phase=watcher.phase(summary),
                     retry_at=retry_at,
@@ -683,56 +688,59 @@ class Engine:
                     message=summary.message,
                 )
             )
-            for wid in sorted(watcher.slots):
-                run = watcher.slots[wid]
-                slot = run.state
-                status = types_pb2.ProcessStatus(
-                    watcher=name,
-                    wid=wid,
-                    state=cast(types_pb2.ProcessState, int(slot.state)),
-                    restarts=slot.restarts,
-                    replacements=slot.replacements,
-                    host_id=self.host_id,
-                    message=flap_message(slot.flap, now_mono) or slot.message,
-                    version=slot.version,
-                    blocked=slot.blocked,
-                )
-                if run.proc is not None:
-                    status.pid = run.proc.pid
-                    status.started_at = run.proc.started_at
-                    fill_stats(status, self.stats.get(run.proc.pid))
-                if slot.last_exit is not None:
-                    status.last_exit.CopyFrom(slot.last_exit.to_proto())
-                health, health_message = watcher.health_of(run)
-                status.health = cast(types_pb2.Health, int(health))
-                status.health_message = health_message
-                out.processes.append(status)
-        for bound in self.sockets.all():
-            out.sockets.append(
-                types_pb2.SocketStatus(
-                    name=bound.spec.name, fd=bound.fd, address=bound.address, error=bound.error
-                )
-            )
-        return out
+            processes.extend(self._status(watcher, wid, now_mono) for wid in sorted(watcher.slots))
+        sockets = tuple(
+            SocketStatus(bound.spec.name, bound.fd, bound.address, bound.error)
+            for bound in self.sockets.all()
+        )
+        return Observed(self.generation, tuple(processes), tuple(watchers), sockets)
+
+    def _status(self, watcher: Watcher, wid: int, now_mono: float) -> ProcessStatus:
+        run = watcher.slots[wid]
+        slot, proc = run.state, run.proc
+        health, health_message = watcher.health_of(run)
+        stats = self.stats.get(proc.pid) if proc is not None else ProcStats()
+        return ProcessStatus(
+            watcher=watcher.name,
+            wid=wid,
+            pid=proc.pid if proc is not None else 0,
+            state=ProcessState(slot.state),
+            started_at=proc.started_at if proc is not None else 0.0,
+            restarts=slot.restarts,
+            cpu_percent=stats.cpu_percent,
+            rss_bytes=stats.rss_bytes,
+            num_fds=stats.num_fds,
+            num_children=stats.num_children,
+            last_exit=slot.last_exit,
+            host_id=self.host_id,
+            message=flap_message(slot.flap, now_mono) or slot.message,
+            health=health,
+            health_message=health_message,
+            version=slot.version,
+            blocked=slot.blocked,
+            replacements=slot.replacements,
+        )
 
     def status_dirty(self) -> bool:
         return self._status_dirty
 
-    def take_events(self, limit: int = 500) -> list[types_pb2.Event]:
+    def take_events(self, limit: int = 500) -> list[Event]:
         events = self._events
         return [events.popleft() for _ in range(min(limit, len(events)))]
 
-    def take_logs(self, limit: int = 500) -> list[types_pb2.LogLine]:
-        return [line_to_proto(line, self.host_id) for line in self.logs.take_shipping(limit)]
+    def take_logs(self, limit: int = 500) -> list[LogLine]:
+        return [self._line(line) for line in self.logs.take_shipping(limit)]
 
     def pending(self) -> bool:
         """True when events or log lines wait to be shipped."""
         return bool(self._events) or self.logs.pending_shipping() > 0
 
-    def tail(self, watcher: str, stream: str, lines: int) -> list[types_pb2.LogLine]:
+    def tail(self, watcher: str, stream: str, lines: int) -> list[LogLine]:
         """The last `lines` output lines, read from the watcher's files (see LogHub.tail)."""
-        found = self.logs.tail(watcher, stream, lines)
-        return [line_to_proto(line, self.host_id) for line in found]
+        return [self._line(line) for line in self.logs.tail(watcher, stream, lines)]
+
+    def _line(self, line: Line) -> LogLine:
+        return LogLine(line.at, self.host_id, line.watcher, line.wid, line.stream, line.text)
 
     def signal(self, watcher: str, wid: int, signame: str, children: bool) -> int:
         """Send a signal to a watcher's processes (wid 0: all); returns how many got it."""
@@ -770,18 +778,13 @@ def _pgid(pid: int) -> int:
         return -1
 
 
-def _socket_specs(assignment: agent_pb2.Assignment | None) -> list[SocketSpec]:
+def _socket_specs(assignment: Assignment | None) -> list[SocketSpec]:
     """Every socket the assignment's versions inherit: the earlier versions' first,
     then the current ones (whose options win for a binding both share)."""
     if assignment is None:
         return []
-    specs = [
-        socket_from_proto(msg)
-        for wa in assignment.watchers
-        for earlier in wa.pinned
-        for msg in earlier.sockets
-    ]
-    return specs + [socket_from_proto(msg) for msg in assignment.sockets]
+    pinned = [earlier for wa in assignment.watchers for earlier in wa.pinned]
+    return [sock for earlier in pinned for sock in earlier.sockets] + list(assignment.sockets)
 
 
 def _spec_of(record: SocketRecord, specs: list[SocketSpec]) -> SocketSpec | None:

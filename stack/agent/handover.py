@@ -9,7 +9,12 @@ its flapping state), the partial last line of each pipe, and the events
 and output lines not yet shipped to the controller. Nothing is rebuilt from guesses.
 
 Monotonic times stay valid: the exec happens on the same boot. Pure data and its
-JSON form (bytes in base64); no I/O here.
+JSON form (bytes in base64); no I/O here. The Assignment and the events are kept in
+their plain form (stack.spec.plain), not as wire messages.
+
+Format 2 is this one. Format 1, written by images from before, held the Assignment and
+the events as serialized protobuf: it is still read (through the agent's legacy edge,
+legacy.py), so that such an image can hand over to this one.
 
 Flapping is counted per slot. Images from before that kept one flapping state per
 watcher: what such an image hands over is read as that state given to each of the
@@ -25,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stack.agent import legacy
 from stack.agent.flapping import FlapPhase, FlapState, watcher_summary
-from stack.agent.health import Health, HealthState
+from stack.agent.health import HealthState
 from stack.agent.output import Line
 from stack.agent.records import (
     Records,
@@ -35,11 +41,17 @@ from stack.agent.records import (
     records_from_json,
     records_to_json,
 )
-from stack.agent.wire import LastExit, exit_reason
+from stack.spec.assignment import Assignment
+from stack.spec.observed import ExitReason, Health, LastExit
+from stack.spec.plain import PlainError, from_plain, to_plain
+from stack.spec.reports import Event
 
-FORMAT = 1
-"""The handover's format. An image reads only formats it knows: the check before an exec
-refuses a new program that does not know this one (see reexec.py)."""
+FORMAT = 2
+"""The handover's format, as this image writes it. An image reads only formats it knows:
+the check before an exec refuses a new program that does not read this one (see
+reexec.py)."""
+READS = (1, 2)
+"""The formats this image reads."""
 
 
 class HandoverError(ValueError):
@@ -77,14 +89,14 @@ class WatcherRecord:
 class Handover:
     records: Records
     """The workers and sockets, with the agent's own fds."""
-    assignment: bytes
-    """The Assignment the agent runs (serialized), b"" for none."""
+    assignment: Assignment | None
+    """The Assignment the agent runs (None: none yet)."""
     slots: tuple[SlotRecord, ...] = ()
     watchers: tuple[WatcherRecord, ...] = ()
     partials: Mapping[int, bytes] = field(default_factory=dict)
     """Pipe fd -> the line begun on it and not finished yet."""
-    events: tuple[bytes, ...] = ()
-    """Serialized Event messages not shipped yet."""
+    events: tuple[Event, ...] = ()
+    """Events not shipped yet."""
     lines: tuple[Line, ...] = ()
     """Output lines not shipped yet."""
     dropped: int = 0
@@ -107,7 +119,7 @@ def to_bytes(handover: Handover) -> bytes:
     doc = {
         "format": FORMAT,
         "records": records_to_json(handover.records),
-        "assignment": _b64(handover.assignment),
+        "assignment": None if handover.assignment is None else to_plain(handover.assignment),
         "slots": [_slot_to_json(slot) for slot in handover.slots],
         "watchers": [
             {
@@ -118,7 +130,7 @@ def to_bytes(handover: Handover) -> bytes:
             for w in handover.watchers
         ],
         "partials": {str(fd): _b64(data) for fd, data in handover.partials.items()},
-        "events": [_b64(event) for event in handover.events],
+        "events": [to_plain(event) for event in handover.events],
         "lines": [list(line) for line in handover.lines],
         "dropped": handover.dropped,
         "controller": handover.controller,
@@ -137,19 +149,26 @@ def from_bytes(data: bytes) -> Handover:
         doc = json.loads(data)
         if not isinstance(doc, dict):
             raise HandoverError("not a JSON object")
-        if doc.get("format") != FORMAT:
-            raise HandoverError(f"format {doc.get('format')!r}, this agent reads {FORMAT}")
+        form = doc.get("format")
+        if form not in READS:
+            raise HandoverError(f"format {form!r}, this agent reads {_formats()}")
         watchers = doc.get("watchers", [])
-        legacy = {str(w["name"]): flap_from_json(w.get("flap", {})) for w in watchers}
+        flaps = {str(w["name"]): flap_from_json(w.get("flap", {})) for w in watchers}
+        if form == 1:
+            assignment, events = _protobuf_parts(doc)
+        else:
+            plain = doc.get("assignment")
+            assignment = None if plain is None else from_plain(Assignment, plain)
+            events = tuple(from_plain(Event, event) for event in doc.get("events", []))
         return Handover(
             records=records_from_json(doc["records"]),
-            assignment=_unb64(doc.get("assignment", "")),
-            slots=tuple(_slot_from_json(slot, legacy) for slot in doc.get("slots", [])),
+            assignment=assignment,
+            slots=tuple(_slot_from_json(slot, flaps) for slot in doc.get("slots", [])),
             watchers=tuple(
                 WatcherRecord(str(w["name"]), bool(w.get("graceful_replace"))) for w in watchers
             ),
             partials={int(fd): _unb64(data) for fd, data in doc.get("partials", {}).items()},
-            events=tuple(_unb64(event) for event in doc.get("events", [])),
+            events=events,
             lines=tuple(
                 Line(float(at), str(watcher), int(wid), str(stream), str(text))
                 for at, watcher, wid, stream, text in doc.get("lines", [])
@@ -164,8 +183,23 @@ def from_bytes(data: bytes) -> Handover:
         )
     except HandoverError:
         raise
+    except PlainError as exc:
+        raise HandoverError(f"unreadable handover: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise HandoverError(f"unreadable handover: {exc!r}") from None
+
+
+def _formats() -> str:
+    return " and ".join(str(form) for form in READS)
+
+
+def _protobuf_parts(doc: dict[str, Any]) -> tuple[Assignment | None, tuple[Event, ...]]:
+    """The Assignment and the events of a format 1 handover, which held them as
+    serialized protobuf messages (base64)."""
+    raw = _unb64(doc.get("assignment", ""))
+    assignment = legacy.assignment_from_bytes(raw) if raw else None
+    events = tuple(legacy.event_from_bytes(_unb64(event)) for event in doc.get("events", []))
+    return assignment, events
 
 
 def _b64(data: bytes) -> str:
@@ -212,13 +246,13 @@ def _slot_to_json(slot: SlotRecord) -> dict[str, Any]:
     return doc
 
 
-def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
+def _slot_from_json(doc: Any, flaps: Mapping[str, FlapState]) -> SlotRecord:
     """A slot; one from an image that kept flapping per watcher gets its watcher's
     wait or verdict, not its count of exits (which was the whole watcher's)."""
     last = doc.get("last_exit")
     watcher = str(doc["watcher"])
     # (an older image's exit times are not read: they were the whole watcher's)
-    flap = flap_from_json(doc["flap"]) if "flap" in doc else legacy.get(watcher, FlapState())
+    flap = flap_from_json(doc["flap"]) if "flap" in doc else flaps.get(watcher, FlapState())
     health, failures, message = doc.get("health", [int(Health.STARTING), 0, ""])
     return SlotRecord(
         watcher=watcher,
@@ -236,7 +270,7 @@ def _slot_from_json(doc: Any, legacy: Mapping[str, FlapState]) -> SlotRecord:
         else LastExit(
             code=int(last[0]),
             signal=int(last[1]),
-            reason=exit_reason(int(last[2])),
+            reason=ExitReason(int(last[2])),
             at=float(last[3]),
             message=str(last[4]),
             code_unknown=bool(last[5]),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import shlex
 import signal
@@ -47,20 +46,10 @@ from stack.agent.process import SpawnError, as_user
 from stack.agent.reaper import Reaper, describe
 from stack.agent.sockets import BoundSocket
 from stack.spec.model import HealthSpec
+from stack.spec.observed import Health
 
 MIN_INTERVAL = 0.05
 """Seconds; a shorter (or zero) interval is taken as this, never as a busy loop."""
-
-
-class Health(enum.IntEnum):
-    """Mirrors `stack.v1.Health` (same numbers), without importing generated code."""
-
-    UNSPECIFIED = 0
-    """No health check."""
-    STARTING = 1
-    """Checked, but no check has passed yet."""
-    HEALTHY = 2
-    UNHEALTHY = 3
 
 
 @dataclass(frozen=True)

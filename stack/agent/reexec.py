@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from stack.agent.control_signals import unblocked_for_child
-from stack.agent.handover import FORMAT, Handover, from_bytes, to_bytes
+from stack.agent.handover import FORMAT, READS, Handover, from_bytes, to_bytes
 from stack.agent.reaper import Reaper, describe
 
 HANDOVER_ENV = "STACK_AGENT_HANDOVER"
@@ -98,7 +98,7 @@ def check_report(host_id: str, data_dir: Path) -> str:
             "version": stack.__version__,
             "host_id": host_id,
             "data_dir": str(data_dir.resolve()),
-            "handover_formats": [FORMAT],
+            "handover_formats": list(READS),
         }
     )
 

@@ -45,12 +45,9 @@ from stack.agent.records import WorkerRecord
 from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, Step, Wake
 from stack.agent.sockets import BoundSocket, SocketPool
 from stack.agent.states import ProcessState
-from stack.agent.wire import LastExit, exit_reason, reason_name
 from stack.spec.model import WatcherSpec
-from stack.v1 import types_pb2
-
-R = types_pb2.ExitReason
-INFO = types_pb2.SEVERITY_INFO
+from stack.spec.observed import ExitReason, LastExit
+from stack.spec.reports import Severity
 
 
 class Host(Protocol):
@@ -61,7 +58,7 @@ class Host(Protocol):
     sockets: SocketPool
 
     def event(
-        self, kind: str, watcher: str, wid: int, message: str, severity: types_pb2.Severity
+        self, kind: str, watcher: str, wid: int, message: str, severity: Severity
     ) -> None: ...
     def changed(self) -> None: ...
     def wake(self) -> None: ...
@@ -363,7 +360,7 @@ class SlotRunner:
             return
         self.proc = None
         clock = self.clock
-        last = LastExit(code, sig, R.EXIT_REASON_CRASHED, clock.time(), "", status is None)
+        last = LastExit(code, sig, ExitReason.CRASHED, clock.time(), "", status is None)
         keep_down = self.owner.keeps_down(self.wid, proc.generation)
         now, policy = clock.monotonic(), self.owner.policy()
         if self.apply(slot.exited(self.state, proc.pid, how(status), last, keep_down, now, policy)):
@@ -404,7 +401,7 @@ class SlotRunner:
         self.apply(slot.stop(self.state, self.proc is not None))
 
     def retire(
-        self, proc: Proc, reason: types_pb2.ExitReason, note: str = "", resume: bool = False
+        self, proc: Proc, reason: ExitReason, note: str = "", resume: bool = False
     ) -> None:
         """Stop `proc` in a task; `note` goes into its LastExit message. With `resume`, a
         previous image of the agent sent the stop signal already (see stop_process)."""
@@ -421,7 +418,7 @@ class SlotRunner:
         self.host.changed()
 
     async def _stop(
-        self, proc: Proc, reason: types_pb2.ExitReason, spec: WatcherSpec, note: str, resume: bool
+        self, proc: Proc, reason: ExitReason, spec: WatcherSpec, note: str, resume: bool
     ) -> None:
         try:
             killed = await stop_process(
@@ -439,9 +436,10 @@ class SlotRunner:
             self.host.wake()
         status = proc.exited.result() if proc.exited.done() else 0
         code, sig = describe(status)
-        final = R.EXIT_REASON_KILLED if killed else reason
-        said = "SIGKILLed after graceful_timeout" if killed else reason_name(final)
-        self.host.event("stopped", self.owner.name, proc.wid, f"pid {proc.pid} {said}", INFO)
+        final = ExitReason.KILLED if killed else reason
+        said = "SIGKILLed after graceful_timeout" if killed else final.words
+        text = f"pid {proc.pid} {said}"
+        self.host.event("stopped", self.owner.name, proc.wid, text, Severity.INFO)
         if self.wanted and self.proc is None:
             last = LastExit(code, sig, final, self.clock.time(), note, status is None)
             self.apply((slot.stopped(self.state, last), []))
@@ -472,12 +470,12 @@ class SlotRunner:
         stop = record.stopping
         if stop is not None:
             proc.stop_deadline = stop.deadline
-            self.retire(proc, exit_reason(stop.reason), stop.note, resume=stop.deadline > 0)
+            self.retire(proc, ExitReason(stop.reason), stop.note, resume=stop.deadline > 0)
         elif self.proc is not None and not keeps_slot:
-            self.retire(proc, R.EXIT_REASON_RESTARTED)
+            self.retire(proc, ExitReason.RESTARTED)
         else:
             if self.proc is not None:
-                self.retire(self.proc, R.EXIT_REASON_RESTARTED)
+                self.retire(self.proc, ExitReason.RESTARTED)
             self.proc = proc
             self.env_again()
             self.apply((slot.adopted(self.state), []))
@@ -506,7 +504,7 @@ class SlotRunner:
             return  # its replacement runs already
         code, sig = describe(status)
         at, unknown = self.clock.time(), status is None
-        last = LastExit(code, sig, R.EXIT_REASON_CRASHED, at, slot.AWAY, unknown)
+        last = LastExit(code, sig, ExitReason.CRASHED, at, slot.AWAY, unknown)
         keep_down = self.owner.keeps_down(self.wid, generation)
         now, policy = self.clock.monotonic(), self.owner.policy()
         step = slot.exited_away(self.state, record.pid, how(status), last, keep_down, now, policy)

@@ -16,6 +16,10 @@ while the TCP connection looks open.
 With TLS settings the stream is mutual TLS: the agent presents its host's
 certificate and accepts only a controller signed by its CA for the address it
 dials. A failed handshake is explained in the log line (unknown CA, expired...).
+
+The session is the agent's edge: every message is decoded from its wire form here
+(stack.wire.agent) into the domain types the engine takes, and what the engine reports
+is encoded here; the engine never sees a generated type.
 """
 
 from __future__ import annotations
@@ -37,7 +41,21 @@ from stack.security.layout import Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import is_unix
 from stack.security.tls_files import TlsError
+from stack.spec.assignment import Assignment
+from stack.spec.observed import Observed
+from stack.spec.session import (
+    AgentMessage,
+    EventBatch,
+    Hello,
+    LogBatch,
+    Redirect,
+    SignalCommand,
+    TailReply,
+    TailRequest,
+    Welcome,
+)
 from stack.v1 import agent_pb2, agent_pb2_grpc
+from stack.wire.agent import UnknownMessage, agent_message_to_proto, controller_message_from_proto
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +204,9 @@ class Session:
         async with self._channel(address) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect()
-            outbox: deque[agent_pb2.AgentMessage] = deque()
+            outbox: deque[AgentMessage] = deque()
             try:
-                await call.write(agent_pb2.AgentMessage(hello=self._hello()))
+                await call.write(agent_message_to_proto(self._hello()))
                 async with asyncio.TaskGroup() as tg:
                     reader = tg.create_task(self._read(call, outbox, welcomed), name="session read")
                     writer = tg.create_task(self._write(call, outbox), name="session write")
@@ -207,10 +225,10 @@ class Session:
                 call.cancel()
         raise SessionError("the controller closed the stream")
 
-    def _hello(self) -> agent_pb2.Hello:
-        return agent_pb2.Hello(
+    def _hello(self) -> Hello:
+        return Hello(
             host_id=self.settings.host_id,
-            labels=dict(self.settings.labels),
+            labels=self.settings.labels,
             version=stack.__version__,
             last_generation=self.engine.generation,
             last_fencing_token=self.engine.fencing_token,
@@ -223,7 +241,7 @@ class Session:
     async def _read(
         self,
         call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
-        outbox: deque[agent_pb2.AgentMessage],
+        outbox: deque[AgentMessage],
         welcomed: list[bool],
     ) -> None:
         while True:
@@ -231,35 +249,38 @@ class Session:
             if msg is grpc.aio.EOF:
                 return
             assert isinstance(msg, agent_pb2.ControllerMessage)
-            body = msg.WhichOneof("body")
-            if body == "welcome":
+            try:
+                _, body = controller_message_from_proto(msg)
+            except UnknownMessage as exc:  # a newer controller's: nothing to do with it
+                log.debug("controller %s: %s", self.address, exc)
+                continue
+            if isinstance(body, Welcome):
                 welcomed[0] = True
                 self.connected.set()
-                self.engine.note_fencing_token(msg.welcome.fencing_token)
-                if msg.welcome.heartbeat_interval > 0:
-                    self._heartbeat = msg.welcome.heartbeat_interval
+                self.engine.note_fencing_token(body.fencing_token)
+                if body.heartbeat_interval > 0:
+                    self._heartbeat = body.heartbeat_interval
                 log.info("connected to controller %s", self.address)
-            elif body == "assignment":
-                self.engine.apply(msg.assignment)
-                outbox.append(agent_pb2.AgentMessage(observed=self.engine.observed()))
+            elif isinstance(body, Assignment):
+                self.engine.apply(body)
+                outbox.append(self.engine.observed())
                 self.engine.updates.set()
-            elif body == "log_tail":
-                outbox.append(agent_pb2.AgentMessage(log_tail=self._tail(msg.log_tail)))
+            elif isinstance(body, TailRequest):
+                outbox.append(self._tail(body))
                 self.engine.updates.set()
-            elif body == "signal":
-                self._signal(msg.signal)
-            elif body == "redirect":
-                raise _Redirected(msg.redirect.leader_address)
+            elif isinstance(body, SignalCommand):
+                self._signal(body)
+            elif isinstance(body, Redirect):
+                raise _Redirected(body.leader_address)
 
-    def _tail(self, request: agent_pb2.LogTailRequest) -> agent_pb2.LogTailReply:
-        reply = agent_pb2.LogTailReply(request_id=request.request_id)
+    def _tail(self, request: TailRequest) -> TailReply:
         if request.watcher not in self.engine.watchers:
-            reply.error = f"no watcher {request.watcher!r} on host {self.settings.host_id}"
-            return reply
-        reply.lines.extend(self.engine.tail(request.watcher, request.stream, request.lines))
-        return reply
+            error = f"no watcher {request.watcher!r} on host {self.settings.host_id}"
+            return TailReply(request_id=request.request_id, error=error)
+        lines = self.engine.tail(request.watcher, request.stream, request.lines)
+        return TailReply(request_id=request.request_id, lines=tuple(lines))
 
-    def _signal(self, command: agent_pb2.SignalCommand) -> None:
+    def _signal(self, command: SignalCommand) -> None:
         try:
             self.engine.signal(command.watcher, command.wid, command.signal, command.children)
         except (KeyError, ValueError) as exc:
@@ -268,7 +289,7 @@ class Session:
     async def _write(
         self,
         call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
-        outbox: deque[agent_pb2.AgentMessage],
+        outbox: deque[AgentMessage],
     ) -> None:
         engine = self.engine
         last_observed = time.monotonic()
@@ -281,19 +302,18 @@ class Session:
                 await asyncio.sleep(self.settings.coalesce_interval)
             engine.updates.clear()
             while outbox:
-                msg = outbox.popleft()
-                await call.write(msg)
-                if msg.HasField("observed"):
+                body = outbox.popleft()
+                await call.write(agent_message_to_proto(body))
+                if isinstance(body, Observed):
                     last_observed = time.monotonic()
             while engine.pending():
                 events = engine.take_events(BATCH)
                 if events:
-                    batch = agent_pb2.EventBatch(events=events)
-                    await call.write(agent_pb2.AgentMessage(events=batch))
+                    await call.write(agent_message_to_proto(EventBatch(tuple(events))))
                 lines = engine.take_logs(BATCH)
                 if lines:
-                    await call.write(agent_pb2.AgentMessage(logs=agent_pb2.LogBatch(lines=lines)))
+                    await call.write(agent_message_to_proto(LogBatch(tuple(lines))))
             heartbeat_due = time.monotonic() - last_observed >= self._heartbeat
             if engine.status_dirty() or heartbeat_due:
-                await call.write(agent_pb2.AgentMessage(observed=engine.observed()))
+                await call.write(agent_message_to_proto(engine.observed()))
                 last_observed = time.monotonic()

@@ -31,14 +31,13 @@ from typing import Protocol
 
 from stack.agent import flapping, health
 from stack.agent.flapping import Decision, FlapPhase, FlapState
-from stack.agent.health import Health, HealthState
+from stack.agent.health import HealthState
 from stack.agent.states import ProcessState, transition
-from stack.agent.wire import LastExit
 from stack.spec.model import FlappingSpec
-from stack.v1 import types_pb2
+from stack.spec.observed import ExitReason, Health, LastExit
+from stack.spec.reports import Severity
 
-R = types_pb2.ExitReason
-INFO, WARNING, ERROR = types_pb2.SEVERITY_INFO, types_pb2.SEVERITY_WARNING, types_pb2.SEVERITY_ERROR
+INFO, WARNING, ERROR = Severity.INFO, Severity.WARNING, Severity.ERROR
 AWAY = "exited while the agent was down"
 _AFTER_UNHEALTHY = (
     ProcessState.STOPPING, ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL,
@@ -118,14 +117,14 @@ class Event:
 
     kind: str
     message: str
-    severity: types_pb2.Severity
+    severity: Severity
 
 
 @dataclass(frozen=True)
 class Retire:
     """Stop the process the slot had before this step, in a task; it left the slot."""
 
-    reason: types_pb2.ExitReason
+    reason: ExitReason
     note: str = ""
 
 
@@ -172,10 +171,10 @@ def tend(
         s = replace(s, cause=StartCause.REPLACEMENT)
         if graceful:
             return s, []
-        return s.moved(ProcessState.STOPPING), [Retire(R.EXIT_REASON_RESTARTED)]
+        return s.moved(ProcessState.STOPPING), [Retire(ExitReason.RESTARTED)]
     if proc.deadline and now >= proc.deadline:
         s = replace(s, pending=True, cause=StartCause.REPLACEMENT).moved(ProcessState.STOPPING)
-        return s, [Retire(R.EXIT_REASON_MAX_AGE)]
+        return s, [Retire(ExitReason.MAX_AGE)]
     return s, []
 
 
@@ -245,7 +244,7 @@ def spawn_failed(
     """A start failed at once (`text` says why). On probation (a rollout's new version)
     the slot stays down and the controller halts the rollout; else it counts toward
     the watcher's max_retry and the flapping rules: `Respawn` means try again now."""
-    last = LastExit(0, 0, R.EXIT_REASON_SPAWN_ERROR, wall, text)
+    last = LastExit(0, 0, ExitReason.SPAWN_ERROR, wall, text)
     s = replace(s, last_exit=last, message=text).moved(ProcessState.EXITED)
     actions: list[Action] = [Event("spawn_error", text, ERROR)]
     if probation:
@@ -335,8 +334,8 @@ def unhealthy(s: SlotState, pid: int, keep_down: bool, now: float, policy: Polic
     s = s.moved(ProcessState.STOPPING)
     s, actions = after_failure(s, keep_down, now, policy)
     if Respawn() in actions:
-        return replace(s, pending=True), [event, Retire(R.EXIT_REASON_UNHEALTHY, why)]
-    return s, [event, Retire(R.EXIT_REASON_UNHEALTHY, why), *actions]
+        return replace(s, pending=True), [event, Retire(ExitReason.UNHEALTHY, why)]
+    return s, [event, Retire(ExitReason.UNHEALTHY, why), *actions]
 
 
 # ---- stopping ----
@@ -345,7 +344,7 @@ def stop(s: SlotState, has_proc: bool) -> Step:
     actions: list[Action] = []
     if has_proc:
         s = s.moved(ProcessState.STOPPING)
-        actions.append(Retire(R.EXIT_REASON_STOPPED))
+        actions.append(Retire(ExitReason.STOPPED))
     elif s.state not in (ProcessState.STOPPING, ProcessState.STOPPED):
         s = s.moved(ProcessState.STOPPED)
     return replace(s, pending=False, cause=StartCause.NONE), actions

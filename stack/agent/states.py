@@ -7,21 +7,9 @@ refuses a move that the table below does not allow (a bug, not an operator error
 
 from __future__ import annotations
 
-import enum
+from stack.spec.observed import ProcessState
 
-
-class ProcessState(enum.IntEnum):
-    """Mirrors `stack.v1.ProcessState` (same numbers), without importing generated code."""
-
-    UNSPECIFIED = 0
-    STARTING = 1
-    RUNNING = 2
-    STOPPING = 3
-    EXITED = 4
-    BACKOFF = 5
-    FATAL = 6
-    STOPPED = 7
-
+__all__ = ["ALLOWED", "InvalidTransition", "ProcessState", "transition"]
 
 S = ProcessState
 
@@ -35,6 +23,8 @@ ALLOWED: dict[ProcessState, frozenset[ProcessState]] = {
     S.BACKOFF: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.FATAL, S.STOPPED, S.BACKOFF}),
     S.FATAL: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.STOPPED, S.FATAL}),
     S.STOPPED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.STOPPED, S.BACKOFF, S.FATAL}),
+    # The controller's word for a host it cannot reach: never a slot's.
+    S.UNKNOWN: frozenset(),
 }
 """From each state, the states a slot may move to. RUNNING -> RUNNING is a replacement.
 Flapping is a slot's own: only a slot whose process is gone (EXITED, or STOPPING after

@@ -43,7 +43,6 @@ from stack.agent import flapping, slot
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import FlapPhase, FlapState, WatcherFlapping
 from stack.agent.handover import SlotRecord, WatcherRecord
-from stack.agent.health import Health
 from stack.agent.process import PipeEnd, Proc
 from stack.agent.records import SlotFlapping, WorkerRecord
 from stack.agent.runner import Host, SlotRunner
@@ -57,10 +56,8 @@ from stack.spec.model import (
     version_fingerprint,
     version_label,
 )
-from stack.v1 import types_pb2
-
-R = types_pb2.ExitReason
-INFO = types_pb2.SEVERITY_INFO
+from stack.spec.observed import ExitReason, Health, WatcherPhase
+from stack.spec.reports import Severity
 
 __all__ = ["Desired", "Host", "Version", "Watcher"]
 
@@ -250,7 +247,7 @@ class Watcher:
     def reset(self) -> None:
         """Clear flapping/fatal; everything missing is started again."""
         if any(run.state.flap.phase is not FlapPhase.ACTIVE for run in self.slots.values()):
-            self.host.event("reset", self.name, 0, "flapping state cleared", INFO)
+            self.host.event("reset", self.name, 0, "flapping state cleared", Severity.INFO)
         for run in self.slots.values():
             run.apply((slot.reset(run.state), []))
 
@@ -279,7 +276,7 @@ class Watcher:
         run = self.slots.pop(wid)
         proc, run.proc = run.proc, None
         if proc is not None:
-            run.retire(proc, R.EXIT_REASON_STOPPED)
+            run.retire(proc, ExitReason.STOPPED)
         run.wanted = False
         if not run.idle():
             self.draining[wid] = run
@@ -358,7 +355,7 @@ class Watcher:
                 continue
             started = run.start()
             if old is not None:
-                run.retire(old, R.EXIT_REASON_RESTARTED)
+                run.retire(old, ExitReason.RESTARTED)
             if started:
                 self.next_start_at = slot.start_gate(self.next_start_at, run.state, run.proc)
 
@@ -560,11 +557,11 @@ class Watcher:
         states = {wid: run.state.flap for wid, run in self.slots.items() if wid in wanted}
         return flapping.watcher_summary(states, now)
 
-    def phase(self, summary: WatcherFlapping) -> types_pb2.WatcherPhase:
+    def phase(self, summary: WatcherFlapping) -> WatcherPhase:
         if not self.desired.active:
-            return types_pb2.WATCHER_PHASE_STOPPED
+            return WatcherPhase.STOPPED
         if summary.phase is FlapPhase.FLAPPING:
-            return types_pb2.WATCHER_PHASE_FLAPPING
+            return WatcherPhase.FLAPPING
         if summary.phase is FlapPhase.FATAL:
-            return types_pb2.WATCHER_PHASE_FATAL
-        return types_pb2.WATCHER_PHASE_ACTIVE
+            return WatcherPhase.FATAL
+        return WatcherPhase.ACTIVE

@@ -5,11 +5,13 @@ what the controller's store keeps (stack.controller.store.schema). `from_plain` 
 them back into the dataclass, by its type hints, and refuses what does not fit with a
 message that names the field: a store written by hand or by a broken program must not
 become a half-valid spec. A field missing from the values takes its default, so a
-field added later reads older values as they were meant.
+field added later reads older values as they were meant. An enum (a Severity, an
+ExitReason...) is kept as its value.
 """
 
 from __future__ import annotations
 
+import enum
 import types
 import typing
 from dataclasses import MISSING, fields, is_dataclass
@@ -31,6 +33,8 @@ def to_plain(value: Any) -> Any:
         return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, tuple | list):
         return [to_plain(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
     return value
 
 
@@ -71,7 +75,18 @@ def _read(kind: Any, data: Any, where: str) -> Any:
         if data is not None:
             raise PlainError(f"{where}: expected nothing, got {_shown(data)}")
         return None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _read_enum(kind, data, where)
     return _read_scalar(kind, data, where)
+
+
+def _read_enum(kind: type[enum.Enum], data: Any, where: str) -> Any:
+    if not isinstance(data, bool):
+        try:
+            return kind(data)
+        except ValueError:
+            pass
+    raise PlainError(f"{where}: expected a {kind.__name__}, got {_shown(data)}")
 
 
 def _read_dataclass(kind: Any, data: Any, where: str) -> Any:

@@ -22,8 +22,10 @@ import pytest
 
 from stack.agent.engine import Engine
 from stack.controller.store.sqlite import SqliteStore
+from stack.spec.assignment import WatcherAssignment
 from stack.spec.model import StreamSpec
-from stack.v1 import agent_pb2, types_pb2
+from stack.spec.reports import Event
+from stack.v1 import types_pb2
 from tests.support.engine import assignment, run, settings, statuses, watcher
 from tests.support.users import User, needs_root
 from tests.support.wait import until
@@ -61,14 +63,14 @@ def _untouched(secret: Path) -> None:
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.stat().st_uid == 0
 
 
-def _writer(name: str, user: User, filename: Path, **stream: int) -> agent_pb2.WatcherAssignment:
+def _writer(name: str, user: User, filename: Path, **stream: int) -> WatcherAssignment:
     return watcher(
         name, f"sh -c '{FAST_WRITER}'", [1], uid=user.name,
         stdout_stream=StreamSpec(filename=str(filename), **stream),
     )  # fmt: skip
 
 
-def _events(engine: Engine, seen: list[types_pb2.Event], kind: str) -> list[types_pb2.Event]:
+def _events(engine: Engine, seen: list[Event], kind: str) -> list[Event]:
     seen.extend(engine.take_events(10_000))
     return [event for event in seen if event.kind == kind]
 
@@ -101,7 +103,7 @@ def test_a_log_file_the_user_replaced_with_a_symlink_is_not_followed(
     os.chown(log_file, user.uid, user.gid, follow_symlinks=False)
 
     async def scenario() -> None:
-        seen: list[types_pb2.Event] = []
+        seen: list[Event] = []
         async with Engine(settings(tmp_path, ship_rate=0)) as engine:
             engine.apply(assignment(_writer("app", user, log_file)))
             (event,) = await until(lambda: _events(engine, seen, "log_file_error"), 10, "event")
@@ -132,7 +134,7 @@ def test_racing_a_rotation_with_symlinks_never_writes_through_one(
     writer = _writer("app", user, home / "app.log", max_bytes=300, backup_count=3)
 
     async def scenario() -> None:
-        seen: list[types_pb2.Event] = []
+        seen: list[Event] = []
         async with Engine(settings(tmp_path, ship_rate=0)) as engine:
             engine.apply(assignment(writer))
             await until(lambda: (home / "app.log.3").exists(), 10, "a few rotations")
@@ -173,7 +175,7 @@ def test_a_symlinked_parent_directory_of_a_log_file_is_refused(
     log_file = place / "home" / "logs" / "app.log"
 
     async def scenario() -> None:
-        seen: list[types_pb2.Event] = []
+        seen: list[Event] = []
         async with Engine(settings(tmp_path, ship_rate=0)) as engine:
             engine.apply(assignment(_writer("app", user, log_file)))
             (event,) = await until(lambda: _events(engine, seen, "log_file_error"), 10, "event")
@@ -227,7 +229,7 @@ def test_an_existing_log_file_of_another_user_or_with_two_links_is_not_written(
     os.chown(own, user.uid, user.gid)  # the worker's user's own file may be used
 
     async def scenario() -> None:
-        seen: list[types_pb2.Event] = []
+        seen: list[Event] = []
         async with Engine(settings(tmp_path, ship_rate=0)) as engine:
             engine.apply(
                 assignment(
@@ -286,6 +288,7 @@ def test_agent_files_are_private_and_looser_ones_are_tightened_at_start(
         ".": 0o700,
         "logs": 0o700,
         "assignment.pb": 0o600,
+        "assignment.json": 0o600,
         "agent-state.json": 0o600,
         "logs/app.out.log": 0o600,
         "logs/app.out.log.1": 0o600,

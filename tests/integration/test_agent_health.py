@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import stat
@@ -13,8 +14,10 @@ import psutil
 import pytest
 
 from stack.agent.engine import Engine
+from stack.spec.assignment import WatcherAssignment
 from stack.spec.model import HealthSpec, SocketSpec
-from stack.v1 import agent_pb2, types_pb2
+from stack.spec.observed import ProcessStatus
+from stack.v1 import types_pb2
 from tests.support.engine import PYTHON, assignment, python_cmd, run, settings, statuses, watcher
 from tests.support.ports import reserve_port
 from tests.support.wait import until
@@ -69,7 +72,7 @@ def fast_check(type: str, target: str, retries: int = 2, timeout: float = 1.0) -
 
 def status_of(engine: Engine, name: str, wid: int = 1) -> types_pb2.ProcessStatus:
     """The process's status; an empty one before the engine has created its slot."""
-    return statuses(engine.observed(), name).get(wid, types_pb2.ProcessStatus())
+    return statuses(engine.observed(), name).get(wid, ProcessStatus(watcher=name, wid=wid))
 
 
 async def status_when(
@@ -280,11 +283,8 @@ def test_health_is_unspecified_without_a_check_and_a_stopped_worker_is_not_check
     plain = watcher("plain", "sleep 300", [1])
     checked = watcher("checked", "sleep 300", [1], health=fast_check("exec", "true"))
 
-    def stopped(wa: agent_pb2.WatcherAssignment) -> agent_pb2.WatcherAssignment:
-        copy = agent_pb2.WatcherAssignment()
-        copy.CopyFrom(wa)
-        copy.active = False
-        return copy
+    def stopped(wa: WatcherAssignment) -> WatcherAssignment:
+        return dataclasses.replace(wa, active=False)
 
     async def scenario() -> None:
         async with Engine(settings(tmp_path)) as engine:

@@ -14,6 +14,7 @@ import stack
 from stack.agent.engine import Engine
 from stack.agent.session import Session
 from stack.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from stack.wire.agent import assignment_to_proto
 from tests.support.engine import assignment, run, running_pids, settings, watcher
 from tests.support.ports import reserve_port
 from tests.support.wait import until
@@ -83,7 +84,9 @@ def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(
             fake.send(welcome=agent_pb2.Welcome(fencing_token=3, heartbeat_interval=0.3))
             fake.send(
                 fencing_token=3,
-                assignment=assignment(watcher("w", CMD, [1, 2]), generation=7, fencing_token=3),
+                assignment=assignment_to_proto(
+                    assignment(watcher("w", CMD, [1, 2]), generation=7, fencing_token=3)
+                ),
             )
             observed = (await fake.expect("observed")).observed
             assert observed.generation == 7
@@ -140,7 +143,7 @@ def _follows_redirect_and_reconnects(tmp_path: Path, first: int, second: int) ->
             async with serving(first) as fake:
                 await fake.expect("hello")
                 fake.send(welcome=agent_pb2.Welcome(fencing_token=1))
-                fake.send(assignment=assignment(watcher("w", CMD, [1, 2])))
+                fake.send(assignment=assignment_to_proto(assignment(watcher("w", CMD, [1, 2]))))
                 pids = await until(
                     lambda: len(r := running_pids(engine.observed(), "w")) == 2 and r,
                     what="2 workers",
@@ -156,7 +159,7 @@ def _follows_redirect_and_reconnects(tmp_path: Path, first: int, second: int) ->
                 hello = (await back.expect("hello", timeout=5)).hello
                 assert running_pids(hello.observed, "w") == pids
                 assert hello.last_generation == 1 and hello.last_fencing_token == 1
-                fake_stale = assignment(generation=2, fencing_token=0)
+                fake_stale = assignment_to_proto(assignment(generation=2, fencing_token=0))
                 back.send(welcome=agent_pb2.Welcome(fencing_token=1))
                 back.send(assignment=fake_stale)  # fenced off: ignored, workers stay
                 await back.expect("observed")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stack.agent.engine import Engine, _forever
-from stack.v1 import agent_pb2
+from stack.spec.assignment import WatcherAssignment
 from tests.support.clock import FakeClock
 from tests.support.engine import assignment, run, settings, watcher
 from tests.support.wait import until
@@ -76,7 +76,7 @@ def test_the_tasks_of_a_slot_belong_to_its_runner_and_end_with_its_process(
     cmd = "sh -c \"trap '' TERM; exec sleep 300\""  # a stop waits for its graceful_timeout
     clock = FakeClock()
 
-    def spec(wids: list[int]) -> agent_pb2.WatcherAssignment:
+    def spec(wids: list[int]) -> WatcherAssignment:
         return watcher("w", cmd, wids, graceful_timeout=10)
 
     async def scenario() -> None:

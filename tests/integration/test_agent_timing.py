@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 
 from stack.agent.engine import Engine
+from stack.spec.assignment import PinnedVersion, WatcherAssignment
 from stack.spec.model import FlappingSpec, HealthSpec, WatcherSpec
-from stack.v1 import agent_pb2, types_pb2
-from stack.wire.spec import watcher_to_proto
+from stack.v1 import types_pb2
 from tests.support.clock import FakeClock
 from tests.support.engine import (
     assignment,
@@ -130,7 +130,7 @@ def test_a_sigterm_ignoring_worker_is_sigkilled_exactly_at_graceful_timeout(
     clock = FakeClock()
     t0 = clock.monotonic()
 
-    def spec(active: bool) -> agent_pb2.WatcherAssignment:
+    def spec(active: bool) -> WatcherAssignment:
         return watcher("w", cmd, [1], args=args, graceful_timeout=30, active=active)
 
     async def scenario() -> None:
@@ -253,9 +253,10 @@ def test_a_new_version_on_probation_that_crashes_stays_down_outside_flapping(
             before = await until(
                 lambda: len(r := running_pids(engine.observed(), "w")) == 2 and r, what="2 running"
             )
-            new = watcher("w", "sh -c 'exit 3'", [1, 2], restart_token=1)
-            new.pinned.add(spec=watcher_to_proto(old), restart_token=0, wids=[2])
-            new.probation.append(1)
+            earlier = PinnedVersion(spec=old, restart_token=0, wids=(2,))
+            new = watcher(
+                "w", "sh -c 'exit 3'", [1, 2], restart_token=1, pinned=(earlier,), probation=(1,)
+            )
             engine.apply(assignment(new, generation=2))
             await until(lambda: states(engine)[1] == EXITED, what="the new wid 1 crashed")
             await until(lambda: not engine.watchers["w"].stopping(), what="old wid 1 stopped")

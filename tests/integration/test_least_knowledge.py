@@ -10,8 +10,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from stack.agent.persist import ASSIGNMENT_FILE
-from stack.v1 import agent_pb2
+from stack.agent.persist import ASSIGNMENT_FILE, load_assignment
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.processes import worker_processes
 from tests.support.wait import wait_for
@@ -35,7 +34,8 @@ def stack(tag: str, secret: str, db_count: int = 1) -> str:
 
 def persisted(data_dir: Path) -> tuple[list[str], list[str]]:
     """(watcher names, socket names) of the Assignment an agent keeps on disk."""
-    assignment = agent_pb2.Assignment.FromString((data_dir / ASSIGNMENT_FILE).read_bytes())
+    assignment = load_assignment(data_dir)
+    assert assignment is not None
     return [w.spec.name for w in assignment.watchers], [s.name for s in assignment.sockets]
 
 

@@ -1,6 +1,6 @@
 """Helpers for the agent's integration tests: build Assignments, run an Engine.
 
-The tests drive `stack.agent.engine.Engine` directly with Assignment protos and real
+The tests drive `stack.agent.engine.Engine` directly with (domain) Assignments and real
 processes; nothing sleeps blindly, everything polls a condition with a deadline
 (`until` in tests/support/wait.py).
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stack.agent.settings import AgentSettings
+from stack.spec.assignment import Assignment, PinnedVersion, WatcherAssignment
 from stack.spec.model import SocketSpec, WatcherSpec
-from stack.v1 import agent_pb2, types_pb2
-from stack.wire.spec import socket_to_proto, watcher_to_proto
+from stack.spec.observed import Observed, ProcessState, ProcessStatus
 from tests.support.processes import PYTHON
 
 T = TypeVar("T")
@@ -42,29 +42,30 @@ def watcher(
     restart_token: int = 0,
     graceful: bool = False,
     reset_token: int = 0,
+    pinned: tuple[PinnedVersion, ...] = (),
+    probation: tuple[int, ...] = (),
     **options: Any,
-) -> agent_pb2.WatcherAssignment:
+) -> WatcherAssignment:
     spec = WatcherSpec(name=name, cmd=cmd, numprocesses=len(wids), **options)
-    return agent_pb2.WatcherAssignment(
-        spec=watcher_to_proto(spec),
-        wids=wids,
+    return WatcherAssignment(
+        spec=spec,
+        wids=tuple(wids),
         active=active,
         restart_token=restart_token,
         graceful=graceful,
         reset_token=reset_token,
+        pinned=pinned,
+        probation=probation,
     )
 
 
 def assignment(
-    *watchers: agent_pb2.WatcherAssignment,
+    *watchers: WatcherAssignment,
     sockets: tuple[SocketSpec, ...] = (),
     generation: int = 1,
     fencing_token: int = 1,
-) -> agent_pb2.Assignment:
-    msg = agent_pb2.Assignment(generation=generation, fencing_token=fencing_token)
-    msg.watchers.extend(watchers)
-    msg.sockets.extend(socket_to_proto(s) for s in sockets)
-    return msg
+) -> Assignment:
+    return Assignment(generation, fencing_token, tuple(watchers), tuple(sockets))
 
 
 def python_cmd(code: str) -> tuple[str, tuple[str, ...]]:
@@ -83,13 +84,13 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 100.0) -> T:
     return asyncio.run(bounded())
 
 
-def statuses(observed: agent_pb2.Observed, name: str) -> dict[int, types_pb2.ProcessStatus]:
+def statuses(observed: Observed, name: str) -> dict[int, ProcessStatus]:
     return {p.wid: p for p in observed.processes if p.watcher == name}
 
 
-def running_pids(observed: agent_pb2.Observed, name: str) -> dict[int, int]:
+def running_pids(observed: Observed, name: str) -> dict[int, int]:
     return {
         p.wid: p.pid
         for p in observed.processes
-        if p.watcher == name and p.state == types_pb2.PROCESS_STATE_RUNNING and p.pid
+        if p.watcher == name and p.state == ProcessState.RUNNING and p.pid
     }

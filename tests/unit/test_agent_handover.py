@@ -1,14 +1,18 @@
-"""What one agent hands to the next: worker records and the exec handover, round trips."""
+"""What one agent hands to the next: worker records and the exec handover, round trips,
+and the handover of an image from before (format 1) read into this one's types."""
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 
 import pytest
 
 from stack.agent.flapping import FlapPhase, FlapState
 from stack.agent.handover import (
     FORMAT,
+    READS,
     Handover,
     HandoverError,
     SlotRecord,
@@ -16,7 +20,7 @@ from stack.agent.handover import (
     from_bytes,
     to_bytes,
 )
-from stack.agent.health import Health, HealthState
+from stack.agent.health import HealthState
 from stack.agent.output import Line
 from stack.agent.records import (
     PipeRecord,
@@ -28,8 +32,12 @@ from stack.agent.records import (
     records_from_json,
     records_to_json,
 )
-from stack.agent.wire import LastExit, exit_reason
-from stack.v1 import types_pb2
+from stack.spec.assignment import Assignment, PinnedVersion, WatcherAssignment
+from stack.spec.model import SocketSpec, WatcherSpec
+from stack.spec.observed import ExitReason, Health, LastExit, ProcessState
+from stack.spec.reports import Event, Severity
+
+SAMPLES = Path(__file__).parents[1] / "samples" / "agent"
 
 RUNNING = WorkerRecord(
     watcher="web",
@@ -54,7 +62,7 @@ STOPPING = WorkerRecord(
     wid=7,
     pid=4300,
     start_ticks=99,
-    stopping=StopRecord(reason=types_pb2.EXIT_REASON_MAX_AGE, deadline=1500.5, note="why"),
+    stopping=StopRecord(reason=ExitReason.MAX_AGE, deadline=1500.5, note="why"),
 )
 RECORDS = Records(
     fencing_token=9,
@@ -96,12 +104,24 @@ def test_malformed_records_raise_value_or_key_errors(doc: object) -> None:
 
 
 def _handover() -> Handover:
-    crashed = LastExit(3, 0, types_pb2.EXIT_REASON_CRASHED, 1_800_000_001.0, "", False)
-    away = LastExit(0, 0, types_pb2.EXIT_REASON_CRASHED, 1_800_000_002.0, "away", True)
+    crashed = LastExit(3, 0, ExitReason.CRASHED, 1_800_000_001.0, "", False)
+    away = LastExit(0, 0, ExitReason.CRASHED, 1_800_000_002.0, "away", True)
     healthy = HealthState(Health.HEALTHY, 0, "last failure")
     return Handover(
         records=RECORDS,
-        assignment=b"\x08\x05\x10\x09",
+        assignment=Assignment(
+            generation=5,
+            fencing_token=9,
+            watchers=(
+                WatcherAssignment(
+                    WatcherSpec(name="web", cmd="run"),
+                    wids=(2, 3, 4),
+                    pinned=(PinnedVersion(WatcherSpec(name="web", cmd="old"), 1, (4,)),),
+                    probation=(3,),
+                ),
+            ),
+            sockets=(SocketSpec(name="api", port=8080),),
+        ),
         slots=(
             SlotRecord(
                 "web",
@@ -139,7 +159,7 @@ def _handover() -> Handover:
             WatcherRecord("slow"),
         ),
         partials={101: b"half a li", 55: b"\xff\xfe not utf-8"},
-        events=(types_pb2.Event(kind="spawn", wid=2, message="pid 4242").SerializeToString(),),
+        events=(Event(1_800_000_000.0, "spawn", "pid 4242", "h1", "web", 2, Severity.INFO),),
         lines=(Line(1_800_000_003.25, "web", 2, "out", "hello \u00e9"),),
         dropped=17,
         controller="198.18.0.2:7450",
@@ -184,7 +204,7 @@ def test_an_image_that_keeps_flapping_per_watcher_reads_a_summary_of_the_slots()
 
 
 def test_an_empty_handover_round_trips() -> None:
-    empty = Handover(records=Records(), assignment=b"")
+    empty = Handover(records=Records(), assignment=None)
     assert from_bytes(to_bytes(empty)) == empty
 
 
@@ -204,6 +224,51 @@ def test_an_unreadable_handover_is_one_clear_error(data: bytes, says: str) -> No
 
 
 def test_an_exit_reason_number_comes_back_as_that_reason_or_fails() -> None:
-    assert exit_reason(types_pb2.EXIT_REASON_UNHEALTHY) == types_pb2.EXIT_REASON_UNHEALTHY
-    with pytest.raises(ValueError):
-        exit_reason(999)
+    doc = json.loads(to_bytes(_handover()))
+    assert doc["slots"][0]["last_exit"][2] == ExitReason.CRASHED
+    assert from_bytes(json.dumps(doc).encode()) == _handover()
+    doc["slots"][0]["last_exit"][2] = 999
+    with pytest.raises(HandoverError, match="999"):
+        from_bytes(json.dumps(doc).encode())
+
+
+def test_this_image_writes_format_2_and_reads_format_1_too() -> None:
+    assert json.loads(to_bytes(_handover()))["format"] == FORMAT == 2
+    assert READS == (1, 2)
+
+
+def test_the_handover_of_an_image_from_before_is_read_into_this_ones_types() -> None:
+    """tests/samples/agent/handover-format-1.json was written by the image before this
+    one (its Assignment and events are protobuf messages): every part of it is taken."""
+    old = from_bytes((SAMPLES / "handover-format-1.json").read_bytes())
+    assert old.assignment is not None
+    assert (old.assignment.generation, old.assignment.fencing_token) == (12, 4)
+    web, cron = old.assignment.watchers
+    assert (web.spec.name, web.wids, web.restart_token, web.graceful) == ("web", (1, 2, 3), 2, True)
+    assert web.spec.health.target == "/health" and web.spec.flapping.retry_in == 5.0
+    assert dict(web.spec.env) == {"MODE": "prod"} and web.probation == (2,)
+    (pinned,) = web.pinned
+    assert pinned.wids == (3,) and pinned.spec.cmd.startswith("bin/web-old")
+    assert pinned.sockets == (SocketSpec(name="api", host="0.0.0.0", port=8080),)
+    assert (cron.spec.name, cron.active) == ("cron", False)
+    assert old.assignment.sockets == pinned.sockets
+    assert [(e.kind, e.wid, e.severity) for e in old.events] == [
+        ("exit", 1, Severity.WARNING),
+        ("assignment_applied", 0, Severity.INFO),
+    ]
+    states = {slot.wid: ProcessState(slot.state) for slot in old.slots}
+    assert states == {1: ProcessState.RUNNING, 2: ProcessState.BACKOFF, 3: ProcessState.STOPPING}
+    first = old.slots[0]
+    assert (first.restarts, first.replacements, first.health.health) == (1, 2, Health.HEALTHY)
+    assert first.last_exit == LastExit(3, 0, ExitReason.CRASHED, 1_800_000_001.0)
+    assert old.slots[1].flap.retry_at == 1240.0 and old.slots[1].cause == "failure"
+    assert [w.pid for w in old.records.workers] == [4242, 4300]
+    assert old.partials == {101: b"half a li"} and old.dropped == 3
+    assert from_bytes(to_bytes(old)) == old  # and handed on as format 2, unchanged
+
+
+def test_a_format_1_handover_whose_protobuf_is_broken_is_one_clear_error() -> None:
+    doc = json.loads((SAMPLES / "handover-format-1.json").read_bytes())
+    doc["events"] = [base64.b64encode(b"\xff\xff not an event").decode()]
+    with pytest.raises(HandoverError, match="unreadable handover"):
+        from_bytes(json.dumps(doc).encode())

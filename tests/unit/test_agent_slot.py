@@ -13,12 +13,12 @@ import pytest
 
 from stack.agent import slot
 from stack.agent.flapping import FlapPhase, FlapState
-from stack.agent.health import Health, HealthState
+from stack.agent.health import HealthState
 from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, StartCause, Wake
 from stack.agent.states import ProcessState
-from stack.agent.wire import LastExit
 from stack.spec.model import FlappingSpec
-from stack.v1 import types_pb2
+from stack.spec.observed import ExitReason, Health, LastExit
+from stack.spec.reports import Severity
 
 S = ProcessState
 MS = 0.001
@@ -44,7 +44,7 @@ def kinds(actions: list[slot.Action]) -> list[str]:
 
 
 def crash(at: float) -> LastExit:
-    return LastExit(0, 9, types_pb2.EXIT_REASON_CRASHED, at)
+    return LastExit(0, 9, ExitReason.CRASHED, at)
 
 
 # ---- warm-up ----
@@ -80,14 +80,14 @@ def test_max_age_recycles_the_process_at_its_deadline_not_a_millisecond_before()
     same, actions = slot.tend(state, proc, T0 + 60.0 - MS, 0, False, "")
     assert same is state and not actions
     recycled, actions = slot.tend(state, proc, T0 + 60.0, 0, False, "")
-    assert actions == [Retire(types_pb2.EXIT_REASON_MAX_AGE)]
+    assert actions == [Retire(ExitReason.MAX_AGE)]
     assert recycled.state is S.STOPPING and recycled.pending
 
 
 def test_a_version_change_comes_before_max_age_and_a_graceful_one_keeps_the_process() -> None:
     proc = FakeProc(generation=0, deadline=T0)
     replaced, actions = slot.tend(running(), proc, T0 + 1, 1, False, "")
-    assert actions == [Retire(types_pb2.EXIT_REASON_RESTARTED)]
+    assert actions == [Retire(ExitReason.RESTARTED)]
     assert replaced.state is S.STOPPING and replaced.pending
     kept, actions = slot.tend(running(), proc, T0 + 1, 1, True, "")
     assert not actions and kept.state is S.RUNNING and kept.pending  # its successor first
@@ -182,7 +182,7 @@ def test_a_slot_that_flaps_again_after_max_retry_retries_is_fatal() -> None:
     fatal, actions = slot.failed(state, T0 + 0.1, POLICY)
     assert fatal.state is S.FATAL and not fatal.pending
     text = "fatal: still flapping after 1 retry"
-    assert actions == [Event("fatal", text, types_pb2.SEVERITY_ERROR)]
+    assert actions == [Event("fatal", text, Severity.ERROR)]
 
 
 def test_an_exit_within_attempts_is_respawned_at_once_and_only_its_slot_counts_it() -> None:
@@ -208,7 +208,7 @@ def test_a_spawn_error_is_tried_again_at_once_until_the_slot_flaps() -> None:
     assert Respawn() in actions and state.cause is StartCause.FAILURE
     assert slot.starting(state, T0, "v", FLAP).restarts == 1  # the next try is a restart
     assert state.last_exit is not None
-    assert state.last_exit.reason == types_pb2.EXIT_REASON_SPAWN_ERROR
+    assert state.last_exit.reason == ExitReason.SPAWN_ERROR
     assert state.message == "spawn error: no such file"
 
 
@@ -247,8 +247,8 @@ def test_an_unhealthy_process_is_stopped_counted_as_a_crash_and_started_after_it
     state = running(health=HealthState(Health.UNHEALTHY, 3, "exec ./check: exit 1"))
     after, actions = slot.unhealthy(state, 7, False, T0, POLICY)
     assert actions == [
-        Event("unhealthy", "pid 7: exec ./check: exit 1", types_pb2.SEVERITY_WARNING),
-        Retire(types_pb2.EXIT_REASON_UNHEALTHY, "exec ./check: exit 1"),
+        Event("unhealthy", "pid 7: exec ./check: exit 1", Severity.WARNING),
+        Retire(ExitReason.UNHEALTHY, "exec ./check: exit 1"),
     ]
     assert after.state is S.STOPPING and after.pending  # started once the stop is done
     assert slot.health_of(after, has_proc=False, has_check=True) == (
@@ -260,8 +260,8 @@ def test_an_unhealthy_process_is_stopped_counted_as_a_crash_and_started_after_it
 # ---- stopping ----
 def test_a_stop_on_purpose_ends_stopped_with_the_exit_of_its_process() -> None:
     stopping, actions = slot.stop(running(), has_proc=True)
-    assert actions == [Retire(types_pb2.EXIT_REASON_STOPPED)] and not stopping.pending
-    last = LastExit(0, 15, types_pb2.EXIT_REASON_STOPPED, 1.8e9)
+    assert actions == [Retire(ExitReason.STOPPED)] and not stopping.pending
+    last = LastExit(0, 15, ExitReason.STOPPED, 1.8e9)
     done = slot.stopped(stopping, last)
     assert done.state is S.STOPPED and done.last_exit == last
     restarting = slot.stopped(replace(stopping, pending=True), last)
