@@ -18,6 +18,11 @@ predecessor kept and, for each:
   something else; when the number does not match, the worker's fds are searched
   for the inode.
 
+A worker's descendants that left its process group (a `setsid` grandchild) are known
+by (pid, start ticks) too: those a graceful stop gave the stop signal (stop_children),
+for the stop to go on after a restart of the agent, and those of an adopted worker,
+which become orphans of init, not of the agent, when that worker exits.
+
 These are thin wrappers over the kernel interfaces, with no decisions: the engine
 decides what to adopt.
 """
@@ -29,9 +34,13 @@ import ctypes
 import enum
 import fcntl
 import functools
+import glob
 import os
+import signal
 import stat
 from dataclasses import dataclass
+
+import psutil
 
 SYS_PIDFD_GETFD = 438
 """The syscall number of pidfd_getfd(2), the same on every Linux architecture."""
@@ -143,6 +152,61 @@ def exit_status(pid: int, start_ticks: int) -> int | None:
     if found is None or found.start_ticks != start_ticks or found.state != "Z":
         return None
     return found.exit_status
+
+
+def children_of(pid: int | None = None) -> list[int]:
+    """Pids of the children of `pid` (None: this process), from /proc/PID/task/*/children
+    (no scan of /proc); [] when it is gone."""
+    paths = glob.glob(f"/proc/{'self' if pid is None else pid}/task/*/children")
+    if not paths:  # a kernel without CONFIG_PROC_CHILDREN (or no such process)
+        with contextlib.suppress(psutil.Error):
+            return [child.pid for child in psutil.Process(pid).children()]
+        return []
+    found: list[int] = []
+    for path in paths:
+        with contextlib.suppress(OSError), open(path) as file:
+            found.extend(int(word) for word in file.read().split())
+    return found
+
+
+def descendants_outside_group(pid: int) -> list[tuple[int, int]]:
+    """(pid, start ticks) of the live descendants of `pid` that left its process group
+    (`pid` leads it), walking /proc/PID/task/*/children down from `pid`."""
+    found: list[tuple[int, int]] = []
+    todo, seen = [pid], {pid}
+    while todo:
+        for child in children_of(todo.pop()):
+            if child in seen:
+                continue
+            seen.add(child)
+            todo.append(child)
+            info = read_stat(child)
+            if info is not None and info.pgrp != pid and info.state != "Z":
+                found.append((child, info.start_ticks))
+    return found
+
+
+def alive_as(pid: int, start_ticks: int) -> bool:
+    """Whether the process (`pid`, `start_ticks`) still runs (a zombie does not)."""
+    found = read_stat(pid)
+    return found is not None and found.start_ticks == start_ticks and found.state != "Z"
+
+
+def signal_if_same(pid: int, start_ticks: int, signum: int) -> bool:
+    """Send `signum` to the process (`pid`, `start_ticks`) if it still runs: through a
+    pidfd, so that a pid reused meanwhile is never signalled. True if it was sent."""
+    pidfd = pidfd_open(pid)
+    if pidfd is None:
+        return False
+    try:
+        if not alive_as(pid, start_ticks):  # the pidfd names what runs under pid now
+            return False
+        signal.pidfd_send_signal(pidfd, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        os.close(pidfd)
 
 
 def live_group_member(pgid: int) -> bool:

@@ -30,7 +30,17 @@ from typing import Any
 
 import stack
 from stack.agent import persist
-from stack.agent.adoption import Fate, Identified, Kind, boot_id, identify, regain, same_file
+from stack.agent.adoption import (
+    Fate,
+    Identified,
+    Kind,
+    boot_id,
+    descendants_outside_group,
+    identify,
+    regain,
+    same_file,
+    signal_if_same,
+)
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
@@ -249,7 +259,7 @@ class Engine:
         stopping.extend(self._leftovers)
         if not stopping:
             return False
-        if any(pid in proc.stopping_children for proc in stopping):
+        if any(pid == child for proc in stopping for child, _ in proc.stopping_children):
             return True
         pgid = _pgid(pid)
         return any(proc.pid == pgid for proc in stopping)
@@ -395,6 +405,8 @@ class Engine:
                 out = _regain_pipe(record.pid, identified, record.out)
                 err = _regain_pipe(record.pid, identified, record.err)
             self._adopt(record, identified.pidfd, out, err, {})
+        for record in [r for r, f in found if f.fate is Fate.GONE and r.stopping]:
+            self._adopt(record, None, None, None, {}, gone=True)  # its stop goes on
         gone = [(r, f.status) for r, f in found if f.fate is Fate.GONE and r.stopping is None]
         for record, status in gone:
             watcher = self.watchers.get(record.watcher)
@@ -465,6 +477,9 @@ class Engine:
             identified = identify(record.pid, record.start_ticks)
             out = _own_pipe(record.out)
             err = _own_pipe(record.err)
+            if identified.fate is Fate.GONE and record.stopping is not None:
+                self._adopt(record, None, out, err, handover.partials, gone=True)
+                continue  # it exited while being stopped: its stop goes on
             if identified.fate is Fate.GONE:
                 # An adopted worker that exited during the exec: what it wrote last is
                 # still in its pipes, read to their end.
@@ -497,13 +512,18 @@ class Engine:
         out: PipeEnd | None,
         err: PipeEnd | None,
         partials: Mapping[int, bytes],
+        gone: bool = False,
     ) -> None:
+        """Take back a recorded worker (`gone`: one that exited while being stopped,
+        whose stop goes on) into its watcher, or stop it if its watcher is gone."""
         watcher = self.watchers.get(record.watcher)
         if watcher is not None:
-            watcher.adopt(record, pidfd=pidfd, out=out, err=err, partials=partials)
+            watcher.adopt(record, pidfd=pidfd, out=out, err=err, partials=partials, gone=gone)
             return
         # Its watcher is gone: stop it (it was being stopped, or should have been).
-        proc = Proc.from_record(record, generation=-1, out=out, err=err, child=pidfd is None)
+        proc = Proc.from_record(
+            record, generation=-1, out=out, err=err, child=pidfd is None, gone=gone
+        )
         for stream, pipe in (("out", out), ("err", err)):
             if pipe is not None:
                 partial = partials.get(pipe.fd, b"")
@@ -513,15 +533,12 @@ class Engine:
             if not proc.exited.done():
                 proc.exited.set_result(status)
 
-        if pidfd is None:
-            self.reaper.watch(proc.pid, exited)
-        else:
+        if pidfd is not None:
             self.reaper.follow(pidfd, proc, exited)
-        stop = record.stopping
-        if stop is not None:
-            proc.stop_deadline = stop.deadline
-            proc.stop_reason, proc.stop_note = stop.reason, stop.note
-        else:
+        elif not gone:
+            self.reaper.watch(proc.pid, exited)
+        stop = record.stopping  # (Proc.from_record took its deadline and children)
+        if stop is None:
             proc.stop_reason = ExitReason.STOPPED
         self._leftovers[proc] = self.run_task(
             self._stop_leftover(proc, resume=bool(stop and stop.deadline > 0)),
@@ -529,11 +546,16 @@ class Engine:
         )
 
     async def _stop_leftover(self, proc: Proc, resume: bool) -> None:
+        # Not the agent's child: its orphans would go to init, not to the sweep.
+        orphans = [] if proc.child else descendants_outside_group(proc.pid)
         try:
             timeout = self.settings.stale_timeout
             await stop_process(
                 proc, signal.SIGTERM, timeout, False, resume=resume, clock=self.clock
             )
+            for pid, ticks in orphans:
+                if (pid, ticks) not in proc.stopping_children:
+                    signal_if_same(pid, ticks, signal.SIGKILL)
         finally:
             self._leftovers.pop(proc, None)
             self.reaper.sweep_soon()
@@ -582,7 +604,7 @@ class Engine:
         )
 
     def _leftover_records(self) -> list[WorkerRecord]:
-        return [proc.record(stopping=True) for proc in self._leftovers if proc.alive()]
+        return [proc.record(stopping=True) for proc in self._leftovers]
 
     def _socket_records(self) -> tuple[SocketRecord, ...]:
         return tuple(

@@ -40,9 +40,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
-from stack.agent.adoption import live_group_member, read_stat
+from stack.agent.adoption import (
+    alive_as,
+    descendants_outside_group,
+    live_group_member,
+    read_stat,
+    signal_if_same,
+)
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.control_signals import unblocked_for_child
 from stack.agent.records import PipeRecord, StopRecord, WorkerRecord
@@ -253,9 +257,10 @@ class Proc:
     uid: int | None = None
     """The user it runs as (None: the agent's); exec health checks run as it too."""
     gid: int | None = None
-    stopping_children: tuple[int, ...] = ()
-    """Descendants outside the group that got the stop signal (stop_children): the
-    agent's orphan sweep leaves them to the graceful stop."""
+    stopping_children: tuple[tuple[int, int], ...] = ()
+    """(pid, start ticks) of the descendants outside the group that got the stop signal
+    (stop_children): the stop waits for them too (after a restart of the agent as
+    well), and the agent's orphan sweep leaves them to it."""
     out: PipeEnd | None = None
     """Its stdout pipe (None: not captured, e.g. adopted without it)."""
     err: PipeEnd | None = None
@@ -269,6 +274,9 @@ class Proc:
     stop_reason: int = 0
     """While a stop is in progress: the ExitReason it is stopped for."""
     stop_note: str = ""
+    own_group: bool = True
+    """False when it exited while no agent ran and another process has its pid now: its
+    process group (the pid's) is not its own any more, never to be signalled."""
 
     def alive(self) -> bool:
         return not self.exited.done()
@@ -296,7 +304,9 @@ class Proc:
             err=self.err.record() if self.err else None,
             uid=self.uid,
             gid=self.gid,
-            stopping=StopRecord(self.stop_reason, self.stop_deadline, self.stop_note)
+            stopping=StopRecord(
+                self.stop_reason, self.stop_deadline, self.stop_note, self.stopping_children
+            )
             if stopping
             else None,
         )
@@ -311,9 +321,13 @@ class Proc:
         err: PipeEnd | None,
         child: bool,
         spec: WatcherSpec | None = None,
+        gone: bool = False,
     ) -> Proc:
-        """A worker that a previous agent (or image of this one) started and recorded."""
-        return cls(
+        """A worker that a previous agent (or image of this one) started and recorded,
+        with the stop in progress it records (if any). `gone`: it exited meanwhile (its
+        exit status is not known), and only its stop may still have something to do."""
+        stop = record.stopping
+        proc = cls(
             watcher=record.watcher,
             wid=record.wid,
             pid=record.pid,
@@ -330,6 +344,20 @@ class Proc:
             child=child,
             version_key=record.version_key,
         )
+        if stop is not None:
+            proc.stop_reason, proc.stop_deadline, proc.stop_note = (
+                stop.reason,
+                stop.deadline,
+                stop.note,
+            )
+            proc.stopping_children = stop.children
+        if gone:
+            proc.exited.set_result(None)
+            # Its group is still its own unless another process took its pid (the
+            # kernel reuses no pid that a live group is named after).
+            now = read_stat(record.pid)
+            proc.own_group = now is None or now.start_ticks == record.start_ticks
+        return proc
 
 
 def start_ticks(pid: int) -> int | None:
@@ -445,24 +473,9 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def descendants_outside_group(pid: int) -> list[psutil.Process]:
-    """Descendants of `pid` that left its process group (stop_children targets them too)."""
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    out = []
-    for child in children:
-        with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(child.pid) != pid:
-                out.append(child)
-    return out
-
-
-def _signal_all(procs: list[psutil.Process], signum: int) -> None:
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signum)
+def _signal_all(procs: tuple[tuple[int, int], ...], signum: int) -> None:
+    for pid, ticks in procs:
+        signal_if_same(pid, ticks, signum)
 
 
 KILL_WAIT = 5.0
@@ -481,32 +494,37 @@ async def stop_process(
     """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
 
     With `resume` the stop signal was sent before the agent restarted: only wait for
-    the exit until `proc.stop_deadline`, then SIGKILL. Returns once the worker has
-    exited and no member of its group is left. The deadlines are `clock`'s.
+    the exit until `proc.stop_deadline`, then SIGKILL. Either way the descendants
+    outside the group that got the stop signal (`proc.stopping_children`) are waited
+    for and killed with it. Returns once the worker has exited and no member of its
+    group is left. The deadlines are `clock`'s.
     """
-    pgid = proc.pid
-    extra: list[psutil.Process] = []
-    if not resume:  # (stop_children descendants of a resumed stop are not known again)
-        extra = descendants_outside_group(pgid) if children else []
-        proc.stopping_children = tuple(child.pid for child in extra)
+    pgid = proc.pid if proc.own_group else 0
+    if not resume:
+        extra = tuple(descendants_outside_group(proc.pid)) if children and pgid else ()
+        proc.stopping_children = extra
         proc.stop_deadline = clock.monotonic() + graceful_timeout
-        if proc.alive() or group_alive(pgid):
-            signal_group(pgid, signum)
+        if proc.alive() or (pgid and group_alive(pgid)):
+            if pgid:
+                signal_group(pgid, signum)
             _signal_all(extra, signum)
+    extra = proc.stopping_children
     killed = False
     if not await _wait_gone(proc, pgid, extra, proc.stop_deadline, clock):
         killed = True
-        signal_group(pgid, signal.SIGKILL)
+        if pgid:
+            signal_group(pgid, signal.SIGKILL)
         _signal_all(extra, signal.SIGKILL)
         await _wait_gone(proc, pgid, extra, clock.monotonic() + KILL_WAIT, clock)
     return killed
 
 
 async def _wait_gone(
-    proc: Proc, pgid: int, extra: list[psutil.Process], deadline: float, clock: Clock
+    proc: Proc, pgid: int, extra: tuple[tuple[int, int], ...], deadline: float, clock: Clock
 ) -> bool:
-    """Wait for the leader's exit (event) then for the rest of the group (short polls,
-    on real time: they are no rule); False once `clock` reaches `deadline` first."""
+    """Wait for the leader's exit (event) then for the rest of the group (`pgid`; 0: not
+    its own any more) and `extra` (short polls, on real time: they are no rule); False
+    once `clock` reaches `deadline` first."""
     if not proc.exited.done() and clock.monotonic() < deadline:
         with contextlib.suppress(TimeoutError):
             async with clock.timeout_at(deadline):
@@ -514,19 +532,10 @@ async def _wait_gone(
     delay = 0.002
     group_left = group_alive if proc.child else live_group_member
     while True:
-        if proc.exited.done() and not group_left(pgid) and not _any_alive(extra):
+        alive = any(alive_as(pid, ticks) for pid, ticks in extra)
+        if proc.exited.done() and not (pgid and group_left(pgid)) and not alive:
             return True
         if clock.monotonic() >= deadline:
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
-
-
-def _any_alive(procs: list[psutil.Process]) -> bool:
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.Error:
-            continue
-    return False

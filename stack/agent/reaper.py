@@ -22,16 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import glob
 import logging
 import os
 import signal
 from collections.abc import Callable
 from typing import Protocol
 
-import psutil
-
-from stack.agent.adoption import exit_status
+from stack.agent.adoption import children_of, exit_status
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +52,6 @@ def become_subreaper() -> bool:
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
-
-
-def own_children() -> list[int]:
-    """Pids of this process's children, from /proc/self/task/*/children (no /proc scan)."""
-    found: list[int] = []
-    paths = glob.glob("/proc/self/task/*/children")
-    if not paths:  # a kernel without CONFIG_PROC_CHILDREN
-        with contextlib.suppress(psutil.Error):
-            return [child.pid for child in psutil.Process().children()]
-        return []
-    for path in paths:
-        with contextlib.suppress(OSError), open(path) as file:
-            found.extend(int(word) for word in file.read().split())
-    return found
 
 
 class Reaper:
@@ -156,7 +139,7 @@ class Reaper:
         if self._loop is None:
             return []
         killed = []
-        for pid in own_children():
+        for pid in children_of():
             if pid in self._callbacks or self.spared(pid):
                 continue
             with contextlib.suppress(ProcessLookupError, PermissionError):

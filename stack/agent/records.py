@@ -50,6 +50,9 @@ class StopRecord:
     deadline: float
     """Monotonic time at which it gets SIGKILL."""
     note: str = ""
+    children: tuple[tuple[int, int], ...] = ()
+    """(pid, start ticks) of its descendants outside its group that got the stop signal
+    (stop_children): stopped with it."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,12 @@ def _worker_to_json(w: WorkerRecord) -> dict[str, Any]:
             doc[name] = {"child_fd": pipe.child_fd, "inode": pipe.inode, "fd": pipe.fd}
     if w.stopping is not None:
         stop = w.stopping
-        doc["stopping"] = {"reason": stop.reason, "deadline": stop.deadline, "note": stop.note}
+        doc["stopping"] = {
+            "reason": stop.reason,
+            "deadline": stop.deadline,
+            "note": stop.note,
+            "children": [list(child) for child in stop.children],
+        }
     return doc
 
 
@@ -258,7 +266,12 @@ def _worker_from_json(doc: Any) -> WorkerRecord:
         gid=_optional_int(doc.get("gid")),
         stopping=None
         if stop is None
-        else StopRecord(int(stop["reason"]), float(stop["deadline"]), str(stop.get("note", ""))),
+        else StopRecord(
+            int(stop["reason"]),
+            float(stop["deadline"]),
+            str(stop.get("note", "")),
+            tuple((int(pid), int(ticks)) for pid, ticks in stop.get("children", [])),
+        ),
     )
 
 

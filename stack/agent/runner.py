@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from stack.agent import health, slot
+from stack.agent.adoption import alive_as, descendants_outside_group, signal_if_same
 from stack.agent.clock import Clock
 from stack.agent.health import CheckContext, HealthState
 from stack.agent.output import LogHub
@@ -235,9 +236,63 @@ class HealthChecks(Hook):
                 del self._checks[proc]
 
 
+ORPHAN_POLL = 1.0
+"""Seconds between two reads of an adopted worker's descendants outside its group."""
+
+
+class AdoptedOrphans(Hook):
+    """No orphans of adopted workers either. The descendants of the agent's own worker
+    that left its process group come to the agent when the worker exits (it is their
+    subreaper), and the reaper's sweep kills them. A worker adopted after a crash of
+    the agent is not its child: its orphans go to init. So this hook keeps the list of
+    an adopted worker's descendants outside its group (pid and start ticks, read from
+    /proc when it is adopted and every ORPHAN_POLL seconds) and SIGKILLs those still
+    running when the worker exits; those a graceful stop gave the stop signal are left
+    to that stop, which kills them at its deadline. One started less than ORPHAN_POLL
+    before its worker exited may be missed."""
+
+    def __init__(self) -> None:
+        self._known: dict[Proc, list[tuple[int, int]]] = {}
+        self._polls: dict[Proc, asyncio.Task[None]] = {}
+
+    def after_adopt(self, run: SlotRunner, proc: Proc, partials: Mapping[int, bytes]) -> None:
+        if proc.child or not proc.alive():
+            return  # the agent's child: the sweep sees its orphans
+        self._known[proc] = descendants_outside_group(proc.pid)
+        name = f"orphans of {run.owner.name}[{run.wid}] {proc.pid}"
+        self._polls[proc] = run.host.run_task(self._poll(run, proc), name=name)
+
+    def after_reap(self, run: SlotRunner, proc: Proc, status: int | None) -> None:
+        task = self._polls.pop(proc, None)
+        if task is not None:
+            task.cancel()
+        spared = set(proc.stopping_children)
+        for pid, ticks in self._known.pop(proc, []):
+            if (pid, ticks) not in spared:
+                signal_if_same(pid, ticks, signal.SIGKILL)
+
+    def close(self, run: SlotRunner) -> None:
+        for task in self._polls.values():
+            task.cancel()
+        self._polls.clear()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._polls.values())
+
+    async def _poll(self, run: SlotRunner, proc: Proc) -> None:
+        clock = run.clock
+        while True:
+            await clock.sleep_until(clock.monotonic() + ORPHAN_POLL)
+            found = descendants_outside_group(proc.pid)
+            # Read while it still ran: a worker that exits hands its children to init
+            # before it is a zombie, so a list read then would miss them.
+            if alive_as(proc.pid, proc.start_ticks):
+                self._known[proc] = found
+
+
 def default_hooks() -> tuple[Hook, ...]:
     """The hooks every slot runs, in the order they run."""
-    return (Output(), WarmUp(), MaxAge(), HealthChecks())
+    return (Output(), WarmUp(), MaxAge(), HealthChecks(), AdoptedOrphans())
 
 
 class SlotRunner:
@@ -468,8 +523,7 @@ class SlotRunner:
         child of this agent: `pidfd` None) or through `pidfd` (which the reaper then
         owns), and its output read again. Never restarts it."""
         stop = record.stopping
-        if stop is not None:
-            proc.stop_deadline = stop.deadline
+        if stop is not None:  # (Proc.from_record took its deadline and children)
             self.retire(proc, ExitReason(stop.reason), stop.note, resume=stop.deadline > 0)
         elif self.proc is not None and not keeps_slot:
             self.retire(proc, ExitReason.RESTARTED)
@@ -482,6 +536,8 @@ class SlotRunner:
             self.host.changed()
         for hook in self.hooks:
             hook.after_adopt(self, proc, partials)
+        if proc.exited.done():
+            return  # it exited while no agent ran: only its stop goes on
         if pidfd is None:
             self.host.reaper.watch(proc.pid, lambda status: self.on_exit(proc, status))
         else:
@@ -518,7 +574,7 @@ class SlotRunner:
         if self.proc is not None and self.wanted:
             state = self.state
             found.append(self.proc.record(False, state.restarts, state.spawned, state.replacements))
-        found += [proc.record(True) for proc in self.retiring if proc.alive()]
+        found += [proc.record(True) for proc in self.retiring]  # (exited: its stop goes on)
         return found
 
     def signal(self, signum: int, children: bool) -> bool:

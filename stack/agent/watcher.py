@@ -444,9 +444,12 @@ class Watcher:
         out: PipeEnd | None,
         err: PipeEnd | None,
         partials: Mapping[int, bytes] | None = None,
+        gone: bool = False,
     ) -> Proc:
         """Take back a process a previous agent (or image of this one) left running:
-        into its slot, or on with its stop (see SlotRunner.adopt). Never restarts it."""
+        into its slot, or on with its stop (see SlotRunner.adopt). Never restarts it.
+        `gone`: it exited meanwhile while being stopped; its stop goes on (its group
+        and stop_children descendants may still have to stop)."""
         generation = self.generation_for(record.version_key)
         target = self.target_or_none(record.wid)
         proc = Proc.from_record(
@@ -456,6 +459,7 @@ class Watcher:
             err=err,
             child=pidfd is None,
             spec=self.spec_of(record.wid) if generation == target else self.spec,
+            gone=gone,
         )
         run = self._runner_of(record.wid) if record.stopping else self._slot_for(record)
         run.adopt(proc, record, pidfd, partials or {}, keeps_slot=generation == target)

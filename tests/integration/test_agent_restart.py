@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from stack.security import certs
@@ -514,3 +515,73 @@ def test_a_crash_looping_worker_keeps_the_starts_of_its_window_when_the_agent_cr
 
     wait_for(flapped_or_respawned, 30, "the worker to flap (or be respawned)")
     assert _phase(cluster) == types_pb2.WATCHER_PHASE_FLAPPING, cluster.processes("w")
+
+
+GRACE = 4.0
+"""graceful_timeout of the stops that go on across a restart of the agent."""
+
+
+def _restart(cluster: Cluster, how: str) -> None:
+    if how == "reload":
+        hup_and_wait(cluster)
+    else:
+        cluster.agent.kill9()
+        cluster.start_agent()
+
+
+def _the_child(cluster: Cluster) -> psutil.Process:
+    """The setsid grandchild of the test's worker (worker.py --setsid-child)."""
+    found = wait_for(lambda: worker_processes(f"{cluster.tag}-child"), 30, "the setsid child")
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("worker", ["exits on TERM", "ignores TERM"])
+@pytest.mark.parametrize("how", ["reload", "crash"])
+def test_a_graceful_stop_goes_on_across_an_agent_restart_with_its_stop_children(
+    cluster: Cluster, how: str, worker: str
+) -> None:
+    """stop_children: the setsid child got the stop signal (it ignores it); a new agent
+    (or image) still waits for it until the stop's deadline, then SIGKILLs it."""
+    flags = ["--setsid-child"] + (["--ignore-term"] if worker == "ignores TERM" else [])
+    cluster.apply(watcher_toml("w", cluster.tag, *flags, stop_children=True,
+                               graceful_timeout=GRACE))  # fmt: skip
+    (pid,) = cluster.wait_running("w", 1).values()
+    child = _the_child(cluster)
+    asked = time.monotonic()
+    cluster.stackctl("stop", "w", check=True)
+    stopping = [types_pb2.PROCESS_STATE_STOPPING]
+    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopping, 30, "the stop")
+    if worker == "exits on TERM":
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
+                 30, "the worker to exit")  # fmt: skip
+    _restart(cluster, how)
+    assert child.is_running(), "the stop's deadline is not there yet"
+    wait_for(lambda: not child.is_running() or child.status() == "zombie", GRACE + 30,
+             "the setsid child to be killed at the stop's deadline")  # fmt: skip
+    assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
+    stopped = [types_pb2.PROCESS_STATE_STOPPED]
+    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopped, 30, "stopped")
+    assert not worker_processes(cluster.tag)
+
+
+@pytest.mark.parametrize("end", ["crash", "stop"])
+def test_an_adopted_worker_leaves_no_orphan_when_it_exits(cluster: Cluster, end: str) -> None:
+    """The setsid child of a worker adopted after kill -9 of the agent goes to init when
+    the worker exits, not to the agent: it is killed all the same, as an orphan of the
+    agent's own worker is."""
+    cluster.apply(watcher_toml("w", cluster.tag, "--setsid-child", graceful_timeout=GRACE))
+    pids = cluster.wait_running("w", 1)
+    child = _the_child(cluster)
+    cluster.agent.kill9()
+    cluster.start_agent()
+    same_workers(cluster, pids)
+    if end == "crash":
+        os.kill(pids[1], signal.SIGKILL)
+    else:
+        cluster.stackctl("stop", "w", check=True)
+    wait_for(lambda: not child.is_running() or child.status() == "zombie", 30,
+             "the orphan to be killed")  # fmt: skip
+    if end == "crash":  # respawned: the new worker's own child is spared
+        wait_for(lambda: cluster.running_pids("w").get(1, pids[1]) != pids[1], 30, "respawn")
+        assert _the_child(cluster).pid != child.pid

@@ -62,7 +62,12 @@ STOPPING = WorkerRecord(
     wid=7,
     pid=4300,
     start_ticks=99,
-    stopping=StopRecord(reason=ExitReason.MAX_AGE, deadline=1500.5, note="why"),
+    stopping=StopRecord(
+        reason=ExitReason.MAX_AGE,
+        deadline=1500.5,
+        note="why",
+        children=((4310, 1000), (4311, 1002)),
+    ),
 )
 RECORDS = Records(
     fencing_token=9,

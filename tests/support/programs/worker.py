@@ -3,6 +3,8 @@
 --tag T          ignored; lets a test find its processes by command line
 --ignore-term    ignore SIGTERM (to test the SIGKILL after graceful_timeout)
 --grandchild     start a long sleeping grandchild in the same process group
+--setsid-child   start a grandchild that leaves our process group (a session of its own)
+                 and ignores SIGTERM: this program again, with --tag TAG-child
 --lines N        print N numbered lines to stdout, then keep running
 --err-lines N    print N numbered lines to stderr
 --line-size B    pad each printed line to B bytes
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--grandchild", action="store_true")
+    parser.add_argument("--setsid-child", action="store_true")
     parser.add_argument("--lines", type=int, default=0)
     parser.add_argument("--err-lines", type=int, default=0)
     parser.add_argument("--line-size", type=int, default=0)
@@ -99,6 +102,10 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if ns.grandchild:
         subprocess.Popen(["sleep", "3600"])  # same group: stopped with us
+    if ns.setsid_child:  # not in our group: an orphan when we exit, unless it is killed
+        argv = [sys.executable, __file__, "--tag", f"{ns.tag}-child", "--ignore-term"]
+        subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)  # fmt: skip
     for i in range(ns.lines):
         print(f"line {i}".ljust(ns.line_size, "x"), flush=False)
     if ns.hostile:
