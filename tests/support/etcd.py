@@ -38,62 +38,28 @@ _TIMING = ("--heartbeat-interval", "50", "--election-timeout", "500")
 
 
 @dataclass
-class EtcdMember:
-    """One etcd process: its ports, its data dir and its log."""
+class EtcdProcess:
+    """One etcd process and what is done to it: started from `argv`, killed, paused.
+
+    Subclasses say how it is started (`argv`): on loopback ports here (`EtcdMember`),
+    inside a network namespace with TLS elsewhere (bench/chaoskit).
+    """
 
     name: str
     data_dir: Path
     log: Path
-    client: ReservedPort = field(default_factory=reserve_port)
-    peer: ReservedPort = field(default_factory=reserve_port)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, kw_only=True)
 
-    @property
-    def client_port(self) -> int:
-        return self.client.port
-
-    @property
-    def peer_port(self) -> int:
-        return self.peer.port
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+    def argv(self, initial_cluster: str) -> list[str]:
+        """The etcd command line of this member in a cluster of `initial_cluster`."""
+        raise NotImplementedError
 
     def start(self, initial_cluster: str) -> None:
         """Start (or restart, on the same data dir) this member."""
-        argv = [
-            ETCD,
-            "--name",
-            self.name,
-            "--data-dir",
-            str(self.data_dir),
-            "--listen-client-urls",
-            f"http://{self.endpoint}",
-            "--advertise-client-urls",
-            f"http://{self.endpoint}",
-            "--listen-peer-urls",
-            self.peer_url,
-            "--initial-advertise-peer-urls",
-            self.peer_url,
-            "--initial-cluster",
-            initial_cluster,
-            "--initial-cluster-state",
-            "new",
-            "--initial-cluster-token",
-            self.data_dir.parent.name,
-            "--logger",
-            "zap",
-            "--log-level",
-            "warn",
-            *_TIMING,
-        ]
         with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(argv, stdout=handle, stderr=handle, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv(initial_cluster), stdout=handle, stderr=handle, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -128,6 +94,53 @@ class EtcdMember:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def member_argv(
+    name: str, data_dir: Path, client_url: str, peer_url: str, initial_cluster: str
+) -> list[str]:
+    """etcd's command line for one member of a new cluster (short raft timings, warnings
+    only in its log); callers add TLS flags or a namespace around it."""
+    return [
+        ETCD, "--name", name, "--data-dir", str(data_dir),
+        "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", initial_cluster, "--initial-cluster-state", "new",
+        "--initial-cluster-token", data_dir.parent.name,
+        "--logger", "zap", "--log-level", "warn", *_TIMING,
+    ]  # fmt: skip
+
+
+@dataclass
+class EtcdMember(EtcdProcess):
+    """One etcd member on 127.0.0.1: its reserved ports, its data dir and its log."""
+
+    client: ReservedPort = field(default_factory=reserve_port)
+    peer: ReservedPort = field(default_factory=reserve_port)
+
+    @property
+    def client_port(self) -> int:
+        return self.client.port
+
+    @property
+    def peer_port(self) -> int:
+        return self.peer.port
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def argv(self, initial_cluster: str) -> list[str]:
+        return member_argv(
+            self.name, self.data_dir, f"http://{self.endpoint}", self.peer_url, initial_cluster
+        )
+
     def healthy(self) -> bool:
         """A linearizable read answered: this member is up and its cluster has quorum."""
         client = pyetcd.client("127.0.0.1", self.client_port, timeout=1.0)
@@ -138,9 +151,6 @@ class EtcdMember:
         finally:
             client.close()
         return True
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @dataclass
