@@ -146,6 +146,8 @@ class AgentSessions:
         c = self._c
         where = c.scheduler.placed_where()
         labels = record.labels
+        unassigned_each: dict[str, int] = {}
+        """watcher -> the workers of an "each" watcher taken from this report unassigned."""
 
         def may_run(watcher: str, wid: int) -> bool:
             desired = c.state.watchers.get(watcher)
@@ -156,13 +158,20 @@ class AgentSessions:
             spec = desired.spec
             if not all(labels.get(key) == value for key, value in spec.placement.labels.items()):
                 return False
-            if wid == 0 or spec.placement.mode == "each":
-                return 0 <= wid <= spec.numprocesses
-            if not 1 <= wid <= spec.numprocesses:
-                return False
+            if wid == 0:
+                return True
             # Not while the host it is placed on runs it (a claim of another's worker).
             owner = c.agents.records.get(where.get((watcher, wid), record.host_id))
-            return owner is None or owner is record or (watcher, wid) not in owner.reported
+            if not (owner is None or owner is record or (watcher, wid) not in owner.reported):
+                return False
+            if spec.placement.mode == "each" and not spec.singleton:
+                # Its worker ids are unique in the fleet (h2 runs worker 2 of one per
+                # host): any id may be this host's, up to its count on one host.
+                per_host = min(spec.numprocesses, spec.placement.max_per_host or spec.numprocesses)
+                taken = unassigned_each.get(watcher, 0)
+                unassigned_each[watcher] = taken + 1
+                return taken < per_host
+            return 1 <= wid <= spec.numprocesses
 
         return may_run
 
