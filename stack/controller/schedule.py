@@ -9,7 +9,8 @@ here reads a clock, a socket or the store, so every rule is a table test away.
 What a host holds is what was placed there, else what it reports (see `holdings`), so
 a worker id queued to an agent that has not started it yet does not move. A down agent
 keeps its share until it has been down for reschedule_after (then it is lost); a drained
-one keeps each process until its replacement runs elsewhere (`handoff`).
+one keeps each process until its replacement runs elsewhere, and stops at once what has
+nowhere else to go (`handoff`).
 """
 
 from __future__ import annotations
@@ -111,8 +112,21 @@ def only_reported(
     return Placement(hosts=hosts, pending=placement.pending)
 
 
-def handoff(draining: AgentRecord, ready: Iterable[AgentRecord]) -> dict[str, frozenset[int]]:
-    """The drained host's processes whose replacement does not run elsewhere yet."""
+def handoff(
+    draining: AgentRecord, ready: Iterable[AgentRecord], intended: Placement
+) -> dict[str, frozenset[int]]:
+    """The drained host's processes whose replacement is placed elsewhere in `intended`
+    (the placement before a warm-up kept only what agents report) and does not run there
+    yet. A process with nowhere else to go (of a `mode = "each"` watcher, or with no room
+    left under `max_per_host` or the labels) stops at once: its replacement would never
+    come, and the host would never be drained."""
+    placed_elsewhere = {
+        (watcher, wid)
+        for host, by_watcher in intended.hosts.items()
+        if host != draining.host_id
+        for watcher, wids in by_watcher.items()
+        for wid in wids
+    }
     running_elsewhere = {
         (proc.watcher, proc.wid)
         for record in ready
@@ -122,22 +136,29 @@ def handoff(draining: AgentRecord, ready: Iterable[AgentRecord]) -> dict[str, fr
     }
     keep: dict[str, set[int]] = {}
     for proc in draining.observed.processes:
-        if proc.pid and (proc.watcher, proc.wid) not in running_elsewhere:
+        key = (proc.watcher, proc.wid)
+        if proc.pid and key in placed_elsewhere and key not in running_elsewhere:
             keep.setdefault(proc.watcher, set()).add(proc.wid)
     return {watcher: frozenset(wids) for watcher, wids in keep.items()}
 
 
 def assignments(
-    state: DesiredState, placement: Placement, ready: Sequence[AgentRecord], term: int
+    state: DesiredState,
+    placement: Placement,
+    ready: Sequence[AgentRecord],
+    term: int,
+    intended: Placement | None = None,
 ) -> dict[str, Assignment]:
-    """Each ready host's Assignment under fencing token `term`."""
+    """Each ready host's Assignment under fencing token `term`; `intended` is the
+    placement before a warm-up kept only what agents report (`placement` if None)."""
+    intended = placement if intended is None else intended
     return {
         record.host_id: build_assignment(
             state,
             placement,
             record.host_id,
             term,
-            handoff(record, ready) if record.host_id in state.drained else None,
+            handoff(record, ready, intended) if record.host_id in state.drained else None,
         )
         for record in ready
     }
@@ -158,10 +179,9 @@ def plan(
     `lost` the agents down past reschedule_after, `warming` whether the controller is
     still giving agents their time to report after taking over.
     """
-    placed = place(state.demand(), views(records, state, lost), holdings(records, placement))
-    if warming:
-        placed = only_reported(placed, state, records)
-    return Plan(placed, assignments(state, placed, ready_of(records), term))
+    intended = place(state.demand(), views(records, state, lost), holdings(records, placement))
+    placed = only_reported(intended, state, records) if warming else intended
+    return Plan(placed, assignments(state, placed, ready_of(records), term, intended))
 
 
 def rebalanced(
