@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import stack
 from stack import aio
 from stack.controller import desired as d
-from stack.controller import liveness
+from stack.controller import liveness, schedule
 from stack.controller.agents import AgentRegistry
 from stack.controller.cluster import Cluster, ClusterView, ControllerInfo, StoreMember
 from stack.controller.commands import Commands
@@ -218,9 +218,10 @@ class Controller:
         await self._migrate(records)
         await self._load_events()
         timeouts = liveness.Timeouts(self.settings.agent_timeout, self.settings.reschedule_after)
-        self.scheduler.warm_until = liveness.warm_until(
-            self.clock(), timeouts, bool(self.state.watchers)
-        )
+        now, stored = self.clock(), bool(self.state.watchers)
+        self.scheduler.warm_until = liveness.warm_until(now, timeouts, stored)
+        self.scheduler.hold_until = liveness.hold_until(now, timeouts, stored)
+        self.scheduler.hold = schedule.Hold.of(self.state) if stored else None
         log.info(
             "desired state loaded: %d watchers, generation %d, term %d",
             len(self.state.watchers),

@@ -5,7 +5,10 @@ An agent silent for longer than `agent_timeout` is down: its processes show as U
 and it keeps its share. Down for `reschedule_after`, it is lost: its share of spread
 watchers moves to other agents. A controller that takes over a stored stack waits one
 agent timeout before placing anything that no agent reports (`warm_until`): agents are
-reconnecting, and a worker placed before its agent said it runs it would run twice.
+reconnecting, and a worker placed before its agent said it runs it would run twice. A
+worker no agent reports by then may run on a host that is down across the takeover; such
+a host keeps its share for reschedule_after, as it would have with the old leader, so
+those workers are placed elsewhere only from `hold_until` on.
 The controller's check (a few times per timeout) applies what `check` decides.
 """
 
@@ -41,16 +44,24 @@ class Liveness:
     """Events to record: each agent gone silent, each agent newly lost."""
     warmed: bool
     """The warm-up after a takeover ended with this check."""
+    released: bool = False
+    """The hold after a takeover ended with this check."""
 
     def reschedule(self, lost_before: frozenset[str]) -> bool:
         """Whether placement must be made anew (it last saw `lost_before` lost)."""
-        return bool(self.silent) or self.lost != lost_before or self.warmed
+        return bool(self.silent) or self.lost != lost_before or self.warmed or self.released
 
 
 def warm_until(now: float, timeouts: Timeouts, stored_watchers: bool) -> float:
     """When a controller taking over at `now` may place what no agent reports (0: at
     once, with nothing stored)."""
     return now + timeouts.agent_timeout if stored_watchers else 0.0
+
+
+def hold_until(now: float, timeouts: Timeouts, stored_watchers: bool) -> float:
+    """Until when a controller taking over at `now` keeps in their place the workers no
+    agent reported by the end of its warm-up (0: no hold, with nothing stored)."""
+    return now + timeouts.reschedule_after if stored_watchers else 0.0
 
 
 def warming(now: float, until: float) -> bool:
@@ -65,11 +76,13 @@ def check(
     *,
     announced_lost: frozenset[str],
     warm_until: float,
+    hold_until: float = 0.0,
 ) -> Liveness:
-    """Silence, loss and the end of the warm-up at monotonic `now`.
+    """Silence, loss and the end of the warm-up and of the hold at monotonic `now`.
 
     `announced_lost` are the agents an `agent_lost` event was recorded for (while they
-    stay lost, none again); `warm_until` is 0 once the warm-up is over.
+    stay lost, none again); `warm_until` is 0 once the warm-up is over, `hold_until`
+    once the hold is.
     """
     silent: list[str] = []
     lost: set[str] = set()
@@ -102,4 +115,5 @@ def check(
         for host_id in sorted(lost - announced_lost)
     ]
     warmed = bool(warm_until) and not warming(now, warm_until)
-    return Liveness(tuple(silent), frozenset(lost), tuple(notes), warmed)
+    released = bool(hold_until) and now >= hold_until
+    return Liveness(tuple(silent), frozenset(lost), tuple(notes), warmed, released)

@@ -36,6 +36,35 @@ class Plan:
     placement: Placement
     assignments: Mapping[str, Assignment]
     """host id -> its whole share, for every ready host with a session."""
+    hold: Hold | None = None
+    """The hold after a takeover as it stands after this plan (None: none)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What a new leader keeps in place after its warm-up, until reschedule_after has
+    passed since it took over: the workers no agent reported by then may run on a host
+    that is down across the takeover, which keeps its share that long, as it would have
+    with the old leader. Workers added since the takeover are placed at once."""
+
+    counts: Mapping[str, int]
+    """watcher -> numprocesses when the desired state was loaded: ids above it did not
+    exist then, so no silent host runs them. A `mode = "each"` watcher is not held (a
+    host nobody heard of is given none of its ids)."""
+    ids: frozenset[tuple[str, int]] | None = None
+    """(watcher, wid) placed and reported by no agent at the first placement after the
+    warm-up (None until then)."""
+
+    @staticmethod
+    def of(state: DesiredState) -> Hold:
+        """The hold of a controller that loaded `state`."""
+        return Hold(
+            {
+                name: w.spec.numprocesses
+                for name, w in state.watchers.items()
+                if w.spec.placement.mode != "each" or w.spec.singleton
+            }
+        )
 
 
 def lost_hosts(
@@ -112,6 +141,54 @@ def only_reported(
     return Placement(hosts=hosts, pending=placement.pending)
 
 
+def reported_ids(records: Iterable[AgentRecord]) -> frozenset[tuple[str, int]]:
+    """(watcher, wid) some agent reports."""
+    return frozenset(
+        (watcher, wid)
+        for record in records
+        for watcher, wids in record.wids().items()
+        for wid in wids
+    )
+
+
+def restrain(
+    intended: Placement,
+    state: DesiredState,
+    records: Sequence[AgentRecord],
+    *,
+    warming: bool,
+    hold: Hold | None,
+) -> tuple[Placement, Hold | None]:
+    """What of `intended` may be sent out now, just after a takeover: during the warm-up
+    only what agents report (`only_reported`), then, while `hold` lasts, nothing in
+    place of what a silent host may still run. Every placement goes through here."""
+    if warming:
+        return only_reported(intended, state, records), hold
+    if hold is None:
+        return intended, None
+    reported = reported_ids(records)
+    if hold.ids is None:
+        ids = frozenset(
+            (watcher, wid)
+            for by_watcher in intended.hosts.values()
+            for watcher, wids in by_watcher.items()
+            if state.watchers[watcher].active
+            for wid in wids
+            if wid <= hold.counts.get(watcher, 0) and (watcher, wid) not in reported
+        )
+        hold = Hold(hold.counts, ids)
+    assert hold.ids is not None
+    held = hold.ids - reported
+    hosts = {
+        host_id: {
+            watcher: tuple(w for w in wids if (watcher, w) not in held)
+            for watcher, wids in by_watcher.items()
+        }
+        for host_id, by_watcher in intended.hosts.items()
+    }
+    return Placement(hosts=hosts, pending=intended.pending), hold
+
+
 def handoff(
     draining: AgentRecord, ready: Iterable[AgentRecord], intended: Placement
 ) -> dict[str, frozenset[int]]:
@@ -172,16 +249,18 @@ def plan(
     lost: frozenset[str],
     warming: bool,
     term: int,
+    hold: Hold | None = None,
 ) -> Plan:
     """Place anew and build every ready host's Assignment.
 
     `records` are every known agent in host id order, `placement` the last one made,
     `lost` the agents down past reschedule_after, `warming` whether the controller is
-    still giving agents their time to report after taking over.
+    still giving agents their time to report after taking over, `hold` what it keeps in
+    place after that (see `restrain`).
     """
     intended = place(state.demand(), views(records, state, lost), holdings(records, placement))
-    placed = only_reported(intended, state, records) if warming else intended
-    return Plan(placed, assignments(state, placed, ready_of(records), term, intended))
+    placed, hold = restrain(intended, state, records, warming=warming, hold=hold)
+    return Plan(placed, assignments(state, placed, ready_of(records), term, intended), hold)
 
 
 def rebalanced(
@@ -192,16 +271,21 @@ def rebalanced(
     *,
     lost: frozenset[str],
     term: int,
+    warming: bool = False,
+    hold: Hold | None = None,
 ) -> tuple[Plan, int]:
-    """Spread `watcher` evenly again: the new plan, and how many of its processes move."""
-    placed = rebalance(
+    """Spread `watcher` evenly again: the new plan, and how many of its processes move.
+    Just after a takeover it is restrained as every placement is (see `restrain`)."""
+    intended = rebalance(
         watcher, state.demand(), views(records, state, lost), holdings(records, placement)
     )
+    placed, hold = restrain(intended, state, records, warming=warming, hold=hold)
     moved = sum(
         len(set(placed.wids(host, watcher)) - set(placement.wids(host, watcher)))
         for host in placed.hosts
     )
-    return Plan(placed, assignments(state, placed, ready_of(records), term)), moved
+    plan = Plan(placed, assignments(state, placed, ready_of(records), term, intended), hold)
+    return plan, moved
 
 
 def ready_of(records: Iterable[AgentRecord]) -> list[AgentRecord]:

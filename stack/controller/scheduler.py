@@ -34,6 +34,10 @@ class Scheduler:
         self.placement = Placement()
         self.warm_until = 0.0
         """Monotonic time the warm-up after a takeover ends (0: over, or none)."""
+        self.hold_until = 0.0
+        """Monotonic time the hold after a takeover ends (0: over, or none)."""
+        self.hold: schedule.Hold | None = None
+        """What a takeover keeps in place after its warm-up (see schedule.restrain)."""
         self.lost: frozenset[str] = frozenset()
         """Agents down past reschedule_after at the last placement."""
         self._handle: asyncio.TimerHandle | None = None
@@ -45,6 +49,7 @@ class Scheduler:
         self.cancel()
         self.placement = Placement()
         self.lost = frozenset()
+        self.hold_until, self.hold = 0.0, None
 
     def cancel(self) -> None:
         """Drop a pending `reschedule_soon`."""
@@ -84,6 +89,7 @@ class Scheduler:
             lost=self.lost,
             warming=self.warming_up(),
             term=c.term,
+            hold=self._holding(),
         )
         self._apply(plan)
 
@@ -91,10 +97,25 @@ class Scheduler:
         """Spread a watcher's processes evenly again; return how many move."""
         c = self._c
         plan, moved = schedule.rebalanced(
-            watcher, c.state, self._records(), self.placement, lost=self.lost, term=c.term
+            watcher,
+            c.state,
+            self._records(),
+            self.placement,
+            lost=self.lost,
+            term=c.term,
+            warming=self.warming_up(),
+            hold=self._holding(),
         )
         self._apply(plan)
         return moved
+
+    def _holding(self) -> schedule.Hold | None:
+        """The hold after a takeover while it lasts."""
+        return self.hold if self.hold_until and self._c.clock() < self.hold_until else None
+
+    def release(self) -> None:
+        """End the hold after a takeover (reschedule_after has passed)."""
+        self.hold_until, self.hold = 0.0, None
 
     def placed(self) -> dict[str, set[int]]:
         """watcher -> every worker id placed on some host now."""
@@ -115,6 +136,8 @@ class Scheduler:
         """Keep the plan's placement; queue each Assignment that differs from the last
         one its session was sent."""
         self.placement = plan.placement
+        if self.hold is not None and plan.hold is not None:
+            self.hold = plan.hold
         c = self._c
         for host_id, assignment in plan.assignments.items():
             record = c.agents.records[host_id]

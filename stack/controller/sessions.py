@@ -111,6 +111,7 @@ class AgentSessions:
             timeouts,
             announced_lost=self.announced_lost,
             warm_until=c.scheduler.warm_until,
+            hold_until=c.scheduler.hold_until,
         )
         for host_id in found.silent:
             log.warning("agent %s silent for %.1fs: down", host_id, timeouts.agent_timeout)
@@ -124,6 +125,8 @@ class AgentSessions:
             self._announce_refusals(record, now)
         if found.warmed:
             c.scheduler.warm_until = 0.0
+        if found.released:
+            c.scheduler.release()
         if found.reschedule(c.scheduler.lost):
             c.scheduler.reschedule()
 
