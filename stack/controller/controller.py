@@ -296,6 +296,12 @@ class Controller:
                 await asyncio.to_thread(self.store.commit, self.term, puts, deletes)
             except StaleTerm as exc:
                 self.fenced.set()
+                if exc.maybe_written:
+                    raise FencedOut(
+                        f"this controller lost its leadership while the store was slow to "
+                        f"answer: the change may have been made ({exc}); check with "
+                        f"`stackctl status` before trying again"
+                    ) from exc
                 raise FencedOut(
                     f"this controller lost its leadership, nothing was changed ({exc}); try again"
                 ) from exc

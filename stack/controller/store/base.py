@@ -27,6 +27,12 @@ class StoreError(Exception):
 class StaleTerm(StoreError):
     """A commit carried a term lower than the store's: another controller took over."""
 
+    def __init__(self, message: str, maybe_written: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_written = maybe_written
+        """An earlier attempt of the same commit got no answer: the store may have taken
+        it before the term went stale (the refusal is of the retry only)."""
+
 
 EVENT_WRITE_OPS = 100
 """Operations one EventWrite may carry: etcd caps a transaction (--max-txn-ops, 128 by

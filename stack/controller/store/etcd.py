@@ -123,17 +123,23 @@ class EtcdStore:
         tx = self._client.transactions
         ops = [tx.delete(self._kv + key) for key in deletes if key not in puts]
         ops += [tx.put(self._kv + key, value) for key, value in puts.items()]
-        # etcd caps operations per transaction (--max-txn-ops, default 128): say how many.
-        succeeded, responses = self._call(
-            f"commit of {len(ops)} changes",
-            lambda: self._client.transaction(
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._client.transaction(
                 compare=[tx.create(self.leader_key) == term],
                 success=ops,
                 failure=[tx.get(self.leader_key)],
-            ),
-        )
+            )
+
+        # etcd caps operations per transaction (--max-txn-ops, default 128): say how many.
+        succeeded, responses = self._call(f"commit of {len(ops)} changes", attempt)
         if not succeeded:
-            raise StaleTerm(_stale(term, responses))
+            # `call` tries again only after an attempt got no answer, which etcd may
+            # have applied all the same.
+            raise StaleTerm(_stale(term, responses), maybe_written=attempts > 1)
 
     def load_events(self) -> StoredEvents:
         response = self._event_call(
