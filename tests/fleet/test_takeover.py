@@ -37,3 +37,31 @@ def test_a_host_down_across_a_controller_restart_keeps_its_workers(make_fleet: M
     fleet.restart_agent("h2")
     fleet.wait(lambda: fleet.running("webapp") == placed, 20, "the same workers", "webapp")
     assert {host: fleet.workers_in(host) for host in fleet.host_ids} == before
+
+
+def test_a_rebalance_right_after_a_takeover_leaves_a_silent_hosts_share_alone(
+    make_fleet: MakeFleet,
+) -> None:
+    """Replays bench/chaos.py seed 62: a rebalance issued while the new controller waited
+    for its agents placed a silent host's workers elsewhere at once."""
+    fleet = make_fleet(hosts=3, agent_timeout=1.0, reschedule_after=30.0)
+    placed = spread_webapp(fleet, 6)
+    assert placed.get("h3"), placed
+    before = {host: fleet.workers_in(host) for host in fleet.host_ids}
+
+    fleet.controller.kill9()
+    fleet.kill_agent("h3")
+    fleet.controller.start()
+    fleet.wait(lambda: fleet.ready_hosts() == {"h1", "h2"}, 30, "h1 and h2 back", "webapp")
+    rebalanced = fleet.stackctl("rebalance", "webapp", check=True)
+    assert "webapp: 0 processes moved" in rebalanced.out, rebalanced
+    watch_until = time.monotonic() + 3.0
+    while time.monotonic() < watch_until:
+        for host in ("h1", "h2"):
+            now = fleet.workers_in(host)
+            assert now == before[host], f"{host} runs {now}, ran {before[host]}"
+        time.sleep(0.2)
+
+    fleet.restart_agent("h3")
+    fleet.wait(lambda: fleet.running("webapp") == placed, 20, "the same workers", "webapp")
+    assert {host: fleet.workers_in(host) for host in fleet.host_ids} == before
