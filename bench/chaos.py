@@ -78,12 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.close()
         (root / "journal.txt").write_text(report.sequence(run) + "\n")
-    print(report.summary(run, load_before, os.getloadavg()))
+    text = report.summary(run, load_before, os.getloadavg())
     if run.violations:
-        print()
-        print("fault sequence:")
-        print(report.sequence(run))
-        print(report.violations(run))
+        text += "\n\nfault sequence:\n" + report.sequence(run) + "\n" + report.violations(run)
+    print(text)
+    (root / "report.txt").write_text(text + "\n" + report.last_line(run) + "\n")
     keep = args.keep or (root if run.violations else None)
     if keep is not None and keep != root:
         shutil.copytree(root, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.etcd"))

@@ -133,7 +133,8 @@ def read(path: str) -> Results:
 # -- the documented limits --------------------------------------------------------------
 
 CUT_OFF = "the host was cut off from the client"
-NOTHING_LISTENS = "no worker of the app was there to answer on that host"
+NOT_BOUND = "the host runs no worker of the app: its socket is not bound"
+ALL_DOWN = "every worker of the app on the host was down at once"
 KILLED = "the worker serving it was killed"
 SLACK = 1.5
 """Seconds around a request within which a sample or a fault counts as its cause: the
@@ -165,10 +166,11 @@ def explain(
     for host, start, end in cut:
         if host == failure.host and start <= high and (end == 0 or end >= low):
             return CUT_OFF
-    for sample in samples:
-        nobody = not sample.listening or sample.serving == 0
-        if sample.host == failure.host and low <= sample.at <= high and nobody:
-            return NOTHING_LISTENS
+    around = [s for s in samples if s.host == failure.host and low <= s.at <= high]
+    if any(not s.listening for s in around):
+        return NOT_BOUND
+    if any(s.serving == 0 for s in around):
+        return ALL_DOWN
     if failure.error in ("reset", "closed without an answer"):
         for host, when in kills:
             if host == failure.host and failure.start - 0.5 <= when <= failure.end + 0.5:
