@@ -156,6 +156,26 @@ def test_a_takeover_waits_one_agent_timeout_before_placing_what_no_agent_reports
     assert found.reschedule(frozenset()), "the end of the warm-up places what is missing"
 
 
+def test_a_takeover_holds_what_no_agent_reported_until_reschedule_after_has_passed() -> None:
+    clock = FakeClock()
+    until = liveness.hold_until(clock.now(), TIMEOUTS, stored_watchers=True)
+    assert liveness.hold_until(clock.now(), TIMEOUTS, stored_watchers=False) == 0.0
+    agents = registry(clock, "h1")
+    released = []
+    for step in (RESCHEDULE - MS, 2 * MS):
+        clock.advance(step)
+        session = agents.records["h1"].session
+        assert session is not None
+        agents.heard(session)
+        found = liveness.check(
+            agents.records.values(), clock.now(), TIMEOUTS, announced_lost=frozenset(),
+            warm_until=0.0, hold_until=until,
+        )  # fmt: skip
+        released.append(found.released)
+    assert released == [False, True]
+    assert found.reschedule(frozenset()), "the end of the hold places what is missing"
+
+
 @given(st.lists(st.floats(0, 3 * TIMEOUT, allow_nan=False), min_size=1, max_size=8))
 def test_whatever_the_silences_an_agent_is_down_exactly_when_one_exceeds_the_timeout(
     gaps: list[float],

@@ -129,3 +129,41 @@ def test_rebalancing_moves_ids_to_an_agent_that_joined() -> None:
     )
     assert moved == 1
     assert web(moved_plan) == {"h1": (1, 2), "h2": (3,)}
+
+
+def test_a_drained_hosts_process_with_nowhere_else_to_go_stops_at_once() -> None:
+    """Chaos seed 2: a worker with no room elsewhere (here under max_per_host; likewise a
+    mode = "each" watcher's) was kept until a replacement that never came."""
+    capped = WEB.replace("3\n", "2\n") + "[watchers.web.placement]\nmax_per_host = 1\n"
+    drained = d.drain(state(capped), "h1")
+    before = Placement(hosts={"h1": {"web": (1,)}, "h2": {"web": (2,)}})
+    found = plan([agent("h1", 1), agent("h2", 2)], before, desired=drained)
+    assert web(found) == {"h1": (), "h2": (2,)}
+    assert found.placement.pending
+
+
+def test_after_the_warm_up_what_no_agent_reports_is_held_until_the_hold_ends() -> None:
+    """Chaos seed 3: a host down across a takeover (here the unknown h3, which ran 2)
+    keeps its share for reschedule_after; workers added since the takeover start at once."""
+    hold = schedule.Hold.of(state())
+    scaled, _ = d.scale(state(), "web", 4, relative=False)
+    records = [agent("h1", 1), agent("h2", 3)]
+    held = plan(records, hold=hold, desired=scaled)
+    assert web(held) == {"h1": (1,), "h2": (3, 4)}
+    assert held.hold == schedule.Hold(hold.counts, frozenset({("web", 2)}))
+    records[0] = agent("h1", 1, 2)  # h3's worker 2 turned up on h1 (its agent came back)
+    assert web(plan(records, held.placement, hold=held.hold, desired=scaled))["h1"] == (1, 2)
+    released = plan([agent("h1", 1), agent("h2", 3)], desired=scaled)
+    assert sorted(w for wids in web(released).values() for w in wids) == [1, 2, 3, 4]
+
+
+def test_a_rebalance_just_after_a_takeover_is_restrained_like_any_placement() -> None:
+    """Chaos seed 62: a rebalance while the new leader warmed up placed a silent host's
+    workers elsewhere at once."""
+    records = [agent("h1", 1), agent("h2")]
+    for options in ({"warming": True}, {"hold": schedule.Hold.of(state())}):
+        found, moved = schedule.rebalanced(
+            "web", state(), records, Placement(), lost=frozenset(), term=1, **options
+        )  # type: ignore[arg-type]
+        assert sorted(w for wids in web(found).values() for w in wids) == [1], options
+        assert moved <= 1
