@@ -52,8 +52,8 @@ class Hold:
     exist then, so no silent host runs them. A `mode = "each"` watcher is not held (a
     host nobody heard of is given none of its ids)."""
     ids: frozenset[tuple[str, int]] | None = None
-    """(watcher, wid) placed and reported by no agent at the first placement after the
-    warm-up (None until then)."""
+    """(watcher, wid) of the counts reported by no agent at the first placement after
+    the warm-up (None until then), whether or not any agent was back by then."""
 
     @staticmethod
     def of(state: DesiredState) -> Hold:
@@ -168,13 +168,13 @@ def restrain(
         return intended, None
     reported = reported_ids(records)
     if hold.ids is None:
+        # From the counts, not from `intended`: with no agent back yet, nothing is placed.
         ids = frozenset(
             (watcher, wid)
-            for by_watcher in intended.hosts.values()
-            for watcher, wids in by_watcher.items()
-            if state.watchers[watcher].active
-            for wid in wids
-            if wid <= hold.counts.get(watcher, 0) and (watcher, wid) not in reported
+            for watcher, count in hold.counts.items()
+            if watcher in state.watchers and state.watchers[watcher].active
+            for wid in range(1, count + 1)
+            if (watcher, wid) not in reported
         )
         hold = Hold(hold.counts, ids)
     assert hold.ids is not None

@@ -167,3 +167,13 @@ def test_a_rebalance_just_after_a_takeover_is_restrained_like_any_placement() ->
         )  # type: ignore[arg-type]
         assert sorted(w for wids in web(found).values() for w in wids) == [1], options
         assert moved <= 1
+
+
+def test_a_hold_begun_before_any_agent_came_back_still_holds_the_silent_hosts_share() -> None:
+    """The warm-up may end before any agent reconnects (they back off): the first plan
+    after it places nothing, and the hold must not take that for "nothing to hold"."""
+    hold = schedule.Hold.of(state())
+    empty = plan([], hold=hold)
+    assert empty.hold is not None and empty.hold.ids == {("web", 1), ("web", 2), ("web", 3)}
+    back = plan([agent("h1", 1), agent("h2", 3)], empty.placement, hold=empty.hold)
+    assert web(back) == {"h1": (1,), "h2": (3,)}

@@ -74,9 +74,12 @@ def kinds(c: Controller) -> list[str]:
     return [event.kind for event in c.events.recent()]
 
 
-def test_a_takeover_runs_only_what_agents_report_until_one_agent_timeout_has_passed(
+def test_a_takeover_runs_only_what_agents_report_until_reschedule_after_has_passed(
     tmp_path: Path,
 ) -> None:
+    """One agent timeout for agents to report, then (chaos seed 3) up to reschedule_after
+    for a host down across the takeover to come back with what nobody reported."""
+
     async def test() -> None:
         clock = FakeClock()
         first = await controller(tmp_path, clock)
@@ -93,7 +96,14 @@ def test_a_takeover_runs_only_what_agents_report_until_one_agent_timeout_has_pas
         assert told(c, "h1") == (1,)
         clock.advance(MS)
         c.sessions.check_liveness()
-        assert told(c, "h1") == (1, 2), "the warm-up is over: what is missing is placed"
+        assert told(c, "h1") == (1,), "the warm-up is over, worker 2 is held: its host may be down"
+        clock.advance(RESCHEDULE - TIMEOUT - MS)
+        c.sessions.agent_message(session, running("h1", label, 1))
+        c.sessions.check_liveness()
+        assert told(c, "h1") == (1,)
+        clock.advance(MS)
+        c.sessions.check_liveness()
+        assert told(c, "h1") == (1, 2), "reschedule_after has passed: what is missing is placed"
         assert "agent_down" not in kinds(c)
 
     run(test)
