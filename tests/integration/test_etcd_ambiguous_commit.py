@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from stack.controller.store.base import StaleTerm
-from stack.controller.store.etcd import EtcdStore
 from tests.support.etcd import EtcdCluster, etcd_cluster, requires_etcd
+from tests.support.etcd_term import TermTakingEtcdStore
 from tests.support.wait import wait_for
 
 pytestmark = requires_etcd
@@ -101,8 +101,8 @@ def test_a_commit_taken_by_etcd_whose_retry_is_fenced_says_it_may_have_been_made
     prefix = f"/ambiguous-{uuid.uuid4().hex[:8]}"
     host, port = member.endpoints[0].split(":")
     proxy = Proxy((host, int(port)))
-    old = EtcdStore([proxy.endpoint], prefix, lease_ttl=1.0, timeout=15.0)
-    new = EtcdStore(member.endpoints, prefix, lease_ttl=1.0)
+    old = TermTakingEtcdStore([proxy.endpoint], prefix, lease_ttl=1.0, timeout=15.0)
+    new = TermTakingEtcdStore(member.endpoints, prefix, lease_ttl=1.0)
     try:
         term = old.acquire_term()
         old.commit(term, {"stack/w": b"1"}, [])
