@@ -18,6 +18,7 @@ from typing import Protocol, TypeAlias
 
 import grpc
 
+from stack.aio import finished_within
 from stack.controller.agents import AgentSession
 from stack.security.tls import peer_identity
 from stack.spec.model import NAME_RULE, valid_name
@@ -61,10 +62,8 @@ class AgentHooks(Protocol):
         ...
 
 
-class _SessionEnded(Exception):
-    """Internal: one side of a session finished, end the other."""
-
-
+WRITE_DRAIN_SECONDS = 5.0
+"""How long an ending session's message in flight may take to be written."""
 MAX_HELLO_TEXT = 256
 """Characters at most of a Hello's address, version and each label value: `agents`
 shows them to every caller, so one hostile Hello must not make that reply huge."""
@@ -126,10 +125,20 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         session = self._hooks.agent_connected(hello, context.peer())
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._read(session, messages), name=f"agent-read-{session.host_id}")
-                tg.create_task(self._write(session, context), name=f"agent-write-{session.host_id}")
-        except* _SessionEnded:
-            pass
+                reader = tg.create_task(
+                    self._read(session, messages), name=f"agent-read-{session.host_id}"
+                )
+                writer = tg.create_task(
+                    self._write(session, context), name=f"agent-write-{session.host_id}"
+                )
+                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+                # The agent half-closed, or the session was replaced or dropped. A read
+                # may be abandoned, a write may not: gRPC cannot end a call whose write
+                # was cancelled half-way, and the agent would wait out its deadline.
+                session.close()
+                reader.cancel()
+                if not await finished_within(writer, WRITE_DRAIN_SECONDS):
+                    writer.cancel()  # an agent that reads nothing: give up on it
         finally:
             self._hooks.agent_disconnected(session)
 
@@ -138,17 +147,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> None:
         async for message in messages:
             if session.closed:
-                break
+                return
             decoded: AgentMessage | None
             try:
                 decoded = agent_message_from_proto(message, session.host_id)
             except UnknownMessage:
                 decoded = None  # a newer agent's message: it still shows the agent is alive
             self._hooks.agent_message(session, decoded)
-        raise _SessionEnded
 
     async def _write(self, session: AgentSession, context: Context) -> None:
         while (queued := await session.next()) is not None:
             fencing_token, body = queued
             await context.write(controller_message_to_proto(body, fencing_token))
-        raise _SessionEnded

@@ -352,6 +352,32 @@ def test_a_second_connection_replaces_the_first_and_a_closed_stream_is_down_at_o
     assert status(admin, "web").pending == 0
 
 
+def test_agent_streams_that_end_while_the_controller_writes_end_cleanly(
+    controller: ControllerProcess,
+) -> None:
+    """An agent that half-closes right after its Hello ends its stream while the
+    controller is still writing the Welcome and the Assignment. The write in flight must
+    finish instead of being cancelled: gRPC cannot end a call whose write was abandoned,
+    and the agent then waited out its deadline (DEADLINE_EXCEEDED instead of OK)."""
+    apply(controller.admin())
+    channel = grpc.insecure_channel(controller.address)
+    connect = channel.stream_stream(
+        "/stack.v1.AgentService/Connect", request_serializer=None, response_deserializer=None
+    )
+    codes = []
+    for n in range(40):
+        hello = agent_pb2.AgentMessage(hello=agent_pb2.Hello(host_id=f"h{n % 3}"))
+        try:
+            for _ in connect(iter([hello.SerializeToString()]), timeout=20):
+                pass
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as error:
+            codes.append(error.code())
+    channel.close()
+    assert codes == [grpc.StatusCode.OK] * 40
+    assert "ExecuteBatchError" not in controller.output()
+
+
 def test_signal_log_tail_and_follow_go_through_the_agents(
     controller: ControllerProcess, agents: list[FakeAgent]
 ) -> None:
