@@ -148,14 +148,52 @@ class Usage:
 
     rss: int
     fds: int
+    """Its open fds less those that serve a live process beside it (see `usage`)."""
     tasks: int
 
 
-def usage(pid: int) -> Usage | None:
+def _fd_links(pid: int) -> dict[str, str]:
+    """fd number -> what it points at ("pipe:[123]", "socket:[45]", a path...)."""
+    links = {}
+    fd_dir = PROC / str(pid) / "fd"
+    for name in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            links[name] = os.readlink(fd_dir / name)
+    return links
+
+
+def _pidfd_target(pid: int, fd: str) -> int:
+    """The pid a pidfd refers to (0 if unknown or gone)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in (PROC / str(pid) / "fdinfo" / fd).read_text().splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def usage(pid: int, beside: Iterable[int] = ()) -> Usage | None:
+    """What daemon `pid` holds. Its fds are counted less those that serve a live process
+    `beside` it (the other processes of its namespace: an agent's workers, adopted ones
+    included): a pipe or socket that process holds too, a pidfd on it. An agent's fds
+    then stay level while its count of workers changes; a leaked one (a pipe of a
+    worker gone, a pidfd never closed) is still counted."""
     try:
         pages = int((PROC / str(pid) / "statm").read_text().split()[1])
-        fds = len(os.listdir(PROC / str(pid) / "fd"))
+        links = _fd_links(pid)
         tasks = len(os.listdir(PROC / str(pid) / "task"))
     except (OSError, ValueError, IndexError):
         return None
+    peers = {other for other in beside if other != pid}
+    shared: set[str] = set()
+    for other in peers:
+        with contextlib.suppress(OSError):
+            links_there = _fd_links(other).values()
+            shared.update(v for v in links_there if v.startswith(("pipe:", "socket:")))
+    fds = 0
+    for fd, link in links.items():
+        if link in shared:
+            continue
+        if link == "anon_inode:[pidfd]" and _pidfd_target(pid, fd) in peers:
+            continue
+        fds += 1
     return Usage(pages * PAGE, fds, tasks)

@@ -391,9 +391,11 @@ class Run:
     def _sample(self) -> None:
         while not self._stop.wait(self.settings.sample_every):
             now = time.monotonic()
+            snap = self._snapshot()
             for name in self.fleet.names():
                 pid = self.fleet.pid(name)
-                used = kernel.usage(pid) if pid is not None else None
+                beside = [p.pid for p in snap.by_node.get(name, ()) if p.state != "Z"]
+                used = kernel.usage(pid, beside) if pid is not None else None
                 if pid is not None and used is not None:
                     self.usage.append(Usage(now, name, pid, used))
 
