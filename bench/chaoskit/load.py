@@ -13,6 +13,7 @@ requests"): `explain` says which limit allows it, or that none does.
 from __future__ import annotations
 
 import argparse
+import bisect
 import errno
 import json
 import signal
@@ -152,10 +153,30 @@ class Sample:
     """Live (running, not stopped) webapp workers on the host."""
 
 
+class Samples:
+    """Every host's samples in time order, to find those around a request quickly."""
+
+    def __init__(self, samples: Iterable[Sample]) -> None:
+        by_host: dict[str, list[Sample]] = {}
+        for sample in sorted(samples, key=lambda s: s.at):
+            by_host.setdefault(sample.host, []).append(sample)
+        self._by_host = by_host
+        self._times = {host: [s.at for s in found] for host, found in by_host.items()}
+
+    def around(self, host: str, start: float, end: float) -> list[Sample]:
+        """The samples of `host` within SLACK of [start, end], and the last one before
+        and the first one after that: on a loaded machine the samples may be seconds
+        apart, and those two bracket the request whatever the gap."""
+        times = self._times.get(host, [])
+        first = max(0, bisect.bisect_left(times, start - SLACK) - 1)
+        last = bisect.bisect_right(times, end + SLACK) + 1
+        return self._by_host.get(host, [])[first:last]
+
+
 def explain(
     failure: Failure,
     cut: Iterable[tuple[str, float, float]],
-    samples: Iterable[Sample],
+    samples: Samples,
     kills: Iterable[tuple[str, float]],
 ) -> str:
     """The limit that allows `failure`, or "" when none does.
@@ -166,7 +187,7 @@ def explain(
     for host, start, end in cut:
         if host == failure.host and start <= high and (end == 0 or end >= low):
             return CUT_OFF
-    around = [s for s in samples if s.host == failure.host and low <= s.at <= high]
+    around = samples.around(failure.host, failure.start, failure.end)
     if any(not s.listening for s in around):
         return NOT_BOUND
     if any(s.serving == 0 for s in around):

@@ -336,8 +336,9 @@ class Run:
         kills = [(h, t) for t, h, p in self.journal.kills if p.watcher == WEB]
         cuts = [(str(c[0]), float(c[1]), float(c[2])) for c in self.journal.cuts]  # type: ignore[arg-type]
         unexplained: dict[int, list[str]] = defaultdict(list)
+        samples = load.Samples(self.samples)
         for failure in self.requests.failures:
-            why = load.explain(failure, cuts, self.samples, kills)
+            why = load.explain(failure, cuts, samples, kills)
             if why:
                 self.allowed[why] += 1
                 continue
