@@ -107,20 +107,25 @@ def build_launch(
     env.update(spec.env)
     env["STACK_WATCHER"] = spec.name
     env["STACK_WID"] = str(wid)
+    python_env(spec, env, agent_env)
     child_fds = {name: 3 + index for index, (name, _) in enumerate(sockets)}
     if sockets:
         env["LISTEN_FDS"] = str(len(sockets))
         env["LISTEN_FDNAMES"] = ":".join(name for name, _ in sockets)
     try:
         cmd = expand(spec.cmd, watcher=spec.name, wid=wid, socket_fds=child_fds, env=env)
-        args = [
-            expand(arg, watcher=spec.name, wid=wid, socket_fds=child_fds, env=env)
-            for arg in spec.args
-        ]
+        args, shell_args = (
+            [
+                expand(arg, watcher=spec.name, wid=wid, socket_fds=child_fds, env=env)
+                for arg in given
+            ]
+            for given in (spec.args, spec.shell_args)
+        )
     except SubstitutionError as exc:
         raise SpawnError(f"spawn error: {exc}") from None
     if spec.shell:
-        argv = ["/bin/sh", "-c", " ".join([cmd, *args])]
+        shell = resolve_program(spec.executable, env, agent_env) if spec.executable else "/bin/sh"
+        argv = [shell, "-c", " ".join([cmd, *args]), *shell_args]
     else:
         try:
             argv = [*shlex.split(cmd), *args]
@@ -128,7 +133,11 @@ def build_launch(
             raise SpawnError(f"spawn error: bad cmd {cmd!r}: {exc}") from None
         if not argv:
             raise SpawnError("spawn error: empty cmd")
-        argv[0] = _resolve(argv[0], env, agent_env, spec.working_dir)
+        if spec.executable:  # the first word of cmd is only the program's argv[0]
+            program = shlex.quote(resolve_program(spec.executable, env, agent_env))
+            argv = [BASH, "-c", f'exec -a "$0" {program} "$@"', *argv]
+        else:
+            argv[0] = resolve_program(argv[0], env, agent_env)
     steps: list[str] = []
     if sockets:
         moves = " ".join(f"{3 + i}<&{fd}" for i, (_, fd) in enumerate(sockets))
@@ -165,8 +174,27 @@ def as_user(argv: list[str], uid: int | None, gid: int | None) -> list[str]:
     return [SETPRIV, *options, "--", *argv]
 
 
-def _resolve(program: str, env: Mapping[str, str], agent_env: Mapping[str, str], cwd: str) -> str:
-    """An absolute path for `program`, or FileNotFoundError as execve would give it."""
+def python_env(spec: WatcherSpec, env: dict[str, str], agent_env: Mapping[str, str]) -> None:
+    """`virtualenv`: its bin directory leads PATH (so `python` and the programs installed
+    in it are found first) and VIRTUAL_ENV names it, as `activate` does. `copy_path`:
+    the workers' working directory leads PYTHONPATH (never the agent's own sys.path,
+    which is Stack's installation, not the application's)."""
+    if spec.virtualenv:
+        venv = os.path.join(spec.working_dir or os.getcwd(), spec.virtualenv)
+        bin_dir = os.path.join(venv, "bin")
+        if not os.path.isdir(bin_dir):
+            raise SpawnError(f"spawn error: virtualenv {venv!r} has no bin directory")
+        env["VIRTUAL_ENV"] = venv
+        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", agent_env.get("PATH", os.defpath))])
+        env.pop("PYTHONHOME", None)
+    if spec.copy_path:
+        here = spec.working_dir or os.getcwd()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH", "")]))
+
+
+def resolve_program(program: str, env: Mapping[str, str], agent_env: Mapping[str, str]) -> str:
+    """An absolute path for `program` (found on the PATH of `env`, else the agent's), or
+    FileNotFoundError as execve would give it."""
     if "/" in program:
         return program
     path = env.get("PATH", agent_env.get("PATH", os.defpath))
@@ -245,6 +273,9 @@ class Proc:
     """Monotonic time when max_age recycles it; 0: never."""
     ready_at: float = 0.0
     """Monotonic time its warmup_delay is over (0: none); it is STARTING until then."""
+    settled_at: float = 0.0
+    """Monotonic time its startsecs are over (0: none): it is STARTING until then, and
+    an exit before is a start that failed."""
     exited: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -378,16 +409,16 @@ def spawn(
     uid, gid = worker_ids(spec)
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
     argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
+    pipes: list[tuple[int, int] | None] = []  # (read end, write end) of stdout, stderr
     try:
-        out_r, out_w = _output_pipe()
+        for closed in (spec.close_child_stdout, spec.close_child_stderr):
+            pipes.append(None if closed else _output_pipe())
     except OSError as exc:
+        _close_ends(pipes, 0)
+        _close_ends(pipes, 1)
         raise SpawnError(f"spawn error: output pipe: {exc}") from None
-    try:
-        err_r, err_w = _output_pipe()
-    except OSError as exc:
-        os.close(out_r)
-        os.close(out_w)
-        raise SpawnError(f"spawn error: output pipe: {exc}") from None
+    out, err = pipes
+    reads = tuple(pipe[0] for pipe in pipes if pipe is not None)
     try:
         with unblocked_for_child():  # the agent holds HUP/TERM/INT: the worker must not
             popen = subprocess.Popen(  # no user/group/extra_groups: see the module docstring
@@ -395,19 +426,17 @@ def spawn(
                 env=launch.env,
                 cwd=spec.working_dir or None,
                 stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=(*launch.pass_fds, out_r, err_r),
+                stdout=subprocess.DEVNULL if out is None else out[1],
+                stderr=subprocess.DEVNULL if err is None else err[1],
+                pass_fds=(*launch.pass_fds, *reads),
                 process_group=0,
                 umask=spec.umask,
             )
     except (OSError, subprocess.SubprocessError) as exc:
-        os.close(out_r)
-        os.close(err_r)
+        _close_ends(pipes, 0)
         raise SpawnError(f"spawn error: {exc}") from None
     finally:
-        os.close(out_w)
-        os.close(err_w)
+        _close_ends(pipes, 1)
     # The agent's reaper owns this pid from now on: Popen must never wait for it (a
     # Popen collected with no returncode queues its pid for a waitpid of its own).
     popen.returncode = 0
@@ -423,9 +452,16 @@ def spawn(
         spec=spec,
         uid=uid,
         gid=gid,
-        out=_pipe_end(out_r),
-        err=_pipe_end(err_r),
+        out=None if out is None else _pipe_end(out[0]),
+        err=None if err is None else _pipe_end(err[0]),
     )
+
+
+def _close_ends(pipes: list[tuple[int, int] | None], end: int) -> None:
+    """Close one end (0: read, 1: write) of each output pipe made."""
+    for pipe in pipes:
+        if pipe is not None:
+            os.close(pipe[end])
 
 
 def _output_pipe() -> tuple[int, int]:

@@ -96,7 +96,7 @@ class Owner(Protocol):
     def version_of(self, wid: int) -> VersionView: ...
     def generation_of_version(self, version: VersionView) -> int: ...
     def on_probation_version(self, wid: int, version: VersionView) -> bool: ...
-    def keeps_down(self, wid: int, generation: int) -> bool: ...
+    def keeps_down(self, wid: int, generation: int, failed_start: bool = False) -> bool: ...
     def bound_of(self, version: VersionView) -> dict[str, BoundSocket]: ...
 
 
@@ -146,11 +146,14 @@ class Output(Hook):
 
 
 class WarmUp(Hook):
-    """A process is STARTING for its version's warmup_delay: it sets `ready_at`."""
+    """A process is STARTING for its version's warmup_delay and startsecs: it sets
+    `ready_at` and `settled_at`."""
 
     def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
         warmup = proc.spec.warmup_delay if proc.spec is not None else 0.0
         proc.ready_at = proc.started_mono + warmup if warmup > 0 else 0.0
+        startsecs = proc.spec.startsecs if proc.spec is not None else 0.0
+        proc.settled_at = proc.started_mono + startsecs if startsecs > 0 else 0.0
 
 
 class MaxAge(Hook):
@@ -414,11 +417,22 @@ class SlotRunner:
         if not self.wanted or self.proc is not proc:
             return
         self.proc = None
-        clock = self.clock
-        last = LastExit(code, sig, ExitReason.CRASHED, clock.time(), "", status is None)
-        keep_down = self.owner.keeps_down(self.wid, proc.generation)
-        now, policy = clock.monotonic(), self.owner.policy()
-        if self.apply(slot.exited(self.state, proc.pid, how(status), last, keep_down, now, policy)):
+        clock, owner, state = self.clock, self.owner, self.state
+        known = status is not None
+        last = LastExit(code, sig, ExitReason.CRASHED, clock.time(), "", not known)
+        now, policy = clock.monotonic(), owner.policy()
+        if state.state is ProcessState.STARTING and now < proc.settled_at:
+            keep_down = owner.keeps_down(self.wid, proc.generation, failed_start=True)
+            startsecs = proc.spec.startsecs if proc.spec is not None else 0.0
+            step = slot.start_failed(
+                state, proc.pid, how(status), last, keep_down, now, policy, startsecs
+            )
+        elif slot.expected_exit(policy, code, sig, known):
+            step = slot.exited_as_expected(state, proc.pid, f"exit code {code}", last)
+        else:
+            keep_down = owner.keeps_down(self.wid, proc.generation)
+            step = slot.exited(state, proc.pid, how(status), last, keep_down, now, policy)
+        if self.apply(step):
             self.start()
 
     # ---- health ----

@@ -98,6 +98,8 @@ class ProcView(Protocol):
     def ready_at(self) -> float: ...
     @property
     def deadline(self) -> float: ...
+    @property
+    def settled_at(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class Policy:
     max_retry: int
     """Spawn errors in a row that make the slot fatal (-1: never)."""
     respawn: bool
+    autorestart: str = ""
+    """"unexpected": an exit whose code is in `exitcodes` is not restarted."""
+    exitcodes: tuple[int, ...] = (0,)
 
 
 # ---- actions ----
@@ -160,8 +165,10 @@ def tend(
     past its max_age? A process of another version is stopped at once, or kept for
     the watcher to start its successor first (`graceful`), or kept while its
     successor cannot start."""
-    if s.state is ProcessState.STARTING and now >= proc.ready_at:
+    if s.state is ProcessState.STARTING and now >= max(proc.ready_at, proc.settled_at):
         s = s.moved(ProcessState.RUNNING)
+        if proc.settled_at:  # its start counts as successful only now (startsecs)
+            s = replace(s, flap=flapping.spawned(s.flap))
     if proc.generation == target and s.blocked:
         s = replace(s, blocked="")  # pinned back to the version it runs
     if proc.generation != target:
@@ -195,8 +202,9 @@ def wants_start(
 
 def start_gate(gate: float, s: SlotState, proc: ProcView | None) -> float:
     """The time before which the watcher starts no other slot, once this slot started:
-    the end of its warm-up while it warms up, else `gate` as it was."""
-    if proc is not None and s.state is ProcessState.STARTING:
+    the end of its warm-up while it warms up, else `gate` as it was (startsecs holds
+    back no other slot)."""
+    if proc is not None and s.state is ProcessState.STARTING and proc.ready_at:
         return proc.ready_at
     return gate
 
@@ -221,18 +229,19 @@ def starting(s: SlotState, now: float, version: str, spec: FlappingSpec) -> Slot
 
 
 def spawned(s: SlotState, proc: ProcView) -> Step:
-    """`proc` started: STARTING until its warm-up is over, else RUNNING; its checks
-    start over."""
+    """`proc` started: STARTING until its warm-up and its startsecs are over, else
+    RUNNING; its checks start over. With startsecs, the start counts as successful (it
+    ends a run of failed starts) only once the process has stayed up that long."""
     s = replace(
         s,
-        flap=flapping.spawned(s.flap),
+        flap=s.flap if proc.settled_at else flapping.spawned(s.flap),
         spawned=s.spawned + 1,
         pending=False,
         message="",
         blocked="",
         health=HealthState(),
     )
-    warming = proc.ready_at > 0
+    warming = proc.ready_at > 0 or proc.settled_at > 0
     s = s.moved(ProcessState.STARTING if warming else ProcessState.RUNNING)
     actions: list[Action] = [Wake()] if warming else []
     return s, [*actions, Event("spawn", f"pid {proc.pid}", INFO)]
@@ -249,14 +258,20 @@ def spawn_failed(
     actions: list[Action] = [Event("spawn_error", text, ERROR)]
     if probation:
         return replace(s, pending=False), actions
+    s, more = _start_not_made(s, text, now, policy, policy.respawn)
+    return s, actions + more
+
+
+def _start_not_made(s: SlotState, text: str, now: float, policy: Policy, again: bool) -> Step:
+    """A start that failed (`text` says why) counts toward the watcher's max_retry in a
+    row, which make the slot fatal; otherwise it is tried again (`again`) under the
+    flapping rules, or left down."""
     s = replace(s, flap=flapping.spawn_failed(s.flap, text, policy.max_retry))
     if s.flap.phase is FlapPhase.FATAL:
-        s, more = give_up(s, now)
-        return s, actions + more
-    if not policy.respawn:
-        return replace(s, pending=False), actions
-    s, more = failed(s, now, policy)
-    return s, actions + more
+        return give_up(s, now)
+    if not again:
+        return replace(s, pending=False), []
+    return failed(s, now, policy)
 
 
 # ---- failures ----
@@ -304,6 +319,44 @@ def exited(
     event = Event("exit", f"pid {pid} {how}", WARNING)
     s, actions = after_failure(s, keep_down, now, policy)
     return s, [event, *actions]
+
+
+def expected_exit(policy: Policy, code: int, sig: int, known: bool) -> bool:
+    """Whether an exit is one that autorestart = "unexpected" leaves down: its status is
+    known and its code is in `exitcodes`. A death by a signal is never expected (the
+    stops the agent sends do not come here)."""
+    return policy.autorestart == "unexpected" and known and not sig and code in policy.exitcodes
+
+
+def exited_as_expected(s: SlotState, pid: int, how: str, last: LastExit) -> Step:
+    """The slot's process exited with an expected code (autorestart = "unexpected"): it
+    stays EXITED, not restarted, until a start, a reset or a new version."""
+    s = replace(s, last_exit=last, pending=False, cause=StartCause.NONE, message="")
+    s = s.moved(ProcessState.EXITED)
+    return s, [Event("exit", f"pid {pid} {how}: expected, not restarted", INFO)]
+
+
+def start_failed(
+    s: SlotState,
+    pid: int,
+    how: str,
+    last: LastExit,
+    keep_down: bool,
+    now: float,
+    policy: Policy,
+    startsecs: float,
+) -> Step:
+    """The slot's process exited before it had stayed up `startsecs`: a start that failed,
+    whatever its exit code. It counts as a spawn error does (the watcher's max_retry of
+    them in a row make the slot fatal) and by the flapping rules, and is tried again
+    unless the slot is kept down (stopped, removed, or on probation)."""
+    text = f"exited within startsecs ({startsecs:g}s): {how}"
+    s = replace(s, last_exit=last, message=text).moved(ProcessState.EXITED)
+    actions: list[Action] = [Event("exit", f"pid {pid} {text}", WARNING)]
+    if keep_down:
+        return replace(s, pending=False), actions
+    s, more = _start_not_made(s, text, now, policy, True)
+    return s, actions + more
 
 
 def exited_away(

@@ -169,7 +169,13 @@ class Watcher:
     # ---- what the runners read ----
     def policy(self) -> Policy:
         spec = self.spec
-        return Policy(flapping=spec.flapping, max_retry=spec.max_retry, respawn=spec.respawn)
+        return Policy(
+            flapping=spec.flapping,
+            max_retry=spec.max_retry,
+            respawn=spec.respawn,
+            autorestart=spec.autorestart,
+            exitcodes=spec.exitcodes,
+        )
 
     def version_of(self, wid: int) -> Version:
         """The version worker `wid` must run."""
@@ -182,13 +188,14 @@ class Watcher:
         """A start of `version` for `wid` is one of the rollout batch's new processes."""
         return wid in self.desired.probation and version == self.desired.current()
 
-    def keeps_down(self, wid: int, generation: int) -> bool:
+    def keeps_down(self, wid: int, generation: int, failed_start: bool = False) -> bool:
         """After a failure of `wid`'s process of `generation`: True when it is not to be
         started again (no respawn, stopped, removed, or a rollout's new process on
-        probation: the controller halts the rollout instead)."""
+        probation: the controller halts the rollout instead). A `failed_start` (an exit
+        within startsecs) is tried again even without respawn, as supervisord does."""
         return (
             self.on_probation(wid, generation)
-            or not self.spec.respawn
+            or (not self.spec.respawn and not failed_start)
             or not self.desired.active
             or self.removed
         )
@@ -297,7 +304,9 @@ class Watcher:
         times = [proc.deadline for proc in procs if proc.deadline]
         times += [r.state.flap.retry_at for r in runs if r.state.flap.phase is FlapPhase.FLAPPING]
         times += [
-            r.proc.ready_at for r in runs if r.state.state is ProcessState.STARTING and r.proc
+            max(r.proc.ready_at, r.proc.settled_at)
+            for r in runs
+            if r.state.state is ProcessState.STARTING and r.proc
         ]
         if self.next_start_at > now and self._waiting():
             times.append(self.next_start_at)

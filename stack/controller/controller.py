@@ -377,7 +377,9 @@ class Controller:
             "restart": lambda state, names: d.restart(
                 state, names, rolling, self.scheduler.placed()
             ),
-            "reload": d.reload,
+            "reload": lambda state, names: d.reload(
+                state, tuple(name for name in names if not state.watcher(name).spec.send_hup)
+            ),
             "reset": d.reset,
         }
         step = transitions[kind]
@@ -391,8 +393,19 @@ class Controller:
         await self.change(transition)
         what = "rolling restart" if rolling else kind
         for name in selected:
-            self.events.record(kind, f"{what} {name}", name)
+            if kind == "reload" and self.state.watcher(name).spec.send_hup:
+                self.events.record(kind, f"reload {name}: {self._hup(name)}", name)
+            else:
+                self.events.record(kind, f"{what} {name}", name)
         return selected
+
+    def _hup(self, name: str) -> str:
+        """A reload of a send_hup watcher: SIGHUP to its workers, which keep running."""
+        try:
+            _, count = self.commands.signal(name, "HUP", 0, False)
+        except NotFound:
+            return "send_hup: no running process to send SIGHUP to"
+        return f"send_hup: SIGHUP sent to {count} process{'es' if count != 1 else ''}"
 
     async def remove(self, watcher: str) -> None:
         """Delete a watcher."""

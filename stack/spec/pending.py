@@ -12,11 +12,7 @@ from dataclasses import fields
 
 from stack.spec.model import StackSpec, StreamSpec, WatcherSpec
 
-PENDING_OPTIONS = (
-    "hooks", "on_demand", "send_hup", "stdin_socket", "executable", "shell_args", "copy_path",
-    "virtualenv", "close_child_stdout", "close_child_stderr", "autorestart", "exitcodes",
-    "startsecs",
-)  # fmt: skip
+PENDING_OPTIONS = ("hooks", "on_demand", "stdin_socket")
 """Watcher options that the agents do not act on yet."""
 PENDING_STREAM_OPTIONS = ("class_", "rotate_when", "rotate_interval", "color")
 """Stream options that the agents do not act on yet (files are written as FileStream)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -58,6 +59,38 @@ def test_shell_runs_the_whole_line_with_sh() -> None:
         _spec(cmd="echo $(circus.wid) | cat", shell=True, args=("x",)), 2, [], AGENT_ENV
     )
     assert launch.argv == ["/bin/sh", "-c", "echo 2 | cat x"]
+
+
+def test_shell_args_follow_the_line_and_executable_replaces_the_shell() -> None:
+    spec = _spec(cmd='echo "$0 $1"', shell=True, shell_args=("w$(circus.wid)", "x"))
+    assert build_launch(spec, 2, [], AGENT_ENV).argv == ["/bin/sh", "-c", 'echo "$0 $1"', "w2", "x"]
+    dash = build_launch(replace(spec, executable="bash"), 2, [], AGENT_ENV).argv
+    assert dash[0].endswith("/bash") and dash[1:3] == ["-c", 'echo "$0 $1"']
+
+
+def test_executable_runs_another_program_with_cmd_first_word_as_its_argv0() -> None:
+    launch = build_launch(_spec(cmd="myname --flag", executable="sleep"), 1, [], AGENT_ENV)
+    program = launch.argv[2].split()[-2]
+    assert launch.argv[:2] == [BASH, "-c"] and program.endswith("/sleep")
+    assert launch.argv[2] == f'exec -a "$0" {program} "$@"'
+    assert launch.argv[3:] == ["myname", "--flag"]
+    with pytest.raises(FileNotFoundError):
+        build_launch(_spec(executable="no-such-program-here"), 1, [], AGENT_ENV)
+
+
+def test_virtualenv_leads_path_and_copy_path_puts_the_working_dir_first(tmp_path: Path) -> None:
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    spec = _spec(
+        copy_env=True, virtualenv="venv", working_dir=str(tmp_path), copy_path=True,
+        env=MappingProxyType({"PYTHONPATH": "/lib/x", "PYTHONHOME": "/opt/py"}),
+    )  # fmt: skip
+    env = build_launch(spec, 1, [], AGENT_ENV).env
+    assert env["VIRTUAL_ENV"] == str(tmp_path / "venv")
+    assert env["PATH"] == f"{tmp_path / 'venv' / 'bin'}:/usr/bin:/bin"
+    assert env["PYTHONPATH"] == f"{tmp_path}:/lib/x" and "PYTHONHOME" not in env
+    missing = replace(spec, virtualenv="nowhere")
+    with pytest.raises(SpawnError, match=r"virtualenv '.*/nowhere' has no bin directory"):
+        build_launch(missing, 1, [], AGENT_ENV)
 
 
 def test_missing_command_and_bad_substitution_are_spawn_errors() -> None:

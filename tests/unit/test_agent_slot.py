@@ -33,6 +33,7 @@ class FakeProc:
     generation: int = 0
     ready_at: float = 0.0
     deadline: float = 0.0
+    settled_at: float = 0.0
 
 
 def running(**fields: object) -> SlotState:
@@ -71,6 +72,78 @@ def test_the_next_start_waits_for_the_warmup_of_the_last_one_only_while_it_warms
     assert slot.start_gate(0.0, SlotState(1, state=S.STARTING), proc) == T0 + 2.0
     assert slot.start_gate(0.0, SlotState(1, state=S.RUNNING), proc) == 0.0
     assert slot.start_gate(5.0, SlotState(1, state=S.EXITED), None) == 5.0
+
+
+# ---- startsecs ----
+def test_a_start_succeeds_only_once_the_process_stayed_up_startsecs() -> None:
+    proc = FakeProc(settled_at=T0 + 1.0)
+    after_failures = SlotState(1, state=S.EXITED, flap=FlapState(spawn_failures=3))
+    started, actions = slot.spawned(after_failures, proc)
+    assert started.state is S.STARTING and Wake() in actions
+    assert started.flap.spawn_failures == 3  # not a successful start yet
+    before, _ = slot.tend(started, proc, T0 + 1.0 - MS, 0, False, "")
+    assert before.state is S.STARTING and before.flap.spawn_failures == 3
+    after, _ = slot.tend(started, proc, T0 + 1.0, 0, False, "")
+    assert after.state is S.RUNNING and after.flap.spawn_failures == 0
+
+
+def test_startsecs_and_a_warmup_both_keep_a_process_starting_but_only_a_warmup_gates() -> None:
+    proc = FakeProc(ready_at=T0 + 1.0, settled_at=T0 + 3.0)
+    started, _ = slot.spawned(SlotState(1), proc)
+    assert slot.tend(started, proc, T0 + 2.0, 0, False, "")[0].state is S.STARTING
+    assert slot.tend(started, proc, T0 + 3.0, 0, False, "")[0].state is S.RUNNING
+    assert slot.start_gate(0.0, started, proc) == T0 + 1.0
+    settling = FakeProc(settled_at=T0 + 3.0)
+    assert slot.start_gate(0.5, slot.spawned(SlotState(1), settling)[0], settling) == 0.5
+
+
+def test_an_exit_within_startsecs_is_a_failed_start_retried_until_max_retry_in_a_row() -> None:
+    policy = replace(POLICY, max_retry=3, autorestart="unexpected")
+    state = SlotState(1, state=S.STARTING, flap=FlapState(spawn_failures=1))
+    failed, actions = slot.start_failed(
+        state, 7, "exit code 0", crash(T0), False, T0, policy, startsecs=1.0
+    )
+    assert failed.state is S.EXITED and Respawn() in actions  # an expected code too
+    assert failed.flap.spawn_failures == 2
+    assert failed.message == "exited within startsecs (1s): exit code 0"
+    fatal, actions = slot.start_failed(
+        failed, 8, "exit code 0", crash(T0), False, T0, policy, startsecs=1.0
+    )
+    assert fatal.state is S.FATAL and kinds(actions) == ["exit", "fatal"]
+    text = "could not start after 3 attempts: exited within startsecs (1s): exit code 0"
+    assert fatal.flap.fatal_reason == text
+    down, actions = slot.start_failed(
+        state, 7, "exit code 1", crash(T0), True, T0, policy, startsecs=1.0
+    )
+    assert not down.pending and Respawn() not in actions
+
+
+# ---- autorestart ----
+@pytest.mark.parametrize(
+    ("autorestart", "code", "sig", "known", "expected"),
+    [
+        ("unexpected", 0, 0, True, True),
+        ("unexpected", 2, 0, True, True),
+        ("unexpected", 1, 0, True, False),
+        ("unexpected", 0, 9, True, False),  # a death by a signal is never expected
+        ("unexpected", 0, 0, False, False),  # nor an exit whose status is not known
+        ("", 0, 0, True, False),
+    ],
+)
+def test_autorestart_unexpected_expects_only_the_listed_exit_codes(
+    autorestart: str, code: int, sig: int, known: bool, expected: bool
+) -> None:
+    policy = replace(POLICY, autorestart=autorestart, exitcodes=(0, 2))
+    assert slot.expected_exit(policy, code, sig, known) is expected
+
+
+def test_an_expected_exit_stays_down_until_a_start_or_reset() -> None:
+    state = running(cause=StartCause.FAILURE)
+    down, actions = slot.exited_as_expected(state, 7, "exit code 0", crash(T0))
+    assert down.state is S.EXITED and not down.pending and down.cause is StartCause.NONE
+    assert actions == [Event("exit", "pid 7 exit code 0: expected, not restarted", Severity.INFO)]
+    assert down.flap == state.flap and down.last_exit == crash(T0)
+    assert slot.reset(down).pending
 
 
 # ---- max_age ----
