@@ -1,4 +1,5 @@
-"""Watchers never wait for each other: one watcher's warm-up holds up only itself."""
+"""Watchers never wait for each other: one watcher's warm-up, graceful stop or health
+checks hold up only itself."""
 
 from __future__ import annotations
 
@@ -62,3 +63,48 @@ def test_a_watcher_warming_up_does_not_delay_another_ones_scale_down(cluster: Cl
 
     spawned = wait_for(lambda: (found := spawns()) and 3 in found and found, 30, "a's third")
     assert spawned[3] - spawned[2] >= WARMUP - 0.05
+
+
+HANGING_CHECK = "sleep 47.31"
+"""A health check that outlasts the test: found among processes by its command line."""
+
+
+def _hanging_checks() -> list[int]:
+    return [
+        proc.pid
+        for proc in psutil.process_iter(["cmdline"])
+        if proc.info["cmdline"] == HANGING_CHECK.split()
+    ]
+
+
+def test_other_watchers_stopping_gracefully_or_health_checking_do_not_delay_a_scale_down(
+    cluster: Cluster,
+) -> None:
+    # Both have a higher priority than b: the agent reconciles them first. `slow`'s
+    # workers ignore SIGTERM, so stopping it waits out its graceful_timeout; `checked`'s
+    # exec health check hangs until its own timeout.
+    slow = watcher_toml(
+        "slow", cluster.tag, "--ignore-term", numprocesses=2, graceful_timeout=40, priority=10
+    )
+    check = {"type": "exec", "target": HANGING_CHECK, "interval": 0.5, "timeout": 30,
+             "retries": 100}  # fmt: skip
+    b = watcher_toml("b", cluster.tag, numprocesses=4, graceful_timeout=5)
+    cluster.apply(slow + watcher_toml("checked", cluster.tag, priority=10) + b)
+    slow_pids = cluster.wait_running("slow", 2)
+    checked_pids = cluster.wait_running("checked", 1)
+    b_before = cluster.wait_running("b", 4)
+    alone = _scale_down(cluster, "b", 3, b_before)
+
+    cluster.apply(slow + watcher_toml("checked", cluster.tag, priority=10, health=check) + b)
+    wait_for(_hanging_checks, 30, "checked's health check to hang")
+    assert cluster.stackctl("stop", "slow", check=True).code == 0
+    stopping = types_pb2.PROCESS_STATE_STOPPING
+    wait_for(lambda: {p.state for p in cluster.processes("slow")} == {stopping}, 30, "a stop")
+    took = _scale_down(cluster, "b", 1, b_before)
+
+    # The stop and the check went on all along, and added less than 1 s to b's scale-down.
+    assert not any(_gone(pid) for pid in slow_pids.values()), "slow's stop is not over"
+    assert _hanging_checks(), "checked's health check still hangs"
+    assert cluster.running_pids("checked") == checked_pids, "adding a check restarts nothing"
+    assert took < alone + 1.0, f"b's scale-down took {took:.2f}s, {alone:.2f}s alone"
+    wait_for(lambda: cluster.running_pids("b") == {1: b_before[1]}, 30, "b's one worker left")
