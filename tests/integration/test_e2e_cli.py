@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 import stack
+from tests.integration.test_e2e_apply import Terminal
 from tests.support.cluster import Cluster
 from tests.support.processes import Result
 from tests.support.wait import wait_for
@@ -95,6 +97,23 @@ def test_wait_prints_each_step_and_how_long_it_took_when_not_on_a_terminal(
     assert stopped[0] == "stopping w" and stopped[-1].endswith(": w has none running")
     quiet = stackctl(cluster, "start", "w", "--wait", "-o", "json").out
     assert json.loads(quiet) == {"watchers": ["w"]}  # a document alone, no step lines
+
+
+def test_wait_on_a_terminal_draws_a_bar_instead_of_step_lines_and_says_when_done(
+    cluster: Cluster,
+) -> None:
+    # warmup_delay spaces the starts, so the bar has steps to draw.
+    cluster.apply(watcher_toml("w", cluster.tag, numprocesses=1, warmup_delay=1))
+    cluster.wait_running("w", 1)
+    terminal = Terminal(cluster, "scale", "w", "3", "--wait")
+    terminal.wait_for_text("done in ", 60)
+    code, shown = terminal.finish()
+    lines = [line for line in re.split(r"[\r\n]+", shown) if line.strip()]
+    assert code == 0, shown
+    assert lines[0] == "w: 1 -> 3"
+    assert any(re.search(r"^w .* 2/3 ", line) for line in lines), "a bar with its count"
+    assert not [line for line in lines if line.startswith("w has ")], "no step lines"
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(": w has 3 of 3 running")
 
 
 def test_a_rolling_restart_says_it_started_and_wait_follows_it_to_the_end(
