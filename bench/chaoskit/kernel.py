@@ -150,6 +150,17 @@ class Usage:
     fds: int
     """Its open fds less those that serve a live process beside it (see `usage`)."""
     tasks: int
+    fd_kinds: Mapping[str, int] = field(default_factory=dict)
+    """The fds counted by kind ("file", "pipe", "socket", "pidfd", "anon"), to tell
+    what grew."""
+
+
+def _fd_kind(link: str) -> str:
+    if link.startswith("/"):
+        return "file"
+    if link == "anon_inode:[pidfd]":
+        return "pidfd"
+    return link.split(":", 1)[0].split("_", 1)[0]
 
 
 def _fd_links(pid: int) -> dict[str, str]:
@@ -189,11 +200,12 @@ def usage(pid: int, beside: Iterable[int] = ()) -> Usage | None:
         with contextlib.suppress(OSError):
             links_there = _fd_links(other).values()
             shared.update(v for v in links_there if v.startswith(("pipe:", "socket:")))
-    fds = 0
+    kinds: dict[str, int] = {}
     for fd, link in links.items():
         if link in shared:
             continue
         if link == "anon_inode:[pidfd]" and _pidfd_target(pid, fd) in peers:
             continue
-        fds += 1
-    return Usage(pages * PAGE, fds, tasks)
+        kind = _fd_kind(link)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return Usage(pages * PAGE, sum(kinds.values()), tasks, kinds)
