@@ -441,11 +441,15 @@ its next snapshot, so it grows through a 30-minute run by design."""
 
 def growth(usage: list[Usage], judged: Collection[str]) -> list[tuple[str, str, float, float]]:
     """Daemons of `judged` whose RSS, fds or tasks grew more than 10 % between the end of
-    the warm-up and the end of the run: (daemon, what, median then, median at the end).
+    the warm-up and the end of the run: (daemon, what, level then, level at the end).
 
     Warm-up is the first sixth of the run (5 minutes of 30); each window is the next
     sixth, compared with the last sixth. A daemon the harness restarted is judged from
-    its new process on, when that process lived through both windows."""
+    its new process on, when that process lived through both windows. RSS is compared by
+    its median in each window; fds and tasks by their floor, the least seen: those come
+    and go with the work of the moment (gRPC's event engine adds threads under load and
+    ends them when idle, a connection is open while a request lasts), and a leak is what
+    raises the level they come back to."""
     if not usage:
         return []
     start = min(u.at for u in usage)
@@ -464,9 +468,9 @@ def growth(usage: list[Usage], judged: Collection[str]) -> list[tuple[str, str, 
         late = [p for p in points if p.at >= end - sixth]
         if not early or not late or warm + sixth > end - sixth:
             continue
-        for what in ("rss", "fds", "tasks"):
-            before = statistics.median(getattr(p.usage, what) for p in early)
-            after = statistics.median(getattr(p.usage, what) for p in late)
+        for what, level in (("rss", statistics.median), ("fds", min), ("tasks", min)):
+            before = level(getattr(p.usage, what) for p in early)
+            after = level(getattr(p.usage, what) for p in late)
             if before and after > before * 1.10:
                 found.append((name, what, float(before), float(after)))
     return found

@@ -1,10 +1,12 @@
-"""bench/chaos.py judges each failed client request against the README's limits; these
-cases pin down what counts as a cause, on samples as sparse as a loaded machine makes
-them (chaos seed 39799478: a drained host's refusals were called violations when the
-harness's samples of its socket were seconds apart)."""
+"""bench/chaos.py's judgements: each failed client request against the README's limits,
+on samples as sparse as a loaded machine makes them (chaos seed 39799478: a drained
+host's refusals were called violations when the harness's samples of its socket were
+seconds apart), and a soak's daemons' growth (a 5-minute soak, seed 7, failed an agent
+for one gRPC thread that comes and goes)."""
 
 from __future__ import annotations
 
+from bench.chaoskit import kernel
 from bench.chaoskit.load import (
     ALL_DOWN,
     CUT_OFF,
@@ -15,6 +17,7 @@ from bench.chaoskit.load import (
     Samples,
     explain,
 )
+from bench.chaoskit.run import JUDGED, Usage, growth
 
 
 def refused(host: str, at: float, error: str = "refused") -> Failure:
@@ -48,3 +51,22 @@ def test_each_limit_names_its_cause() -> None:
     serving = Samples([Sample(5.0, "h1", True, 2)])
     assert explain(refused("h1", 5.0, "reset"), [], serving, [("h1", 5.2)]) == KILLED
     assert explain(refused("h1", 5.0, "refused"), [], serving, [("h1", 5.2)]) == ""
+
+
+def usage_series(name: str, tasks: list[int], fds: int = 20) -> list[Usage]:
+    """One sample a minute of daemon `name`, 30 minutes long."""
+    return [Usage(60.0 * i, name, 100, kernel.Usage(50 << 20, fds, t)) for i, t in enumerate(tasks)]
+
+
+def test_a_soak_fails_a_daemon_whose_thread_floor_rises_not_one_whose_threads_come_and_go() -> None:
+    steady = [8] * 31
+    come_and_go = [8, 9] * 15 + [9]
+    leaking = [8] * 16 + [9] * 15
+    usage = [
+        *usage_series("h1", steady),
+        *usage_series("h2", come_and_go),
+        *usage_series("h3", leaking),
+        *usage_series("e1", leaking),
+    ]
+    found = growth(usage, JUDGED)
+    assert [(name, what) for name, what, _, _ in found] == [("h3", "tasks")]
