@@ -1,6 +1,7 @@
 """The controller at fleet scale: one real controller, 1,000 simulated agents.
 
 Run: .venv/bin/python bench/many_agents.py [--agents 1000] [--workers 4] [--rounds 5]
+     [--scrapes 50]
 
 The controller is the real daemon (`python -m stack.controller.main`). The agents
 are simulated: `--workers` processes, each one asyncio loop holding its share of
@@ -20,7 +21,11 @@ Figures (printed; nothing is asserted):
     and to the controller's Status showing the new total RUNNING;
 (c) the controller's CPU over (b), and RSS and CPU idle with every agent
     heartbeating; the simulating workers' CPU beside it;
-(d) reconnect storm: every agent drops its stream and dials again at once.
+(d) reconnect storm: every agent drops its stream and dials again at once;
+(e) /metrics with 10 processes per agent (10,000 with 1,000 agents), whose CPU time and
+    memory change at every heartbeat as real ones do: how long a scrape takes (median
+    and p99 of `--scrapes`, the first one apart), and the controller's CPU while
+    Prometheus would scrape it every second, beside the same window unscraped.
 Everything talks over 127.0.0.1 (the controller with --insecure: plaintext TCP, as the
 simulated agents need no certificates); every process started here is stopped at the end.
 """
@@ -33,6 +38,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import re
 import resource
 import signal
 import statistics
@@ -40,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -99,9 +106,16 @@ class SimAgent:
         for name, wids in self.wids.items():
             for wid in wids:
                 self.started_at.setdefault((name, wid), time.time())
-        return running_observed(
+        out = running_observed(
             self.wids, self.generation, self.pid_base, self.host_id, self.started_at
         )
+        # Figures that move at every heartbeat, as a real agent's stats do: the
+        # controller accounts for each report, and a scrape writes every host again.
+        now = time.time()
+        for proc in out.processes:
+            proc.cpu_seconds = (now - proc.started_at) * 0.01
+            proc.rss_bytes = 20 * 2**20 + random.randrange(4096) * 4096
+        return out
 
     def apply(self, assignment: agent_pb2.Assignment) -> None:
         self.generation = assignment.generation
@@ -307,7 +321,7 @@ class Bench:
         self.controller = subprocess.Popen(
             [sys.executable, "-m", "stack.controller.main", "--listen", self.address, "--insecure",
              "--data-dir", str(self.tmp / "controller"), "--agent-timeout", "30",
-             "--log-level", self.ns.log_level],
+             "--metrics-listen", "127.0.0.1:0", "--log-level", self.ns.log_level],
             stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
         log.close()
@@ -429,6 +443,56 @@ class Bench:
     def cpu_seconds(self, pids: list[int]) -> float:
         return sum(cpu_seconds(pid) for pid in pids)
 
+    def metrics_url(self) -> str:
+        """The controller's /metrics, at the port it printed."""
+        found: list[str] = []
+
+        def printed() -> bool:
+            text = (self.tmp / "controller.log").read_text(errors="replace")
+            found[:] = re.findall(r"serving the metrics on (\S+:\d+) ", text)
+            return bool(found)
+
+        poll(printed, 15, 0.05, "the controller to print its metrics port")
+        return f"http://{found[-1]}/metrics"
+
+
+def scrape_seconds(url: str) -> tuple[float, int]:
+    """Seconds one GET of the whole page took, and its size."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        body = answer.read()
+    return time.perf_counter() - started, len(body)
+
+
+def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> list[str]:
+    """(e): scrape latency at 10 processes per agent, and the CPU of scraping each second."""
+    per_agent = 10
+    want = per_agent * bench.ns.agents
+    _, missing, in_status = bench.scale_round(per_agent)
+    if missing or in_status is None:
+        return [f"(e) skipped: {want} processes were not all RUNNING within {PHASE_DEADLINE:g} s"]
+    url = bench.metrics_url()
+    first, size = scrape_seconds(url)
+    times = [scrape_seconds(url)[0] for _ in range(bench.ns.scrapes)]
+    time.sleep(2)
+    cpu0, wall0 = bench.cpu_seconds([controller.pid]), time.monotonic()
+    time.sleep(window)
+    quiet = (bench.cpu_seconds([controller.pid]) - cpu0) / (time.monotonic() - wall0) * 100
+    cpu0, wall0 = bench.cpu_seconds([controller.pid]), time.monotonic()
+    tick = wall0
+    while time.monotonic() - wall0 < window:
+        scrape_seconds(url)
+        tick += 1.0
+        time.sleep(max(0.0, tick - time.monotonic()))
+    scraped = (bench.cpu_seconds([controller.pid]) - cpu0) / (time.monotonic() - wall0) * 100
+    return [
+        f"(e) /metrics with {bench.ns.agents} agents and {want} processes ({size / 2**20:.1f} MiB "
+        f"page): first scrape {fmt_ms(first)}, then median {fmt_ms(statistics.median(times))}, "
+        f"p99 {fmt_ms(percentile(times, 0.99))} ({len(times)} scrapes)",
+        f"    controller CPU over {window:.0f} s, agents heartbeating: {quiet:.1f} % unscraped, "
+        f"{scraped:.1f} % scraped every second (the scrapes cost {scraped - quiet:.1f} %)",
+    ]
+
 
 def fmt_ms(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds * 1000:.0f} ms"
@@ -488,6 +552,7 @@ def main() -> None:
     parser.add_argument("--per-channel", type=int, default=1, help="agents sharing a channel")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--scrapes", type=int, default=50, help="timed scrapes of /metrics")
     parser.add_argument("--log-level", default="WARNING", help="the controller's log level")
     ns = parser.parse_args()
     raise_fd_limit(ns.agents * 2 + 1024)
@@ -558,6 +623,11 @@ def main() -> None:
                 lines.append(storm_line("(d) reconnect storm", bench.storm(reconnect=True)))
             else:
                 lines.append("(d) skipped: the agents never all settled")
+            if settled:
+                time.sleep(3)
+                lines += measure_metrics(bench, controller, ns.idle_seconds)
+            else:
+                lines.append("(e) skipped: the agents never all settled")
             lines.append(
                 f"    controller peak RSS over the whole run {peak_rss(controller.pid):.1f} MiB"
             )

@@ -692,8 +692,12 @@ class Engine:
 
     # ---- what the session reads ----
     def observed(self) -> Observed:
-        """What this host runs now, as the controller is told."""
+        """What this host runs now, as the controller is told (it has been told now)."""
         self._status_dirty = False
+        return self.snapshot()
+
+    def snapshot(self) -> Observed:
+        """What this host runs now, for a reader other than the session (metrics)."""
         now_mono, now = self.clock.monotonic(), self.clock.time()
         watchers: list[WatcherObserved] = []
         processes: list[ProcessStatus] = []
@@ -731,6 +735,7 @@ class Engine:
             restarts=slot.restarts,
             cpu_percent=stats.cpu_percent,
             rss_bytes=stats.rss_bytes,
+            cpu_seconds=stats.cpu_seconds,
             num_fds=stats.num_fds,
             num_children=stats.num_children,
             last_exit=slot.last_exit,

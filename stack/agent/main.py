@@ -31,9 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from stack.agent import control_signals, flags_file, reexec
+from stack.agent import metrics as agent_metrics
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover
 from stack.agent.reexec import ReexecError
@@ -47,6 +48,9 @@ from stack.security.tls_files import TlsError, is_loopback, resolve
 from stack.spec.model import NAME_RULE, valid_name
 from stack.usage import HelpParser, standard_options
 from stack.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from stack.web.server import HttpServer
 
 log = logging.getLogger("stack.agent")
 
@@ -107,6 +111,13 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _metrics_address(text: str) -> str:
+    try:
+        return agent_metrics.check_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Arguments:
     settings: AgentSettings
@@ -152,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> Arguments:
         heartbeat_interval=args.heartbeat_interval,
         ship_rate=args.ship_rate,
         log_group=args.log_group,
+        metrics_listen=args.metrics_listen or "",
+        metrics_per_process=args.metrics_per_process,
         tls=tls_files,
     )
     return Arguments(settings, args.log_level, args.check)
@@ -227,6 +240,18 @@ def _parser() -> _Parser:
         metavar="GROUP",
         help="A group (name or number) whose members may read the output files, created "
         "0640 with it (without it they are 0600).",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help="Serve this host's Prometheus metrics at /metrics here, plaintext on a loopback "
+        "address (the controller's --metrics-listen serves the whole fleet's).",
+    )
+    parser.add_argument(
+        "--metrics-per-process",
+        action="store_true",
+        help="Add series for each worker process (CPU, memory, start time).",
     )
     parser.add_argument(
         "--log-level",
@@ -346,14 +371,25 @@ async def run(
     signals.listen(asyncio.get_running_loop())
     program = reexec.this_program()
     result: Handover | None = None
+    metrics = agent_metrics.HostMetrics(settings.host_id, settings.metrics_per_process)
+    http = await _metrics_server(settings, metrics)
     async with Engine(settings, handover) as engine:
         if handover is None:
             notifier.status("adopting what runs and restoring the persisted assignment")
             await engine.restore()
         session = Session(settings, engine, handover.controller if handover else "")
+        metrics.snapshot = engine.snapshot
+        metrics.connected = session.connected.is_set
         notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(session.run(), name="session")]
+            if http is not None:
+                tasks.append(tg.create_task(http.run(), name="metrics"))
+                tasks.append(
+                    tg.create_task(
+                        metrics.keep_accounts(settings.stats_interval), name="metrics-accounts"
+                    )
+                )
             if notifier.enabled:
                 tasks.append(
                     tg.create_task(_report_status(notifier, session, engine), name="sd-status")
@@ -384,6 +420,33 @@ async def run(
     if result is None:
         log.info("stopped")
     return result
+
+
+async def _metrics_server(
+    settings: AgentSettings, metrics: agent_metrics.HostMetrics
+) -> HttpServer | None:
+    """The bound /metrics server of `--metrics-listen`, or None (exit 1 if it cannot bind)."""
+    if not settings.metrics_listen:
+        return None
+    from stack.metrics.exposition import Exposition
+    from stack.metrics.tally import Tally
+    from stack.metrics.text import CONTENT_TYPE
+    from stack.web.server import HttpServer, metrics_page
+
+    exposition = Exposition(Tally(), metrics.read)
+    http = HttpServer(
+        metrics_page(exposition.scrape, CONTENT_TYPE), settings.metrics_listen, name="metrics"
+    )
+    try:
+        port = await http.bind()
+    except OSError as exc:
+        print(f"stack-agent: cannot listen on {settings.metrics_listen}: "
+              f"{exc.strerror or exc}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
+    host = settings.metrics_listen.rpartition(":")[0]
+    print(f"stack-agent: serving the metrics on {host}:{port} (plaintext)", file=sys.stderr,
+          flush=True)  # fmt: skip
+    return http
 
 
 async def _new_program_starts(

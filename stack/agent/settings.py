@@ -55,6 +55,10 @@ class AgentSettings:
     """Reconnect backoff cap in seconds."""
     stale_timeout: float = 10.0
     """Graceful timeout for leftover workers whose watcher is not known any more."""
+    metrics_listen: str = ""
+    """HOST:PORT (loopback) where /metrics serves this host's series; "" serves none."""
+    metrics_per_process: bool = False
+    """Series per worker process too (one set per process: mind the cardinality)."""
     log_group: int | None = None
     """A group that may read the output files: they are created 0640 with it. None: the
     files are 0600, readable by root (and the agent's user) alone."""

@@ -18,6 +18,8 @@ import psutil
 class ProcStats:
     cpu_percent: float = 0.0
     rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+    """User and system CPU time so far."""
     num_fds: int = 0
     num_children: int = 0
 
@@ -52,9 +54,11 @@ class StatsSampler:
                 except psutil.Error:
                     continue
             with contextlib.suppress(psutil.Error, OSError), proc.oneshot():
+                times = proc.cpu_times()
                 latest[key[0]] = ProcStats(
                     cpu_percent=proc.cpu_percent(None),
                     rss_bytes=proc.memory_info().rss,
+                    cpu_seconds=times.user + times.system,
                     num_fds=proc.num_fds(),
                     num_children=_children(key[0]),
                 )

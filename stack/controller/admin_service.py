@@ -1,39 +1,35 @@
 """The AdminService: stackctl's API, a thin gRPC edge over the Controller.
 
 Each RPC converts the request, calls the controller and converts the answer.
-Domain errors become gRPC status codes here and only here (`STATUS_CODES`), with
-their one-line message; a refused request changes nothing.
+Domain errors become gRPC status codes here (`status_code`, from each error's `code`),
+with their one-line message; a refused request changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from stack.controller.admin import Admin, check_names
 from stack.controller.cluster import ClusterView
 from stack.controller.controller import Controller
 from stack.controller.errors import (
-    Conflict,
     ControllerError,
-    InvalidArgument,
-    NotFound,
     NotLeader,
-    ResourceExhausted,
-    Unavailable,
 )
 from stack.controller.status import agents_reply, status_reply
-from stack.controller.viewers import check_tail
-from stack.loglines import SeenLines
+from stack.metrics.tally import Counter
 from stack.security.certs import Role
+from stack.security.roles import ADMIN_SERVICE, Handler, rewrap, split_method
 from stack.security.tls import is_local_peer, peer_identity
 from stack.spec.dump import dump_stack, dump_watcher
-from stack.spec.model import NAME_RULE, valid_name
-from stack.spec.reports import LogLine
 from stack.spec.secrets import masked
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from stack.wire.agent import event_to_proto, line_to_proto
@@ -50,24 +46,10 @@ LAST_SEQ_KEY = "stack-last-seq"
 """Initial metadata of an Events stream: the seq of the last event recorded when it
 opened (a client that has printed nothing yet resumes after it)."""
 
-STATUS_CODES: dict[type[ControllerError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Conflict: grpc.StatusCode.ABORTED,
-    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-"""The status of each of the controller's errors (FencedOut and NotLeader are
-Unavailable); any other ControllerError is INTERNAL."""
-
 
 def status_code(exc: ControllerError) -> grpc.StatusCode:
-    """The gRPC status that tells a caller of `exc`."""
-    for kind in type(exc).__mro__:
-        code = STATUS_CODES.get(kind)
-        if code is not None:
-            return code
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status that tells a caller of `exc` (its `code`)."""
+    return grpc.StatusCode[exc.code]
 
 
 Req = TypeVar("Req")
@@ -113,18 +95,6 @@ def one_line(message: str) -> str:
     return message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 3] + "..."
 
 
-def check_names(what: str, *names: str) -> None:
-    """InvalidArgument for a name no stack file or agent could have made.
-
-    Called first by every handler that takes a watcher or host name, so a
-    careless or hostile name is called invalid rather than merely unknown.
-    """
-    for name in names:
-        if not valid_name(name):
-            shown = name if len(name) <= 64 else name[:64] + "..."
-            raise InvalidArgument(f"{what} {shown!r} {NAME_RULE}")
-
-
 def viewer_of(context: Context) -> str:
     """Who holds a follow stream, for its cap: the certificate, the local socket, or the
     plaintext peer's address."""
@@ -148,6 +118,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     def __init__(self, controller: Controller) -> None:
         self._c = controller
+        self._admin = Admin(controller)
 
     @_unary
     async def Apply(
@@ -173,14 +144,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Scale(
         self, request: admin_pb2.ScaleRequest, context: Context
     ) -> admin_pb2.ScaleReply:
-        check_names("watcher name", request.watcher)
-        previous, now = await self._c.scale(request.watcher, request.count, request.relative)
+        previous, now = await self._admin.scale(request.watcher, request.count, request.relative)
         return admin_pb2.ScaleReply(watcher=request.watcher, previous=previous, numprocesses=now)
 
     async def _act(self, kind: str, request: admin_pb2.WatchersRequest) -> admin_pb2.WatchersReply:
-        check_names("watcher name", *request.watchers)
-        rolling = request.rolling and kind == "restart"
-        names = await self._c.act(kind, list(request.watchers), request.all, rolling=rolling)
+        names = await self._admin.act(kind, list(request.watchers), request.all, request.rolling)
         return admin_pb2.WatchersReply(watchers=list(names))
 
     @_unary
@@ -276,115 +244,74 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Logs(
         self, request: admin_pb2.LogsRequest, context: Context
     ) -> AsyncIterator[types_pb2.LogLine]:
-        watcher, stream, host = request.watcher, request.stream, request.host
         try:
-            self._c.require_leader()
-            check_names("watcher name", watcher)
-            if host:
-                check_names("host id", host)
-            check_tail(request.lines, self._c.settings.viewer_limits)
+            self._admin.check_logs(request.watcher, request.host, request.lines)
         except ControllerError as exc:
             await _abort(context, exc)
-        if watcher not in self._c.state.watchers:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
 
-        def wanted(line: LogLine) -> bool:
-            return (
-                line.watcher == watcher
-                and (not stream or line.stream == stream)
-                and (not host or line.host_id == host)
-                and line.at >= request.since
-            )
+        async def opened() -> None:
+            await context.send_initial_metadata([(STREAM_KEY, "open")])
 
         async with self._follow_slot(request.follow, context):
-            with self._c.logs.fanout.follow(wanted) as follower:
-                await context.send_initial_metadata([(STREAM_KEY, "open")])
-                if request.since > 0:
-                    # A follow resuming on a controller that just took over: the lines it
-                    # missed are in the agents' files, and an agent still reconnecting
-                    # would answer no tail. Give them the time they have to come back
-                    # (live lines wait in the follower meanwhile).
-                    await asyncio.sleep(self._c.scheduler.warm_in())
-                sent = SeenLines()
-                if request.lines > 0:
-                    tail = await self._c.commands.tail(watcher, request.lines, stream, host)
-                    for line in tail:
-                        if line.at >= request.since:
-                            sent.note(line)
-                            yield line_to_proto(line)
-                # Live lines began before the tail was read: skip the ones it had.
-                replay = sent.replay()
-                while request.follow and (live := await follower.get()) is not None:
-                    if not replay.repeats(live):
-                        yield line_to_proto(live)
+            lines = self._admin.log_lines(
+                request.watcher,
+                request.lines,
+                stream=request.stream,
+                host=request.host,
+                since=request.since,
+                follow=request.follow,
+                opened=opened,
+            )
+            async for line in lines:
+                yield line_to_proto(line)
 
     async def Events(
         self, request: admin_pb2.EventsRequest, context: Context
     ) -> AsyncIterator[types_pb2.Event]:
-        watcher = request.watcher
         try:
-            self._c.require_leader()
-            if watcher:
-                check_names("watcher name", watcher)
-            check_tail(request.lines, self._c.settings.viewer_limits)
+            self._admin.check_events(request.watcher, request.lines)
         except ControllerError as exc:
             await _abort(context, exc)
-        if watcher and watcher not in self._c.state.watchers:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown watcher {watcher!r}")
+
+        async def opened(last_seq: int) -> None:
+            await context.send_initial_metadata(
+                [(STREAM_KEY, "open"), (LAST_SEQ_KEY, str(last_seq))]
+            )
+
         async with self._follow_slot(request.follow, context):
-            events = self._c.events
-            with events.fanout.follow(
-                lambda event: not watcher or event.watcher == watcher
-            ) as follower:
-                opened_at = str(events.next_seq - 1)
-                await context.send_initial_metadata(
-                    [(STREAM_KEY, "open"), (LAST_SEQ_KEY, opened_at)]
-                )
-                if request.after_seq > 0:
-                    kept = events.after(request.after_seq, watcher)
-                else:
-                    kept = events.recent(watcher, request.lines)
-                last = request.after_seq
-                for event in kept:
-                    last = event.seq
-                    yield event_to_proto(event)
-                # The follower got every event from the moment it joined: skip the ones sent.
-                while request.follow and (new := await follower.get()) is not None:
-                    if new.seq > last:
-                        last = new.seq
-                        yield event_to_proto(new)
+            events = self._admin.events(
+                request.watcher,
+                request.lines,
+                after_seq=request.after_seq,
+                follow=request.follow,
+                opened=opened,
+            )
+            async for event in events:
+                yield event_to_proto(event)
 
     @asynccontextmanager
     async def _follow_slot(self, follow: bool, context: Context) -> AsyncIterator[None]:
-        """One of the caller's follow streams for the block (nothing to hold without
-        `follow`); the call is refused with RESOURCE_EXHAUSTED when it holds too many."""
-        if not follow:
+        """One of the caller's follow streams for the block; the call is refused with
+        RESOURCE_EXHAUSTED when it holds too many."""
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self._admin.follow_slot(viewer_of(context), follow))
+            except ControllerError as exc:
+                await _abort(context, exc)
             yield
-            return
-        viewer = viewer_of(context)
-        try:
-            self._c.follows.take(viewer)
-        except ControllerError as exc:
-            await _abort(context, exc)
-        try:
-            yield
-        finally:
-            self._c.follows.give_back(viewer)
 
     @_unary
     async def Drain(
         self, request: admin_pb2.DrainRequest, context: Context
     ) -> admin_pb2.DrainReply:
-        check_names("host id", request.host_id)
-        processes = await self._c.drain(request.host_id)
+        processes = await self._admin.drain(request.host_id)
         return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
 
     @_unary
     async def Undrain(
         self, request: admin_pb2.DrainRequest, context: Context
     ) -> admin_pb2.DrainReply:
-        check_names("host id", request.host_id)
-        processes = await self._c.undrain(request.host_id)
+        processes = await self._admin.undrain(request.host_id)
         return admin_pb2.DrainReply(host_id=request.host_id, processes=processes)
 
     async def Controllers(
@@ -423,3 +350,62 @@ def controllers_reply(view: ClusterView) -> admin_pb2.ControllersReply:
             for m in view.members
         ],
     )
+
+
+class CountingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts every AdminService call by method and the status code it ended with
+    (stack_admin_requests_total), refusals of the role check included when it is
+    the first interceptor."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        service, method = split_method(handler_call_details.method)
+        if handler is None or service != ADMIN_SERVICE:
+            return handler
+        return rewrap(handler, lambda inner: _counted(inner, method, self._counter))
+
+
+def _counted(inner: Handler, method: str, counter: Counter) -> Handler:
+    """`inner`, of the same kind, counting how each call ends."""
+
+    def ended(context: Context, failure: BaseException | None) -> None:
+        if failure is None:
+            code = context.code() or grpc.StatusCode.OK
+        elif isinstance(failure, asyncio.CancelledError):
+            code = grpc.StatusCode.CANCELLED
+        elif isinstance(failure, grpc.aio.AbortError):
+            code = context.code() or grpc.StatusCode.UNKNOWN
+        else:
+            code = grpc.StatusCode.UNKNOWN
+        counter.inc(method, code.name)
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def stream(request: Any, context: Context) -> Any:
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except BaseException as exc:
+                ended(context, exc)
+                raise
+            ended(context, None)
+
+        return stream
+
+    async def call(request: Any, context: Context) -> Any:
+        try:
+            reply = await inner(request, context)
+        except BaseException as exc:
+            ended(context, exc)
+            raise
+        ended(context, None)
+        return reply
+
+    return call

@@ -21,6 +21,7 @@ commits included (in threads, see `change`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from stack.controller.errors import (
 from stack.controller.event_writer import EventWriter
 from stack.controller.events import EventLog
 from stack.controller.logs import LogRelay
+from stack.controller.metrics import ControllerMetrics
 from stack.controller.placement import Placement
 from stack.controller.rollout_driver import RolloutDriver
 from stack.controller.scheduler import Scheduler
@@ -53,6 +55,7 @@ from stack.controller.settings import ControllerSettings
 from stack.controller.store import schema
 from stack.controller.store.base import StaleTerm, Store, StoreError
 from stack.controller.viewers import FollowSlots
+from stack.metrics.tally import timed
 from stack.security.local import UNIX
 from stack.spec.diff import Change
 from stack.spec.errors import SpecError
@@ -105,6 +108,8 @@ class Controller:
         self.events = self._new_event_log()
         self.logs = self._new_log_relay()
         self.follows = FollowSlots(settings.viewer_limits.max_follows)
+        self.metrics = ControllerMetrics(settings.metrics_per_process)
+        """What happened, counted (see metrics.py); served by a metrics or console port."""
         self.leading = True
         """False while another controller leads (this one redirects to `leader_address`)."""
         self.leader_address = ""
@@ -293,7 +298,8 @@ class Controller:
             try:
                 # In a thread: an etcd commit may wait for its cluster, and the
                 # loop must go on serving agents and keeping the lease meanwhile.
-                await asyncio.to_thread(self.store.commit, self.term, puts, deletes)
+                commit = functools.partial(self.store.commit, self.term, puts, deletes)
+                _, seconds = await asyncio.to_thread(timed, commit)
             except StaleTerm as exc:
                 self.fenced.set()
                 if exc.maybe_written:
@@ -308,10 +314,12 @@ class Controller:
             except StoreError as exc:
                 raise Unavailable(f"the desired state could not be stored: {exc}") from exc
             self.state = new
+            self.metrics.committed("desired", seconds)
         if self.leading:
             begun = d.rollouts_begun(old, new)
             for note in begun:
                 self.events.note(note)
+                self.metrics.noted(note)
             if begun:
                 self.rollouts.wake()
             self.scheduler.reschedule()

@@ -10,10 +10,12 @@ fencing would refuse the write anyway).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
 from stack.controller.store.base import EVENT_WRITE_OPS, StaleTerm, StoreError
+from stack.metrics.tally import timed
 
 if TYPE_CHECKING:
     from stack.controller.controller import Controller
@@ -63,7 +65,8 @@ class EventWriter:
             write = events.take_write(min(budget, EVENT_WRITE_OPS) - 1)
             budget -= len(write)
             try:
-                await asyncio.to_thread(c.store.write_events, c.term, write)
+                commit = functools.partial(c.store.write_events, c.term, write)
+                _, seconds = await asyncio.to_thread(timed, commit)
             except (StoreError, asyncio.CancelledError) as exc:
                 events.failed(write)
                 if isinstance(exc, asyncio.CancelledError):
@@ -74,6 +77,7 @@ class EventWriter:
                     log.warning("cannot write events to the store (will retry): %s", exc)
                 self._failing = True
                 return
+            c.metrics.committed("events", seconds)
             if self._failing:
                 log.info("writing events to the store again")
                 self._failing = False

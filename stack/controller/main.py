@@ -33,7 +33,8 @@ from pathlib import Path
 import grpc
 
 from stack import aio
-from stack.controller.admin_service import AdminService
+from stack.controller import web
+from stack.controller.admin_service import AdminService, CountingInterceptor
 from stack.controller.agent_service import AgentService
 from stack.controller.containment import AgentLimits
 from stack.controller.events import MAX_EVENT_HISTORY, EventSettings
@@ -198,6 +199,20 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         metavar="BYTES",
         help=f"Output bytes a second one agent may ship (default {defaults.log_byte_rate:.0f}).",
     )
+    web = parser.add_argument_group("metrics")
+    web.add_argument(
+        "--metrics-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics at /metrics here: HTTPS with TLS (viewer and admin "
+        "certificates), else plaintext on a loopback address (elsewhere with --insecure).",
+    )
+    web.add_argument(
+        "--metrics-per-process",
+        action="store_true",
+        help="Add series for each worker process (CPU, memory, start time): one set per "
+        "process, so mind the number of series on a large fleet.",
+    )
     tls = parser.add_argument_group("mutual TLS")
     tls.add_argument(
         "--tls-dir",
@@ -264,6 +279,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
             agent_burst=max(1, round(10 * args.agent_event_rate)),
         ),
         agent_limits=replace(defaults, log_byte_rate=args.agent_log_rate),
+        metrics_listen=args.metrics_listen,
+        metrics_per_process=args.metrics_per_process,
     )
 
 
@@ -321,8 +338,13 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
     """Run the controller until SIGTERM or SIGINT."""
     tls = load_tls(settings)
     check_exposure(settings, tls)
-    if settings.listen:
-        check_listen(settings.listen)
+    try:
+        web.rights(settings, tls)
+    except web.WebError as exc:
+        raise StartError(str(exc)) from None
+    for address in [settings.listen, *(port.address for port in web.ports(settings))]:
+        if address:
+            check_listen(address)
     local = LocalSocket(settings.socket_path, settings.socket_group)
     try:
         try:
@@ -343,12 +365,17 @@ async def serve(settings: ControllerSettings, notifier: Notifier | None = None) 
 async def _serve(
     plane: ControlPlane, local: LocalSocket, tls: TlsMaterial | None, notifier: Notifier
 ) -> None:
-    """Serve the local socket (and the TCP port) until SIGTERM or SIGINT."""
+    """Serve the local socket (and the TCP port, the HTTP ports) until SIGTERM or SIGINT."""
     controller = plane.controller
     settings = controller.settings
+    try:
+        web_servers = web.servers(controller, tls)
+    except web.WebError as exc:
+        raise StartError(str(exc)) from None
     # With TLS, calls on the TCP port pass the role check; the local socket's
     # callers are its owner (and group), trusted as admins (see roles.py).
-    interceptors = [RoleInterceptor()] if tls is not None else []
+    counting = CountingInterceptor(controller.metrics.admin_requests)
+    interceptors = [counting, RoleInterceptor()] if tls is not None else [counting]
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
         interceptors=interceptors,
@@ -367,6 +394,15 @@ async def _serve(
     await server.start()
     for where in served:
         print(f"{PROG}: serving on {where}", file=sys.stderr, flush=True)
+    for http in web_servers:
+        try:
+            port = await http.bind()
+        except OSError as exc:
+            await server.stop(None)
+            raise StartError(f"cannot listen on {http.address}: {exc.strerror or exc}") from exc
+        how = "HTTPS" if tls is not None else "plaintext"
+        where = f"{http.address.rpartition(':')[0]}:{port}"
+        print(f"{PROG}: serving the {http.name} on {where} ({how})", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -375,10 +411,16 @@ async def _serve(
     try:
         async with asyncio.TaskGroup() as tg:
             running = aio.start(tg, plane.run(), "control-plane", forever=True, logger=log)
+            serving = [
+                aio.start(tg, http.run(), f"serve the {http.name}", forever=True, logger=log)
+                for http in web_servers
+            ]
             await stop.wait()
             log.info("stopping (agents keep their workers)")
             notifier.stopping("stopping (agents keep their workers)")
             controller.shut_down()
+            for task in serving:
+                task.cancel()
             await server.stop(grace=2.0)
             running.cancel()
     finally:

@@ -80,6 +80,7 @@ class RolloutDriver:
             )
             if note is not None:
                 c.events.note(note)
+                c.metrics.noted(note)
 
 
 def _step(

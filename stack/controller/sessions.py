@@ -50,6 +50,7 @@ class AgentSessions:
         session = c.agents.connect(hello, peer)
         record = c.agents.records[hello.host_id]
         record.observed = self._screen(record, hello.observed)
+        c.metrics.reported(record.host_id, record.observed)
         log.info("agent %s connected from %s", hello.host_id, peer)
         c.events.record("agent_up", f"agent {hello.host_id} connected")
         # The heartbeat well inside the agent timeout, whatever the two settings say.
@@ -69,6 +70,7 @@ class AgentSessions:
         if isinstance(message, Observed):
             before = record.placement_key()
             record.observed = self._screen(record, message)
+            c.metrics.reported(record.host_id, record.observed)
             c.rollouts.wake()
             # A mere heartbeat (same workers in the same states) changes no placement.
             if came_back or record.placement_key() != before:
@@ -79,7 +81,9 @@ class AgentSessions:
             for event in events:
                 c.events.add_from_agent(record.host_id, event)
         elif isinstance(message, LogBatch):
-            c.logs.publish(record.meter.lines(message.lines, now))
+            kept = record.meter.lines(message.lines, now)
+            c.metrics.lines(record.host_id, len(kept))
+            c.logs.publish(kept)
         elif isinstance(message, TailReply):
             c.logs.deliver(message, record.host_id)
         elif came_back:

@@ -79,6 +79,10 @@ class ControllerSettings:
     """What one agent may send: reported processes, events, output (see containment.py)."""
     viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
     """What one viewer may make the controller hold: follow streams, tails (viewers.py)."""
+    metrics_listen: str = ""
+    """HOST:PORT of the metrics page (/metrics); "" serves none."""
+    metrics_per_process: bool = False
+    """Series per worker process too (one per process: mind the cardinality)."""
     insecure: bool = False
     """Serve the TCP port in plaintext (a warning at start): anyone who can reach it,
     any local user included, could then push work to every agent."""

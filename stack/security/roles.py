@@ -70,21 +70,29 @@ class RoleInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return handler
         method: str = handler_call_details.method
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler),
-        )
-        for attribute, make in kinds:
-            inner = getattr(handler, attribute)
-            if inner is not None:
-                return make(
-                    _guarded(inner, method),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return rewrap(handler, lambda inner: _guarded(inner, method))
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler, wrap: Callable[[Handler], Handler]
+) -> grpc.RpcMethodHandler:
+    """`handler` with its behaviour passed through `wrap` (for an interceptor), of the
+    same kind: gRPC picks how to drive a behaviour from the kind of its handler."""
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    )
+    for attribute, make in kinds:
+        inner = getattr(handler, attribute)
+        if inner is not None:
+            return make(
+                wrap(inner),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
 
 
 async def enforce(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:

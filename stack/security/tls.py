@@ -141,6 +141,31 @@ def is_local_peer(context: Any) -> bool:
     return kind == [b"local"]
 
 
+# -- HTTPS (metrics and the web console) ----------------------------------------
+
+
+def https_context(material: TlsMaterial) -> ssl.SSLContext:
+    """Serve HTTPS with our certificate and require a client certificate from our CA,
+    as the gRPC port does (see server_credentials)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(material.files.cert), str(material.files.key))
+    context.load_verify_locations(cadata=material.ca_pem.decode())
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def identity_of_der(der: bytes | None) -> Identity | None:
+    """Who the TLS peer whose certificate is `der` is (ssl verified it against our CA);
+    None without a certificate or for one that is not Stack's."""
+    if not der:
+        return None
+    try:
+        return identity_of(x509.load_der_x509_certificate(der))
+    except (CertError, ValueError):
+        return None
+
+
 # -- explaining failures ----------------------------------------------------------
 
 _SERVER_VERIFY = {

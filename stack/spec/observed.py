@@ -120,6 +120,8 @@ class ProcessStatus:
     or a failed start."""
     cpu_percent: float = 0.0
     rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+    """User and system CPU time of the process so far (it only grows while the pid lives)."""
     num_fds: int = 0
     num_children: int = 0
     last_exit: LastExit | None = None

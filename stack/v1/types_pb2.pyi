@@ -321,7 +321,7 @@ class LastExit(_message.Message):
     def __init__(self, code: _Optional[int] = ..., signal: _Optional[int] = ..., reason: _Optional[_Union[ExitReason, str]] = ..., at: _Optional[float] = ..., message: _Optional[str] = ..., code_unknown: _Optional[bool] = ...) -> None: ...
 
 class ProcessStatus(_message.Message):
-    __slots__ = ("watcher", "wid", "pid", "state", "started_at", "restarts", "cpu_percent", "rss_bytes", "num_fds", "num_children", "last_exit", "host_id", "message", "health", "health_message", "version", "blocked", "replacements")
+    __slots__ = ("watcher", "wid", "pid", "state", "started_at", "restarts", "cpu_percent", "rss_bytes", "num_fds", "num_children", "last_exit", "host_id", "message", "health", "health_message", "version", "blocked", "replacements", "cpu_seconds")
     WATCHER_FIELD_NUMBER: _ClassVar[int]
     WID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +340,7 @@ class ProcessStatus(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     REPLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     watcher: str
     wid: int
     pid: int
@@ -358,7 +359,8 @@ class ProcessStatus(_message.Message):
     version: str
     blocked: str
     replacements: int
-    def __init__(self, watcher: _Optional[str] = ..., wid: _Optional[int] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., num_fds: _Optional[int] = ..., num_children: _Optional[int] = ..., last_exit: _Optional[_Union[LastExit, _Mapping]] = ..., host_id: _Optional[str] = ..., message: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., blocked: _Optional[str] = ..., replacements: _Optional[int] = ...) -> None: ...
+    cpu_seconds: float
+    def __init__(self, watcher: _Optional[str] = ..., wid: _Optional[int] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., num_fds: _Optional[int] = ..., num_children: _Optional[int] = ..., last_exit: _Optional[_Union[LastExit, _Mapping]] = ..., host_id: _Optional[str] = ..., message: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., blocked: _Optional[str] = ..., replacements: _Optional[int] = ..., cpu_seconds: _Optional[float] = ...) -> None: ...
 
 class WatcherObserved(_message.Message):
     __slots__ = ("name", "phase", "retry_at", "flapping_retries", "message")

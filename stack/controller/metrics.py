@@ -1,0 +1,213 @@
+"""The controller's metrics: what happens, counted where it happens, and the fleet as it
+is, read from the controller's state when a scraper asks.
+
+Counted where they happen (`ControllerMetrics`, plain numbers, see stack.metrics.tally):
+rollouts begun, done and halted (the controller records their notes); admin calls by
+method and status code (the gRPC interceptor, and the web console's actions); store
+commits' duration; output lines each agent shipped; and each host's counters of CPU,
+restarts and exits, kept from its successive reports (stack.metrics.fleet.HostAccounts).
+
+Read at scrape time (`read`): desired, pending and state of each watcher; running,
+unhealthy and memory of each watcher on each host; the agents, each one's heartbeat
+age and dropped output; leadership. It runs on the controller's event loop, like a
+Status call, and writes every family with stack.metrics.text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from stack.controller.desired import DesiredWatcher
+from stack.controller.events import EventNote
+from stack.controller.placement import Placement
+from stack.controller.status import agent_state
+from stack.metrics.fleet import NO_TOTALS, FleetRenderer, HostAccounts, HostView
+from stack.metrics.tally import LATENCY_BOUNDS, Tally
+from stack.metrics.text import Family
+from stack.spec.observed import Observed, WatcherPhase
+
+if TYPE_CHECKING:
+    from stack.controller.controller import Controller
+
+WATCHER_STATES = ("running", "stopped", "flapping", "fatal", "rolling_out", "halted")
+AGENT_STATES = ("ready", "draining", "down")
+
+DESIRED = Family(
+    "stack_watcher_processes_desired", "gauge",
+    "Processes the watcher should run across the fleet (0 while it is stopped).",
+    ("watcher",),
+)  # fmt: skip
+PENDING = Family(
+    "stack_watcher_processes_pending", "gauge",
+    "Processes of the watcher no agent can take (see stackctl status for why).",
+    ("watcher",),
+)  # fmt: skip
+STATE = Family(
+    "stack_watcher_state", "gauge",
+    "1 for the watcher's state: running, stopped, flapping, fatal, rolling_out or halted "
+    "(a rolling change that stopped on a failure); 0 for the others.",
+    ("watcher", "state"),
+)  # fmt: skip
+AGENTS = Family("stack_agents", "gauge", "Agents known to the leader, by state.", ("state",))
+AGENT_UP = Family(
+    "stack_agent_up", "gauge", "1 while the agent is connected and heard from, 0 when down.",
+    ("host",),
+)  # fmt: skip
+HEARTBEAT_AGE = Family(
+    "stack_agent_heartbeat_age_seconds", "gauge",
+    "Seconds since the agent's last message (its heartbeat comes every 2 seconds).",
+    ("host",),
+)  # fmt: skip
+LINES_SHIPPED = Family(
+    "stack_log_lines_shipped_total", "counter",
+    "Output lines the agent shipped that the controller took.", ("host",),
+)  # fmt: skip
+LINES_DROPPED = Family(
+    "stack_log_lines_dropped_total", "counter",
+    "Output lines the controller dropped over the agent's rate (--agent-log-rate); "
+    "the agent's files keep them.",
+    ("host",),
+)  # fmt: skip
+LEADER = Family("stack_controller_leader", "gauge", "1 while this controller leads, else 0.")
+TERM = Family(
+    "stack_controller_term", "gauge", "The fencing token of this controller's leadership."
+)
+
+
+class ControllerMetrics:
+    """The controller's counters. Cheap to keep: a dictionary update per event; the
+    hosts' counters are kept only once a metrics port serves them (`enabled`)."""
+
+    def __init__(self, per_process: bool = False) -> None:
+        self.enabled = False
+        tally = self.tally = Tally()
+        self.rollouts = {
+            "rollout_started": tally.counter(
+                "stack_rollouts_started", "Rolling changes begun, by watcher.", ("watcher",)
+            ),
+            "rollout_done": tally.counter(
+                "stack_rollouts_finished", "Rolling changes done, by watcher.", ("watcher",)
+            ),
+            "rollout_halted": tally.counter(
+                "stack_rollouts_halted",
+                "Rolling changes that stopped on a failed new process, by watcher.",
+                ("watcher",),
+            ),
+        }
+        self.admin_requests = tally.counter(
+            "stack_admin_requests",
+            "Admin calls (gRPC AdminService and the web console's actions) by method and "
+            "status code (gRPC's names: OK, INVALID_ARGUMENT, PERMISSION_DENIED...).",
+            ("method", "code"),
+        )
+        self.commit_seconds = tally.histogram(
+            "stack_store_commit_duration_seconds",
+            "Seconds one store commit took: of the desired state, or of events.",
+            LATENCY_BOUNDS,
+            ("what",),
+        )
+        self.accounts: dict[str, HostAccounts] = {}
+        self.shipped: dict[str, int] = {}
+        self.renderer = FleetRenderer(per_process)
+
+    def noted(self, note: EventNote) -> None:
+        """The controller recorded `note`: count it if it is a rollout's."""
+        counter = self.rollouts.get(note.kind)
+        if counter is not None:
+            counter.inc(note.watcher)
+
+    def reported(self, host: str, observed: Observed) -> None:
+        """`host`'s agent reported `observed` (as the controller kept it)."""
+        if self.enabled:
+            accounts = self.accounts.get(host)
+            if accounts is None:
+                accounts = self.accounts[host] = HostAccounts()
+            accounts.report(observed)
+
+    def lines(self, host: str, count: int) -> None:
+        """The controller took `count` output lines from `host`."""
+        self.shipped[host] = self.shipped.get(host, 0) + count
+
+    def committed(self, what: str, seconds: float) -> None:
+        """A store commit of `what` ("desired" or "events") took `seconds`."""
+        self.commit_seconds.observe(what, value=seconds)
+
+
+def watcher_state(watcher: DesiredWatcher, phases: set[WatcherPhase]) -> str:
+    """The one state of a watcher, most pressing first: fatal (some worker gave up),
+    halted (its rolling change failed), flapping, rolling_out, stopped, running."""
+    rollout = watcher.rollout
+    if WatcherPhase.FATAL in phases:
+        return "fatal"
+    if rollout is not None and rollout.halted:
+        return "halted"
+    if WatcherPhase.FLAPPING in phases:
+        return "flapping"
+    if rollout is not None:
+        return "rolling_out"
+    return "running" if watcher.active else "stopped"
+
+
+def desired_count(watcher: DesiredWatcher, name: str, placement: Placement) -> int:
+    """How many processes `watcher` should run: numprocesses (spread), or numprocesses
+    on each host it is placed on plus the ones no host takes (each); 0 while stopped."""
+    if not watcher.active:
+        return 0
+    count = watcher.spec.numprocesses
+    if watcher.spec.placement.mode != "each":
+        return count
+    hosts = sum(1 for by in placement.hosts.values() if by.get(name))
+    pending = placement.pending.get(name)
+    return count * hosts + (pending.count if pending is not None else 0)
+
+
+def read(c: Controller) -> str:
+    """Every family read from the controller's state, as text. A follower has only its
+    leadership to say: the fleet's series come from the leader alone, so that a scrape of
+    every controller counts each process once."""
+    leadership = LEADER.text([((), 1 if c.leading else 0)]) + TERM.text([((), c.term)])
+    if not c.leading:
+        return leadership
+    metrics = c.metrics
+    records = sorted(c.agents.records.values(), key=lambda r: r.host_id)
+    phases: dict[str, set[WatcherPhase]] = {}
+    for record in records:
+        if record.ready:
+            for seen in record.observed.watchers:
+                phases.setdefault(seen.name, set()).add(seen.phase)
+    watchers = sorted(c.state.watchers.items())
+    placement = c.placement
+
+    def states() -> Iterator[tuple[tuple[str, str], float]]:
+        for name, watcher in watchers:
+            state = watcher_state(watcher, phases.get(name, set()))
+            for candidate in WATCHER_STATES:
+                yield (name, candidate), 1 if candidate == state else 0
+
+    agent_states = [agent_state(r, c.state.drained) for r in records]
+    now = c.clock()
+    parts = [
+        leadership,
+        DESIRED.text(((name,), desired_count(w, name, placement)) for name, w in watchers),
+        PENDING.text(
+            ((name,), p.count if (p := placement.pending.get(name)) else 0) for name, _ in watchers
+        ),
+        STATE.text(states()),
+        AGENTS.text(((s,), agent_states.count(s)) for s in AGENT_STATES),
+        AGENT_UP.text(((r.host_id,), 1 if r.ready else 0) for r in records),
+        HEARTBEAT_AGE.text(((r.host_id,), max(0.0, now - r.last_seen_mono)) for r in records),
+        LINES_SHIPPED.text(((r.host_id,), metrics.shipped.get(r.host_id, 0)) for r in records),
+        LINES_DROPPED.text(((r.host_id,), r.meter.refusals.dropped_log_lines) for r in records),
+    ]
+    views = (
+        HostView(
+            r.host_id,
+            r.observed,
+            r.ready,
+            accounts.totals if (accounts := metrics.accounts.get(r.host_id)) else NO_TOTALS,
+        )
+        for r in records
+    )
+    parts.append(metrics.renderer.render(views))
+    return "".join(parts)

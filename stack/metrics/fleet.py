@@ -1,0 +1,268 @@
+"""The series of each watcher on each host, from what the host's agent reports.
+
+Shared by the controller (every host it hears from) and the agent (its own host): both
+hold an `Observed` per host, and both write the same families from it, labelled by
+watcher and host. Gauges (processes running, unhealthy, memory) are read from the last
+report. Counters must only grow, but a report says what is, not what happened: a
+process's CPU time starts again with each new pid, a worker id that leaves takes its
+restart count along. `HostAccounts` turns a host's successive reports into counters
+that only grow (CPU seconds, restarts, exits by reason).
+
+Writing tens of thousands of samples at each scrape is the cost that matters on a large
+fleet, so `FleetRenderer` keeps each host's lines and writes them again only when that
+host's report or counters changed (every value here is immutable, so identity tells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from stack.metrics.text import Family, label_value, number
+from stack.spec.observed import ExitReason, Health, Observed, ProcessState, ProcessStatus
+
+WATCHER_HOST = ("watcher", "host")
+PROCESS_LABELS = ("watcher", "host", "wid")
+
+
+RUNNING = Family(
+    "stack_watcher_processes_running", "gauge",
+    "Processes of the watcher running on the host (0 while its agent is down).",
+    WATCHER_HOST,
+)  # fmt: skip
+UNHEALTHY = Family(
+    "stack_watcher_processes_unhealthy", "gauge",
+    "Processes of the watcher on the host whose health check fails.",
+    WATCHER_HOST,
+)  # fmt: skip
+MEMORY = Family(
+    "stack_watcher_resident_memory_bytes", "gauge",
+    "Resident memory of the watcher's processes on the host (while its agent is up).",
+    WATCHER_HOST,
+)  # fmt: skip
+CPU = Family(
+    "stack_watcher_cpu_seconds_total", "counter",
+    "User and system CPU time of the watcher's processes on the host.",
+    WATCHER_HOST,
+)  # fmt: skip
+RESTARTS = Family(
+    "stack_watcher_restarts_total", "counter",
+    "Unplanned restarts of the watcher's processes on the host: after a crash, a kill, "
+    "a failed health check or a failed start.",
+    WATCHER_HOST,
+)  # fmt: skip
+EXITS = Family(
+    "stack_watcher_exits_total", "counter",
+    "Exits of the watcher's processes on the host, by reason.",
+    ("watcher", "host", "reason"),
+)  # fmt: skip
+PROCESS_CPU = Family(
+    "stack_process_cpu_seconds_total", "counter",
+    "User and system CPU time of one worker's current process (with --metrics-per-process).",
+    PROCESS_LABELS,
+)  # fmt: skip
+PROCESS_MEMORY = Family(
+    "stack_process_resident_memory_bytes", "gauge",
+    "Resident memory of one worker's process (with --metrics-per-process).",
+    PROCESS_LABELS,
+)  # fmt: skip
+PROCESS_START = Family(
+    "stack_process_start_time_seconds", "gauge",
+    "Unix time one worker's current process started (with --metrics-per-process).",
+    PROCESS_LABELS,
+)  # fmt: skip
+
+HOST_FAMILIES = (RUNNING, UNHEALTHY, MEMORY, CPU, RESTARTS, EXITS)
+PROCESS_FAMILIES = (PROCESS_CPU, PROCESS_MEMORY, PROCESS_START)
+
+
+def reason_label(reason: ExitReason) -> str:
+    """`crashed`, `spawn_error`... as the `reason` label says it."""
+    return reason.name.lower()
+
+
+def _frozen(values: dict[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(values)
+
+
+@dataclass(frozen=True)
+class HostTotals:
+    """One host's figures as of its last report: the counters so far and the gauges.
+    Replaced by a report that changes any of them, kept (the same object) otherwise."""
+
+    cpu_seconds: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    """watcher -> CPU seconds of its processes."""
+    restarts: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    """watcher -> unplanned restarts."""
+    exits: Mapping[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
+    """(watcher, reason label) -> exits."""
+    gauges: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    """watcher -> (processes running, unhealthy, resident bytes) in the last report."""
+
+
+NO_TOTALS = HostTotals()
+"""The figures of a host not accounted for yet."""
+
+
+class HostAccounts:
+    """One host's figures, kept from its successive reports.
+
+    A process's CPU time counts from the first report that shows it, whole (its pid is
+    new) and then by what it grew; a worker id's restarts and exits count from its
+    second report on (the first only says where the count stands). Exits are seen as
+    new values of a worker's last exit: two exits of one worker between two reports
+    count as one (reports follow every change within a tenth of a second).
+
+    Each report is accounted for when it arrives (a heartbeat every 2 s per agent), so
+    that a scrape only writes the hosts whose figures changed since the last one.
+    """
+
+    def __init__(self) -> None:
+        self.totals = NO_TOTALS
+        self._last: dict[tuple[str, int], ProcessStatus] = {}
+
+    def report(self, observed: Observed) -> None:
+        """Account for the host's new report."""
+        old_totals = self.totals
+        cpu = dict(old_totals.cpu_seconds)
+        restarts = dict(old_totals.restarts)
+        exits = dict(old_totals.exits)
+        gauges: dict[str, tuple[int, int, int]] = {}
+        last = self._last
+        seen: dict[tuple[str, int], ProcessStatus] = {}
+        running_state, unhealthy_health = ProcessState.RUNNING, Health.UNHEALTHY
+        for proc in observed.processes:
+            name = proc.watcher
+            key = (name, proc.wid)
+            seen[key] = proc
+            running, unhealthy, memory = gauges.get(name) or (0, 0, 0)
+            gauges[name] = (
+                running + (proc.state == running_state),
+                unhealthy + (proc.health == unhealthy_health),
+                memory + (proc.rss_bytes if proc.pid else 0),
+            )
+            old = last.get(key)
+            if name not in cpu:
+                cpu[name] = 0.0
+                restarts[name] = 0.0
+            if old is not None and proc.pid == old.pid and proc.started_at == old.started_at:
+                grown = proc.cpu_seconds - old.cpu_seconds
+                if grown > 0:
+                    cpu[name] += grown
+            elif proc.pid:
+                cpu[name] += proc.cpu_seconds
+            if old is None:
+                continue
+            if proc.restarts > old.restarts:
+                restarts[name] += proc.restarts - old.restarts
+            now, before = proc.last_exit, old.last_exit
+            if now is not None and (before is None or now.at != before.at):
+                reason = (name, reason_label(now.reason))
+                exits[reason] = exits.get(reason, 0.0) + 1
+        self._last = seen
+        if (
+            gauges == old_totals.gauges
+            and cpu == old_totals.cpu_seconds
+            and restarts == old_totals.restarts
+            and exits == old_totals.exits
+        ):
+            return
+        self.totals = HostTotals(
+            _frozen(cpu), _frozen(restarts), MappingProxyType(exits), MappingProxyType(gauges)
+        )
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What the series of one host are written from."""
+
+    host: str
+    observed: Observed
+    """Its last report (read for the per-process series only)."""
+    up: bool
+    """Its agent is connected: otherwise its processes are not known to run."""
+    totals: HostTotals
+
+
+def host_samples(view: HostView, per_process: bool) -> tuple[str, ...]:
+    """The sample lines of one host, by family (in the order of `families(per_process)`)."""
+    host, up, totals = view.host, view.up, view.totals
+    gauges = totals.gauges
+    host_label = label_value(host)
+    labels = {
+        name: f'{{watcher="{label_value(name)}",host="{host_label}"}} '
+        for name in sorted({*gauges, *totals.cpu_seconds})
+    }
+    running = "".join(
+        f"{RUNNING.name}{text}{gauges[name][0] if up and name in gauges else 0}\n"
+        for name, text in labels.items()
+    )
+    unhealthy = "".join(
+        f"{UNHEALTHY.name}{text}{gauges[name][1] if up and name in gauges else 0}\n"
+        for name, text in labels.items()
+    )
+    memory = (
+        "".join(
+            f"{MEMORY.name}{text}{gauges[name][2]}\n"
+            for name, text in labels.items()
+            if name in gauges
+        )
+        if up
+        else ""
+    )
+    cpu = "".join(
+        f"{CPU.name}{labels[name]}{number(value)}\n"
+        for name, value in sorted(totals.cpu_seconds.items())
+    )
+    restarts = "".join(
+        f"{RESTARTS.name}{labels[name]}{number(value)}\n"
+        for name, value in sorted(totals.restarts.items())
+    )
+    exits = EXITS.lines(
+        ((name, host, reason), value) for (name, reason), value in sorted(totals.exits.items())
+    )
+    lines = (running, unhealthy, memory, cpu, restarts, exits)
+    if not per_process:
+        return lines
+    process_lines: tuple[list[str], list[str], list[str]] = ([], [], [])
+    if up:
+        for proc in view.observed.processes:
+            if proc.pid:
+                values = (proc.watcher, host, str(proc.wid))
+                process_lines[0].append(PROCESS_CPU.line(values, proc.cpu_seconds))
+                process_lines[1].append(PROCESS_MEMORY.line(values, proc.rss_bytes))
+                process_lines[2].append(PROCESS_START.line(values, proc.started_at))
+    return lines + tuple("".join(found) for found in process_lines)
+
+
+class FleetRenderer:
+    """Writes the families of every host, keeping each host's lines between scrapes."""
+
+    def __init__(self, per_process: bool = False) -> None:
+        self.per_process = per_process
+        self.families = HOST_FAMILIES + (PROCESS_FAMILIES if per_process else ())
+        self._kept: dict[str, tuple[HostView, tuple[str, ...]]] = {}
+
+    def render(self, views: Iterable[HostView]) -> str:
+        """Every family, with the samples of every host in `views` (in their order)."""
+        kept = self._kept
+        fresh: dict[str, tuple[HostView, tuple[str, ...]]] = {}
+        for view in views:
+            known = kept.get(view.host)
+            if known is not None and _same(known[0], view, self.per_process):
+                fresh[view.host] = known
+            else:
+                fresh[view.host] = (view, host_samples(view, self.per_process))
+        self._kept = fresh
+        parts: list[str] = []
+        for index, family in enumerate(self.families):
+            parts.append(family.header())
+            parts.extend(lines[index] for _, lines in fresh.values())
+        return "".join(parts)
+
+
+def _same(a: HostView, b: HostView, per_process: bool) -> bool:
+    if per_process and a.observed is not b.observed:
+        return False
+    return a.up == b.up and a.totals is b.totals

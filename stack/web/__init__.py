@@ -1,0 +1,1 @@
+"""HTTP for the daemons: the metrics page and the web console (see server.py)."""
