@@ -65,7 +65,7 @@ def test_a_watcher_warming_up_does_not_delay_another_ones_scale_down(cluster: Cl
     assert spawned[3] - spawned[2] >= WARMUP - 0.05
 
 
-HANGING_CHECK = "sleep 47.31"
+HANGING_CHECK = "sleep 300.31"
 """A health check that outlasts the test: found among processes by its command line."""
 
 
@@ -86,7 +86,7 @@ def test_other_watchers_stopping_gracefully_or_health_checking_do_not_delay_a_sc
     slow = watcher_toml(
         "slow", cluster.tag, "--ignore-term", numprocesses=2, graceful_timeout=40, priority=10
     )
-    check = {"type": "exec", "target": HANGING_CHECK, "interval": 0.5, "timeout": 30,
+    check = {"type": "exec", "target": HANGING_CHECK, "interval": 0.5, "timeout": 120,
              "retries": 100}  # fmt: skip
     b = watcher_toml("b", cluster.tag, numprocesses=4, graceful_timeout=5)
     cluster.apply(slow + watcher_toml("checked", cluster.tag, priority=10) + b)
