@@ -350,6 +350,32 @@ COMMANDS: tuple[Command, ...] = (
         run="stack.cli.status:status",
     ),
     Command(
+        "top",
+        "Watch watchers, processes and events live (every second).",
+        (
+            Param(
+                "interval",
+                ("--interval",),
+                "SECONDS",
+                "Seconds between two refreshes from the controller (default 1).",
+                kind="float",
+                minimum=0.1,
+                default=1.0,
+            ),
+        ),
+        "A full-screen view: each watcher with running/desired, state, CPU and memory; the "
+        "processes of the selected watcher on each host; the latest events. Keys: up/down "
+        "(or j/k) select a watcher, / filters the watchers by name (enter applies it, esc "
+        "clears it), q or Ctrl-C quits; the terminal is given back as it was. When stdin "
+        "or stdout is not a terminal it prints one frame as plain text and exits.",
+        (
+            ("Watch the stack", "stackctl top"),
+            ("One frame, e.g. into a file", "stackctl top > snapshot.txt"),
+        ),
+        _READING,
+        run="stack.cli.top:top",
+    ),
+    Command(
         "stats",
         "Show cpu, memory, open files and children of each process.",
         (ONLY_WATCHER, HOST_FILTER),

@@ -45,7 +45,8 @@ def value_for(param: Param) -> st.SearchStrategy[str]:
         least = int(param.minimum or 0)
         return st.integers(least, least + 1000).map(str)
     if param.kind == "float":
-        return st.sampled_from(["0", "1", "2.5", "30", "0.25"])
+        least = param.minimum or 0
+        return st.sampled_from([v for v in ("0", "1", "2.5", "30", "0.25") if float(v) >= least])
     names = st.text("abcdefghijklmnopqrstuvwxyz0123456789_.-", min_size=1, max_size=8)
     return names.filter(lambda text: not text.startswith("-"))
 
