@@ -178,12 +178,12 @@ class Engine:
         await self._tg.__aexit__(None, None, None)
 
     async def shutdown(self) -> None:
-        """Stop every worker gracefully (stop_signal, SIGKILL after graceful_timeout)."""
-        tasks = list(self._leftovers.values())
-        for watcher in [*self.watchers.values(), *self._removed]:
-            tasks.extend(watcher.stop_everything())
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop every worker gracefully (stop_signal, SIGKILL after graceful_timeout), with
+        the before_stop and after_stop hooks of the watchers started here."""
+        stops: list[Any] = list(self._leftovers.values())
+        stops += [watcher.shut_down() for watcher in [*self.watchers.values(), *self._removed]]
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
         self.logs.flush()
 
     def _log_file_problem(self, watcher: str, message: str) -> None:

@@ -525,12 +525,15 @@ async def stop_process(
     children: bool,
     *,
     resume: bool = False,
+    send: bool = True,
     clock: Clock = SYSTEM,
 ) -> bool:
     """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
 
     With `resume` the stop signal was sent before the agent restarted: only wait for
-    the exit until `proc.stop_deadline`, then SIGKILL. Either way the descendants
+    the exit until `proc.stop_deadline`, then SIGKILL. Without `send` (a before_signal
+    hook refused it) the stop signal is not sent: SIGKILL comes at the deadline. Either
+    way the descendants
     outside the group that got the stop signal (`proc.stopping_children`) are waited
     for and killed with it. Returns once the worker has exited and no member of its
     group is left. The deadlines are `clock`'s.
@@ -540,7 +543,7 @@ async def stop_process(
         extra = tuple(descendants_outside_group(proc.pid)) if children and pgid else ()
         proc.stopping_children = extra
         proc.stop_deadline = clock.monotonic() + graceful_timeout
-        if proc.alive() or (pgid and group_alive(pgid)):
+        if send and (proc.alive() or (pgid and group_alive(pgid))):
             if pgid:
                 signal_group(pgid, signum)
             _signal_all(extra, signum)

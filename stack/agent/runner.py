@@ -12,9 +12,11 @@ What a process needs beside being spawned and stopped comes from hooks, run at f
 points of its life: `after_spawn` (this agent started it), `after_adopt` (a previous
 agent, or image of this one, left it running), `before_stop`, `after_reap`, and
 `close` when the agent winds down. The built-in hooks attach its output pipes, set its
-warm-up and max_age deadlines and run its health checks; a new concern of a process
-(Circus's before_spawn/after_spawn/before_stop hooks, a start on demand) is one more
-hook, not a change to the watcher's reconcile. Every task a hook starts runs in the
+warm-up and max_age deadlines, run its health checks and the watcher's after_spawn and
+after_reap commands; a new concern of a process is one more hook, not a change to the
+watcher's reconcile. The commands that must pass before a step (before_spawn before a
+spawn, before_signal before a signal: hook_commands.py) are awaited in a task of the
+runner, never in the event loop's turn. Every task a hook starts runs in the
 engine's TaskGroup (`Host.run_task`) and is cancelled by the hook that started it.
 """
 
@@ -27,7 +29,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from stack.agent import health, slot
+from stack.agent import health, hook_commands, slot
 from stack.agent.adoption import alive_as, descendants_outside_group, signal_if_same
 from stack.agent.clock import Clock
 from stack.agent.health import CheckContext, HealthState
@@ -98,6 +100,7 @@ class Owner(Protocol):
     def on_probation_version(self, wid: int, version: VersionView) -> bool: ...
     def keeps_down(self, wid: int, generation: int, failed_start: bool = False) -> bool: ...
     def bound_of(self, version: VersionView) -> dict[str, BoundSocket]: ...
+    def spawned_late(self, run: SlotRunner) -> None: ...
 
 
 class Hook:
@@ -293,9 +296,20 @@ class AdoptedOrphans(Hook):
                 self._known[proc] = found
 
 
+class HookCommands(Hook):
+    """The watcher's `after_spawn` and `after_reap` commands (hook_commands.py): each
+    runs in a task of its own that nothing waits for."""
+
+    def after_spawn(self, run: SlotRunner, proc: Proc) -> None:
+        run.later("after_spawn", proc.spec, pid=proc.pid)
+
+    def after_reap(self, run: SlotRunner, proc: Proc, status: int | None) -> None:
+        run.later("after_reap", proc.spec, pid=proc.pid, status=status)
+
+
 def default_hooks() -> tuple[Hook, ...]:
     """The hooks every slot runs, in the order they run."""
-    return (Output(), WarmUp(), MaxAge(), HealthChecks(), AdoptedOrphans())
+    return (Output(), WarmUp(), MaxAge(), HealthChecks(), AdoptedOrphans(), HookCommands())
 
 
 class SlotRunner:
@@ -316,6 +330,10 @@ class SlotRunner:
         """The environment the current process was started with (exec checks get it)."""
         self.wanted = True
         """False once the wid left the watcher's list: only its stops go on."""
+        self.preparing: asyncio.Task[None] | None = None
+        """The before_spawn hook that runs before the slot's next spawn."""
+        self.commands: set[asyncio.Task[None]] = set()
+        """Hook commands that run on their own (after_spawn, after_reap, a signal's)."""
 
     @property
     def spec(self) -> WatcherSpec:
@@ -323,11 +341,36 @@ class SlotRunner:
         return self.owner.version_of(self.wid).spec
 
     def idle(self) -> bool:
-        return self.proc is None and not self.retiring
+        return self.proc is None and not self.retiring and self.preparing is None
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        """Every task the runner owns: its stops and its hooks' tasks."""
-        return [*self.retiring.values(), *(task for hook in self.hooks for task in hook.tasks())]
+        """Every task the runner owns: its stops, its hook commands, its hooks' tasks."""
+        preparing = [self.preparing] if self.preparing is not None else []
+        hooks = [task for hook in self.hooks for task in hook.tasks()]
+        return [*self.retiring.values(), *preparing, *self.commands, *hooks]
+
+    def later(self, moment: str, spec: WatcherSpec | None, **facts: Any) -> None:
+        """Run the hook command `moment` of `spec` (the slot's by default) in a task of
+        its own, if the watcher has one; `facts`: pid, status, signum."""
+        spec = spec or self.spec
+        if moment in spec.hooks:
+            self._command(self._fire(spec, moment, facts), f"{moment} hook")
+
+    async def _fire(self, spec: WatcherSpec, moment: str, facts: Mapping[str, Any]) -> None:
+        await self.hook(spec, moment, **facts)
+
+    def _command(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = self.host.run_task(coro, name=f"{what} {self.owner.name}[{self.wid}]")
+        self.commands.add(task)
+        task.add_done_callback(self.commands.discard)
+
+    async def hook(self, spec: WatcherSpec, moment: str, **facts: Any) -> str:
+        """Run the hook command `moment` of `spec` now: "" when it passed (or has
+        ignore_errors, or there is none), else how it failed."""
+        told = hook_commands.Facts(wid=self.wid, **facts)
+        return await hook_commands.fire(
+            self.host, self.clock, spec, moment, self.owner.agent_env, told
+        )
 
     # ---- applying the rules ----
     def apply(self, step: Step) -> bool:
@@ -358,30 +401,75 @@ class SlotRunner:
     # ---- starting ----
     def start(self) -> bool:
         """Spawn into the slot; a spawn error is a start that failed at once (the slot's
-        flapping rules decide whether to try again now). True if running."""
+        flapping rules decide whether to try again now). True if running. With a
+        before_spawn hook, the spawn waits for it in a task (False here)."""
         owner, clock = self.owner, self.clock
         while True:
             version = owner.version_of(self.wid)
             self.state = slot.starting(
                 self.state, clock.monotonic(), version.label, owner.spec.flapping
             )
-            try:
-                proc = self._spawn(version)
-            except (SpawnError, OSError) as exc:
-                text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
-                self.proc = None
-                probation = owner.on_probation_version(self.wid, version)
-                step = slot.spawn_failed(
-                    self.state, text, clock.monotonic(), clock.time(), probation, owner.policy()
-                )
-                self.host.changed()
-                if self.apply(step):
-                    continue
+            if "before_spawn" in version.spec.hooks:
+                self._prepare(version)
                 return False
-            self.proc = proc
-            self.apply(slot.spawned(self.state, proc))
-            self.host.changed()
-            return True
+            started = self._spawn_into(version)
+            if started is not None:
+                return started
+
+    def _spawn_into(self, version: VersionView) -> bool | None:
+        """Spawn `version` into the slot: True if it runs, False if it failed and stays
+        down for now, None if it failed and the rules say try again at once."""
+        try:
+            proc = self._spawn(version)
+        except (SpawnError, OSError) as exc:
+            text = str(exc) if isinstance(exc, SpawnError) else f"spawn error: {exc}"
+            return self._not_started(version, text)
+        self.proc = proc
+        self.apply(slot.spawned(self.state, proc))
+        self.host.changed()
+        return True
+
+    def _not_started(self, version: VersionView, text: str) -> bool | None:
+        self.proc = None
+        owner, clock = self.owner, self.clock
+        probation = owner.on_probation_version(self.wid, version)
+        step = slot.spawn_failed(
+            self.state, text, clock.monotonic(), clock.time(), probation, owner.policy()
+        )
+        self.host.changed()
+        return None if self.apply(step) else False
+
+    def _prepare(self, version: VersionView) -> None:
+        """Run the before_spawn hook in a task, then spawn (or count a failed start). A
+        process being replaced leaves the slot now (the watcher stops it)."""
+        self.proc = None
+        state = replace(self.state, message="running its before_spawn hook")
+        self.apply((state.moved(ProcessState.STARTING), []))
+        name = f"before_spawn hook {self.owner.name}[{self.wid}]"
+        self.preparing = self.host.run_task(self._before_spawn(version), name=name)
+
+    async def _before_spawn(self, version: VersionView) -> None:
+        try:
+            failure = await self.hook(version.spec, "before_spawn")
+        finally:
+            if self.preparing is asyncio.current_task():
+                self.preparing = None
+        version = self.owner.version_of(self.wid)  # (it may have changed meanwhile)
+        if failure:
+            started = self._not_started(version, f"spawn aborted: before_spawn hook {failure}")
+        else:
+            started = self._spawn_into(version)
+        if started is None:
+            self.start()
+        elif started:
+            self.owner.spawned_late(self)
+        self.host.wake()
+
+    def cancel_prepare(self) -> None:
+        """A spawn waiting for its before_spawn hook is not made (the hook is killed)."""
+        if self.preparing is not None:
+            self.preparing.cancel()
+            self.preparing = None
 
     def _spawn(self, version: VersionView) -> Proc:
         spec = version.spec
@@ -467,6 +555,7 @@ class SlotRunner:
     # ---- stopping ----
     def stop(self) -> None:
         """Stop the slot on purpose (a stop, a removal, the agent's shutdown)."""
+        self.cancel_prepare()
         self.apply(slot.stop(self.state, self.proc is not None))
 
     def retire(
@@ -489,15 +578,20 @@ class SlotRunner:
     async def _stop(
         self, proc: Proc, reason: ExitReason, spec: WatcherSpec, note: str, resume: bool
     ) -> None:
+        signum = signal_number(spec.stop_signal)
         try:
+            send = resume or not await self.hook(spec, "before_signal", pid=proc.pid, signum=signum)
             killed = await stop_process(
                 proc,
-                signal_number(spec.stop_signal),
+                signum,
                 spec.graceful_timeout,
                 spec.stop_children,
                 resume=resume,
+                send=send,
                 clock=self.clock,
             )
+            if send and not resume:
+                self.later("after_signal", spec, pid=proc.pid, signum=signum)
         finally:
             self.retiring.pop(proc, None)
             self.host.reaper.sweep_soon()  # what the stop spared and is still left over
@@ -518,6 +612,9 @@ class SlotRunner:
         re-executes itself: the next image resumes them)."""
         for hook in self.hooks:
             hook.close(self)
+        self.cancel_prepare()
+        for task in self.commands:
+            task.cancel()
         if stops:
             for task in self.retiring.values():
                 task.cancel()
@@ -592,17 +689,34 @@ class SlotRunner:
         return found
 
     def signal(self, signum: int, children: bool) -> bool:
-        """Send `signum` to the slot's process (its group with `children`)."""
-        if self.proc is None:
+        """Send `signum` to the slot's process (its group with `children`); with a
+        before_signal or after_signal hook, in a task that runs them around it."""
+        proc = self.proc
+        if proc is None:
             return False
-        try:
-            if children:
-                os.killpg(self.proc.pid, signum)
-            else:
-                os.kill(self.proc.pid, signum)
-        except ProcessLookupError:
-            return False
-        return True
+        spec = proc.spec or self.spec
+        if "before_signal" in spec.hooks or "after_signal" in spec.hooks:
+            self._command(self._signal(proc, spec, signum, children), "signal")
+            return proc.alive()
+        return send_signal(proc.pid, signum, children)
+
+    async def _signal(self, proc: Proc, spec: WatcherSpec, signum: int, children: bool) -> None:
+        if await self.hook(spec, "before_signal", pid=proc.pid, signum=signum):
+            return  # a failing before_signal keeps the signal from being sent
+        if proc.alive() and send_signal(proc.pid, signum, children):
+            await self.hook(spec, "after_signal", pid=proc.pid, signum=signum)
+
+
+def send_signal(pid: int, signum: int, children: bool) -> bool:
+    """Send `signum` to `pid` (its group with `children`); False when it is gone."""
+    try:
+        if children:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def how(status: int | None) -> str:

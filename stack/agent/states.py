@@ -16,7 +16,7 @@ S = ProcessState
 ALLOWED: dict[ProcessState, frozenset[ProcessState]] = {
     # A new slot may start, be held back by flapping or be created stopped.
     S.UNSPECIFIED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL, S.STOPPED}),
-    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.STARTING}),
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.STARTING, S.STOPPED}),
     S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.STARTING, S.RUNNING}),
     S.STOPPING: frozenset({S.STOPPED, S.EXITED, S.BACKOFF, S.FATAL, S.STARTING, S.RUNNING}),
     S.EXITED: frozenset({S.STARTING, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL, S.STOPPED}),
@@ -26,7 +26,8 @@ ALLOWED: dict[ProcessState, frozenset[ProcessState]] = {
     # The controller's word for a host it cannot reach: never a slot's.
     S.UNKNOWN: frozenset(),
 }
-"""From each state, the states a slot may move to. RUNNING -> RUNNING is a replacement.
+"""From each state, the states a slot may move to. RUNNING -> RUNNING is a replacement;
+STARTING -> STOPPED a start stopped while its before_spawn hook ran, before any spawn.
 Flapping is a slot's own: only a slot whose process is gone (EXITED, or STOPPING after
 a failed health check) goes to BACKOFF or FATAL, never one that runs."""
 

@@ -48,6 +48,7 @@ from stack.agent.records import SlotFlapping, WorkerRecord
 from stack.agent.runner import Host, SlotRunner
 from stack.agent.slot import Policy, SlotState, StartCause
 from stack.agent.sockets import BoundSocket
+from stack.agent.start_stop import StartStop
 from stack.agent.states import ProcessState
 from stack.spec.model import (
     SocketSpec,
@@ -148,8 +149,11 @@ class Watcher:
     """Version.key -> process generation, for the current and the pinned versions."""
     next_start_at: float = 0.0
     """Monotonic time before which no worker is started by `reconcile` (warmup_delay)."""
+    life: StartStop = field(init=False)
+    """The watcher's start and stop here, with the hooks around them (start_stop.py)."""
 
     def __post_init__(self) -> None:
+        self.life = StartStop(self)
         self.versions[self.desired.current().key] = self.generation
         for version in self.desired.pinned.values():
             self._generation_of(version.key)
@@ -165,6 +169,10 @@ class Watcher:
     def runners(self) -> list[SlotRunner]:
         """Every runner: the slots', then those still stopping a dropped wid's process."""
         return [*self.slots.values(), *self.draining.values()]
+
+    def wanted_runners(self) -> list[SlotRunner]:
+        """The runner of each worker id this watcher must run here, in wid order."""
+        return [self._slot(wid) for wid in sorted(self.desired.wids)]
 
     # ---- what the runners read ----
     def policy(self) -> Policy:
@@ -200,6 +208,11 @@ class Watcher:
             or self.removed
         )
 
+    def spawned_late(self, run: SlotRunner) -> None:
+        """`run` spawned its process after its before_spawn hook: the next start waits
+        for its warm-up, as after any start."""
+        self.next_start_at = slot.start_gate(self.next_start_at, run.state, run.proc)
+
     def bound_of(self, version: Any) -> dict[str, BoundSocket]:
         """The sockets `version`'s processes inherit, as bound, by name."""
         found = {sock.name: self.host.sockets.lookup(sock) for sock in version.fds}
@@ -216,6 +229,8 @@ class Watcher:
         if new.active and not old.active:
             for run in self.slots.values():
                 run.apply((replace(run.state, pending=True), []))
+        if new_key != old_key or (new.active and not old.active):
+            self.life.again()  # a start before_start refused is tried again
         self.desired = new
         if new_key != old_key:
             self.generation = self._generation_of(new_key)
@@ -252,7 +267,9 @@ class Watcher:
         return wid in self.desired.probation and generation == self.target(wid)
 
     def reset(self) -> None:
-        """Clear flapping/fatal; everything missing is started again."""
+        """Clear flapping/fatal (and a start before_start refused); everything missing is
+        started again."""
+        self.life.again()
         if any(run.state.flap.phase is not FlapPhase.ACTIVE for run in self.slots.values()):
             self.host.event("reset", self.name, 0, "flapping state cleared", Severity.INFO)
         for run in self.slots.values():
@@ -282,6 +299,7 @@ class Watcher:
         """`wid` is no longer run here: its process is stopped, its slot forgotten."""
         run = self.slots.pop(wid)
         proc, run.proc = run.proc, None
+        run.cancel_prepare()
         if proc is not None:
             run.retire(proc, ExitReason.STOPPED)
         run.wanted = False
@@ -318,7 +336,7 @@ class Watcher:
         return any(wid not in slots or slots[wid].state.pending for wid in self.desired.wids)
 
     def idle(self) -> bool:
-        return all(run.idle() for run in self.runners())
+        return all(run.idle() for run in self.runners()) and self.life.idle()
 
     def reconcile(self, now: float) -> None:
         """Decide what each slot does at monotonic time `now` and have its runner do it;
@@ -326,7 +344,7 @@ class Watcher:
         for wid in [wid for wid, run in self.draining.items() if run.idle()]:
             del self.draining[wid]
         if self.removed:
-            self._stop_all()
+            self._stop_hooked()
             return
         wanted = set(self.desired.wids)
         for wid in [wid for wid in self.slots if wid not in wanted]:
@@ -334,8 +352,10 @@ class Watcher:
         if not self.desired.active:
             for wid in wanted:
                 self._slot(wid, SlotState(wid, pending=False))
-            self._stop_all()
+            self._stop_hooked()
             return
+        if not self.life.may_start(bool(wanted)):
+            return  # its before_start hook runs, or refused the start
         for run in self.slots.values():
             run.apply(slot.retry(run.state, now))
         for run in self.slots.values():
@@ -346,6 +366,14 @@ class Watcher:
             unbound = self._unbound(run.wid) if proc.generation != target else ""
             run.apply(slot.tend(run.state, proc, now, target, self.graceful_replace, unbound))
         self._start_missing(now)
+        self.life.tend(stopping=False)
+
+    def _stop_hooked(self) -> None:
+        """Stop every worker once the before_stop hook is done; after_stop once all are
+        gone (see start_stop.py)."""
+        if self.life.may_stop():
+            self._stop_all()
+        self.life.tend(stopping=True)
 
     def _start_missing(self, now: float) -> None:
         """Start the workers that should run and do not, in wid order; after one with a
@@ -358,7 +386,8 @@ class Watcher:
             target = self.target(wid)
             running = old.generation if old is not None else None
             unbound = self._unbound(wid) if old is not None and running != target else ""
-            state, go = slot.wants_start(run.state, running, target, unbound, bool(run.retiring))
+            waits = bool(run.retiring) or run.preparing is not None
+            state, go = slot.wants_start(run.state, running, target, unbound, waits)
             run.apply((state, []))
             if not go:
                 continue
@@ -537,12 +566,19 @@ class Watcher:
         self._stop_all()
         return [task for run in self.runners() for task in run.retiring.values()]
 
+    async def shut_down(self) -> None:
+        """Stop every process for the agent's shutdown, with the stop hooks of a watcher
+        started here (see StartStop.shut_down)."""
+        await self.life.shut_down(self.stop_everything)
+
     def tasks(self) -> list[asyncio.Task[None]]:
-        """Every task this watcher's runners own."""
-        return [task for run in self.runners() for task in run.tasks()]
+        """Every task this watcher and its runners own."""
+        return [*self.life.tasks(), *(task for run in self.runners() for task in run.tasks())]
 
     def close(self, stops: bool) -> None:
-        """End every runner's tasks (health checks; the stops too with `stops`)."""
+        """End every runner's tasks (health checks, hook commands; the stops too with
+        `stops`)."""
+        self.life.close()
         for run in self.runners():
             run.close(stops)
 

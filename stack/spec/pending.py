@@ -12,7 +12,7 @@ from dataclasses import fields
 
 from stack.spec.model import StackSpec, StreamSpec, WatcherSpec
 
-PENDING_OPTIONS = ("hooks", "on_demand", "stdin_socket")
+PENDING_OPTIONS = ("on_demand", "stdin_socket")
 """Watcher options that the agents do not act on yet."""
 PENDING_STREAM_OPTIONS = ("class_", "rotate_when", "rotate_interval", "color")
 """Stream options that the agents do not act on yet (files are written as FileStream)."""

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from stack.v1 import types_pb2
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.processes import PYTHON
 from tests.support.wait import wait_for
 
+EXITED = types_pb2.PROCESS_STATE_EXITED
 HUP_COUNTER = (
     "import os, signal, sys, time\n"
     "path = sys.argv[1] + '.' + os.environ['STACK_WID']\n"
@@ -56,3 +58,43 @@ def test_reload_of_a_send_hup_watcher_sends_sighup_and_keeps_its_workers(
     assert cluster.running_pids("hup") == pids, "send_hup replaced the workers"
     messages = [e.message for e in cluster.events("reload")]
     assert "reload hup: send_hup: SIGHUP sent to 2 processes" in messages
+
+
+def test_a_converted_supervisord_conf_runs_numbered_with_its_defaults_and_a_hook(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    cluster = shared
+    conf = tmp_path / "supervisord.conf"
+    once = tmp_path / "once.starts"
+    conf.write_text(
+        "[supervisord]\nlogfile=/tmp/ignored.log\n\n"
+        "[program:pool]\n"
+        f"command={PYTHON} -c 'import time; time.sleep(300)' %(program_name)s\n"
+        "process_name=%(program_name)s_%(process_num)02d\nnumprocs=2\n\n"
+        "[program:once]\n"
+        f"command=sh -c 'echo start >> {once}; sleep 1.5'\n"
+    )
+    converted = cluster.stackctl("convert", str(conf), check=True).out
+    assert 'autorestart = "unexpected"' in converted and "startsecs = 1" in converted
+    spawns = tmp_path / "spawns"
+    hook = f"sh -c 'echo $STACK_WID $STACK_PID >> {spawns}'"
+    stack = tmp_path / "converted.toml"
+    stack.write_text(f"{converted}\n[watchers.pool.hooks]\nafter_spawn = {json.dumps(hook)}\n")
+    cluster.stackctl("apply", "--yes", str(stack), check=True)
+
+    pids = cluster.wait_running("pool", 2)
+    lines = wait_for(
+        lambda: spawns.exists() and len(spawns.read_text().splitlines()) == 2 and spawns,
+        15,
+        "the after_spawn hook of each worker",
+    )
+    assert sorted(lines.read_text().splitlines()) == [f"{wid} {pids[wid]}" for wid in (1, 2)]
+    # supervisord's defaults came along: exit code 0 after startsecs is expected.
+    wait_for(
+        lambda: [p.state for p in cluster.processes("once")] == [EXITED], 20, "once to exit"
+    )
+    (done,) = cluster.processes("once")
+    assert done.last_exit.code == 0 and done.restarts == 0
+    assert once.read_text() == "start\n"
+    messages = [e.message for e in cluster.events("exit") if e.watcher == "once"]
+    assert len(messages) == 1 and messages[0].endswith("exit code 0: expected, not restarted")

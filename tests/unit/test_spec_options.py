@@ -382,7 +382,7 @@ def test_apply_warns_of_each_option_the_agents_do_not_act_on_yet() -> None:
     assert pending_options(load_stack(FULL)) == [
         f"watchers.web.{option}: not acted on by this version's agents yet"
         for option in (
-            "hooks", "on_demand", "stdin_socket", "stdout_stream.class",
+            "on_demand", "stdin_socket", "stdout_stream.class",
             "stdout_stream.rotate_when", "stderr_stream.class", "stderr_stream.color",
         )
     ]  # fmt: skip
