@@ -405,6 +405,15 @@ class _CircusReader:
                 if key == "stdin_socket":
                     parsed = str(parsed).lower()
                 self.draft.put((*at, key), parsed, option.origin, where)
+                if key == "copy_path" and parsed:
+                    self.draft.note(
+                        "puts the workers' working_dir first in their PYTHONPATH, not the "
+                        "agent's own sys.path (Stack's installation): give the application's "
+                        "virtualenv as virtualenv",
+                        origin=option.origin,
+                        label=where,
+                        anchor=(*at, key),
+                    )
             elif key in _WATCHER_NOTED:
                 self.draft.note(_WATCHER_NOTED[key], origin=option.origin, label=where, anchor=at)
             elif key == "check_flapping":

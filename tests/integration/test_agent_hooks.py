@@ -14,7 +14,7 @@ from stack.agent.engine import Engine
 from stack.spec.assignment import WatcherAssignment
 from stack.spec.model import HOOKS, HookSpec
 from stack.spec.observed import ProcessState
-from stack.spec.reports import Event
+from stack.spec.reports import Event, Severity
 from tests.support.engine import assignment, run, running_pids, settings, statuses, watcher
 from tests.support.users import User, needs_root, shared_dir
 from tests.support.wait import until
@@ -187,5 +187,35 @@ def test_a_failing_before_signal_keeps_the_signal_from_the_worker(tmp_path: Path
             engine.apply(assignment(spec(False), generation=2))
             await until(lambda: events.of("stopped"), what="the stop")
             assert events.of("stopped") == [f"pid {pid} SIGKILLed after graceful_timeout"]
+
+    run(scenario())
+
+
+def test_a_start_refused_by_before_start_is_tried_again_by_a_reset_and_after_start_only_reports(
+    tmp_path: Path,
+) -> None:
+    flag = tmp_path / "ready"
+    hooks = _hooks(before_start=f"test -e {flag}", after_start="false")
+
+    def spec(reset_token: int) -> WatcherAssignment:
+        return watcher("w", SLEEP, [1, 2], hooks=hooks, reset_token=reset_token)
+
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+            events = Events(engine)
+            engine.apply(assignment(spec(0), generation=1))
+            await until(lambda: events.of("hook_failed"), what="the refusal")
+            refused = statuses(engine.observed(), "w")
+            assert {p.state for p in refused.values()} == {ProcessState.STOPPED}
+            assert refused[2].message == "not started: before_start hook failed: exit code 1"
+            assert not events.of("spawn")
+            flag.touch()
+            engine.apply(assignment(spec(1), generation=2))  # stackctl start / reset
+            await until(lambda: len(running_pids(engine.observed(), "w")) == 2, what="started")
+            await until(lambda: len(events.of("hook_failed")) == 2, what="after_start")
+            assert events.of("hook_failed")[1] == "after_start hook failed: exit code 1"
+            warned = [e for e in events.seen if e.kind == "hook_failed"][1]
+            assert warned.severity == Severity.WARNING
+            assert len(running_pids(engine.observed(), "w")) == 2  # it only reports
 
     run(scenario())

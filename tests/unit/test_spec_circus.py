@@ -82,6 +82,16 @@ class TestWatchers:
         assert (spec.close_child_stdout, spec.close_child_stderr) == (True, True)
         assert spec.args == ("--a", "b c")
 
+    def test_copy_path_says_what_it_puts_in_pythonpath_instead_of_circusds_sys_path(
+        self,
+    ) -> None:
+        reading = read(W + "copy_env = 1\ncopy_path = 1\n")
+        assert reading.stack.watchers["web"].copy_path
+        assert [n.text for n in reading.notes] == [
+            "puts the workers' working_dir first in their PYTHONPATH, not the agent's own "
+            "sys.path (Stack's installation): give the application's virtualenv as virtualenv"
+        ]
+
     def test_an_unknown_option_is_an_error_that_suggests_the_circus_word(self) -> None:
         assert fails(W + "numprocess = 3\n") == (
             "circus.ini: line 3: [watcher:web] numprocess: unknown option "
