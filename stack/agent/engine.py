@@ -496,7 +496,7 @@ class Engine:
         self.logs.take_over(list(handover.lines), handover.dropped)
         took = (time.monotonic() - handover.requested_mono) * 1000
         self.event(
-            "agent_reexecuted",
+            "agent_reloaded",
             "",
             0,
             f"re-executed in place ({handover.version} -> {stack.__version__}, "

@@ -318,6 +318,8 @@ def check_tls(settings: AgentSettings) -> None:
 
 STATUS_INTERVAL = 2.0
 """Seconds between checks of what `systemctl status` should say."""
+LEAVE_TIMEOUT = 0.5
+"""Seconds a reload waits for the controller to take its Reloading notice."""
 
 
 class _Signals:
@@ -407,6 +409,7 @@ async def run(
                 signals.stop_listening()  # a TERM from now on is for the next image
                 log.info("re-executing %s in place; every worker keeps running", program.path)
                 notifier.reloading("re-executing in place; workers keep running")
+                await session.leave(LEAVE_TIMEOUT)  # so the controller marks nothing down
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

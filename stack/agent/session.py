@@ -37,6 +37,7 @@ import grpc
 import stack
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
+from stack.aio import wait_event
 from stack.security.layout import Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import is_unix
@@ -49,6 +50,7 @@ from stack.spec.session import (
     Hello,
     LogBatch,
     Redirect,
+    Reloading,
     SignalCommand,
     TailReply,
     TailRequest,
@@ -111,6 +113,25 @@ class Session:
         self.connected = asyncio.Event()
         """Set while a stream is established (after Welcome)."""
         self._heartbeat = settings.heartbeat_interval
+        self._outbox: deque[AgentMessage] | None = None
+        """What the current stream's writer sends next (None: no stream)."""
+        self._leaving = False
+        """A re-execution is under way: the Reloading notice is (being) sent."""
+        self._left = asyncio.Event()
+        """Set once the controller ended the stream after the notice."""
+
+    async def leave(self, timeout: float) -> bool:
+        """Before a re-execution: tell the controller that this agent comes straight
+        back (a Reloading notice, then the end of what it writes) and wait, `timeout`
+        seconds at most, for the controller to end the stream: it has then read the
+        notice, and marks nothing down. False when no controller is connected or it did
+        not answer in time. The session reconnects no more; its owner cancels it."""
+        self._leaving = True
+        if self._outbox is None or not self.connected.is_set():
+            return False
+        self._outbox.append(Reloading())
+        self.engine.updates.set()
+        return await wait_event(self._left, timeout)
 
     async def run(self) -> None:
         """Connect, serve, reconnect; returns only when cancelled."""
@@ -205,6 +226,7 @@ class Session:
             stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect()
             outbox: deque[AgentMessage] = deque()
+            self._outbox = outbox
             try:
                 await call.write(agent_message_to_proto(self._hello()))
                 async with asyncio.TaskGroup() as tg:
@@ -222,7 +244,10 @@ class Session:
             except* grpc.aio.UsageError as group:
                 raise SessionError(str(group.exceptions[0])) from None
             finally:
+                self._outbox = None
                 call.cancel()
+        if self._leaving:  # the controller read the Reloading notice: the reload goes on
+            await asyncio.Event().wait()  # until its owner cancels it
         raise SessionError("the controller closed the stream")
 
     def _hello(self) -> Hello:
@@ -247,6 +272,8 @@ class Session:
         while True:
             msg = await call.read()
             if msg is grpc.aio.EOF:
+                if self._leaving:
+                    self._left.set()
                 return
             assert isinstance(msg, agent_pb2.ControllerMessage)
             try:
@@ -306,6 +333,9 @@ class Session:
                 await call.write(agent_message_to_proto(body))
                 if isinstance(body, Observed):
                     last_observed = time.monotonic()
+                elif isinstance(body, Reloading):  # the last thing this image says
+                    await call.done_writing()
+                    return
             while engine.pending():
                 events = engine.take_events(BATCH)
                 if events:

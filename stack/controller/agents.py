@@ -96,6 +96,10 @@ class AgentRecord:
     """Monotonic time it was last marked down (its share moves after reschedule_after)."""
     session: AgentSession | None = None
     """The current stream, if any."""
+    reloading: bool = False
+    """Its agent said it re-executes itself in place: until it dials again it is not
+    down (it stays ready, its processes keep their states), unless it stays silent past
+    the agent timeout."""
     meter: Meter = field(default_factory=lambda: Meter(AgentLimits()))
     """Its rate caps, and what the controller refused from it (see containment.py)."""
     assigned: dict[str, set[int]] = field(default_factory=dict)
@@ -157,6 +161,7 @@ class AgentRegistry:
         record.capacity = hello.capacity
         record.observed = hello.observed
         record.session = AgentSession(hello.host_id, self._queue_size)
+        record.reloading = False
         record.ready = True
         self._touch(record)
         return record.session
@@ -179,12 +184,15 @@ class AgentRegistry:
         return record, came_back
 
     def disconnect(self, session: AgentSession) -> bool:
-        """The stream ended: mark the host down. False when it was already replaced."""
+        """The stream ended: mark the host down. False when it was already replaced, or
+        when its agent said it is reloading (it stays ready: see AgentRecord.reloading)."""
         session.close()
         record = self.current(session)
         if record is None:
             return False
         record.session = None
+        if record.reloading:
+            return False
         was_ready = record.ready
         if was_ready:
             record.ready = False
@@ -201,6 +209,11 @@ class AgentRegistry:
     def ready(self) -> list[AgentRecord]:
         """The ready agents with a live session, in host id order."""
         return [r for _, r in sorted(self.records.items()) if r.ready and r.session is not None]
+
+    def reporting(self) -> list[AgentRecord]:
+        """The ready agents, a reloading one included (its last report stands), in host
+        id order."""
+        return [r for _, r in sorted(self.records.items()) if r.ready]
 
     def _touch(self, record: AgentRecord) -> None:
         record.last_seen = self._wall()

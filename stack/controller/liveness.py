@@ -86,9 +86,12 @@ def check(
     """
     silent: list[str] = []
     lost: set[str] = set()
+    reloading: set[str] = set()
     for record in records:
         if record.ready and now - record.last_seen_mono > timeouts.agent_timeout:
             silent.append(record.host_id)
+            if record.reloading:
+                reloading.add(record.host_id)
             down_since = now
         elif not record.ready:
             down_since = record.down_since
@@ -100,7 +103,9 @@ def check(
     notes = [
         EventNote(
             "agent_down",
-            f"agent {host_id} silent for {timeouts.agent_timeout:g}s",
+            f"agent {host_id} "
+            + ("did not come back from its reload within" if host_id in reloading else "silent for")
+            + f" {timeouts.agent_timeout:g}s",
             severity=Severity.WARNING,
         )
         for host_id in silent

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from stack.controller.controller import Controller
 
 WATCHER_STATES = ("running", "stopped", "flapping", "fatal", "rolling_out", "halted")
-AGENT_STATES = ("ready", "draining", "down")
+AGENT_STATES = ("ready", "draining", "reloading", "down")
 
 DESIRED = Family(
     "stack_watcher_processes_desired", "gauge",

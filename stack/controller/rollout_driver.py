@@ -64,7 +64,7 @@ class RolloutDriver:
             return
         placed = c.scheduler.placed()
         for name in rolling:
-            reports = [record.observed for record in c.agents.ready()]
+            reports = [record.observed for record in c.agents.reporting()]
             rollout = c.state.watchers[name].rollout
             batch = set(rollout.batch) if rollout is not None else set()
             seen, first_seen = batch_seen(name, batch, reports, self._running_since, now)

@@ -17,7 +17,15 @@ from stack.controller.agents import AgentRecord, AgentSession
 from stack.controller.containment import Entitlement, announce, screen
 from stack.spec.observed import Observed
 from stack.spec.reports import Severity
-from stack.spec.session import AgentMessage, EventBatch, Hello, LogBatch, TailReply, Welcome
+from stack.spec.session import (
+    AgentMessage,
+    EventBatch,
+    Hello,
+    LogBatch,
+    Reloading,
+    TailReply,
+    Welcome,
+)
 
 if TYPE_CHECKING:
     from stack.controller.controller import Controller
@@ -47,12 +55,17 @@ class AgentSessions:
 
     def agent_connected(self, hello: Hello, peer: str) -> AgentSession:
         c = self._c
+        before = c.agents.records.get(hello.host_id)
+        reloaded = before is not None and before.reloading and before.ready
         session = c.agents.connect(hello, peer)
         record = c.agents.records[hello.host_id]
         record.observed = self._screen(record, hello.observed)
         c.metrics.reported(record.host_id, record.observed)
-        log.info("agent %s connected from %s", hello.host_id, peer)
-        c.events.record("agent_up", f"agent {hello.host_id} connected")
+        if reloaded:  # its own agent_reloaded event says so (nothing went down)
+            log.info("agent %s is back from its reload", hello.host_id)
+        else:
+            log.info("agent %s connected from %s", hello.host_id, peer)
+            c.events.record("agent_up", f"agent {hello.host_id} connected")
         # The heartbeat well inside the agent timeout, whatever the two settings say.
         heartbeat = min(c.settings.heartbeat_interval, c.settings.agent_timeout / 3)
         session.send(Welcome(c.settings.controller_id, c.term, heartbeat), c.term)
@@ -86,6 +99,9 @@ class AgentSessions:
             c.logs.publish(kept)
         elif isinstance(message, TailReply):
             c.logs.deliver(message, record.host_id)
+        elif isinstance(message, Reloading):
+            log.info("agent %s re-executes itself in place", record.host_id)
+            record.reloading = True
         elif came_back:
             c.scheduler.reschedule_soon()
         self._announce_refusals(record, now)
@@ -101,6 +117,8 @@ class AgentSessions:
             )
             c.logs.host_gone(session.host_id)
             c.scheduler.reschedule_soon()
+        elif (record := c.agents.records.get(session.host_id)) and record.session is None:
+            c.logs.host_gone(session.host_id)  # reloading: its tail replies will not come
 
     def check_liveness(self) -> None:
         """Mark down the agents silent for longer than the timeout, announce the lost

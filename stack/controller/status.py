@@ -81,9 +81,12 @@ def status_reply(
 
 
 def agent_state(record: AgentRecord, drained: AbstractSet[str]) -> str:
-    """ "ready", "draining" or "down"."""
+    """ "ready", "draining", "reloading" (re-executing itself in place, between its
+    two streams) or "down"."""
     if not record.ready:
         return "down"
+    if record.reloading and record.session is None:
+        return "reloading"
     return "draining" if record.host_id in drained else "ready"
 
 

@@ -58,6 +58,12 @@ class LogBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Reloading:
+    """The agent's last message before it re-executes itself in place: it comes back
+    at once with every worker, so it is not down (unless it stays silent too long)."""
+
+
+@dataclass(frozen=True, slots=True)
 class TailRequest:
     """The controller asks for the last lines of a watcher's output on a host."""
 
@@ -107,7 +113,7 @@ class Redirect:
     leader_address: str
 
 
-AgentMessage = Hello | Observed | EventBatch | LogBatch | TailReply
+AgentMessage = Hello | Observed | EventBatch | LogBatch | TailReply | Reloading
 """What an agent sends."""
 ControllerBody = Welcome | Assignment | SignalCommand | TailRequest | Redirect
 """What the controller sends (with its fencing token, see stack.wire.agent)."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from stack.v1 import types_pb2 as stack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/agent.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"\xae\x02\n\x05Hello\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12+\n\x06labels\x18\x02 \x03(\x0b\x32\x1b.stack.v1.Hello.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x17\n\x0flast_generation\x18\x05 \x01(\x03\x12\x1a\n\x12last_fencing_token\x18\x06 \x01(\x03\x12$\n\x08observed\x18\x07 \x01(\x0b\x32\x12.stack.v1.Observed\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x15\n\rreexecuted_at\x18\n \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x08Observed\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12*\n\tprocesses\x18\x02 \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12+\n\x08watchers\x18\x03 \x03(\x0b\x32\x19.stack.v1.WatcherObserved\x12\'\n\x07sockets\x18\x04 \x03(\x0b\x32\x16.stack.v1.SocketStatus\"-\n\nEventBatch\x12\x1f\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.stack.v1.Event\",\n\x08LogBatch\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.stack.v1.LogLine\"S\n\x0cLogTailReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12 \n\x05lines\x18\x02 \x03(\x0b\x32\x11.stack.v1.LogLine\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xd8\x01\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.stack.v1.HelloH\x00\x12&\n\x08observed\x18\x02 \x01(\x0b\x32\x12.stack.v1.ObservedH\x00\x12&\n\x06\x65vents\x18\x03 \x01(\x0b\x32\x14.stack.v1.EventBatchH\x00\x12\"\n\x04logs\x18\x04 \x01(\x0b\x32\x12.stack.v1.LogBatchH\x00\x12*\n\x08log_tail\x18\x05 \x01(\x0b\x32\x16.stack.v1.LogTailReplyH\x00\x42\x06\n\x04\x62ody\"S\n\x07Welcome\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x1a\n\x12heartbeat_interval\x18\x03 \x01(\x01\"\xd0\x01\n\x11WatcherAssignment\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0c\n\x04wids\x18\x02 \x03(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x15\n\rrestart_token\x18\x04 \x01(\x03\x12\x10\n\x08graceful\x18\x05 \x01(\x08\x12\x13\n\x0breset_token\x18\x06 \x01(\x03\x12\'\n\x06pinned\x18\x07 \x03(\x0b\x32\x17.stack.v1.PinnedVersion\x12\x11\n\tprobation\x18\x08 \x03(\x05\"\x80\x01\n\rPinnedVersion\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x15\n\rrestart_token\x18\x02 \x01(\x03\x12\x0c\n\x04wids\x18\x03 \x03(\x05\x12%\n\x07sockets\x18\x04 \x03(\x0b\x32\x14.stack.v1.SocketSpec\"\x8d\x01\n\nAssignment\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12-\n\x08watchers\x18\x03 \x03(\x0b\x32\x1b.stack.v1.WatcherAssignment\x12%\n\x07sockets\x18\x04 \x03(\x0b\x32\x14.stack.v1.SocketSpec\"O\n\rSignalCommand\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0b\n\x03wid\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\t\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"T\n\x0eLogTailRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05lines\x18\x04 \x01(\x05\"\"\n\x08Redirect\x12\x16\n\x0eleader_address\x18\x01 \x01(\t\"\x85\x02\n\x11\x43ontrollerMessage\x12\x15\n\rfencing_token\x18\x01 \x01(\x03\x12$\n\x07welcome\x18\x02 \x01(\x0b\x32\x11.stack.v1.WelcomeH\x00\x12*\n\nassignment\x18\x03 \x01(\x0b\x32\x14.stack.v1.AssignmentH\x00\x12)\n\x06signal\x18\x04 \x01(\x0b\x32\x17.stack.v1.SignalCommandH\x00\x12,\n\x08log_tail\x18\x05 \x01(\x0b\x32\x18.stack.v1.LogTailRequestH\x00\x12&\n\x08redirect\x18\x06 \x01(\x0b\x32\x12.stack.v1.RedirectH\x00\x42\x06\n\x04\x62ody2R\n\x0c\x41gentService\x12\x42\n\x07\x43onnect\x12\x16.stack.v1.AgentMessage\x1a\x1b.stack.v1.ControllerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14stack/v1/agent.proto\x12\x08stack.v1\x1a\x14stack/v1/types.proto\"\xae\x02\n\x05Hello\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12+\n\x06labels\x18\x02 \x03(\x0b\x32\x1b.stack.v1.Hello.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x17\n\x0flast_generation\x18\x05 \x01(\x03\x12\x1a\n\x12last_fencing_token\x18\x06 \x01(\x03\x12$\n\x08observed\x18\x07 \x01(\x0b\x32\x12.stack.v1.Observed\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x15\n\rreexecuted_at\x18\n \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x08Observed\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12*\n\tprocesses\x18\x02 \x03(\x0b\x32\x17.stack.v1.ProcessStatus\x12+\n\x08watchers\x18\x03 \x03(\x0b\x32\x19.stack.v1.WatcherObserved\x12\'\n\x07sockets\x18\x04 \x03(\x0b\x32\x16.stack.v1.SocketStatus\"-\n\nEventBatch\x12\x1f\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.stack.v1.Event\",\n\x08LogBatch\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.stack.v1.LogLine\"S\n\x0cLogTailReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12 \n\x05lines\x18\x02 \x03(\x0b\x32\x11.stack.v1.LogLine\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x0b\n\tReloading\"\x82\x02\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.stack.v1.HelloH\x00\x12&\n\x08observed\x18\x02 \x01(\x0b\x32\x12.stack.v1.ObservedH\x00\x12&\n\x06\x65vents\x18\x03 \x01(\x0b\x32\x14.stack.v1.EventBatchH\x00\x12\"\n\x04logs\x18\x04 \x01(\x0b\x32\x12.stack.v1.LogBatchH\x00\x12*\n\x08log_tail\x18\x05 \x01(\x0b\x32\x16.stack.v1.LogTailReplyH\x00\x12(\n\treloading\x18\x06 \x01(\x0b\x32\x13.stack.v1.ReloadingH\x00\x42\x06\n\x04\x62ody\"S\n\x07Welcome\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x1a\n\x12heartbeat_interval\x18\x03 \x01(\x01\"\xd0\x01\n\x11WatcherAssignment\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x0c\n\x04wids\x18\x02 \x03(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x15\n\rrestart_token\x18\x04 \x01(\x03\x12\x10\n\x08graceful\x18\x05 \x01(\x08\x12\x13\n\x0breset_token\x18\x06 \x01(\x03\x12\'\n\x06pinned\x18\x07 \x03(\x0b\x32\x17.stack.v1.PinnedVersion\x12\x11\n\tprobation\x18\x08 \x03(\x05\"\x80\x01\n\rPinnedVersion\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stack.v1.WatcherSpec\x12\x15\n\rrestart_token\x18\x02 \x01(\x03\x12\x0c\n\x04wids\x18\x03 \x03(\x05\x12%\n\x07sockets\x18\x04 \x03(\x0b\x32\x14.stack.v1.SocketSpec\"\x8d\x01\n\nAssignment\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12-\n\x08watchers\x18\x03 \x03(\x0b\x32\x1b.stack.v1.WatcherAssignment\x12%\n\x07sockets\x18\x04 \x03(\x0b\x32\x14.stack.v1.SocketSpec\"O\n\rSignalCommand\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x0b\n\x03wid\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\t\x12\x10\n\x08\x63hildren\x18\x04 \x01(\x08\"T\n\x0eLogTailRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12\x0f\n\x07watcher\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05lines\x18\x04 \x01(\x05\"\"\n\x08Redirect\x12\x16\n\x0eleader_address\x18\x01 \x01(\t\"\x85\x02\n\x11\x43ontrollerMessage\x12\x15\n\rfencing_token\x18\x01 \x01(\x03\x12$\n\x07welcome\x18\x02 \x01(\x0b\x32\x11.stack.v1.WelcomeH\x00\x12*\n\nassignment\x18\x03 \x01(\x0b\x32\x14.stack.v1.AssignmentH\x00\x12)\n\x06signal\x18\x04 \x01(\x0b\x32\x17.stack.v1.SignalCommandH\x00\x12,\n\x08log_tail\x18\x05 \x01(\x0b\x32\x18.stack.v1.LogTailRequestH\x00\x12&\n\x08redirect\x18\x06 \x01(\x0b\x32\x12.stack.v1.RedirectH\x00\x42\x06\n\x04\x62ody2R\n\x0c\x41gentService\x12\x42\n\x07\x43onnect\x12\x16.stack.v1.AgentMessage\x1a\x1b.stack.v1.ControllerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,24 +46,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGBATCH']._serialized_end=615
   _globals['_LOGTAILREPLY']._serialized_start=617
   _globals['_LOGTAILREPLY']._serialized_end=700
-  _globals['_AGENTMESSAGE']._serialized_start=703
-  _globals['_AGENTMESSAGE']._serialized_end=919
-  _globals['_WELCOME']._serialized_start=921
-  _globals['_WELCOME']._serialized_end=1004
-  _globals['_WATCHERASSIGNMENT']._serialized_start=1007
-  _globals['_WATCHERASSIGNMENT']._serialized_end=1215
-  _globals['_PINNEDVERSION']._serialized_start=1218
-  _globals['_PINNEDVERSION']._serialized_end=1346
-  _globals['_ASSIGNMENT']._serialized_start=1349
-  _globals['_ASSIGNMENT']._serialized_end=1490
-  _globals['_SIGNALCOMMAND']._serialized_start=1492
-  _globals['_SIGNALCOMMAND']._serialized_end=1571
-  _globals['_LOGTAILREQUEST']._serialized_start=1573
-  _globals['_LOGTAILREQUEST']._serialized_end=1657
-  _globals['_REDIRECT']._serialized_start=1659
-  _globals['_REDIRECT']._serialized_end=1693
-  _globals['_CONTROLLERMESSAGE']._serialized_start=1696
-  _globals['_CONTROLLERMESSAGE']._serialized_end=1957
-  _globals['_AGENTSERVICE']._serialized_start=1959
-  _globals['_AGENTSERVICE']._serialized_end=2041
+  _globals['_RELOADING']._serialized_start=702
+  _globals['_RELOADING']._serialized_end=713
+  _globals['_AGENTMESSAGE']._serialized_start=716
+  _globals['_AGENTMESSAGE']._serialized_end=974
+  _globals['_WELCOME']._serialized_start=976
+  _globals['_WELCOME']._serialized_end=1059
+  _globals['_WATCHERASSIGNMENT']._serialized_start=1062
+  _globals['_WATCHERASSIGNMENT']._serialized_end=1270
+  _globals['_PINNEDVERSION']._serialized_start=1273
+  _globals['_PINNEDVERSION']._serialized_end=1401
+  _globals['_ASSIGNMENT']._serialized_start=1404
+  _globals['_ASSIGNMENT']._serialized_end=1545
+  _globals['_SIGNALCOMMAND']._serialized_start=1547
+  _globals['_SIGNALCOMMAND']._serialized_end=1626
+  _globals['_LOGTAILREQUEST']._serialized_start=1628
+  _globals['_LOGTAILREQUEST']._serialized_end=1712
+  _globals['_REDIRECT']._serialized_start=1714
+  _globals['_REDIRECT']._serialized_end=1748
+  _globals['_CONTROLLERMESSAGE']._serialized_start=1751
+  _globals['_CONTROLLERMESSAGE']._serialized_end=2012
+  _globals['_AGENTSERVICE']._serialized_start=2014
+  _globals['_AGENTSERVICE']._serialized_end=2096
 # @@protoc_insertion_point(module_scope)

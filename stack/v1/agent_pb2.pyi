@@ -72,19 +72,25 @@ class LogTailReply(_message.Message):
     error: str
     def __init__(self, request_id: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[_types_pb2.LogLine, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
+class Reloading(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "observed", "events", "logs", "log_tail")
+    __slots__ = ("hello", "observed", "events", "logs", "log_tail", "reloading")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    RELOADING_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     observed: Observed
     events: EventBatch
     logs: LogBatch
     log_tail: LogTailReply
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., observed: _Optional[_Union[Observed, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., log_tail: _Optional[_Union[LogTailReply, _Mapping]] = ...) -> None: ...
+    reloading: Reloading
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., observed: _Optional[_Union[Observed, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ..., logs: _Optional[_Union[LogBatch, _Mapping]] = ..., log_tail: _Optional[_Union[LogTailReply, _Mapping]] = ..., reloading: _Optional[_Union[Reloading, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("controller_id", "fencing_token", "heartbeat_interval")

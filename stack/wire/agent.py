@@ -34,6 +34,7 @@ from stack.spec.session import (
     Hello,
     LogBatch,
     Redirect,
+    Reloading,
     SignalCommand,
     TailReply,
     TailRequest,
@@ -361,6 +362,8 @@ def agent_message_to_proto(body: AgentMessage) -> agent_pb2.AgentMessage:
             error=body.error,
         )
         return agent_pb2.AgentMessage(log_tail=reply)
+    if isinstance(body, Reloading):
+        return agent_pb2.AgentMessage(reloading=agent_pb2.Reloading())
     return agent_pb2.AgentMessage(hello=hello_to_proto(body))
 
 
@@ -380,6 +383,8 @@ def agent_message_from_proto(msg: agent_pb2.AgentMessage, host_id: str) -> Agent
         return TailReply(request_id=tail.request_id, lines=lines, error=tail.error)
     if body == "hello":
         return hello_from_proto(msg.hello)
+    if body == "reloading":
+        return Reloading()
     raise UnknownMessage(f"agent message without a known body ({body or 'empty'})")
 
 

@@ -21,8 +21,9 @@ def reexecuted_at(fleet: Fleet, host_id: str) -> float:
 def test_reloading_every_agent_in_turn_under_load_fails_no_request_and_restarts_nothing(
     make_fleet: MakeFleet,
 ) -> None:
-    # A reload takes about a second: far from --reschedule-after, as in production (30 s).
-    fleet = make_fleet(hosts=3, reschedule_after=10.0)
+    # A reload takes about a second (a few on a loaded machine): within --agent-timeout
+    # the host is not down, and far from --reschedule-after, as in production (10 s, 30 s).
+    fleet = make_fleet(hosts=3, agent_timeout=5.0, reschedule_after=10.0)
     placed = spread_webapp(fleet, 6)
     assert sorted(len(wids) for wids in placed.values()) == [2, 2, 2]
     answers: list[int] = []
@@ -60,3 +61,11 @@ def test_reloading_every_agent_in_turn_under_load_fails_no_request_and_restarts_
     assert failures == [], f"{len(failures)} of {len(answers) + len(failures)} failed"
     served = set(answers)
     assert served == {pid for wids in placed.values() for pid in wids.values()}
+    # Each agent told the controller it was reloading: no host went down, one
+    # agent_reloaded event per host.
+
+    def kinds() -> list[str]:
+        return [e.kind for e in fleet.admin().Events(admin_pb2.EventsRequest(), timeout=5)]
+
+    fleet.wait(lambda: kinds().count("agent_reloaded") == 3, 15, "3 agent_reloaded", "webapp")
+    assert kinds().count("agent_down") == 0, kinds()

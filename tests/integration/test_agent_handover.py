@@ -108,7 +108,7 @@ def _second_life(
             assert w2.last_exit.signal == signal.SIGTERM and not w2.last_exit.code_unknown
             assert w2.restarts == 1
             kinds = [e.kind for e in engine.take_events()]
-            assert "agent_reexecuted" in kinds
+            assert "agent_reloaded" in kinds
             assert engine.reexecs == 1 and engine.reexecuted_at > 0
             # The half line read before the switch is finished by what comes after it.
             os.kill(half[1], signal.SIGUSR1)

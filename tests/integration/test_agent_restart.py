@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,18 @@ from tests.support.workers import fetch, socket_stack, watcher_toml
 
 TICK = "0.01"
 """Seconds between the workers' numbered lines."""
+
+
+@contextlib.contextmanager
+def in_thread(run: Callable[[], None], stop: threading.Event, name: str) -> Iterator[None]:
+    """Run `run` in a thread meanwhile; then set `stop` and wait for it to end."""
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
 
 
 @dataclass
@@ -54,13 +66,8 @@ class Load:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Load]:
-        thread = threading.Thread(target=self._run, name="client load", daemon=True)
-        thread.start()
-        try:
+        with in_thread(self._run, self._stop, "client load"):
             yield self
-        finally:
-            self._stop.set()
-            thread.join(15)
 
 
 def serving_stack(cluster: Cluster) -> None:
@@ -76,6 +83,31 @@ def agent_info(cluster: Cluster) -> admin_pb2.AgentInfo | None:
     except grpc.RpcError:
         return None
     return next((a for a in reply.agents if a.host_id == "h1"), None)
+
+
+@dataclass
+class Watch:
+    """What the controller shows of the agent and its workers, polled from a thread:
+    each agent state and each process state `status` gave."""
+
+    cluster: Cluster
+    agent_states: set[str] = field(default_factory=set)
+    process_states: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            info = agent_info(self.cluster)
+            if info is not None:
+                self.agent_states.add(info.state)
+            with contextlib.suppress(grpc.RpcError):
+                self.process_states.update(p.state for p in self.cluster.processes("w"))
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Watch]:
+        with in_thread(self._run, self._stop, "controller watch"):
+            yield self
 
 
 def hup_and_wait(cluster: Cluster) -> float:
@@ -154,7 +186,7 @@ def test_three_hups_in_a_row_keep_the_agent_the_workers_every_request_and_every_
 ) -> None:
     port, pids = start(cluster)
     agent_pid = cluster.agent.pid
-    with Load(port).running() as load:
+    with Load(port).running() as load, Watch(cluster).running() as watch:
         for _ in range(3):
             hup_and_wait(cluster)
             assert cluster.agent.alive() and cluster.agent.pid == agent_pid
@@ -164,8 +196,15 @@ def test_three_hups_in_a_row_keep_the_agent_the_workers_every_request_and_every_
     assert load.failures == [], f"{len(load.failures)} of {load.answers} requests failed"
     assert load.answers > 100
     assert {p.pid for p in worker_processes(cluster.tag)} == set(pids.values())
-    reexecuted = events(cluster, "agent_reexecuted")[-1]
-    assert "2 workers kept" in reexecuted.message
+    # The controller was told each time: the host never went down, its workers never
+    # showed as unknown, and each reload is one agent_reloaded event.
+    assert "down" not in watch.agent_states, watch.agent_states
+    assert watch.process_states == {types_pb2.PROCESS_STATE_RUNNING}, watch.process_states
+    reloaded = wait_for(lambda: len(r := events(cluster, "agent_reloaded")) == 3 and r, 15,
+                        "three agent_reloaded events")  # fmt: skip
+    assert all("2 workers kept" in event.message for event in reloaded)
+    kinds = [e.kind for e in cluster.admin().Events(admin_pb2.EventsRequest(), timeout=5)]
+    assert kinds.count("agent_down") == 0 and kinds.count("agent_up") == 1, kinds
     # SIGTERM keeps its meaning after re-executions: every worker stops, then the agent.
     assert cluster.agent.stop() == 0
     wait_for(lambda: not worker_processes(cluster.tag), 10, "the workers to stop")
@@ -296,7 +335,7 @@ def test_a_sigterm_during_the_exec_is_kept_for_the_new_image_which_stops_every_w
     assert cluster.agent.proc is not None
     assert cluster.agent.proc.wait(30) == 0, cluster.agent.output()[-3000:]
     text = cluster.agent.output()
-    assert "agent_reexecuted" in text, "the new image took over, then stopped"
+    assert "agent_reloaded" in text, "the new image took over, then stopped"
     wait_for(lambda: not worker_processes(cluster.tag), 10, "every worker stopped")
     assert all(f"pid {pid} stopped" in text for pid in pids.values())
 
@@ -360,9 +399,9 @@ STAGES = {
     ),
     "execed": (
         lambda c: _execed(c.agent.pid),
-        lambda c: "agent_reexecuted" not in c.agent.output(),
+        lambda c: "agent_reloaded" not in c.agent.output(),
     ),
-    "taken over": (lambda c: "agent_reexecuted" in c.agent.output(), lambda c: True),
+    "taken over": (lambda c: "agent_reloaded" in c.agent.output(), lambda c: True),
 }
 """The points of a re-execution: the new program's check runs; the agent committed to the
 exec (its old image winds down, gRPC's threads still run); the new image was exec'd and
@@ -404,7 +443,7 @@ def test_a_stop_signal_at_any_point_of_a_reload_stops_every_worker_once_and_the_
         assert text.count(f"pid {pid} stopped") == 1, f"pid {pid}: {text[-3000:]}"
     assert not worker_processes(cluster.tag)
     # A stop asked for before the agent committed to the exec wins: it does not exec.
-    assert ("agent_reexecuted" in text) == (stage != "checking"), text[-3000:]
+    assert ("agent_reloaded" in text) == (stage != "checking"), text[-3000:]
 
 
 @pytest.mark.parametrize("stage", ["checking", "committed"])
@@ -415,7 +454,7 @@ def test_a_second_hup_during_a_reload_makes_the_new_image_reload_again(
     pids = cluster.wait_running("w", 2)
     agent = cluster.agent.pid
     signal_at(cluster, stage, signal.SIGHUP)
-    wait_for(lambda: cluster.agent.output().count("agent_reexecuted") == 2, 60, "a second reload")
+    wait_for(lambda: cluster.agent.output().count("agent_reloaded") == 2, 60, "a second reload")
     assert cluster.agent.pid == agent and cluster.agent.alive()
     same_workers(cluster, pids)
     assert cluster.agent.stop() == 0

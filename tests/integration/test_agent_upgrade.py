@@ -95,7 +95,7 @@ def test_a_reload_hands_over_from_an_agent_of_the_format_before_to_this_one(
         same_workers(cluster, pids)
         assert_every_line_is_there(cluster, last_tick(cluster) + 50)
     assert load.failures == [], f"{len(load.failures)} of {load.answers} requests failed"
-    (reexecuted,) = events(cluster, "agent_reexecuted")
+    (reexecuted,) = events(cluster, "agent_reloaded")
     assert "2 workers kept" in reexecuted.message
     assert all(p.restarts == 0 and p.replacements == 0 for p in cluster.processes("w"))
     # what the old image applied comes through the handover: a scale works on it

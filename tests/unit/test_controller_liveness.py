@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stack.controller import liveness
+from stack.controller import liveness, status
 from stack.controller.agents import AgentRegistry
 from stack.spec.reports import Severity
 from stack.spec.session import Hello
@@ -134,6 +134,45 @@ def test_a_replaced_stream_ending_changes_nothing() -> None:
     agents.connect(Hello(host_id="h1"), peer="h1.test")
     assert not agents.disconnect(old), "the host reconnected: the old stream is not its own"
     assert agents.records["h1"].ready
+
+
+def reloading(agents: AgentRegistry, host: str) -> None:
+    """What the controller does with a Reloading notice, then the end of the stream."""
+    record = agents.records[host]
+    session = record.session
+    assert session is not None
+    agents.heard(session)
+    record.reloading = True
+    assert not agents.disconnect(session), "a reloading agent is not down"
+
+
+def test_a_reloading_agent_stays_ready_until_its_new_image_says_hello() -> None:
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    reloading(agents, "h1")
+    record = agents.records["h1"]
+    assert record.ready and record.session is None
+    assert status.agent_state(record, frozenset()) == "reloading"
+    assert agents.reporting() == [record], "its last report stands"
+    assert agents.ready() == [], "nothing is sent to it meanwhile"
+    clock.advance(TIMEOUT)
+    assert check(agents, clock).silent == ()
+    agents.connect(Hello(host_id="h1", reexecuted_at=clock.now()), peer="h1.test")
+    assert record.ready and not record.reloading
+    assert status.agent_state(record, frozenset()) == "ready"
+
+
+def test_a_reloading_agent_silent_past_the_timeout_is_down_and_says_why() -> None:
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    reloading(agents, "h1")
+    clock.advance(TIMEOUT + MS)
+    found = check(agents, clock)
+    assert found.silent == ("h1",)
+    assert [n.message for n in found.notes] == [
+        "agent h1 did not come back from its reload within 10s"
+    ]
+    assert status.agent_state(agents.records["h1"], frozenset()) == "down"
 
 
 def test_a_takeover_waits_one_agent_timeout_before_placing_what_no_agent_reports() -> None:

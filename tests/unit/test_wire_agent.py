@@ -29,6 +29,7 @@ from stack.spec.session import (
     Hello,
     LogBatch,
     Redirect,
+    Reloading,
     SignalCommand,
     TailReply,
     TailRequest,
@@ -166,6 +167,10 @@ def test_batches_come_back_stamped_with_the_sessions_host(
     )
     assert isinstance(reply, TailReply)
     assert (reply.request_id, reply.error, len(reply.lines)) == (7, "oops", len(sent_lines))
+
+
+def test_a_reload_notice_comes_back_as_one() -> None:
+    assert agent_message_from_proto(agent_message_to_proto(Reloading()), "h") == Reloading()
 
 
 @pytest.mark.parametrize(
