@@ -50,6 +50,11 @@ def summary(run: Run, load_before: Sequence[float], load_after: Sequence[float])
     if failed:
         lines.append(f"  {unexplained:>7,}  within no limit")
     lines += ["", *resources(run.usage)]
+    if run.unjudged:
+        lines.append(
+            "not judged for growth (no work in common between the two windows): "
+            + ", ".join(run.unjudged)
+        )
     return "\n".join(lines)
 
 

@@ -83,6 +83,9 @@ class Usage:
     name: str
     pid: int
     usage: kernel.Usage
+    work: str = ""
+    """What the daemon was doing: a controller "leader" or "follower", an agent the
+    watchers it ran (what its fds and memory follow); growth is judged like for like."""
 
 
 class Run:
@@ -119,6 +122,8 @@ class Run:
         self.requests = load.Results(0, (), False)
         self.allowed: Counter[str] = Counter()
         """Failed requests by the limit that allows them."""
+        self.unjudged: list[str] = []
+        """Daemons a soak could not judge: no work in common between its two windows."""
 
     @property
     def client_out(self) -> Path:
@@ -362,11 +367,12 @@ class Run:
         return number
 
     def _judge_growth(self) -> None:
-        grown = [
-            f"{name}: {what} grew from {before:g} to {after:g} ({(after / before - 1) * 100:.0f} %)"
-            for name, what, before, after in growth(self.usage, JUDGED)
-        ]
-        self._verdict(0, GROWTH, grown)
+        grown, self.unjudged = growth(self.usage, JUDGED)
+        self._verdict(0, GROWTH, [
+            f"{name} ({work or 'idle'}): {what} grew from {before:g} to {after:g} "
+            f"({(after / before - 1) * 100:.0f} %)"
+            for name, work, what, before, after in grown
+        ])  # fmt: skip
 
     # -- reading the kernel -----------------------------------------------
 
@@ -395,15 +401,18 @@ class Run:
         while not self._stop.wait(self.settings.sample_every):
             now = time.monotonic()
             snap = self._snapshot()
+            leader = self.fleet.last_leader  # as the last check found it: asking costs
             for name in self.fleet.names():
                 pid = self.fleet.pid(name)
                 beside = [p.pid for p in snap.by_node.get(name, ()) if p.state != "Z"]
                 used = kernel.usage(pid, beside) if pid is not None else None
                 if pid is not None and used is not None:
-                    self.usage.append(Usage(now, name, pid, used))
+                    work = _work(name, leader, snap)
+                    self.usage.append(Usage(now, name, pid, used, work))
                     record = {
                         "at": round(now - self.started, 1), "daemon": name, "pid": pid,
-                        "rss": used.rss, "fds": dict(used.fd_kinds), "tasks": used.tasks,
+                        "work": work, "rss": used.rss, "fds": dict(used.fd_kinds),
+                        "tasks": used.tasks,
                     }  # fmt: skip
                     with (self.settings.root / "usage.jsonl").open("a") as out:
                         out.write(json.dumps(record) + "\n")
@@ -439,38 +448,62 @@ compacted (after the hour of history deploy/ha keeps) and its raft log in memory
 its next snapshot, so it grows through a 30-minute run by design."""
 
 
-def growth(usage: list[Usage], judged: Collection[str]) -> list[tuple[str, str, float, float]]:
+def _work(name: str, leader: str, snap: kernel.Snapshot) -> str:
+    """What daemon `name` was doing at `snap` (see Usage.work)."""
+    if name in CONTROLLERS:
+        return "leader" if name == leader else "follower"
+    if name in HOSTS:
+        return ",".join(sorted({p.watcher for p in snap.workers(name)}))
+    return ""
+
+
+Grown = tuple[str, str, str, float, float]
+"""(daemon, its work, "rss" | "fds" | "tasks", level then, level at the end)."""
+
+
+def growth(usage: list[Usage], judged: Collection[str]) -> tuple[list[Grown], list[str]]:
     """Daemons of `judged` whose RSS, fds or tasks grew more than 10 % between the end of
-    the warm-up and the end of the run: (daemon, what, level then, level at the end).
+    the warm-up and the end of the run, and those that could not be judged.
 
     Warm-up is the first sixth of the run (5 minutes of 30); each window is the next
     sixth, compared with the last sixth. A daemon the harness restarted is judged from
-    its new process on, when that process lived through both windows. RSS is compared by
-    its median in each window; fds and tasks by their floor, the least seen: those come
-    and go with the work of the moment (gRPC's event engine adds threads under load and
-    ends them when idle, a connection is open while a request lasts), and a leak is what
-    raises the level they come back to."""
+    its new process on, when that process lived through both windows. Like is compared
+    with like: the samples of each window are grouped by the daemon's work (a controller
+    leads or follows; an agent's fds and memory follow the watchers it runs, which
+    drains, scaling and outages change), and each work seen in both windows is compared;
+    a daemon with none in common is not judged (and said so). RSS is compared by its
+    median; fds and tasks by their floor, the least seen: those come and go with the work
+    of the moment (gRPC's event engine adds threads under load and ends them when idle, a
+    connection is open while a request lasts), and a leak raises the level they come
+    back to."""
     if not usage:
-        return []
+        return [], []
     start = min(u.at for u in usage)
     end = max(u.at for u in usage)
     sixth = (end - start) / 6
-    found = []
+    found: list[Grown] = []
+    unjudged: list[str] = []
     series: dict[tuple[str, int], list[Usage]] = defaultdict(list)
     for u in usage:
         series[(u.name, u.pid)].append(u)
-    for (name, _), points in series.items():
+    for (name, pid), points in series.items():
         if name not in judged:
             continue
         first = points[0].at
         warm = max(start + sixth, first + sixth)
+        if warm + sixth > end - sixth:
+            continue
         early = [p for p in points if warm <= p.at < warm + sixth]
         late = [p for p in points if p.at >= end - sixth]
-        if not early or not late or warm + sixth > end - sixth:
+        common = sorted({p.work for p in early} & {p.work for p in late})
+        if not common:
+            unjudged.append(f"{name} (pid {pid})")
             continue
         for what, level in (("rss", statistics.median), ("fds", min), ("tasks", min)):
-            before = level(getattr(p.usage, what) for p in early)
-            after = level(getattr(p.usage, what) for p in late)
-            if before and after > before * 1.10:
-                found.append((name, what, float(before), float(after)))
-    return found
+            for work in common:
+                before = level(getattr(p.usage, what) for p in early if p.work == work)
+                after = level(getattr(p.usage, what) for p in late if p.work == work)
+                if before and after > before * 1.10:
+                    found.append((name, work, what, float(before), float(after)))
+                    break
+    return found, unjudged

@@ -190,6 +190,8 @@ class Fleet:
     cut: set[str] = field(init=False, default_factory=set)
     """Nodes whose cable the harness has unplugged."""
     mounted: list[Path] = field(init=False, default_factory=list)
+    last_leader: str = field(init=False, default="")
+    """The controller `leader` last found leading."""
     _relays: dict[str, Relay] = field(init=False, default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(init=False, default_factory=dict)
 
@@ -436,6 +438,7 @@ class Fleet:
             except grpc.RpcError:
                 continue
             if reply.leader_address == address:
+                self.last_leader = name
                 return name
         return ""
 

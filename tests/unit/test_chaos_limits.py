@@ -53,9 +53,12 @@ def test_each_limit_names_its_cause() -> None:
     assert explain(refused("h1", 5.0, "refused"), [], serving, [("h1", 5.2)]) == ""
 
 
-def usage_series(name: str, tasks: list[int], fds: int = 20) -> list[Usage]:
+def usage_series(name: str, tasks: list[int], work: str = "", fds: int = 20) -> list[Usage]:
     """One sample a minute of daemon `name`, 30 minutes long."""
-    return [Usage(60.0 * i, name, 100, kernel.Usage(50 << 20, fds, t)) for i, t in enumerate(tasks)]
+    return [
+        Usage(60.0 * i, name, 100, kernel.Usage(50 << 20, fds, t), work)
+        for i, t in enumerate(tasks)
+    ]
 
 
 def test_a_soak_fails_a_daemon_whose_thread_floor_rises_not_one_whose_threads_come_and_go() -> None:
@@ -68,5 +71,24 @@ def test_a_soak_fails_a_daemon_whose_thread_floor_rises_not_one_whose_threads_co
         *usage_series("h3", leaking),
         *usage_series("e1", leaking),
     ]
-    found = growth(usage, JUDGED)
-    assert [(name, what) for name, what, _, _ in found] == [("h3", "tasks")]
+    found, unjudged = growth(usage, JUDGED)
+    assert [(name, what) for name, _, what, _, _ in found] == [("h3", "tasks")]
+    assert unjudged == []
+
+
+def test_a_soak_compares_a_daemon_with_itself_at_the_same_work() -> None:
+    """A 5-minute soak (seed 7) failed c1 for the sockets it holds as the leader (it
+    followed in the first window); an agent's fds likewise follow the watchers it runs."""
+    follows_then_leads = [
+        Usage(60.0 * i, "c1", 100, kernel.Usage(60 << 20, 16 if i < 15 else 23, 16),
+              "follower" if i < 15 else "leader")
+        for i in range(31)
+    ]  # fmt: skip
+    found, unjudged = growth(follows_then_leads, JUDGED)
+    assert found == [] and unjudged == ["c1 (pid 100)"]
+    leads_throughout = [
+        Usage(60.0 * i, "c1", 100, kernel.Usage(60 << 20, 16 if i < 15 else 23, 16), "leader")
+        for i in range(31)
+    ]
+    found, _ = growth(leads_throughout, JUDGED)
+    assert [(name, work, what) for name, work, what, _, _ in found] == [("c1", "leader", "fds")]
