@@ -8,7 +8,8 @@ idioms that asyncio leaves to every caller are written here once:
   owner ends too, or not, for tasks whose failure is only theirs);
 - `stop`: cancel tasks, wait for them a bounded time, and name the ones that are stuck;
 - `race`: run coroutines until the first ends, cancel the others, wait for them;
-- `wait_event` and `finished_within`: wait for an event or a future, at most so long.
+- `wait_event` and `finished_within`: wait for an event or a future, at most so long;
+- `in_own_thread`: a rare blocking call in a thread that ends with it.
 
 Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives as the
 awaited thing completes, and a loop must end when its owner cancels it.
@@ -17,8 +18,10 @@ awaited thing completes, and a loop must end when its owner cancels it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+import threading
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,37 @@ async def unstoppable(coro: Coroutine[Any, Any, T], name: str) -> T:
     task.add_done_callback(_RUNNING_ON.discard)
     task.add_done_callback(_consume)
     return await asyncio.shield(task)
+
+
+async def in_own_thread(name: str, call: Callable[[], T]) -> T:
+    """`call()` in a thread of its own that ends with it. For a rare blocking call in a
+    daemon meant to hold no idle thread: asyncio.to_thread's executor keeps its threads
+    for good (an agent's first TLS diagnosis added one for the rest of its life). A
+    caller cancelled meanwhile stops waiting; the call runs to its end and is dropped."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    future.add_done_callback(_consume)
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future
 
 
 _RUNNING_ON: set[asyncio.Task[Any]] = set()

@@ -35,6 +35,7 @@ from collections import deque
 import grpc
 
 import stack
+from stack import aio
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
 from stack.aio import wait_event
@@ -217,7 +218,10 @@ class Session:
             return text
         from stack.security.tls import diagnose
 
-        reason = await asyncio.to_thread(diagnose, address, self.settings.tls, "controller")
+        tls = self.settings.tls
+        reason = await aio.in_own_thread(
+            "tls-diagnosis", lambda: diagnose(address, tls, "controller")
+        )
         return f"TLS: {reason}" if reason else text
 
     async def _serve(self, address: str, welcomed: list[bool]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -158,5 +160,26 @@ def test_an_unstoppable_change_runs_to_its_end_when_its_caller_gives_up() -> Non
             await caller
         assert await aio.wait_event(finished, 5.0)
         assert await aio.unstoppable(change(), "change") == 1
+
+    run(test)
+
+
+def test_a_call_in_its_own_thread_returns_or_raises_and_leaves_no_thread_behind() -> None:
+    """A soak (chaos seed 7) saw an agent keep one more thread for good after its first
+    TLS diagnosis: asyncio.to_thread's executor never ends its threads."""
+
+    async def test() -> None:
+        before = threading.active_count()
+        assert await aio.in_own_thread("answer", lambda: 6 * 7) == 42
+
+        def fails() -> int:
+            raise ValueError("no")
+
+        with pytest.raises(ValueError, match="no"):
+            await aio.in_own_thread("fails", fails)
+        deadline = time.monotonic() + 5.0
+        while threading.active_count() > before and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert threading.active_count() == before
 
     run(test)
