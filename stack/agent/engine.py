@@ -190,9 +190,7 @@ class Engine:
         self.event("log_file_error", watcher, 0, message, Severity.ERROR)
 
     # ---- the Host interface of watchers ----
-    def event(
-        self, kind: str, watcher: str, wid: int, message: str, severity: int
-    ) -> None:
+    def event(self, kind: str, watcher: str, wid: int, message: str, severity: int) -> None:
         """Record an event of this host (`severity`: a Severity)."""
         severity = Severity(severity)
         level = _LEVELS.get(severity, logging.INFO)

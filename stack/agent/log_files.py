@@ -1,4 +1,4 @@
-"""Size-rotated output files, written through as lines arrive.
+"""Output files, written through as lines arrive, rotated by size or time or by others.
 
 One file per watcher and stream (`<watcher>.out.log` by default). Lines arrive in
 chunks (one read of a pipe); a chunk that fits is one write(2) straight to the file,
@@ -6,6 +6,13 @@ with no buffer in the agent: a line read from a worker's pipe is in the kernel's
 page cache a moment later, so a `kill -9` of the agent loses none of the lines it
 had read. Rotation happens at line boundaries so no line is split across two files.
 Tails are read back from the end of these files (and their backups) block by block.
+
+Circus's stream classes choose how a file rotates: by size (FileStream, the default),
+by time (TimedRotatingFileStream: the deadlines of `rotation.next_rotation`, the backups
+numbered as by size, so that tails read them alike), or by another tool
+(WatchedFileStream: before each write the file is looked up again by name in its
+directory, and when the name no longer leads to the file being written, because
+logrotate moved or removed it, the name is opened again, by the same rules).
 
 The agent writes these files as root, often in a directory that the worker's user can
 write, so every file is opened, rotated and read through `stack.security.safe_files`:
@@ -19,11 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from stack.agent.rotation import next_rotation
 from stack.security.safe_files import (
     UnsafeFile,
     open_append,
@@ -48,11 +58,13 @@ def describe(exc: OSError, path: Path) -> str:
 
 
 class RotatingFile:
-    """An append-only file that rotates to `.1` ... `.N` when it would pass max_bytes.
+    """An append-only file that rotates to `.1` ... `.N` when it would pass max_bytes
+    (0: never), or when `rotate_when` (S, M, H, D, MIDNIGHT, W0-W6) says so.
 
     `owners` are the users an existing file may belong to (default: root and the
     agent's user); `mode` and `group` apply to the files it creates. `report` is
-    called with one line each time the file stops being written.
+    called with one line each time the file stops being written. With `watched`,
+    another tool rotates the file: it is opened again by name once moved or removed.
     """
 
     def __init__(
@@ -65,10 +77,17 @@ class RotatingFile:
         mode: int = 0o600,
         group: int | None = None,
         report: Callable[[str], None] | None = None,
+        rotate_when: str = "",
+        rotate_interval: int = 1,
+        watched: bool = False,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backup_count = backup_count
+        self.rotate_when = rotate_when
+        self.rotate_interval = rotate_interval
+        self.watched = watched
+        self._rotate_at = math.inf
         self.owners = frozenset(owners) | own_ids()
         self.mode = mode
         self.group = group
@@ -100,6 +119,8 @@ class RotatingFile:
         self._inode = (info.st_dev, info.st_ino)
         self._size = info.st_size
         self._file = os.fdopen(fd, "ab", buffering=0)
+        if self.rotate_when:  # a file begun in an earlier period rotates at its next line
+            self._rotate_at = next_rotation(info.st_mtime, self.rotate_when, self.rotate_interval)
 
     def _fail(self, exc: OSError) -> None:
         self.close()
@@ -109,8 +130,13 @@ class RotatingFile:
         else:
             log.error("not writing output to %s", self.problem)
 
-    def write_lines(self, lines: list[bytes]) -> None:
-        """Append complete lines (each with its trailing newline)."""
+    def write_lines(self, lines: list[bytes], now: float | None = None) -> None:
+        """Append complete lines (each with its trailing newline) read at unix time
+        `now` (by default the current time), which a timed rotation goes by."""
+        if self.watched and self._file is not None:
+            self._follow()
+        if self.rotate_when and self._file is not None:
+            self._rotate_if_due(time.time() if now is None else now)
         if self._file is None:
             return
         blob = b"".join(lines)
@@ -131,6 +157,31 @@ class RotatingFile:
             pending.append(line)
             self._size += len(line)
         self._write(b"".join(pending))
+
+    def _rotate_if_due(self, now: float) -> None:
+        if now < self._rotate_at:
+            return
+        if self._size == 0:  # nothing to keep: the period starts again from now
+            self._rotate_at = next_rotation(now, self.rotate_when, self.rotate_interval)
+            return
+        try:
+            self._rotate()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _follow(self) -> None:
+        """Open the path again when it no longer names the file being written."""
+        assert self._file is not None
+        dev, ino = self._inode
+        if same_file(self._dir_fd, self.path.name, dev, ino):
+            return
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._file = None
+        try:
+            self._open()
+        except OSError as exc:
+            self._fail(exc)
 
     def _write(self, blob: bytes) -> None:
         """All of `blob` (a full disk loses it from the file; shipping still has it)."""

@@ -10,7 +10,9 @@ bounded shipping buffer for the controller, which drops its OLDEST lines when fu
 counts them. A `logs` tail is read back from the files, rotated backups included, so it
 reaches as far back as the files do. Files are opened, rotated and read with the care of
 `log_files` (no symlinks, no one else's files); a file that cannot be used safely is
-reported through `on_problem` and its lines still ship.
+reported through `on_problem` and its lines still ship. A watcher's stream class
+says how its file rotates (see log_files); StdoutStream and FancyStdoutStream also
+print the lines on the agent's stdout (see console).
 
 What reaches the shipping buffer is also capped in lines per second for the whole
 agent (`ShipRate`): a worker printing as fast as it can must not flood the controller,
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from stack.agent.console import Console, color_of
 from stack.agent.log_files import RotatingFile, newest_lines
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.spec.model import StreamSpec
@@ -168,8 +171,11 @@ class LogHub:
         clock: Callable[[], float] = time.monotonic,
         file_mode: int = 0o600,
         file_group: int | None = None,
+        console: Console | None = None,
     ) -> None:
         self.logs_dir = logs_dir
+        self.console = console or Console()
+        """Where StdoutStream lines are printed (the agent's stdout)."""
         self.max_line = max_line
         self.file_mode = file_mode
         self.file_group = file_group
@@ -199,14 +205,18 @@ class LogHub:
                     continue
                 current[2].close()
             path = Path(spec.filename) if spec.filename else self._default_path(watcher, stream)
+            by_size = spec.class_ not in ("WatchedFileStream", "TimedRotatingFileStream")
             rotating = RotatingFile(
                 path,
-                spec.max_bytes,
+                spec.max_bytes if by_size else 0,
                 spec.backup_count,
                 owners=() if owner is None else (owner,),
                 mode=self.file_mode,
                 group=self.file_group,
                 report=functools.partial(self._report, key),
+                rotate_when=spec.rotate_when if spec.class_ == "TimedRotatingFileStream" else "",
+                rotate_interval=spec.rotate_interval,
+                watched=spec.class_ == "WatchedFileStream",
             )
             if not rotating.problem:
                 self._reported.pop(key, None)
@@ -291,7 +301,12 @@ class LogHub:
         entry = self._files.get((watcher, stream))
         if entry is not None:
             start = prefix(at, wid)
-            entry[2].write_lines([start + line + b"\n" for line in raw])
+            entry[2].write_lines([start + line + b"\n" for line in raw], at)
+            kind = entry[0].class_
+            if kind == "StdoutStream":
+                self.console.print(watcher, wid, raw)
+            elif kind == "FancyStdoutStream":
+                self.console.print(watcher, wid, raw, color_of(watcher, entry[0].color))
         allowed = self._rate.allow(len(raw), self._clock())
         self._dropped += len(raw) - allowed
         if not allowed:
@@ -367,3 +382,4 @@ class LogHub:
         for _, _, rotating in self._files.values():
             rotating.close()
         self._files.clear()
+        self.console.close()

@@ -558,9 +558,7 @@ class SlotRunner:
         self.cancel_prepare()
         self.apply(slot.stop(self.state, self.proc is not None))
 
-    def retire(
-        self, proc: Proc, reason: ExitReason, note: str = "", resume: bool = False
-    ) -> None:
+    def retire(self, proc: Proc, reason: ExitReason, note: str = "", resume: bool = False) -> None:
         """Stop `proc` in a task; `note` goes into its LastExit message. With `resume`, a
         previous image of the agent sent the stop signal already (see stop_process)."""
         for hook in self.hooks:

@@ -267,10 +267,25 @@ COMMANDS: tuple[Command, ...] = (
                 kind="path",
                 default=".stack",
             ),
+            Param(
+                "log_level",
+                ("--log-level",),
+                "LEVEL",
+                "What the controller and the agent log to their files in DIR (default info).",
+                choices=("debug", "info", "warning", "error"),
+                kind="choice",
+                default="info",
+            ),
+            flag("verbose", ("-v", "--verbose"), "The same as --log-level debug."),
         ),
         "The one-machine way to run a stack: Ctrl-C stops the agent (its workers "
-        "gracefully), then the controller.",
-        (("Serve the demo stack until Ctrl-C", "stackctl up examples/webapp.toml"),),
+        "gracefully), then the controller. The daemons' log files are named when it "
+        "starts; lines of watchers whose stream class is StdoutStream or "
+        "FancyStdoutStream are printed here, as `watcher.wid | line`.",
+        (
+            ("Serve the demo stack until Ctrl-C", "stackctl up examples/webapp.toml"),
+            ("See what the daemons do", "stackctl up circus.ini --log-level debug"),
+        ),
         _FILES,
         run="stack.cli.stackfile:up",
     ),

@@ -5,8 +5,9 @@ socket only, where stackctl finds it without options) and `stack.agent.main`
 with the same Python, each in its own process group (so a
 Ctrl-C in the terminal reaches only stackctl, which then stops them in order:
 the agent first, so it stops its workers gracefully, then the controller).
-Each child's output goes to a log file under the data dir; when a child dies
-its last line says why.
+Each child's log goes to a file under the data dir (`--log-level` sets how much);
+when a child dies its last line says why. The agent's stdout is up's own: the
+lines of watchers with a StdoutStream are printed there (see agent/console.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class LocalStackSettings:
     """The controller and the agent keep their state in subfolders of this one."""
     python: str = field(default_factory=lambda: sys.executable)
     """The interpreter that runs the children (the one running stackctl)."""
+    log_level: str = "info"
+    """What the children log: debug, info, warning or error."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -76,7 +79,11 @@ def last_line(path: Path) -> str:
 class Child:
     """One daemon run by `up`: its process and the file that keeps its output."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, own_stdout: bool = False
+    ) -> None:
+        """`own_stdout`: the child writes its stdout to ours, and only its stderr (its
+        log) to `log_path`."""
         self.name = name
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")
@@ -85,8 +92,8 @@ class Child:
             self.process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
+                stdout=None if own_stdout else self._log,
+                stderr=self._log if own_stdout else subprocess.STDOUT,
                 env=env,
                 process_group=0,
             )
@@ -129,14 +136,19 @@ class LocalStack:
         self.settings = settings
         self.children: list[Child] = []
 
-    def _start(self, name: str, module: str, *args: str) -> Child:
+    def log_path(self, name: str) -> Path:
+        """The file that keeps the log of child `name`."""
+        return self.settings.data_dir / f"{name}.log"
+
+    def _start(self, name: str, module: str, *args: str, own_stdout: bool = False) -> Child:
         try:  # 0700: the daemons' logs there tell of workers and their errors
             private_dir(self.settings.data_dir)
         except OSError as exc:
             raise CommandError(f"cannot use {self.settings.data_dir}: {exc}") from None
         folder = self.settings.data_dir / name
         argv = [self.settings.python, "-m", module, *args, "--data-dir", str(folder)]
-        child = Child(name, argv, self.settings.data_dir / f"{name}.log")
+        argv += ["--log-level", self.settings.log_level]
+        child = Child(name, argv, self.log_path(name), own_stdout)
         self.children.append(child)
         return child
 
@@ -145,7 +157,9 @@ class LocalStack:
         return self._start("controller", "stack.controller.main", "--socket", socket)
 
     def start_agent(self) -> Child:
-        return self._start("agent", "stack.agent.main", "--controller", self.settings.controller)
+        return self._start(
+            "agent", "stack.agent.main", "--controller", self.settings.controller, own_stdout=True
+        )
 
     def check_alive(self) -> None:
         """CommandError naming the first child that has exited."""

@@ -265,7 +265,13 @@ def _flush() -> None:
     sys.stderr.flush()
 
 
-def up(options: GlobalOptions, file: str, data_dir: Path = Path(".stack")) -> None:
+def up(
+    options: GlobalOptions,
+    file: str,
+    data_dir: Path = Path(".stack"),
+    log_level: str = "info",
+    verbose: bool = False,
+) -> None:
     """Run a controller and a local agent in the foreground and apply FILE; Ctrl-C stops all."""
     stack_file = read_stack_file(file)
     content = stack_file.content
@@ -280,7 +286,11 @@ def up(options: GlobalOptions, file: str, data_dir: Path = Path(".stack")) -> No
         raise CommandError(
             f"something already listens at {address} (a controller? stop it or use --controller)"
         )
-    stack = LocalStack(LocalStackSettings(controller=address, data_dir=data_dir))
+    level = "debug" if verbose else log_level
+    stack = LocalStack(LocalStackSettings(controller=address, data_dir=data_dir, log_level=level))
+    logs = " and ".join(f"{stack.log_path(name)}" for name in ("controller", "agent"))
+    render.print_text(f"logs ({level}): {logs}")
+    _flush()
     with options.connect() as client, _stop_requests() as (interrupted, forced):
         try:
             stack.start_controller()

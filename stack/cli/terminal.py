@@ -13,50 +13,16 @@ to get a worker's bytes unchanged; `-o json` needs none of this (JSON escapes th
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from stack.safe_text import code_escape, safe
+
 M = TypeVar("M", bound=Message)
 
-_UNSAFE = re.compile(
-    "["
-    "\x00-\x08\x0a-\x1f"  # C0 controls but the tab: ESC, CR, BS, BEL, LF...
-    "\x7f-\x9f"  # DEL and the C1 controls (8-bit CSI and OSC among them)
-    "\u061c\u180e\u200b\u200e\u200f"  # invisible marks and spaces
-    "\u2028-\u202e"  # line and paragraph separators, bidirectional embeddings and overrides
-    "\u2060-\u2064\u2066-\u206f"  # invisible operators, bidirectional isolates
-    "\ufeff\ufff9-\ufffb"  # zero-width no-break space, interlinear annotations
-    "\U000e0001\U000e0020-\U000e007f"  # tag characters
-    "]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED.get(char) or code_escape(char)
-
-
-def code_escape(char: str) -> str:
-    """`\\x1b`, `\\u202e`, `\\U000e0001`: a character by its code, as Python and YAML
-    write it in a quoted string."""
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def safe(text: str) -> str:
-    """`text` with every control or hiding character written as a visible escape.
-
-    Idempotent: what it returns has none left, so escaping twice changes nothing.
-    """
-    return _UNSAFE.sub(_escape, text)
+__all__ = ["code_escape", "escaped", "safe"]
 
 
 def escaped(message: M) -> M:

@@ -111,9 +111,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         identity = peer_identity(context)
         if identity is not None and identity.name != hello.host_id:
-            reason = (
-                f"agent certificate is for host {identity.name} but Hello says {hello.host_id}"
-            )
+            reason = f"agent certificate is for host {identity.name} but Hello says {hello.host_id}"
             log.warning("refused agent stream from %s: %s", context.peer(), reason)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
         if self._hooks.stopping:

@@ -356,9 +356,7 @@ class EventLog:
         """Record an event a decision asked for."""
         self.record(note.kind, note.message, note.watcher, note.severity)
 
-    def admit(
-        self, host_id: str, events: Sequence[Event], now: float
-    ) -> Sequence[Event]:
+    def admit(self, host_id: str, events: Sequence[Event], now: float) -> Sequence[Event]:
         """The first of the events agent `host_id` sent that its rate lets in; the rest
         are dropped and counted (see `tick`). `now` is monotonic."""
         return events[: self.rate.take(host_id, len(events), now)]

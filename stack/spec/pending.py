@@ -14,8 +14,8 @@ from stack.spec.model import StackSpec, StreamSpec, WatcherSpec
 
 PENDING_OPTIONS = ("on_demand", "stdin_socket")
 """Watcher options that the agents do not act on yet."""
-PENDING_STREAM_OPTIONS = ("class_", "rotate_when", "rotate_interval", "color")
-"""Stream options that the agents do not act on yet (files are written as FileStream)."""
+PENDING_STREAM_OPTIONS: tuple[str, ...] = ()
+"""Stream options that the agents do not act on yet."""
 
 _DEFAULT = WatcherSpec(name="", cmd="")
 

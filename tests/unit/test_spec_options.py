@@ -14,7 +14,7 @@ from stack.spec.dump import dump_stack
 from stack.spec.errors import SpecError
 from stack.spec.load import load_stack
 from stack.spec.model import HookSpec, StackSpec, StreamSpec, WatcherSpec, _frozen_map
-from stack.spec.pending import pending_options
+from stack.spec.pending import PENDING_OPTIONS, pending_options
 from stack.v1 import types_pb2 as pb
 from stack.wire.spec import watcher_from_proto, watcher_to_proto
 from tests.unit.test_spec_dump import stacks
@@ -382,7 +382,13 @@ def test_apply_warns_of_each_option_the_agents_do_not_act_on_yet() -> None:
     assert pending_options(load_stack(FULL)) == [
         f"watchers.web.{option}: not acted on by this version's agents yet"
         for option in (
-            "on_demand", "stdin_socket", "stdout_stream.class",
-            "stdout_stream.rotate_when", "stderr_stream.class", "stderr_stream.color",
+            "hooks", "on_demand", "send_hup", "stdin_socket", "executable", "shell_args",
+            "copy_path", "virtualenv", "close_child_stdout", "close_child_stderr",
+            "autorestart", "exitcodes", "startsecs",
         )
+        if option in PENDING_OPTIONS
     ]  # fmt: skip
+
+
+def test_stream_classes_and_their_options_are_acted_on() -> None:
+    assert not [line for line in pending_options(load_stack(FULL)) if "_stream." in line]
