@@ -709,7 +709,7 @@ class Engine:
                     phase=watcher.phase(summary),
                     retry_at=retry_at,
                     flapping_retries=summary.retries,
-                    message=summary.message,
+                    message=summary.message or watcher.rest_note,
                 )
             )
             processes.extend(self._status(watcher, wid, now_mono) for wid in sorted(watcher.slots))

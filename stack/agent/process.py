@@ -403,9 +403,16 @@ def start_ticks(pid: int) -> int | None:
 
 
 def spawn(
-    launch: Launch, spec: WatcherSpec, wid: int, generation: int, clock: Clock = SYSTEM
+    launch: Launch,
+    spec: WatcherSpec,
+    wid: int,
+    generation: int,
+    clock: Clock = SYSTEM,
+    stdin: int | None = None,
 ) -> Proc:
-    """Start one worker in its own process group; raises SpawnError with the OS error."""
+    """Start one worker in its own process group; raises SpawnError with the OS error.
+
+    `stdin` is an fd of the agent (its stdin_socket) that becomes the worker's fd 0."""
     uid, gid = worker_ids(spec)
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
     argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
@@ -425,7 +432,7 @@ def spawn(
                 argv,
                 env=launch.env,
                 cwd=spec.working_dir or None,
-                stdin=subprocess.DEVNULL if spec.close_child_stdin else None,
+                stdin=stdin if stdin is not None else _closed_or_inherited(spec),
                 stdout=subprocess.DEVNULL if out is None else out[1],
                 stderr=subprocess.DEVNULL if err is None else err[1],
                 pass_fds=(*launch.pass_fds, *reads),
@@ -462,6 +469,11 @@ def _close_ends(pipes: list[tuple[int, int] | None], end: int) -> None:
     for pipe in pipes:
         if pipe is not None:
             os.close(pipe[end])
+
+
+def _closed_or_inherited(spec: WatcherSpec) -> int | None:
+    """/dev/null (close_child_stdin) or None (the agent's own stdin)."""
+    return subprocess.DEVNULL if spec.close_child_stdin else None
 
 
 def _output_pipe() -> tuple[int, int]:

@@ -48,7 +48,7 @@ from stack.agent.records import WorkerRecord
 from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, Step, Wake
 from stack.agent.sockets import BoundSocket, SocketPool
 from stack.agent.states import ProcessState
-from stack.spec.model import WatcherSpec
+from stack.spec.model import SocketSpec, WatcherSpec
 from stack.spec.observed import ExitReason, LastExit
 from stack.spec.reports import Severity
 
@@ -79,6 +79,8 @@ class VersionView(Protocol):
     def label(self) -> str: ...
     @property
     def fds(self) -> tuple[Any, ...]: ...
+    @property
+    def sockets(self) -> tuple[SocketSpec, ...]: ...
     @property
     def names(self) -> tuple[str, ...]: ...
 
@@ -473,22 +475,26 @@ class SlotRunner:
 
     def _spawn(self, version: VersionView) -> Proc:
         spec = version.spec
-        pairs: list[tuple[str, int]] = []
-        for sock in version.fds:
-            bound = self.host.sockets.lookup(sock)
-            if bound is None or bound.sock is None:
-                why = bound.error if bound is not None else "not in the assignment"
-                raise SpawnError(f"spawn error: socket {sock.name!r} is not bound: {why}")
-            pairs.append((sock.name, bound.fd))
+        fds = {sock.name: self._bound_fd(sock) for sock in version.sockets}
+        pairs = [(sock.name, fds[sock.name]) for sock in version.fds]
         launch = build_launch(spec, self.wid, pairs, self.owner.agent_env)
         generation = self.owner.generation_of_version(version)
-        proc = spawn(launch, spec, self.wid, generation, self.clock)
+        stdin = fds[spec.stdin_socket] if spec.stdin_socket else None
+        proc = spawn(launch, spec, self.wid, generation, self.clock, stdin=stdin)
         proc.version_key = version.key
         self.env = launch.env
         self.host.reaper.watch(proc.pid, lambda status: self.on_exit(proc, status))
         for hook in self.hooks:
             hook.after_spawn(self, proc)
         return proc
+
+    def _bound_fd(self, sock: SocketSpec) -> int:
+        """The agent's fd of a socket the version needs; SpawnError when it is not bound."""
+        bound = self.host.sockets.lookup(sock)
+        if bound is None or bound.sock is None:
+            why = bound.error if bound is not None else "not in the assignment"
+            raise SpawnError(f"spawn error: socket {sock.name!r} is not bound: {why}")
+        return bound.fd
 
     # ---- exits ----
     def on_exit(self, proc: Proc, status: int | None) -> None:
@@ -522,6 +528,8 @@ class SlotRunner:
             step = slot.exited(state, proc.pid, how(status), last, keep_down, now, policy)
         if self.apply(step):
             self.start()
+        elif keep_down:
+            self.host.wake()  # the watcher decides what follows (an on_demand one rests)
 
     # ---- health ----
     def check_context(self, proc: Proc) -> CheckContext:

@@ -427,6 +427,38 @@ def renewed(s: SlotState) -> SlotState:
     return s
 
 
+# ---- on_demand ----
+def done(s: SlotState, has_proc: bool) -> bool:
+    """Whether the slot's worker is over with nothing to come: no process, none to start
+    and no flapping retry or give-up to tell. An on_demand watcher whose slots are all
+    done rests until its next connection."""
+    return not has_proc and not s.pending and s.flap.phase is FlapPhase.ACTIVE
+
+
+def resting(s: SlotState, note: str) -> SlotState:
+    """The slot of an on_demand watcher waits for a connection, as `note` says: one
+    that never ran (or was stopped) shows STOPPED, one whose worker exited keeps its
+    exit; none is started by a reconcile until `woken`."""
+    if s.state in (ProcessState.UNSPECIFIED, ProcessState.STOPPED):
+        s = s.moved(ProcessState.STOPPED)
+    return replace(s, pending=False, message=note)
+
+
+def woken(s: SlotState, now: float, policy: Policy) -> Step:
+    """A connection came for a resting slot: it is to be started. One whose worker
+    exited on its own goes through the flapping rules first, so that a worker that
+    exits without serving the connection is held back as a crash loop would be; its
+    start counts as neither a restart nor a replacement."""
+    s = replace(s, message="")
+    if s.state is not ProcessState.EXITED:
+        return replace(s, pending=True), []
+    s, actions = failed(s, now, policy)
+    s = replace(s, cause=StartCause.NONE)
+    if any(isinstance(action, Respawn) for action in actions):
+        return replace(s, pending=True), [a for a in actions if not isinstance(a, Respawn)]
+    return s, actions
+
+
 def adopted(s: SlotState) -> SlotState:
     """A process left running by the previous agent took the slot back."""
     s = replace(s, pending=False)

@@ -25,10 +25,15 @@ A socket also outlives the agent: across an exec of the agent its fd stays open,
 after a crash the new agent takes it back from a worker that inherited it (see
 adoption.py). `restore` puts it back in the pool under its old serial, so that the
 workers that hold it are not replaced for a "new" socket.
+
+A watcher with `on_demand` starts no worker until one of its sockets gets a connection:
+`on_connection` watches the socket for readability from the event loop without
+accepting, so the first client stays queued for the worker that is then started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -36,7 +41,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from stack.security.safe_files import UnsafeFile, unlink_if_same, walk_dir
@@ -210,6 +215,42 @@ class SocketPool:
     def __init__(self) -> None:
         self._bound: dict[Binding, BoundSocket] = {}
         self._last_serial = 0
+        self._waiting: dict[Binding, dict[str, Callable[[], None]]] = {}
+        """Bindings watched for a first connection: waiter -> what to call then."""
+
+    def on_connection(self, spec: SocketSpec, waiter: str, call: Callable[[], None]) -> bool:
+        """Call `call` once, from the event loop, when the socket of `spec` is readable
+        (a connection or a datagram waits); nothing is accepted or read. `waiter`
+        (a watcher's name) is told once, whatever it asked before. False when the
+        socket is not bound."""
+        key = socket_binding(spec)
+        bound = self._bound.get(key)
+        if bound is None or bound.sock is None:
+            return False
+        waiters = self._waiting.setdefault(key, {})
+        if not waiters:
+            asyncio.get_running_loop().add_reader(bound.fd, self._readable, key)
+        waiters[waiter] = call
+        return True
+
+    def stop_waiting(self, waiter: str) -> None:
+        """`waiter` no longer waits for a connection on any socket."""
+        for key in [key for key, waiters in self._waiting.items() if waiter in waiters]:
+            del self._waiting[key][waiter]
+            if not self._waiting[key]:
+                self._unwatch(key)
+
+    def _readable(self, key: Binding) -> None:
+        waiters = list(self._unwatch(key).values())
+        for call in waiters:
+            call()
+
+    def _unwatch(self, key: Binding) -> dict[str, Callable[[], None]]:
+        waiters = self._waiting.pop(key, {})
+        bound = self._bound.get(key)
+        if waiters and bound is not None and bound.sock is not None:
+            asyncio.get_running_loop().remove_reader(bound.fd)
+        return waiters
 
     def sync(self, specs: Iterable[SocketSpec]) -> list[BoundSocket]:
         """Make the pool hold one socket per binding of `specs` and no other; of specs
@@ -258,6 +299,8 @@ class SocketPool:
     def release(self) -> None:
         """Forget every socket WITHOUT closing it or removing its file (they pass on to
         the next image of the agent)."""
+        for key in list(self._waiting):
+            self._unwatch(key)
         for bound in self._bound.values():
             if bound.sock is not None:
                 bound.sock.detach()
@@ -279,6 +322,7 @@ class SocketPool:
         return sorted(self._bound.values(), key=lambda bound: (bound.spec.name, bound.serial))
 
     def _close(self, key: Binding) -> None:
+        self._unwatch(key)
         bound = self._bound.pop(key)
         if bound.sock is not None:
             bound.sock.close()

@@ -24,6 +24,17 @@ replaced when that changes. A new process of the batch on probation that exits o
 fails its health check is left stopped, outside the flapping rules: the controller
 halts the rollout and pins the wid back to the version that worked.
 
+A watcher with `on_demand` rests until one of its sockets (those its workers inherit,
+and its stdin_socket) gets a connection: its slots show `stopped` with a note, the
+sockets stay bound and are watched for readability without accepting (see
+SocketPool.on_connection), so the first client stays queued for a worker. The
+connection wakes the watcher, which then starts and respawns its workers as any
+other. It rests again when it is stopped (a `start` waits for a connection again) and
+when all its workers are over with none to start (they exited with respawn = false):
+the next connection starts them again, through the flapping rules, so that a worker
+that exits without serving cannot spin. With no worker id on this host (numprocesses =
+0) it watches nothing: connections queue until it is scaled up.
+
 When the agent restarts, its workers are not started again: `adopt` puts a worker
 that kept running back in its slot (or resumes its stop), `restore_slot` brings back
 a slot as the previous image of the agent left it, `restore_flapping` a slot's
@@ -34,6 +45,7 @@ worker that exited while no agent ran, which is then respawned like any crash.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -57,7 +69,7 @@ from stack.spec.model import (
     version_fingerprint,
     version_label,
 )
-from stack.spec.observed import ExitReason, Health, WatcherPhase
+from stack.spec.observed import ON_DEMAND_REST, ExitReason, Health, WatcherPhase
 from stack.spec.reports import Severity
 
 __all__ = ["Desired", "Host", "Version", "Watcher"]
@@ -151,6 +163,10 @@ class Watcher:
     """Monotonic time before which no worker is started by `reconcile` (warmup_delay)."""
     life: StartStop = field(init=False)
     """The watcher's start and stop here, with the hooks around them (start_stop.py)."""
+    awake: bool = False
+    """on_demand: a connection came since the watcher last rested (see `_rests`)."""
+    rest_note: str = ""
+    """on_demand: while the watcher rests, what status says of it ("" when it does not)."""
 
     def __post_init__(self) -> None:
         self.life = StartStop(self)
@@ -344,16 +360,20 @@ class Watcher:
         for wid in [wid for wid, run in self.draining.items() if run.idle()]:
             del self.draining[wid]
         if self.removed:
+            self._wake_up(False)
             self._stop_hooked()
             return
         wanted = set(self.desired.wids)
         for wid in [wid for wid in self.slots if wid not in wanted]:
             self._drop(wid)
         if not self.desired.active:
+            self._wake_up(False)  # its next start waits for a connection again
             for wid in wanted:
                 self._slot(wid, SlotState(wid, pending=False))
             self._stop_hooked()
             return
+        if self._rests():
+            return  # on_demand: it starts (its before_start hook first) at a connection
         if not self.life.may_start(bool(wanted)):
             return  # its before_start hook runs, or refused the start
         for run in self.slots.values():
@@ -374,6 +394,57 @@ class Watcher:
         if self.life.may_stop():
             self._stop_all()
         self.life.tend(stopping=True)
+
+    # ---- on_demand ----
+    def _rests(self) -> bool:
+        """Whether the watcher waits for a connection to start its workers (on_demand);
+        makes its slots say so and watches its sockets meanwhile."""
+        if not self.spec.on_demand:
+            self._wake_up(True)
+            return False
+        runs = [self._slot(wid) for wid in sorted(self.desired.wids)]
+        if any(run.proc is not None for run in runs):
+            self._wake_up(True)  # workers run: adopted, or started before on_demand was set
+        elif self.awake and all(slot.done(run.state, False) for run in runs):
+            self._wake_up(False)  # every worker is over, none to start
+        if self.awake:
+            return False
+        sockets = self.desired.current().sockets
+        self.rest_note = f"{ON_DEMAND_REST} to {', '.join(sock.name for sock in sockets)}"
+        for run in runs:
+            run.apply((slot.resting(run.state, self.rest_note), []))
+        if runs:  # with no worker here, connections queue until it is scaled up
+            for sock in sockets:
+                self.host.sockets.on_connection(
+                    sock, self.name, functools.partial(self._woken, sock.name)
+                )
+        return True
+
+    def _wake_up(self, awake: bool) -> None:
+        """Awake (its workers run as any watcher's), or not: a start, or the next
+        reconcile, rests. Either way nothing is waited for now."""
+        if self.rest_note or awake != self.awake:
+            self.host.changed()
+        self.awake, self.rest_note = awake, ""
+        self.host.sockets.stop_waiting(self.name)
+
+    def _woken(self, socket_name: str) -> None:
+        """Socket `socket_name` got a connection while the watcher rested: start."""
+        if self.awake or self.removed or not self.desired.active or not self.spec.on_demand:
+            return
+        self._wake_up(True)
+        now = self.clock.monotonic()
+        for wid in sorted(self.desired.wids):
+            run = self._slot(wid)
+            run.apply(slot.woken(run.state, now, self.policy()))
+        self.host.event(
+            "on_demand",
+            self.name,
+            0,
+            f"a connection to {socket_name}: starting {len(self.desired.wids)} workers",
+            Severity.INFO,
+        )
+        self.host.wake()
 
     def _start_missing(self, now: float) -> None:
         """Start the workers that should run and do not, in wid order; after one with a
@@ -401,7 +472,7 @@ class Watcher:
         """Why one of the sockets the version `wid` must run gets is not bound ("" when
         all are): its process is then kept (a worker is never replaced by one that
         cannot start) until the socket is bound or the version changes."""
-        for sock in self.desired.version_of(wid).fds:
+        for sock in self.desired.version_of(wid).sockets:
             bound = self.host.sockets.lookup(sock)
             if bound is None:
                 return f"socket {sock.name}: not in the assignment"

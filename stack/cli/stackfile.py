@@ -35,6 +35,7 @@ from stack.cli.options import GlobalOptions
 from stack.cli.status_view import print_status
 from stack.cli.terminal import safe
 from stack.security.local import is_unix
+from stack.spec.observed import ON_DEMAND_REST
 from stack.v1 import admin_pb2
 
 if TYPE_CHECKING:
@@ -221,11 +222,14 @@ def _controller_answers(client: StackClient) -> Callable[[], bool]:
 
 
 def _not_running(reply: admin_pb2.StatusReply) -> list[str]:
-    """`webapp has 3 of 4 running` for every active watcher short of its count."""
+    """`webapp has 3 of 4 running` for every active watcher short of its count (an
+    on_demand watcher waiting for its first connection is where it should be)."""
     return [
         f"{w.name} has {w.running} of {w.numprocesses} running"
         for w in reply.watchers
-        if w.active and (w.running != w.numprocesses or w.pending)
+        if w.active
+        and (w.running != w.numprocesses or w.pending)
+        and not w.message.startswith(ON_DEMAND_REST)
     ]
 
 

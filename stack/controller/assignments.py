@@ -9,11 +9,16 @@ all other watchers' env: an agent keeps on disk what it receives, and a host its
 labels exclude must not hold another service's secrets. A watcher missing from a
 host's Assignment is one the agent stops and forgets, which is what losing its
 last worker id there means.
+
+One exception: an `on_demand` watcher scaled to no worker at all (numprocesses = 0)
+is kept, with no worker id, on every host its labels allow, so that its sockets stay
+bound there and clients queue until it is scaled up (`resting_here`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from stack.controller.desired import DesiredState
 from stack.controller.placement import Placement
@@ -28,6 +33,7 @@ def build_assignment(
     host_id: str,
     fencing_token: int,
     handoff: Mapping[str, frozenset[int]] | None = None,
+    resting: AbstractSet[str] = frozenset(),
 ) -> Assignment:
     """The Assignment for `host_id`.
 
@@ -35,14 +41,15 @@ def build_assignment(
     until their replacements run elsewhere. During a rolling change, the ids
     still on an earlier version are pinned to it, with the sockets that version
     inherits as they were, and the batch is on probation. The Assignment's own
-    sockets are those the current versions inherit.
+    sockets are those the current versions inherit. `resting` watchers are sent even
+    with no worker id here (see resting_here).
     """
     handoff = handoff or {}
     shares: list[WatcherAssignment] = []
     used: set[str] = set()
     for name, watcher in sorted(desired.watchers.items()):
         wids = sorted({*placement.wids(host_id, name), *handoff.get(name, ())})
-        if not wids:
+        if not wids and name not in resting:
             continue
         pinned, probation = host_share(watcher.rollout, wids)
         used.update(sock.name for sock in version_sockets(watcher.spec, desired.sockets))
@@ -68,3 +75,18 @@ def build_assignment(
         )
     sockets = tuple(sock for name, sock in sorted(desired.sockets.items()) if name in used)
     return Assignment(desired.generation, fencing_token, tuple(shares), sockets)
+
+
+def resting_here(
+    desired: DesiredState, placement: Placement, labels: Mapping[str, str]
+) -> frozenset[str]:
+    """The on_demand watchers of numprocesses 0, placed nowhere, that a host with
+    `labels` keeps with no worker: their sockets stay bound there for them."""
+    return frozenset(
+        name
+        for name, watcher in desired.watchers.items()
+        if watcher.spec.on_demand
+        and watcher.spec.numprocesses == 0
+        and not placement.placed(name)
+        and all(labels.get(key) == value for key, value in watcher.spec.placement.labels.items())
+    )

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from stack.controller.agents import AgentRecord
-from stack.controller.assignments import build_assignment
+from stack.controller.assignments import build_assignment, resting_here
 from stack.controller.desired import DesiredState
 from stack.controller.placement import DOWN, GONE, READY, AgentView, Placement, place, rebalance
 from stack.spec.assignment import Assignment
@@ -236,6 +236,7 @@ def assignments(
             record.host_id,
             term,
             handoff(record, ready, intended) if record.host_id in state.drained else None,
+            resting_here(state, placement, record.labels),
         )
         for record in ready
     }

@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+ON_DEMAND_REST = "on demand: waiting for a connection"
+"""How status begins the note of an on_demand watcher (and its workers) at rest."""
+
 
 class ProcessState(enum.IntEnum):
     """The life cycle of one worker process (wire: stack.v1.ProcessState)."""

@@ -12,7 +12,7 @@ from dataclasses import fields
 
 from stack.spec.model import StackSpec, StreamSpec, WatcherSpec
 
-PENDING_OPTIONS = ("on_demand", "stdin_socket")
+PENDING_OPTIONS: tuple[str, ...] = ()
 """Watcher options that the agents do not act on yet."""
 PENDING_STREAM_OPTIONS: tuple[str, ...] = ()
 """Stream options that the agents do not act on yet."""

@@ -346,3 +346,47 @@ def test_every_rule_moves_only_along_the_allowed_transitions() -> None:
     fatal = SlotState(1, state=S.FATAL, pending=False)
     stopped, actions = slot.stop(fatal, has_proc=False)
     assert stopped.state is S.STOPPED and not actions
+
+
+# ---- on_demand ----
+NOTE = "on demand: waiting for a connection to web"
+
+
+def test_a_resting_slot_that_never_ran_shows_stopped_and_is_not_started() -> None:
+    fresh = slot.resting(SlotState(1), NOTE)
+    assert (fresh.state, fresh.pending, fresh.message) == (S.STOPPED, False, NOTE)
+    assert slot.wants_start(fresh, None, 0, "", False) == (fresh, False)
+    assert slot.done(fresh, has_proc=False)
+
+
+def test_a_resting_slot_whose_worker_exited_keeps_its_exit() -> None:
+    exited = replace(running(), state=S.EXITED, last_exit=crash(T0))
+    rested = slot.resting(exited, NOTE)
+    assert (rested.state, rested.last_exit, rested.message) == (S.EXITED, crash(T0), NOTE)
+
+
+def test_a_woken_slot_is_started_by_the_next_reconcile() -> None:
+    woken, actions = slot.woken(slot.resting(SlotState(1), NOTE), T0, POLICY)
+    assert (woken.pending, woken.message, actions) == (True, "", [])
+    assert slot.wants_start(woken, None, 0, "", False)[1]
+    assert not slot.done(woken, has_proc=False)
+
+
+def test_a_worker_that_exits_without_serving_is_held_back_by_the_flapping_rules() -> None:
+    s, at, wakes = SlotState(1), T0, 0
+    actions: list[slot.Action] = []
+    while s.state is not S.BACKOFF:
+        assert wakes <= FLAP.attempts, "woken again and again without backing off"
+        s = slot.starting(slot.resting(s, NOTE), at, "v", FLAP)
+        s = replace(s, state=S.EXITED, pending=False)  # it exited at once: at rest again
+        assert slot.done(s, has_proc=False)
+        s, actions = slot.woken(s, at + 0.05, POLICY)
+        assert not any(isinstance(action, Respawn) for action in actions)
+        at, wakes = at + 0.1, wakes + 1
+    assert (s.pending, kinds(actions)) == (False, ["flapping"])
+    assert s.cause is StartCause.NONE  # not a restart, whenever it starts
+    assert not slot.done(s, has_proc=False)  # the watcher waits for the retry, awake
+
+
+def test_a_slot_with_a_process_is_never_done() -> None:
+    assert not slot.done(running(pending=False), has_proc=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from stack.controller import desired as d
-from stack.controller.assignments import build_assignment
+from stack.controller.assignments import build_assignment, resting_here
 from stack.controller.placement import Placement
 from stack.spec.assignment import Assignment
 from stack.spec.load import load_stack
@@ -110,3 +110,26 @@ def test_a_pinned_version_keeps_the_socket_as_it_was_beside_the_moved_one() -> N
     assert [(s.name, s.port) for s in assignment.sockets] == [("web", 8081)]
     (web,) = assignment.watchers
     assert [[(s.name, s.port) for s in p.sockets] for p in web.pinned] == [[("web", 8080)]]
+
+
+def test_an_on_demand_watcher_with_no_worker_keeps_its_sockets_where_its_labels_allow() -> None:
+    text = STACK.replace('cmd = "proxy"', 'cmd = "proxy"\non_demand = true').replace(
+        'numprocesses = 2\nsockets = ["web"]',
+        'numprocesses = 0\non_demand = true\nsockets = ["web"]',
+    )
+    desired, nowhere = state(text), placement({})
+    assert resting_here(desired, nowhere, {"role": "web"}) == {"all", "web"}
+    assert resting_here(desired, nowhere, {}) == {"all"}
+    at_rest = resting_here(desired, nowhere, {"role": "web"})
+    assert told(build_assignment(desired, nowhere, "h1", 1, resting=at_rest)) == (
+        {"all": [], "web": []},
+        ["admin", "db", "web"],
+    )
+    # scaled up and placed somewhere: only where its workers are
+    assert resting_here(
+        state(text.replace("numprocesses = 0\non_demand", "numprocesses = 1\non_demand")),
+        placement({"h2": {"web": (1,)}}),
+        {"role": "web"},
+    ) == {"all"}
+    # a watcher without on_demand is never kept without workers
+    assert resting_here(state(), nowhere, {"role": "web"}) == frozenset()

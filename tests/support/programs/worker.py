@@ -10,6 +10,7 @@
 --line-size B    pad each printed line to B bytes
 --exit CODE      exit at once with CODE (a crashing or flapping worker)
 --serve-fd FD    accept on the inherited listening socket FD, answer "<pid>\n" per connection
+--serve-count N  with --serve-fd: exit 0 once N connections were answered
 --serve-listen   like --serve-fd, from the systemd variables (LISTEN_FDS/LISTEN_PID, fd 3)
 --tick S         print "tick N" every S seconds, forever (also while serving)
 --report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
@@ -35,10 +36,11 @@ HOSTILE_LINE = (
 )
 
 
-def serve(fd: int, tick: float = 0.0) -> None:
+def serve(fd: int, tick: float = 0.0, limit: int = 0) -> None:
     """Answer each connection with our pid; on SIGTERM finish the current one and exit 0.
 
-    With `tick`, also print "tick N" every `tick` seconds."""
+    With `tick`, also print "tick N" every `tick` seconds; with `limit`, exit 0 once
+    that many connections were answered."""
     listener = socket.socket(fileno=fd)
     listener.setblocking(False)
     wake_r, wake_w = os.pipe()
@@ -46,7 +48,7 @@ def serve(fd: int, tick: float = 0.0) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGTERM, lambda *_: None)  # the wakeup fd carries it to the loop
     reply = f"{os.getpid()}\n".encode()
-    count = 0
+    count = served = 0
     next_tick = time.monotonic() + tick
     while True:
         timeout = max(0.0, next_tick - time.monotonic()) if tick else None
@@ -66,6 +68,9 @@ def serve(fd: int, tick: float = 0.0) -> None:
         with conn:
             conn.setblocking(True)
             conn.sendall(reply)
+        served += 1
+        if limit and served >= limit:
+            sys.exit(0)
 
 
 def main() -> None:
@@ -79,6 +84,7 @@ def main() -> None:
     parser.add_argument("--line-size", type=int, default=0)
     parser.add_argument("--exit", type=int, default=None)
     parser.add_argument("--serve-fd", type=int, default=None)
+    parser.add_argument("--serve-count", type=int, default=0)
     parser.add_argument("--serve-listen", action="store_true")
     parser.add_argument("--report", default="")
     parser.add_argument("--tick", type=float, default=0.0)
@@ -114,7 +120,7 @@ def main() -> None:
         print(f"err {i}".ljust(ns.line_size, "x"), file=sys.stderr)
     sys.stdout.flush()
     if ns.serve_fd is not None:
-        serve(ns.serve_fd, ns.tick)
+        serve(ns.serve_fd, ns.tick, ns.serve_count)
     if ns.serve_listen:
         assert os.environ["LISTEN_PID"] == str(os.getpid())
         serve(3)

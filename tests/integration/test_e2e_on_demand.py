@@ -1,0 +1,121 @@
+"""on_demand and stdin_socket with real workers and sockets: a watcher that starts at its
+first connection and serves it, one scaled to no worker that keeps its socket bound while
+clients queue, one that rests again once its workers are over, and a socket as fd 0."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.spec.observed import ON_DEMAND_REST
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.wait import wait_for
+from tests.support.workers import read_pid, watcher_toml
+
+SERVE = ("--serve-fd", "$(circus.sockets.web)")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One stack for these tests: each applies a file of its own watcher alone."""
+    with running_cluster(tmp_path_factory.mktemp("demand") / "stack") as running:
+        yield running
+
+
+def _stack(cluster: Cluster, name: str, path: Path, *flags: str, **options: object) -> str:
+    """Socket `web` at `path` and watcher `name` alone (each test has its own, so that
+    none starts from what the one before left)."""
+    head = f'[sockets.web]\npath = "{path}"\n\n'
+    return head + watcher_toml(name, cluster.tag, *flags, **options)
+
+
+@contextlib.contextmanager
+def _connected(path: Path) -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(30)
+        conn.connect(str(path))
+        yield conn
+
+
+def _at_rest(cluster: Cluster, name: str) -> bool:
+    (watcher,) = cluster.status(name).watchers
+    return watcher.running == 0 and watcher.message.startswith(ON_DEMAND_REST)
+
+
+def test_on_demand_starts_its_workers_at_the_first_connection_and_serves_it(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "web.sock"
+    shared.apply(
+        _stack(shared, "first", path, *SERVE, sockets=["web"], on_demand=True, numprocesses=2)
+    )
+    wait_for(lambda: _at_rest(shared, "first") and path.exists(), 20, "the watcher to rest, bound")
+    (watcher,) = shared.status("first").watchers
+    assert watcher.message == f"{ON_DEMAND_REST} to web"
+    assert [(p.wid, p.pid, p.state) for p in watcher.processes] == [(1, 0, 7), (2, 0, 7)]
+    status = shared.stackctl("status", "first", check=True).out
+    assert "0/2 running, active, on demand: waiting for a connection to web" in status
+    assert not shared.events("spawn")
+    with _connected(path) as conn:
+        pid = read_pid(conn)
+    pids = shared.wait_running("first", 2)
+    assert pid in pids.values()
+    assert [e.message for e in shared.events("on_demand")] == [
+        "a connection to web: starting 2 workers"
+    ]
+    assert not _at_rest(shared, "first")
+
+
+def test_with_no_worker_the_socket_stays_bound_and_clients_queue(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "web.sock"
+    shared.apply(
+        _stack(shared, "zero", path, *SERVE, sockets=["web"], on_demand=True, numprocesses=0)
+    )
+    wait_for(path.exists, 20, "the socket of a watcher with no worker to be bound")
+    with _connected(path) as conn:  # queued: nobody accepts yet
+        (watcher,) = shared.status("zero").watchers
+        assert (watcher.numprocesses, watcher.running, list(watcher.processes)) == (0, 0, [])
+        shared.stackctl("scale", "zero", "1", check=True)
+        pid = read_pid(conn)  # the worker started for it took the queued connection
+    assert shared.wait_running("zero", 1) == {1: pid}
+
+
+def test_workers_that_end_without_respawn_rest_until_the_next_connection(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "web.sock"
+    shared.apply(
+        _stack(shared, "idle", path, *SERVE, "--serve-count", "1", sockets=["web"], on_demand=True,
+               respawn=False)
+    )  # fmt: skip
+    wait_for(lambda: _at_rest(shared, "idle") and path.exists(), 20, "the watcher to rest, bound")
+    with _connected(path) as conn:
+        first = read_pid(conn)
+    wait_for(lambda: _at_rest(shared, "idle"), 20, "the watcher to rest once its worker exited")
+    (watcher,) = shared.status("idle").watchers
+    (process,) = watcher.processes
+    assert process.pid == 0 and process.last_exit.code == 0
+    with _connected(path) as conn:
+        second = read_pid(conn)
+    assert second != first
+    assert len(shared.events("on_demand")) >= 2
+
+
+def test_stdin_socket_is_each_workers_fd_0(shared: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "fcgi.sock"
+    shared.apply(
+        _stack(shared, "fcgi", path, "--serve-fd", "0", stdin_socket="web", numprocesses=2)
+    )
+    pids = shared.wait_running("fcgi", 2)
+    wait_for(path.exists, 20, "the stdin socket to be bound")
+    served = set()
+    while served != set(pids.values()):
+        with _connected(path) as conn:
+            served.add(read_pid(conn))
+        assert served <= set(pids.values())
