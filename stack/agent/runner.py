@@ -528,7 +528,7 @@ class SlotRunner:
             step = slot.exited(state, proc.pid, how(status), last, keep_down, now, policy)
         if self.apply(step):
             self.start()
-        elif keep_down:
+        else:
             self.host.wake()  # the watcher decides what follows (an on_demand one rests)
 
     # ---- health ----

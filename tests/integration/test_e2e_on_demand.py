@@ -86,25 +86,30 @@ def test_with_no_worker_the_socket_stays_bound_and_clients_queue(
     assert shared.wait_running("zero", 1) == {1: pid}
 
 
-def test_workers_that_end_without_respawn_rest_until_the_next_connection(
-    shared: Cluster, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("idle", {"respawn": False}), ("expected", {"autorestart": "unexpected"})],
+)
+def test_workers_that_end_and_stay_down_rest_until_the_next_connection(
+    shared: Cluster, tmp_path: Path, name: str, options: dict[str, object]
 ) -> None:
     path = tmp_path / "web.sock"
     shared.apply(
-        _stack(shared, "idle", path, *SERVE, "--serve-count", "1", sockets=["web"], on_demand=True,
-               respawn=False)
+        _stack(shared, name, path, *SERVE, "--serve-count", "1", sockets=["web"], on_demand=True,
+               **options)
     )  # fmt: skip
-    wait_for(lambda: _at_rest(shared, "idle") and path.exists(), 20, "the watcher to rest, bound")
+    wait_for(lambda: _at_rest(shared, name) and path.exists(), 20, "the watcher to rest, bound")
     with _connected(path) as conn:
         first = read_pid(conn)
-    wait_for(lambda: _at_rest(shared, "idle"), 20, "the watcher to rest once its worker exited")
-    (watcher,) = shared.status("idle").watchers
+    wait_for(lambda: _at_rest(shared, name), 20, "the watcher to rest once its worker exited")
+    (watcher,) = shared.status(name).watchers
     (process,) = watcher.processes
     assert process.pid == 0 and process.last_exit.code == 0
     with _connected(path) as conn:
         second = read_pid(conn)
     assert second != first
-    assert len(shared.events("on_demand")) >= 2
+    woken = [e for e in shared.events("on_demand") if e.watcher == name]
+    assert len(woken) == 2
 
 
 def test_stdin_socket_is_each_workers_fd_0(shared: Cluster, tmp_path: Path) -> None:
