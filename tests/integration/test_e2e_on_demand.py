@@ -124,3 +124,19 @@ def test_stdin_socket_is_each_workers_fd_0(shared: Cluster, tmp_path: Path) -> N
         with _connected(path) as conn:
             served.add(read_pid(conn))
         assert served <= set(pids.values())
+
+
+def test_the_before_start_hook_of_an_on_demand_watcher_runs_at_its_first_connection(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    path, mark = tmp_path / "web.sock", tmp_path / "started"
+    shared.apply(
+        _stack(shared, "hooked", path, *SERVE, sockets=["web"], on_demand=True,
+               hooks={"before_start": f"touch {mark}"})
+    )  # fmt: skip
+    wait_for(lambda: _at_rest(shared, "hooked") and path.exists(), 20, "the watcher to rest")
+    assert not mark.exists()
+    with _connected(path) as conn:
+        pid = read_pid(conn)
+    assert mark.exists()
+    assert pid in shared.wait_running("hooked", 1).values()
