@@ -11,7 +11,7 @@ scale from the page and one from stackctl are refused, recorded and applied alik
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from stack.controller.controller import Controller
@@ -121,7 +121,7 @@ class Admin:
         since: float = 0.0,
         follow: bool = False,
         opened: Opened = _nothing,
-    ) -> AsyncIterator[LogLine]:
+    ) -> AsyncGenerator[LogLine, None]:
         """The last `lines` output lines of a watcher (from the agents' files), then with
         `follow` every new one, each once. Checked by `check_logs` first."""
         c = self._c
@@ -162,7 +162,7 @@ class Admin:
         after_seq: int = 0,
         follow: bool = False,
         opened: Callable[[int], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The last `lines` events (or those after `after_seq`), then with `follow` every
         new one. `opened` is given the seq of the last event recorded when it opened."""
         events = self._c.events

@@ -199,13 +199,20 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         metavar="BYTES",
         help=f"Output bytes a second one agent may ship (default {defaults.log_byte_rate:.0f}).",
     )
-    web = parser.add_argument_group("metrics")
+    web = parser.add_argument_group("metrics and web console")
     web.add_argument(
         "--metrics-listen",
         default="",
         metavar="HOST:PORT",
         help="Serve Prometheus metrics at /metrics here: HTTPS with TLS (viewer and admin "
         "certificates), else plaintext on a loopback address (elsewhere with --insecure).",
+    )
+    web.add_argument(
+        "--http-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="Serve the web console (and /metrics) here: HTTPS with TLS (viewers read, "
+        "admins act), plaintext only with --insecure.",
     )
     web.add_argument(
         "--metrics-per-process",
@@ -280,6 +287,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         ),
         agent_limits=replace(defaults, log_byte_rate=args.agent_log_rate),
         metrics_listen=args.metrics_listen,
+        http_listen=args.http_listen,
         metrics_per_process=args.metrics_per_process,
     )
 

@@ -81,6 +81,8 @@ class ControllerSettings:
     """What one viewer may make the controller hold: follow streams, tails (viewers.py)."""
     metrics_listen: str = ""
     """HOST:PORT of the metrics page (/metrics); "" serves none."""
+    http_listen: str = ""
+    """HOST:PORT of the web console (and /metrics); "" serves none."""
     metrics_per_process: bool = False
     """Series per worker process too (one per process: mind the cardinality)."""
     insecure: bool = False

@@ -39,6 +39,8 @@ def ports(settings: ControllerSettings) -> list[Port]:
     found = []
     if settings.metrics_listen:
         found.append(Port("metrics", settings.metrics_listen, "--metrics-listen", False))
+    if settings.http_listen:
+        found.append(Port("web console", settings.http_listen, "--http-listen", True))
     return found
 
 
@@ -70,6 +72,12 @@ def servers(controller: Controller, tls: TlsMaterial | None) -> list[HttpServer]
     context = https_context(tls) if tls is not None else None
     made = []
     for port, right in wanted:
-        app: Application = metrics_page(exposition.scrape, CONTENT_TYPE)
+        app: Application
+        if port.console:
+            from stack.controller.console import Console
+
+            app = Console(controller, exposition.scrape).handle
+        else:
+            app = metrics_page(exposition.scrape, CONTENT_TYPE)
         made.append(HttpServer(app, port.address, context, right, name=port.what))
     return made

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,11 +16,10 @@ import pytest
 
 from stack import __version__ as STACK_VERSION
 from stack.security.certs import Role
-from stack.security.layout import CertDir
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.processes import AGENT, CONTROLLER, Daemon
 from tests.support.scrape import Page, get, scrape, served_http
-from tests.support.tls import TlsStack, make_tls_dir
+from tests.support.tls import TlsStack, https_client, running_tls_stack
 from tests.support.wait import wait_for
 from tests.support.workers import watcher_toml
 
@@ -218,31 +216,18 @@ def test_an_agent_serves_metrics_only_on_loopback(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
     root = tmp_path_factory.mktemp("metrics-tls")
-    running = TlsStack(root, make_tls_dir(root, "h1"))
-    running.controller.argv += ["--metrics-listen", "127.0.0.1:0"]
-    try:
-        yield running.start()
-    finally:
-        running.close()
-
-
-def client_context(tls: Path, role: Role | None, name: str = "") -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-    context.check_hostname = False
-    if role is not None:
-        cert, key = CertDir(tls).pair(role, name)
-        context.load_cert_chain(str(cert), str(key))
-    return context
+    with running_tls_stack(root, "--metrics-listen", "127.0.0.1:0") as running:
+        yield running
 
 
 def test_with_tls_metrics_are_https_for_viewers_and_admins(tls_stack: TlsStack) -> None:
     url = f"https://127.0.0.1:{served_http(tls_stack.controller, 'metrics')}/metrics"
     for role, name in ((Role.viewer, "vic"), (Role.admin, "admin")):
-        page = scrape(url, client_context(tls_stack.tls, role, name))
+        page = scrape(url, https_client(tls_stack.tls, role, name))
         assert page.value("stack_agent_up", host="h1") == 1
-    status, body = get(url, client_context(tls_stack.tls, Role.agent, "h1"))
+    status, body = get(url, https_client(tls_stack.tls, Role.agent, "h1"))
     assert status == 403 and "may not read metrics" in body
     with pytest.raises(OSError):
-        get(url, client_context(tls_stack.tls, None))
+        get(url, https_client(tls_stack.tls, None))
     with pytest.raises(OSError):
         get(url.replace("https:", "http:"))

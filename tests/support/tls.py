@@ -8,8 +8,11 @@ reserved (tests/support/ports.py): it is restarted at the address its agent was 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,3 +146,27 @@ class TlsStack(Harness):
         if self._admin is None:
             self._admin = self.user("admin")
         return self._admin
+
+
+@contextlib.contextmanager
+def running_tls_stack(root: Path, *controller_options: str) -> Iterator[TlsStack]:
+    """A started TlsStack (agent h1, users admin and vic) whose controller has these
+    options too; closed at the end."""
+    running = TlsStack(root, make_tls_dir(root, "h1"))
+    running.controller.argv += list(controller_options)
+    try:
+        yield running.start()
+    finally:
+        running.close()
+
+
+def https_client(tls: Path, role: Role | None, name: str = "") -> ssl.SSLContext:
+    """An HTTPS client context trusting `tls`'s CA, with the certificate of `name` in
+    `role` (none when `role` is None). The controller's name is not checked: tests reach
+    it at 127.0.0.1."""
+    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    context.check_hostname = False
+    if role is not None:
+        cert, key = CertDir(tls).pair(role, name)
+        context.load_cert_chain(str(cert), str(key))
+    return context
