@@ -118,7 +118,7 @@ class Console:
         if path == "/api/state":
             return json_response(self._state(request))
         if path == "/api/live":
-            return EventStream(self._live(request))
+            return EventStream(self._held(request, self._live(request)))
         if path == "/api/logs":
             return await self._logs(request)
         raise HttpError(404, f"no page {path[:100]!r} here")
@@ -144,6 +144,25 @@ class Console:
             "agents": MessageToDict(agents, **_AS_JSON).get("agents", []),
         }
 
+    async def _held(self, request: Request, items: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`items` while the caller holds one of its follow streams (as `stackctl logs -f`
+        does: at most --max-follows each); an `error` event instead when it holds them all."""
+        try:
+            slot = self._admin.follow_slot(request.who, True)
+            slot.__enter__()
+        except ControllerError as exc:
+            yield sse({"error": str(exc)}, "error")
+            return
+        try:
+            yield KEEPALIVE  # open: the page says it is live
+            async for item in items:
+                yield item
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            slot.__exit__(None, None, None)
+
     async def _live(self, request: Request) -> AsyncIterator[bytes]:
         """The fleet every LIVE_INTERVAL, and each event as it comes (the latest first)."""
         events = self._c.events
@@ -166,32 +185,22 @@ class Console:
                 yield sse(_plain(new, _EVENT_FIELDS), "event")
 
     async def _logs(self, request: Request) -> EventStream:
-        """A watcher's last LOG_TAIL output lines, then each new one. The follow takes one
-        of the caller's follow streams (as `stackctl logs -f` does) while it lasts."""
+        """A watcher's last LOG_TAIL output lines, then each new one."""
         watcher = request.query.get("watcher", "")
         try:
             self._admin.check_logs(watcher, "", LOG_TAIL)
         except ControllerError as exc:
             raise _http(exc) from None
-        admin = self._admin
 
-        async def stream() -> AsyncIterator[bytes]:
+        async def lines() -> AsyncIterator[bytes]:
+            found = self._admin.log_lines(watcher, LOG_TAIL, follow=True)
             try:
-                slot = admin.follow_slot(request.who, True)
-                slot.__enter__()
-            except ControllerError as exc:
-                yield sse({"error": str(exc)}, "error")
-                return
-            lines = admin.log_lines(watcher, LOG_TAIL, follow=True)
-            try:
-                yield KEEPALIVE  # open: the page says it follows
-                async for line in lines:
+                async for line in found:
                     yield sse(_plain(line, _LINE_FIELDS), "line")
             finally:
-                await lines.aclose()
-                slot.__exit__(None, None, None)
+                await found.aclose()
 
-        return EventStream(stream())
+        return EventStream(self._held(request, lines()))
 
     # ---- acting ----
 

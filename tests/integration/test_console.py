@@ -6,6 +6,7 @@ and in `stackctl status`. Then who may do what, over HTTPS with each kind of cer
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import urllib.error
@@ -206,3 +207,36 @@ def test_with_tls_viewers_read_and_admins_act(tls_stack: TlsStack) -> None:
     agent = https_client(tls_stack.tls, Role.agent, "h1")
     status, body = get(f"{base}/api/state", agent)
     assert status == 403
+
+
+def test_live_streams_count_against_the_callers_follows(tls_stack: TlsStack) -> None:
+    port = served_http(tls_stack.controller, "web console")
+    viewer = https_client(tls_stack.tls, Role.viewer, "vic")
+
+    def open_live() -> tuple[http.client.HTTPResponse, str]:
+        """A live stream (its response holds the connection) and its first event."""
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=viewer, timeout=10)
+        conn.request("GET", "/api/live")
+        answer = conn.getresponse()
+        assert answer.status == 200
+        return answer, answer.readline().decode() + answer.readline().decode()
+
+    held = [open_live() for _ in range(8)]
+    try:
+        assert all(first.startswith(": keepalive") for _, first in held)
+        refused, first = open_live()
+        refused.close()
+        assert first.startswith("event: error") and "too many follow streams" in first, first
+        held.pop()[0].close()
+
+        def reopened() -> tuple[http.client.HTTPResponse, str] | None:
+            answer, first = open_live()
+            if first.startswith(": keepalive"):
+                return answer, first
+            answer.close()
+            return None
+
+        held.append(wait_for(reopened, 10, "the closed stream's slot to come free"))
+    finally:
+        for answer, _ in held:
+            answer.close()

@@ -270,6 +270,9 @@ function live() {
   const source = new EventSource("/api/live");
   source.onopen = () => { link.textContent = "live"; link.className = "link"; };
   source.onerror = () => { link.textContent = "reconnecting"; link.className = "link down"; };
+  source.addEventListener("error", (message) => {
+    if (message.data) { link.textContent = JSON.parse(message.data).error; source.close(); }
+  });
   source.addEventListener("state", (message) => draw(JSON.parse(message.data)));
   source.addEventListener("event", (message) => addEvent(JSON.parse(message.data)));
 }
