@@ -617,9 +617,11 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "get",
-        "Print a watcher's effective config (TOML).",
+        "Print a watcher's config (TOML), then its processes' messages.",
         (WATCHER,),
-        "With -o json or -o yaml: the watcher's spec, every option with its value.",
+        "After the config, as comments: each process's host, worker id, state and whole "
+        "message (status cuts long ones). With -o json or -o yaml: the watcher's spec, every "
+        "option with its value, and its processes.",
         section=_WATCHERS,
         run="stack.cli.watcher:get",
     ),

@@ -12,7 +12,7 @@ import math
 import re
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from google.protobuf.descriptor import EnumDescriptor
 
@@ -75,6 +75,20 @@ def format_timestamp(at: float) -> str:
 
 def format_percent(value: float) -> str:
     return f"{value:.1f}%"
+
+
+def aligned(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """Rows of cells in columns two spaces apart, each column as wide as its widest
+    cell, those marked in `right` aligned right; trailing spaces dropped."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if is_right else cell.ljust(width)
+            for cell, width, is_right in zip(row, widths, right, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def signal_name(number: int) -> str:

@@ -15,6 +15,9 @@ layout is computed here and coloured with a few ANSI codes when stdout is a term
   say and counts the quietly running ones per host: 300 workers stay readable.
 - `-o wide` shows every process and every column (HEALTH, CPU, MEM, REPLACED, VERSION,
   LAST EXIT) and whole messages; there MESSAGE leaves out what LAST EXIT says already.
+
+`stackctl get WATCHER` shows the same MESSAGE whole, after the watcher's configuration
+(process_messages, messages_comment).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stack.cli.formats import (
     ER,
     HL,
     PS,
+    aligned,
     format_bytes,
     format_duration,
     format_last_exit,
@@ -231,6 +236,32 @@ def process_cells(
             without_last_exit(note, last, process) if wide else message(process, watcher, now)
         ),
     }
+
+
+def process_messages(watcher: admin_pb2.WatcherStatus, now: float) -> list[dict[str, Any]]:
+    """Each process of `watcher`, by host then worker id, as `get` shows it:
+    {host_id, wid, state, message}, the message whole as status's MESSAGE (which cuts it)."""
+    return [
+        {
+            "host_id": process.host_id,
+            "wid": process.wid,
+            "state": state_name(process.state),
+            "message": message(process, watcher, now),
+        }
+        for process in sorted(watcher.processes, key=lambda p: (p.host_id, p.wid))
+    ]
+
+
+def messages_comment(watcher: admin_pb2.WatcherStatus | None, now: float) -> list[str]:
+    """`get`'s lines after the configuration: each process's host, worker id, state and
+    whole message, escaped, as TOML comments (the output stays a stack file fragment)."""
+    rows = process_messages(escaped(watcher), now) if watcher is not None else []
+    if not rows:
+        return ["# processes: none"]
+    table = [("HOST", "WID", "STATE", "MESSAGE")]
+    table += [(r["host_id"] or "-", str(r["wid"]), r["state"], r["message"]) for r in rows]
+    lines = aligned(table, (False, True, False, False))
+    return ["# processes:", *(f"#   {line}" for line in lines)]
 
 
 def _quiet(process: types_pb2.ProcessStatus, cells: dict[str, Cell]) -> bool:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from stack.cli.formats import format_bytes
+from stack.cli.formats import aligned, format_bytes
 from stack.cli.status_view import process_cells, summary_parts
 from stack.cli.terminal import escaped, safe
 from stack.v1 import admin_pb2, types_pb2
@@ -108,19 +108,6 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "~"
 
 
-def _table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    """Rows of cells in aligned columns (two spaces apart)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if is_right else cell.ljust(width)
-            for cell, width, is_right in zip(row, widths, right, strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
 def watcher_rows(
     watchers: Sequence[admin_pb2.WatcherStatus], chosen: str, now: float
 ) -> list[tuple[str, bool]]:
@@ -144,7 +131,7 @@ def watcher_rows(
             )
         )
     right = (False, False, True, False, True, True, False)
-    lines = _table(rows, right)
+    lines = aligned(rows, right)
     return [(line, i > 0 and rows[i][0] == ">") for i, line in enumerate(lines)]
 
 
@@ -157,7 +144,7 @@ def process_lines(watcher: admin_pb2.WatcherStatus, now: float) -> list[str]:
         cells = process_cells(process, watcher, now, wide=True)
         rows.append([cells[column].text for column in PROCESS_COLUMNS])
     right = tuple(c in ("WID", "PID", "UPTIME", "RESTARTS", "CPU", "MEM") for c in PROCESS_COLUMNS)
-    return _table(rows, right)
+    return aligned(rows, right)
 
 
 def event_line(event: types_pb2.Event) -> str:

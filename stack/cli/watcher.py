@@ -13,6 +13,7 @@ for the others.
 from __future__ import annotations
 
 import sys
+import time
 
 from stack.cli import render
 from stack.cli.count import parse_count
@@ -176,11 +177,20 @@ def remove(options: GlobalOptions, watcher: str) -> None:
 
 
 def get(options: GlobalOptions, watcher: str) -> None:
-    """Print a watcher's effective config (TOML, or its spec as JSON or YAML)."""
+    """Print a watcher's effective config (TOML, or its spec as JSON or YAML), then its
+    processes: host, worker id, state and whole message (status cuts long ones)."""
+    from stack.cli.status_view import messages_comment, process_messages
+
     with options.connect() as client:
         reply = client.get(watcher)
+        found = [w for w in client.status(watcher).watchers if w.name == watcher]
+    now = time.time()
+    status = found[0] if found else None
     if options.structured:
-        options.print({"active": reply.active, "spec": to_json(reply.spec)})
+        processes = process_messages(status, now) if status is not None else []
+        options.print({"active": reply.active, "spec": to_json(reply.spec), "processes": processes})
     else:
-        sys.stdout.write(reply.toml if reply.toml.endswith("\n") else reply.toml + "\n")
+        toml = reply.toml if reply.toml.endswith("\n") else reply.toml + "\n"
+        comment = "".join(f"{line}\n" for line in messages_comment(status, now))
+        sys.stdout.write(f"{toml}\n{comment}")
         sys.stdout.flush()

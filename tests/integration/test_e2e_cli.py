@@ -10,12 +10,14 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 import stack
+from stack.v1 import admin_pb2
 from tests.integration.test_e2e_apply import Terminal
 from tests.support.cluster import Cluster
 from tests.support.processes import Result
@@ -81,6 +83,36 @@ def test_status_is_a_line_per_watcher_then_its_processes_within_80_columns(
     assert wide[1].split()[:8] == [
         "WID", "HOST", "PID", "STATE", "UPTIME", "RESTARTS", "REPLACED", "CPU",
     ]  # fmt: skip
+
+
+def test_status_cuts_a_long_message_and_get_shows_it_whole_in_text_json_and_yaml(
+    cluster: Cluster,
+) -> None:
+    program = "/nonexistent/" + "a-directory-with-a-long-name/" * 3 + "program"
+    cluster.apply(
+        f'[watchers.ghost]\ncmd = "{program}"\n'
+        "[watchers.ghost.flapping]\nattempts = 2\nwindow = 5\nretry_in = 60\n"
+    )
+    wait_for(lambda: any(program in p.message or program in p.last_exit.message
+                         for p in cluster.processes("ghost")),
+             15, "the spawn error in status")  # fmt: skip
+    status = stackctl(cluster, "status", "ghost").out
+    assert program not in status and "…" in status, status
+    text = stackctl(cluster, "get", "ghost").out
+    assert tomllib.loads(text)["watchers"]["ghost"]["cmd"] == program, "still a stack file"
+    config, processes = text.split("\n\n# processes:\n")
+    reply = cluster.admin().Get(admin_pb2.GetRequest(watcher="ghost"))
+    assert config.rstrip("\n") == reply.toml.rstrip("\n"), "the configuration as before"
+    header, row = processes.splitlines()
+    assert header.split() == ["#", "HOST", "WID", "STATE", "MESSAGE"]
+    assert row.split()[:3] == ["#", "h1", "1"] and program in row and "spawn error" in row
+    for output in ("json", "yaml"):
+        shown = stackctl(cluster, "get", "ghost", "-o", output).out
+        document = json.loads(shown) if output == "json" else yaml.safe_load(shown)
+        assert document["spec"]["cmd"] == program and document["active"] is True
+        [process] = document["processes"]
+        assert (process["host_id"], process["wid"]) == ("h1", 1)
+        assert process["state"] in ("backoff", "exited", "fatal") and program in process["message"]
 
 
 def test_wait_prints_each_step_and_how_long_it_took_when_not_on_a_terminal(

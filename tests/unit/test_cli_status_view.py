@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.cli.status_view import GROUP_ABOVE, Layout, status_lines
+from stack.cli.status_view import (
+    GROUP_ABOVE,
+    Layout,
+    messages_comment,
+    process_messages,
+    status_lines,
+)
 from stack.v1 import admin_pb2, types_pb2
 
 NOW = 1_800_000_000.0
@@ -170,3 +176,19 @@ def test_colour_only_where_asked_and_never_in_the_widths() -> None:
 
 def test_no_watchers() -> None:
     assert status_lines(reply(), NOW, Layout()) == ["no watchers"]
+
+
+def test_get_lists_each_process_with_its_whole_message_as_comments_after_the_config() -> None:
+    webapp = sample().watchers[0]
+    shown = [(p["host_id"], p["wid"], p["state"]) for p in process_messages(webapp, NOW)]
+    assert shown == [("h1", 1, "running"), ("h1", 2, "running")]
+    assert process_messages(webapp, NOW)[1]["message"] == LONG, "whole, not cut"
+    lines = messages_comment(webapp, NOW)
+    assert lines[:2] == ["# processes:", "#   HOST  WID  STATE    MESSAGE"]
+    assert lines[3] == f"#   h1      2  running  {LONG}"
+    assert all(line.startswith("#") for line in lines), "the output stays a stack file"
+    hostile = watcher("w", proc(1, message="line\nbreak\x1b[2J"))
+    assert messages_comment(hostile, NOW)[2].endswith("line\\nbreak\\x1b[2J")
+    assert messages_comment(None, NOW) == messages_comment(watcher("w"), NOW) == [
+        "# processes: none"
+    ]

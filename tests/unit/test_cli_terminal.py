@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from stack.cli import render
-from stack.cli.status_view import Layout, status_lines
+from stack.cli.status_view import Layout, messages_comment, status_lines
 from stack.cli.terminal import escaped, safe
 from stack.v1 import admin_pb2, types_pb2
 
@@ -104,6 +104,10 @@ RENDERERS: dict[str, tuple[type[Message], Callable[[Any], str]]] = {
     "status": (admin_pb2.StatusReply, _status(Layout())),
     "status -o wide": (admin_pb2.StatusReply, _status(Layout(wide=True))),
     "status --summary": (admin_pb2.StatusReply, _status(Layout(summary=True))),
+    "get (its processes)": (
+        admin_pb2.WatcherStatus,
+        lambda w: "\n".join(messages_comment(w, 0.0)),
+    ),
     "stats": (admin_pb2.StatusReply, lambda r: _printed(render.stats_table(r))),
     "agents": (admin_pb2.AgentsReply, lambda r: _printed(render.agents_table(r.agents, 0))),
     "controllers": (admin_pb2.ControllersReply, lambda r: _printed(render.controllers_table(r))),
