@@ -13,8 +13,9 @@ import pytest
 
 from stack.spec.observed import ON_DEMAND_REST
 from tests.support.cluster import Cluster, running_cluster
+from tests.support.processes import PYTHON
 from tests.support.wait import wait_for
-from tests.support.workers import read_pid, watcher_toml
+from tests.support.workers import WORKER, read_pid, watcher_toml
 
 SERVE = ("--serve-fd", "$(circus.sockets.web)")
 
@@ -39,6 +40,18 @@ def _connected(path: Path) -> Iterator[socket.socket]:
         conn.settimeout(30)
         conn.connect(str(path))
         yield conn
+
+
+def _served_by(path: Path, pids: set[int]) -> set[int]:
+    """The pids that answer connections to `path`, asked until all of `pids` did (each
+    connection goes to whichever worker accepts first) or a thousand times."""
+    served: set[int] = set()
+    for _ in range(1000):
+        with _connected(path) as conn:
+            served.add(read_pid(conn))
+        if served >= pids:
+            break
+    return served
 
 
 def _at_rest(cluster: Cluster, name: str) -> bool:
@@ -119,11 +132,7 @@ def test_stdin_socket_is_each_workers_fd_0(shared: Cluster, tmp_path: Path) -> N
     )
     pids = shared.wait_running("fcgi", 2)
     wait_for(path.exists, 20, "the stdin socket to be bound")
-    served = set()
-    while served != set(pids.values()):
-        with _connected(path) as conn:
-            served.add(read_pid(conn))
-        assert served <= set(pids.values())
+    assert _served_by(path, set(pids.values())) == set(pids.values())
 
 
 def test_the_before_start_hook_of_an_on_demand_watcher_runs_at_its_first_connection(
@@ -140,3 +149,38 @@ def test_the_before_start_hook_of_an_on_demand_watcher_runs_at_its_first_connect
         pid = read_pid(conn)
     assert mark.exists()
     assert pid in shared.wait_running("hooked", 1).values()
+
+
+def test_a_change_keeps_it_resting_a_connection_starts_the_new_version_a_start_rests(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "web.sock"
+    text = _stack(shared, "changed", path, *SERVE, sockets=["web"], on_demand=True)
+    shared.apply(text)
+    wait_for(lambda: _at_rest(shared, "changed") and path.exists(), 20, "the watcher to rest")
+    shared.apply(text.replace("--serve-fd", "--tick 5 --serve-fd"))  # replaces its workers
+    shared.stackctl("restart", "changed", check=True)
+    wait_for(lambda: _at_rest(shared, "changed"), 20, "the watcher to rest after the change")
+    (watcher,) = shared.status("changed").watchers
+    assert not watcher.rollout
+    assert not [e for e in shared.events("spawn") if e.watcher == "changed"]
+    with _connected(path) as conn:
+        pid = read_pid(conn)
+    assert pid in shared.wait_running("changed", 1).values()
+    assert "--tick 5" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    shared.stackctl("stop", "changed", check=True)
+    shared.stackctl("start", "changed", check=True)
+    wait_for(lambda: _at_rest(shared, "changed"), 20, "a start to wait for a connection again")
+
+
+def test_a_supervisor_fcgi_program_gets_its_socket_as_fd_0(shared: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "php.sock"
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        f"[fcgi-program:php]\ncommand={PYTHON} {WORKER} --tag {shared.tag} --serve-fd 0\n"
+        f"socket=unix://{path}\nnumprocs=2\nprocess_name=php-%(process_num)d\n"
+        "numprocs_start=1\n"
+    )
+    shared.stackctl("apply", "--yes", str(conf), check=True)
+    pids = set(shared.wait_running("php", 2).values())
+    assert _served_by(path, pids) == pids
