@@ -114,6 +114,7 @@ def watcher_rows(
     """(line, is the selected one) for the header and each watcher."""
     rows: list[Sequence[str]] = [("", "WATCHER", "RUNNING", "STATE", "CPU", "MEM", "")]
     for watcher in watchers:
+        marked = watcher.name == chosen  # (the name as the controller sent it)
         watcher = escaped(watcher)
         running, state, rest = summary_parts(watcher, now)
         live = [p for p in watcher.processes if p.pid]
@@ -121,7 +122,7 @@ def watcher_rows(
         memory = sum(p.rss_bytes for p in live)
         rows.append(
             (
-                ">" if watcher.name == chosen else " ",
+                ">" if marked else " ",
                 watcher.name,
                 running.removesuffix(" running"),
                 state,

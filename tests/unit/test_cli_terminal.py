@@ -17,6 +17,7 @@ from rich.console import Console
 from stack.cli import render
 from stack.cli.status_view import Layout, messages_comment, status_lines
 from stack.cli.terminal import escaped, safe
+from stack.cli.top_view import Choices, Snapshot, frame, plain
 from stack.v1 import admin_pb2, types_pb2
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"
@@ -92,6 +93,12 @@ def _printed(renderable: Any) -> str:
     return buffer.getvalue()
 
 
+def _top(status: admin_pb2.StatusReply, *events: types_pb2.Event) -> str:
+    """A frame of `stackctl top` as printed without a terminal, wide enough to cut nothing."""
+    snapshot = Snapshot(status, events, "unix:/c.sock")
+    return plain(frame(snapshot, Choices(), 2000, 200, 0.0, screen=False))
+
+
 def _status(layout: Layout) -> Callable[[Any], str]:
     def show(reply: Message) -> str:
         assert isinstance(reply, admin_pb2.StatusReply)
@@ -118,6 +125,8 @@ RENDERERS: dict[str, tuple[type[Message], Callable[[Any], str]]] = {
         types_pb2.LogLine,
         lambda line: render.raw_log_line(line, True).removesuffix(line.text),
     ),
+    "top": (admin_pb2.StatusReply, _top),
+    "top (its events)": (types_pb2.Event, lambda e: _top(admin_pb2.StatusReply(), e)),
     "apply": (
         admin_pb2.ApplyReply,
         lambda r: "".join(_printed(line) for line in render.change_lines(r.changes)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from stack.cli.top import parse_keys
 from stack.cli.top_view import Choices, Snapshot, frame, key, plain
 from stack.v1 import admin_pb2, types_pb2
+from tests.unit.test_cli_terminal import HOSTILE, UNSAFE, hostile
 
 RUNNING = types_pb2.PROCESS_STATE_RUNNING
 
@@ -79,3 +80,19 @@ def test_text_from_agents_is_shown_escaped() -> None:
     snap = Snapshot(snap.status, [types_pb2.Event(at=1.0, kind="x", message="\x1b[2J")], "c")
     text = plain(frame(snap, Choices(), 200, 40, now=10.0, screen=False))
     assert "\x1b" not in text and "\\x1b[2J" in text
+
+
+def test_every_line_of_a_hostile_stack_is_escaped_and_the_selection_still_marked() -> None:
+    status = hostile(admin_pb2.StatusReply())
+    status.watchers.add().CopyFrom(status.watchers[0])
+    status.watchers[1].name = "plain"
+    events = [hostile(types_pb2.Event())]
+    snap = Snapshot(status, events, HOSTILE, error=HOSTILE)
+    for choices in (Choices(), Choices(filter="a", typing=HOSTILE)):
+        lines = frame(snap, choices, 80, 24, now=10.0)
+        found = sorted({repr(c) for line in lines for c in UNSAFE.findall(line.text)})
+        assert not found, found
+        marked = [line.text for line in lines if line.text.startswith(">")]
+        assert len(marked) == 1 and marked[0].startswith(">  a\\x1b]52"), marked
+    shown = plain(frame(snap, Choices(), 2000, 200, now=10.0, screen=False))
+    assert "\\x1b]52;c;aGVsbG8=" in shown and "plain" in shown
