@@ -46,8 +46,8 @@ from stack.security.local import check_addresses, is_unix
 from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls_files import TlsError, is_loopback, resolve
 from stack.spec.model import NAME_RULE, valid_name
+from stack.spec.reports import Severity
 from stack.usage import HelpParser, standard_options
-from stack.v1 import types_pb2
 
 if TYPE_CHECKING:
     from stack.web.server import HttpServer
@@ -461,7 +461,7 @@ async def _new_program_starts(
     except ReexecError as exc:
         text = f"reload refused, the agent keeps running as it is: {exc}"
         log.error("%s", text)
-        engine.event("reload_failed", "", 0, str(exc), types_pb2.SEVERITY_ERROR)
+        engine.event("reload_failed", "", 0, str(exc), Severity.ERROR)
         return False
     log.info("the new program checked out: version %s", report.version)
     return True

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -110,6 +111,15 @@ class AgentRecord:
     """The refusal counts the last `agent_refused` event told of."""
     refusals_announced_at: float = 0.0
     """Monotonic time before which no other `agent_refused` event is recorded."""
+
+    def shown_state(self, drained: AbstractSet[str]) -> str:
+        """What `agents` shows: "ready", "draining", "reloading" (re-executing itself in
+        place, between its two streams) or "down"."""
+        if not self.ready:
+            return "down"
+        if self.reloading and self.session is None:
+            return "reloading"
+        return "draining" if self.host_id in drained else "ready"
 
     def placement_key(self) -> frozenset[tuple[str, int, bool]]:
         """What placement reads of this host's report: each (watcher, wid, running)."""

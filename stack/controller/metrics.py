@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from stack.controller.desired import DesiredWatcher
 from stack.controller.events import EventNote
 from stack.controller.placement import Placement
-from stack.controller.status import agent_state
 from stack.metrics.fleet import NO_TOTALS, FleetRenderer, HostAccounts, HostView
 from stack.metrics.tally import LATENCY_BOUNDS, Tally
 from stack.metrics.text import Family
@@ -185,7 +184,7 @@ def read(c: Controller) -> str:
             for candidate in WATCHER_STATES:
                 yield (name, candidate), 1 if candidate == state else 0
 
-    agent_states = [agent_state(r, c.state.drained) for r in records]
+    agent_states = [r.shown_state(c.state.drained) for r in records]
     now = c.clock()
     parts = [
         leadership,

@@ -12,7 +12,7 @@ from stack.controller.events import EventSettings
 from stack.controller.viewers import ViewerLimits
 from stack.security.local import SOCKET_NAME
 from stack.security.local import default_controller_dir as default_data_dir
-from stack.security.tls import TlsFiles
+from stack.security.tls_files import TlsFiles
 from stack.spec.model import MAX_PROCESSES
 
 __all__ = ["ControllerSettings", "default_controller_id", "default_data_dir"]

@@ -80,16 +80,6 @@ def status_reply(
     return reply
 
 
-def agent_state(record: AgentRecord, drained: AbstractSet[str]) -> str:
-    """ "ready", "draining", "reloading" (re-executing itself in place, between its
-    two streams) or "down"."""
-    if not record.ready:
-        return "down"
-    if record.reloading and record.session is None:
-        return "reloading"
-    return "draining" if record.host_id in drained else "ready"
-
-
 def agents_reply(
     agents: Iterable[AgentRecord], drained: AbstractSet[str] = frozenset()
 ) -> admin_pb2.AgentsReply:
@@ -106,7 +96,7 @@ def agents_reply(
                 host_id=record.host_id,
                 address=record.address,
                 labels=dict(record.labels),
-                state=agent_state(record, drained),
+                state=record.shown_state(drained),
                 processes=len(record.observed.processes),
                 last_seen=record.last_seen,
                 version=record.version,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stack.controller import liveness, status
+from stack.controller import liveness
 from stack.controller.agents import AgentRegistry
 from stack.spec.reports import Severity
 from stack.spec.session import Hello
@@ -152,14 +152,14 @@ def test_a_reloading_agent_stays_ready_until_its_new_image_says_hello() -> None:
     reloading(agents, "h1")
     record = agents.records["h1"]
     assert record.ready and record.session is None
-    assert status.agent_state(record, frozenset()) == "reloading"
+    assert record.shown_state(frozenset()) == "reloading"
     assert agents.reporting() == [record], "its last report stands"
     assert agents.ready() == [], "nothing is sent to it meanwhile"
     clock.advance(TIMEOUT)
     assert check(agents, clock).silent == ()
     agents.connect(Hello(host_id="h1", reexecuted_at=clock.now()), peer="h1.test")
     assert record.ready and not record.reloading
-    assert status.agent_state(record, frozenset()) == "ready"
+    assert record.shown_state(frozenset()) == "ready"
 
 
 def test_a_reloading_agent_silent_past_the_timeout_is_down_and_says_why() -> None:
@@ -172,7 +172,7 @@ def test_a_reloading_agent_silent_past_the_timeout_is_down_and_says_why() -> Non
     assert [n.message for n in found.notes] == [
         "agent h1 did not come back from its reload within 10s"
     ]
-    assert status.agent_state(agents.records["h1"], frozenset()) == "down"
+    assert agents.records["h1"].shown_state(frozenset()) == "down"
 
 
 def test_a_takeover_waits_one_agent_timeout_before_placing_what_no_agent_reports() -> None:
