@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import stack
+from stack import aio
 from stack.agent import persist
 from stack.agent.adoption import (
     Fate,
@@ -133,7 +134,8 @@ class Engine:
             "engine stats": self._stats_loop,
         }
         self._loops = [
-            self._tg.create_task(_forever(loop, name), name=name) for name, loop in loops.items()
+            aio.start(self._tg, _forever(loop, name), name, logger=log)
+            for name, loop in loops.items()
         ]
         if self._handover is not None:
             # Every worker is watched before the first reap: the exits that happened
@@ -234,20 +236,7 @@ class Engine:
         """Run `coro` as a task of the engine's TaskGroup, named `name`: its failure is
         logged (never the cancel), and the engine waits for it when it winds down."""
         assert self._tg is not None
-        task = self._tg.create_task(self._guard(coro, name), name=name)
-        # A task cancelled before its first step never starts `coro`: close it quietly.
-        task.add_done_callback(lambda _: coro.close())
-        return task
-
-    @staticmethod
-    async def _guard(coro: Coroutine[Any, Any, None], name: str) -> None:
-        try:
-            await coro
-        except Exception:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from None  # the cancel, whatever it raised
-            log.exception("task %s failed", name)
+        return aio.start(self._tg, coro, name, reraise=False, logger=log)
 
     def _stop_in_progress(self, pid: int) -> bool:
         """The orphan sweep spares a child a graceful stop still waits for: a member of a
@@ -777,14 +766,9 @@ class Engine:
 
 async def _forever(loop: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
     """Run one of the engine's loops, which end only when cancelled: a loop that fails or
-    returns is logged, and ends the engine (its TaskGroup) rather than leave it half
-    alive; a restarted agent adopts every worker."""
-    try:
-        await loop()
-    except Exception:
-        log.exception("%s failed", name)
-        raise
-    log.error("%s has finished unexpectedly", name)
+    returns ends the engine (its TaskGroup; aio.start's guard logs why) rather than leave
+    it half alive; a restarted agent adopts every worker."""
+    await loop()
     raise RuntimeError(f"{name} has finished unexpectedly")
 
 

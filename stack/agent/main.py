@@ -33,6 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NoReturn
 
+from stack import aio
 from stack.agent import control_signals, flags_file, reexec
 from stack.agent import metrics as agent_metrics
 from stack.agent.engine import Engine
@@ -384,18 +385,14 @@ async def run(
         metrics.connected = session.connected.is_set
         notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(session.run(), name="session")]
+            tasks = [aio.start(tg, session.run(), "session", forever=True, logger=log)]
             if http is not None:
-                tasks.append(tg.create_task(http.run(), name="metrics"))
-                tasks.append(
-                    tg.create_task(
-                        metrics.keep_accounts(settings.stats_interval), name="metrics-accounts"
-                    )
-                )
+                tasks.append(aio.start(tg, http.run(), "metrics", forever=True, logger=log))
+                accounts = metrics.keep_accounts(settings.stats_interval)
+                tasks.append(aio.start(tg, accounts, "metrics-accounts", forever=True, logger=log))
             if notifier.enabled:
-                tasks.append(
-                    tg.create_task(_report_status(notifier, session, engine), name="sd-status")
-                )
+                status = _report_status(notifier, session, engine)
+                tasks.append(aio.start(tg, status, "sd-status", forever=True, logger=log))
             while not signals.stop:
                 await signals.wake.wait()
                 signals.wake.clear()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stack import aio
 from stack.agent.engine import Engine, _forever
 from stack.spec.assignment import WatcherAssignment
 from tests.support.clock import FakeClock
@@ -22,8 +23,9 @@ def test_an_engine_loop_that_returns_is_logged_and_ends_the_engine(
         return
 
     with pytest.raises(RuntimeError, match="engine x has finished unexpectedly"):
-        asyncio.run(_forever(quits, "engine x"))
-    assert "engine x has finished unexpectedly" in caplog.text
+        asyncio.run(aio.guard(_forever(quits, "engine x"), "engine x"))  # as the engine runs it
+    assert "engine x failed" in caplog.text
+    assert "RuntimeError: engine x has finished unexpectedly" in caplog.text
 
 
 def test_a_cancelled_engine_loop_ends_cancelled_and_says_nothing(
@@ -66,7 +68,7 @@ def test_a_failing_task_is_logged_and_a_cancelled_one_stays_cancelled(
             assert cancelled.cancelled()  # the cancel, whatever it raised
 
     run(scenario())
-    assert "task fails failed" in caplog.text and "ValueError: boom" in caplog.text
+    assert "fails failed" in caplog.text and "ValueError: boom" in caplog.text
     assert "cleans up" not in caplog.text
 
 
