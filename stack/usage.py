@@ -26,7 +26,7 @@ MAX_LEFT = 26
 
 
 @dataclass(frozen=True)
-class Section:
+class HelpSection:
     """One titled part of a help page."""
 
     title: str
@@ -82,7 +82,7 @@ def two_columns(rows: Sequence[tuple[str, str]], columns: int, least: int = 0) -
 
 
 def page(
-    usage: str, description: str, sections: Sequence[Section], columns: int | None = None
+    usage: str, description: str, sections: Sequence[HelpSection], columns: int | None = None
 ) -> str:
     """A whole help page."""
     columns = columns or width()
@@ -131,9 +131,9 @@ def parser_page(
         elif title == "positional arguments":
             title = "Arguments"
         rows = tuple((_term(action), _description(action)) for action in actions)
-        sections.append(Section(title[:1].upper() + title[1:], rows))
+        sections.append(HelpSection(title[:1].upper() + title[1:], rows))
     if examples:
-        sections.append(Section("Examples", lines=tuple(examples)))
+        sections.append(HelpSection("Examples", lines=tuple(examples)))
     return page(f"{parser.prog} [OPTIONS]", parser.description or "", sections, columns)
 
 

@@ -45,7 +45,7 @@ from stack.agent.process import (
 )
 from stack.agent.reaper import Reaper, describe
 from stack.agent.records import WorkerRecord
-from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, Step, Wake
+from stack.agent.slot import Policy, Report, Respawn, Retire, SlotState, Step, Wake
 from stack.agent.sockets import BoundSocket, SocketPool
 from stack.agent.states import ProcessState
 from stack.spec.model import SocketSpec, WatcherSpec
@@ -382,7 +382,7 @@ class SlotRunner:
         self.state, actions = step
         respawn = False
         for action in actions:
-            if isinstance(action, Event):
+            if isinstance(action, Report):
                 name, message = self.owner.name, action.message
                 self.host.event(action.kind, name, self.wid, message, action.severity)
             elif isinstance(action, Retire):

@@ -7,7 +7,7 @@ counts, the last exit, the health found by its checks, its flapping bookkeeping
 
 Each function here takes that state, one thing that happened (a tick of time, an exit,
 a spawn that failed, a failed health check, a stop that ended) and the time, and
-returns the new state and what to do: an `Event` to report, `Retire` the slot's
+returns the new state and what to do: a `Report` (an event) to record, `Retire` the slot's
 process, `Respawn` it now, `Wake` the engine. Nothing here reads a clock, spawns,
 signals or logs; the slot's runner (runner.py) does what the actions say, and the
 watcher (watcher.py) decides which slot starts when. So every timing rule (warm-up,
@@ -117,8 +117,8 @@ class Policy:
 
 # ---- actions ----
 @dataclass(frozen=True)
-class Event:
-    """Report this about the slot."""
+class Report:
+    """Record this event about the slot."""
 
     kind: str
     message: str
@@ -143,7 +143,7 @@ class Wake:
     """Wake the engine's reconcile loop (the slot will have something to do)."""
 
 
-Action = Event | Retire | Respawn | Wake
+Action = Report | Retire | Respawn | Wake
 Step = tuple[SlotState, list[Action]]
 
 
@@ -152,7 +152,7 @@ def retry(s: SlotState, now: float) -> Step:
     """Once its flapping wait is over, a slot is started again."""
     flap, decision = flapping.tick(s.flap, now)
     if decision is Decision.RETRY:
-        event = Event("retry", "retrying after flapping", INFO)
+        event = Report("retry", "retrying after flapping", INFO)
         return replace(s, flap=flap, pending=True), [event]
     return s, []
 
@@ -244,7 +244,7 @@ def spawned(s: SlotState, proc: ProcView) -> Step:
     warming = proc.ready_at > 0 or proc.settled_at > 0
     s = s.moved(ProcessState.STARTING if warming else ProcessState.RUNNING)
     actions: list[Action] = [Wake()] if warming else []
-    return s, [*actions, Event("spawn", f"pid {proc.pid}", INFO)]
+    return s, [*actions, Report("spawn", f"pid {proc.pid}", INFO)]
 
 
 def spawn_failed(
@@ -255,7 +255,7 @@ def spawn_failed(
     the watcher's max_retry and the flapping rules: `Respawn` means try again now."""
     last = LastExit(0, 0, ExitReason.SPAWN_ERROR, wall, text)
     s = replace(s, last_exit=last, message=text).moved(ProcessState.EXITED)
-    actions: list[Action] = [Event("spawn_error", text, ERROR)]
+    actions: list[Action] = [Report("spawn_error", text, ERROR)]
     if probation:
         return replace(s, pending=False), actions
     s, more = _start_not_made(s, text, now, policy, policy.respawn)
@@ -290,7 +290,7 @@ def failed(s: SlotState, now: float, policy: Policy) -> Step:
             f"flapping, retry in {spec.retry_in:g}s"
         )
         s = replace(s, pending=False).moved(ProcessState.BACKOFF)
-        return s, [Event("flapping", text, WARNING), Wake()]
+        return s, [Report("flapping", text, WARNING), Wake()]
     if decision is Decision.FATAL:
         return give_up(s, now)
     return s, []
@@ -300,7 +300,7 @@ def give_up(s: SlotState, now: float) -> Step:
     """The slot is fatal (flapped after max_retry retries, or could not start): it
     stays down until reset, start or a new version."""
     text = flapping.message(s.flap, now)
-    return replace(s, pending=False).moved(ProcessState.FATAL), [Event("fatal", text, ERROR)]
+    return replace(s, pending=False).moved(ProcessState.FATAL), [Report("fatal", text, ERROR)]
 
 
 def after_failure(s: SlotState, keep_down: bool, now: float, policy: Policy) -> Step:
@@ -316,7 +316,7 @@ def exited(
 ) -> Step:
     """The slot's process `pid` exited unplanned (`how`, for the event)."""
     s = replace(s, last_exit=last).moved(ProcessState.EXITED)
-    event = Event("exit", f"pid {pid} {how}", WARNING)
+    event = Report("exit", f"pid {pid} {how}", WARNING)
     s, actions = after_failure(s, keep_down, now, policy)
     return s, [event, *actions]
 
@@ -333,7 +333,7 @@ def exited_as_expected(s: SlotState, pid: int, how: str, last: LastExit) -> Step
     stays EXITED, not restarted, until a start, a reset or a new version."""
     s = replace(s, last_exit=last, pending=False, cause=StartCause.NONE, message="")
     s = s.moved(ProcessState.EXITED)
-    return s, [Event("exit", f"pid {pid} {how}: expected, not restarted", INFO)]
+    return s, [Report("exit", f"pid {pid} {how}: expected, not restarted", INFO)]
 
 
 def start_failed(
@@ -352,7 +352,7 @@ def start_failed(
     unless the slot is kept down (stopped, removed, or on probation)."""
     text = f"exited within startsecs ({startsecs:g}s): {how}"
     s = replace(s, last_exit=last, message=text).moved(ProcessState.EXITED)
-    actions: list[Action] = [Event("exit", f"pid {pid} {text}", WARNING)]
+    actions: list[Action] = [Report("exit", f"pid {pid} {text}", WARNING)]
     if keep_down:
         return replace(s, pending=False), actions
     s, more = _start_not_made(s, text, now, policy, True)
@@ -365,7 +365,7 @@ def exited_away(
     """A worker of the slot exited while no agent ran: reported, then started again
     by the next reconcile like any crash (flapping rules included)."""
     s = replace(s, last_exit=last).moved(ProcessState.EXITED)
-    event = Event("exit", f"pid {pid} {AWAY}: {how}", WARNING)
+    event = Report("exit", f"pid {pid} {AWAY}: {how}", WARNING)
     s, actions = after_failure(s, keep_down, now, policy)
     if Respawn() in actions:
         return replace(s, pending=True), [event, Wake()]
@@ -383,7 +383,7 @@ def unhealthy(s: SlotState, pid: int, keep_down: bool, now: float, policy: Polic
     """The slot's process failed its check `retries` times: stopped, it counts as a
     crash, and the slot is started again once the stop is done."""
     why = s.health.message
-    event = Event("unhealthy", f"pid {pid}: {why}", WARNING)
+    event = Report("unhealthy", f"pid {pid}: {why}", WARNING)
     s = s.moved(ProcessState.STOPPING)
     s, actions = after_failure(s, keep_down, now, policy)
     if Respawn() in actions:

@@ -21,7 +21,7 @@ from stack.cli.commands import (
     subcommands,
     top_level_names,
 )
-from stack.usage import Section, page
+from stack.usage import HelpSection, page
 
 DESCRIPTION = """Operate a Stack: processes and sockets across hosts, the Circus way.
 
@@ -38,13 +38,13 @@ def _rows(params: tuple[Param, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((param.term, param.help) for param in params)
 
 
-def _global_section(title: str = "Global options (before or after the command)") -> Section:
-    return Section(title, _rows((*GLOBAL_OPTIONS, VERSION, HELP)))
+def _global_section(title: str = "Global options (before or after the command)") -> HelpSection:
+    return HelpSection(title, _rows((*GLOBAL_OPTIONS, VERSION, HELP)))
 
 
 def top_page() -> str:
     """`stackctl --help`."""
-    sections: list[Section] = []
+    sections: list[HelpSection] = []
     left = max(len(name) for name in top_level_names())
     for title in SECTIONS:
         rows: list[tuple[str, str]] = []
@@ -57,9 +57,9 @@ def top_page() -> str:
                     rows.append((group, GROUPS[group]))
                 continue
             rows.append((command.name, command.summary))
-        sections.append(Section(title, tuple(rows), left=left))
+        sections.append(HelpSection(title, tuple(rows), left=left))
     sections.append(_global_section())
-    footer = Section(
+    footer = HelpSection(
         "More", lines=(f"{PROG} COMMAND --help   a command's arguments, options and examples",)
     )
     return page(f"{PROG} [OPTIONS] COMMAND [ARGS]...", DESCRIPTION, [*sections, footer])
@@ -88,10 +88,10 @@ def command_page(command: Command) -> str:
     for what, line in command.examples:
         examples += [f"# {what}", line, ""]
     sections = [
-        Section("Arguments", _rows(command.arguments)),
-        Section("Options", _rows((*command.options, HELP))),
-        Section("Examples", lines=tuple(examples[:-1])),
-        Section(
+        HelpSection("Arguments", _rows(command.arguments)),
+        HelpSection("Options", _rows((*command.options, HELP))),
+        HelpSection("Examples", lines=tuple(examples[:-1])),
+        HelpSection(
             "Global options",
             lines=(
                 "--controller, -o/--output, --tls-dir, --cert-name, --ca, --cert, --key:",
@@ -106,8 +106,8 @@ def group_page(group: str) -> str:
     """`stackctl certs --help`."""
     rows = tuple((c.name.split()[1], c.summary) for c in subcommands(group))
     sections = [
-        Section("Commands", rows),
-        Section("Options", _rows((HELP,))),
-        Section("More", lines=(f"{PROG} {group} COMMAND --help   a command's options",)),
+        HelpSection("Commands", rows),
+        HelpSection("Options", _rows((HELP,))),
+        HelpSection("More", lines=(f"{PROG} {group} COMMAND --help   a command's options",)),
     ]
     return page(f"{PROG} {group} COMMAND [OPTIONS]", GROUPS[group], sections)

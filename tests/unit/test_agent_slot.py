@@ -14,7 +14,7 @@ import pytest
 from stack.agent import slot
 from stack.agent.flapping import FlapPhase, FlapState
 from stack.agent.health import HealthState
-from stack.agent.slot import Event, Policy, Respawn, Retire, SlotState, StartCause, Wake
+from stack.agent.slot import Policy, Report, Respawn, Retire, SlotState, StartCause, Wake
 from stack.agent.states import ProcessState
 from stack.spec.model import FlappingSpec
 from stack.spec.observed import ExitReason, Health, LastExit
@@ -41,7 +41,7 @@ def running(**fields: object) -> SlotState:
 
 
 def kinds(actions: list[slot.Action]) -> list[str]:
-    return [a.kind for a in actions if isinstance(a, Event)]
+    return [a.kind for a in actions if isinstance(a, Report)]
 
 
 def crash(at: float) -> LastExit:
@@ -141,7 +141,7 @@ def test_an_expected_exit_stays_down_until_a_start_or_reset() -> None:
     state = running(cause=StartCause.FAILURE)
     down, actions = slot.exited_as_expected(state, 7, "exit code 0", crash(T0))
     assert down.state is S.EXITED and not down.pending and down.cause is StartCause.NONE
-    assert actions == [Event("exit", "pid 7 exit code 0: expected, not restarted", Severity.INFO)]
+    assert actions == [Report("exit", "pid 7 exit code 0: expected, not restarted", Severity.INFO)]
     assert down.flap == state.flap and down.last_exit == crash(T0)
     assert slot.reset(down).pending
 
@@ -255,7 +255,7 @@ def test_a_slot_that_flaps_again_after_max_retry_retries_is_fatal() -> None:
     fatal, actions = slot.failed(state, T0 + 0.1, POLICY)
     assert fatal.state is S.FATAL and not fatal.pending
     text = "fatal: still flapping after 1 retry"
-    assert actions == [Event("fatal", text, Severity.ERROR)]
+    assert actions == [Report("fatal", text, Severity.ERROR)]
 
 
 def test_an_exit_within_attempts_is_respawned_at_once_and_only_its_slot_counts_it() -> None:
@@ -320,7 +320,7 @@ def test_an_unhealthy_process_is_stopped_counted_as_a_crash_and_started_after_it
     state = running(health=HealthState(Health.UNHEALTHY, 3, "exec ./check: exit 1"))
     after, actions = slot.unhealthy(state, 7, False, T0, POLICY)
     assert actions == [
-        Event("unhealthy", "pid 7: exec ./check: exit 1", Severity.WARNING),
+        Report("unhealthy", "pid 7: exec ./check: exit 1", Severity.WARNING),
         Retire(ExitReason.UNHEALTHY, "exec ./check: exit 1"),
     ]
     assert after.state is S.STOPPING and after.pending  # started once the stop is done
