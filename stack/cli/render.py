@@ -199,7 +199,7 @@ def agents_table(agents: Sequence[admin_pb2.AgentInfo], now: float) -> Table:
     )
     for agent in map(escaped, agents):
         labels = ",".join(f"{k}={v}" for k, v in sorted(agent.labels.items()))
-        state_style = "green" if agent.state == "ready" else "red"
+        state_style = {"ready": "green", "reloading": "yellow"}.get(agent.state, "red")
         table.add_row(
             agent.host_id,
             agent.address or "-",

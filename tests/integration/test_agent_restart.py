@@ -258,8 +258,11 @@ def test_a_worker_killed_while_the_agent_is_down_is_respawned_when_it_comes_back
     (exit_event,) = events(cluster, "exit", wid=2)
     assert f"pid {pids[2]} exited while the agent was down" in exit_event.message
     spawn = events(cluster, "spawn", wid=2)[-1]
-    # Respawned as the new agent started (its interpreter's start-up included).
+    # Respawned as the new agent started (its interpreter's start-up included), and
+    # within 1 s of the start of its work (its adoption of what runs).
     assert spawn.at - began < 5.0, spawn.at - began
+    (restarted,) = events(cluster, "agent_restarted")
+    assert spawn.at - restarted.at < 1.0, (restarted.at, spawn.at)
     shown = cluster.stackctl("status", "w", "-o", "wide", check=True).out
     assert "exit status unknown (crashed, exited while the agent was down)" in shown
     assert fetch(port) in {pids[1], w2.pid}
