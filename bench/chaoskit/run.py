@@ -210,6 +210,10 @@ class Run:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        # One more look at the sockets, now that no request is on its way: it brackets the
+        # client's last requests, which the monitor's last look (on a loaded machine,
+        # seconds before) may not (chaos seed 5492: a drained host's last refusals).
+        self._sample_sockets()
         self.check(len(self.rounds) + 1, time.monotonic(), since=self.last_check, final=True)
         self.requests = load.read(str(self.client_out))
         self._judge_requests()
@@ -388,14 +392,17 @@ class Run:
     def _monitor(self) -> None:
         """Every half second: does each host's web socket listen, and how many webapp
         workers can answer behind it."""
-        inodes = {self.fleet.nodes[h].inode: h for h in HOSTS}
         while not self._stop.wait(0.5):
-            snap = kernel.snapshot(inodes, time.monotonic())
-            for host in HOSTS:
-                procs = [p for p in snap.by_node.get(host, ()) if p.state != "Z"]
-                web = [p for p in procs if p.watcher == WEB and p.state != "T"]
-                listens = any(kernel.listening(p.pid, load.PORT) for p in procs[:1])
-                self.samples.append(load.Sample(snap.at, host, listens, len(web)))
+            self._sample_sockets()
+
+    def _sample_sockets(self) -> None:
+        inodes = {self.fleet.nodes[h].inode: h for h in HOSTS}
+        snap = kernel.snapshot(inodes, time.monotonic())
+        for host in HOSTS:
+            procs = [p for p in snap.by_node.get(host, ()) if p.state != "Z"]
+            web = [p for p in procs if p.watcher == WEB and p.state != "T"]
+            listens = any(kernel.listening(p.pid, load.PORT) for p in procs[:1])
+            self.samples.append(load.Sample(snap.at, host, listens, len(web)))
 
     def _sample(self) -> None:
         while not self._stop.wait(self.settings.sample_every):
