@@ -1,16 +1,18 @@
 """The file given to `apply`, `up` and `convert`: a stack file, a Circus INI file or a
 supervisord.conf, told apart by what it says.
 
-A stack file is sent to the controller as written, and the controller checks it. A
-Circus or Supervisor file is converted here, into the stack file that `stackctl
-convert` prints, and that is what is sent: applying such a file is applying its
-conversion, and the controller stores, diffs and exports only stack files. It is
-converted here rather than by the controller because what the file means depends on
-the machine it was written for, and that is the user's, not the controller's (which
-may run elsewhere): the files it includes (relative to it), the environment that
-`$(circus.env.X)`, `$VAR` and `%(ENV_X)s` read, and `%(here)s`. circusd and
-supervisord read those where they ran; stackctl reads them where it runs, and says so
-in a note.
+A stack file is sent to the controller as written. It is checked here first, by the
+controller's own loader, so that a typo gets the same one line (with its "did you mean")
+before anything is dialled, also when no controller answers; the controller checks it
+again, with what only it knows (its --max-processes). A Circus or Supervisor file is
+converted here, into the stack file that `stackctl convert` prints, and that is what is
+sent: applying such a file is applying its conversion, and the controller stores, diffs
+and exports only stack files. It is converted here rather than by the controller because
+what the file means depends on the machine it was written for, and that is the user's,
+not the controller's (which may run elsewhere): the files it includes (relative to it),
+the environment that `$(circus.env.X)`, `$VAR` and `%(ENV_X)s` read, and `%(here)s`.
+circusd and supervisord read those where they ran; stackctl reads them where it runs,
+and says so in a note.
 """
 
 from __future__ import annotations
@@ -39,20 +41,20 @@ class StackFile:
 
 def read_stack_file(path: str) -> StackFile:
     """Read FILE for apply, up and convert; CommandError with the one line that names
-    the file, the line and the problem (nothing is sent then). A stack file is only
-    told apart here; the controller checks it."""
+    the file, the line and the problem (nothing is sent then): the line the controller
+    would answer for a stack file, whose text is sent as written."""
     from stack.spec.errors import SpecError
-    from stack.spec.foreign import TOML, detect_format, read_stack_text
+    from stack.spec.foreign import TOML, read_stack_text
 
     text = _read(path)
     try:
-        kind = detect_format(text)
-        if kind == TOML:
-            return StackFile(path, kind, text)
         reading = read_stack_text(text, path)
+        if reading.format == TOML:
+            return StackFile(path, TOML, text)
     except SpecError as err:
         raise CommandError(str(SpecError(err.filename or path, err.path, err.message))) from None
-    return StackFile(path, kind, reading.toml(), tuple(str(note) for note in reading.notes))
+    notes = tuple(str(note) for note in reading.notes)
+    return StackFile(path, reading.format, reading.toml(), notes)
 
 
 def print_notes(notes: tuple[str, ...]) -> None:

@@ -1,8 +1,10 @@
 """Commands about the stack file as a whole: apply, up, export and convert.
 
-stackctl never parses or validates a stack file for the controller: it sends
-the file's name and text, and the controller answers with the changes or a
-one-line error naming the key. A Circus INI file or a supervisord.conf is
+stackctl sends the controller the file's name and text, and the controller answers
+with the changes or a one-line error naming the key. stackctl checks the file first with
+the same loader (stack.cli.input_file), so that a typo is named, with its "did you
+mean", before any controller is dialled: `apply` and `up` fail on it the same way with
+a controller or without one. A Circus INI file or a supervisord.conf is
 converted into a stack file first, here (see stack.cli.input_file), and that is
 what is sent.
 
@@ -337,16 +339,12 @@ def up(
 def convert(options: GlobalOptions, file: str) -> None:
     """Print the stack file equivalent to FILE, with a comment above each thing that was
     changed or could not be carried; talks to no controller."""
-    from stack.spec.errors import SpecError
     from stack.spec.foreign import TOML, read_stack_text
 
-    stack_file = read_stack_file(file)
+    stack_file = read_stack_file(file)  # (checked: a stack file is read again without fail)
     text = stack_file.content
     if stack_file.format == TOML:
-        try:
-            text = read_stack_text(text, file).toml()
-        except SpecError as err:
-            raise CommandError(str(err)) from None
+        text = read_stack_text(text, file).toml()
     if options.structured:
         options.print({"format": stack_file.format, "toml": text, "notes": list(stack_file.notes)})
     else:

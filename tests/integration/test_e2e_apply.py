@@ -11,6 +11,10 @@ import select
 import subprocess
 import time
 
+import grpc
+import pytest
+
+from stack.v1 import admin_pb2
 from tests.support.cluster import Cluster
 from tests.support.processes import STACKCTL, stack_env
 from tests.support.wait import wait_for
@@ -193,3 +197,39 @@ def test_a_confirmed_plan_is_not_applied_when_the_stack_changed_in_the_meantime(
         f"now {generation + 1}): nothing was applied; apply again to see the new plan"
     ) in shown
     assert {w.name: w.numprocesses for w in cluster.status().watchers} == {"a": 2, "b": 2}
+
+
+def test_a_typo_gets_the_controllers_line_with_did_you_mean_even_with_no_controller(
+    cluster: Cluster,
+) -> None:
+    text = watcher_toml("w", cluster.tag, numprocesess=2)
+    (cluster.root / "typo.toml").write_text(text)
+    request = admin_pb2.ApplyRequest(content=text, filename="typo.toml", dry_run=True)
+    with pytest.raises(grpc.RpcError) as refused:
+        cluster.admin().Apply(request)
+    said = refused.value.details()
+    assert said == "typo.toml: watchers.w.numprocesess: unknown option (did you mean numprocesses?)"
+
+    with_controller = cluster.stackctl("apply", "typo.toml")
+    assert (with_controller.code, with_controller.err) == (1, f"stackctl: {said}\n")
+    nowhere = f"unix:{cluster.root / 'nowhere.sock'}"
+    data_dir = cluster.root / "up-data"
+    for args in (
+        ("apply", "typo.toml"),
+        ("apply", "--yes", "-o", "json", "typo.toml"),
+        ("up", "typo.toml", "--data-dir", str(data_dir)),
+    ):
+        alone = subprocess.run(
+            [*STACKCTL, "--controller", nowhere, *args],
+            capture_output=True, text=True, env=stack_env(), cwd=cluster.root, timeout=60,
+        )  # fmt: skip
+        assert (alone.returncode, alone.stderr, alone.stdout) == (1, f"stackctl: {said}\n", "")
+    assert not data_dir.exists(), "up started nothing"
+    assert not cluster.status().watchers, "nothing was applied"
+
+    (cluster.root / "good.toml").write_text(watcher_toml("w", cluster.tag))
+    good = subprocess.run(
+        [*STACKCTL, "--controller", nowhere, "apply", "good.toml"],
+        capture_output=True, text=True, env=stack_env(), cwd=cluster.root, timeout=60,
+    )  # fmt: skip
+    assert good.returncode == 1 and "cannot reach the controller" in good.stderr

@@ -93,3 +93,9 @@ def test_a_command_without_tls_files_loads_no_cryptography_and_no_typer(tmp_path
 def test_typer_loads_only_to_judge_a_command_line_that_is_not_plain(tmp_path: Path) -> None:
     assert "typer" in loaded_after(run_main("--controller", nowhere(tmp_path), "scale", "w"))
     assert "typer" in loaded_after(run_main("stauts"))
+
+
+def test_apply_of_a_file_with_a_typo_fails_before_grpc_loads(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[watchers.w]\ncmd = "sleep 1"\nnumprocesess = 2\n')
+    assert loaded_after(run_main("--controller", nowhere(tmp_path), "apply", str(typo))) == set()
