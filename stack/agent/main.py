@@ -406,7 +406,10 @@ async def run(
                 signals.stop_listening()  # a TERM from now on is for the next image
                 log.info("re-executing %s in place; every worker keeps running", program.path)
                 notifier.reloading("re-executing in place; workers keep running")
-                await session.leave(LEAVE_TIMEOUT)  # so the controller marks nothing down
+                told = time.monotonic()
+                if await session.leave(LEAVE_TIMEOUT):  # so the controller marks nothing down
+                    took = (time.monotonic() - told) * 1000
+                    log.info("the controller took the reload notice in %.1f ms", took)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
