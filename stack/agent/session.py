@@ -25,7 +25,6 @@ is encoded here; the engine never sees a generated type.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -326,9 +325,7 @@ class Session:
         last_observed = time.monotonic()
         while True:
             timeout = max(0.0, last_observed + self._heartbeat - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await engine.updates.wait()
+            await wait_event(engine.updates, timeout)
             if not outbox:
                 await asyncio.sleep(self.settings.coalesce_interval)
             engine.updates.clear()
