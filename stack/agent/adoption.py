@@ -40,8 +40,6 @@ import signal
 import stat
 from dataclasses import dataclass
 
-import psutil
-
 SYS_PIDFD_GETFD = 438
 """The syscall number of pidfd_getfd(2), the same on every Linux architecture."""
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -58,6 +56,10 @@ class ProcessStat:
     start_ticks: int
     exit_status: int
     """The raw wait status once it is a zombie (0 before it exits)."""
+    cpu_ticks: int = 0
+    """User and system time so far, in clock ticks."""
+    rss_pages: int = 0
+    """Resident set size, in pages."""
 
 
 def read_stat(pid: int) -> ProcessStat | None:
@@ -68,7 +70,8 @@ def read_stat(pid: int) -> ProcessStat | None:
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()
-    # fields[0] is field 3 of proc(5): state; ppid 4, pgrp 5, starttime 22, exit_code 52.
+    # fields[0] is field 3 of proc(5): state; ppid 4, pgrp 5, utime 14, stime 15,
+    # starttime 22, rss 24, exit_code 52.
     exit_status = int(fields[49]) if len(fields) > 49 else 0
     return ProcessStat(
         state=fields[0].decode(),
@@ -76,6 +79,8 @@ def read_stat(pid: int) -> ProcessStat | None:
         pgrp=int(fields[2]),
         start_ticks=int(fields[19]),
         exit_status=exit_status,
+        cpu_ticks=int(fields[11]) + int(fields[12]),
+        rss_pages=int(fields[21]),
     )
 
 
@@ -158,7 +163,11 @@ def children_of(pid: int | None = None) -> list[int]:
     """Pids of the children of `pid` (None: this process), from /proc/PID/task/*/children
     (no scan of /proc); [] when it is gone."""
     paths = glob.glob(f"/proc/{'self' if pid is None else pid}/task/*/children")
-    if not paths:  # a kernel without CONFIG_PROC_CHILDREN (or no such process)
+    if not paths:  # a kernel without CONFIG_PROC_CHILDREN, or no such process
+        if pid is not None and not os.path.exists(f"/proc/{pid}"):
+            return []
+        import psutil  # only on such a kernel: the agent does without it
+
         with contextlib.suppress(psutil.Error):
             return [child.pid for child in psutil.Process(pid).children()]
         return []

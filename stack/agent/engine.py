@@ -45,6 +45,7 @@ from stack.agent.adoption import (
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
+from stack.agent.lean import give_back_freed_heap
 from stack.agent.output import Line, LogHub
 from stack.agent.process import PipeEnd, Proc, SpawnError, signal_number, stop_process, worker_ids
 from stack.agent.reaper import Reaper
@@ -94,14 +95,23 @@ class Engine:
             file_group=settings.log_group,
         )
         self.logs.on_problem = self._log_file_problem
-        self.stats = StatsSampler()
+        self.stats = StatsSampler(time.monotonic)
+        self._stats_wanted_until = 0.0
+        """time.monotonic() until which someone looks at the figures (see want_stats)."""
+        self._stats_wake = asyncio.Event()
         self.watchers: dict[str, Watcher] = {}
         self._removed: list[Watcher] = []
         self.generation = 0
         self.fencing_token = 0
         self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._status_dirty = True
+        self._observed: Observed | None = None
+        """The last observed(), while it is still true (see there)."""
         self._records_dirty = False
+        self._workers_changed = False
+        """Records changed since the flush loop last gave freed heap back."""
+        self._flush_due = asyncio.Event()
+        """Set when output was written or records changed: the flush loop has work."""
         self._tg: asyncio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._wake_event: asyncio.Event | None = None
@@ -124,6 +134,7 @@ class Engine:
         private_dir(self.settings.logs_dir)
         self.updates = asyncio.Event()
         self.logs.on_lines.append(self.updates)
+        self.logs.on_output.append(self._flush_due)
         self._wake_event = asyncio.Event()
         self.fencing_token = persist.load_state(self.settings.data_dir).fencing_token
         self._tg = asyncio.TaskGroup()
@@ -219,8 +230,10 @@ class Engine:
     def _records_changed(self) -> None:
         """Save the worker records as soon as this burst of changes is done, so that
         a kill -9 right after a spawn still leaves the new pid on disk."""
+        self._workers_changed = True
         if not self._records_dirty:
             self._records_dirty = True
+            self._flush_due.set()
             with contextlib.suppress(RuntimeError):  # no running loop: the flush loop saves
                 asyncio.get_running_loop().call_soon(self._save_if_dirty)
 
@@ -632,8 +645,13 @@ class Engine:
                     await wake.wait()
 
     async def _flush_loop(self) -> None:
+        """Flush the output files (and save records the burst's own save missed) at most
+        every flush_interval, and sleep while there is nothing to flush."""
+        due = self._flush_due
         while True:
+            await due.wait()
             await asyncio.sleep(self.settings.flush_interval)
+            due.clear()
             self.logs.flush()
             dropped = self.logs.take_dropped()
             if dropped:
@@ -647,20 +665,42 @@ class Engine:
                     Severity.WARNING,
                 )
             self._save_if_dirty()
+            if self._workers_changed:  # a burst of spawns or exits: give back what it freed
+                self._workers_changed = False
+                give_back_freed_heap()
+
+    def want_stats(self, seconds: float) -> None:
+        """Someone looks at this host's figures (a status, a metrics scrape): sample every
+        `stats_interval` for `seconds` from now, and at once if the sampler was at rest.
+        Nobody looking, it samples every `stats_rest_interval`: at 100 workers the reads
+        of /proc are most of what an idle agent does."""
+        now = time.monotonic()
+        at_rest = now >= self._stats_wanted_until
+        self._stats_wanted_until = max(self._stats_wanted_until, now + seconds)
+        if at_rest:
+            self._stats_wake.set()
 
     async def _stats_loop(self) -> None:
+        wake = self._stats_wake
         while True:
+            wake.clear()
             pairs = [
                 (proc.pid, proc.start_ticks)
                 for watcher in self.watchers.values()
                 for proc in watcher.procs()
                 if proc.alive()
             ]
-            if pairs:
+            if pairs or self.stats.latest:
                 self.stats.sample(pairs)
                 self._status_dirty = True
                 self.updates.set()
-            await asyncio.sleep(self.settings.stats_interval)
+            watched = time.monotonic() < self._stats_wanted_until
+            interval = self.settings.stats_interval
+            if not watched:
+                interval = max(interval, self.settings.stats_rest_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await wake.wait()
 
     def _save_state(self) -> Records:
         """Write the worker records (see records.py); returns them."""
@@ -679,18 +719,32 @@ class Engine:
 
     # ---- what the session reads ----
     def observed(self) -> Observed:
-        """What this host runs now, as the controller is told (it has been told now)."""
+        """What this host runs now, as the controller is told (it has been told now).
+
+        Unchanged since the last call (nothing marked the status dirty, and nothing in it
+        reads the clock: no watcher is flapping), it is the same object as last time, so
+        that a heartbeat of 100 workers costs no rebuilding and no re-encoding."""
+        if not self._status_dirty and self._observed is not None:
+            return self._observed
         self._status_dirty = False
-        return self.snapshot()
+        observed, timed = self._build()
+        self._observed = None if timed else observed
+        return observed
 
     def snapshot(self) -> Observed:
         """What this host runs now, for a reader other than the session (metrics)."""
+        return self._build()[0]
+
+    def _build(self) -> tuple[Observed, bool]:
+        """(what this host runs now, whether that reads the clock)."""
         now_mono, now = self.clock.monotonic(), self.clock.time()
         watchers: list[WatcherObserved] = []
         processes: list[ProcessStatus] = []
+        timed = False
         for name in sorted(self.watchers):
             watcher = self.watchers[name]
             summary = watcher.flapping(now_mono)
+            timed = timed or bool(summary.retry_at) or watcher.flapping_now()
             retry_at = now + (summary.retry_at - now_mono) if summary.retry_at else 0.0
             watchers.append(
                 WatcherObserved(
@@ -706,7 +760,7 @@ class Engine:
             SocketStatus(bound.spec.name, bound.fd, bound.address, bound.error)
             for bound in self.sockets.all()
         )
-        return Observed(self.generation, tuple(processes), tuple(watchers), sockets)
+        return Observed(self.generation, tuple(processes), tuple(watchers), sockets), timed
 
     def _status(self, watcher: Watcher, wid: int, now_mono: float) -> ProcessStatus:
         run = watcher.slots[wid]

@@ -20,6 +20,11 @@ one line, before any worker runs.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # this process is the agent: before asyncio imports ssl
+    from stack.agent.lean import keep_out_openssl
+
+    keep_out_openssl()
+
 import argparse
 import asyncio
 import grp
@@ -41,6 +46,7 @@ from stack.agent.handover import Handover
 from stack.agent.reexec import ReexecError
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
+from stack.agent.tls_check import check_at_start
 from stack.sdnotify import Notifier
 from stack.security.layout import CertDir, CertError, Role
 from stack.security.local import check_addresses, is_unix
@@ -48,6 +54,7 @@ from stack.security.safe_files import UnsafeFile, private_dir
 from stack.security.tls_files import TlsError, is_loopback, resolve
 from stack.spec.model import NAME_RULE, valid_name
 from stack.spec.reports import Severity
+from stack.spec.session import LOOK_SECONDS
 from stack.usage import HelpParser, standard_options
 
 if TYPE_CHECKING:
@@ -161,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> Arguments:
         controller=args.controller,
         labels=MappingProxyType(dict(args.label)),
         stats_interval=args.stats_interval,
+        stats_rest_interval=args.stats_rest_interval,
         heartbeat_interval=args.heartbeat_interval,
         ship_rate=args.ship_rate,
         log_group=args.log_group,
@@ -216,8 +224,16 @@ def _parser() -> _Parser:
         type=_positive,
         default=defaults.stats_interval,
         metavar="SECONDS",
-        help=f"Seconds between samples of the workers' cpu and memory "
-        f"(default {defaults.stats_interval:g}).",
+        help=f"Seconds between samples of the workers' cpu and memory while someone "
+        f"looks (a status, a metrics scrape) (default {defaults.stats_interval:g}).",
+    )
+    parser.add_argument(
+        "--stats-rest-interval",
+        type=_positive,
+        default=defaults.stats_rest_interval,
+        metavar="SECONDS",
+        help=f"Seconds between those samples while nobody looks "
+        f"(default {defaults.stats_rest_interval:g}).",
     )
     parser.add_argument(
         "--heartbeat-interval",
@@ -301,16 +317,14 @@ def check_tls(settings: AgentSettings) -> None:
                 settings.controller,
             )
         return
-    from stack.security.tls import load  # cryptography: only with TLS files
-
     try:
-        material = load(settings.tls, (Role.agent,))
+        name = check_at_start(settings.tls)  # in a child: the agent never loads cryptography
     except TlsError as exc:
         print(f"stack-agent: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if material.identity.name != settings.host_id:
+    if name != settings.host_id:
         print(
-            f"stack-agent: certificate {settings.tls.cert} is for host {material.identity.name}, "
+            f"stack-agent: certificate {settings.tls.cert} is for host {name}, "
             f"not {settings.host_id}",
             file=sys.stderr,
         )
@@ -382,6 +396,7 @@ async def run(
             await engine.restore()
         session = Session(settings, engine, handover.controller if handover else "")
         metrics.snapshot = engine.snapshot
+        metrics.looked_at = lambda: engine.want_stats(LOOK_SECONDS)
         metrics.connected = session.connected.is_set
         notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:

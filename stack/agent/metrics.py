@@ -52,6 +52,8 @@ class HostMetrics:
     def __init__(self, host_id: str, per_process: bool) -> None:
         self.host_id = host_id
         self.snapshot: Callable[[], Observed] | None = None
+        self.looked_at: Callable[[], None] = lambda: None
+        """Called at each scrape (the engine then samples the workers' figures fast)."""
         self.connected: Callable[[], bool] = lambda: False
         self._accounts = HostAccounts()
         self._renderer = FleetRenderer(per_process)
@@ -65,6 +67,7 @@ class HostMetrics:
         return observed
 
     def read(self) -> str:
+        self.looked_at()
         observed = self.account()
         page = CONNECTED.text([((), 1 if self.connected() else 0)])
         if observed is None:

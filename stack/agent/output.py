@@ -189,6 +189,9 @@ class LogHub:
         self._dropped = 0
         self._readers: dict[int, tuple[LineSplitter, str, int, str]] = {}
         self.on_lines: list[asyncio.Event] = []
+        """Set when there are new lines to ship."""
+        self.on_output: list[asyncio.Event] = []
+        """Set when lines were written or dropped: the files want a flush (see flush)."""
 
     # ---- configuration ----
     def configure(
@@ -290,6 +293,8 @@ class LogHub:
         """The lines a previous image of the agent had not shipped yet (see hand_over)."""
         self._ship.extend(lines)
         self._dropped += dropped
+        for event in self.on_output:
+            event.set()
         if lines:
             for event in self.on_lines:
                 event.set()
@@ -297,6 +302,8 @@ class LogHub:
     def _emit(self, watcher: str, wid: int, stream: str, raw: list[bytes]) -> None:
         if not raw:
             return
+        for event in self.on_output:
+            event.set()
         at = time.time()
         entry = self._files.get((watcher, stream))
         if entry is not None:

@@ -23,19 +23,16 @@ reads it, instead of being lost or killing the agent with the default action.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stack.agent.control_signals import unblocked_for_child
 from stack.agent.handover import FORMAT, READS, Handover, from_bytes, to_bytes
+from stack.agent.helpers import HelperError, run_helper
 from stack.agent.reaper import Reaper, describe
 
 HANDOVER_ENV = "STACK_AGENT_HANDOVER"
@@ -107,69 +104,15 @@ async def check(program: Program, reaper: Reaper, host_id: str, data_dir: Path) 
     """Run the new program with --check; ReexecError says why it cannot take over."""
     env = dict(os.environ)
     env.pop(HANDOVER_ENV, None)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
+    argv = [*program.argv, CHECK_FLAG]
     try:
-        with unblocked_for_child():
-            popen = subprocess.Popen(
-                [*program.argv, CHECK_FLAG],
-                executable=program.path,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                process_group=0,
-            )
-    except OSError as exc:
-        raise ReexecError(f"cannot run {program.path}: {exc.strerror}") from None
-
-    def exited(status: int) -> None:
-        popen.returncode = 0  # the reaper waited for it: Popen must not
-        if not done.done():
-            done.set_result(status)
-
-    reaper.watch(popen.pid, exited)
-    assert popen.stdout is not None
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT):
-            output = await _read_all(popen.stdout.fileno())
-            status = await asyncio.shield(done)
-    except TimeoutError:
-        raise ReexecError(f"the check of {program.path} took over {CHECK_TIMEOUT:g}s") from None
-    finally:
-        if not done.done():
-            with contextlib.suppress(OSError):
-                os.killpg(popen.pid, signal.SIGKILL)
-        popen.stdout.close()
+        output, status = await run_helper(
+            argv, reaper, CHECK_TIMEOUT, executable=program.path, env=env,
+            what=f"the check of {program.path}",
+        )  # fmt: skip
+    except HelperError as exc:
+        raise ReexecError(str(exc)) from None
     return _verdict(output.decode("utf-8", "replace"), status, host_id, data_dir)
-
-
-async def _read_all(fd: int, keep: int = 64 * 1024) -> bytes:
-    """What a pipe gives until EOF (its last `keep` bytes), read from the event loop."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    got = bytearray()
-    eof: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            got.extend(data)
-            del got[:-keep]
-        elif not eof.done():
-            eof.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await eof
-    finally:
-        loop.remove_reader(fd)
-    return bytes(got)
 
 
 def _verdict(output: str, status: int, host_id: str, data_dir: Path) -> CheckReport:

@@ -34,11 +34,10 @@ from collections import deque
 import grpc
 
 import stack
-from stack import aio
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
+from stack.agent.tls_check import TlsChecker
 from stack.aio import wait_event
-from stack.security.layout import Role
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import is_unix
 from stack.security.tls_files import TlsError
@@ -52,6 +51,7 @@ from stack.spec.session import (
     Redirect,
     Reloading,
     SignalCommand,
+    StatsWanted,
     TailReply,
     TailRequest,
     Welcome,
@@ -113,6 +113,7 @@ class Session:
         self.connected = asyncio.Event()
         """Set while a stream is established (after Welcome)."""
         self._heartbeat = settings.heartbeat_interval
+        self._tls = None if settings.tls is None else TlsChecker(settings.tls, engine.reaper)
         self._outbox: deque[AgentMessage] | None = None
         """What the current stream's writer sends next (None: no stream)."""
         self._leaving = False
@@ -189,21 +190,21 @@ class Session:
             self._next = (self._next + 1) % len(self.addresses)
             self.address = self.addresses[self._next]
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    async def _channel(self, address: str) -> grpc.aio.Channel:
         """A plaintext or mutual-TLS channel; TLS files are re-read for each connection.
         The controller's local socket (unix:PATH) takes no certificate."""
         if is_unix(address):
             credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
             return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
-        if self.settings.tls is None:
+        if self._tls is None:
             return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        from stack.security.tls import channel_credentials, load  # cryptography: TLS only
-
         try:
-            material = load(self.settings.tls, (Role.agent,))
+            pems = await self._tls.pems()
         except TlsError as exc:
             raise SessionError(str(exc)) from None
-        credentials = channel_credentials(material)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=pems.ca, private_key=pems.key, certificate_chain=pems.cert
+        )
         return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
 
     async def _explain(self, address: str, error: grpc.aio.AioRpcError) -> str:
@@ -215,17 +216,13 @@ class Session:
             or error.code() != grpc.StatusCode.UNAVAILABLE
         ):
             return text
-        from stack.security.tls import diagnose
-
-        tls = self.settings.tls
-        reason = await aio.in_own_thread(
-            "tls-diagnosis", lambda: diagnose(address, tls, "controller")
-        )
+        assert self._tls is not None
+        reason = await self._tls.diagnose(address, "controller")
         return f"TLS: {reason}" if reason else text
 
     async def _serve(self, address: str, welcomed: list[bool]) -> None:
         """One connection; sets welcomed[0] once the controller said Welcome."""
-        async with self._channel(address) as channel:
+        async with await self._channel(address) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect()
             outbox: deque[AgentMessage] = deque()
@@ -300,6 +297,8 @@ class Session:
                 self.engine.updates.set()
             elif isinstance(body, SignalCommand):
                 self._signal(body)
+            elif isinstance(body, StatsWanted):
+                self.engine.want_stats(body.seconds)
             elif isinstance(body, Redirect):
                 raise _Redirected(body.leader_address)
 
@@ -323,6 +322,7 @@ class Session:
     ) -> None:
         engine = self.engine
         last_observed = time.monotonic()
+        encoded: tuple[Observed, agent_pb2.AgentMessage] | None = None
         while True:
             timeout = max(0.0, last_observed + self._heartbeat - time.monotonic())
             await wait_event(engine.updates, timeout)
@@ -346,5 +346,8 @@ class Session:
                     await call.write(agent_message_to_proto(LogBatch(tuple(lines))))
             heartbeat_due = time.monotonic() - last_observed >= self._heartbeat
             if engine.status_dirty() or heartbeat_due:
-                await call.write(agent_message_to_proto(engine.observed()))
+                observed = engine.observed()
+                if encoded is None or encoded[0] is not observed:  # else: a heartbeat as before
+                    encoded = (observed, agent_message_to_proto(observed))
+                await call.write(encoded[1])
                 last_observed = time.monotonic()

@@ -34,7 +34,10 @@ class AgentSettings:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Free-form labels sent in Hello (used by placement)."""
     stats_interval: float = 2.0
-    """Seconds between psutil samples of the running workers."""
+    """Seconds between samples of the running workers' cpu and memory while someone
+    looks at them (the controller says so: a status, a metrics scrape)."""
+    stats_rest_interval: float = 30.0
+    """Seconds between those samples while nobody looks."""
     heartbeat_interval: float = 2.0
     """Seconds between Observed messages at least (the controller's Welcome may override)."""
     coalesce_interval: float = 0.1

@@ -671,6 +671,10 @@ class Watcher:
         """The processes of this watcher being stopped."""
         return [proc for run in self.runners() for proc in run.retiring]
 
+    def flapping_now(self) -> bool:
+        """Whether some slot waits out a flapping retry (its status reads the clock)."""
+        return any(run.state.flap.phase is FlapPhase.FLAPPING for run in self.slots.values())
+
     def flapping(self, now: float) -> WatcherFlapping:
         """The watcher's flapping as its slots make it (see flapping.watcher_summary)."""
         wanted = set(self.desired.wids)

@@ -206,6 +206,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if request.watcher:
             check_names("watcher name", request.watcher)
             self._c.check_watcher(request.watcher)
+        self._c.commands.want_stats()
         return status_reply(
             self._c.state,
             self._c.placement,

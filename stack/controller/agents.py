@@ -111,6 +111,8 @@ class AgentRecord:
     """The refusal counts the last `agent_refused` event told of."""
     refusals_announced_at: float = 0.0
     """Monotonic time before which no other `agent_refused` event is recorded."""
+    stats_wanted_until: float = 0.0
+    """Monotonic time until which its agent was asked to sample figures fast."""
 
     def shown_state(self, drained: AbstractSet[str]) -> str:
         """What `agents` shows: "ready", "draining", "reloading" (re-executing itself in
@@ -172,6 +174,7 @@ class AgentRegistry:
         record.observed = hello.observed
         record.session = AgentSession(hello.host_id, self._queue_size)
         record.reloading = False
+        record.stats_wanted_until = 0.0  # a new stream: the agent knows of no ask yet
         record.ready = True
         self._touch(record)
         return record.session

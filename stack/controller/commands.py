@@ -16,7 +16,7 @@ from stack.controller.logs import merge
 from stack.controller.viewers import newest_within
 from stack.spec.load import parse_signal
 from stack.spec.reports import LogLine
-from stack.spec.session import SignalCommand, TailRequest
+from stack.spec.session import LOOK_SECONDS, SignalCommand, StatsWanted, TailRequest
 
 if TYPE_CHECKING:
     from stack.controller.controller import Controller
@@ -55,6 +55,22 @@ class Commands:
                 assert record.session is not None
                 record.session.send(command, c.term)
         return len(targets), sum(len(procs) for procs in targets.values())
+
+    def want_stats(self) -> int:
+        """Someone reads the workers' figures: every ready agent samples them fast for
+        LOOK_SECONDS (and slowly otherwise, see the agent's engine). An agent already
+        asked recently is not asked again. Returns how many agents were asked."""
+        c = self._c
+        now = c.clock()
+        asked = 0
+        for record in c.agents.ready():
+            if record.stats_wanted_until - now > LOOK_SECONDS / 2:
+                continue
+            assert record.session is not None
+            record.session.send(StatsWanted(LOOK_SECONDS), c.term)
+            record.stats_wanted_until = now + LOOK_SECONDS
+            asked += 1
+        return asked
 
     def running(self, watcher: str) -> list[AgentRecord]:
         """Ready agents that run (or are placed) some worker of `watcher`."""

@@ -168,6 +168,7 @@ def read(c: Controller) -> str:
     leadership = LEADER.text([((), 1 if c.leading else 0)]) + TERM.text([((), c.term)])
     if not c.leading:
         return leadership
+    c.commands.want_stats()  # a scrape looks at the figures: the agents sample them fast
     metrics = c.metrics
     records = sorted(c.agents.records.values(), key=lambda r: r.host_id)
     phases: dict[str, set[WatcherPhase]] = {}

@@ -115,5 +115,19 @@ class Redirect:
 
 AgentMessage = Hello | Observed | EventBatch | LogBatch | TailReply | Reloading
 """What an agent sends."""
-ControllerBody = Welcome | Assignment | SignalCommand | TailRequest | Redirect
+
+
+@dataclass(frozen=True, slots=True)
+class StatsWanted:
+    """Someone looks at the host's figures: sample them at the fast interval for a while."""
+
+    seconds: float
+
+
+LOOK_SECONDS = 10.0
+"""How long one look (a status, a metrics scrape) keeps an agent sampling fast: longer
+than the period of a refreshing view or a scraper, so that a steady watcher keeps it."""
+
+
+ControllerBody = Welcome | Assignment | SignalCommand | TailRequest | Redirect | StatsWanted
 """What the controller sends (with its fencing token, see stack.wire.agent)."""

@@ -176,18 +176,26 @@ class Redirect(_message.Message):
     leader_address: str
     def __init__(self, leader_address: _Optional[str] = ...) -> None: ...
 
+class StatsWanted(_message.Message):
+    __slots__ = ("seconds",)
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    seconds: float
+    def __init__(self, seconds: _Optional[float] = ...) -> None: ...
+
 class ControllerMessage(_message.Message):
-    __slots__ = ("fencing_token", "welcome", "assignment", "signal", "log_tail", "redirect")
+    __slots__ = ("fencing_token", "welcome", "assignment", "signal", "log_tail", "redirect", "stats_wanted")
     FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_FIELD_NUMBER: _ClassVar[int]
+    STATS_WANTED_FIELD_NUMBER: _ClassVar[int]
     fencing_token: int
     welcome: Welcome
     assignment: Assignment
     signal: SignalCommand
     log_tail: LogTailRequest
     redirect: Redirect
-    def __init__(self, fencing_token: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., signal: _Optional[_Union[SignalCommand, _Mapping]] = ..., log_tail: _Optional[_Union[LogTailRequest, _Mapping]] = ..., redirect: _Optional[_Union[Redirect, _Mapping]] = ...) -> None: ...
+    stats_wanted: StatsWanted
+    def __init__(self, fencing_token: _Optional[int] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., signal: _Optional[_Union[SignalCommand, _Mapping]] = ..., log_tail: _Optional[_Union[LogTailRequest, _Mapping]] = ..., redirect: _Optional[_Union[Redirect, _Mapping]] = ..., stats_wanted: _Optional[_Union[StatsWanted, _Mapping]] = ...) -> None: ...

@@ -36,6 +36,7 @@ from stack.spec.session import (
     Redirect,
     Reloading,
     SignalCommand,
+    StatsWanted,
     TailReply,
     TailRequest,
     Welcome,
@@ -418,6 +419,8 @@ def controller_message_to_proto(
                 lines=body.lines,
             )
         )
+    elif isinstance(body, StatsWanted):
+        msg.stats_wanted.seconds = body.seconds
     else:
         msg.redirect.CopyFrom(agent_pb2.Redirect(leader_address=body.leader_address))
     return msg
@@ -453,6 +456,8 @@ def controller_message_from_proto(msg: agent_pb2.ControllerMessage) -> tuple[int
         )
     elif body == "redirect":
         decoded = Redirect(leader_address=msg.redirect.leader_address)
+    elif body == "stats_wanted":
+        decoded = StatsWanted(seconds=msg.stats_wanted.seconds)
     else:
         raise UnknownMessage(f"controller message without a known body ({body or 'empty'})")
     return msg.fencing_token, decoded

@@ -31,6 +31,7 @@ from stack.spec.session import (
     Redirect,
     Reloading,
     SignalCommand,
+    StatsWanted,
     TailReply,
     TailRequest,
     Welcome,
@@ -180,6 +181,7 @@ def test_a_reload_notice_comes_back_as_one() -> None:
         SignalCommand("web", "HUP", wid=3, children=True),
         TailRequest(9, "web", "err", 20),
         Redirect("10.0.0.1:7450"),
+        StatsWanted(10.0),
         Assignment(generation=3, fencing_token=4),
     ],
 )

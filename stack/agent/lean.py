@@ -1,0 +1,53 @@
+"""What the agent's process keeps out of its memory: OpenSSL, and heap it freed.
+
+The agent runs on every host of a fleet, so each MiB it maps is paid many times over.
+asyncio imports `ssl` whether or not anything uses it, and `hashlib` loads `_hashlib`:
+together they map OpenSSL's libcrypto and libssl, about 4.5 MiB of the agent's RSS.
+The agent never uses either: gRPC brings its own TLS (BoringSSL, inside grpcio), the
+certificate checks run in a child process (see tls_check.py), and hashlib falls back
+to CPython's built-in sha256 (asyncio, hmac and hashlib all treat a missing module as
+absent, which is what they were written for).
+
+This must run before the first `import asyncio`, so only the agent's own entry points
+call it (`python -m stack.agent.main` and the `stack-agent` script): a test or a tool
+that imports the agent's modules keeps its `ssl`.
+
+glibc's malloc keeps the memory a burst of work freed (spawning 100 workers, a
+reload's handover) in its heap for later; the agent gives it back when it is at
+rest (`give_back_freed_heap`), about 1 MiB after start-up alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from collections.abc import Callable
+
+_malloc_trim: Callable[[int], int] | None
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim  # glibc; absent from musl
+except AttributeError:
+    _malloc_trim = None
+
+KEPT_OUT = ("ssl", "_ssl", "_hashlib")
+"""Modules the agent's process does without: importing one raises ImportError."""
+
+
+def keep_out_openssl() -> None:
+    """Make the modules of KEPT_OUT unimportable in this process, unless already loaded."""
+    for name in KEPT_OUT:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "not importable"
+
+
+def give_back_freed_heap() -> None:
+    """Return the free pages of malloc's heap to the kernel (no-op without glibc)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def main() -> None:
+    """The `stack-agent` script: keep OpenSSL out, then run the agent."""
+    keep_out_openssl()
+    from stack.agent.main import main as run
+
+    run()
