@@ -1,6 +1,6 @@
 """Spawn, signal and stop one worker process.
 
-No `preexec_fn` (grpcio runs threads): the process group, cwd, env, umask, stdin and
+No `preexec_fn` (grpcio runs threads): the session, cwd, env, umask, stdin and
 the pipes go through Popen's own arguments. Only when a worker inherits sockets or
 needs rlimits does it go through a tiny bash step that moves the sockets to fds 3, 4,
 ..., applies `ulimit`, exports LISTEN_PID=$$ and execs the real command (the pid stays
@@ -410,9 +410,15 @@ def spawn(
     clock: Clock = SYSTEM,
     stdin: int | None = None,
 ) -> Proc:
-    """Start one worker in its own process group; raises SpawnError with the OS error.
+    """Start one worker in its own session, and so its own process group (its pid);
+    raises SpawnError with the OS error.
 
-    `stdin` is an fd of the agent (its stdin_socket) that becomes the worker's fd 0."""
+    `stdin` is an fd of the agent (its stdin_socket) that becomes the worker's fd 0.
+
+    A session of its own, as Circus gives its workers: with the kernel's autogroup
+    scheduling (on by default in Debian and Ubuntu) each session is one group for the
+    CPU scheduler, so N workers of a busy host get N shares of the CPU, as they would
+    under Circus, rather than one share for all of them."""
     uid, gid = worker_ids(spec)
     head = 3 if launch.through_bash else 0  # bash, -c, script: setpriv is exec'd by it
     argv = [*launch.argv[:head], *as_user(launch.argv[head:], uid, gid)]
@@ -436,7 +442,7 @@ def spawn(
                 stdout=subprocess.DEVNULL if out is None else out[1],
                 stderr=subprocess.DEVNULL if err is None else err[1],
                 pass_fds=(*launch.pass_fds, *reads),
-                process_group=0,
+                start_new_session=True,
                 umask=spec.umask,
             )
     except (OSError, subprocess.SubprocessError) as exc:
