@@ -6,7 +6,8 @@ together they map OpenSSL's libcrypto and libssl, about 4.5 MiB of the agent's R
 The agent never uses either: gRPC brings its own TLS (BoringSSL, inside grpcio), the
 certificate checks run in a child process (see tls_check.py), and hashlib falls back
 to CPython's built-in sha256 (asyncio, hmac and hashlib all treat a missing module as
-absent, which is what they were written for).
+absent, which is what they were written for). An agent given `--metrics-listen` lets
+them in (`let_in_openssl`): prometheus_client imports ssl.
 
 This must run before the first `import asyncio`, so only the agent's own entry points
 call it (`python -m stack.agent.main` and the `stack-agent` script): a test or a tool
@@ -37,6 +38,14 @@ def keep_out_openssl() -> None:
     """Make the modules of KEPT_OUT unimportable in this process, unless already loaded."""
     for name in KEPT_OUT:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "not importable"
+
+
+def let_in_openssl() -> None:
+    """Undo keep_out_openssl for a feature that imports ssl: `--metrics-listen` (its
+    prometheus_client imports ssl at module level) pays the 4.5 MiB, nothing else."""
+    for name in KEPT_OUT:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
 
 
 def give_back_freed_heap() -> None:

@@ -43,6 +43,7 @@ from stack.agent import control_signals, flags_file, reexec
 from stack.agent import metrics as agent_metrics
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover
+from stack.agent.lean import let_in_openssl
 from stack.agent.reexec import ReexecError
 from stack.agent.session import Session
 from stack.agent.settings import AgentSettings, default_data_dir
@@ -446,6 +447,7 @@ async def _metrics_server(
     """The bound /metrics server of `--metrics-listen`, or None (exit 1 if it cannot bind)."""
     if not settings.metrics_listen:
         return None
+    let_in_openssl()  # prometheus_client imports ssl
     from stack.metrics.exposition import Exposition
     from stack.metrics.tally import Tally
     from stack.metrics.text import CONTENT_TYPE
