@@ -45,7 +45,7 @@ from stack.agent.adoption import (
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.flapping import message as flap_message
 from stack.agent.handover import Handover
-from stack.agent.lean import give_back_freed_heap
+from stack.agent.heap import give_back_freed_heap
 from stack.agent.output import Line, LogHub
 from stack.agent.process import PipeEnd, Proc, SpawnError, signal_number, stop_process, worker_ids
 from stack.agent.reaper import Reaper

@@ -1,4 +1,4 @@
-"""What the agent's process keeps out of its memory: OpenSSL, and heap it freed.
+"""What the agent's process keeps out of its memory, decided before anything is imported.
 
 The agent runs on every host of a fleet, so each MiB it maps is paid many times over.
 asyncio imports `ssl` whether or not anything uses it, and `hashlib` loads `_hashlib`:
@@ -12,23 +12,11 @@ them in (`let_in_openssl`): prometheus_client imports ssl.
 This must run before the first `import asyncio`, so only the agent's own entry points
 call it (`python -m stack.agent.main` and the `stack-agent` script): a test or a tool
 that imports the agent's modules keeps its `ssl`.
-
-glibc's malloc keeps the memory a burst of work freed (spawning 100 workers, a
-reload's handover) in its heap for later; the agent gives it back when it is at
-rest (`give_back_freed_heap`), about 1 MiB after start-up alone.
 """
 
 from __future__ import annotations
 
-import ctypes
 import sys
-from collections.abc import Callable
-
-_malloc_trim: Callable[[int], int] | None
-try:
-    _malloc_trim = ctypes.CDLL(None).malloc_trim  # glibc; absent from musl
-except AttributeError:
-    _malloc_trim = None
 
 KEPT_OUT = ("ssl", "_ssl", "_hashlib")
 """Modules the agent's process does without: importing one raises ImportError."""
@@ -46,12 +34,6 @@ def let_in_openssl() -> None:
     for name in KEPT_OUT:
         if name in sys.modules and sys.modules[name] is None:
             del sys.modules[name]
-
-
-def give_back_freed_heap() -> None:
-    """Return the free pages of malloc's heap to the kernel (no-op without glibc)."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 def main() -> None:
