@@ -344,6 +344,8 @@ def check_listen(listen: str) -> None:
 
 async def serve(settings: ControllerSettings, notifier: Notifier | None = None) -> None:
     """Run the controller until SIGTERM or SIGINT."""
+    # Store calls run in threads (asyncio.to_thread): all of them from the start.
+    asyncio.get_running_loop().set_default_executor(aio.prestarted_pool("blocking"))
     tls = load_tls(settings)
     check_exposure(settings, tls)
     try:

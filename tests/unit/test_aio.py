@@ -183,3 +183,20 @@ def test_a_call_in_its_own_thread_returns_or_raises_and_leaves_no_thread_behind(
         assert threading.active_count() == before
 
     run(test)
+
+
+def test_a_prestarted_pool_runs_all_its_threads_from_the_start_and_never_more() -> None:
+    """A soak (chaos seed 709449257) saw a controller's threads grow by two when a
+    partition first held its store calls: the default executor starts threads late."""
+    before = threading.active_count()
+    pool = aio.prestarted_pool("test", 4)
+    try:
+        assert threading.active_count() == before + 4
+        gate = threading.Event()
+        held = [pool.submit(gate.wait, 5.0) for _ in range(4)]
+        queued = pool.submit(lambda: 1)
+        assert threading.active_count() == before + 4
+        gate.set()
+        assert all(f.result() for f in held) and queued.result() == 1
+    finally:
+        pool.shutdown()
