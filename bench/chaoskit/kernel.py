@@ -182,12 +182,16 @@ def _pidfd_target(pid: int, fd: str) -> int:
     return 0
 
 
-def usage(pid: int, beside: Iterable[int] = ()) -> Usage | None:
+def usage(
+    pid: int, beside: Iterable[int] = (), files_beside: Mapping[str, int] | None = None
+) -> Usage | None:
     """What daemon `pid` holds. Its fds are counted less those that serve a live process
     `beside` it (the other processes of its namespace: an agent's workers, adopted ones
-    included): a pipe or socket that process holds too, a pidfd on it. An agent's fds
-    then stay level while its count of workers changes; a leaked one (a pipe of a
-    worker gone, a pidfd never closed) is still counted."""
+    included): a pipe or socket that process holds too, a pidfd on it, and up to
+    `files_beside[path]` fds open on each path (an agent's log files of the watchers
+    that run there, and their directory). An agent's fds then stay level while its
+    workers and watchers change; a leaked one (a pipe of a worker gone, a pidfd never
+    closed, a log file rotated away and kept open) is still counted."""
     try:
         pages = int((PROC / str(pid) / "statm").read_text().split()[1])
         links = _fd_links(pid)
@@ -201,8 +205,12 @@ def usage(pid: int, beside: Iterable[int] = ()) -> Usage | None:
             links_there = _fd_links(other).values()
             shared.update(v for v in links_there if v.startswith(("pipe:", "socket:")))
     kinds: dict[str, int] = {}
+    serving = dict(files_beside or {})
     for fd, link in links.items():
         if link in shared:
+            continue
+        if serving.get(link, 0) > 0:
+            serving[link] -= 1
             continue
         if link == "anon_inode:[pidfd]" and _pidfd_target(pid, fd) in peers:
             continue

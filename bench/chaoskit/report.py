@@ -52,7 +52,7 @@ def summary(run: Run, load_before: Sequence[float], load_after: Sequence[float])
     lines += ["", *resources(run.usage)]
     if run.unjudged:
         lines.append(
-            "not judged for growth (no work in common between the two windows): "
+            "not judged for growth (not seen at the same work in both windows): "
             + ", ".join(run.unjudged)
         )
     return "\n".join(lines)

@@ -84,8 +84,8 @@ class Usage:
     pid: int
     usage: kernel.Usage
     work: str = ""
-    """What the daemon was doing: a controller "leader" or "follower", an agent the
-    watchers it ran (what its fds and memory follow); growth is judged like for like."""
+    """What the daemon was doing: a controller "leader" or "follower" (what its sockets
+    and memory follow); growth is judged like for like."""
 
 
 class Run:
@@ -395,6 +395,16 @@ class Run:
         while not self._stop.wait(0.5):
             self._sample_sockets()
 
+    def _log_files(self, name: str, snap: kernel.Snapshot) -> dict[str, int]:
+        """The fds agent `name` holds for the watchers that run on its host: each one's
+        out and err files, and the directory each file was opened in."""
+        if name not in HOSTS:
+            return {}
+        logs = self.settings.root / name / "logs"
+        watchers = {p.watcher for p in snap.workers(name)}
+        files = {str(logs / f"{w}.{stream}.log"): 1 for w in watchers for stream in ("out", "err")}
+        return {**files, str(logs): 2 * len(watchers)}
+
     def _sample_sockets(self) -> None:
         inodes = {self.fleet.nodes[h].inode: h for h in HOSTS}
         snap = kernel.snapshot(inodes, time.monotonic())
@@ -412,9 +422,10 @@ class Run:
             for name in self.fleet.names():
                 pid = self.fleet.pid(name)
                 beside = [p.pid for p in snap.by_node.get(name, ()) if p.state != "Z"]
-                used = kernel.usage(pid, beside) if pid is not None else None
+                files = self._log_files(name, snap)
+                used = kernel.usage(pid, beside, files) if pid is not None else None
                 if pid is not None and used is not None:
-                    work = _work(name, leader, snap)
+                    work = _work(name, leader)
                     self.usage.append(Usage(now, name, pid, used, work))
                     record = {
                         "at": round(now - self.started, 1), "daemon": name, "pid": pid,
@@ -455,12 +466,10 @@ compacted (after the hour of history deploy/ha keeps) and its raft log in memory
 its next snapshot, so it grows through a 30-minute run by design."""
 
 
-def _work(name: str, leader: str, snap: kernel.Snapshot) -> str:
+def _work(name: str, leader: str) -> str:
     """What daemon `name` was doing at `snap` (see Usage.work)."""
     if name in CONTROLLERS:
         return "leader" if name == leader else "follower"
-    if name in HOSTS:
-        return ",".join(sorted({p.watcher for p in snap.workers(name)}))
     return ""
 
 
@@ -476,13 +485,13 @@ def growth(usage: list[Usage], judged: Collection[str]) -> tuple[list[Grown], li
     sixth, compared with the last sixth. A daemon the harness restarted is judged from
     its new process on, when that process lived through both windows. Like is compared
     with like: the samples of each window are grouped by the daemon's work (a controller
-    leads or follows; an agent's fds and memory follow the watchers it runs, which
-    drains, scaling and outages change), and each work seen in both windows is compared;
-    a daemon with none in common is not judged (and said so). RSS is compared by its
-    median; fds and tasks by their floor, the least seen: those come and go with the work
-    of the moment (gRPC's event engine adds threads under load and ends them when idle, a
-    connection is open while a request lasts), and a leak raises the level they come
-    back to."""
+    leads or follows) and each work seen in both windows is compared; a daemon with none
+    in common is not judged (and said so). An agent's work is always the same: the fds
+    of its watchers' workers and log files are not counted (see kernel.usage). RSS is
+    compared by its median; fds and tasks by their floor, the least seen: those come and
+    go with the work of the moment (gRPC's event engine adds threads under load and ends
+    them when idle, a connection is open while a request lasts), and a leak raises the
+    level they come back to."""
     if not usage:
         return [], []
     start = min(u.at for u in usage)
