@@ -32,7 +32,7 @@ from stack.cli.errors import CommandError as CommandError
 from stack.cli.formats import format_seconds as format_seconds
 from stack.cli.resume import EventCursor, LogCursor
 from stack.security.limits import GRPC_SIZE_OPTIONS
-from stack.security.local import default_address, is_unix, unix_path
+from stack.security.local import DENIED, default_address, is_unix, refusal, unix_path
 from stack.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:  # stack.security.tls loads cryptography: only when TLS is used
@@ -136,11 +136,10 @@ def translate_rpc_error(
     code = error.code() if isinstance(error, grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.Call) else None) or ""
     if is_transport_failure(error):
-        if is_unix(address) and "permission denied" in details.lower():
-            return CommandError(
-                f"permission denied: the controller's socket {unix_path(address)} is only "
-                "for the controller's user and its operator group"
-            )
+        if is_unix(address):
+            refused = local_refusal(address, details)
+            if refused is not None:
+                return refused
         reason = tls_reason() if tls_reason is not None else None
         if reason:
             return CommandError(f"TLS connection to the controller at {address} failed: {reason}")
@@ -156,6 +155,26 @@ def translate_rpc_error(
         return CommandError(details.splitlines()[0])
     name = code.name.lower().replace("_", " ") if code is not None else "unknown error"
     return CommandError(f"the controller at {address} failed the call: {name}")
+
+
+def local_refusal(address: str, details: str) -> CommandError | None:
+    """Why the controller's local socket at `address` turned us away, if it did: the
+    kernel (its permissions) or the controller (our credentials, or too many
+    connections of ours), which sends a line saying why before it closes."""
+    path = unix_path(address)
+    denied = CommandError(
+        f"permission denied: the controller's socket {path} is only for the controller's "
+        "user and its operator group"
+    )
+    if "permission denied" in details.lower():
+        return denied
+    said = refusal(path)
+    if said is None:
+        return None
+    kind, reason = said
+    if kind == DENIED:
+        return CommandError(f"{denied} (the controller refused {reason})")
+    return CommandError(f"the controller at {address} refused the connection: {reason}")
 
 
 LOCAL_CREDENTIALS = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import grp
 import logging
+import os
 import signal
 import socket
 import sys
@@ -38,6 +39,8 @@ from stack.controller.admin_service import AdminService, CountingInterceptor
 from stack.controller.agent_service import AgentService
 from stack.controller.containment import AgentLimits
 from stack.controller.events import MAX_EVENT_HISTORY, EventSettings
+from stack.controller.local_access import LocalAccess
+from stack.controller.local_relay import LocalRelay
 from stack.controller.plane import ControlPlane
 from stack.controller.settings import ControllerSettings, default_data_dir
 from stack.controller.store.base import StoreError
@@ -392,9 +395,12 @@ async def _serve(
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller.sessions), server)  # type: ignore[no-untyped-call]
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(controller), server)  # type: ignore[no-untyped-call]
-    _add_port(server, local.address, LOCAL_CREDENTIALS)
+    _add_port(server, f"unix:{local.upstream}", LOCAL_CREDENTIALS)
+    listener = local.listen()
     local.secure()
-    served = [f"{local.address} (mode {local.modes[1]:o})"]
+    access = LocalAccess(owner_uid=os.geteuid(), group=settings.socket_group)
+    relay = LocalRelay(listener, local.upstream, access)
+    served = [f"{local.address} (mode {local.modes[1]:o}, peers checked)"]
     if settings.listen:
         credentials = server_credentials(tls) if tls is not None else None
         port = _add_port(server, settings.listen, credentials)
@@ -409,6 +415,7 @@ async def _serve(
             port = await http.bind()
         except OSError as exc:
             await server.stop(None)
+            listener.close()
             raise StartError(f"cannot listen on {http.address}: {exc.strerror or exc}") from exc
         how = "HTTPS" if tls is not None else "plaintext"
         where = f"{http.address.rpartition(':')[0]}:{port}"
@@ -421,6 +428,9 @@ async def _serve(
     try:
         async with asyncio.TaskGroup() as tg:
             running = aio.start(tg, plane.run(), "control-plane", forever=True, logger=log)
+            relaying = aio.start(
+                tg, relay.run(), "relay the local socket", forever=True, logger=log
+            )
             serving = [
                 aio.start(tg, http.run(), f"serve the {http.name}", forever=True, logger=log)
                 for http in web_servers
@@ -431,9 +441,12 @@ async def _serve(
             controller.shut_down()
             for task in serving:
                 task.cancel()
+            relay.stop_accepting()  # calls under way end through it within the grace
             await server.stop(grace=2.0)
+            relaying.cancel()
             running.cancel()
     finally:
+        listener.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
 

@@ -11,9 +11,16 @@ permissions right before it serves: the socket's directory belongs to its user, 
 directory above it can be written by other users; the socket itself is 0600 (0660).
 A lock next to the socket (`.controller.sock.lock`), held while the controller runs,
 tells a socket a dead controller left (replaced) from a live one's (never taken).
-gRPC does not hand a servicer the peer's credentials (SO_PEERCRED); its local
-credentials, used on this socket, only mark a call as having come over it, which is
-how the role check tells a local caller (trusted as an admin) from a TLS peer.
+
+The permissions are not the only lock: the controller accepts the socket's connections
+itself and checks each peer's credentials (SO_PEERCRED) before relaying it to gRPC (see
+stack.controller.local_relay), so a socket or directory loosened by mistake still lets
+no other user in. gRPC's real listener is a second socket, in a directory next to the
+public one (`.controller.sock.grpc/`) that only the controller's user can enter. A
+refused client is sent one line (REFUSAL) before the connection closes, which stackctl
+reads back to say why (`refusal`). gRPC's local credentials, used on that socket, mark
+a call as having come over it, which is how the role check tells a local caller
+(trusted as an admin) from a TLS peer.
 
 `stackctl` and `stack-agent` take `unix:PATH` wherever they take HOST:PORT, and
 without `--controller` (or `STACK_CONTROLLER`) they dial the default controller's
@@ -37,6 +44,18 @@ SOCKET_NAME = "controller.sock"
 MAX_PATH_BYTES = 107
 """The longest path a unix socket may have on Linux (sun_path, less its NUL)."""
 ADDRESS_RULE = "unix:PATH or HOST:PORT (several: comma-separated)"
+GRPC_SOCKET = "grpc.sock"
+"""gRPC's real listener, in the private directory next to the public socket."""
+
+REFUSAL = b"stack-controller: "
+"""How the line starts that the controller sends a connection it refuses, before closing
+it: `stack-controller: KIND: REASON` (KIND is DENIED or BUSY)."""
+DENIED = "denied"
+"""The peer is not the controller's user, root, or in its operator group."""
+BUSY = "busy"
+"""The peer's uid holds as many connections as it may."""
+REFUSAL_WAIT = 1.0
+"""Seconds stackctl waits for the refusal line when it looks for one."""
 
 
 def default_controller_dir() -> Path:
@@ -83,6 +102,33 @@ def check_addresses(text: str) -> str:
     return ",".join(parts)
 
 
+def refusal_line(kind: str, reason: str) -> bytes:
+    """The line the controller sends a connection it refuses."""
+    return REFUSAL + f"{kind}: {reason}\n".encode()
+
+
+def refusal(path: str) -> tuple[str, str] | None:
+    """(KIND, REASON) when the controller at `path` refuses our connections, else None
+    (it accepts them, or cannot be reached at all). stackctl asks only after a call
+    failed, to say why in one line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(REFUSAL_WAIT)
+        received = b""
+        try:
+            probe.connect(path)
+            while len(received) < 512 and not received.endswith(b"\n"):
+                chunk = probe.recv(512 - len(received))
+                if not chunk:
+                    break
+                received += chunk
+        except OSError:
+            pass  # unreachable, or a gRPC server that says nothing first: not a refusal
+    if not received.startswith(REFUSAL) or not received.endswith(b"\n"):
+        return None
+    kind, _, reason = received[len(REFUSAL) : -1].decode(errors="replace").partition(": ")
+    return kind, reason
+
+
 class LocalSocketError(Exception):
     """The local socket cannot be served safely; str() is one line."""
 
@@ -96,6 +142,7 @@ class LocalSocket:
         self.group = group
         """A gid whose members may connect too; None: the owner only."""
         self._dir_fd: int | None = None
+        self._private_fd: int | None = None
         self._lock_fd: int | None = None
         self._bound: tuple[int, int] | None = None
 
@@ -103,6 +150,19 @@ class LocalSocket:
     def address(self) -> str:
         """What clients dial: `unix:PATH`."""
         return f"{UNIX}{self.path}"
+
+    @property
+    def private_dir(self) -> Path:
+        """The directory of gRPC's real listener: the controller's user's alone (0700)."""
+        return self.path.parent / f".{self.path.name}.grpc"
+
+    @property
+    def upstream(self) -> str:
+        """The path the controller binds gRPC's real listener to and dials it at: through
+        the private directory's descriptor, so that neither depends on the data dir's
+        path (nor its length: a unix socket's path has at most 107 bytes)."""
+        assert self._private_fd is not None, "prepare() first"
+        return f"/proc/self/fd/{self._private_fd}/{GRPC_SOCKET}"
 
     @property
     def modes(self) -> tuple[int, int]:
@@ -139,6 +199,42 @@ class LocalSocket:
         except OSError as exc:
             raise LocalSocketError(f"cannot secure {directory}: {exc.strerror}") from None
         self._clear_stale()
+        self._make_private()
+
+    def _make_private(self) -> None:
+        """The private directory, 0700 and ours, with no socket left in it."""
+        name = self.private_dir.name
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=self._dir_fd)
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=self._dir_fd,
+            )  # fmt: skip
+        except OSError as exc:
+            raise LocalSocketError(f"cannot use {self.private_dir}: {exc.strerror}") from None
+        self._private_fd = fd
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise LocalSocketError(f"{self.private_dir} belongs to another user")
+        os.fchmod(fd, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(GRPC_SOCKET, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISSOCK(info.st_mode):
+                raise LocalSocketError(f"{self.private_dir / GRPC_SOCKET} is not a socket")
+            os.unlink(GRPC_SOCKET, dir_fd=fd)  # a dead controller's (we hold the lock)
+
+    def listen(self) -> socket.socket:
+        """Bind and listen on the public socket (then `secure` it); the controller
+        accepts its connections itself (see stack.controller.local_relay)."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.path))
+            listener.listen(256)
+        except OSError as exc:
+            listener.close()
+            raise LocalSocketError(f"cannot listen on {self.address}: {exc.strerror}") from None
+        listener.setblocking(False)
+        return listener
 
     def _clear_stale(self) -> None:
         """Hold the socket's lock for as long as this controller lives; with it held,
@@ -187,7 +283,15 @@ class LocalSocket:
         """Unlink the socket if it is still the one bound here; release the directory
         and the lock."""
         fd, self._dir_fd = self._dir_fd, None
+        private, self._private_fd = self._private_fd, None
         lock, self._lock_fd = self._lock_fd, None
+        if private is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(GRPC_SOCKET, dir_fd=private)
+            os.close(private)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.private_dir.name, dir_fd=fd)
         if fd is not None:
             try:
                 info = os.stat(self.path.name, dir_fd=fd, follow_symlinks=False)

@@ -191,7 +191,7 @@ def test_controller_is_ready_only_once_it_answers_grpc_and_says_stopping_on_sigt
     with _stopped_at_exit(controller):
         ready = notify_path.wait_for("READY=1")
         assert ready.pid == controller.pid, "sent by the main process (NotifyAccess=main)"
-        assert f"STATUS=serving on {address} (mode 600)" in ready.lines
+        assert f"STATUS=serving on {address} (mode 600, peers checked)" in ready.lines
         with channel_to(address) as channel:
             # No retry: READY means the server listens already.
             admin_pb2_grpc.AdminServiceStub(channel).Status(admin_pb2.StatusRequest(), timeout=5)
