@@ -84,8 +84,10 @@ class _End(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         other = self.other
-        if other is None or other.transport is None or other.eof:
-            return False  # both ways are done (or nothing to tell): close this side
+        if other is None or other.transport is None:
+            return True  # not linked yet: link() passes the end on after the bytes before it
+        if other.eof:
+            return False  # both ways are done: close
         if other.transport.can_write_eof():
             other.transport.write_eof()
             return True
@@ -131,9 +133,12 @@ class _Pair:
                 upstream.transport.close()
             return
         client.other, upstream.other = upstream, client
-        if client.early and upstream.transport is not None:
+        assert upstream.transport is not None
+        if client.early:
             upstream.transport.write(client.early)
             client.early = b""
+        if client.eof and upstream.transport.can_write_eof():
+            upstream.transport.write_eof()
         client.transport.resume_reading()
 
     def unreachable(self) -> None:
