@@ -10,6 +10,10 @@ process each time):
 
 - `--help`, which stackctl answers from its command table without loading typer;
 - `status` of the running daemon (stackctl: grpc, no typer, no rich);
+- `stackctl status` straight to gRPC's own socket (`.controller.sock.grpc/grpc.sock`,
+  which only the controller's user may reach), beside the same call through the
+  public socket, where the controller checks the peer's credentials and relays the
+  bytes: what the check and the relay cost;
 - for reference, `stackctl --version`, `stackctl scale sleepers N` (a command that
   changes something, run directly like status), `stackctl stauts` (a typo: typer loads
   to say so) and the interpreter alone (`python -c pass`).
@@ -119,12 +123,17 @@ def main() -> None:
                 assert isinstance(circus, CircusManager)
                 assert isinstance(supervisor, SupervisorManager)
                 address = stack.cluster.address
+                direct = address.replace("controller.sock", ".controller.sock.grpc/grpc.sock")
                 commands: dict[str, tuple[list[str], tuple[int, ...]]] = {
                     "python -c pass": ([sys.executable, "-c", "pass"], (0,)),
                     "stackctl --help": ([stackctl, "--help"], (0,)),
                     "circusctl --help": ([str(circus.bin / "circusctl"), "--help"], (0,)),
                     "supervisorctl --help": (supervisor.ctl("--help"), (0,)),
                     "stackctl status": ([stackctl, "--controller", address, "status"], (0,)),
+                    "stackctl status direct": (
+                        [stackctl, "--controller", direct, "status"],
+                        (0,),
+                    ),
                     "circusctl status": (circus.ctl("status"), (0,)),
                     "supervisorctl status": (supervisor.ctl("status"), (0, 3)),
                     "stackctl --version": ([stackctl, "--version"], (0,)),
@@ -165,6 +174,8 @@ def report(timings: dict[str, Timing], ns: argparse.Namespace) -> str:
         f"{timings['circusctl status'].text()} ({ratio('circusctl status', 'stackctl status')})"
         f" | {timings['supervisorctl status'].text()} "
         f"({ratio('supervisorctl status', 'stackctl status')}) | |",
+        f"| `stackctl status` straight to gRPC's socket, no peer check or relay | "
+        f"{timings['stackctl status direct'].text()} | | | `stackctl status` above |",
         f"| `stackctl --version` | {timings['stackctl --version'].text()} | | | |",
         f"| `stackctl scale sleepers {ns.workers}` | {timings['stackctl scale'].text()} | | | |",
         f"| `stackctl stauts` (a typo: typer says so) | {timings['stackctl stauts'].text()} "
@@ -179,6 +190,16 @@ def report(timings: dict[str, Timing], ns: argparse.Namespace) -> str:
         f"stackctl status: {status_ms:.1f} ms against circusctl status {circus_ms:.1f} ms: "
         + ("met" if status_ms <= circus_ms else "MISSED"),
     ]
+    relayed = median_ms(timings["stackctl status"].wall) - median_ms(
+        timings["stackctl status direct"].wall
+    )
+    relayed_cpu = median_ms(timings["stackctl status"].cpu) - median_ms(
+        timings["stackctl status direct"].cpu
+    )
+    verdicts.append(
+        f"the local socket's peer check and relay: {relayed:+.1f} ms on stackctl status "
+        f"(cpu {relayed_cpu:+.1f} ms), medians of the same run"
+    )
     medians = f"Medians of {ns.rounds} interleaved rounds; ratios are each tool's over stackctl's."
     return "\n".join([*rows, "", medians, *verdicts])
 
