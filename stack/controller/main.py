@@ -8,8 +8,8 @@ stderr and exit status 1.
 It always serves a unix socket in its data dir that only its user (and
 `--socket-group`) can open: the certificate-less way in, for stackctl and an agent
 on the same host (see stack.security.local). It accepts that socket itself, checks
-each peer's credentials and relays the allowed ones to gRPC (local_relay.py). With `--tls-dir` (or
-`--ca/--cert/--key`) it also serves a TCP port with mutual TLS, where every call
+each peer's credentials and relays the allowed ones to gRPC (local_relay.py). With
+`--tls-dir` (or `--ca/--cert/--key`) it also serves a TCP port with mutual TLS, where every call
 passes the role check (stack.security.roles). A plaintext TCP port, even on
 loopback, would let any user who reaches it run commands as root on every agent,
 so it takes `--insecure`, and a warning says so at start.
