@@ -473,18 +473,20 @@ def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> 
         return [f"(e) skipped: {want} processes were not all RUNNING within {PHASE_DEADLINE:g} s"]
     url = bench.metrics_url()
     first, size = scrape_seconds(url)
-    times = [scrape_seconds(url)[0] for _ in range(bench.ns.scrapes)]
     time.sleep(2)
-    cpu0, wall0 = bench.cpu_seconds([controller.pid]), time.monotonic()
+    pid = [controller.pid]
+    cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
     time.sleep(window)
-    quiet = (bench.cpu_seconds([controller.pid]) - cpu0) / (time.monotonic() - wall0) * 100
-    cpu0, wall0 = bench.cpu_seconds([controller.pid]), time.monotonic()
+    quiet_rate = (bench.cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+    times = [scrape_seconds(url)[0] for _ in range(bench.ns.scrapes)]
+    cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
     tick = wall0
     while time.monotonic() - wall0 < window:
         scrape_seconds(url)
         tick += 1.0
         time.sleep(max(0.0, tick - time.monotonic()))
-    scraped = (bench.cpu_seconds([controller.pid]) - cpu0) / (time.monotonic() - wall0) * 100
+    scraped = (bench.cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0) * 100
+    quiet = quiet_rate * 100
     return [
         f"(e) /metrics with {bench.ns.agents} agents and {want} processes ({size / 2**20:.1f} MiB "
         f"page): first scrape {fmt_ms(first)}, then median {fmt_ms(statistics.median(times))}, "

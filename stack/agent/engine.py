@@ -104,6 +104,10 @@ class Engine:
         self.generation = 0
         self.fencing_token = 0
         self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
+        self.lines_shipped = 0
+        """Output lines handed to the session for the controller, since the agent started."""
+        self.lines_dropped = 0
+        """Output lines dropped from shipping (over --ship-rate, or the buffer full)."""
         self._status_dirty = True
         self._observed: Observed | None = None
         """The last observed(), while it is still true (see there)."""
@@ -655,6 +659,7 @@ class Engine:
             self.logs.flush()
             dropped = self.logs.take_dropped()
             if dropped:
+                self.lines_dropped += dropped
                 cap = self.settings.ship_rate
                 why = f"buffer full or over {cap} lines/s" if cap else "buffer full"
                 self.event(
@@ -797,7 +802,9 @@ class Engine:
         return [events.popleft() for _ in range(min(limit, len(events)))]
 
     def take_logs(self, limit: int = 500) -> list[LogLine]:
-        return [self._line(line) for line in self.logs.take_shipping(limit)]
+        taken = [self._line(line) for line in self.logs.take_shipping(limit)]
+        self.lines_shipped += len(taken)
+        return taken
 
     def pending(self) -> bool:
         """True when events or log lines wait to be shipped."""

@@ -399,6 +399,7 @@ async def run(
         metrics.snapshot = engine.snapshot
         metrics.looked_at = lambda: engine.want_stats(LOOK_SECONDS)
         metrics.connected = session.connected.is_set
+        metrics.lines = lambda: (engine.lines_shipped, engine.lines_dropped)
         notifier.ready(_status(session, engine))
         async with asyncio.TaskGroup() as tg:
             tasks = [aio.start(tg, session.run(), "session", forever=True, logger=log)]

@@ -30,6 +30,18 @@ CONNECTED = Family(
     "1 while this agent is connected to a controller; its workers run on either way.",
 )
 
+SHIPPED = Family(
+    "stack_agent_log_lines_shipped_total",
+    "counter",
+    "Output lines this agent handed over for the controller since it started.",
+)
+DROPPED = Family(
+    "stack_agent_log_lines_dropped_total",
+    "counter",
+    "Output lines this agent dropped from shipping (over --ship-rate, or its buffer full) "
+    "since it started; its files keep them.",
+)
+
 
 def check_address(address: str) -> str:
     """`address` if the agent may serve metrics there (ValueError with one line if not)."""
@@ -55,6 +67,8 @@ class HostMetrics:
         self.looked_at: Callable[[], None] = lambda: None
         """Called at each scrape (the engine then samples the workers' figures fast)."""
         self.connected: Callable[[], bool] = lambda: False
+        self.lines: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        """Output lines shipped and dropped so far."""
         self._accounts = HostAccounts()
         self._renderer = FleetRenderer(per_process)
 
@@ -69,7 +83,12 @@ class HostMetrics:
     def read(self) -> str:
         self.looked_at()
         observed = self.account()
-        page = CONNECTED.text([((), 1 if self.connected() else 0)])
+        shipped, dropped = self.lines()
+        page = (
+            CONNECTED.text([((), 1 if self.connected() else 0)])
+            + SHIPPED.text([((), shipped)])
+            + DROPPED.text([((), dropped)])
+        )
         if observed is None:
             return page
         view = HostView(self.host_id, observed, True, self._accounts.totals)

@@ -170,8 +170,12 @@ def test_only_metrics_is_served_and_only_read(stack: Cluster) -> None:
 
 def test_an_agent_serves_its_host_while_the_controller_is_away(stack: Cluster) -> None:
     url = f"http://127.0.0.1:{served_http(stack.agent, 'metrics')}/metrics"
-    page = scrape(url)
+    page = wait_for(
+        lambda: (p := scrape(url)).value("stack_agent_log_lines_shipped_total") and p,
+        20, "the agent to count the lines it shipped", interval=0.2,
+    )  # fmt: skip
     assert page.value("stack_agent_connected") == 1
+    assert page.value("stack_agent_log_lines_dropped_total") == 0
     assert page.value("stack_watcher_processes_running", watcher="w", host="h1") == 2
     assert page.value("stack_build_info", version=STACK_VERSION, wire="stack.v1") == 1
     stack.controller.stop()
