@@ -112,3 +112,30 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile of `samples` (`fraction` 0.95 for p95)."""
     ordered = sorted(samples)
     return ordered[min(len(ordered), max(1, math.ceil(len(ordered) * fraction))) - 1]
+
+
+def memory_breakdown(pid: int) -> dict[str, float]:
+    """Where a process's RSS lies, in MiB, from /proc/PID/smaps: grpcio's library, Python's,
+    OpenSSL's (libcrypto, libssl), the other libraries and files, and anonymous memory
+    (the heap, Python's arenas, thread stacks)."""
+    groups = {"grpcio": 0.0, "libpython": 0.0, "openssl": 0.0, "other files": 0.0, "anonymous": 0.0}
+    where = "anonymous"
+    with open(f"/proc/{pid}/smaps") as handle:
+        for line in handle:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and first[0] in "0123456789abcdef" and not first.endswith(":"):
+                fields = line.split()
+                path = fields[5] if len(fields) > 5 else ""
+                if "cygrpc" in path:
+                    where = "grpcio"
+                elif "libpython" in path:
+                    where = "libpython"
+                elif "libcrypto" in path or "libssl" in path:
+                    where = "openssl"
+                elif path.startswith("/"):
+                    where = "other files"
+                else:
+                    where = "anonymous"
+            elif first == "Rss:":
+                groups[where] += int(line.split()[1]) / 1024
+    return groups

@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/single_host.py [--rounds 5]
 (a) time from the Scale RPC to 100 processes running on the agent, beside a
     bare subprocess.Popen loop starting the same 100 processes (same run);
 (b) respawn latency after SIGKILL of a worker: median and p95;
-(c) agent RSS and idle CPU with 100 children.
+(c) agent RSS and idle CPU with 100 children, and where the RSS lies (smaps).
 Prints medians; asserts nothing. The agent and stackctl reach the controller over its
 local socket, as on a single host they do by default.
 """
@@ -27,6 +27,7 @@ from bench.measure import (
     SLEEP,
     bare_popen_loop,
     idle_cpu_percent,
+    memory_breakdown,
     memory_of,
     percentile,
     poll,
@@ -81,15 +82,16 @@ def respawn_latency(cluster: Cluster, rounds: int) -> list[float]:
     return samples
 
 
-def footprint(cluster: Cluster, seconds: float) -> tuple[float, float, float]:
-    """(agent RSS, USS in MiB, agent CPU % over `seconds`) with 100 idle children."""
+def footprint(cluster: Cluster, seconds: float) -> tuple[float, float, float, dict[str, float]]:
+    """(agent RSS, USS in MiB, agent CPU % over `seconds`, where the RSS lies) with 100
+    idle children."""
     admin = cluster.admin()
     admin.Scale(admin_pb2.ScaleRequest(watcher="sleepers", count=COUNT), timeout=10)
     poll(lambda: len(sleepers_of(cluster.agent.pid)) >= COUNT)
     time.sleep(3)  # let start-up work and the first stats samples pass
     (cpu,) = idle_cpu_percent([cluster.agent.pid], seconds)
     memory = memory_of(cluster.agent.pid)
-    return memory.rss, memory.uss, cpu
+    return memory.rss, memory.uss, cpu, memory_breakdown(cluster.agent.pid)
 
 
 def main() -> None:
@@ -119,7 +121,7 @@ def main() -> None:
                 agent.append(on_agent)
                 status.append(in_status)
             respawns = sorted(respawn_latency(cluster, ns.respawns))
-            rss, uss, cpu = footprint(cluster, ns.idle_seconds)
+            rss, uss, cpu, parts = footprint(cluster, ns.idle_seconds)
         finally:
             cluster.close()
 
@@ -134,6 +136,7 @@ def main() -> None:
     print(f"    median {med(respawns) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     print(f"(c) agent with {COUNT} idle children over {ns.idle_seconds:.0f} s")
     print(f"    RSS {rss:.1f} MiB (USS {uss:.1f} MiB), CPU {cpu:.2f} %")
+    print("    RSS by mapping: " + ", ".join(f"{k} {v:.1f} MiB" for k, v in parts.items()))
     floor = python_floor("import grpc")
     print(f"    for scale: python3 with only grpc imported has RSS {floor:.1f} MiB")
 
