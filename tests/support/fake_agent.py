@@ -104,8 +104,19 @@ class FakeAgent:
             if message.WhichOneof("body") == kind:
                 return message
 
-    def nothing_queued(self) -> bool:
-        return self.inbox.empty()
+    def assignments_queued(self) -> list[agent_pb2.ControllerMessage]:
+        """Take the messages queued now and return the Assignments among them. The others
+        (a StatsWanted that a status call sends, say) are dropped; the end of the stream
+        stays queued for `receive` to see."""
+        found: list[agent_pb2.ControllerMessage] = []
+        while not self.inbox.empty():
+            message = self.inbox.get_nowait()
+            if message is None:
+                self.inbox.put(None)
+                break
+            if message.WhichOneof("body") == "assignment":
+                found.append(message)
+        return found
 
     def wids(self, watcher: str, timeout: float = 30.0) -> list[int]:
         """The worker ids of `watcher` in the latest Assignment, once it has some."""
