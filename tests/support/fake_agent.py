@@ -63,6 +63,8 @@ class FakeAgent:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._last_observed = hello.observed
+        self.stats_wanted = 0
+        """How many StatsWanted the controller sent (not queued in `inbox`)."""
         self._stopped = threading.Event()
         if heartbeat > 0:
             threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
@@ -78,6 +80,11 @@ class FakeAgent:
     def _read(self) -> None:
         try:
             for message in self._call:
+                if message.WhichOneof("body") == "stats_wanted":
+                    # An ask to sample figures (a status was read): a fake agent has none
+                    # to sample, and the commands and Assignments it queues stay apart.
+                    self.stats_wanted += 1
+                    continue
                 if message.WhichOneof("body") == "assignment":
                     with self._got:
                         self.assignments.append(message.assignment)
