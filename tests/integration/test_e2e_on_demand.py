@@ -77,9 +77,14 @@ def test_on_demand_starts_its_workers_at_the_first_connection_and_serves_it(
         pid = read_pid(conn)
     pids = shared.wait_running("first", 2)
     assert pid in pids.values()
-    assert [e.message for e in shared.events("on_demand")] == [
-        "a connection to web: starting 2 workers"
-    ]
+    wait_for(
+        lambda: (
+            [e.message for e in shared.events("on_demand")]
+            == ["a connection to web: starting 2 workers"]
+        ),
+        10,
+        "one on_demand event saying what the connection started",
+    )
     assert not _at_rest(shared, "first")
 
 
@@ -121,8 +126,12 @@ def test_workers_that_end_and_stay_down_rest_until_the_next_connection(
     with _connected(path) as conn:
         second = read_pid(conn)
     assert second != first
-    woken = [e for e in shared.events("on_demand") if e.watcher == name]
-    assert len(woken) == 2
+    # The agent ships its events a moment after the fact: wait for the second wake-up.
+    wait_for(
+        lambda: len([e for e in shared.events("on_demand") if e.watcher == name]) == 2,
+        10,
+        "an on_demand event for each connection that woke the watcher",
+    )
 
 
 def test_stdin_socket_is_each_workers_fd_0(shared: Cluster, tmp_path: Path) -> None:
