@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import time
 from pathlib import Path
@@ -275,3 +277,102 @@ def test_a_follow_resumed_before_the_agent_is_back_misses_no_line(tmp_path: Path
         assert ticks == list(range(ticks[0], ticks[-1] + 1)), (
             f"a line was lost or came twice: {ticks}"
         )
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets process `pid` holds open (its fds that are socket:[inode])."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except FileNotFoundError:  # closed while we looked
+            continue
+    return count
+
+
+def _pause_until_leading(cluster: HaCluster, target: str) -> None:
+    """Make `target` lead: pause every other controller until it does, then resume them."""
+    others = [cluster.daemon_at(a) for a in cluster.addresses if a != target]
+    for daemon in others:
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: cluster.leader() == target, cluster.lease_ttl + 15, f"{target} to lead")
+    finally:
+        for daemon in others:
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGCONT)
+
+
+def _follows(cluster: HaCluster, address: str, leader: str) -> bool:
+    reply = cluster.controllers_reply(address)
+    mine = [c for c in reply.controllers if c.address == address] if reply else []
+    return bool(reply and reply.leader_address == leader and mine and not mine[0].leader)
+
+
+def _stable_sockets(pid: int) -> int:
+    """The socket count once it reads the same three times in a row, half a second apart."""
+    readings: list[int] = []
+
+    def settled() -> int | None:
+        readings.append(open_sockets(pid))
+        if len(readings) >= 3 and len(set(readings[-3:])) == 1:
+            return readings[-1]
+        return None
+
+    return wait_for(settled, 20, f"the sockets of pid {pid} to settle", interval=0.5) or 0
+
+
+def _step_down(cluster: HaCluster, target: str, cut_off: bool) -> None:
+    """`target`, leading, steps down and follows again. Cut off: every etcd member pauses
+    past its lease (it steps down on its own deadline, its etcd clients failing over
+    through every member; it may win again, then it is paused too). Else it is paused."""
+    if cut_off:
+        for member in cluster.etcd.members:
+            member.pause()
+        time.sleep(cluster.lease_ttl + 1.5)  # the outage itself: nothing to poll
+        for member in cluster.etcd.members:
+            member.resume()
+        cluster.wait_leader(20)
+    if cluster.leader() == target:
+        paused = cluster.daemon_at(target)
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            cluster.wait_leader(cluster.lease_ttl + 10, other_than=target)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+    new = cluster.wait_leader(20)
+    wait_for(functools.partial(_follows, cluster, target, new), 15, f"{target} to follow {new}")
+
+
+def test_a_controller_that_led_and_stepped_down_holds_no_more_sockets_each_time(
+    tmp_path: Path,
+) -> None:
+    """What a leader opens is closed when it steps down, and a step-down forced by losing
+    etcd leaves each of its etcd clients one connection, not one to every member it tried
+    (on TLS, where every client has connections of its own): a follower's sockets do not
+    grow with the terms it led."""
+    cycles, slack = 4, 2
+    with ha_cluster(tmp_path, members=3, controllers=3, etcd_tls=True) as cluster:
+        start_workers(cluster, 2)
+        target = cluster.addresses[0]
+        pid = cluster.daemon_at(target).pid
+        counts: list[int] = []
+        for cycle in range(cycles + 1):
+            if cluster.leader() != target:
+                _pause_until_leading(cluster, target)
+            cluster.stackctl("scale", "w", str(2 + cycle % 2), check=True)
+            _step_down(cluster, target, cut_off=cycle % 2 == 1)
+            if not counts:  # the baseline: what a former leader holds for its next term
+                counts.append(_stable_sockets(pid))
+                continue
+            try:
+                wait_for(lambda: open_sockets(pid) <= counts[0] + slack, 20, "the sockets")
+            except AssertionError:
+                counts.append(open_sockets(pid))
+                raise AssertionError(
+                    f"a follower's sockets grew with the terms it led: {counts} after each "
+                    f"step-down (paused, cut off from etcd, in turn)\n{cluster.logs()}"
+                ) from None
+            counts.append(open_sockets(pid))

@@ -24,6 +24,8 @@ from pathlib import Path
 import pyetcd
 import pytest
 
+from stack.controller.store.etcd_client import EtcdTls, connect
+from stack.security.certs import CertDir, Role, init_dir
 from tests.support.ports import ReservedPort, reserve_port
 from tests.support.wait import wait_for
 
@@ -119,6 +121,9 @@ class EtcdMember(EtcdProcess):
 
     client: ReservedPort = field(default_factory=reserve_port)
     peer: ReservedPort = field(default_factory=reserve_port)
+    tls: EtcdTls | None = None
+    """Clients must speak mutual TLS with these (the controller's) certificates; None:
+    plain text."""
 
     @property
     def client_port(self) -> int:
@@ -137,13 +142,23 @@ class EtcdMember(EtcdProcess):
         return f"http://127.0.0.1:{self.peer_port}"
 
     def argv(self, initial_cluster: str) -> list[str]:
-        return member_argv(
-            self.name, self.data_dir, f"http://{self.endpoint}", self.peer_url, initial_cluster
+        if self.tls is None:
+            return member_argv(
+                self.name, self.data_dir, f"http://{self.endpoint}", self.peer_url, initial_cluster
+            )
+        argv = member_argv(
+            self.name, self.data_dir, f"https://{self.endpoint}", self.peer_url, initial_cluster
         )
+        return [*argv, "--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
+                "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]  # fmt: skip
 
     def healthy(self) -> bool:
         """A linearizable read answered: this member is up and its cluster has quorum."""
-        client = pyetcd.client("127.0.0.1", self.client_port, timeout=1.0)
+        client = (
+            pyetcd.client("127.0.0.1", self.client_port, timeout=1.0)
+            if self.tls is None
+            else connect([self.endpoint], 1.0, self.tls)
+        )
         try:
             client.get("health")
         except Exception:
@@ -159,11 +174,13 @@ class EtcdCluster:
 
     root: Path
     size: int = 1
+    tls: EtcdTls | None = None
+    """Mutual TLS for clients (see `EtcdMember.tls`); None: plain text."""
     members: list[EtcdMember] = field(init=False)
 
     def __post_init__(self) -> None:
         self.members = [
-            EtcdMember(f"m{i}", self.root / f"m{i}.etcd", self.root / f"m{i}.log")
+            EtcdMember(f"m{i}", self.root / f"m{i}.etcd", self.root / f"m{i}.log", tls=self.tls)
             for i in range(self.size)
         ]
 
@@ -204,15 +221,24 @@ class EtcdCluster:
 
 
 @contextlib.contextmanager
-def etcd_cluster(size: int = 1) -> Iterator[EtcdCluster]:
-    """Started, healthy etcd members; killed and their data removed on exit."""
+def etcd_cluster(size: int = 1, tls: bool = False) -> Iterator[EtcdCluster]:
+    """Started, healthy etcd members; killed and their data removed on exit. With `tls`
+    they take clients over mutual TLS only, with a `stackctl certs` dir's controller
+    certificate (in `tls` of the cluster)."""
     if not HAVE_ETCD:
         pytest.skip("etcd is not installed (apt-get install etcd-server)")
     root = Path(tempfile.mkdtemp(prefix="stack-etcd-"))
-    cluster = EtcdCluster(root, size)
+    cluster = EtcdCluster(root, size, _etcd_tls(root / "tls") if tls else None)
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _etcd_tls(tls_dir: Path) -> EtcdTls:
+    """A new certificate dir; its controller certificate, valid for 127.0.0.1, is both
+    the members' server certificate and their clients'."""
+    ca, cert = init_dir(tls_dir, ["127.0.0.1"])
+    return EtcdTls(ca, cert, CertDir(tls_dir).pair(Role.controller, "")[1])

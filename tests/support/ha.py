@@ -70,6 +70,10 @@ class HaCluster(Harness):
             "--agent-timeout", str(self.agent_timeout), "--reschedule-after", "30",
             "--data-dir", str(self.root / f"c{index}"),
         ]  # fmt: skip
+        if self.etcd.tls is not None:
+            tls = self.etcd.tls
+            argv += ["--etcd-ca", str(tls.ca), "--etcd-cert", str(tls.cert),
+                     "--etcd-key", str(tls.key)]  # fmt: skip
         return Daemon(argv, self.root / f"c{index}.log")
 
     @property
@@ -203,9 +207,11 @@ def ha_cluster(
     controllers: int = 2,
     lease_ttl: float = LEASE_TTL,
     agent_timeout: float = AGENT_TIMEOUT,
+    etcd_tls: bool = False,
 ) -> Iterator[HaCluster]:
-    """A started HA cluster; everything stopped (and etcd removed) on exit."""
-    with etcd_cluster(members) as etcd:
+    """A started HA cluster; everything stopped (and etcd removed) on exit. With
+    `etcd_tls` the controllers reach etcd over mutual TLS (as deploy/ha does)."""
+    with etcd_cluster(members, etcd_tls) as etcd:
         cluster = HaCluster(root, etcd, controllers, lease_ttl, agent_timeout)
         try:
             yield cluster.start()

@@ -86,6 +86,31 @@ class EtcdTls:
         return grpc.ssl_channel_credentials(ca, key, cert)
 
 
+class _Client(pyetcd.MultiEndpointEtcd3Client):  # type: ignore[misc]
+    """pyetcd's failover client, holding one connection: the member it leaves is closed.
+
+    pyetcd keeps a channel per member for the client's life and never closes the one it
+    fails over from; that one reconnects when the member is back and stays connected,
+    unused. After one etcd outage every client held a connection to every member (a
+    controller's sockets doubled). The channel left behind is replaced by a fresh one,
+    which connects only if the client comes back to that member.
+    """
+
+    @property
+    def _current_endpoint_label(self) -> str | None:
+        return getattr(self, "_current_ep_label", None)
+
+    @_current_endpoint_label.setter
+    def _current_endpoint_label(self, label: str | None) -> None:
+        left = self._current_endpoint_label
+        # pyetcd's own setter drops the stubs (and the watcher) on the old channel.
+        pyetcd.MultiEndpointEtcd3Client._current_endpoint_label.fset(self, label)
+        if left is not None and left != label:
+            endpoint = self.endpoints[left]
+            endpoint.channel.close()
+            endpoint.channel = endpoint._mkchannel(_CHANNEL_OPTIONS)
+
+
 def connect(
     endpoints: Sequence[str], timeout: float = REQUEST_TIMEOUT, tls: EtcdTls | None = None
 ) -> Any:
@@ -106,7 +131,7 @@ def connect(
         )
         for endpoint in endpoints
     ]
-    client = pyetcd.MultiEndpointEtcd3Client(eps, timeout=timeout, failover=True)
+    client = _Client(eps, timeout=timeout, failover=True)
     client.budget = timeout
     # Deterministic instead of pyetcd's random pick: operators list the nearest member first.
     client._current_endpoint_label = eps[0].netloc
