@@ -113,6 +113,10 @@ class AgentRecord:
     """Monotonic time before which no other `agent_refused` event is recorded."""
     stats_wanted_until: float = 0.0
     """Monotonic time until which its agent was asked to sample figures fast."""
+    _wids: tuple[Observed, Mapping[str, frozenset[int]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """The report `wids` read last, and what it read (every reschedule reads each host's)."""
 
     def shown_state(self, drained: AbstractSet[str]) -> str:
         """What `agents` shows: "ready", "draining", "reloading" (re-executing itself in
@@ -128,12 +132,17 @@ class AgentRecord:
         running = ProcessState.RUNNING
         return frozenset((p.watcher, p.wid, p.state == running) for p in self.observed.processes)
 
-    def wids(self) -> dict[str, frozenset[int]]:
+    def wids(self) -> Mapping[str, frozenset[int]]:
         """watcher -> worker ids this host reports."""
+        observed = self.observed
+        if self._wids is not None and self._wids[0] is observed:
+            return self._wids[1]
         found: dict[str, set[int]] = {}
-        for proc in self.observed.processes:
+        for proc in observed.processes:
             found.setdefault(proc.watcher, set()).add(proc.wid)
-        return {name: frozenset(wids) for name, wids in found.items()}
+        wids = MappingProxyType({name: frozenset(wids) for name, wids in found.items()})
+        self._wids = (observed, wids)
+        return wids
 
     def running(self) -> int:
         """How many of its reported processes have a pid."""

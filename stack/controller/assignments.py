@@ -77,16 +77,34 @@ def build_assignment(
     return Assignment(desired.generation, fencing_token, tuple(shares), sockets)
 
 
-def resting_here(
-    desired: DesiredState, placement: Placement, labels: Mapping[str, str]
-) -> frozenset[str]:
-    """The on_demand watchers of numprocesses 0, placed nowhere, that a host with
-    `labels` keeps with no worker: their sockets stay bound there for them."""
+def resting_watchers(desired: DesiredState, placement: Placement) -> frozenset[str]:
+    """The on_demand watchers of numprocesses 0, placed nowhere: every host their labels
+    allow keeps them with no worker, so that their sockets stay bound there for them."""
     return frozenset(
         name
         for name, watcher in desired.watchers.items()
         if watcher.spec.on_demand
         and watcher.spec.numprocesses == 0
         and not placement.placed(name)
-        and all(labels.get(key) == value for key, value in watcher.spec.placement.labels.items())
+    )
+
+
+def resting_here(
+    desired: DesiredState, placement: Placement, labels: Mapping[str, str]
+) -> frozenset[str]:
+    """The resting watchers (see resting_watchers) a host with `labels` keeps."""
+    return resting_of(resting_watchers(desired, placement), desired, labels)
+
+
+def resting_of(
+    resting: AbstractSet[str], desired: DesiredState, labels: Mapping[str, str]
+) -> frozenset[str]:
+    """Of the `resting` watchers, those a host with `labels` keeps."""
+    return frozenset(
+        name
+        for name in resting
+        if all(
+            labels.get(key) == value
+            for key, value in desired.watchers[name].spec.placement.labels.items()
+        )
     )

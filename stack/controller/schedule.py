@@ -19,11 +19,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from stack.controller.agents import AgentRecord
-from stack.controller.assignments import build_assignment, resting_here
+from stack.controller.assignments import build_assignment, resting_of, resting_watchers
 from stack.controller.desired import DesiredState
 from stack.controller.placement import DOWN, GONE, READY, AgentView, Placement, place, rebalance
 from stack.spec.assignment import Assignment
 from stack.spec.observed import ProcessState
+
+RESCHEDULE_WINDOW = 0.05
+"""Seconds of agent messages gathered into one reschedule, at least."""
+RESCHEDULE_SHARE = 0.2
+"""The share of the controller's time reschedules may take while agent messages keep
+coming: a pass that took t seconds is followed by a window of t * (1 - share) / share."""
+MAX_RESCHEDULE_WINDOW = 2.0
+"""Seconds of agent messages gathered into one reschedule, at most."""
 
 Holdings = dict[str, dict[str, frozenset[int]]]
 """host id -> watcher -> worker ids it holds now."""
@@ -38,6 +46,12 @@ class Plan:
     """host id -> its whole share, for every ready host with a session."""
     hold: Hold | None = None
     """The hold after a takeover as it stands after this plan (None: none)."""
+    state: DesiredState | None = None
+    """The desired state the Assignments were built from (None: not recorded)."""
+    term: int = 0
+    """The fencing token they carry."""
+    resting: frozenset[str] = frozenset()
+    """The watchers every host its labels allow keeps with no worker (see resting_here)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,15 @@ class Hold:
                 if w.spec.placement.mode != "each" or w.spec.singleton
             }
         )
+
+
+def window(cost: float) -> float:
+    """Seconds to gather agent messages before the next reschedule, after one that took
+    `cost` seconds: RESCHEDULE_WINDOW while passes are cheap (a small fleet), longer as
+    they grow with the fleet, so that a storm of agents joining is placed in a few passes
+    and the controller keeps most of its time for their streams."""
+    stretched = cost * (1 - RESCHEDULE_SHARE) / RESCHEDULE_SHARE
+    return min(MAX_RESCHEDULE_WINDOW, max(RESCHEDULE_WINDOW, stretched))
 
 
 def lost_hosts(
@@ -225,21 +248,45 @@ def assignments(
     ready: Sequence[AgentRecord],
     term: int,
     intended: Placement | None = None,
+    last: Plan | None = None,
 ) -> dict[str, Assignment]:
     """Each ready host's Assignment under fencing token `term`; `intended` is the
-    placement before a warm-up kept only what agents report (`placement` if None)."""
+    placement before a warm-up kept only what agents report (`placement` if None).
+
+    An Assignment depends on the desired state, the term, the host's share, its handoff
+    (a drained host's) and the resting watchers: where none of these changed since the
+    `last` plan, its Assignment is that plan's, the same object (agents joining a large
+    fleet change no other host's share, and building every host's anew each time made
+    a join storm quadratic)."""
     intended = placement if intended is None else intended
-    return {
-        record.host_id: build_assignment(
+    resting = resting_watchers(state, placement)
+    reusable = (
+        last is not None
+        and last.state is state
+        and last.term == term
+        and not resting
+        and not last.resting
+    )
+    built: dict[str, Assignment] = {}
+    for record in ready:
+        host_id = record.host_id
+        if reusable and host_id not in state.drained:
+            assert last is not None
+            before = last.assignments.get(host_id)
+            if before is not None and last.placement.hosts.get(host_id) == placement.hosts.get(
+                host_id
+            ):
+                built[host_id] = before
+                continue
+        built[host_id] = build_assignment(
             state,
             placement,
-            record.host_id,
+            host_id,
             term,
-            handoff(record, ready, intended) if record.host_id in state.drained else None,
-            resting_here(state, placement, record.labels),
+            handoff(record, ready, intended) if host_id in state.drained else None,
+            resting_of(resting, state, record.labels),
         )
-        for record in ready
-    }
+    return built
 
 
 def plan(
@@ -251,17 +298,32 @@ def plan(
     warming: bool,
     term: int,
     hold: Hold | None = None,
+    last: Plan | None = None,
 ) -> Plan:
     """Place anew and build every ready host's Assignment.
 
     `records` are every known agent in host id order, `placement` the last one made,
     `lost` the agents down past reschedule_after, `warming` whether the controller is
     still giving agents their time to report after taking over, `hold` what it keeps in
-    place after that (see `restrain`).
+    place after that (see `restrain`); `last` the plan made last, whose Assignments are
+    kept where nothing they depend on changed (see `assignments`).
     """
     intended = place(state.demand(), views(records, state, lost), holdings(records, placement))
     placed, hold = restrain(intended, state, records, warming=warming, hold=hold)
-    return Plan(placed, assignments(state, placed, ready_of(records), term, intended), hold)
+    return _plan(state, placed, records, term, intended, hold, last)
+
+
+def _plan(
+    state: DesiredState,
+    placed: Placement,
+    records: Sequence[AgentRecord],
+    term: int,
+    intended: Placement,
+    hold: Hold | None,
+    last: Plan | None,
+) -> Plan:
+    built = assignments(state, placed, ready_of(records), term, intended, last)
+    return Plan(placed, built, hold, state, term, resting_watchers(state, placed))
 
 
 def rebalanced(
@@ -274,6 +336,7 @@ def rebalanced(
     term: int,
     warming: bool = False,
     hold: Hold | None = None,
+    last: Plan | None = None,
 ) -> tuple[Plan, int]:
     """Spread `watcher` evenly again: the new plan, and how many of its processes move.
     Just after a takeover it is restrained as every placement is (see `restrain`)."""
@@ -285,8 +348,7 @@ def rebalanced(
         len(set(placed.wids(host, watcher)) - set(placement.wids(host, watcher)))
         for host in placed.hosts
     )
-    plan = Plan(placed, assignments(state, placed, ready_of(records), term, intended), hold)
-    return plan, moved
+    return _plan(state, placed, records, term, intended, hold, last), moved
 
 
 def ready_of(records: Iterable[AgentRecord]) -> list[AgentRecord]:

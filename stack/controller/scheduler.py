@@ -3,8 +3,11 @@
 It owns the placement, the warm-up deadline of a takeover and the set of agents last
 seen lost; `reschedule` gathers the world, asks `schedule.plan` what to do and queues
 each host's Assignment where it changed. Agent messages come in storms (a thousand
-agents reconnecting after a controller restart), so they reschedule once per
-RESCHEDULE_WINDOW (`reschedule_soon`); operator changes reschedule at once.
+agents reconnecting after a controller restart), so they reschedule once per window
+(`reschedule_soon`); operator changes reschedule at once. The window is RESCHEDULE_WINDOW,
+or longer when a pass is slow (a large fleet): a storm of ten thousand agents joining is
+then placed in a few passes, not in one pass per few agents, each of which places the
+whole fleet (see schedule.window).
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ if TYPE_CHECKING:
     from stack.controller.agents import AgentRecord
     from stack.controller.controller import Controller
 
-RESCHEDULE_WINDOW = 0.05
-"""Seconds of agent messages gathered into one reschedule (see `reschedule_soon`)."""
 
 
 class Scheduler:
@@ -43,11 +44,16 @@ class Scheduler:
         self._handle: asyncio.TimerHandle | None = None
         self._placed_for: Placement | None = None
         self._placed_where: dict[tuple[str, int], str] = {}
+        self._last: schedule.Plan | None = None
+        """The plan applied last (its Assignments are kept where nothing changed)."""
+        self._cost = 0.0
+        """Seconds the last reschedule took (the window after it grows with it)."""
 
     def reset(self) -> None:
         """Forget everything (leadership ended)."""
         self.cancel()
         self.placement = Placement()
+        self._last = None
         self.lost = frozenset()
         self.hold_until, self.hold = 0.0, None
 
@@ -66,10 +72,11 @@ class Scheduler:
         return max(0.0, self.warm_until - self._c.clock())
 
     def reschedule_soon(self) -> None:
-        """Reschedule once for all the agent messages of the next RESCHEDULE_WINDOW."""
+        """Reschedule once for all the agent messages of the next window (see
+        schedule.window)."""
         if self._handle is None:
             loop = asyncio.get_running_loop()
-            self._handle = loop.call_later(RESCHEDULE_WINDOW, self._deferred)
+            self._handle = loop.call_later(schedule.window(self._cost), self._deferred)
 
     def _deferred(self) -> None:
         self._handle = None
@@ -79,9 +86,9 @@ class Scheduler:
     def reschedule(self) -> None:
         """Place anew and queue a new Assignment to every host whose share changed."""
         c = self._c
-        self.lost = schedule.lost_hosts(
-            c.agents.records.values(), c.clock(), c.settings.reschedule_after
-        )
+        began = c.clock()
+        records = c.agents.records.values()
+        self.lost = schedule.lost_hosts(records, began, c.settings.reschedule_after)
         plan = schedule.plan(
             c.state,
             self._records(),
@@ -90,8 +97,10 @@ class Scheduler:
             warming=self.warming_up(),
             term=c.term,
             hold=self._holding(),
+            last=self._last,
         )
         self._apply(plan)
+        self._cost = c.clock() - began
 
     def rebalance(self, watcher: str) -> int:
         """Spread a watcher's processes evenly again; return how many move."""
@@ -105,6 +114,7 @@ class Scheduler:
             term=c.term,
             warming=self.warming_up(),
             hold=self._holding(),
+            last=self._last,
         )
         self._apply(plan)
         return moved
@@ -136,6 +146,7 @@ class Scheduler:
         """Keep the plan's placement; queue each Assignment that differs from the last
         one its session was sent."""
         self.placement = plan.placement
+        self._last = plan
         if self.hold is not None and plan.hold is not None:
             self.hold = plan.hold
         c = self._c
@@ -143,7 +154,7 @@ class Scheduler:
             record = c.agents.records[host_id]
             session = record.session
             assert session is not None
-            if assignment == session.last_assignment:
+            if assignment is session.last_assignment or assignment == session.last_assignment:
                 continue
             session.last_assignment = assignment
             _note_assigned(record, assignment, c.state.watchers)

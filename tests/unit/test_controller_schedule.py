@@ -6,6 +6,8 @@ whether it is ready), the desired state and the last placement, and reads the pl
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from stack.controller import desired as d
@@ -177,3 +179,65 @@ def test_a_hold_begun_before_any_agent_came_back_still_holds_the_silent_hosts_sh
     assert empty.hold is not None and empty.hold.ids == {("web", 1), ("web", 2), ("web", 3)}
     back = plan([agent("h1", 1), agent("h2", 3)], empty.placement, hold=empty.hold)
     assert web(back) == {"h1": (1,), "h2": (3,)}
+
+
+SCENES = '''
+[watchers.web]
+cmd = "serve"
+numprocesses = 5
+
+[watchers.fleet]
+cmd = "serve"
+numprocesses = 1
+[watchers.fleet.placement]
+mode = "each"
+labels = { role = "edge" }
+'''
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8, 13, 21, 34])
+def test_assignments_kept_from_the_last_plan_are_those_built_anew(seed: int) -> None:
+    """A random fleet joins, scales, drains and loses agents in steps; at each step the
+    plan made with the last one (which keeps unchanged hosts' Assignments) equals the
+    plan made from nothing but the world, and keeps at least the unchanged hosts'."""
+    rng = random.Random(seed)
+    desired = state(SCENES)
+    records: list[AgentRecord] = []
+    last: schedule.Plan | None = None
+    placement = Placement()
+    for step in range(12):
+        for _ in range(rng.randrange(1, 6)):
+            host = f"h{len(records):02d}"
+            record = agent(host)
+            record.labels = {"role": "edge"} if rng.random() < 0.5 else {}
+            records.append(record)
+        if rng.random() < 0.3:
+            desired, _ = d.scale(desired, "web", rng.randrange(0, 12), relative=False)
+        if rng.random() < 0.2 and records:
+            desired = d.drain(desired, rng.choice(records).host_id)
+        if rng.random() < 0.2 and records:
+            down = rng.choice(records)
+            down.ready, down.session = False, None
+        lost = frozenset(r.host_id for r in records if not r.ready and rng.random() < 0.5)
+        term = 1 + step // 6
+        fresh = schedule.plan(desired, records, placement, lost=lost, warming=False, term=term)
+        kept = schedule.plan(
+            desired, records, placement, lost=lost, warming=False, term=term, last=last
+        )
+        assert kept.placement == fresh.placement
+        assert dict(kept.assignments) == dict(fresh.assignments)
+        if last is not None and last.state is desired and last.term == term:
+            same = [
+                host
+                for host in kept.assignments
+                if host in last.assignments and host not in desired.drained
+                and last.placement.hosts.get(host) == kept.placement.hosts.get(host)
+            ]  # fmt: skip
+            assert all(kept.assignments[h] is last.assignments[h] for h in same)
+        last, placement = kept, kept.placement
+
+
+def test_the_reschedule_window_grows_with_the_cost_of_a_pass() -> None:
+    assert schedule.window(0.001) == schedule.RESCHEDULE_WINDOW
+    assert schedule.window(0.1) == pytest.approx(0.4)
+    assert schedule.window(60.0) == schedule.MAX_RESCHEDULE_WINDOW
