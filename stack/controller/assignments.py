@@ -83,9 +83,7 @@ def resting_watchers(desired: DesiredState, placement: Placement) -> frozenset[s
     return frozenset(
         name
         for name, watcher in desired.watchers.items()
-        if watcher.spec.on_demand
-        and watcher.spec.numprocesses == 0
-        and not placement.placed(name)
+        if watcher.spec.on_demand and watcher.spec.numprocesses == 0 and not placement.placed(name)
     )
 
 

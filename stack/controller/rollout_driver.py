@@ -1,9 +1,10 @@
 """The rollout driver: moves rolling changes on as their batches come up.
 
-While leading, it wakes when an agent reports and at least every POLL seconds (the
-unit of min_uptime), asks rollout.batch_seen what the agents report of each batch, and
-commits desired.step_rollout's answer through the controller like any other change,
-recording the event rollout.outcome_note asks for.
+While leading, it wakes when an agent reports while a rolling change is in progress
+(at rest, ten thousand agents' heartbeats wake nothing), when one begins, and at least
+every POLL seconds (the unit of min_uptime), asks rollout.batch_seen what the agents
+report of each batch, and commits desired.step_rollout's answer through the controller
+like any other change, recording the event rollout.outcome_note asks for.
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ class RolloutDriver:
         self._wake = asyncio.Event()
         self._running_since: dict[tuple[str, int, int], float] = {}
         """(watcher, wid, pid) of batch processes -> when first seen running."""
+        self._rolling = True
+        """Whether the last round found a rolling change in progress (True until one ran)."""
 
     def wake(self) -> None:
-        """Something changed (an agent reported, a rollout began): take a step soon."""
+        """Something changed (a rollout began): take a step soon."""
         self._wake.set()
+
+    def reported(self) -> None:
+        """An agent reported: take a step soon if a rolling change is in progress."""
+        if self._rolling:
+            self._wake.set()
 
     def reset(self) -> None:
         """Forget what was seen running (leadership ended)."""
         self._running_since.clear()
+        self._rolling = True
 
     async def run(self) -> None:
         """Advance rollouts when agents report, and at least every POLL seconds."""
@@ -59,6 +68,7 @@ class RolloutDriver:
         c = self._c
         now = c.clock()
         rolling = [n for n, w in c.state.watchers.items() if w.rollout and not w.rollout.halted]
+        self._rolling = bool(rolling)
         if not rolling:
             self._running_since.clear()
             return

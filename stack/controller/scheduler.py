@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from stack.controller.controller import Controller
 
 
-
 class Scheduler:
     """Placement and Assignments for one controller while it leads."""
 

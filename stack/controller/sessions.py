@@ -84,7 +84,7 @@ class AgentSessions:
             before = record.placement_key()
             record.observed = self._screen(record, message)
             c.metrics.reported(record.host_id, record.observed)
-            c.rollouts.wake()
+            c.rollouts.reported()
             # A mere heartbeat (same workers in the same states) changes no placement.
             if came_back or record.placement_key() != before:
                 c.scheduler.reschedule_soon()

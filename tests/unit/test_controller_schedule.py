@@ -181,7 +181,7 @@ def test_a_hold_begun_before_any_agent_came_back_still_holds_the_silent_hosts_sh
     assert web(back) == {"h1": (1,), "h2": (3,)}
 
 
-SCENES = '''
+SCENES = """
 [watchers.web]
 cmd = "serve"
 numprocesses = 5
@@ -192,7 +192,7 @@ numprocesses = 1
 [watchers.fleet.placement]
 mode = "each"
 labels = { role = "edge" }
-'''
+"""
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 5, 8, 13, 21, 34])
