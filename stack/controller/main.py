@@ -73,7 +73,8 @@ GC_THRESHOLDS = (50_000, 20, 100)
 """The cyclic collector's thresholds in the controller (Python's are 700, 10, 10). With
 10,000 agents heartbeating, the defaults ran a young collection 38 times a second and a
 full one, over every object of 10,000 sessions (about a second each), every few seconds:
-47 % of the controller's time (measured with gc.callbacks in bench/many_agents.py).
+47 % of the controller's time (a gc.callbacks probe in the controller during
+`bench/many_agents.py --agents 10000`).
 Reference counting frees what a heartbeat replaces; the collector only has cycles to
 find, and they wait a little longer. Objects made before serving are frozen out of it."""
 
