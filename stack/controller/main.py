@@ -69,14 +69,16 @@ KEEPALIVE_OPTIONS = (
 )
 """Let agents ping every couple of seconds (how they notice a hung controller)."""
 
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (50_000, 20, 10)
 """The cyclic collector's thresholds in the controller (Python's are 700, 10, 10). With
 10,000 agents heartbeating, the defaults ran a young collection 38 times a second and a
 full one, over every object of 10,000 sessions (about a second each), every few seconds:
 47 % of the controller's time (a gc.callbacks probe in the controller during
-`bench/many_agents.py --agents 10000`).
-Reference counting frees what a heartbeat replaces; the collector only has cycles to
-find, and they wait a little longer. Objects made before serving are frozen out of it."""
+`bench/many_agents.py --agents 10000`). Reference counting frees what a heartbeat
+replaces; the collector only has cycles to find (ended streams, their tasks): a young
+collection every 50,000 objects, and a full one after 10 middle ones (10 million objects,
+minutes apart at that rate), so that the cycles that reach the old generation are still
+freed. Objects made before serving are frozen out of it."""
 
 
 class StartError(Exception):

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TypeVar, cast
 
 from stack.spec.assignment import Assignment, PinnedVersion, WatcherAssignment
+from stack.spec.model import WatcherSpec
 from stack.spec.observed import (
     ExitReason,
     Health,
@@ -74,9 +75,29 @@ def _health(value: int) -> Health:
 # ---- assignments ----
 
 
+SPECS_KEPT = 64
+"""How many watcher specs `encoded_spec` keeps encoded (the newest)."""
+_encoded: dict[int, tuple[WatcherSpec, types_pb2.WatcherSpec]] = {}
+
+
+def encoded_spec(spec: WatcherSpec) -> types_pb2.WatcherSpec:
+    """`watcher_to_proto(spec)`, encoded once per spec: a Scale sends the same spec to
+    every host it touches (10,000 Assignments, most of whose encoding was the spec's).
+    A spec is frozen, so the same object encodes the same; the message is only ever
+    copied into another (never to be changed)."""
+    kept = _encoded.get(id(spec))
+    if kept is not None and kept[0] is spec:
+        return kept[1]
+    message = watcher_to_proto(spec)
+    if len(_encoded) >= SPECS_KEPT:
+        del _encoded[next(iter(_encoded))]
+    _encoded[id(spec)] = (spec, message)
+    return message
+
+
 def pinned_to_proto(pinned: PinnedVersion) -> agent_pb2.PinnedVersion:
     return agent_pb2.PinnedVersion(
-        spec=watcher_to_proto(pinned.spec),
+        spec=encoded_spec(pinned.spec),
         restart_token=pinned.restart_token,
         wids=pinned.wids,
         sockets=[socket_to_proto(sock) for sock in pinned.sockets],
@@ -94,7 +115,7 @@ def pinned_from_proto(msg: agent_pb2.PinnedVersion) -> PinnedVersion:
 
 def watcher_assignment_to_proto(share: WatcherAssignment) -> agent_pb2.WatcherAssignment:
     return agent_pb2.WatcherAssignment(
-        spec=watcher_to_proto(share.spec),
+        spec=encoded_spec(share.spec),
         wids=share.wids,
         active=share.active,
         restart_token=share.restart_token,

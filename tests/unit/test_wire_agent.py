@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stack.spec.assignment import Assignment, PinnedVersion, WatcherAssignment
-from stack.spec.model import SocketSpec
+from stack.spec.model import SocketSpec, StackSpec, WatcherSpec
 from stack.spec.observed import (
     ExitReason,
     Health,
@@ -37,6 +37,7 @@ from stack.spec.session import (
     Welcome,
 )
 from stack.v1 import agent_pb2, types_pb2
+from stack.wire import agent as wire_agent
 from stack.wire.agent import (
     UnknownMessage,
     agent_message_from_proto,
@@ -45,11 +46,13 @@ from stack.wire.agent import (
     assignment_to_proto,
     controller_message_from_proto,
     controller_message_to_proto,
+    encoded_spec,
     hello_from_proto,
     hello_to_proto,
     observed_from_proto,
     observed_to_proto,
 )
+from stack.wire.spec import watcher_to_proto
 from tests.unit.test_spec_dump import stacks
 
 TEXT = st.text(max_size=20)
@@ -221,3 +224,20 @@ def test_a_number_a_newer_peer_added_reads_as_unspecified() -> None:
         ProcessState.UNSPECIFIED,
         Health.UNSPECIFIED,
     )
+
+
+@given(stacks())
+def test_a_spec_is_encoded_once_and_as_it_would_be_anew(stack: StackSpec) -> None:
+    for spec in stack.watchers.values():
+        assert encoded_spec(spec) == watcher_to_proto(spec)
+        assert encoded_spec(spec) is encoded_spec(spec)
+
+
+def test_only_the_newest_specs_stay_encoded() -> None:
+    spec = WatcherSpec(name="first", cmd="serve")
+    first = encoded_spec(spec)
+    others = [WatcherSpec(name=f"w{i}", cmd="serve") for i in range(wire_agent.SPECS_KEPT)]
+    for other in others:
+        encoded_spec(other)
+    again = encoded_spec(spec)
+    assert again is not first and again == first
