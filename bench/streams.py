@@ -11,15 +11,25 @@ printing adds a rendering and a queue put on the event loop and a thread that wr
 stdout (here a pipe drained by another thread), which shares the interpreter with it.
 Prints the median microseconds per chunk of each, beside a bare os.write to an
 O_APPEND file measured in the same run. Asserts nothing.
+
+The last two cases start from a pipe, as a worker's output does: a line is written to it
+and the event loop turns until the line is handled. The baseline reads the pipe (taking
+the bytes out) and appends them to a file; LogHub peeks (tee(2)), writes the stamped line,
+then takes the bytes out, with its write intent recorded around the write (see
+output_intents), so that a kill -9 of the agent neither loses nor repeats a line.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import fcntl
 import os
 import statistics
+import struct
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +85,60 @@ def _hub(folder: Path, chunks: int, kind: str) -> float:
         os.close(read_end)
 
 
+async def _pipe_to(chunks: int, attach: Callable[[int], None]) -> float:
+    """Per chunk: one line written to a pipe, read from the event loop by what `attach`
+    set up (until the line was handled: the pipe is empty again)."""
+    read_end, write_end = os.pipe()
+    attach(read_end)
+    try:
+        start = time.perf_counter()
+        for _ in range(chunks):
+            os.write(write_end, LINE)
+            while True:  # one turn of the loop reads it; a peek may take a second
+                await asyncio.sleep(0)
+                if not _unread(read_end):
+                    break
+        return (time.perf_counter() - start) / chunks * 1e6
+    finally:
+        os.close(write_end)
+
+
+def _unread(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def _bare_capture(folder: Path, chunks: int) -> float:
+    """The baseline of the capture path: a reader that takes the bytes out of the pipe
+    (read(2)) and appends them to a file (write(2)), nothing else."""
+    out = os.open(folder / "bare.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def attach(fd: int) -> None:
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, lambda: os.write(out, os.read(fd, 1 << 18)))
+
+    async def run() -> float:
+        return await _pipe_to(chunks, attach)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        os.close(out)
+
+
+def _capture(folder: Path, chunks: int) -> float:
+    """A worker's pipe through LogHub into a FileStream: the agent's whole capture path."""
+    hub = LogHub(folder, ship_lines=1000, max_line=65536)
+    hub.configure("w", StreamSpec(max_bytes=0), StreamSpec())
+
+    async def run() -> float:
+        return await _pipe_to(chunks, lambda fd: hub.attach("w", 1, "out", fd))
+
+    try:
+        return asyncio.run(run())
+    finally:
+        hub.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
@@ -87,6 +151,8 @@ def main() -> None:
         "TimedRotatingFileStream (H)": lambda d, n: _file(d, n, rotate_when="H"),
         "LogHub, FileStream (baseline below)": lambda d, n: _hub(d, n, "FileStream"),
         "LogHub, StdoutStream": lambda d, n: _hub(d, n, "StdoutStream"),
+        "pipe read(2) + write(2) (baseline)": _bare_capture,
+        "pipe -> LogHub -> FileStream": _capture,
     }
     found: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):

@@ -136,6 +136,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         private_dir(self.settings.data_dir, persist.FILES)
         private_dir(self.settings.logs_dir)
+        self.logs.keep_intents(self.settings.data_dir)
         self.updates = asyncio.Event()
         self.logs.on_lines.append(self.updates)
         self.logs.on_output.append(self._flush_due)
@@ -416,6 +417,7 @@ class Engine:
             watcher = self.watchers.get(record.watcher)
             if watcher is not None:
                 watcher.exited_while_away(record, status)
+        self.logs.forget_left_intents()
         self._records_changed()
         if records.workers:
             took = sum(1 for b in self.sockets.all() if b.sock is not None)

@@ -1,11 +1,12 @@
 """Output files, written through as lines arrive, rotated by size or time or by others.
 
 One file per watcher and stream (`<watcher>.out.log` by default). Lines arrive in
-chunks (one read of a pipe); a chunk that fits is one write(2) straight to the file,
-with no buffer in the agent: a line read from a worker's pipe is in the kernel's
-page cache a moment later, so a `kill -9` of the agent loses none of the lines it
-had read. Rotation happens at line boundaries so no line is split across two files.
-Tails are read back from the end of these files (and their backups) block by block.
+chunks (one peek of a pipe); a chunk that fits is one write(2) straight to the file,
+with no buffer in the agent: a line is in the kernel's page cache when write_lines
+returns, and a `WriteJournal` hears of each write before and after it, so that the
+lines are taken out of the worker's pipe only then (see output_intents). Rotation
+happens at line boundaries so no line is split across two files. Tails are read back
+from the end of these files (and their backups) block by block.
 
 Circus's stream classes choose how a file rotates: by size (FileStream, the default),
 by time (TimedRotatingFileStream: the deadlines of `rotation.next_rotation`, the backups
@@ -31,7 +32,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from stack.agent.rotation import next_rotation
 from stack.security.safe_files import (
@@ -55,6 +56,16 @@ def describe(exc: OSError, path: Path) -> str:
     if isinstance(exc, UnsafeFile):
         return str(exc)
     return f"{exc.filename or path}: {exc.strerror or exc}"
+
+
+class WriteJournal(Protocol):
+    """Told of each write of lines to a file, before and after it (see output_intents)."""
+
+    def before(self, lines: int, inode: tuple[int, int], size: int, size_after: int) -> None:
+        """`lines` lines are about to take file `inode` from `size` to `size_after` bytes."""
+
+    def after(self, lines: int) -> None:
+        """They were written."""
 
 
 class RotatingFile:
@@ -130,9 +141,14 @@ class RotatingFile:
         else:
             log.error("not writing output to %s", self.problem)
 
-    def write_lines(self, lines: list[bytes], now: float | None = None) -> None:
+    def write_lines(
+        self, lines: list[bytes], now: float | None = None, journal: WriteJournal | None = None
+    ) -> None:
         """Append complete lines (each with its trailing newline) read at unix time
-        `now` (by default the current time), which a timed rotation goes by."""
+        `now` (by default the current time), which a timed rotation goes by.
+
+        `journal` hears of each write(2) before and after it (a rotation between two
+        lines makes two), with how many of `lines` it holds."""
         if self.watched and self._file is not None:
             self._follow()
         if self.rotate_when and self._file is not None:
@@ -141,22 +157,64 @@ class RotatingFile:
             return
         blob = b"".join(lines)
         if self.max_bytes <= 0 or self._size + len(blob) <= self.max_bytes:
-            self._write(blob)
-            self._size += len(blob)
+            self._write_journaled(blob, len(lines), journal)
             return
         pending: list[bytes] = []
+        pending_bytes = 0
         for line in lines:
-            if self._size > 0 and self._size + len(line) > self.max_bytes:
-                self._write(b"".join(pending))
+            size = self._size + pending_bytes
+            if size > 0 and size + len(line) > self.max_bytes:
+                self._write_journaled(b"".join(pending), len(pending), journal)
                 pending = []
+                pending_bytes = 0
                 try:
                     self._rotate()
                 except OSError as exc:
                     self._fail(exc)
                     return
             pending.append(line)
-            self._size += len(line)
-        self._write(b"".join(pending))
+            pending_bytes += len(line)
+        self._write_journaled(b"".join(pending), len(pending), journal)
+
+    def _write_journaled(self, blob: bytes, count: int, journal: WriteJournal | None) -> None:
+        if journal is None or not count:
+            self._write(blob)
+            self._size += len(blob)
+            return
+        journal.before(count, self._inode, self._size, self._size + len(blob))
+        self._write(blob)
+        self._size += len(blob)
+        journal.after(count)
+
+    def was_written(self, inode: tuple[int, int], before: int, after: int) -> bool:
+        """Whether a write that took file `inode` from size `before` to `after` was made,
+        for a kill of the agent around it (see output_intents).
+
+        The file is this one or one of its backups. One the write left part way (the
+        kill cut it short) is cut back to `before`: not written. One no longer found
+        (another tool moved it away) was written: a write takes microseconds, not the
+        time it takes to move a file."""
+        if self._file is not None and self._inode == inode:
+            fd = self._file.fileno()
+            size = os.fstat(fd).st_size
+            if size >= after:
+                return True
+            if size > before:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                    self._size = before
+            return False
+        if self._dir_fd < 0:
+            return True
+        for index in range(1, self.backup_count + 1):
+            try:
+                info = os.stat(f"{self.path.name}.{index}", dir_fd=self._dir_fd,
+                               follow_symlinks=False)  # fmt: skip
+            except OSError:
+                break
+            if (info.st_dev, info.st_ino) == inode:
+                return info.st_size > before
+        return True
 
     def _rotate_if_due(self, now: float) -> None:
         if now < self._rotate_at:

@@ -1,11 +1,16 @@
 """Capture of workers' stdout/stderr: timestamped lines to files and a ship buffer; tails.
 
-Pipes are read non-blocking from the event loop (`add_reader`), so a worker never
-blocks on a full pipe however fast it writes. When the agent re-executes itself, the
-read ends stay open across the exec and `hand_over` gives the new image each pipe's
-partial last line and the lines not yet shipped. Every read is split into lines (a partial
-line waits for its newline, a line is capped at 64 KiB) stamped with the time it was
-read. The lines go to two places: the watcher's rotating file (everything) and a
+Pipes are read non-blocking from the event loop (an edge-triggered epoll of their own,
+whose fd the loop watches), so a worker never blocks on a full pipe however fast it
+writes. A pipe's bytes are taken out of it only once their lines are in their file: they
+are peeked (pipe_peek), written, then taken out, with the write's intent recorded around
+it (output_intents), so that a kill -9 of the agent at any instant neither loses nor
+repeats a line in the files; a partial last line waits in the pipe for its newline, and
+the edge trigger wakes the agent only when more comes. When the agent re-executes
+itself, the read ends stay open across the exec (partial lines in them) and `hand_over`
+gives the new image the lines not yet shipped. Every peek is split into lines (a line is
+capped at 64 KiB, or what a full pipe holds) stamped with the time it was read. The
+lines go to two places: the watcher's rotating file (everything) and a
 bounded shipping buffer for the controller, which drops its OLDEST lines when full and
 counts them. A `logs` tail is read back from the files, rotated backups included, so it
 reaches as far back as the files do. Files are opened, rotated and read with the care of
@@ -30,6 +35,7 @@ import heapq
 import itertools
 import os
 import re
+import select
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +44,8 @@ from typing import NamedTuple
 
 from stack.agent.console import Console, color_of
 from stack.agent.log_files import RotatingFile, newest_lines
+from stack.agent.output_intents import Intent, Intents
+from stack.agent.pipe_peek import PIPE_BYTES, Peeker, discard, pipe_size
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.spec.model import StreamSpec
 
@@ -101,38 +109,122 @@ def _epoch(seconds: bytes) -> int:
     return calendar.timegm(time.strptime(seconds.decode(), "%Y-%m-%dT%H:%M:%S"))
 
 
-class LineSplitter:
-    """Bytes in, complete lines out; keeps the partial last line; caps line length."""
-
-    def __init__(self, max_line: int) -> None:
-        self.max_line = max_line
-        self._partial = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            lines: list[bytes] = []
-            rest = data
+def complete_lines(
+    data: bytes, cut: int, final: bool = False
+) -> tuple[list[bytes], int, list[int] | None]:
+    """The complete lines at the start of `data`, without their newlines: (lines, where
+    the last one ends in `data`, where each ends or None when each is followed by its
+    newline). A line longer than `cut` bytes is cut into pieces of `cut` bytes; a partial
+    line at the end is left out unless it is `cut` bytes long, or `final` (the pipe's end).
+    """
+    last = data.rfind(b"\n")
+    lines = data[:last].split(b"\n") if last >= 0 else []
+    end = last + 1
+    if len(data) - end < cut and (not lines or max(map(len, lines)) <= cut):
+        if final and end < len(data):
+            lines.append(data[end:])
+            end = len(data)
+        return lines, end, None
+    lines, ends, pos = [], [], 0
+    while pos < len(data):
+        newline = data.find(b"\n", pos, pos + cut + 1)
+        if newline >= 0:
+            lines.append(data[pos:newline])
+            pos = newline + 1
+        elif len(data) - pos >= cut:
+            lines.append(data[pos : pos + cut])
+            pos += cut
+        elif final:
+            lines.append(data[pos:])
+            pos = len(data)
         else:
-            lines = data[:cut].split(b"\n")
-            rest = data[cut + 1 :]
-        while len(rest) >= self.max_line:
-            lines.append(rest[: self.max_line])
-            rest = rest[self.max_line :]
-        if any(len(line) > self.max_line for line in lines):
-            lines = [piece for line in lines for piece in self._cut(line)]
-        self._partial = rest
-        return lines
+            break
+        ends.append(pos)
+    return lines, pos, ends
 
-    def _cut(self, line: bytes) -> list[bytes]:
-        if len(line) <= self.max_line:
-            return [line]
-        return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
 
-    def rest(self) -> list[bytes]:
-        rest, self._partial = self._partial, b""
-        return [rest] if rest else []
+class _Reader:
+    """One pipe being read: whose it is, and the slot of its write intents."""
+
+    __slots__ = ("carried", "cut", "ended", "fd", "pipe", "slot", "stream", "watcher", "wid")
+
+    def __init__(
+        self, watcher: str, wid: int, stream: str, fd: int, carried: bytes, cut: int
+    ) -> None:
+        self.watcher = watcher
+        self.wid = wid
+        self.stream = stream
+        self.fd = fd
+        self.carried = carried
+        """A partial line an older image of the agent handed over from its memory."""
+        self.cut = cut
+        """Longer lines are cut: the line cap, or less when a full pipe holds less."""
+        self.pipe = (0, 0)
+        self.slot = -1
+        self.ended = False
+        """No writer is left (its last partial line is a line)."""
+
+    def last_words(self) -> list[bytes]:
+        """What it carried, as the last line of a pipe that ends."""
+        carried, self.carried = self.carried, b""
+        return [carried] if carried else []
+
+
+class _Take:
+    """The journal of the lines of one peek of a pipe: before each write, the intent is
+    recorded (see output_intents); after it, the lines' bytes are taken out of the pipe
+    and the intent cleared."""
+
+    __slots__ = ("carried", "done", "end", "ends", "intents", "lines", "reader", "taken")
+
+    def __init__(
+        self,
+        intents: Intents,
+        reader: _Reader,
+        lines: list[bytes],
+        end: int,
+        ends: list[int] | None,
+        carried: int,
+    ) -> None:
+        self.intents = intents
+        self.reader = reader
+        self.lines = lines
+        self.end = end
+        self.ends = ends
+        self.carried = carried
+        self.done = 0
+        """Lines written so far."""
+        self.taken = 0
+        """Bytes taken out of the pipe so far."""
+
+    def _bytes(self, count: int) -> int:
+        """How many bytes of the pipe the first `count` lines are."""
+        if count <= 0:
+            return 0
+        if count >= len(self.lines):
+            end = self.end
+        elif self.ends is not None:
+            end = self.ends[count - 1]
+        else:
+            end = sum(len(line) + 1 for line in self.lines[:count])
+        return max(0, end - self.carried)
+
+    def before(self, lines: int, inode: tuple[int, int], size: int, size_after: int) -> None:
+        count = self._bytes(self.done + lines) - self.taken
+        intent = Intent(self.reader.pipe, inode, size, size_after, count)
+        self.intents.record(self.reader.slot, intent)
+
+    def after(self, lines: int) -> None:
+        self.done += lines
+        self.rest(self.done)
+        self.intents.clear(self.reader.slot)
+
+    def rest(self, count: int = -1) -> None:
+        """Take the bytes of the first `count` lines (all by default) out of the pipe:
+        those not written to a file (it has none, or it cannot be used) too."""
+        upto = self._bytes(len(self.lines) if count < 0 else count)
+        discard(self.reader.fd, upto - self.taken)
+        self.taken = upto
 
 
 class ShipRate:
@@ -187,7 +279,11 @@ class LogHub:
         self._rate = ShipRate(ship_rate, clock())
         self._clock = clock
         self._dropped = 0
-        self._readers: dict[int, tuple[LineSplitter, str, int, str]] = {}
+        self._readers: dict[int, _Reader] = {}
+        self._poll: select.epoll | None = None
+        """The pipes being read, edge-triggered; the event loop watches this one fd."""
+        self._peeker: Peeker | None = None
+        self._intents: Intents | None = None
         self.on_lines: list[asyncio.Event] = []
         """Set when there are new lines to ship."""
         self.on_output: list[asyncio.Event] = []
@@ -242,48 +338,140 @@ class LogHub:
         return self.logs_dir / f"{watcher}.{stream}.log"
 
     # ---- capture ----
-    def attach(self, watcher: str, wid: int, stream: str, fd: int, partial: bytes = b"") -> None:
-        """Read pipe `fd` from the event loop until EOF, then close it; `partial` is a
-        line begun before an exec of the agent."""
-        os.set_blocking(fd, False)
-        splitter = LineSplitter(self.max_line)
-        splitter.feed(partial)
-        self._readers[fd] = (splitter, watcher, wid, stream)
-        asyncio.get_running_loop().add_reader(fd, self._readable, fd)
+    def keep_intents(self, folder: Path | None) -> None:
+        """Record each write's intent in `folder` (the agent's data dir), where a new agent
+        finds what a killed one was writing (see output_intents); read what it left."""
+        if self._intents is not None:
+            self._intents.close()
+        self._intents = Intents(folder)
 
-    def _readable(self, fd: int) -> None:
-        splitter, watcher, wid, stream = self._readers[fd]
+    def forget_left_intents(self) -> None:
+        """Once every pipe that could be taken back was: what is left is of workers gone."""
+        if self._intents is not None:
+            self._intents.forget_left()
+
+    def attach(self, watcher: str, wid: int, stream: str, fd: int, partial: bytes = b"") -> None:
+        """Read pipe `fd` until EOF, then close it; `partial` is a line begun before an
+        exec of an agent that kept it in memory (this one leaves it in the pipe)."""
+        os.set_blocking(fd, False)
+        if self._intents is None:
+            self._intents = Intents(None)
+        if self._peeker is None:
+            self._peeker = Peeker(PIPE_BYTES if os.geteuid() == 0 else 0)
+        cut = min(self.max_line, self._peeker.size, pipe_size(fd))
+        reader = _Reader(watcher, wid, stream, fd, partial, cut)
+        info = os.fstat(fd)
+        reader.pipe = (info.st_dev, info.st_ino)
+        left = self._intents.claim(reader.pipe)
+        if left is not None:
+            reader.slot = left[0]
+            self._settle(reader, left[1])
+        else:
+            reader.slot = self._intents.take_slot()
+        self._readers[fd] = reader
+        if self._poll is None:
+            self._poll = select.epoll()
+            asyncio.get_running_loop().add_reader(self._poll.fileno(), self._ready)
+        # Edge-triggered: a pipe that holds only a partial line wakes the agent again
+        # when more comes, not while it waits. Already readable, it wakes it now.
+        self._poll.register(fd, select.EPOLLIN | select.EPOLLET)
+
+    def _settle(self, reader: _Reader, intent: Intent) -> None:
+        """A killed agent was writing lines of this pipe: take them out if they are in
+        their file (a file of this watcher), else leave them to be read again."""
+        entry = self._files.get((reader.watcher, reader.stream))
+        rotating = entry[2] if entry is not None else None
+        written = rotating is None or rotating.was_written(
+            intent.file, intent.size_before, intent.size_after
+        )
+        if written:
+            discard(reader.fd, intent.pipe_bytes)
+        assert self._intents is not None
+        self._intents.clear(reader.slot)
+
+    def _ready(self) -> None:
+        assert self._poll is not None
+        for fd, events in self._poll.poll(0):
+            reader = self._readers.get(fd)
+            if reader is not None:
+                reader.ended |= bool(events & (select.EPOLLHUP | select.EPOLLERR))
+                self._read_on(reader)
+
+    def _read_on(self, reader: _Reader) -> None:
+        """One peek of the pipe; when it may hold more, another at the next turn of the
+        loop: a worker that writes without pause must not keep the loop to itself, and
+        edge-triggered, the pipe would not wake it again for what it holds already."""
+        if self._readers.get(reader.fd) is reader and self._drain(reader):
+            asyncio.get_running_loop().call_soon(self._read_on, reader)
+
+    def _drain(self, reader: _Reader) -> bool:
+        """Write the complete lines of one peek of the pipe, then take them out of it
+        (once it has ended, its last partial line too; at its end, close it). True when
+        it may hold more."""
+        assert self._peeker is not None and self._intents is not None
         try:
-            data = os.read(fd, 256 * 1024)
-        except BlockingIOError:
-            return
+            data = self._peeker.peek(reader.fd)
         except OSError:
             data = b""
-        if data:
-            self._emit(watcher, wid, stream, splitter.feed(data))
-            return
-        self._emit(watcher, wid, stream, splitter.rest())
-        asyncio.get_running_loop().remove_reader(fd)
-        del self._readers[fd]
-        os.close(fd)
+        if data is None:
+            return False
+        if not data:
+            self._emit(reader.watcher, reader.wid, reader.stream, reader.last_words())
+            self._close(reader)
+            return False
+        carried = reader.carried
+        buffer = carried + data if carried else data
+        whole = len(data) < self._peeker.size  # the peek saw all the pipe holds
+        lines, end, ends = complete_lines(buffer, reader.cut, reader.ended and whole)
+        if not lines:
+            return False  # a partial line: the pipe wakes the agent when more comes
+        reader.carried = b""
+        take = _Take(self._intents, reader, lines, end, ends, len(carried))
+        self._emit(reader.watcher, reader.wid, reader.stream, lines, take)
+        take.rest()
+        # Left: when the peek saw all it could, maybe more (a partial line at its end
+        # may go on past it); else a partial line, which waits, or what came after the
+        # peek, which woke the agent again.
+        return reader.ended or not whole
+
+    def _close(self, reader: _Reader) -> None:
+        assert self._poll is not None and self._intents is not None
+        self._poll.unregister(reader.fd)
+        del self._readers[reader.fd]
+        os.close(reader.fd)
+        self._intents.give_back(reader.slot)
 
     def detach_all(self) -> None:
-        loop = asyncio.get_running_loop()
-        for fd, (splitter, watcher, wid, stream) in list(self._readers.items()):
-            loop.remove_reader(fd)
-            self._emit(watcher, wid, stream, splitter.rest())
-            os.close(fd)
-        self._readers.clear()
+        """Stop reading every pipe: what they hold is written, partial lines included."""
+        for reader in list(self._readers.values()):
+            reader.ended = True
+            for _ in range(64):  # (bounded: a worker left running may write on)
+                if not self._drain(reader):
+                    break
+            if reader.fd in self._readers:  # a writer is still there: stop anyway
+                self._emit(reader.watcher, reader.wid, reader.stream, reader.last_words())
+                self._close(reader)
+        self._stop_polling()
+
+    def _stop_polling(self) -> None:
+        if self._poll is not None:
+            asyncio.get_running_loop().remove_reader(self._poll.fileno())
+            self._poll.close()
+            self._poll = None
 
     def hand_over(self) -> tuple[dict[int, bytes], list[Line], int]:
         """Stop reading without closing the pipes, for an exec of the agent: the partial
-        line of each pipe fd, the lines not shipped yet and the count of dropped ones."""
-        loop = asyncio.get_running_loop()
+        line of each pipe fd (in the pipe itself: only one an older image handed this
+        one, and that no newline completed yet), the lines not shipped yet and the count
+        of dropped ones."""
         partials = {}
-        for fd, (splitter, *_) in self._readers.items():
-            loop.remove_reader(fd)
-            partials[fd] = b"".join(splitter.rest())
+        for fd, reader in self._readers.items():
+            if reader.carried:
+                partials[fd] = reader.carried
+            if self._intents is not None:
+                self._intents.give_back(reader.slot)
         self._readers.clear()
+        self._stop_polling()
         self.flush()
         lines = list(self._ship)
         self._ship.clear()
@@ -299,7 +487,9 @@ class LogHub:
             for event in self.on_lines:
                 event.set()
 
-    def _emit(self, watcher: str, wid: int, stream: str, raw: list[bytes]) -> None:
+    def _emit(
+        self, watcher: str, wid: int, stream: str, raw: list[bytes], journal: _Take | None = None
+    ) -> None:
         if not raw:
             return
         for event in self.on_output:
@@ -308,7 +498,7 @@ class LogHub:
         entry = self._files.get((watcher, stream))
         if entry is not None:
             start = prefix(at, wid)
-            entry[2].write_lines([start + line + b"\n" for line in raw], at)
+            entry[2].write_lines([start + line + b"\n" for line in raw], at, journal)
             kind = entry[0].class_
             if kind == "StdoutStream":
                 self.console.print(watcher, wid, raw)
@@ -390,3 +580,9 @@ class LogHub:
             rotating.close()
         self._files.clear()
         self.console.close()
+        if self._peeker is not None:
+            self._peeker.close()
+            self._peeker = None
+        if self._intents is not None:
+            self._intents.close()
+            self._intents = None

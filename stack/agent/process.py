@@ -49,6 +49,7 @@ from stack.agent.adoption import (
 )
 from stack.agent.clock import SYSTEM, Clock
 from stack.agent.control_signals import unblocked_for_child
+from stack.agent.pipe_peek import F_SETPIPE_SZ, PIPE_BYTES
 from stack.agent.records import PipeRecord, StopRecord, WorkerRecord
 from stack.agent.sockets import FD_FLOOR
 from stack.spec.model import WatcherSpec, version_label
@@ -57,10 +58,6 @@ from stack.spec.substitute import SubstitutionError, expand
 BASH = shutil.which("bash") or "/bin/bash"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
-PIPE_BYTES = 1024 * 1024
-"""Capacity of an output pipe when the agent runs as root (the kernel default is 64 KiB):
-what a worker may write while no agent reads before it blocks."""
-F_SETPIPE_SZ = 1031
 
 _ULIMIT_FLAGS = {
     "as": "-v", "core": "-c", "cpu": "-t", "data": "-d", "fsize": "-f", "locks": "-x",

@@ -218,8 +218,25 @@ def open_append(
     must be a regular file with one link owned by one of `owners`; when it is the
     agent's own, a looser mode than `mode` is tightened. Raises UnsafeFile.
     """
+    return _open_or_create(dir_fd, name, os.O_WRONLY | os.O_APPEND, owners, mode, group, shown)
+
+
+def open_update(dir_fd: int, name: str, *, shown: str = "") -> int:
+    """A descriptor to read and write the agent's own file `name` in `dir_fd` (0600),
+    created if missing, by the rules of open_append. Raises UnsafeFile."""
+    return _open_or_create(dir_fd, name, os.O_RDWR, own_ids(), 0o600, None, shown)[0]
+
+
+def _open_or_create(
+    dir_fd: int,
+    name: str,
+    flags: int,
+    owners: Collection[int],
+    mode: int,
+    group: int | None,
+    shown: str,
+) -> tuple[int, bool]:
     shown = shown or name
-    flags = os.O_WRONLY | os.O_APPEND
     for _ in range(3):  # the name may come and go while we look; give up after a few
         try:
             fd = os.open(name, flags | _FILE_FLAGS | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)

@@ -290,6 +290,7 @@ def test_agent_files_are_private_and_looser_ones_are_tightened_at_start(
         "assignment.pb": 0o600,
         "assignment.json": 0o600,
         "agent-state.json": 0o600,
+        "output.intents": 0o600,
         "logs/app.out.log": 0o600,
         "logs/app.out.log.1": 0o600,
         "logs/app.err.log": 0o600,

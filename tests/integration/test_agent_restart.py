@@ -8,8 +8,10 @@ request fails, the workers keep their pids and every numbered line reaches the l
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import threading
@@ -22,6 +24,7 @@ import grpc
 import psutil
 import pytest
 
+from stack.agent.output import parse_line
 from stack.security import certs
 from stack.security.layout import CertDir, Role
 from stack.v1 import admin_pb2, types_pb2
@@ -139,14 +142,19 @@ def ticks(cluster: Cluster) -> dict[int, list[int]]:
     return found
 
 
-def assert_every_line_is_there(cluster: Cluster, at_least: int) -> None:
-    """Every numbered line of each worker, from 0 on, with none missing or repeated."""
+def lines_up_to(cluster: Cluster, at_least: int) -> dict[int, list[int]]:
+    """ticks() once both workers' lines reach number `at_least`."""
 
     def enough() -> dict[int, list[int]] | None:
         found = ticks(cluster)
         return found if len(found) == 2 and all(n[-1] >= at_least for n in found.values()) else None
 
-    found = wait_for(enough, 20, f"lines numbered up to {at_least}", interval=0.2)
+    return wait_for(enough, 20, f"lines numbered up to {at_least}", interval=0.2)
+
+
+def assert_every_line_is_there(cluster: Cluster, at_least: int) -> None:
+    """Every numbered line of each worker, from 0 on, with none missing or repeated."""
+    found = lines_up_to(cluster, at_least)
     for wid, numbers in found.items():
         missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
         assert not missing, f"w[{wid}] lines missing: {missing[:20]} ({len(missing)})"
@@ -229,6 +237,52 @@ def test_kill_9_then_a_new_agent_3_s_later_adopts_every_worker_and_every_line(
     assert "adopted 2 of 2 workers" in restarted.message
     assert cluster.agent.stop() == 0
     wait_for(lambda: not worker_processes(cluster.tag), 10, "the adopted workers to stop")
+
+
+def numbered_lines_in_files(logs: Path, name: str) -> dict[int, list[int]]:
+    """wid -> the numbers of the "tick N" lines of file `name` and its backups, oldest
+    first (what `stackctl logs` reads, without its cap of lines)."""
+    files = sorted(logs.glob(f"{name}.*"), key=lambda path: -int(path.suffix[1:]))
+    found: dict[int, list[int]] = {}
+    for path in [*files, logs / name]:
+        for raw in path.read_bytes().splitlines():
+            line = parse_line(raw, "w", "out")
+            words = line.text.split() if line else []
+            numbered = line is not None and len(words) == 2 and words[1].isdigit()
+            assert line is not None and numbered, f"a broken line in {path.name}: {raw[:200]!r}"
+            found.setdefault(line.wid, []).append(int(words[1]))
+    return found
+
+
+def test_kill_9_at_random_instants_of_fast_output_loses_no_line_and_writes_none_twice(
+    cluster: Cluster,
+) -> None:
+    """Two workers print numbered lines as fast as a 1 ms tick lets them (bursts of 5,
+    each line in two writes: the agent also sees partial lines), the agent is killed
+    at a random instant 12 times, a new one started each time: every line is in the
+    files exactly once, in order. The files rotate on the way (128 KiB each)."""
+    stream = {"max_bytes": 128 * 1024, "backup_count": 1000}
+    cluster.apply(watcher_toml("w", cluster.tag, "--tick", "0.001", "--burst", "5", "--split",
+                               numprocesses=2, stdout_stream=stream))  # fmt: skip
+    pids = cluster.wait_running("w", 2)
+    logs = cluster.root / "agent" / "logs"
+    rounds = random.Random()
+    for _ in range(12):
+        time.sleep(rounds.uniform(0.0, 0.3))  # the random instant of the kill
+        cluster.agent.kill9()
+        cluster.start_agent()
+        same_workers(cluster, pids)
+    time.sleep(0.5)  # more lines, through the last agent
+    assert cluster.agent.stop() == 0  # the workers stop; what their pipes held is written
+    found = numbered_lines_in_files(logs, "w.out.log")
+    assert set(found) == {1, 2}
+    for wid, numbers in found.items():
+        assert len(numbers) > 1000, f"w[{wid}] printed only {len(numbers)} lines"
+        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+        assert not missing, f"w[{wid}] lines missing: {missing[:20]} ({len(missing)})"
+        twice = sorted(n for n, times in collections.Counter(numbers).items() if times > 1)
+        assert not twice, f"w[{wid}] lines written twice: {twice[:20]} ({len(twice)})"
+        assert numbers == list(range(numbers[-1] + 1)), f"w[{wid}] lines out of order"
 
 
 def test_a_worker_killed_while_the_agent_is_down_is_respawned_when_it_comes_back(

@@ -18,8 +18,8 @@ from stack.agent.log_files import (
 )
 from stack.agent.output import (
     MAX_TAIL_LINES,
-    LineSplitter,
     LogHub,
+    complete_lines,
     parse_line,
     prefix,
     timestamp,
@@ -27,26 +27,52 @@ from stack.agent.output import (
 from stack.spec.model import StreamSpec
 
 
+class Pipe:
+    """What a pipe holds, read as LogHub reads one: complete lines are taken out, a
+    partial line stays in it until its newline (or the cap, or the pipe's end)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.held = b""
+
+    def feed(self, data: bytes, final: bool = False) -> list[bytes]:
+        self.held += data
+        lines, end, _ = complete_lines(self.held, self.cap, final)
+        self.held = self.held[end:]
+        return lines
+
+    def end(self) -> list[bytes]:
+        return self.feed(b"", final=True)
+
+
 def test_partial_lines_wait_for_their_newline() -> None:
-    splitter = LineSplitter(max_line=100)
-    assert splitter.feed(b"hel") == []
-    assert splitter.feed(b"lo\nwor") == [b"hello"]
-    assert splitter.feed(b"ld\n\nx") == [b"world", b""]
-    assert splitter.rest() == [b"x"]
-    assert splitter.rest() == []
+    pipe = Pipe(cap=100)
+    assert pipe.feed(b"hel") == []
+    assert pipe.held == b"hel"  # left in the pipe
+    assert pipe.feed(b"lo\nwor") == [b"hello"]
+    assert pipe.feed(b"ld\n\nx") == [b"world", b""]
+    assert pipe.end() == [b"x"]
+    assert pipe.end() == []
 
 
 def test_long_lines_are_cut_at_the_cap() -> None:
-    splitter = LineSplitter(max_line=4)
-    assert splitter.feed(b"abcdefghij") == [b"abcd", b"efgh"]
-    assert splitter.feed(b"\n123456789\n") == [b"ij", b"1234", b"5678", b"9"]
+    pipe = Pipe(cap=4)
+    assert pipe.feed(b"abcdefghij") == [b"abcd", b"efgh"]
+    assert pipe.feed(b"\n123456789\n") == [b"ij", b"1234", b"5678", b"9"]
+
+
+def test_where_each_line_ends_counts_the_bytes_it_took_from_the_pipe() -> None:
+    lines, end, ends = complete_lines(b"ab\ncdefgh\nij", 4)
+    assert lines == [b"ab", b"cdef", b"gh"] and ends == [3, 7, 10] and end == 10
+    assert complete_lines(b"ab\ncd\nef", 4) == ([b"ab", b"cd"], 6, None)
+    assert complete_lines(b"ab\ncd\nef", 4, final=True) == ([b"ab", b"cd", b"ef"], 8, None)
 
 
 @given(st.lists(st.binary(max_size=50), max_size=20))
 def test_splitting_any_chunking_gives_the_same_lines(chunks: list[bytes]) -> None:
     data = b"".join(chunks)
-    splitter = LineSplitter(max_line=10_000)
-    lines = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.rest()
+    pipe = Pipe(cap=10_000)
+    lines = [line for chunk in chunks for line in pipe.feed(chunk)] + pipe.end()
     expected = data.split(b"\n")
     if expected and expected[-1] == b"":
         expected.pop()
@@ -55,10 +81,25 @@ def test_splitting_any_chunking_gives_the_same_lines(chunks: list[bytes]) -> Non
 
 @given(st.lists(st.binary(max_size=50), max_size=20), st.integers(min_value=1, max_value=30))
 def test_no_line_is_longer_than_the_cap_and_no_byte_is_lost(chunks: list[bytes], cap: int) -> None:
-    splitter = LineSplitter(max_line=cap)
-    lines = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.rest()
+    pipe = Pipe(cap=cap)
+    lines = [line for chunk in chunks for line in pipe.feed(chunk)] + pipe.end()
     assert all(len(line) <= cap for line in lines)
     assert sum(map(len, lines)) == len(b"".join(chunks).replace(b"\n", b""))
+
+
+@given(st.binary(max_size=200), st.integers(min_value=1, max_value=30), st.booleans())
+def test_the_bytes_of_the_first_lines_are_where_the_last_of_them_ends(
+    data: bytes, cap: int, final: bool
+) -> None:
+    lines, end, ends = complete_lines(data, cap, final)
+    for count in range(1, len(lines) + 1):
+        upto = (
+            ends[count - 1]
+            if ends is not None
+            else min(end, sum(len(line) + 1 for line in lines[:count]))
+        )
+        again, _, _ = complete_lines(data[:upto], cap, True)
+        assert again == lines[:count]
 
 
 def test_timestamp_is_utc_iso_with_milliseconds() -> None:

@@ -13,6 +13,8 @@
 --serve-count N  with --serve-fd: exit 0 once N connections were answered
 --serve-listen   like --serve-fd, from the systemd variables (LISTEN_FDS/LISTEN_PID, fd 3)
 --tick S         print "tick N" every S seconds, forever (also while serving)
+--burst K        with --tick (not serving): print K numbered lines each time, one write each
+--split          with --burst: write each line in two writes, "tick N" then its newline
 --report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
 --hostile        print HOSTILE_LINE: terminal escape sequences (clipboard, link, clear
                  screen) and carriage-return and backspace tricks
@@ -88,6 +90,8 @@ def main() -> None:
     parser.add_argument("--serve-listen", action="store_true")
     parser.add_argument("--report", default="")
     parser.add_argument("--tick", type=float, default=0.0)
+    parser.add_argument("--burst", type=int, default=1)
+    parser.add_argument("--split", action="store_true")
     parser.add_argument("--hostile", action="store_true")
     ns = parser.parse_args()
 
@@ -128,8 +132,13 @@ def main() -> None:
     while True:
         if ns.tick:
             time.sleep(ns.tick)
-            print(f"tick {tick}", flush=True)
-            tick += 1
+            for _ in range(ns.burst):
+                if ns.split:  # the agent may see "tick N" alone: a partial line
+                    os.write(1, f"tick {tick}".encode())
+                    os.write(1, b"\n")
+                else:
+                    os.write(1, f"tick {tick}\n".encode())
+                tick += 1
         else:
             time.sleep(3600)
 
