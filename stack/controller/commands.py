@@ -63,10 +63,12 @@ class Commands:
         c = self._c
         now = c.clock()
         asked = 0
-        for record in c.agents.ready():
+        # every scrape calls this: no sorted copy of the fleet, only a look at each agent
+        for record in c.agents.records.values():
             if record.stats_wanted_until - now > LOOK_SECONDS / 2:
                 continue
-            assert record.session is not None
+            if not record.ready or record.session is None:
+                continue
             record.session.send(StatsWanted(LOOK_SECONDS), c.term)
             record.stats_wanted_until = now + LOOK_SECONDS
             asked += 1

@@ -10,7 +10,8 @@ restarts and exits, kept from its successive reports (stack.metrics.fleet.HostAc
 Read at scrape time (`read`): desired, pending and state of each watcher; running,
 unhealthy and memory of each watcher on each host; the agents, each one's heartbeat
 age and dropped output; leadership. It runs on the controller's event loop, like a
-Status call, and writes every family with stack.metrics.text.
+Status call, and writes every family with stack.metrics.text; a series whose value did
+not change since the last scrape keeps its line (stack.metrics.fleet for the hosts').
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class ControllerMetrics:
         self.accounts: dict[str, HostAccounts] = {}
         self.shipped: dict[str, int] = {}
         self.renderer = FleetRenderer(per_process)
+        self.agent_lines: dict[str, AgentLines] = {}
+        """Each agent's lines as last written, by host id (see `read`)."""
 
     def noted(self, note: EventNote) -> None:
         """The controller recorded `note`: count it if it is a rollout's."""
@@ -161,6 +164,22 @@ def desired_count(watcher: DesiredWatcher, name: str, placement: Placement) -> i
     return count * hosts + (pending.count if pending is not None else 0)
 
 
+AgentLines = tuple[tuple[int, int, int], str, str, str, str]
+"""One agent's (up, lines shipped, lines dropped), their three lines, and the start of its
+heartbeat age's line (the age changes at every scrape, the others seldom)."""
+
+
+def _agent_lines(host: str, values: tuple[int, int, int]) -> AgentLines:
+    labels = (host,)
+    return (
+        values,
+        AGENT_UP.line(labels, values[0]),
+        LINES_SHIPPED.line(labels, values[1]),
+        LINES_DROPPED.line(labels, values[2]),
+        HEARTBEAT_AGE.start(labels),
+    )
+
+
 def read(c: Controller) -> str:
     """Every family read from the controller's state, as text. A follower has only its
     leadership to say: the fleet's series come from the leader alone, so that a scrape of
@@ -172,10 +191,6 @@ def read(c: Controller) -> str:
     metrics = c.metrics
     records = sorted(c.agents.records.values(), key=lambda r: r.host_id)
     phases: dict[str, set[WatcherPhase]] = {}
-    for record in records:
-        if record.ready:
-            for seen in record.observed.watchers:
-                phases.setdefault(seen.name, set()).add(seen.phase)
     watchers = sorted(c.state.watchers.items())
     placement = c.placement
 
@@ -185,8 +200,36 @@ def read(c: Controller) -> str:
             for candidate in WATCHER_STATES:
                 yield (name, candidate), 1 if candidate == state else 0
 
-    agent_states = [r.shown_state(c.state.drained) for r in records]
+    drained = c.state.drained
+    agent_states: list[str] = []
+    up: list[str] = []
+    ages: list[str] = []
+    shipped: list[str] = []
+    dropped: list[str] = []
+    views: list[HostView] = []
     now = c.clock()
+    kept, fresh = metrics.agent_lines, {}
+    accounts, lines = metrics.accounts, metrics.shipped
+    for r in records:
+        host = r.host_id
+        agent_states.append(r.shown_state(drained))
+        ready = r.ready
+        if ready:
+            for seen in r.observed.watchers:
+                phases.setdefault(seen.name, set()).add(seen.phase)
+        values = (1 if ready else 0, lines.get(host, 0), r.meter.refusals.dropped_log_lines)
+        known = kept.get(host)
+        if known is None or known[0] != values:
+            known = _agent_lines(host, values)
+        fresh[host] = known
+        up.append(known[1])
+        shipped.append(known[2])
+        dropped.append(known[3])
+        # to the millisecond: no more precision than a heartbeat's age needs
+        ages.append(f"{known[4]}{max(0.0, now - r.last_seen_mono):.3f}\n")
+        account = accounts.get(host)
+        views.append(HostView(host, r.observed, ready, account.totals if account else NO_TOTALS))
+    metrics.agent_lines = fresh
     parts = [
         leadership,
         DESIRED.text(((name,), desired_count(w, name, placement)) for name, w in watchers),
@@ -195,19 +238,14 @@ def read(c: Controller) -> str:
         ),
         STATE.text(states()),
         AGENTS.text(((s,), agent_states.count(s)) for s in AGENT_STATES),
-        AGENT_UP.text(((r.host_id,), 1 if r.ready else 0) for r in records),
-        HEARTBEAT_AGE.text(((r.host_id,), max(0.0, now - r.last_seen_mono)) for r in records),
-        LINES_SHIPPED.text(((r.host_id,), metrics.shipped.get(r.host_id, 0)) for r in records),
-        LINES_DROPPED.text(((r.host_id,), r.meter.refusals.dropped_log_lines) for r in records),
+        AGENT_UP.header(),
+        *up,
+        HEARTBEAT_AGE.header(),
+        *ages,
+        LINES_SHIPPED.header(),
+        *shipped,
+        LINES_DROPPED.header(),
+        *dropped,
+        *metrics.renderer.pieces(views),
     ]
-    views = (
-        HostView(
-            r.host_id,
-            r.observed,
-            r.ready,
-            accounts.totals if (accounts := metrics.accounts.get(r.host_id)) else NO_TOTALS,
-        )
-        for r in records
-    )
-    parts.append(metrics.renderer.render(views))
     return "".join(parts)

@@ -9,8 +9,10 @@ restart count along. `HostAccounts` turns a host's successive reports into count
 that only grow (CPU seconds, restarts, exits by reason).
 
 Writing tens of thousands of samples at each scrape is the cost that matters on a large
-fleet, so `FleetRenderer` keeps each host's lines and writes them again only when that
-host's report or counters changed (every value here is immutable, so identity tells).
+fleet, so `FleetRenderer` keeps each host's lines and reads a host again only when its
+report or counters changed (every value here is immutable, so identity tells); even then
+only the series whose value changed are written anew (a report every 2 seconds moves
+CPU time and memory, rarely the processes running or the restarts).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
-from stack.metrics.text import Family, label_value, number
+from stack.metrics.text import NOTHING_KEPT, Family, Kept, kept_lines
 from stack.spec.observed import ExitReason, Health, Observed, ProcessState, ProcessStatus
 
 WATCHER_HOST = ("watcher", "host")
@@ -173,9 +176,13 @@ class HostAccounts:
         )
 
 
-@dataclass(frozen=True)
-class HostView:
-    """What the series of one host are written from."""
+Sample = tuple[tuple[str, ...], float]
+"""Label values and value of one series."""
+
+
+class HostView(NamedTuple):
+    """What the series of one host are written from (made for every host at each
+    scrape: a named tuple, the cheapest to make)."""
 
     host: str
     observed: Observed
@@ -185,81 +192,138 @@ class HostView:
     totals: HostTotals
 
 
-def host_samples(view: HostView, per_process: bool) -> tuple[str, ...]:
-    """The sample lines of one host, by family (in the order of `families(per_process)`)."""
-    host, up, totals = view.host, view.up, view.totals
-    gauges = totals.gauges
-    host_label = label_value(host)
-    labels = {
-        name: f'{{watcher="{label_value(name)}",host="{host_label}"}} '
-        for name in sorted({*gauges, *totals.cpu_seconds})
-    }
-    running = "".join(
-        f"{RUNNING.name}{text}{gauges[name][0] if up and name in gauges else 0}\n"
-        for name, text in labels.items()
-    )
-    unhealthy = "".join(
-        f"{UNHEALTHY.name}{text}{gauges[name][1] if up and name in gauges else 0}\n"
-        for name, text in labels.items()
-    )
-    memory = (
-        "".join(
-            f"{MEMORY.name}{text}{gauges[name][2]}\n"
-            for name, text in labels.items()
-            if name in gauges
+WATCHER_FAMILIES = (RUNNING, UNHEALTHY, MEMORY, CPU, RESTARTS)
+"""The families with one series per watcher on a host (EXITS has one per reason)."""
+
+WatcherFigures = tuple[float | None, ...]
+"""A watcher's values on a host, in WATCHER_FAMILIES' order (None: no series)."""
+
+
+def watcher_figures(name: str, up: bool, totals: HostTotals) -> WatcherFigures:
+    """The values of the series of watcher `name` on a host (as of `totals`)."""
+    figures = totals.gauges.get(name) if up else None
+    cpu, restarts = totals.cpu_seconds.get(name), totals.restarts.get(name)
+    if figures is None:
+        return (0, 0, None, cpu, restarts)
+    return (figures[0], figures[1], figures[2], cpu, restarts)
+
+
+WatcherLines = tuple[WatcherFigures, tuple[str, ...]]
+"""A watcher's values on a host and their lines, in WATCHER_FAMILIES' order."""
+
+
+def watcher_lines(
+    name: str, host: str, figures: WatcherFigures, known: WatcherLines | None
+) -> WatcherLines:
+    """The lines of `figures`: the line of a value that `known` has too is its line."""
+    labels = (name, host)
+    lines = []
+    for index, value in enumerate(figures):
+        if known is not None and known[0][index] == value:
+            lines.append(known[1][index])
+        else:
+            lines.append("" if value is None else WATCHER_FAMILIES[index].line(labels, value))
+    return figures, tuple(lines)
+
+
+class _HostLines:
+    """One host's lines of each family, as of the view they were written from."""
+
+    __slots__ = ("exits", "processes", "texts", "view", "watchers")
+
+    def __init__(self) -> None:
+        self.view: HostView | None = None
+        self.texts: tuple[str, ...] = ()
+        """The host's lines of each family, in the renderer's order of families."""
+        self.watchers: dict[str, WatcherLines] = {}
+        self.exits: Kept = {}
+        self.processes: tuple[Mapping[tuple[str, ...], tuple[float, str]], ...] = (
+            NOTHING_KEPT,
+        ) * len(PROCESS_FAMILIES)
+        """Each series with its value and line (see stack.metrics.text)."""
+
+    def write(self, view: HostView, per_process: bool) -> None:
+        """Write the lines of `view`: each series whose value did not change keeps its
+        line (a report moves CPU time and memory, seldom anything else)."""
+        host, up, totals = view.host, view.up, view.totals
+        kept, watchers = self.watchers, {}
+        for name in sorted({*totals.gauges, *totals.cpu_seconds}):
+            figures = watcher_figures(name, up, totals)
+            known = kept.get(name)
+            if known is None or known[0] != figures:
+                known = watcher_lines(name, host, figures, known)
+            watchers[name] = known
+        self.watchers = watchers
+        if len(watchers) == 1:
+            (_, texts), *_ = watchers.values()
+        else:
+            texts = tuple(
+                "".join(lines[index] for _, lines in watchers.values())
+                for index in range(len(WATCHER_FAMILIES))
+            )
+        exits = sorted(totals.exits.items())
+        exits_text, self.exits = kept_lines(
+            EXITS, (((name, host, reason), value) for (name, reason), value in exits), self.exits
         )
-        if up
-        else ""
-    )
-    cpu = "".join(
-        f"{CPU.name}{labels[name]}{number(value)}\n"
-        for name, value in sorted(totals.cpu_seconds.items())
-    )
-    restarts = "".join(
-        f"{RESTARTS.name}{labels[name]}{number(value)}\n"
-        for name, value in sorted(totals.restarts.items())
-    )
-    exits = EXITS.lines(
-        ((name, host, reason), value) for (name, reason), value in sorted(totals.exits.items())
-    )
-    lines = (running, unhealthy, memory, cpu, restarts, exits)
-    if not per_process:
-        return lines
-    process_lines: tuple[list[str], list[str], list[str]] = ([], [], [])
-    if up:
-        for proc in view.observed.processes:
-            if proc.pid:
-                values = (proc.watcher, host, str(proc.wid))
-                process_lines[0].append(PROCESS_CPU.line(values, proc.cpu_seconds))
-                process_lines[1].append(PROCESS_MEMORY.line(values, proc.rss_bytes))
-                process_lines[2].append(PROCESS_START.line(values, proc.started_at))
-    return lines + tuple("".join(found) for found in process_lines)
+        self.view = view
+        if not per_process:
+            self.texts = (*texts, exits_text)
+            return
+        cpu: list[Sample] = []
+        rss: list[Sample] = []
+        start: list[Sample] = []
+        if up:
+            for proc in view.observed.processes:
+                if proc.pid:
+                    labels = (proc.watcher, host, str(proc.wid))
+                    cpu.append((labels, proc.cpu_seconds))
+                    rss.append((labels, proc.rss_bytes))
+                    start.append((labels, proc.started_at))
+        written = [
+            kept_lines(family, samples, known)
+            for family, samples, known in zip(
+                PROCESS_FAMILIES, (cpu, rss, start), self.processes, strict=True
+            )
+        ]
+        self.processes = tuple(known for _, known in written)
+        self.texts = (*texts, exits_text, *(text for text, _ in written))
 
 
 class FleetRenderer:
-    """Writes the families of every host, keeping each host's lines between scrapes."""
+    """Writes the families of every host, keeping each host's lines between scrapes: a
+    host whose figures did not change is not read again, and of one whose figures did,
+    only the series whose value changed are written anew."""
 
     def __init__(self, per_process: bool = False) -> None:
         self.per_process = per_process
         self.families = HOST_FAMILIES + (PROCESS_FAMILIES if per_process else ())
-        self._kept: dict[str, tuple[HostView, tuple[str, ...]]] = {}
+        self._kept: dict[str, _HostLines] = {}
+
+    def pieces(self, views: Iterable[HostView]) -> list[str]:
+        """Every family, with the samples of every host in `views` (in their order), as
+        pieces of text to join."""
+        kept = self._kept
+        fresh: dict[str, _HostLines] = {}
+        per_process, families = self.per_process, self.families
+        for view in views:
+            host = kept.get(view.host)
+            if host is None:
+                host = _HostLines()
+            known = host.view
+            if known is None or not _same(known, view, per_process):
+                host.write(view, per_process)
+            fresh[view.host] = host
+        self._kept = fresh
+        hosts = fresh.values()
+        parts: list[str] = []
+        for index, family in enumerate(families):
+            parts.append(family.header())
+            parts.extend([host.texts[index] for host in hosts])
+        return parts
 
     def render(self, views: Iterable[HostView]) -> str:
-        """Every family, with the samples of every host in `views` (in their order)."""
-        kept = self._kept
-        fresh: dict[str, tuple[HostView, tuple[str, ...]]] = {}
-        for view in views:
-            known = kept.get(view.host)
-            if known is not None and _same(known[0], view, self.per_process):
-                fresh[view.host] = known
-            else:
-                fresh[view.host] = (view, host_samples(view, self.per_process))
-        self._kept = fresh
-        parts: list[str] = []
-        for index, family in enumerate(self.families):
-            parts.append(family.header())
-            parts.extend(lines[index] for _, lines in fresh.values())
-        return "".join(parts)
+        """`pieces`, joined."""
+        return "".join(self.pieces(views))
 
 
 def _same(a: HostView, b: HostView, per_process: bool) -> bool:

@@ -306,7 +306,8 @@ async def _write(writer: asyncio.StreamWriter, response: Response, close: bool) 
     ]
     if close:
         headers.append(("Connection", "close"))
-    writer.write(_head(response.status, headers) + response.body)
+    writer.write(_head(response.status, headers))
+    writer.write(response.body)  # not joined to the head: a page is large, a copy costs
     async with asyncio.timeout(WRITE_TIMEOUT):
         await writer.drain()
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stack.controller.agents import AgentRecord
 from stack.controller.desired import DesiredWatcher
-from stack.controller.metrics import watcher_state
+from stack.controller.metrics import ControllerMetrics, watcher_state
+from stack.controller.metrics import read as controller_read
+from stack.controller.placement import Placement
 from stack.controller.rollout import Rollout
 from stack.metrics.exposition import Exposition
 from stack.metrics.fleet import FleetRenderer, HostAccounts, HostView
 from stack.metrics.tally import LATENCY_BOUNDS, Tally
-from stack.metrics.text import Family, number
+from stack.metrics.text import NOTHING_KEPT, Family, kept_lines, number
 from stack.spec.model import WatcherSpec
 from stack.spec.observed import (
     ExitReason,
@@ -168,16 +173,71 @@ def test_a_host_is_written_again_only_when_its_figures_changed() -> None:
     one = HostView("h1", observed(proc(1, 10)), True, accounts.totals)
     two = view("h2", observed(proc(1, 20)))
     page = renderer.render([one, two])
-    kept = renderer._kept["h1"][1]
+    kept = renderer._kept["h1"].texts
     accounts.report(observed(proc(1, 10)))
     again = HostView("h1", observed(proc(1, 10)), True, accounts.totals)
     assert renderer.render([again, two]) == page
-    assert renderer._kept["h1"][1] is kept, "same figures: the same lines"
+    assert renderer._kept["h1"].texts is kept, "same figures: the same lines"
     accounts.report(observed(proc(1, 11, rss_bytes=4)))
     renderer.render([HostView("h1", observed(proc(1, 11)), True, accounts.totals), two])
-    assert renderer._kept["h1"][1] is not kept
+    assert renderer._kept["h1"].texts is not kept
     renderer.render([two])
     assert "h1" not in renderer._kept, "a host no longer known is forgotten"
+
+
+def test_a_changed_value_shows_in_the_next_page_and_only_its_line_is_written_anew() -> None:
+    renderer = FleetRenderer()
+    accounts = HostAccounts()
+    accounts.report(observed(proc(1, 10, cpu=1.0, rss_bytes=4096)))
+    first = _samples(renderer.render([HostView("h1", observed(), True, accounts.totals)]))
+    running_line = renderer._kept["h1"].watchers["web"][1][0]
+    accounts.report(observed(proc(1, 10, cpu=3.5, rss_bytes=8192)))
+    page = renderer.render([HostView("h1", observed(), True, accounts.totals)])
+    second = _samples(page)
+    assert first["stack_watcher_cpu_seconds_total", ("web", "h1")] == 1.0
+    assert second["stack_watcher_cpu_seconds_total", ("web", "h1")] == 3.5
+    assert second["stack_watcher_resident_memory_bytes", ("web", "h1")] == 8192
+    assert renderer._kept["h1"].watchers["web"][1][0] is running_line, (
+        "the processes running did not change: their line is the one written before"
+    )
+
+
+def test_a_host_that_leaves_is_gone_from_the_next_page() -> None:
+    renderer = FleetRenderer()
+    one, two = view("h1", observed(proc(1, 10))), view("h2", observed(proc(1, 20)))
+    renderer.render([one, two])
+    page = _samples(renderer.render([two]))
+    assert {labels[1] for _, labels in page} == {"h2"}
+    assert _samples(renderer.render([one, two])) == _samples(FleetRenderer().render([one, two])), (
+        "a host that comes back is written whole again"
+    )
+
+
+def test_a_new_watcher_on_a_kept_host_shows_with_its_series() -> None:
+    renderer = FleetRenderer()
+    accounts = HostAccounts()
+    accounts.report(observed(proc(1, 10)))
+    renderer.render([HostView("h1", observed(), True, accounts.totals)])
+    accounts.report(observed(proc(1, 10), replace(proc(1, 30), watcher="api")))
+    page = renderer.render([HostView("h1", observed(), True, accounts.totals)])
+    samples = _samples(page)
+    assert samples["stack_watcher_processes_running", ("api", "h1")] == 1
+    assert samples["stack_watcher_processes_running", ("web", "h1")] == 1
+    assert page == FleetRenderer().render([HostView("h1", observed(), True, accounts.totals)])
+    names = [f.name for f in text_string_to_metric_families(page)]
+    assert len(names) == len(set(names)), "each family once"
+
+
+def test_kept_lines_writes_only_the_series_whose_value_changed() -> None:
+    family = Family("x_total", "counter", "X.", ("host",))
+    text, kept = kept_lines(family, [(("a",), 1), (("b",), 2)], NOTHING_KEPT)
+    assert text == 'x_total{host="a"} 1\nx_total{host="b"} 2\n'
+    line_a = kept["a",][1]
+    text, again = kept_lines(family, [(("a",), 1), (("b",), 3), (("c",), 0)], kept)
+    assert text == 'x_total{host="a"} 1\nx_total{host="b"} 3\nx_total{host="c"} 0\n'
+    assert again["a",][1] is line_a
+    text, last = kept_lines(family, [(("c",), 0)], again)
+    assert text == 'x_total{host="c"} 0\n' and set(last) == {("c",)}, "a series left is forgotten"
 
 
 def test_every_family_is_one_group_even_with_many_hosts() -> None:
@@ -244,3 +304,42 @@ def _samples(page: str) -> dict[tuple[str, tuple[str, ...]], float]:
         for sample in family.samples:
             found[sample.name, tuple(sample.labels.values())] = sample.value
     return found
+
+
+# ---- the controller's page: each agent's lines kept between scrapes ----
+
+
+def _controller(*hosts: str) -> Any:
+    """The controller's state as `read` looks at it: ready agents `hosts`, heard from
+    at monotonic 100, looked at 2.5 s later."""
+    metrics = ControllerMetrics()
+    metrics.enabled = True
+    return SimpleNamespace(
+        leading=True, term=1, commands=SimpleNamespace(want_stats=lambda: 0), metrics=metrics,
+        agents=SimpleNamespace(records={
+            host: AgentRecord(host, ready=True, last_seen_mono=100.0) for host in hosts
+        }),
+        state=SimpleNamespace(watchers={}, drained=frozenset()), placement=Placement(),
+        clock=lambda: 102.5,
+    )  # fmt: skip
+
+
+def test_the_controllers_page_follows_agents_that_change_leave_and_come() -> None:
+    c = _controller("h1", "h2")
+    first = _samples(controller_read(c))
+    assert first["stack_agent_up", ("h1",)] == 1
+    assert first["stack_agent_heartbeat_age_seconds", ("h2",)] == 2.5
+    assert first["stack_log_lines_shipped_total", ("h1",)] == 0
+    c.metrics.lines("h1", 7)
+    c.agents.records["h2"].ready = False
+    del c.agents.records["h1"]
+    c.agents.records["h3"] = AgentRecord("h3", ready=True, last_seen_mono=101.0)
+    page = controller_read(c)
+    second = _samples(page)
+    assert ("stack_agent_up", ("h1",)) not in second, "an agent that left is gone"
+    assert second["stack_agent_up", ("h2",)] == 0, "a changed value shows at once"
+    assert second["stack_agent_heartbeat_age_seconds", ("h3",)] == 1.5, "a new agent shows"
+    c.agents.records["h1"] = AgentRecord("h1", ready=True, last_seen_mono=100.0)
+    assert _samples(controller_read(c))["stack_log_lines_shipped_total", ("h1",)] == 7
+    names = [f.name for f in text_string_to_metric_families(page)]
+    assert len(names) == len(set(names)), "each family once"
