@@ -164,20 +164,29 @@ def desired_count(watcher: DesiredWatcher, name: str, placement: Placement) -> i
     return count * hosts + (pending.count if pending is not None else 0)
 
 
-AgentLines = tuple[tuple[int, int, int], str, str, str, str]
-"""One agent's (up, lines shipped, lines dropped), their three lines, and the start of its
-heartbeat age's line (the age changes at every scrape, the others seldom)."""
+class AgentLines:
+    """One agent's lines as last written: up, output lines shipped and dropped (they
+    change seldom, and are written again only then), the start of its heartbeat age's
+    line (the age changes at every scrape), and the view its hosts' series were last
+    read from. Changed in place: a scrape that finds nothing new allocates nothing for
+    the agent (a thousand allocations a scrape add up in the collector's passes)."""
 
+    __slots__ = ("age", "dropped", "shipped", "up", "values", "view")
 
-def _agent_lines(host: str, values: tuple[int, int, int]) -> AgentLines:
-    labels = (host,)
-    return (
-        values,
-        AGENT_UP.line(labels, values[0]),
-        LINES_SHIPPED.line(labels, values[1]),
-        LINES_DROPPED.line(labels, values[2]),
-        HEARTBEAT_AGE.start(labels),
-    )
+    def __init__(self, host: str) -> None:
+        self.values = (-1, -1, -1)
+        """(up, shipped, dropped) as the lines say them."""
+        self.up = self.shipped = self.dropped = ""
+        self.age = HEARTBEAT_AGE.start((host,))
+        self.view = HostView(host, Observed(), False, NO_TOTALS)
+
+    def write(self, host: str, up: int, shipped: int, dropped: int) -> None:
+        """The lines of these values."""
+        self.values = (up, shipped, dropped)
+        labels = (host,)
+        self.up = AGENT_UP.line(labels, up)
+        self.shipped = LINES_SHIPPED.line(labels, shipped)
+        self.dropped = LINES_DROPPED.line(labels, dropped)
 
 
 def read(c: Controller) -> str:
@@ -211,24 +220,34 @@ def read(c: Controller) -> str:
     kept, fresh = metrics.agent_lines, {}
     accounts, lines = metrics.accounts, metrics.shipped
     for r in records:
-        host = r.host_id
+        host, ready, observed = r.host_id, r.ready, r.observed
         agent_states.append(r.shown_state(drained))
-        ready = r.ready
         if ready:
-            for seen in r.observed.watchers:
-                phases.setdefault(seen.name, set()).add(seen.phase)
-        values = (1 if ready else 0, lines.get(host, 0), r.meter.refusals.dropped_log_lines)
+            for seen in observed.watchers:
+                found = phases.get(seen.name)
+                if found is None:
+                    phases[seen.name] = {seen.phase}
+                else:
+                    found.add(seen.phase)
         known = kept.get(host)
-        if known is None or known[0] != values:
-            known = _agent_lines(host, values)
+        if known is None:
+            known = AgentLines(host)
+        values = known.values
+        count, refused = lines.get(host, 0), r.meter.refusals.dropped_log_lines
+        if values[0] != ready or values[1] != count or values[2] != refused:
+            known.write(host, 1 if ready else 0, count, refused)
         fresh[host] = known
-        up.append(known[1])
-        shipped.append(known[2])
-        dropped.append(known[3])
+        up.append(known.up)
+        shipped.append(known.shipped)
+        dropped.append(known.dropped)
         # to the millisecond: no more precision than a heartbeat's age needs
-        ages.append(f"{known[4]}{max(0.0, now - r.last_seen_mono):.3f}\n")
+        ages.append(f"{known.age}{max(0.0, now - r.last_seen_mono):.3f}\n")
         account = accounts.get(host)
-        views.append(HostView(host, r.observed, ready, account.totals if account else NO_TOTALS))
+        totals = account.totals if account else NO_TOTALS
+        view = known.view
+        if view.observed is not observed or view.up is not ready or view.totals is not totals:
+            view = known.view = HostView(host, observed, ready, totals)
+        views.append(view)
     metrics.agent_lines = fresh
     parts = [
         leadership,

@@ -255,16 +255,22 @@ class _HostLines:
             watchers[name] = known
         self.watchers = watchers
         if len(watchers) == 1:
-            (_, texts), *_ = watchers.values()
+            texts = next(iter(watchers.values()))[1]
         else:
             texts = tuple(
                 "".join(lines[index] for _, lines in watchers.values())
                 for index in range(len(WATCHER_FAMILIES))
             )
-        exits = sorted(totals.exits.items())
-        exits_text, self.exits = kept_lines(
-            EXITS, (((name, host, reason), value) for (name, reason), value in exits), self.exits
-        )
+        old = self.view
+        if old is not None and old.totals.exits == totals.exits and self.texts:
+            exits_text = self.texts[len(WATCHER_FAMILIES)]  # exits are rare: mostly none
+        else:
+            exits = sorted(totals.exits.items())
+            exits_text, self.exits = kept_lines(
+                EXITS,
+                (((name, host, reason), value) for (name, reason), value in exits),
+                self.exits,
+            )
         self.view = view
         if not per_process:
             self.texts = (*texts, exits_text)
