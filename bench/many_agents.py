@@ -1,7 +1,7 @@
 """The controller at fleet scale: one real controller, 1,000 simulated agents.
 
 Run: .venv/bin/python bench/many_agents.py [--agents 1000] [--workers 4] [--rounds 5]
-     [--scrapes 50]
+     [--scrapes 50] [--metric-pairs 3]
 
 The controller is the real daemon (`python -m stack.controller.main`). The agents
 are simulated: `--workers` processes, each one asyncio loop holding its share of
@@ -25,7 +25,8 @@ Figures (printed; nothing is asserted):
 (e) /metrics with 10 processes per agent (10,000 with 1,000 agents), whose CPU time and
     memory change at every heartbeat as real ones do: how long a scrape takes (median
     and p99 of `--scrapes`, the first one apart), and the controller's CPU while
-    Prometheus would scrape it every second, beside the same window unscraped.
+    Prometheus would scrape it every second, beside windows unscraped (`--metric-pairs`
+    pairs of windows side by side, so that other jobs' drifting load touches both).
 Everything talks over 127.0.0.1 (the controller with --insecure: plaintext TCP, as the
 simulated agents need no certificates); every process started here is stopped at the end.
 """
@@ -465,7 +466,12 @@ def scrape_seconds(url: str) -> tuple[float, int]:
 
 
 def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> list[str]:
-    """(e): scrape latency at 10 processes per agent, and the CPU of scraping each second."""
+    """(e): scrape latency at 10 processes per agent, and the CPU of scraping each second.
+
+    The CPU is measured over `--metric-pairs` pairs of windows, each an unscraped window
+    then a scraped one of `window / pairs` seconds: on a shared machine the other jobs'
+    load drifts, and windows side by side see the same drift. Printed: the sums over
+    every window of each kind, and the median of the pairs' differences."""
     per_agent = 10
     want = per_agent * bench.ns.agents
     _, missing, in_status = bench.scale_round(per_agent)
@@ -474,25 +480,37 @@ def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> 
     url = bench.metrics_url()
     first, size = scrape_seconds(url)
     time.sleep(2)
-    pid = [controller.pid]
-    cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
-    time.sleep(window)
-    quiet_rate = (bench.cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
     times = [scrape_seconds(url)[0] for _ in range(bench.ns.scrapes)]
-    cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
-    tick = wall0
-    while time.monotonic() - wall0 < window:
-        scrape_seconds(url)
-        tick += 1.0
-        time.sleep(max(0.0, tick - time.monotonic()))
-    scraped = (bench.cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0) * 100
-    quiet = quiet_rate * 100
+    time.sleep(2)
+    pid = [controller.pid]
+    pairs = max(1, bench.ns.metric_pairs)
+    span = window / pairs
+    quiet_cpu = scraped_cpu = quiet_wall = scraped_wall = 0.0
+    costs = []
+    for _ in range(pairs):
+        cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
+        time.sleep(span)
+        quiet = (bench.cpu_seconds(pid) - cpu0, time.monotonic() - wall0)
+        cpu0, wall0 = bench.cpu_seconds(pid), time.monotonic()
+        tick = wall0
+        while time.monotonic() - wall0 < span:
+            scrape_seconds(url)
+            tick += 1.0
+            time.sleep(max(0.0, tick - time.monotonic()))
+        scraped = (bench.cpu_seconds(pid) - cpu0, time.monotonic() - wall0)
+        quiet_cpu, quiet_wall = quiet_cpu + quiet[0], quiet_wall + quiet[1]
+        scraped_cpu, scraped_wall = scraped_cpu + scraped[0], scraped_wall + scraped[1]
+        costs.append((scraped[0] / scraped[1] - quiet[0] / quiet[1]) * 100)
+    quiet_rate = quiet_cpu / quiet_wall * 100
+    scraped_rate = scraped_cpu / scraped_wall * 100
     return [
         f"(e) /metrics with {bench.ns.agents} agents and {want} processes ({size / 2**20:.1f} MiB "
         f"page): first scrape {fmt_ms(first)}, then median {fmt_ms(statistics.median(times))}, "
         f"p99 {fmt_ms(percentile(times, 0.99))} ({len(times)} scrapes)",
-        f"    controller CPU over {window:.0f} s, agents heartbeating: {quiet:.1f} % unscraped, "
-        f"{scraped:.1f} % scraped every second (the scrapes cost {scraped - quiet:.1f} %)",
+        f"    controller CPU over {window:.0f} s each, agents heartbeating, in {pairs} pairs of "
+        f"windows: {quiet_rate:.1f} % unscraped, {scraped_rate:.1f} % scraped every second "
+        f"(the scrapes cost {scraped_rate - quiet_rate:.1f} %; median of the pairs "
+        f"{statistics.median(costs):.1f} %: {', '.join(f'{c:.1f}' for c in costs)})",
     ]
 
 
@@ -555,6 +573,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--scrapes", type=int, default=50, help="timed scrapes of /metrics")
+    parser.add_argument(
+        "--metric-pairs", type=int, default=3,
+        help="pairs of unscraped and scraped windows the --idle-seconds of (e) are cut into",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="WARNING", help="the controller's log level")
     ns = parser.parse_args()
     raise_fd_limit(ns.agents * 2 + 1024)
