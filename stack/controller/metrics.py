@@ -166,19 +166,16 @@ def desired_count(watcher: DesiredWatcher, name: str, placement: Placement) -> i
 
 class AgentLines:
     """One agent's lines as last written: up, output lines shipped and dropped (they
-    change seldom, and are written again only then), the start of its heartbeat age's
-    line (the age changes at every scrape), and the view its hosts' series were last
-    read from. Changed in place: a scrape that finds nothing new allocates nothing for
-    the agent (a thousand allocations a scrape add up in the collector's passes)."""
+    change seldom, and are written again only then) and the start of its heartbeat
+    age's line (the age changes at every scrape). Changed in place."""
 
-    __slots__ = ("age", "dropped", "shipped", "up", "values", "view")
+    __slots__ = ("age", "dropped", "shipped", "up", "values")
 
     def __init__(self, host: str) -> None:
         self.values = (-1, -1, -1)
         """(up, shipped, dropped) as the lines say them."""
         self.up = self.shipped = self.dropped = ""
         self.age = HEARTBEAT_AGE.start((host,))
-        self.view = HostView(host, Observed(), False, NO_TOTALS)
 
     def write(self, host: str, up: int, shipped: int, dropped: int) -> None:
         """The lines of these values."""
@@ -243,11 +240,7 @@ def read(c: Controller) -> str:
         # to the millisecond: no more precision than a heartbeat's age needs
         ages.append(f"{known.age}{max(0.0, now - r.last_seen_mono):.3f}\n")
         account = accounts.get(host)
-        totals = account.totals if account else NO_TOTALS
-        view = known.view
-        if view.observed is not observed or view.up is not ready or view.totals is not totals:
-            view = known.view = HostView(host, observed, ready, totals)
-        views.append(view)
+        views.append(HostView(host, observed, ready, account.totals if account else NO_TOTALS))
     metrics.agent_lines = fresh
     parts = [
         leadership,

@@ -17,6 +17,7 @@ CPU time and memory, rarely the processes running or the restarts).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -102,6 +103,9 @@ class HostTotals:
     """(watcher, reason label) -> exits."""
     gauges: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: MappingProxyType({}))
     """watcher -> (processes running, unhealthy, resident bytes) in the last report."""
+    serial: int = field(default_factory=itertools.count().__next__, compare=False)
+    """Tells these totals from any other (a number, so that what keeps it to compare
+    does not keep the totals alive, see FleetRenderer)."""
 
 
 NO_TOTALS = HostTotals()
@@ -227,12 +231,16 @@ def watcher_lines(
 
 
 class _HostLines:
-    """One host's lines of each family, as of the view they were written from."""
+    """One host's lines of each family, as of the figures they were written from."""
 
-    __slots__ = ("exits", "processes", "texts", "view", "watchers")
+    __slots__ = ("exits", "observed", "processes", "serial", "texts", "up", "watchers")
 
     def __init__(self) -> None:
-        self.view: HostView | None = None
+        self.serial = -1
+        """The serial of the totals the lines say (-1: none yet)."""
+        self.up = False
+        self.observed: Observed | None = None
+        """The report the per-process lines say (kept with --metrics-per-process only)."""
         self.texts: tuple[str, ...] = ()
         """The host's lines of each family, in the renderer's order of families."""
         self.watchers: dict[str, WatcherLines] = {}
@@ -241,6 +249,12 @@ class _HostLines:
             NOTHING_KEPT,
         ) * len(PROCESS_FAMILIES)
         """Each series with its value and line (see stack.metrics.text)."""
+
+    def says(self, view: HostView, per_process: bool) -> bool:
+        """The lines are those of `view`'s figures."""
+        if per_process and self.observed is not view.observed:
+            return False
+        return self.serial == view.totals.serial and self.up == view.up
 
     def write(self, view: HostView, per_process: bool) -> None:
         """Write the lines of `view`: each series whose value did not change keeps its
@@ -261,9 +275,8 @@ class _HostLines:
                 "".join(lines[index] for _, lines in watchers.values())
                 for index in range(len(WATCHER_FAMILIES))
             )
-        old = self.view
-        if old is not None and old.totals.exits == totals.exits and self.texts:
-            exits_text = self.texts[len(WATCHER_FAMILIES)]  # exits are rare: mostly none
+        if not totals.exits and not self.exits:
+            exits_text = ""  # exits are rare: mostly none
         else:
             exits = sorted(totals.exits.items())
             exits_text, self.exits = kept_lines(
@@ -271,7 +284,9 @@ class _HostLines:
                 (((name, host, reason), value) for (name, reason), value in exits),
                 self.exits,
             )
-        self.view = view
+        self.serial, self.up = totals.serial, up
+        if per_process:
+            self.observed = view.observed
         if not per_process:
             self.texts = (*texts, exits_text)
             return
@@ -298,7 +313,12 @@ class _HostLines:
 class FleetRenderer:
     """Writes the families of every host, keeping each host's lines between scrapes: a
     host whose figures did not change is not read again, and of one whose figures did,
-    only the series whose value changed are written anew."""
+    only the series whose value changed are written anew.
+
+    What it keeps to compare are numbers (the totals' serial), not the reports and
+    totals themselves: kept, each host's replaced report would live until the next
+    scrape, thousands of objects that the cycle collector then walked, again and again,
+    between two scrapes (measured: most of what a scrape each second cost the controller)."""
 
     def __init__(self, per_process: bool = False) -> None:
         self.per_process = per_process
@@ -315,8 +335,7 @@ class FleetRenderer:
             host = kept.get(view.host)
             if host is None:
                 host = _HostLines()
-            known = host.view
-            if known is None or not _same(known, view, per_process):
+            if not host.says(view, per_process):
                 host.write(view, per_process)
             fresh[view.host] = host
         self._kept = fresh
@@ -330,9 +349,3 @@ class FleetRenderer:
     def render(self, views: Iterable[HostView]) -> str:
         """`pieces`, joined."""
         return "".join(self.pieces(views))
-
-
-def _same(a: HostView, b: HostView, per_process: bool) -> bool:
-    if per_process and a.observed is not b.observed:
-        return False
-    return a.up == b.up and a.totals is b.totals

@@ -8,6 +8,7 @@ tests (tests/integration/test_metrics.py) scrape a real controller and agent.
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import replace
 from types import SimpleNamespace
@@ -343,3 +344,21 @@ def test_the_controllers_page_follows_agents_that_change_leave_and_come() -> Non
     assert _samples(controller_read(c))["stack_log_lines_shipped_total", ("h1",)] == 7
     names = [f.name for f in text_string_to_metric_families(page)]
     assert len(names) == len(set(names)), "each family once"
+
+
+def test_the_renderer_keeps_no_report_nor_totals_alive_between_scrapes() -> None:
+    """What a renderer keeps to compare is a number: a host's replaced report and totals
+    are freed at once, not left for the cycle collector to walk until the next scrape."""
+    report = observed(proc(1, 10))
+    accounts = HostAccounts()
+    accounts.report(report)
+    renderer = FleetRenderer()
+    renderer.render([HostView("h1", report, True, accounts.totals)])
+    kept = renderer._kept["h1"]
+    assert kept not in gc.get_referrers(report)
+    assert kept not in gc.get_referrers(accounts.totals)
+    per_process = FleetRenderer(per_process=True)
+    per_process.render([HostView("h1", report, True, accounts.totals)])
+    assert per_process._kept["h1"] in gc.get_referrers(report), (
+        "per process, the report itself is what the lines are compared with"
+    )
