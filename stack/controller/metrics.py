@@ -214,7 +214,7 @@ def read(c: Controller) -> str:
     dropped: list[str] = []
     views: list[HostView] = []
     now = c.clock()
-    kept, fresh = metrics.agent_lines, {}
+    kept = metrics.agent_lines  # changed in place, as the renderer's (see stack.metrics.fleet)
     accounts, lines = metrics.accounts, metrics.shipped
     for r in records:
         host, ready, observed = r.host_id, r.ready, r.observed
@@ -228,12 +228,11 @@ def read(c: Controller) -> str:
                     found.add(seen.phase)
         known = kept.get(host)
         if known is None:
-            known = AgentLines(host)
+            known = kept[host] = AgentLines(host)
         values = known.values
         count, refused = lines.get(host, 0), r.meter.refusals.dropped_log_lines
         if values[0] != ready or values[1] != count or values[2] != refused:
             known.write(host, 1 if ready else 0, count, refused)
-        fresh[host] = known
         up.append(known.up)
         shipped.append(known.shipped)
         dropped.append(known.dropped)
@@ -241,7 +240,8 @@ def read(c: Controller) -> str:
         ages.append(f"{known.age}{max(0.0, now - r.last_seen_mono):.3f}\n")
         account = accounts.get(host)
         views.append(HostView(host, observed, ready, account.totals if account else NO_TOTALS))
-    metrics.agent_lines = fresh
+    if len(kept) > len(records):  # some agent left: forget it
+        metrics.agent_lines = {r.host_id: kept[r.host_id] for r in records}
     parts = [
         leadership,
         DESIRED.text(((name,), desired_count(w, name, placement)) for name, w in watchers),

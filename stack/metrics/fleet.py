@@ -233,9 +233,10 @@ def watcher_lines(
 class _HostLines:
     """One host's lines of each family, as of the figures they were written from."""
 
-    __slots__ = ("exits", "observed", "processes", "serial", "texts", "up", "watchers")
+    __slots__ = ("exits", "host", "observed", "processes", "serial", "texts", "up", "watchers")
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
+        self.host = host
         self.serial = -1
         """The serial of the totals the lines say (-1: none yet)."""
         self.up = False
@@ -260,8 +261,11 @@ class _HostLines:
         """Write the lines of `view`: each series whose value did not change keeps its
         line (a report moves CPU time and memory, seldom anything else)."""
         host, up, totals = view.host, view.up, view.totals
-        kept, watchers = self.watchers, {}
-        for name in sorted({*totals.gauges, *totals.cpu_seconds}):
+        names = sorted({*totals.gauges, *totals.cpu_seconds})
+        kept = self.watchers
+        same = len(kept) == len(names) and all(name in kept for name in names)
+        watchers = kept if same else {}  # the same watchers (as mostly): changed in place
+        for name in names:
             figures = watcher_figures(name, up, totals)
             known = kept.get(name)
             if known is None or known[0] != figures:
@@ -328,18 +332,20 @@ class FleetRenderer:
     def pieces(self, views: Iterable[HostView]) -> list[str]:
         """Every family, with the samples of every host in `views` (in their order), as
         pieces of text to join."""
+        # Changed in place, not made anew: what a scrape leaves behind is walked by the
+        # cycle collector (see the class's docstring).
         kept = self._kept
-        fresh: dict[str, _HostLines] = {}
+        hosts: list[_HostLines] = []
         per_process, families = self.per_process, self.families
         for view in views:
             host = kept.get(view.host)
             if host is None:
-                host = _HostLines()
+                host = kept[view.host] = _HostLines(view.host)
             if not host.says(view, per_process):
                 host.write(view, per_process)
-            fresh[view.host] = host
-        self._kept = fresh
-        hosts = fresh.values()
+            hosts.append(host)
+        if len(kept) > len(hosts):  # some host left: forget it
+            self._kept = {host.host: host for host in hosts}
         parts: list[str] = []
         for index, family in enumerate(families):
             parts.append(family.header())
