@@ -81,6 +81,11 @@ class Player:
         self._full: Counter[str] = Counter()
         self._killed: set[str] = set()
         self._lock = threading.Lock()
+        self._rolling: set[str] = set()
+        """Watchers that may be in a rolling change: from an apply of a new version until
+        the leader's status, read after that apply ended, shows none for them."""
+        self._applying: Counter[str] = Counter()
+        self._applied_at: dict[str, float] = {}
 
     # -- a round ----------------------------------------------------------
 
@@ -193,16 +198,22 @@ class Player:
     def _storm(self, size: int, rng: random.Random) -> str:
         """SIGKILL `size` workers, none of a watcher in the middle of a rolling change (a
         new worker killed then halts the rollout, as documented, and that is not chaos's
-        business)."""
+        business). The kernel shows a rollout while versions are mixed, but not its last
+        batch's wait (`min_uptime`, or its health checks) once every worker runs the new
+        version; so a watcher also counts as rolling from the apply of a new version until
+        the leader's status, asked after that apply ended, shows no rollout for it."""
         fleet = self.fleet
+        self._note_rollouts()
         snap = kernel.snapshot({fleet.nodes[h].inode: h for h in HOSTS}, time.monotonic())
         workers = snap.all_workers(HOSTS)
         mixed = {
             w for w in RULES
             if len({p.version for _, p in workers if p.watcher == w}) > 1
         }  # fmt: skip
+        with self._lock:
+            spared = mixed | self._rolling
         candidates = sorted(
-            ((h, p) for h, p in workers if p.watcher not in mixed),
+            ((h, p) for h, p in workers if p.watcher not in spared),
             key=lambda hp: (hp[0], hp[1].watcher, hp[1].wid),
         )
         chosen = rng.sample(candidates, min(size, len(candidates)))
@@ -213,6 +224,23 @@ class Player:
                 continue
             self.journal.kills.append((time.monotonic(), host, proc))
         return ", ".join(f"{p.watcher}[{p.wid}]@{h}" for h, p in chosen)
+
+    def _note_rollouts(self) -> None:
+        """Forget the watchers the leader shows with no rollout, where no apply of theirs
+        was in flight or ended after the question was asked (no leader: forget none)."""
+        asked = time.monotonic()
+        status = self.fleet.status()
+        if status is None:
+            return
+        with self._lock:
+            for watcher in status.watchers:
+                if watcher.rollout:
+                    self._rolling.add(watcher.name)
+                elif (
+                    not self._applying[watcher.name]
+                    and self._applied_at.get(watcher.name, 0.0) < asked
+                ):
+                    self._rolling.discard(watcher.name)
 
     # -- the operator -----------------------------------------------------
 
@@ -235,7 +263,15 @@ class Player:
             versions[op.watcher] += 1
             path = self.fleet.root / f"stack-v{sum(versions.values())}.toml"
             path.write_text(render(self.fleet.tag, history.latest_counts, versions))
-            result = self.fleet.stackctl("apply", "--yes", str(path))
+            with self._lock:
+                self._rolling.add(op.watcher)
+                self._applying[op.watcher] += 1
+            try:
+                result = self.fleet.stackctl("apply", "--yes", str(path))
+            finally:
+                with self._lock:
+                    self._applying[op.watcher] -= 1
+                    self._applied_at[op.watcher] = time.monotonic()
         elif op.op in (Op.drain, Op.undrain):
             result = self.fleet.stackctl(op.op.value, op.host)
         else:
