@@ -282,12 +282,18 @@ class Session:
                 log.debug("controller %s: %s", self.address, exc)
                 continue
             if isinstance(body, Welcome):
+                # A second Welcome on the same stream only changes the interval (the
+                # controller's fleet grew or shrank).
+                again = welcomed[0]
                 welcomed[0] = True
                 self.connected.set()
                 self.engine.note_fencing_token(body.fencing_token)
                 if body.heartbeat_interval > 0:
                     self._heartbeat = body.heartbeat_interval
-                log.info("connected to controller %s", self.address)
+                if again:
+                    log.info("controller %s: heartbeat every %gs", self.address, self._heartbeat)
+                else:
+                    log.info("connected to controller %s", self.address)
             elif isinstance(body, Assignment):
                 self.engine.apply(body)
                 outbox.append(self.engine.observed())

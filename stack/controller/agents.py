@@ -4,8 +4,9 @@ An agent dials in and keeps one stream (see agent_service.py, the gRPC edge). It
 record keeps what it said of itself in its Hello and its last Observed (decoded into
 domain types at the edge), and its session queues what the controller sends it, so
 that a slow agent never blocks the controller or other agents. A second stream with
-the same host id replaces the first. An agent silent for `agent_timeout` is down; so
-is one whose stream ended. Down agents keep their last Observed (shown as UNKNOWN).
+the same host id replaces the first. An agent silent for its timeout (`agent_timeout`,
+longer in a large fleet: see liveness.py) is down; so is one whose stream ended. Down
+agents keep their last Observed (shown as UNKNOWN).
 
 The registry takes its clocks as arguments: when an agent was last heard from and
 since when it is down are read from them, never from the system's.
@@ -113,6 +114,13 @@ class AgentRecord:
     """Monotonic time before which no other `agent_refused` event is recorded."""
     stats_wanted_until: float = 0.0
     """Monotonic time until which its agent was asked to sample figures fast."""
+    heartbeat: float = 0.0
+    """The heartbeat interval its agent was last told (0: none yet; see heartbeats.py)."""
+    longer_heartbeat: float = 0.0
+    """A longer interval it was told before `heartbeat`, which it may still be sleeping
+    out: its liveness allows that one's timeout until `longer_heartbeat_until`."""
+    longer_heartbeat_until: float = 0.0
+    """Monotonic time until which `longer_heartbeat` counts."""
     _wids: tuple[Observed, Mapping[str, frozenset[int]]] | None = field(
         default=None, repr=False, compare=False
     )

@@ -275,7 +275,7 @@ class Controller:
         interval = min(0.5, self.settings.agent_timeout / 4)
         while True:
             await asyncio.sleep(interval)
-            self.sessions.check_liveness()
+            self.sessions.check_liveness(interval)
 
     # ---- changes to the desired state ----
 

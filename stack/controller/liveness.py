@@ -1,8 +1,10 @@
 """Which agents are down, which are lost, and when a new leader has waited long enough.
 Pure: the time is an argument.
 
-An agent silent for longer than `agent_timeout` is down: its processes show as UNKNOWN
-and it keeps its share. Down for `reschedule_after`, it is lost: its share of spread
+An agent silent for longer than its timeout is down: its processes show as UNKNOWN
+and it keeps its share. Its timeout is `agent_timeout`, longer for an agent told a
+longer heartbeat interval because the fleet is large (`silence_allowed`, see
+heartbeats.py). Down for `reschedule_after`, it is lost: its share of spread
 watchers moves to other agents. A controller that takes over a stored stack waits one
 agent timeout before placing anything that no agent reports (`warm_until`): agents are
 reconnecting, and a worker placed before its agent said it runs it would run twice. A
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from stack.controller.agents import AgentRecord
 from stack.controller.events import EventNote
+from stack.controller.heartbeats import Cadence
 from stack.spec.reports import Severity
 
 
@@ -30,6 +33,21 @@ class Timeouts:
     """Seconds of silence after which an agent is down."""
     reschedule_after: float
     """Seconds down after which an agent is lost."""
+    cadence: Cadence | None = None
+    """How heartbeat intervals are decided (None: every agent gets agent_timeout)."""
+
+
+def silence_allowed(record: AgentRecord, now: float, timeouts: Timeouts) -> float:
+    """Seconds of silence after which `record`'s agent is down at `now`: the timeout of
+    the longest interval it may be following (the one it was last told, or a longer one
+    told before while that one's grace lasts)."""
+    cadence = timeouts.cadence
+    if cadence is None:
+        return timeouts.agent_timeout
+    interval = record.heartbeat
+    if now <= record.longer_heartbeat_until:
+        interval = max(interval, record.longer_heartbeat)
+    return cadence.timeout(interval) if interval > 0 else timeouts.agent_timeout
 
 
 @dataclass(frozen=True)
@@ -87,9 +105,13 @@ def check(
     silent: list[str] = []
     lost: set[str] = set()
     reloading: set[str] = set()
+    allowed: dict[str, float] = {}
     for record in records:
-        if record.ready and now - record.last_seen_mono > timeouts.agent_timeout:
+        if record.ready and now - record.last_seen_mono > timeouts.agent_timeout and (
+            now - record.last_seen_mono > (allowed_now := silence_allowed(record, now, timeouts))
+        ):
             silent.append(record.host_id)
+            allowed[record.host_id] = allowed_now
             if record.reloading:
                 reloading.add(record.host_id)
             down_since = now
@@ -105,7 +127,7 @@ def check(
             "agent_down",
             f"agent {host_id} "
             + ("did not come back from its reload within" if host_id in reloading else "silent for")
-            + f" {timeouts.agent_timeout:g}s",
+            + f" {allowed[host_id]:g}s",
             severity=Severity.WARNING,
         )
         for host_id in silent

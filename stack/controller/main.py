@@ -140,6 +140,16 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         help="Seconds of silence before an agent is down (default 10).",
     )
     parser.add_argument(
+        "--max-heartbeats-per-second",
+        type=float,
+        default=500.0,
+        metavar="RATE",
+        help="Heartbeats a second all agents together may send at most: a fleet larger "
+        "than RATE x 2 s is told a longer interval, and an agent is down only after "
+        "as many intervals of silence as the agent timeout holds at 2 s (default 500: "
+        "1,000 agents keep 2 s and 10 s).",
+    )
+    parser.add_argument(
         "--reschedule-after",
         type=float,
         default=30.0,
@@ -257,6 +267,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
     args = parser.parse_args(argv)
     if args.agent_timeout <= 0:
         parser.error("--agent-timeout must be > 0")
+    if not args.max_heartbeats_per_second > 0:
+        parser.error("--max-heartbeats-per-second must be > 0")
     if args.reschedule_after < 0:
         parser.error("--reschedule-after must be >= 0")
     if args.lease_ttl < 1:
@@ -286,6 +298,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ControllerSettings:
         socket_group=args.socket_group,
         agent_timeout=args.agent_timeout,
         reschedule_after=args.reschedule_after,
+        max_heartbeats=args.max_heartbeats_per_second,
         store=args.store,
         advertise=args.advertise,
         lease_ttl=args.lease_ttl,

@@ -4,7 +4,9 @@ The AgentService (agent_service.py) decodes what agents send and calls these hoo
 they keep each agent's record, screen its reports (containment.py), file its events and
 output lines, and tell the scheduler and the rollout driver when the world changed.
 Whether agents are down or lost, and what to record about it, is decided by
-liveness.check; the refusal warnings by containment.announce.
+liveness.check; the refusal warnings by containment.announce; how often agents
+heartbeat, from the size of the fleet, by heartbeats.py (told in the Welcome, and again
+in a new Welcome when the fleet grew or shrank enough).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from stack.controller import liveness
+from stack.controller import heartbeats, liveness
 from stack.controller.agents import AgentRecord, AgentSession
 from stack.controller.containment import Entitlement, announce, screen
 from stack.spec.observed import Observed
@@ -40,6 +42,20 @@ class AgentSessions:
         self._c = controller
         self.announced_lost: frozenset[str] = frozenset()
         """Agents an agent_lost event was recorded for (while they stay lost)."""
+        self.heartbeat = self.cadence.base
+        """The heartbeat interval for the fleet as the last check counted it."""
+
+    @property
+    def cadence(self) -> heartbeats.Cadence:
+        settings = self._c.settings
+        return heartbeats.Cadence(
+            settings.heartbeat_interval, settings.agent_timeout, settings.max_heartbeats
+        )
+
+    @property
+    def timeouts(self) -> liveness.Timeouts:
+        settings = self._c.settings
+        return liveness.Timeouts(settings.agent_timeout, settings.reschedule_after, self.cadence)
 
     def reset(self) -> None:
         """Forget what was announced (leadership ended)."""
@@ -66,9 +82,7 @@ class AgentSessions:
         else:
             log.info("agent %s connected from %s", hello.host_id, peer)
             c.events.record("agent_up", f"agent {hello.host_id} connected")
-        # The heartbeat well inside the agent timeout, whatever the two settings say.
-        heartbeat = min(c.settings.heartbeat_interval, c.settings.agent_timeout / 3)
-        session.send(Welcome(c.settings.controller_id, c.term, heartbeat), c.term)
+        self._welcome(record, session, self.heartbeat)
         c.scheduler.reschedule_soon()
         return session
 
@@ -120,13 +134,47 @@ class AgentSessions:
         elif (record := c.agents.records.get(session.host_id)) and record.session is None:
             c.logs.host_gone(session.host_id)  # reloading: its tail replies will not come
 
-    def check_liveness(self) -> None:
-        """Mark down the agents silent for longer than the timeout, announce the lost
+    def _welcome(self, record: AgentRecord, session: AgentSession, interval: float) -> None:
+        """Tell `record`'s agent (again) to heartbeat every `interval` seconds."""
+        c = self._c
+        record.longer_heartbeat, record.longer_heartbeat_until = heartbeats.shortened(
+            record.heartbeat,
+            record.longer_heartbeat,
+            record.longer_heartbeat_until,
+            c.clock(),
+            interval,
+            self.cadence,
+        )
+        record.heartbeat = interval
+        session.send(Welcome(c.settings.controller_id, c.term, interval), c.term)
+
+    def retell_heartbeats(self, every: float) -> None:
+        """Decide the heartbeat interval from the ready agents counted now, and tell it
+        to the ready ones told one too far from it (one that is down is told when it is
+        back): as many as the fleet may heartbeat in `every`
+        seconds (this is called that often), so that a new interval makes no burst."""
+        cadence = self.cadence
+        records = self._c.agents.records
+        self.heartbeat = cadence.interval(sum(1 for r in records.values() if r.ready))
+        budget = max(1, int(cadence.max_rate * every))
+        told = (
+            (r.host_id, r.heartbeat)
+            for r in records.values()
+            if r.ready and r.session is not None
+        )
+        for host_id in heartbeats.to_retell(told, self.heartbeat, budget):
+            record = records[host_id]
+            if record.session is not None:
+                self._welcome(record, record.session, self.heartbeat)
+
+    def check_liveness(self, every: float = 0.5) -> None:
+        """Mark down the agents silent for longer than their timeout, announce the lost
         ones, end the warm-up when due, and reschedule when any of it changes placement
-        (see liveness.check)."""
+        (see liveness.check); then tell agents a new heartbeat interval if the fleet
+        changed enough (retell_heartbeats). Called every `every` seconds."""
         c = self._c
         now = c.clock()
-        timeouts = liveness.Timeouts(c.settings.agent_timeout, c.settings.reschedule_after)
+        timeouts = self.timeouts
         found = liveness.check(
             c.agents.records.values(),
             now,
@@ -136,7 +184,8 @@ class AgentSessions:
             hold_until=c.scheduler.hold_until,
         )
         for host_id in found.silent:
-            log.warning("agent %s silent for %.1fs: down", host_id, timeouts.agent_timeout)
+            allowed = liveness.silence_allowed(c.agents.records[host_id], now, timeouts)
+            log.warning("agent %s silent for %.1fs: down", host_id, allowed)
             c.agents.mark_down(host_id, now)
         for note in found.notes:
             c.events.note(note)
@@ -151,6 +200,7 @@ class AgentSessions:
             c.scheduler.release()
         if found.reschedule(c.scheduler.lost):
             c.scheduler.reschedule()
+        self.retell_heartbeats(every)
 
     def _screen(self, record: AgentRecord, observed: Observed) -> Observed:
         """What the controller keeps of an agent's report (see containment.screen)."""

@@ -42,7 +42,11 @@ class ControllerSettings:
 
     Counted from when it went down; a short network blip must not move work."""
     heartbeat_interval: float = 2.0
-    """Seconds between the agents' Observed messages at least (sent in Welcome)."""
+    """Seconds between the agents' Observed messages at least (sent in Welcome), in a
+    fleet small enough (see max_heartbeats)."""
+    max_heartbeats: float = 500.0
+    """Heartbeats a second the whole fleet may send at most: a larger fleet is told a
+    longer interval, and its agents' timeout grows with it (see heartbeats.py)."""
     log_level: str = "INFO"
     """Level of the controller's own log on stderr."""
     events: EventSettings = field(default_factory=EventSettings)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stack.controller import liveness
+from stack.controller import heartbeats, liveness
 from stack.controller.agents import AgentRegistry
 from stack.spec.reports import Severity
 from stack.spec.session import Hello
@@ -229,3 +229,65 @@ def test_whatever_the_silences_an_agent_is_down_exactly_when_one_exceeds_the_tim
         went_down.append(check(agents, clock).silent == ("h1",))
         agents.heard(session)
     assert went_down == [gap > TIMEOUT for gap in gaps]
+
+
+CADENCE = heartbeats.Cadence(heartbeat_interval=2.0, agent_timeout=TIMEOUT, max_rate=500.0)
+SCALED = liveness.Timeouts(TIMEOUT, RESCHEDULE, CADENCE)
+
+
+def scaled_check(agents: AgentRegistry, clock: FakeClock) -> liveness.Liveness:
+    found = liveness.check(
+        agents.records.values(), clock.now(), SCALED, announced_lost=frozenset(), warm_until=0.0
+    )
+    for host_id in found.silent:
+        agents.mark_down(host_id, clock.now())
+    return found
+
+
+def test_an_agent_told_a_longer_interval_is_down_only_after_as_many_intervals() -> None:
+    """10,000 agents at 500/s: told 20 s, an agent may be silent 100 s (5 intervals, as
+    10 s is at 2 s); one told the base interval keeps 10 s."""
+    clock = FakeClock()
+    agents = registry(clock, "h1", "h2")
+    agents.records["h1"].heartbeat = CADENCE.interval(10_000)
+    agents.records["h2"].heartbeat = CADENCE.interval(10)
+    clock.advance(TIMEOUT + MS)
+    assert scaled_check(agents, clock).silent == ("h2",)
+    clock.advance(100.0 - TIMEOUT - MS)
+    assert scaled_check(agents, clock).silent == ()
+    clock.advance(MS)
+    found = scaled_check(agents, clock)
+    assert found.silent == ("h1",)
+    assert [n.message for n in found.notes if n.kind == "agent_down"] == [
+        "agent h1 silent for 100s"
+    ]
+
+
+def test_an_agent_told_a_shorter_interval_keeps_the_longer_timeout_for_a_while() -> None:
+    """It may sleep out the 20 s it was told before it hears of 2 s: for the 20 s
+    interval's timeout (100 s) from the telling on, silence is judged by that one, and
+    only then by the agent timeout of 2 s (10 s)."""
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    record = agents.records["h1"]
+    assert record.session is not None
+    record.heartbeat = 20.0
+    clock.advance(30.0)
+    agents.heard(record.session)  # its last heartbeat, at 30 s
+    record.longer_heartbeat, record.longer_heartbeat_until = heartbeats.shortened(
+        record.heartbeat, 0.0, 0.0, clock.now(), 2.0, CADENCE
+    )
+    record.heartbeat = 2.0
+    clock.advance(100.0)
+    assert liveness.silence_allowed(record, clock.now(), SCALED) == 100.0
+    assert scaled_check(agents, clock).silent == (), "silent 100 s: not longer than 100 s"
+    clock.advance(MS)
+    assert liveness.silence_allowed(record, clock.now(), SCALED) == TIMEOUT, "grace over"
+    assert scaled_check(agents, clock).silent == ("h1",)
+
+
+def test_without_a_cadence_every_agent_gets_the_agent_timeout() -> None:
+    clock = FakeClock()
+    agents = registry(clock, "h1")
+    agents.records["h1"].heartbeat = 20.0
+    assert liveness.silence_allowed(agents.records["h1"], clock.now(), TIMEOUTS) == TIMEOUT

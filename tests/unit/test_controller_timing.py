@@ -19,7 +19,7 @@ from stack.controller.controller import Controller
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.sqlite import SqliteStore
 from stack.spec.observed import Observed, ProcessState, ProcessStatus
-from stack.spec.session import Hello
+from stack.spec.session import Hello, Welcome
 from tests.support.clock import FakeClock
 
 MS = 0.001
@@ -181,5 +181,77 @@ def test_refused_reports_are_told_at_most_once_every_ten_seconds(tmp_path: Path)
         c.sessions.check_liveness()
         assert kinds(c).count("agent_refused") == 2
         assert "1 reports of workers not assigned to it ignored" in c.events.recent()[-1].message
+
+    run(test)
+
+
+async def welcomes(session: AgentSession) -> list[float]:
+    """The heartbeat intervals of the Welcomes queued for `session` (read off its queue)."""
+    found: list[float] = []
+    while True:
+        try:
+            item = await asyncio.wait_for(session.next(), 0.01)
+        except TimeoutError:
+            return found
+        if item is not None and isinstance(item[1], Welcome):
+            found.append(item[1].heartbeat_interval)
+
+
+def test_a_growing_fleet_is_told_a_longer_interval_a_few_agents_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """At most 2 heartbeats a second: 4 agents heartbeat every 2 s, 8 every 4 s (told at
+    2 a second, one per check of half a second), and a silent agent is down after 20 s,
+    not 10; back to 4 agents, they are told 2 s again but keep 20 s until the longer
+    interval's timeout has passed."""
+
+    async def test() -> None:
+        clock = FakeClock()
+        store = SqliteStore(tmp_path / "controller.db")
+        settings = ControllerSettings(
+            data_dir=tmp_path, agent_timeout=TIMEOUT, reschedule_after=RESCHEDULE,
+            max_heartbeats=2.0,
+        )  # fmt: skip
+        c = Controller(settings, store, store.acquire_term(), clock=clock.now, wall=clock.now)
+        await c.load()
+        hosts = [f"h{i}" for i in range(1, 9)]
+        sessions = {host: connect(c, host) for host in hosts[:4]}
+        c.sessions.check_liveness(0.5)
+        assert [await welcomes(s) for s in sessions.values()] == [[2.0]] * 4
+        sessions |= {host: connect(c, host) for host in hosts[4:]}
+        assert [await welcomes(sessions[h]) for h in hosts[4:]] == [[2.0]] * 4, "not counted yet"
+        told_each_check = []
+        for _ in range(8):
+            c.sessions.check_liveness(0.5)
+            told = [h for h in hosts if await welcomes(sessions[h]) == [4.0]]
+            told_each_check.append(len(told))
+        assert told_each_check == [1] * 8, "one a check: 2 a second"
+        assert {c.agents.records[h].heartbeat for h in hosts} == {4.0}
+        clock.advance(TIMEOUT + MS)
+        for host in hosts[1:]:
+            c.sessions.agent_message(sessions[host], Observed())
+        c.sessions.check_liveness(0.5)
+        assert c.agents.records["h1"].ready, "told 4 s: down after 20 s of silence"
+        clock.advance(2 * TIMEOUT - TIMEOUT)
+        for host in hosts[1:]:
+            c.sessions.agent_message(sessions[host], Observed())
+        c.sessions.check_liveness(0.5)
+        assert not c.agents.records["h1"].ready
+        assert "agent h1 silent for 20s" in [e.message for e in c.events.recent()]
+        for host in hosts[1:4]:
+            c.sessions.agent_disconnected(sessions[host])
+        assert sum(r.ready for r in c.agents.records.values()) == 4
+        c.sessions.check_liveness(0.5)  # one told 2 s now, the next ones in later checks
+        shrunk_at = clock.now()
+        for _ in range(3):
+            c.sessions.check_liveness(0.5)
+        assert [await welcomes(sessions[h]) for h in hosts[4:]] == [[2.0]] * 4
+        clock.advance(2 * TIMEOUT)
+        c.sessions.check_liveness(0.5)
+        assert all(c.agents.records[h].ready for h in hosts[4:]), "20 s still, exactly"
+        assert clock.now() == shrunk_at + 2 * TIMEOUT
+        clock.advance(MS)
+        c.sessions.check_liveness(0.5)
+        assert not any(c.agents.records[h].ready for h in hosts[4:]), "then 10 s"
 
     run(test)
