@@ -289,6 +289,8 @@ class Session:
                 self.connected.set()
                 self.engine.note_fencing_token(body.fencing_token)
                 if body.heartbeat_interval > 0:
+                    if body.heartbeat_interval < self._heartbeat:
+                        self.engine.updates.set()  # the writer waits out the longer one
                     self._heartbeat = body.heartbeat_interval
                 if again:
                     log.info("controller %s: heartbeat every %gs", self.address, self._heartbeat)

@@ -56,7 +56,8 @@ AGENT_UP = Family(
 )  # fmt: skip
 HEARTBEAT_AGE = Family(
     "stack_agent_heartbeat_age_seconds", "gauge",
-    "Seconds since the agent's last message (its heartbeat comes every 2 seconds).",
+    "Seconds since the agent's last message (a heartbeat comes every 2 s, longer in a fleet "
+    "of over 1,000 agents: see --max-heartbeats-per-second).",
     ("host",),
 )  # fmt: skip
 LINES_SHIPPED = Family(

@@ -121,7 +121,7 @@ class HostAccounts:
     new values of a worker's last exit: two exits of one worker between two reports
     count as one (reports follow every change within a tenth of a second).
 
-    Each report is accounted for when it arrives (a heartbeat every 2 s per agent), so
+    Each report is accounted for when it arrives (a heartbeat every 2 s or more per agent), so
     that a scrape only writes the hosts whose figures changed since the last one.
     """
 

@@ -127,6 +127,41 @@ def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(
     run(scenario())
 
 
+def test_a_second_welcome_changes_the_heartbeat_interval_at_once(
+    tmp_path: Path, reserved_port: int
+) -> None:
+    """A controller whose fleet grew or shrank tells the interval again on the stream: 30 s,
+    and no heartbeat comes for 3 s; 0.3 s, and the agent stops waiting out the 30 s (a
+    heartbeat within 3 s, not 30)."""
+    port = reserved_port
+
+    async def scenario() -> None:
+        config = settings(tmp_path, controller=f"127.0.0.1:{port}")
+        async with serving(port) as fake, Engine(config) as engine, asyncio.TaskGroup() as tg:
+            session = tg.create_task(Session(config, engine).run())
+            await fake.expect("hello")
+            fake.send(welcome=agent_pb2.Welcome(fencing_token=3, heartbeat_interval=0.3))
+            fake.send(
+                fencing_token=3,
+                assignment=assignment_to_proto(assignment(generation=1, fencing_token=3)),
+            )
+            await fake.expect("observed")
+            fake.send(welcome=agent_pb2.Welcome(fencing_token=3, heartbeat_interval=30.0))
+            late = 0  # sent before it heard of 30 s: one or two at most, then 3 s quiet
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    await fake.expect("observed", timeout=3.0)
+                    late += 1
+                    assert late <= 2, "still heartbeating every 0.3 s"
+            fake.send(welcome=agent_pb2.Welcome(fencing_token=3, heartbeat_interval=0.3))
+            started = time.monotonic()
+            await fake.expect("observed", timeout=3.0)
+            assert time.monotonic() - started < 3.0
+            session.cancel()
+
+    run(scenario())
+
+
 def test_lost_controller_keeps_workers_and_agent_follows_redirect_and_reconnects(
     tmp_path: Path,
 ) -> None:
