@@ -56,21 +56,23 @@ class Commands:
                 record.session.send(command, c.term)
         return len(targets), sum(len(procs) for procs in targets.values())
 
-    def want_stats(self) -> int:
+    def want_stats(self, seconds: float = LOOK_SECONDS) -> int:
         """Someone reads the workers' figures: every ready agent samples them fast for
-        LOOK_SECONDS (and slowly otherwise, see the agent's engine). An agent already
-        asked recently is not asked again. Returns how many agents were asked."""
+        `seconds` (and slowly otherwise, see the agent's engine). An agent whose last ask
+        has more than half of `seconds` to run is not asked again, so a steady reader
+        asks each agent once every `seconds / 2`. Returns how many agents were asked."""
         c = self._c
         now = c.clock()
         asked = 0
+        wanted = StatsWanted(seconds)
         # every scrape calls this: no sorted copy of the fleet, only a look at each agent
         for record in c.agents.records.values():
-            if record.stats_wanted_until - now > LOOK_SECONDS / 2:
+            if record.stats_wanted_until - now > seconds / 2:
                 continue
             if not record.ready or record.session is None:
                 continue
-            record.session.send(StatsWanted(LOOK_SECONDS), c.term)
-            record.stats_wanted_until = now + LOOK_SECONDS
+            record.session.send(wanted, c.term)
+            record.stats_wanted_until = now + seconds
             asked += 1
         return asked
 

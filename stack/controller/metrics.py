@@ -30,6 +30,13 @@ from stack.spec.observed import Observed, WatcherPhase
 if TYPE_CHECKING:
     from stack.controller.controller import Controller
 
+SCRAPE_LOOK_SECONDS = 60.0
+"""How long one scrape keeps the agents sampling fast. Scrapers come back every few
+seconds to a minute; at LOOK_SECONDS (10 s) a scrape each second re-asked every agent
+every 5 s, 200 messages a second for 1,000 agents, half of what scraping cost the
+controller. At 60 s each agent is asked every 30 s, and samples fast for at most a
+minute after the last scrape."""
+
 WATCHER_STATES = ("running", "stopped", "flapping", "fatal", "rolling_out", "halted")
 AGENT_STATES = ("ready", "draining", "reloading", "down")
 
@@ -194,7 +201,7 @@ def read(c: Controller) -> str:
     leadership = LEADER.text([((), 1 if c.leading else 0)]) + TERM.text([((), c.term)])
     if not c.leading:
         return leadership
-    c.commands.want_stats()  # a scrape looks at the figures: the agents sample them fast
+    c.commands.want_stats(SCRAPE_LOOK_SECONDS)  # a scrape looks: the agents sample fast
     metrics = c.metrics
     records = sorted(c.agents.records.values(), key=lambda r: r.host_id)
     phases: dict[str, set[WatcherPhase]] = {}

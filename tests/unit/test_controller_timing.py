@@ -16,10 +16,11 @@ from typing import Any
 
 from stack.controller.agents import AgentSession
 from stack.controller.controller import Controller
+from stack.controller.metrics import SCRAPE_LOOK_SECONDS
 from stack.controller.settings import ControllerSettings
 from stack.controller.store.sqlite import SqliteStore
 from stack.spec.observed import Observed, ProcessState, ProcessStatus
-from stack.spec.session import Hello, Welcome
+from stack.spec.session import LOOK_SECONDS, Hello, StatsWanted, Welcome
 from tests.support.clock import FakeClock
 
 MS = 0.001
@@ -253,5 +254,47 @@ def test_a_growing_fleet_is_told_a_longer_interval_a_few_agents_at_a_time(
         clock.advance(MS)
         c.sessions.check_liveness(0.5)
         assert not any(c.agents.records[h].ready for h in hosts[4:]), "then 10 s"
+
+    run(test)
+
+
+async def stats_asks(session: AgentSession) -> list[float]:
+    """The seconds of the StatsWanted queued for `session` (read off its queue)."""
+    found: list[float] = []
+    while True:
+        try:
+            item = await asyncio.wait_for(session.next(), 0.01)
+        except TimeoutError:
+            return found
+        if item is not None and isinstance(item[1], StatsWanted):
+            found.append(item[1].seconds)
+
+
+def test_a_steady_scraper_asks_each_agent_to_sample_once_every_thirty_seconds(
+    tmp_path: Path,
+) -> None:
+    async def test() -> None:
+        clock = FakeClock()
+        c = await controller(tmp_path, clock)
+        session = connect(c, "h1")
+        await stats_asks(session)  # the Welcome and the first Assignment
+        assert c.commands.want_stats(SCRAPE_LOOK_SECONDS) == 1
+        assert await stats_asks(session) == [SCRAPE_LOOK_SECONDS]
+        for _ in range(29):  # a scrape every second, and a status now and then
+            clock.advance(1.0)
+            assert c.commands.want_stats(SCRAPE_LOOK_SECONDS) == 0
+            assert c.commands.want_stats() == 0
+        clock.advance(1.0 - MS)
+        assert c.commands.want_stats(SCRAPE_LOOK_SECONDS) == 0
+        clock.advance(MS)
+        assert c.commands.want_stats(SCRAPE_LOOK_SECONDS) == 1
+        assert await stats_asks(session) == [SCRAPE_LOOK_SECONDS]
+        # nobody scrapes any more: a status alone asks for its own 10 s once the scrape's
+        # minute has less than 5 s to run
+        clock.advance(SCRAPE_LOOK_SECONDS - LOOK_SECONDS / 2 - MS)
+        assert c.commands.want_stats() == 0
+        clock.advance(MS)
+        assert c.commands.want_stats() == 1
+        assert await stats_asks(session) == [LOOK_SECONDS]
 
     run(test)

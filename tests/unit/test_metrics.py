@@ -316,7 +316,8 @@ def _controller(*hosts: str) -> Any:
     metrics = ControllerMetrics()
     metrics.enabled = True
     return SimpleNamespace(
-        leading=True, term=1, commands=SimpleNamespace(want_stats=lambda: 0), metrics=metrics,
+        leading=True, term=1, metrics=metrics,
+        commands=SimpleNamespace(want_stats=lambda seconds: 0),
         agents=SimpleNamespace(records={
             host: AgentRecord(host, ready=True, last_seen_mono=100.0) for host in hosts
         }),
