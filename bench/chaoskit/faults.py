@@ -210,8 +210,7 @@ class Player:
             w for w in RULES
             if len({p.version for _, p in workers if p.watcher == w}) > 1
         }  # fmt: skip
-        with self._lock:
-            spared = mixed | self._rolling
+        spared = mixed | self.rolling()
         candidates = sorted(
             ((h, p) for h, p in workers if p.watcher not in spared),
             key=lambda hp: (hp[0], hp[1].watcher, hp[1].wid),
@@ -224,6 +223,11 @@ class Player:
                 continue
             self.journal.kills.append((time.monotonic(), host, proc))
         return ", ".join(f"{p.watcher}[{p.wid}]@{h}" for h, p in chosen)
+
+    def rolling(self) -> set[str]:
+        """The watchers a crash storm spares besides those the kernel shows mixed."""
+        with self._lock:
+            return set(self._rolling)
 
     def _note_rollouts(self) -> None:
         """Forget the watchers the leader shows with no rollout, where no apply of theirs
