@@ -267,12 +267,20 @@ def test_kill_9_at_random_instants_of_fast_output_loses_no_line_and_writes_none_
     pids = cluster.wait_running("w", 2)
     logs = cluster.root / "agent" / "logs"
     rounds = random.Random()
+
+    def written() -> int:
+        return sum(path.read_bytes().count(b"\n") for path in logs.glob("w.out.log*"))
+
+    def more_lines(count: int) -> None:
+        target = written() + count
+        wait_for(lambda: written() >= target, 20, f"{count} more lines in the files")
+
     for _ in range(12):
-        time.sleep(rounds.uniform(0.0, 0.3))  # the random instant of the kill
+        more_lines(rounds.randrange(3000))  # the random instant of the kill, in lines
         cluster.agent.kill9()
         cluster.start_agent()
         same_workers(cluster, pids)
-    time.sleep(0.5)  # more lines, through the last agent
+    more_lines(500)  # more lines, through the last agent
     assert cluster.agent.stop() == 0  # the workers stop; what their pipes held is written
     found = numbered_lines_in_files(logs, "w.out.log")
     assert set(found) == {1, 2}

@@ -328,11 +328,16 @@ def _step_down(cluster: HaCluster, target: str, cut_off: bool) -> None:
     past its lease (it steps down on its own deadline, its etcd clients failing over
     through every member; it may win again, then it is paused too). Else it is paused."""
     if cut_off:
+        daemon = cluster.daemon_at(target)
+        stepped_down = daemon.output().count("stepped down from")
         for member in cluster.etcd.members:
             member.pause()
-        time.sleep(cluster.lease_ttl + 1.5)  # the outage itself: nothing to poll
-        for member in cluster.etcd.members:
-            member.resume()
+        try:  # the outage lasts until the leader gives up on its own deadline
+            wait_for(lambda: daemon.output().count("stepped down from") > stepped_down,
+                     cluster.lease_ttl + 20, f"{target} to step down without etcd")  # fmt: skip
+        finally:
+            for member in cluster.etcd.members:
+                member.resume()
         cluster.wait_leader(20)
     if cluster.leader() == target:
         paused = cluster.daemon_at(target)

@@ -186,16 +186,22 @@ def test_refused_reports_are_told_at_most_once_every_ten_seconds(tmp_path: Path)
     run(test)
 
 
-async def welcomes(session: AgentSession) -> list[float]:
-    """The heartbeat intervals of the Welcomes queued for `session` (read off its queue)."""
-    found: list[float] = []
+async def queued(session: AgentSession) -> list[object]:
+    """The messages queued for `session`, read off its queue (nothing more comes within
+    10 ms: everything here is queued synchronously by the calls under test)."""
+    found: list[object] = []
     while True:
         try:
             item = await asyncio.wait_for(session.next(), 0.01)
         except TimeoutError:
             return found
-        if item is not None and isinstance(item[1], Welcome):
-            found.append(item[1].heartbeat_interval)
+        if item is not None:
+            found.append(item[1])
+
+
+async def welcomes(session: AgentSession) -> list[float]:
+    """The heartbeat intervals of the Welcomes queued for `session`."""
+    return [m.heartbeat_interval for m in await queued(session) if isinstance(m, Welcome)]
 
 
 def test_a_growing_fleet_is_told_a_longer_interval_a_few_agents_at_a_time(
@@ -259,15 +265,8 @@ def test_a_growing_fleet_is_told_a_longer_interval_a_few_agents_at_a_time(
 
 
 async def stats_asks(session: AgentSession) -> list[float]:
-    """The seconds of the StatsWanted queued for `session` (read off its queue)."""
-    found: list[float] = []
-    while True:
-        try:
-            item = await asyncio.wait_for(session.next(), 0.01)
-        except TimeoutError:
-            return found
-        if item is not None and isinstance(item[1], StatsWanted):
-            found.append(item[1].seconds)
+    """The seconds of the StatsWanted queued for `session`."""
+    return [m.seconds for m in await queued(session) if isinstance(m, StatsWanted)]
 
 
 def test_a_steady_scraper_asks_each_agent_to_sample_once_every_thirty_seconds(
