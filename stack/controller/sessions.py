@@ -42,20 +42,15 @@ class AgentSessions:
         self._c = controller
         self.announced_lost: frozenset[str] = frozenset()
         """Agents an agent_lost event was recorded for (while they stay lost)."""
-        self.heartbeat = self.cadence.base
-        """The heartbeat interval for the fleet as the last check counted it."""
-
-    @property
-    def cadence(self) -> heartbeats.Cadence:
-        settings = self._c.settings
-        return heartbeats.Cadence(
+        settings = controller.settings  # frozen: what follows from it is made once
+        self.cadence = heartbeats.Cadence(
             settings.heartbeat_interval, settings.agent_timeout, settings.max_heartbeats
         )
-
-    @property
-    def timeouts(self) -> liveness.Timeouts:
-        settings = self._c.settings
-        return liveness.Timeouts(settings.agent_timeout, settings.reschedule_after, self.cadence)
+        self.timeouts = liveness.Timeouts(
+            settings.agent_timeout, settings.reschedule_after, self.cadence
+        )
+        self.heartbeat = self.cadence.base
+        """The heartbeat interval for the fleet as the last check counted it."""
 
     def reset(self) -> None:
         """Forget what was announced (leadership ended)."""
