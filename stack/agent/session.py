@@ -6,7 +6,11 @@ answers with Observed carrying that generation. Observed is re-sent whenever som
 changed (coalesced) and at least every heartbeat interval; events and log lines are
 shipped in batches. If the stream fails or ends, workers keep running (losing the
 control plane never restarts a worker) and the session reconnects with exponential
-backoff and full jitter, logging one line per lost connection.
+backoff and full jitter, logging one line per lost connection. A controller that
+answers but knows no leader yet (an election under way) is asked again within
+ANSWERED_RETRY_MAX seconds, however long that lasts: the new leader then hears from
+this agent within a second of winning, well inside the hold a new leader keeps on
+the share of an agent that has not come back.
 
 `--controller` may list several controllers (HA): the session tries them in turn,
 and a follower's Redirect sends it straight to the leader. gRPC keepalive pings
@@ -75,6 +79,22 @@ KEEPALIVE_OPTIONS = (
 """A controller that answers no ping for 3 s is gone: dial the next one."""
 CHANNEL_OPTIONS = (*KEEPALIVE_OPTIONS, *GRPC_SIZE_OPTIONS)
 """Keepalive, and message sizes bounded both ways (see stack.security.limits)."""
+ANSWERED_RETRY_MAX = 1.0
+"""Backoff cap in seconds after a controller answered without a leader to name."""
+REDIRECT_HOPS = 3
+"""Redirects followed one after another before the session takes a pause."""
+
+
+def backoff_ceiling(answered: bool, settings: AgentSettings) -> float:
+    """The most the session waits before dialing again: reconnect_max when no controller
+    answered, ANSWERED_RETRY_MAX when one did but named no leader (an election ends
+    within a lease; waiting longer only delays the agent's return to the new leader)."""
+    return min(ANSWERED_RETRY_MAX, settings.reconnect_max) if answered else settings.reconnect_max
+
+
+def next_backoff(backoff: float, answered: bool, settings: AgentSettings) -> float:
+    """The backoff after another failed attempt: doubled, up to its ceiling."""
+    return min(max(backoff * 2, settings.reconnect_min), backoff_ceiling(answered, settings))
 
 
 def _cancelling() -> bool:
@@ -138,15 +158,18 @@ class Session:
         """Connect, serve, reconnect; returns only when cancelled."""
         backoff = self.settings.reconnect_min
         quiet = False
+        leaderless = False
         hops = 0
         while True:
             welcomed = [False]
+            answered = False
             try:
                 await self._serve(self.address, welcomed)
             except _Redirected as redirect:
+                answered = True
                 hops += 1
                 # Followers may name each other for a moment during an election.
-                if redirect.address and redirect.address != self.address and hops <= 3:
+                if redirect.address and redirect.address != self.address and hops <= REDIRECT_HOPS:
                     log.info(
                         "controller %s redirects to the leader at %s",
                         self.address,
@@ -155,7 +178,11 @@ class Session:
                     self._follow(redirect.address)
                     backoff = self.settings.reconnect_min
                     continue
-                log.info("controller %s: no leader yet (election in progress)", self.address)
+                if not leaderless:
+                    log.info("controller %s: no leader yet (election in progress)", self.address)
+                else:
+                    log.debug("controller %s: still no leader", self.address)
+                leaderless = True
             except Exception as exc:  # a guard: never let one bad message end the agent
                 if _cancelling():  # an error on the way out of a cancel is that cancel
                     raise asyncio.CancelledError from None
@@ -170,13 +197,15 @@ class Session:
             finally:
                 self.connected.clear()
             quiet = not welcomed[0]
+            hops = 0  # a pause ends a chain of redirects: the next one may be followed
             if welcomed[0]:
                 backoff = self.settings.reconnect_min
-                hops = 0
+                leaderless = False
             else:
                 self._rotate()
+            backoff = min(backoff, backoff_ceiling(answered, self.settings))
             await asyncio.sleep(random.uniform(0, backoff))
-            backoff = min(backoff * 2, self.settings.reconnect_max)
+            backoff = next_backoff(backoff, answered, self.settings)
 
     def _follow(self, address: str) -> None:
         """Dial `address` next (a redirect); the list goes on from there if it fails."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -202,5 +203,64 @@ def _follows_redirect_and_reconnects(tmp_path: Path, first: int, second: int) ->
             session.cancel()
         states = {p.state for p in engine.observed().processes}
         assert states == {types_pb2.PROCESS_STATE_STOPPED}, "leaving the engine stops workers"
+
+    run(scenario())
+
+
+class ElectingController(agent_pb2_grpc.AgentServiceServicer):
+    """Answers each of the first `leaderless` hellos with a Redirect naming no leader (an
+    election under way), then welcomes; records when each hello came."""
+
+    def __init__(self, leaderless: int) -> None:
+        self.leaderless = leaderless
+        self.hellos: list[float] = []
+        self.welcomed = asyncio.Event()
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+    ) -> AsyncIterator[agent_pb2.ControllerMessage]:
+        async for msg in request_iterator:
+            if msg.WhichOneof("body") == "hello":
+                break
+        self.hellos.append(time.monotonic())
+        if len(self.hellos) <= self.leaderless:
+            yield agent_pb2.ControllerMessage(redirect=agent_pb2.Redirect(leader_address=""))
+            return
+        yield agent_pb2.ControllerMessage(welcome=agent_pb2.Welcome(fencing_token=1))
+        self.welcomed.set()
+        async for _ in request_iterator:
+            pass
+
+
+def test_an_agent_asks_again_within_a_second_all_through_a_long_election(
+    tmp_path: Path, reserved_port: int
+) -> None:
+    # Twelve "no leader yet" answers in a row: with the backoff left to grow to its 10 s
+    # cap the agent would come back to the new leader up to 10 s late, past the hold a
+    # new leader keeps on an absent agent's share; it must keep asking about every second.
+    port = reserved_port
+
+    async def scenario() -> None:
+        config = settings(tmp_path, controller=f"127.0.0.1:{port}")
+        assert config.reconnect_max >= 10
+        electing = ElectingController(leaderless=12)
+        server = grpc.aio.server()
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(electing, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            async with Engine(config) as engine, asyncio.TaskGroup() as tg:
+                session = tg.create_task(Session(config, engine).run())
+                async with asyncio.timeout(40):
+                    await electing.welcomed.wait()
+                session.cancel()
+        finally:
+            await server.stop(0)
+        gaps = [b - a for a, b in itertools.pairwise(electing.hellos)]
+        assert len(gaps) == 12
+        # At most 1 s of backoff between two attempts, and 1.5 s for a loaded machine.
+        assert max(gaps) < 2.5, [round(g, 2) for g in gaps]
 
     run(scenario())
