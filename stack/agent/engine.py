@@ -70,6 +70,8 @@ from stack.spec.reports import Event, LogLine, Severity
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10_000
+SAVE_RETRY_SECONDS = 1.0
+"""How soon a save to the data dir that failed (a full disk) is tried again."""
 _LEVELS = {Severity.WARNING: logging.WARNING, Severity.ERROR: logging.ERROR}
 
 
@@ -112,6 +114,11 @@ class Engine:
         self._observed: Observed | None = None
         """The last observed(), while it is still true (see there)."""
         self._records_dirty = False
+        self._unsaved_assignment: Assignment | None = None
+        """The assignment applied last, while its save has not succeeded yet."""
+        self._save_error = ""
+        """Why saving to the data dir fails ("" while it works): a full disk."""
+        self._save_retry: asyncio.TimerHandle | None = None
         self._workers_changed = False
         """Records changed since the flush loop last gave freed heap back."""
         self._flush_due = asyncio.Event()
@@ -186,6 +193,9 @@ class Engine:
     async def _wind_down(self) -> None:
         """Cancel every task of the engine and wait for them."""
         assert self._tg is not None
+        if self._save_retry is not None:
+            self._save_retry.cancel()
+            self._save_retry = None
         for task in self._loops:
             task.cancel()
         for watcher in [*self.watchers.values(), *self._removed]:
@@ -309,7 +319,8 @@ class Engine:
         self.generation = assignment.generation
         self._assignment = assignment
         if not restored:
-            persist.save_assignment(self.settings.data_dir, assignment)
+            self._unsaved_assignment = assignment
+            self._save_assignment()
         self.event(
             "assignment_applied",
             "",
@@ -472,6 +483,10 @@ class Engine:
                 os.close(kept.fd)
         if assignment is not None:
             self.apply(assignment, restored=True)
+            saved = persist.load_assignment(self.settings.data_dir)
+            if saved != assignment:
+                self._unsaved_assignment = assignment  # the previous image could not save it
+                self._save_assignment()
         for state in handover.watchers:
             watcher = self.watchers.get(state.name)
             if watcher is not None:
@@ -721,8 +736,57 @@ class Engine:
         try:
             persist.save_state(self.settings.data_dir, records)
         except OSError as exc:
-            log.error("cannot persist worker records: %s", exc)
+            self._records_dirty = True  # saved by the retry
+            self._save_failed("the worker records", exc)
+        else:
+            self._save_works()
         return records
+
+    def _save_assignment(self) -> None:
+        """Save the assignment applied last, if it is not on disk yet."""
+        assignment = self._unsaved_assignment
+        if assignment is None:
+            return
+        try:
+            persist.save_assignment(self.settings.data_dir, assignment)
+        except OSError as exc:
+            self._save_failed(f"assignment generation {assignment.generation}", exc)
+            return
+        self._unsaved_assignment = None
+        self._save_works()
+
+    def _save_failed(self, what: str, exc: OSError) -> None:
+        """A save failed (a full disk): nothing else changes, workers run on as they are
+        told. The first failure of a streak is an event; the saves are tried again every
+        SAVE_RETRY_SECONDS until they work."""
+        if not self._save_error:
+            self.event(
+                "save_failed",
+                "",
+                0,
+                f"cannot save {what} in {self.settings.data_dir}: {exc.strerror or exc}; "
+                f"workers run on as told, saving again every {SAVE_RETRY_SECONDS:g}s",
+                Severity.ERROR,
+            )
+        self._save_error = str(exc)
+        if self._save_retry is None and not self._frozen:
+            with contextlib.suppress(RuntimeError):  # no running loop: the agent is ending
+                loop = asyncio.get_running_loop()
+                self._save_retry = loop.call_later(SAVE_RETRY_SECONDS, self._retry_saves)
+
+    def _retry_saves(self) -> None:
+        self._save_retry = None
+        if self._frozen:
+            return
+        self._save_assignment()
+        self._save_if_dirty()
+
+    def _save_works(self) -> None:
+        """A save succeeded: once nothing is left unsaved, say that saving works again."""
+        if self._save_error and self._unsaved_assignment is None and not self._records_dirty:
+            self._save_error = ""
+            self.event("save_works", "", 0, f"saving in {self.settings.data_dir} works again",
+                       Severity.INFO)  # fmt: skip
 
     # ---- what the session reads ----
     def observed(self) -> Observed:

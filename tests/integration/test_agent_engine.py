@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 
 from stack.agent import persist
 from stack.agent.engine import Engine
+from stack.agent.handover import Handover, from_bytes, to_bytes
 from stack.spec.model import FlappingSpec
 from stack.v1 import types_pb2
 from tests.support.engine import (
@@ -549,3 +555,102 @@ def test_spawned_workers_are_on_disk_before_the_next_flush_tick(tmp_path: Path) 
             assert {(r.wid, r.pid) for r in records.workers} == set(pids.items())
 
     run(scenario())
+
+
+@dataclass
+class SmallDisk:
+    """A 1 MiB tmpfs mounted on `where`: `fill` it, `free` it again."""
+
+    where: Path
+
+    @property
+    def filler(self) -> Path:
+        return self.where / "filler"
+
+    def fill(self) -> None:
+        with contextlib.suppress(OSError), self.filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+
+@contextlib.contextmanager
+def small_disk(where: Path) -> Iterator[SmallDisk]:
+    where.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(where)],
+                   check=True)  # fmt: skip
+    try:
+        yield SmallDisk(where)
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs to fill needs root")
+def test_a_full_data_dir_changes_nothing_the_agent_does_and_saving_resumes(
+    tmp_path: Path,
+) -> None:
+    # The data dir fills up (another program's files): an assignment is still applied and
+    # its workers run, one event says why nothing is saved, and once space is back the
+    # assignment and the worker records reach the disk without anything else happening.
+    data_dir = tmp_path / "agent"
+
+    async def scenario(disk: SmallDisk) -> None:
+        async with Engine(settings(tmp_path, data_dir=data_dir)) as engine:
+            disk.fill()
+            engine.note_fencing_token(3)
+            assert engine.apply(assignment(watcher("w", SLEEP, [1, 2]), generation=5,
+                                           fencing_token=3))  # fmt: skip
+            pids = await until(lambda: len(p := running_pids(engine.observed(), "w")) == 2 and p,
+                               what="2 workers")  # fmt: skip
+            events = [e for e in engine.take_events() if e.kind.startswith("save_")]
+            assert [e.kind for e in events] == ["save_failed"], events
+            assert "No space left on device" in events[0].message
+            assert persist.load_assignment(data_dir) is None
+
+            disk.free()
+            await until(lambda: (a := persist.load_assignment(data_dir)) is not None
+                        and a.generation == 5, what="the assignment saved")  # fmt: skip
+            await until(
+                lambda: (
+                    {(r.wid, r.pid) for r in persist.load_state(data_dir).workers}
+                    == set(pids.items())
+                ),
+                what="the worker records saved",
+            )
+            await until(lambda: "save_works" in {e.kind for e in engine.take_events()},
+                        what="an event that saving works again")  # fmt: skip
+            assert running_pids(engine.observed(), "w") == pids
+
+    with small_disk(data_dir) as disk:
+        run(scenario(disk))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs to fill needs root")
+def test_an_assignment_the_previous_image_could_not_save_is_saved_by_the_next(
+    tmp_path: Path,
+) -> None:
+    # A reload while the disk is full: the next image has the assignment from its
+    # handover; what the disk has is older, so the next image saves it at once.
+    data_dir = tmp_path / "agent"
+
+    async def first_life(disk: SmallDisk) -> Handover:
+        async with Engine(settings(tmp_path, data_dir=data_dir)) as engine:
+            disk.fill()
+            engine.apply(assignment(watcher("w", SLEEP, [1]), generation=8))
+            await until(lambda: running_pids(engine.observed(), "w"), what="the worker")
+            return engine.hand_over(0.0, "", "")
+
+    async def second_life(handover: Handover) -> None:
+        async with Engine(settings(tmp_path, data_dir=data_dir), handover) as engine:
+            saved = persist.load_assignment(data_dir)
+            assert saved is not None and saved.generation == 8
+            assert set(running_pids(engine.observed(), "w")) == {1}
+
+    with small_disk(data_dir) as disk:
+        handover = run(first_life(disk))
+        assert persist.load_assignment(data_dir) is None
+        disk.free()
+        run(second_life(from_bytes(to_bytes(handover))))
