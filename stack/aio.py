@@ -4,6 +4,7 @@ Every long-lived task has a name and an owner (a TaskGroup, or the caller awaiti
 and a guard that says in the log when it failed or, meant to run forever, ended. The
 idioms that asyncio leaves to every caller are written here once:
 
+- `TaskGroup`: asyncio's, without the cancel request it leaks on Python 3.11 and 3.12;
 - `guard` / `start`: a task that logs its failure with its name (and re-raises, so its
   owner ends too, or not, for tasks whose failure is only theirs);
 - `stop`: cancel tasks, wait for them a bounded time, and name the ones that are stuck;
@@ -21,15 +22,64 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+import types
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class TaskGroup(asyncio.TaskGroup):
+    """asyncio.TaskGroup without the cancel request it leaks on Python 3.11 and 3.12.
+
+    When a task of the group fails after the block has ended, while the group waits in
+    `__aexit__` for its other tasks (a task cancelled at the end of the block that fails
+    instead of ending cancelled: a gRPC write cut short does), those versions cancel the
+    owner task to abort it and never withdraw the request: `Task.cancelling()` stays
+    above 0 for good. Every later check of "am I being cancelled?" then says yes, and a
+    loop that must end when its owner cancels it takes its next error for that cancel
+    and ends without a word (an agent's session did: it never reconnected). Python 3.13
+    withdraws the request. This group waits for its tasks at the end of the block as the
+    block itself would, so that such a failure cancels that wait instead, which
+    asyncio's TaskGroup handles rightly on every version.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def create_task(
+        self,
+        coro: Generator[Any, None, T] | Coroutine[Any, Any, T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        task = super().create_task(coro, name=name, context=context)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        if et is None:
+            try:
+                while self._running:
+                    await asyncio.wait(tuple(self._running))
+            except asyncio.CancelledError as cancel:
+                await super().__aexit__(type(cancel), cancel, cancel.__traceback__)
+                return
+        await super().__aexit__(et, exc, tb)
 
 
 async def guard(
@@ -109,7 +159,7 @@ async def race(**contenders: Coroutine[Any, Any, Any]) -> str:
     The tasks share one TaskGroup: a failure of any of them is raised (in an
     ExceptionGroup) once all have ended, and cancelling the caller cancels them all.
     """
-    async with asyncio.TaskGroup() as group:
+    async with TaskGroup() as group:
         tasks = {group.create_task(coro, name=name): name for name, coro in contenders.items()}
         done, losers = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in losers:

@@ -123,7 +123,7 @@ class Engine:
         """Records changed since the flush loop last gave freed heap back."""
         self._flush_due = asyncio.Event()
         """Set when output was written or records changed: the flush loop has work."""
-        self._tg: asyncio.TaskGroup | None = None
+        self._tg: aio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._wake_event: asyncio.Event | None = None
         self.updates = asyncio.Event()
@@ -149,7 +149,7 @@ class Engine:
         self.logs.on_output.append(self._flush_due)
         self._wake_event = asyncio.Event()
         self.fencing_token = persist.load_state(self.settings.data_dir).fencing_token
-        self._tg = asyncio.TaskGroup()
+        self._tg = aio.TaskGroup()
         await self._tg.__aenter__()
         loops = {
             "engine reconcile": self._reconcile_loop,

@@ -401,7 +401,7 @@ async def run(
         metrics.connected = session.connected.is_set
         metrics.lines = lambda: (engine.lines_shipped, engine.lines_dropped)
         notifier.ready(_status(session, engine))
-        async with asyncio.TaskGroup() as tg:
+        async with aio.TaskGroup() as tg:
             tasks = [aio.start(tg, session.run(), "session", forever=True, logger=log)]
             if http is not None:
                 tasks.append(aio.start(tg, http.run(), "metrics", forever=True, logger=log))

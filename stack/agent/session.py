@@ -41,7 +41,7 @@ import stack
 from stack.agent.engine import Engine
 from stack.agent.settings import AgentSettings
 from stack.agent.tls_check import TlsChecker
-from stack.aio import wait_event
+from stack.aio import TaskGroup, wait_event
 from stack.security.limits import GRPC_SIZE_OPTIONS
 from stack.security.local import is_unix
 from stack.security.tls_files import TlsError
@@ -258,7 +258,7 @@ class Session:
             self._outbox = outbox
             try:
                 await call.write(agent_message_to_proto(self._hello()))
-                async with asyncio.TaskGroup() as tg:
+                async with TaskGroup() as tg:
                     reader = tg.create_task(self._read(call, outbox, welcomed), name="session read")
                     writer = tg.create_task(self._write(call, outbox), name="session write")
                     await reader

@@ -18,7 +18,7 @@ from typing import Protocol, TypeAlias
 
 import grpc
 
-from stack.aio import finished_within
+from stack.aio import TaskGroup, finished_within
 from stack.controller.agents import AgentSession
 from stack.security.tls import peer_identity
 from stack.spec.model import NAME_RULE, valid_name
@@ -122,7 +122,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             return
         session = self._hooks.agent_connected(hello, context.peer())
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with TaskGroup() as tg:
                 reader = tg.create_task(
                     self._read(session, messages), name=f"agent-read-{session.host_id}"
                 )

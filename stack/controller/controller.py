@@ -266,7 +266,7 @@ class Controller:
     async def watch_agents(self) -> None:
         """Run forever while leading: check agents' liveness a few times per timeout,
         move rolling changes on as their batches come up, and write the event history."""
-        async with asyncio.TaskGroup() as tg:
+        async with aio.TaskGroup() as tg:
             aio.start(tg, self._check_liveness(), "expire-agents", forever=True, logger=log)
             aio.start(tg, self.rollouts.run(), "rollouts", forever=True, logger=log)
             aio.start(tg, self.event_writer.run(), "write-events", forever=True, logger=log)

@@ -53,7 +53,7 @@ class HighAvailability:
 
     async def run(self) -> None:
         """Take part until cancelled."""
-        async with asyncio.TaskGroup() as tg:
+        async with aio.TaskGroup() as tg:
             aio.start(tg, self.roster.run(), "roster", forever=True, logger=log)
             aio.start(tg, self._watch_leader(), "watch-leader", forever=True, logger=log)
             aio.start(tg, self._follow_store(), "follow-store", forever=True, logger=log)
@@ -150,7 +150,7 @@ class HighAvailability:
             for update in watch:
                 loop.call_soon_threadsafe(updates.put_nowait, update)
 
-        async with asyncio.TaskGroup() as tg:
+        async with aio.TaskGroup() as tg:
             pumping = aio.start(
                 tg, asyncio.to_thread(pump), "store-watch", reraise=False, logger=log
             )

@@ -184,13 +184,13 @@ class LocalRelay:
         """Open connections per uid."""
         self._pairs: set[_Pair] = set()
         self._server: asyncio.Server | None = None
-        self._tasks: asyncio.TaskGroup | None = None
+        self._tasks: aio.TaskGroup | None = None
 
     async def run(self) -> None:
         """Accept and relay until cancelled; then close every relayed connection."""
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.TaskGroup() as tasks:
+            async with aio.TaskGroup() as tasks:
                 self._tasks = tasks
                 self._server = await loop.create_unix_server(
                     lambda: _Pair(self, PeerCredentials(0, -1, -1)).client, sock=self._listener

@@ -452,7 +452,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     notifier.ready(f"serving on {' and '.join(served)}")
     try:
-        async with asyncio.TaskGroup() as tg:
+        async with aio.TaskGroup() as tg:
             running = aio.start(tg, plane.run(), "control-plane", forever=True, logger=log)
             relaying = aio.start(
                 tg, relay.run(), "relay the local socket", forever=True, logger=log

@@ -136,7 +136,7 @@ class HttpServer:
         self.port = 0
         """The port bound (after `bind`)."""
         self._server: asyncio.Server | None = None
-        self._group: asyncio.TaskGroup | None = None
+        self._group: aio.TaskGroup | None = None
         self._open = 0
         self._serial = 0
 
@@ -162,7 +162,7 @@ class HttpServer:
             await self.bind()
         assert self._server is not None
         try:
-            async with asyncio.TaskGroup() as group:
+            async with aio.TaskGroup() as group:
                 self._group = group
                 await self._server.start_serving()
                 await asyncio.Event().wait()

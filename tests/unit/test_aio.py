@@ -200,3 +200,54 @@ def test_a_prestarted_pool_runs_all_its_threads_from_the_start_and_never_more() 
         assert all(f.result() for f in held) and queued.result() == 1
     finally:
         pool.shutdown()
+
+
+async def fails_when_cancelled() -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        raise RuntimeError("cut short") from None
+
+
+def test_a_task_failing_after_the_block_leaves_its_owner_not_cancelled() -> None:
+    # asyncio's own TaskGroup (Python 3.11, 3.12) leaves the owner's cancel count at 1
+    # here: every later "am I being cancelled?" would then say yes.
+    async def test() -> None:
+        owner = asyncio.current_task()
+        assert owner is not None
+        with pytest.raises(ExceptionGroup) as raised:
+            async with aio.TaskGroup() as tg:
+                task = tg.create_task(fails_when_cancelled())
+                await asyncio.sleep(0)
+                task.cancel()
+        assert [str(e) for e in raised.value.exceptions] == ["cut short"]
+        assert owner.cancelling() == 0
+        await asyncio.sleep(0)  # and no cancel is still on its way
+
+    run(test)
+
+
+def test_a_task_group_still_passes_on_its_owners_cancel_and_its_tasks_failures() -> None:
+    async def cancelled_owner() -> None:
+        async with aio.TaskGroup() as tg:
+            tg.create_task(forever())
+            tg.create_task(forever())
+
+    async def failing_task() -> None:
+        async with aio.TaskGroup() as tg:
+            tg.create_task(forever())
+            tg.create_task(fail())
+
+    async def test() -> None:
+        owner = asyncio.create_task(cancelled_owner())
+        await asyncio.sleep(0.01)
+        owner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await owner
+        with pytest.raises(ExceptionGroup) as raised:
+            await failing_task()
+        assert [str(e) for e in raised.value.exceptions] == ["boom"]
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
+
+    run(test)
