@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from stack.agent.console import Console, color_of
 from stack.agent.log_files import RotatingFile, newest_lines
-from stack.agent.output_intents import Intent, Intents
+from stack.agent.output_intents import Intent, Intents, checksum
 from stack.agent.pipe_peek import PIPE_BYTES, Peeker, discard, pipe_size
 from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.spec.model import StreamSpec
@@ -175,12 +175,13 @@ class _Take:
     recorded (see output_intents); after it, the lines' bytes are taken out of the pipe
     and the intent cleared."""
 
-    __slots__ = ("carried", "done", "end", "ends", "intents", "lines", "reader", "taken")
+    __slots__ = ("buffer", "carried", "done", "end", "ends", "intents", "lines", "reader", "taken")
 
     def __init__(
         self,
         intents: Intents,
         reader: _Reader,
+        buffer: bytes,
         lines: list[bytes],
         end: int,
         ends: list[int] | None,
@@ -188,6 +189,8 @@ class _Take:
     ) -> None:
         self.intents = intents
         self.reader = reader
+        self.buffer = buffer
+        """What was carried, then what the peek saw: `end` and `ends` index into it."""
         self.lines = lines
         self.end = end
         self.ends = ends
@@ -210,8 +213,10 @@ class _Take:
         return max(0, end - self.carried)
 
     def before(self, lines: int, inode: tuple[int, int], size: int, size_after: int) -> None:
-        count = self._bytes(self.done + lines) - self.taken
-        intent = Intent(self.reader.pipe, inode, size, size_after, count)
+        upto = self._bytes(self.done + lines)
+        start = self.carried + self.taken
+        crc = checksum(memoryview(self.buffer)[start : self.carried + upto])
+        intent = Intent(self.reader.pipe, inode, size, size_after, upto - self.taken, crc)
         self.intents.record(self.reader.slot, intent)
 
     def after(self, lines: int) -> None:
@@ -384,10 +389,18 @@ class LogHub:
         written = rotating is None or rotating.was_written(
             intent.file, intent.size_before, intent.size_after
         )
-        if written:
+        if written and intent.still_in(self._peek_head(reader.fd)):
             discard(reader.fd, intent.pipe_bytes)
         assert self._intents is not None
         self._intents.clear(reader.slot)
+
+    def _peek_head(self, fd: int) -> bytes:
+        """What the front of pipe `fd` holds now, left in it (b"": nothing, or unknown)."""
+        assert self._peeker is not None
+        try:
+            return self._peeker.peek(fd) or b""
+        except OSError:
+            return b""
 
     def _ready(self) -> None:
         assert self._poll is not None
@@ -426,7 +439,7 @@ class LogHub:
         if not lines:
             return False  # a partial line: the pipe wakes the agent when more comes
         reader.carried = b""
-        take = _Take(self._intents, reader, lines, end, ends, len(carried))
+        take = _Take(self._intents, reader, buffer, lines, end, ends, len(carried))
         self._emit(reader.watcher, reader.wid, reader.stream, lines, take)
         take.rest()
         # Left: when the peek saw all it could, maybe more (a partial line at its end

@@ -5,15 +5,21 @@ pipe_peek). A kill between the two would leave them in the pipe AND in the file,
 new agent would write them again. So before each write the agent records its intent in
 a slot of a small shared file mapping (`output.intents` in its data dir): the pipe, the
 file (device and inode: it may have been rotated to `.1` since), the file's size before
-and after the write, and how many bytes of the pipe the written lines are. The slot is
-cleared once those bytes are taken out. The stores go to the page cache, which outlives
-the process: a `kill -9` leaves the last intent as it was, at no cost of a system call.
+and after the write, how many bytes of the pipe the written lines are, and a checksum
+of those bytes. The slot is cleared once those bytes are taken out. The stores go to the
+page cache, which outlives the process: a `kill -9` leaves the last intent as it was, at
+no cost of a system call.
 
 A new agent reads the intents left behind; when it takes back a pipe whose intent is
 still set, it looks at the file: grown to the size after the write, the lines are in
-it and their bytes are taken out of the pipe first; not grown, they are read again;
-grown only part way (the kill cut the write short), the file is cut back and they are
-read again. One agent writes one chunk at a time, so at most one intent is ever set.
+it, and their bytes are taken out of the pipe first if they are still at its head (same
+length and checksum: a kill between the take-out and the clearing of the slot left them
+taken already, and what is at the head then is newer output); not grown, they are read
+again; grown only part way (the kill cut the write short), the file is cut back and they
+are read again. One agent writes one chunk at a time, so at most one intent is ever set.
+Output that repeats itself byte for byte can fool the checksum: a kill in the instant
+between a take-out and the clearing of its slot may then drop one chunk of those
+identical lines.
 
 A slot is valid when its check word matches its fields: the check is cleared first and
 written last, so a slot caught half written is simply not set.
@@ -34,8 +40,10 @@ from stack.security.safe_files import open_update, opened_dir
 log = logging.getLogger(__name__)
 
 FILE = "output.intents"
-_FIELDS = struct.Struct("<7Q")
-"""pipe device, pipe inode, file device, file inode, size before, size after, pipe bytes"""
+_FIELDS = struct.Struct("<6QII")
+"""pipe device, pipe inode, file device, file inode, size before, size after, pipe bytes,
+checksum of those bytes (0: unknown, in a slot of an agent that recorded none: the upper
+half of its 8-byte count, always 0 since a chunk is at most a pipe's size)"""
 _CHECK = struct.Struct("<Q")
 SLOT = 64
 _MAGIC = 0x5354_4B49 << 32
@@ -52,6 +60,20 @@ class Intent:
     size_before: int
     size_after: int
     pipe_bytes: int
+    pipe_crc: int = 0
+    """zlib.crc32 of the pipe bytes (0: not known)."""
+
+    def still_in(self, head: bytes) -> bool:
+        """Whether `head`, peeked from the front of the pipe, starts with these bytes
+        (with no checksum known, as an agent that recorded none did: assumed so)."""
+        if not self.pipe_crc:
+            return True
+        return len(head) >= self.pipe_bytes and checksum(head[: self.pipe_bytes]) == self.pipe_crc
+
+
+def checksum(data: bytes | memoryview) -> int:
+    """The checksum an intent keeps of its pipe bytes (never 0, which means unknown)."""
+    return zlib.crc32(data) or 1
 
 
 def _check(fields: bytes) -> int:
@@ -92,8 +114,8 @@ class Intents:
         fields = self._map[offset + 8 : offset + 8 + _FIELDS.size]
         if _CHECK.unpack_from(self._map, offset)[0] != _check(fields):
             return None
-        pipe_dev, pipe_ino, file_dev, file_ino, before, after, count = _FIELDS.unpack(fields)
-        return Intent((pipe_dev, pipe_ino), (file_dev, file_ino), before, after, count)
+        pipe_dev, pipe_ino, file_dev, file_ino, before, after, count, crc = _FIELDS.unpack(fields)
+        return Intent((pipe_dev, pipe_ino), (file_dev, file_ino), before, after, count, crc)
 
     def take_slot(self) -> int:
         if not self._free:
@@ -109,7 +131,7 @@ class Intents:
     def record(self, slot: int, intent: Intent) -> None:
         offset = slot * SLOT
         fields = _FIELDS.pack(*intent.pipe, *intent.file, intent.size_before,
-                              intent.size_after, intent.pipe_bytes)  # fmt: skip
+                              intent.size_after, intent.pipe_bytes, intent.pipe_crc)  # fmt: skip
         _CHECK.pack_into(self._map, offset, 0)
         self._map[offset + 8 : offset + 8 + _FIELDS.size] = fields
         _CHECK.pack_into(self._map, offset, _check(fields))

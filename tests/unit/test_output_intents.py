@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from stack.agent import log_files
 from stack.agent.output import LogHub
-from stack.agent.output_intents import Intent, Intents
+from stack.agent.output_intents import Intent, Intents, checksum
 from stack.spec.model import StreamSpec
 
 
@@ -28,12 +30,12 @@ class Killed(SystemExit):
 def test_an_intent_outlives_its_agent_and_a_cleared_one_does_not(tmp_path: Path) -> None:
     first = Intents(tmp_path)
     kept, cleared = first.take_slot(), first.take_slot()
-    first.record(kept, Intent((1, 2), (3, 4), 10, 20, 5))
+    first.record(kept, Intent((1, 2), (3, 4), 10, 20, 5, checksum(b"abcde")))
     first.record(cleared, Intent((1, 9), (3, 4), 20, 30, 5))
     first.clear(cleared)
     # (not closed: a killed agent closes nothing)
     second = Intents(tmp_path)
-    assert second.left == {(1, 2): (kept, Intent((1, 2), (3, 4), 10, 20, 5))}
+    assert second.left == {(1, 2): (kept, Intent((1, 2), (3, 4), 10, 20, 5, checksum(b"abcde")))}
     assert (tmp_path / "output.intents").stat().st_mode & 0o777 == 0o600
     second.forget_left()
     assert Intents(tmp_path).left == {}
@@ -119,10 +121,26 @@ def _kill_at_the_third_write(
     return kill
 
 
+def _kill_after_the_third_take_out(patch: pytest.MonkeyPatch) -> None:
+    """The agent is killed once the third write's lines are out of the pipe, before their
+    intent is cleared: the next agent finds newer output at the head of the pipe."""
+    real = Intents.clear
+    calls = []
+
+    def clear(self: Intents, slot: int) -> None:
+        calls.append(slot)
+        if len(calls) == 3:
+            raise Killed
+        real(self, slot)
+
+    patch.setattr(Intents, "clear", clear)
+
+
 KILLS = {
     "after the write": _kill_at_the_third_write(lambda blob: blob),
     "before the write": _kill_at_the_third_write(lambda blob: b""),
     "in the write": _kill_at_the_third_write(lambda blob: blob[: len(blob) // 2 + 3]),
+    "after the take-out": _kill_after_the_third_take_out,
 }
 """(In the write: cut short in the middle of a line, as a kill during a write of pages.)"""
 
@@ -149,3 +167,23 @@ def test_a_kill_at_any_point_of_a_write_leaves_every_line_once(
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+
+
+def test_an_intent_knows_its_bytes_at_the_head_of_the_pipe_and_trusts_an_older_agents() -> None:
+    intent = Intent((1, 2), (3, 4), 10, 20, 5, checksum(b"abcde"))
+    assert intent.still_in(b"abcde") and intent.still_in(b"abcdefgh")
+    assert (
+        not intent.still_in(b"fghij") and not intent.still_in(b"abc") and not intent.still_in(b"")
+    )
+    older = Intent((1, 2), (3, 4), 10, 20, 5)  # recorded by an agent that kept no checksum
+    assert older.still_in(b"fghij") and older.still_in(b"")
+
+
+def test_a_slot_of_an_agent_that_kept_no_checksum_reads_as_unknown(tmp_path: Path) -> None:
+    intents = Intents(tmp_path)
+    slot = intents.take_slot()
+    fields = struct.pack("<7Q", 1, 2, 3, 4, 10, 20, 5)  # that agent's layout
+    mapping = intents._map
+    mapping[slot * 64 + 8 : slot * 64 + 8 + len(fields)] = fields
+    mapping[slot * 64 : slot * 64 + 8] = struct.pack("<Q", (0x5354_4B49 << 32) | zlib.crc32(fields))
+    assert Intents(tmp_path).left == {(1, 2): (slot, Intent((1, 2), (3, 4), 10, 20, 5, 0))}
