@@ -24,7 +24,7 @@ import threading
 import zlib
 
 from stack.safe_text import safe
-from stack.spec.load import COLORS
+from stack.spec.model import COLORS
 
 MAX_PENDING = 10_000
 """Chunks of lines waiting for the writer at most; beyond, lines are dropped."""

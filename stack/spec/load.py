@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from stack.spec.errors import SpecError
 from stack.spec.model import (
+    COLORS,
     HOOKS,
     MAX_PROCESSES,
     NAME_RULE,
@@ -63,8 +64,6 @@ STREAM_CLASS_PREFIXES = ("circus.stream.", "stack.")
 """A stream class may be written as Circus's dotted name, or with Stack's prefix."""
 ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", *(f"W{day}" for day in range(7)))
 """TimedRotatingFileStream's units: seconds, minutes, hours, days, midnight, a weekday."""
-COLORS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white")
-"""FancyStdoutStream's colours, as Circus names them."""
 _STREAM_ONLY_FOR = {
     "rotate_when": ("TimedRotatingFileStream",), "rotate_interval": ("TimedRotatingFileStream",),
     "color": ("FancyStdoutStream",),

@@ -40,6 +40,11 @@ STREAM_CLASSES = (
 )  # fmt: skip
 """Circus's stream classes that Stack knows; the first is the default."""
 
+COLORS = ("red", "green", "yellow", "blue", "magenta", "cyan", "white")
+"""FancyStdoutStream's colours, as Circus names them. Here rather than in stack.spec.load,
+which checks them, because the agent picks one (console.py) and must not import the stack
+file loader (tomllib, difflib and the rest: about 0.7 MiB of its heap) for that."""
+
 HOOKS = (
     "before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
     "before_signal", "after_signal", "after_reap",

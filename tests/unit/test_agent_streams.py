@@ -14,8 +14,7 @@ from stack.agent.console import Console, color_of, render
 from stack.agent.log_files import RotatingFile, newest_lines
 from stack.agent.output import LogHub
 from stack.agent.rotation import next_rotation
-from stack.spec.load import COLORS
-from stack.spec.model import StreamSpec
+from stack.spec.model import COLORS, StreamSpec
 from tests.support.wait import wait_for
 
 
