@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, NoReturn
 
 from stack import aio
 from stack.agent import control_signals, flags_file, reexec
-from stack.agent import metrics as agent_metrics
 from stack.agent.engine import Engine
 from stack.agent.handover import Handover
 from stack.agent.lean import let_in_openssl
@@ -59,6 +58,7 @@ from stack.spec.session import LOOK_SECONDS
 from stack.usage import HelpParser, standard_options
 
 if TYPE_CHECKING:
+    from stack.agent.metrics import HostMetrics
     from stack.web.server import HttpServer
 
 log = logging.getLogger("stack.agent")
@@ -121,8 +121,10 @@ def _address(text: str) -> str:
 
 
 def _metrics_address(text: str) -> str:
+    from stack.agent.metrics import check_address  # only --metrics-listen needs it
+
     try:
-        return agent_metrics.check_address(text)
+        return check_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -389,21 +391,22 @@ async def run(
     signals.listen(asyncio.get_running_loop())
     program = reexec.this_program()
     result: Handover | None = None
-    metrics = agent_metrics.HostMetrics(settings.host_id, settings.metrics_per_process)
-    http = await _metrics_server(settings, metrics)
+    served = await _metrics_server(settings)
     async with Engine(settings, handover) as engine:
         if handover is None:
             notifier.status("adopting what runs and restoring the persisted assignment")
             await engine.restore()
         session = Session(settings, engine, handover.controller if handover else "")
-        metrics.snapshot = engine.snapshot
-        metrics.looked_at = lambda: engine.want_stats(LOOK_SECONDS)
-        metrics.connected = session.connected.is_set
-        metrics.lines = lambda: (engine.lines_shipped, engine.lines_dropped)
+        if served is not None:
+            http, metrics = served
+            metrics.snapshot = engine.snapshot
+            metrics.looked_at = lambda: engine.want_stats(LOOK_SECONDS)
+            metrics.connected = session.connected.is_set
+            metrics.lines = lambda: (engine.lines_shipped, engine.lines_dropped)
         notifier.ready(_status(session, engine))
         async with aio.TaskGroup() as tg:
             tasks = [aio.start(tg, session.run(), "session", forever=True, logger=log)]
-            if http is not None:
+            if served is not None:
                 tasks.append(aio.start(tg, http.run(), "metrics", forever=True, logger=log))
                 accounts = metrics.keep_accounts(settings.stats_interval)
                 tasks.append(aio.start(tg, accounts, "metrics-accounts", forever=True, logger=log))
@@ -442,18 +445,20 @@ async def run(
     return result
 
 
-async def _metrics_server(
-    settings: AgentSettings, metrics: agent_metrics.HostMetrics
-) -> HttpServer | None:
-    """The bound /metrics server of `--metrics-listen`, or None (exit 1 if it cannot bind)."""
+async def _metrics_server(settings: AgentSettings) -> tuple[HttpServer, HostMetrics] | None:
+    """The bound /metrics server of `--metrics-listen` and the series it serves, or None
+    (exit 1 if it cannot bind). Without the flag no metrics module is imported: an agent
+    nobody scrapes does not keep their code (about 0.15 MiB)."""
     if not settings.metrics_listen:
         return None
     let_in_openssl()  # prometheus_client imports ssl
+    from stack.agent.metrics import HostMetrics
     from stack.metrics.exposition import Exposition
     from stack.metrics.tally import Tally
     from stack.metrics.text import CONTENT_TYPE
     from stack.web.server import HttpServer, metrics_page
 
+    metrics = HostMetrics(settings.host_id, settings.metrics_per_process)
     exposition = Exposition(Tally(), metrics.read)
     http = HttpServer(
         metrics_page(exposition.scrape, CONTENT_TYPE), settings.metrics_listen, name="metrics"
@@ -467,7 +472,7 @@ async def _metrics_server(
     host = settings.metrics_listen.rpartition(":")[0]
     print(f"stack-agent: serving the metrics on {host}:{port} (plaintext)", file=sys.stderr,
           flush=True)  # fmt: skip
-    return http
+    return http, metrics
 
 
 async def _new_program_starts(
