@@ -27,7 +27,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import stat
 from collections import deque
 from collections.abc import Collection, Iterator
@@ -315,7 +314,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool, mode: int = 0o600) -
     the directory after the rename) and renamed over `path`.
     """
     with opened_dir(path.parent, create=True) as dir_fd:
-        temp = f".{path.name}.{secrets.token_hex(4)}.tmp"
+        # os.urandom, not secrets: that imports random, hmac and base64 into the agent
+        temp = f".{path.name}.{os.urandom(4).hex()}.tmp"
         fd = os.open(
             temp,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
