@@ -138,7 +138,9 @@ def main() -> None:
     print(f"    RSS {rss:.1f} MiB (USS {uss:.1f} MiB), CPU {cpu:.2f} %")
     print("    RSS by mapping: " + ", ".join(f"{k} {v:.1f} MiB" for k, v in parts.items()))
     floor = python_floor("import grpc")
-    print(f"    for scale: python3 with only grpc imported has RSS {floor:.1f} MiB")
+    lean = python_floor("import stack.agent.lean\nstack.agent.lean.keep_out_openssl()\nimport grpc")
+    print(f"    for scale: python3 with only grpc imported has RSS {floor:.1f} MiB; "
+          f"{lean:.1f} MiB with OpenSSL kept out as the agent keeps it out")  # fmt: skip
 
 
 if __name__ == "__main__":
