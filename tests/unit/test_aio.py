@@ -228,10 +228,13 @@ def test_a_task_failing_after_the_block_leaves_its_owner_not_cancelled() -> None
 
 
 def test_a_task_group_still_passes_on_its_owners_cancel_and_its_tasks_failures() -> None:
+    started = asyncio.Event()
+
     async def cancelled_owner() -> None:
         async with aio.TaskGroup() as tg:
             tg.create_task(forever())
             tg.create_task(forever())
+            started.set()
 
     async def failing_task() -> None:
         async with aio.TaskGroup() as tg:
@@ -240,7 +243,7 @@ def test_a_task_group_still_passes_on_its_owners_cancel_and_its_tasks_failures()
 
     async def test() -> None:
         owner = asyncio.create_task(cancelled_owner())
-        await asyncio.sleep(0.01)
+        await started.wait()
         owner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await owner
