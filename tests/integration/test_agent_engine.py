@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -577,6 +577,14 @@ class SmallDisk:
         self.filler.unlink()
 
 
+@contextlib.asynccontextmanager
+async def engine_on(disk: SmallDisk) -> AsyncIterator[Engine]:
+    """An engine whose data dir is `disk`, filled once the engine has started."""
+    async with Engine(settings(disk.where.parent, data_dir=disk.where)) as engine:
+        disk.fill()
+        yield engine
+
+
 @contextlib.contextmanager
 def small_disk(where: Path) -> Iterator[SmallDisk]:
     where.mkdir(mode=0o700)
@@ -598,8 +606,7 @@ def test_a_full_data_dir_changes_nothing_the_agent_does_and_saving_resumes(
     data_dir = tmp_path / "agent"
 
     async def scenario(disk: SmallDisk) -> None:
-        async with Engine(settings(tmp_path, data_dir=data_dir)) as engine:
-            disk.fill()
+        async with engine_on(disk) as engine:
             engine.note_fencing_token(3)
             assert engine.apply(assignment(watcher("w", SLEEP, [1, 2]), generation=5,
                                            fencing_token=3))  # fmt: skip
@@ -637,8 +644,7 @@ def test_an_assignment_the_previous_image_could_not_save_is_saved_by_the_next(
     data_dir = tmp_path / "agent"
 
     async def first_life(disk: SmallDisk) -> Handover:
-        async with Engine(settings(tmp_path, data_dir=data_dir)) as engine:
-            disk.fill()
+        async with engine_on(disk) as engine:
             engine.apply(assignment(watcher("w", SLEEP, [1]), generation=8))
             await until(lambda: running_pids(engine.observed(), "w"), what="the worker")
             return engine.hand_over(0.0, "", "")

@@ -323,6 +323,18 @@ def _stable_sockets(pid: int) -> int:
     return wait_for(settled, 20, f"the sockets of pid {pid} to settle", interval=0.5) or 0
 
 
+def _freeze_until_replaced(cluster: HaCluster, leader: str) -> str:
+    """Pause the controller at `leader` (SIGSTOP) until another one leads, then resume it
+    (it steps down as it thaws); the new leader's address."""
+    frozen = cluster.daemon_at(leader)
+    assert frozen.proc is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        return cluster.wait_leader(cluster.lease_ttl + 10, other_than=leader)
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+
+
 def _step_down(cluster: HaCluster, target: str, cut_off: bool) -> None:
     """`target`, leading, steps down and follows again. Cut off: every etcd member pauses
     past its lease (it steps down on its own deadline, its etcd clients failing over
@@ -340,13 +352,7 @@ def _step_down(cluster: HaCluster, target: str, cut_off: bool) -> None:
                 member.resume()
         cluster.wait_leader(20)
     if cluster.leader() == target:
-        paused = cluster.daemon_at(target)
-        assert paused.proc is not None
-        paused.proc.send_signal(signal.SIGSTOP)
-        try:
-            cluster.wait_leader(cluster.lease_ttl + 10, other_than=target)
-        finally:
-            paused.proc.send_signal(signal.SIGCONT)
+        _freeze_until_replaced(cluster, target)
     new = cluster.wait_leader(20)
     wait_for(functools.partial(_follows, cluster, target, new), 15, f"{target} to follow {new}")
 
@@ -407,12 +413,6 @@ def test_an_agent_welcomed_just_before_its_leader_froze_finds_the_next_leader(
             cluster.agent.kill9()
             cluster.agent.start()
             wait_for(welcomed, 20, "the agent to be welcomed", interval=0.005)
-            frozen = cluster.daemon_at(leader)
-            assert frozen.proc is not None
-            frozen.proc.send_signal(signal.SIGSTOP)
-            try:
-                new = cluster.wait_leader(cluster.lease_ttl + 10, other_than=leader)
-            finally:
-                frozen.proc.send_signal(signal.SIGCONT)
+            new = _freeze_until_replaced(cluster, leader)
             wait_for(lambda: cluster.agent_state() == "ready", 20,
                      f"the agent to report to {new} (round {round_ + 1})")  # fmt: skip
