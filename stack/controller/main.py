@@ -69,6 +69,25 @@ KEEPALIVE_OPTIONS = (
 )
 """Let agents ping every couple of seconds (how they notice a hung controller)."""
 
+PENDING_CALLS = 20_000
+"""Calls gRPC's core holds for the event loop to take (twice the 10,000 agents of
+`bench/many_agents.py`). The asyncio server takes them one at a time, one per pass of
+a loop that a connect storm keeps busy, so the calls of a storm wait in core's queue;
+gRPC's defaults refuse a growing share of them past 1,000 waiting and all past 3,000
+(the agent sees CANCELLED, or INTERNAL when it was writing its Hello, and dials again,
+which only makes the storm longer). Past this bound a flood of calls is still refused."""
+PENDING_OPTIONS = (
+    ("grpc.server.max_pending_requests", PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS),
+)
+SERVER_OPTIONS = (
+    ("grpc.so_reuseport", 0),
+    *GRPC_SIZE_OPTIONS,
+    *KEEPALIVE_OPTIONS,
+    *PENDING_OPTIONS,
+)
+"""The controller's gRPC server options."""
+
 GC_THRESHOLDS = (50_000, 20, 10)
 """The cyclic collector's thresholds in the controller (Python's are 700, 10, 10). With
 10,000 agents heartbeating, the defaults ran a young collection 38 times a second and a
@@ -416,7 +435,7 @@ async def _serve(
     counting = CountingInterceptor(controller.metrics.admin_requests)
     interceptors = [counting, RoleInterceptor()] if tls is not None else [counting]
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), *GRPC_SIZE_OPTIONS, *KEEPALIVE_OPTIONS],
+        options=list(SERVER_OPTIONS),
         interceptors=interceptors,
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(controller.sessions), server)  # type: ignore[no-untyped-call]
