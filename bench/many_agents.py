@@ -1,7 +1,7 @@
 """The controller at fleet scale: one real controller, 1,000 simulated agents.
 
 Run: .venv/bin/python bench/many_agents.py [--agents 1000] [--workers 4] [--rounds 5]
-     [--scrapes 50] [--metric-pairs 3]
+     [--scrapes 50] [--metric-pairs 3] [--storms-only]
 
 The controller is the real daemon (`python -m stack.controller.main`). The agents
 are simulated: `--workers` processes, each one asyncio loop holding its share of
@@ -565,6 +565,25 @@ def measure_rounds(bench: Bench, rounds: int) -> list[str]:
     return lines
 
 
+def measure_idle(
+    bench: Bench, controller: psutil.Process, worker_pids: list[int], rss_connected: float
+) -> list[str]:
+    """The controller's CPU and RSS over `--idle-seconds` of heartbeats only."""
+    agents = bench.ns.agents
+    cpu0, wcpu0 = bench.cpu_seconds([controller.pid]), bench.cpu_seconds(worker_pids)
+    wall0 = time.monotonic()
+    time.sleep(bench.ns.idle_seconds)  # the idle window itself: agents only heartbeat
+    idle_wall = time.monotonic() - wall0
+    idle_cpu = (bench.cpu_seconds([controller.pid]) - cpu0) / idle_wall * 100
+    worker_cpu = (bench.cpu_seconds(worker_pids) - wcpu0) / idle_wall * 100
+    rss_idle = controller.memory_info().rss / 2**20
+    return [
+        f"    controller idle, {agents} agents heartbeating, over {idle_wall:.0f} s: "
+        f"CPU {idle_cpu:.0f} %, RSS {rss_idle:.1f} MiB (after the storm {rss_connected:.1f} MiB)",
+        f"    simulating workers meanwhile: CPU {worker_cpu:.0f} % (together)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=1000)
@@ -578,6 +597,10 @@ def main() -> None:
         help="pairs of unscraped and scraped windows the --idle-seconds of (e) are cut into",
     )  # fmt: skip
     parser.add_argument("--log-level", default="WARNING", help="the controller's log level")
+    parser.add_argument(
+        "--storms-only", action="store_true",
+        help="only (a) and (d): the connect and reconnect storms, nothing between them",
+    )  # fmt: skip
     ns = parser.parse_args()
     raise_fd_limit(ns.agents * 2 + 1024)
 
@@ -617,7 +640,8 @@ def main() -> None:
             rss_connected = controller.memory_info().rss / 2**20
             time.sleep(3)  # let the storm's tail pass
 
-            if settled:
+            skipped = "--storms-only" if ns.storms_only else "the agents never all settled"
+            if settled and not ns.storms_only:
                 cpu0, wall0 = bench.cpu_seconds([controller.pid]), time.monotonic()
                 lines += measure_rounds(bench, ns.rounds)
                 busy_wall = time.monotonic() - wall0
@@ -627,32 +651,21 @@ def main() -> None:
                 )
                 time.sleep(3)
             else:
-                lines.append("(b) skipped: the agents never all settled")
+                lines.append(f"(b) skipped: {skipped}")
                 lines.append("(c)")
 
-            cpu0, wcpu0 = bench.cpu_seconds([controller.pid]), bench.cpu_seconds(worker_pids)
-            wall0 = time.monotonic()
-            time.sleep(ns.idle_seconds)  # the idle window itself: agents only heartbeat
-            idle_wall = time.monotonic() - wall0
-            idle_cpu = (bench.cpu_seconds([controller.pid]) - cpu0) / idle_wall * 100
-            worker_cpu = (bench.cpu_seconds(worker_pids) - wcpu0) / idle_wall * 100
-            rss_idle = controller.memory_info().rss / 2**20
-            lines.append(
-                f"    controller idle, {ns.agents} agents heartbeating, over {idle_wall:.0f} s: "
-                f"CPU {idle_cpu:.0f} %, RSS {rss_idle:.1f} MiB (after the storm "
-                f"{rss_connected:.1f} MiB)"
-            )
-            lines.append(f"    simulating workers meanwhile: CPU {worker_cpu:.0f} % (together)")
+            if not ns.storms_only:
+                lines += measure_idle(bench, controller, worker_pids, rss_connected)
 
             if settled:
                 lines.append(storm_line("(d) reconnect storm", bench.storm(reconnect=True)))
             else:
-                lines.append("(d) skipped: the agents never all settled")
-            if settled:
+                lines.append(f"(d) skipped: {skipped}")
+            if settled and not ns.storms_only:
                 time.sleep(3)
                 lines += measure_metrics(bench, controller, ns.idle_seconds)
             else:
-                lines.append("(e) skipped: the agents never all settled")
+                lines.append(f"(e) skipped: {skipped}")
             lines.append(
                 f"    controller peak RSS over the whole run {peak_rss(controller.pid):.1f} MiB"
             )
