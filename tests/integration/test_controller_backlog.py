@@ -14,6 +14,7 @@ the options prevent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import select
 import subprocess
@@ -71,16 +72,28 @@ async def _echo(requests: Any, context: Any) -> Any:
         return
 
 
+def _endpoint(field: str) -> tuple[str, int]:
+    """An address:port of /proc/net/tcp{,6} (hex, in host byte order by 32-bit word)."""
+    address, port = field.split(":")
+    raw = bytes.fromhex(address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), int(port, 16)
+
+
 def _tcp_queues_drained(port: int) -> bool:
-    """True when no TCP socket to or from `port` on 127.0.0.1 has bytes queued, so
-    the server's core has read (and taken in) every stream the client wrote."""
-    hex_port = f":{port:04X}"
+    """True when no established TCP socket to or from 127.0.0.1:`port` has bytes queued,
+    so the server's core has read (and taken in) every stream the client wrote."""
+    server = ("127.0.0.1", port)
     rows = []
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):  # gRPC may bind 127.0.0.1 as IPv6
         with open(name) as table:
             rows += [line.split() for line in table.readlines()[1:]]
-    established = [r for r in rows if r[3] == "01"]
-    ours = [r for r in established if r[1].endswith(hex_port) or r[2].endswith(hex_port)]
+    ours = [
+        r for r in rows if r[3] == "01" and server in (_endpoint(r[1]), _endpoint(r[2]))
+    ]
     return bool(ours) and all(r[4] == "00000000:00000000" for r in ours)
 
 
