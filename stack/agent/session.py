@@ -13,9 +13,10 @@ this agent within a second of winning, well inside the hold a new leader keeps o
 the share of an agent that has not come back.
 
 `--controller` may list several controllers (HA): the session tries them in turn,
-and a follower's Redirect sends it straight to the leader. gRPC keepalive pings
-notice a controller that stopped answering (a paused or partitioned leader) even
-while the TCP connection looks open.
+and a follower's Redirect sends it straight to the leader. Keepalive pings notice a
+controller that stopped answering (a paused or partitioned leader) even while the TCP
+connection looks open. The stream is gRPC, spoken by h2_stream.py: the agent does
+without grpcio (see there why).
 
 With TLS settings the stream is mutual TLS: the agent presents its host's
 certificate and accepts only a controller signed by its CA for the address it
@@ -34,15 +35,17 @@ import random
 import socket
 import time
 from collections import deque
+from typing import Final
 
-import grpc
+from google.protobuf.message import DecodeError
 
 import stack
 from stack.agent.engine import Engine
+from stack.agent.h2_stream import Stream, StreamError, client_context
 from stack.agent.settings import AgentSettings
 from stack.agent.tls_check import TlsChecker
 from stack.aio import TaskGroup, wait_event
-from stack.security.limits import GRPC_SIZE_OPTIONS
+from stack.security.limits import MAX_MESSAGE_BYTES
 from stack.security.local import is_unix
 from stack.security.tls_files import TlsError
 from stack.spec.assignment import Assignment
@@ -60,25 +63,15 @@ from stack.spec.session import (
     TailRequest,
     Welcome,
 )
-from stack.v1 import agent_pb2, agent_pb2_grpc
+from stack.v1 import agent_pb2
 from stack.wire.agent import UnknownMessage, agent_message_to_proto, controller_message_from_proto
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 
-KEEPALIVE_OPTIONS = (
-    ("grpc.keepalive_time_ms", 2000),
-    ("grpc.keepalive_timeout_ms", 3000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    # What bounds the wait for a ping's answer in current gRPC (keepalive_timeout_ms alone
-    # no longer does): without it a hung controller holds the stream for minutes.
-    ("grpc.http2.ping_timeout_ms", 3000),
-)
-"""A controller that answers no ping for 3 s is gone: dial the next one."""
-CHANNEL_OPTIONS = (*KEEPALIVE_OPTIONS, *GRPC_SIZE_OPTIONS)
-"""Keepalive, and message sizes bounded both ways (see stack.security.limits)."""
+CONNECT: Final = "/stack.v1.AgentService/Connect"
+"""The one method the agent calls."""
 ANSWERED_RETRY_MAX = 1.0
 """Backoff cap in seconds after a controller answered without a leader to name."""
 REDIRECT_HOPS = 3
@@ -219,31 +212,25 @@ class Session:
             self._next = (self._next + 1) % len(self.addresses)
             self.address = self.addresses[self._next]
 
-    async def _channel(self, address: str) -> grpc.aio.Channel:
-        """A plaintext or mutual-TLS channel; TLS files are re-read for each connection.
+    async def _dial(self, address: str) -> Stream:
+        """The stream, plaintext or mutual TLS; TLS files are re-read for each connection.
         The controller's local socket (unix:PATH) takes no certificate."""
-        if is_unix(address):
-            credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
-            return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
-        if self._tls is None:
-            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        try:
-            pems = await self._tls.pems()
-        except TlsError as exc:
-            raise SessionError(str(exc)) from None
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=pems.ca, private_key=pems.key, certificate_chain=pems.cert
-        )
-        return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        tls = None
+        if self._tls is not None and not is_unix(address):
+            try:
+                pems = await self._tls.pems()
+            except TlsError as exc:
+                raise SessionError(str(exc)) from None
+            tls = client_context(pems.ca, pems.cert, pems.key)
+        return await Stream.open(
+            address, CONNECT, tls=tls, max_message=MAX_MESSAGE_BYTES,
+            user_agent=f"stack-agent/{stack.__version__}",
+        )  # fmt: skip
 
-    async def _explain(self, address: str, error: grpc.aio.AioRpcError) -> str:
+    async def _explain(self, address: str, error: StreamError) -> str:
         """The error's line, with the TLS reason when the handshake was the problem."""
-        text = f"{error.code().name}: {error.details()}"
-        if (
-            self.settings.tls is None
-            or is_unix(address)
-            or error.code() != grpc.StatusCode.UNAVAILABLE
-        ):
+        text = str(error)
+        if self.settings.tls is None or is_unix(address) or error.code != "UNAVAILABLE":
             return text
         assert self._tls is not None
         reason = await self._tls.diagnose(address, "controller")
@@ -251,30 +238,28 @@ class Session:
 
     async def _serve(self, address: str, welcomed: list[bool]) -> None:
         """One connection; sets welcomed[0] once the controller said Welcome."""
-        async with await self._channel(address) as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
-            call = stub.Connect()
-            outbox: deque[AgentMessage] = deque()
-            self._outbox = outbox
-            try:
-                await call.write(agent_message_to_proto(self._hello()))
-                async with TaskGroup() as tg:
-                    reader = tg.create_task(self._read(call, outbox, welcomed), name="session read")
-                    writer = tg.create_task(self._write(call, outbox), name="session write")
-                    await reader
-                    writer.cancel()
-            except* grpc.aio.AioRpcError as group:
-                error = group.exceptions[0]
-                assert isinstance(error, grpc.aio.AioRpcError)
-                reason = await self._explain(address, error)
-                raise SessionError(reason) from None
-            except* _Redirected as group:
-                raise group.exceptions[0] from None
-            except* grpc.aio.UsageError as group:
-                raise SessionError(str(group.exceptions[0])) from None
-            finally:
-                self._outbox = None
-                call.cancel()
+        try:
+            call = await self._dial(address)
+        except StreamError as exc:
+            raise SessionError(await self._explain(address, exc)) from None
+        outbox: deque[AgentMessage] = deque()
+        self._outbox = outbox
+        try:
+            await call.write(_encode(self._hello()))
+            async with TaskGroup() as tg:
+                reader = tg.create_task(self._read(call, outbox, welcomed), name="session read")
+                writer = tg.create_task(self._write(call, outbox), name="session write")
+                await reader
+                writer.cancel()
+        except* StreamError as group:
+            error = group.exceptions[0]
+            assert isinstance(error, StreamError)
+            raise SessionError(await self._explain(address, error)) from None
+        except* _Redirected as group:
+            raise group.exceptions[0] from None
+        finally:
+            self._outbox = None
+            call.close()
         if self._leaving:  # the controller read the Reloading notice: the reload goes on
             await asyncio.Event().wait()  # until its owner cancels it
         raise SessionError("the controller closed the stream")
@@ -294,17 +279,20 @@ class Session:
 
     async def _read(
         self,
-        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+        call: Stream,
         outbox: deque[AgentMessage],
         welcomed: list[bool],
     ) -> None:
         while True:
-            msg = await call.read()
-            if msg is grpc.aio.EOF:
+            data = await call.read()
+            if data is None:
                 if self._leaving:
                     self._left.set()
                 return
-            assert isinstance(msg, agent_pb2.ControllerMessage)
+            try:
+                msg = agent_pb2.ControllerMessage.FromString(data)
+            except DecodeError as exc:
+                raise StreamError("INTERNAL", f"a message that does not decode: {exc}") from None
             try:
                 _, body = controller_message_from_proto(msg)
             except UnknownMessage as exc:  # a newer controller's: nothing to do with it
@@ -354,12 +342,12 @@ class Session:
 
     async def _write(
         self,
-        call: grpc.aio.StreamStreamCall[agent_pb2.AgentMessage, agent_pb2.ControllerMessage],
+        call: Stream,
         outbox: deque[AgentMessage],
     ) -> None:
         engine = self.engine
         last_observed = time.monotonic()
-        encoded: tuple[Observed, agent_pb2.AgentMessage] | None = None
+        encoded: tuple[Observed, bytes] | None = None
         while True:
             timeout = max(0.0, last_observed + self._heartbeat - time.monotonic())
             await wait_event(engine.updates, timeout)
@@ -368,7 +356,7 @@ class Session:
             engine.updates.clear()
             while outbox:
                 body = outbox.popleft()
-                await call.write(agent_message_to_proto(body))
+                await call.write(_encode(body))
                 if isinstance(body, Observed):
                     last_observed = time.monotonic()
                 elif isinstance(body, Reloading):  # the last thing this image says
@@ -377,14 +365,18 @@ class Session:
             while engine.pending():
                 events = engine.take_events(BATCH)
                 if events:
-                    await call.write(agent_message_to_proto(EventBatch(tuple(events))))
+                    await call.write(_encode(EventBatch(tuple(events))))
                 lines = engine.take_logs(BATCH)
                 if lines:
-                    await call.write(agent_message_to_proto(LogBatch(tuple(lines))))
+                    await call.write(_encode(LogBatch(tuple(lines))))
             heartbeat_due = time.monotonic() - last_observed >= self._heartbeat
             if engine.status_dirty() or heartbeat_due:
                 observed = engine.observed()
                 if encoded is None or encoded[0] is not observed:  # else: a heartbeat as before
-                    encoded = (observed, agent_message_to_proto(observed))
+                    encoded = (observed, _encode(observed))
                 await call.write(encoded[1])
                 last_observed = time.monotonic()
+
+
+def _encode(message: AgentMessage) -> bytes:
+    return agent_message_to_proto(message).SerializeToString()

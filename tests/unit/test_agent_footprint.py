@@ -23,7 +23,7 @@ from stack.agent.process import which
 ROOT = Path(__file__).resolve().parents[2]
 NOT_AT_START = (
     "stack.spec.load", "stack.agent.metrics", "stack.metrics", "shutil", "secrets", "tomllib",
-    "difflib", "ssl", "_hashlib",
+    "difflib", "ssl", "_hashlib", "grpc",
 )  # fmt: skip
 """Modules the agent imports only on the path that needs them (or never: see lean.py)."""
 
