@@ -498,6 +498,10 @@ async def _connect(target: Target, tls: ssl.SSLContext | None) -> _Plain:
 
 
 def _why(exc: OSError) -> str:
+    """The reason in a word or two: "Connection refused", not asyncio's "Connect call
+    failed (...)"; a TLS error as ssl says it."""
+    if exc.errno and (type(exc) is OSError or isinstance(exc, ConnectionError)):
+        return os.strerror(exc.errno)
     return exc.strerror or str(exc) or type(exc).__name__
 
 

@@ -3,11 +3,13 @@
 The agent runs on every host of a fleet, so each MiB it maps is paid many times over.
 asyncio imports `ssl` whether or not anything uses it, and `hashlib` loads `_hashlib`:
 together they map OpenSSL's libcrypto and libssl, about 4.5 MiB of the agent's RSS.
-The agent never uses either: gRPC brings its own TLS (BoringSSL, inside grpcio), the
-certificate checks run in a child process (see tls_check.py), and hashlib falls back
-to CPython's built-in sha256 (asyncio, hmac and hashlib all treat a missing module as
-absent, which is what they were written for). An agent given `--metrics-listen` lets
-them in (`let_in_openssl`): prometheus_client imports ssl.
+A plaintext agent never uses either: the certificate checks run in a child process
+(see tls_check.py), and hashlib falls back to CPython's built-in sha256 (asyncio, hmac
+and hashlib all treat a missing module as absent, which is what they were written
+for). An agent that dials its controller with TLS lets them in (`let_in_openssl`) when
+it first dials: its stream does TLS with ssl on memory buffers (h2_stream.py), never
+through asyncio, which was imported without it. So does an agent given
+`--metrics-listen`: prometheus_client imports ssl.
 
 This must run before the first `import asyncio`, so only the agent's own entry points
 call it (`python -m stack.agent.main` and the `stack-agent` script): a test or a tool
@@ -29,8 +31,9 @@ def keep_out_openssl() -> None:
 
 
 def let_in_openssl() -> None:
-    """Undo keep_out_openssl for a feature that imports ssl: `--metrics-listen` (its
-    prometheus_client imports ssl at module level) pays the 4.5 MiB, nothing else."""
+    """Undo keep_out_openssl for a feature that imports ssl: the TLS of the stream to the
+    controller, and `--metrics-listen` (its prometheus_client imports ssl at module level),
+    pay the 4.5 MiB, nothing else."""
     for name in KEPT_OUT:
         if name in sys.modules and sys.modules[name] is None:
             del sys.modules[name]

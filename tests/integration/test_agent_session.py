@@ -96,8 +96,9 @@ def test_session_hello_assignment_observed_logs_tail_signal_heartbeat(
             assert all(p.host_id == "test-host" for p in observed.processes)
             pids = running_pids(observed, "w")
 
-            events = (await fake.expect("events")).events.events
-            assert {"assignment_applied", "spawn"} <= {e.kind for e in events}
+            events = list((await fake.expect("events")).events.events)
+            while not {"assignment_applied", "spawn"} <= {e.kind for e in events}:
+                events += (await fake.expect("events")).events.events  # in as many batches
             assert all(e.host_id == "test-host" for e in events)
             lines = (await fake.expect("logs")).logs.lines
             assert {line.text for line in lines} <= {"hello 1", "hello 2"}

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 EDGES = {
-    "agent": {"session", "legacy", "main", "lean"},
+    "agent": {"session", "h2_stream", "legacy", "main", "lean"},
     "controller": {
         "admin_service", "agent_service", "status", "main", "plane", "web", "console", "election",
         "ha", "roster",
