@@ -1,7 +1,7 @@
 """The controller at fleet scale: one real controller, 1,000 simulated agents.
 
 Run: .venv/bin/python bench/many_agents.py [--agents 1000] [--workers 4] [--rounds 5]
-     [--scrapes 50] [--metric-pairs 3] [--storms-only]
+     [--scrapes 50] [--metric-pairs 3] [--storms-only] [--no-baseline]
 
 The controller is the real daemon (`python -m stack.controller.main`). The agents
 are simulated: `--workers` processes, each one asyncio loop holding its share of
@@ -14,7 +14,8 @@ channel and so its own TCP connection, as real agents do.
 
 Figures (printed; nothing is asserted):
 (a) connect storm: every agent dials at the same instant; time until all were
-    welcomed and until all had applied their first Assignment; failed attempts;
+    welcomed and until all had applied their first Assignment; failed attempts; the
+    CPU seconds the server and the simulating workers used over it;
 (b) a watcher with placement "each" (one process per agent), scaled 1 -> 2 and
     back: time from the Scale call to each agent receiving the Assignment that
     carries the new count (median, p99, max over every agent of every round),
@@ -27,6 +28,13 @@ Figures (printed; nothing is asserted):
     and p99 of `--scrapes`, the first one apart), and the controller's CPU while
     Prometheus would scrape it every second, beside windows unscraped (`--metric-pairs`
     pairs of windows side by side, so that other jobs' drifting load touches both).
+The baseline of (a) and (d), measured first in the same run unless --no-baseline: the
+same worker processes and agents, on as many channels (one TCP connection each), dial a
+bare gRPC server (its own process, the controller's server options) that answers each
+Hello at once with a Welcome and one fixed Assignment and then only reads: no placement,
+no store, the least a controller can do in Python gRPC. It names the heartbeat interval
+the controller names once the whole fleet is ready (20 s at 10,000 agents), so that in
+the storm its agents send a Hello and one Observed each.
 Everything talks over 127.0.0.1 (the controller with --insecure: plaintext TCP, as the
 simulated agents need no certificates); every process started here is stopped at the end.
 """
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import random
@@ -49,10 +58,15 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+# Before gRPC is loaded (the spawned workers inherit it): stopping the baseline's server
+# makes its agents' channels log one line each at gRPC's default verbosity.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 import psutil
@@ -61,7 +75,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stack
 from bench.measure import cpu_seconds, percentile, poll
+from stack.controller.agent_service import Context
+from stack.controller.heartbeats import Cadence
+from stack.controller.main import GC_THRESHOLDS, SERVER_OPTIONS
+from stack.controller.settings import ControllerSettings
+from stack.spec.assignment import Assignment, WatcherAssignment
+from stack.spec.load import load_stack
+from stack.spec.session import Welcome
 from stack.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc, types_pb2
+from stack.wire.agent import controller_message_to_proto
 from tests.support.fake_agent import running_observed
 from tests.support.ports import reserve_port
 
@@ -79,6 +101,8 @@ STORM_DEADLINE = 45.0
 """Seconds a storm may take before the agents still out are counted as failed."""
 PHASE_DEADLINE = 20.0
 """Seconds any other phase may take before it is reported as not reached."""
+AGENT_TIMEOUT = 30.0
+"""The controller's --agent-timeout here (the heartbeat interval it names follows it)."""
 
 
 # ---- the simulated agents (inside the worker processes) ----------------------------
@@ -204,13 +228,18 @@ class Worker:
         self.channels.append(channel)
         return channel
 
-    async def serve(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
+    def _dial(self, address: str) -> None:
+        """New agents (nothing assigned yet) on new channels to `address`; none dials yet."""
+        self.address = address
         for i in range(self.count):
             if i % self.per_channel == 0:
                 channel = self._channel()
             index = self.first + i
             self.agents.append(SimAgent(f"sim{index:05d}", 100_000 + index * 1000, channel))
+
+    async def serve(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        self._dial(self.address)
         conn.send(("ready", os.getpid()))
         while True:
             command, *args = await loop.run_in_executor(None, conn.recv)
@@ -218,6 +247,12 @@ class Worker:
                 conn.send(await self.storm(*args))
             elif command == "await":
                 conn.send(await self.await_count(*args))
+            elif command == "redial":  # from the baseline's server to the controller
+                await self.stop()
+                self.channels.clear()
+                self.agents.clear()
+                self._dial(*args)
+                conn.send("redialed")
             elif command == "stop":
                 await self.stop()
                 conn.send("stopped")
@@ -284,6 +319,51 @@ def worker_main(conn: Connection, address: str, first: int, count: int, per_chan
     asyncio.run(Worker(address, first, count, per_channel).serve(conn))
 
 
+# ---- the baseline: a bare AgentService, in its own process ------------------------------
+
+
+class BareAgentService(agent_pb2_grpc.AgentServiceServicer):
+    """Welcome and one fixed Assignment for every Hello, then reading until the agent goes."""
+
+    def __init__(self, heartbeat: float) -> None:
+        spec = load_stack(STACK_FILE, "bench.toml").watchers[WATCHER]
+        share = Assignment(1, 1, (WatcherAssignment(spec, (1,)),))
+        # Built once by the controller's own encoder; gRPC serializes it at every write.
+        self.welcome = controller_message_to_proto(Welcome("baseline", 1, heartbeat), 1)
+        self.assignment = controller_message_to_proto(share, 1)
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Context
+    ) -> None:
+        messages = aiter(request_iterator)
+        try:
+            await anext(messages)  # the Hello, taken as it comes
+        except StopAsyncIteration:
+            return
+        await context.write(self.welcome)
+        await context.write(self.assignment)
+        async for _ in messages:
+            pass
+
+
+async def serve_baseline(conn: Connection, heartbeat: float) -> None:
+    server = grpc.aio.server(options=list(SERVER_OPTIONS))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(BareAgentService(heartbeat), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    conn.send(("ready", port))
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+    await server.stop(None)
+    conn.send("stopped")
+
+
+def baseline_main(conn: Connection, heartbeat: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    gc.set_threshold(*GC_THRESHOLDS)  # as the controller's, which also sets them at start
+    gc.freeze()
+    asyncio.run(serve_baseline(conn, heartbeat))
+
+
 # ---- the orchestrating process ---------------------------------------------------------
 
 
@@ -311,6 +391,7 @@ class Bench:
         self.port = reserve_port()  # the simulated agents are told it
         self.address = f"127.0.0.1:{self.port.port}"
         self.controller: subprocess.Popen[bytes] | None = None
+        self.baseline: tuple[multiprocessing.process.BaseProcess, Connection] | None = None
         self.workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self.channel: grpc.Channel | None = None
 
@@ -321,7 +402,7 @@ class Bench:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.controller = subprocess.Popen(
             [sys.executable, "-m", "stack.controller.main", "--listen", self.address, "--insecure",
-             "--data-dir", str(self.tmp / "controller"), "--agent-timeout", "30",
+             "--data-dir", str(self.tmp / "controller"), "--agent-timeout", f"{AGENT_TIMEOUT:g}",
              "--metrics-listen", "127.0.0.1:0", "--log-level", self.ns.log_level],
             stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
@@ -337,7 +418,39 @@ class Bench:
 
         poll(answers, 15, 0.05, "the controller to answer")
 
-    def start_workers(self) -> None:
+    def start_baseline(self) -> tuple[str, int]:
+        """The bare AgentService's process: (its address, its pid)."""
+        settings = ControllerSettings()
+        cadence = Cadence(settings.heartbeat_interval, AGENT_TIMEOUT, settings.max_heartbeats)
+        parent, child = multiprocessing.get_context("spawn").Pipe()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=baseline_main, args=(child, cadence.interval(self.ns.agents)),
+            name="bare-grpc-baseline", daemon=True,
+        )  # fmt: skip
+        proc.start()
+        child.close()
+        self.baseline = (proc, parent)
+        if not parent.poll(30):
+            raise TimeoutError("the baseline's server did not start")
+        _, port = parent.recv()
+        assert proc.pid is not None
+        return f"127.0.0.1:{port}", proc.pid
+
+    def stop_baseline(self) -> None:
+        if self.baseline is None:
+            return
+        proc, conn = self.baseline
+        self.baseline = None
+        with contextlib.suppress(OSError):
+            conn.send("stop")
+            conn.poll(15)
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        conn.close()
+
+    def start_workers(self, address: str) -> None:
         context = multiprocessing.get_context("spawn")
         share, extra = divmod(self.ns.agents, self.ns.workers)
         first = 0
@@ -345,7 +458,7 @@ class Bench:
             count = share + (1 if i < extra else 0)
             parent, child = context.Pipe()
             proc = context.Process(
-                target=worker_main, args=(child, self.address, first, count, self.ns.per_channel),
+                target=worker_main, args=(child, address, first, count, self.ns.per_channel),
                 name=f"sim-agents-{i}", daemon=True,
             )  # fmt: skip
             proc.start()
@@ -371,6 +484,7 @@ class Bench:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ask("stop", timeout=15)
+        self.stop_baseline()
         for proc, conn in self.workers:
             proc.join(5)
             if proc.is_alive():
@@ -412,9 +526,15 @@ class Bench:
 
     # -- figures --
 
-    def storm(self, reconnect: bool) -> dict[str, Any]:
+    def worker_pids(self) -> list[int]:
+        return [proc.pid for proc, _ in self.workers if proc.pid is not None]
+
+    def storm(self, reconnect: bool, server: int) -> dict[str, Any]:
+        """(a) or (d) against the server whose pid is `server`, and the CPU it took."""
+        cpu0, workers0 = self.cpu_seconds([server]), self.cpu_seconds(self.worker_pids())
         start_at = time.monotonic() + 1.0  # every worker has the command by then
         replies = self.ask("connect", start_at, reconnect, timeout=STORM_DEADLINE + 30)
+        cpu, workers = self.cpu_seconds([server]) - cpu0, self.cpu_seconds(self.worker_pids())
         welcomed = [t for r in replies for t in r["welcomed"]]
         assigned = [t for r in replies for t in r["assigned"]]
         complete = len(assigned) == self.ns.agents
@@ -425,6 +545,8 @@ class Bench:
             "failures": sum(r["failures"] for r in replies),
             "errors": sum((r["errors"] for r in replies), Counter()),
             "missing": sum(r["missing"] for r in replies),
+            "cpu": cpu,
+            "workers_cpu": workers - workers0,
         }
 
     def scale_round(self, count: int) -> tuple[list[float], int, float | None]:
@@ -503,10 +625,16 @@ def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> 
         costs.append((scraped[0] / scraped[1] - quiet[0] / quiet[1]) * 100)
     quiet_rate = quiet_cpu / quiet_wall * 100
     scraped_rate = scraped_cpu / scraped_wall * 100
+    if times:
+        timed = (
+            f"then median {fmt_ms(statistics.median(times))}, "
+            f"p99 {fmt_ms(percentile(times, 0.99))} ({len(times)} scrapes)"
+        )
+    else:
+        timed = "no timed scrapes (--scrapes 0): no median, no p99"
     return [
         f"(e) /metrics with {bench.ns.agents} agents and {want} processes ({size / 2**20:.1f} MiB "
-        f"page): first scrape {fmt_ms(first)}, then median {fmt_ms(statistics.median(times))}, "
-        f"p99 {fmt_ms(percentile(times, 0.99))} ({len(times)} scrapes)",
+        f"page): first scrape {fmt_ms(first)}, {timed}",
         f"    controller CPU over {window:.0f} s each, agents heartbeating, in {pairs} pairs of "
         f"windows: {quiet_rate:.1f} % unscraped, {scraped_rate:.1f} % scraped every second "
         f"(the scrapes cost {scraped_rate - quiet_rate:.1f} %; median of the pairs "
@@ -518,13 +646,39 @@ def fmt_ms(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
+def fmt_s(seconds: float | None) -> str:
+    return "not reached" if seconds is None else f"{seconds:.2f} s"
+
+
 def storm_line(name: str, storm: dict[str, Any]) -> str:
     return (
-        f"{name}: all welcomed in {fmt_ms(storm['welcomed'])}, all applied their Assignment "
-        f"in {fmt_ms(storm['assigned'])} (median agent {fmt_ms(storm['assigned_median'])}); "
-        f"failed attempts {storm['failures']}, never got an Assignment {storm['missing']}"
-        + "".join(f"\n    {n} x {error}" for error, n in storm["errors"].most_common(3))
+        f"    {name}: welcomed in {fmt_s(storm['welcomed'])}, all applied their Assignment "
+        f"in {fmt_s(storm['assigned'])} (median agent {fmt_s(storm['assigned_median'])}); "
+        f"failed attempts {storm['failures']}, never got an Assignment {storm['missing']}; "
+        f"CPU over it: the server {storm['cpu']:.1f} s, the simulating workers "
+        f"{storm['workers_cpu']:.1f} s"
+        + "".join(f"\n        {n} x {error}" for error, n in storm["errors"].most_common(3))
     )
+
+
+def established(pid: int) -> int:
+    """TCP connections of `pid` that are established (one per agent channel)."""
+    conns = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED)
+
+
+def measure_baseline(bench: Bench) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(a) and (d) against the bare AgentService, then the workers' agents redialed at
+    the controller's address (not dialing yet) and the bare server stopped."""
+    address, server = bench.start_baseline()
+    bench.start_workers(address)
+    connect = bench.storm(reconnect=False, server=server)
+    connections = established(server)
+    time.sleep(3)  # as the controller's storms are apart: the tail passes
+    reconnect = bench.storm(reconnect=True, server=server)
+    bench.ask("redial", bench.address, timeout=60)
+    bench.stop_baseline()
+    return connect, reconnect, f"{connections} at the bare gRPC baseline's server"
 
 
 def measure_rounds(bench: Bench, rounds: int) -> list[str]:
@@ -601,6 +755,10 @@ def main() -> None:
         "--storms-only", action="store_true",
         help="only (a) and (d): the connect and reconnect storms, nothing between them",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", action=argparse.BooleanOptionalAction, default=True,
+        help="first (a) and (d) against a bare gRPC AgentService (default: on)",
+    )  # fmt: skip
     ns = parser.parse_args()
     raise_fd_limit(ns.agents * 2 + 1024)
 
@@ -608,14 +766,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stack-many-agents-") as tmp:
         bench = Bench(ns, Path(tmp))
         try:
+            base_a = base_d = None
+            base_connections = "no baseline run"
+            if ns.baseline:
+                base_a, base_d, base_connections = measure_baseline(bench)
             bench.start_controller()
             assert bench.controller is not None
             controller = psutil.Process(bench.controller.pid)
             bench.admin().Apply(admin_pb2.ApplyRequest(filename="bench.toml", content=STACK_FILE))
-            bench.start_workers()
-            worker_pids = [proc.pid for proc, _ in bench.workers if proc.pid is not None]
+            if not bench.workers:
+                bench.start_workers(bench.address)
+            worker_pids = bench.worker_pids()
 
-            lines.append(storm_line("(a) connect storm", bench.storm(reconnect=False)))
+            lines.append("(a) connect storm")
+            if base_a is not None:
+                lines.append(storm_line("bare gRPC baseline", base_a))
+            lines.append(storm_line("controller", bench.storm(False, controller.pid)))
             settled = True
             try:
                 poll(lambda: bench.ready_agents() == ns.agents, PHASE_DEADLINE, 0.1, "agents ready")
@@ -627,15 +793,19 @@ def main() -> None:
                     f"{bench.ready_agents()} of {ns.agents} agents ready and {bench.running()} "
                     "processes RUNNING (-1: it did not answer within 5 s)"
                 )
-            connections = sum(
-                1 for c in controller.net_connections(kind="tcp") if c.status == "ESTABLISHED"
-            )
+            heartbeat = Cadence(
+                ControllerSettings().heartbeat_interval,
+                AGENT_TIMEOUT,
+                ControllerSettings().max_heartbeats,
+            ).interval(ns.agents)
             lines.insert(
                 0,
                 f"{ns.agents} simulated agents in {ns.workers} processes, {ns.per_channel} "
-                f"agent(s) per gRPC channel; {connections} TCP connections established at "
-                "the controller; heartbeat at the interval the controller tells (its default: "
-                f"2 s up to 1,000 agents, agents / 500 beyond: {max(2.0, ns.agents / 500):g} s)",
+                f"agent(s) per gRPC channel; TCP connections established after the storm: "
+                f"{established(controller.pid)} at the controller, {base_connections}; "
+                "heartbeat at the interval the controller tells (its default: 2 s up to "
+                f"1,000 agents, agents / 500 beyond: {heartbeat:g} s; the baseline tells "
+                f"{heartbeat:g} s from the start)",
             )
             rss_connected = controller.memory_info().rss / 2**20
             time.sleep(3)  # let the storm's tail pass
@@ -657,10 +827,13 @@ def main() -> None:
             if not ns.storms_only:
                 lines += measure_idle(bench, controller, worker_pids, rss_connected)
 
+            lines.append("(d) reconnect storm")
+            if base_d is not None:
+                lines.append(storm_line("bare gRPC baseline", base_d))
             if settled:
-                lines.append(storm_line("(d) reconnect storm", bench.storm(reconnect=True)))
+                lines.append(storm_line("controller", bench.storm(True, controller.pid)))
             else:
-                lines.append(f"(d) skipped: {skipped}")
+                lines.append("    controller: skipped, the agents never all settled")
             if settled and not ns.storms_only:
                 time.sleep(3)
                 lines += measure_metrics(bench, controller, ns.idle_seconds)
