@@ -103,11 +103,7 @@ def started(root: Path, tls: bool) -> tuple[Running, tuple[str, ...]]:
         cluster = Cluster(root, agent_options=())
         cluster.start()
         return cluster, ()
-    stack = TlsStack(root, make_tls_dir(root, "h1"))
-    argv = stack.agent.argv  # the tests' fast intervals out: the agent's defaults
-    for flag in ("--heartbeat-interval", "--stats-interval"):
-        at = argv.index(flag)
-        del argv[at : at + 2]
+    stack = TlsStack(root, make_tls_dir(root, "h1"), agent_options=())  # the agent's defaults
     return stack.start(), ("--tls-dir", str(stack.tls))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from stack.controller.main import PENDING_CALLS, SERVER_OPTIONS
+from tests.support.wait import wait_for
 
 BURST = 2000
 """Streams opened at once: between gRPC's default soft (1,000) and hard (3,000) limits,
@@ -108,9 +109,9 @@ def _block_until(proc: subprocess.Popen[str], port: int, deadline: float) -> Non
             line = proc.stdout.readline()
             assert line == "sent\n", f"client said {line!r}"
             break
-    while not _tcp_queues_drained(port):
-        assert time.monotonic() < deadline, "the server did not read the streams in time"
-        time.sleep(0.01)  # blocking on purpose: the loop must not take calls yet
+    # Waiting without giving the loop a turn, on purpose: it must not take calls yet.
+    left = max(0.0, deadline - time.monotonic())
+    wait_for(lambda: _tcp_queues_drained(port), left, "the server to read the streams", 0.01)
 
 
 async def _burst(options: Sequence[tuple[str, Any]]) -> dict[str, int]:

@@ -76,6 +76,8 @@ class TlsStack(Harness):
     reserved: ReservedPort = field(default_factory=reserve_port)
     controller: Daemon = field(init=False)
     agent: Daemon = field(init=False)
+    agent_options: tuple[str, ...] = ("--heartbeat-interval", "0.5", "--stats-interval", "0.5")
+    """The agent's flags beyond address, host id, data dir and TLS: the tests' fast intervals."""
     _channels: list[grpc.Channel] = field(default_factory=list)
     _admin: AdminStub | None = None
 
@@ -89,7 +91,7 @@ class TlsStack(Harness):
         self.agent = Daemon(
             [*AGENT, "--controller", self.address, "--host-id", "h1",
              "--data-dir", str(self.root / "agent"), "--tls-dir", str(self.tls),
-             "--heartbeat-interval", "0.5", "--stats-interval", "0.5"],
+             *self.agent_options],
             self.root / "agent.log",
         )  # fmt: skip
 
