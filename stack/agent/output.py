@@ -33,6 +33,7 @@ import calendar
 import functools
 import heapq
 import itertools
+import math
 import os
 import re
 import select
@@ -56,6 +57,11 @@ MAX_TAIL_BYTES = 32 * 1024 * 1024
 MAX_REPLY_BYTES = MAX_MESSAGE_BYTES // 4
 """Text in one shipped batch or one tail reply at most (the newest lines are kept):
 a quarter of the message cap leaves room for each line's fields and for growth."""
+TURN_SECONDS = 0.02
+"""About how long one read of a pipe holds the event loop: lines are written in batches
+of TURN_LINES until this much time has passed, and the rest wait in the pipe for the
+next turn. A peek of tiny lines to a file that rotates every few of them took seconds."""
+TURN_LINES = 256
 
 
 class Line(NamedTuple):
@@ -146,7 +152,9 @@ def complete_lines(
 class _Reader:
     """One pipe being read: whose it is, and the slot of its write intents."""
 
-    __slots__ = ("carried", "cut", "ended", "fd", "pipe", "slot", "stream", "watcher", "wid")
+    __slots__ = (
+        "carried", "cut", "ended", "fd", "pipe", "queued", "slot", "stream", "watcher", "wid",
+    )  # fmt: skip
 
     def __init__(
         self, watcher: str, wid: int, stream: str, fd: int, carried: bytes, cut: int
@@ -163,6 +171,8 @@ class _Reader:
         self.slot = -1
         self.ended = False
         """No writer is left (its last partial line is a line)."""
+        self.queued = False
+        """A read of it waits for the next turn of the loop."""
 
     def last_words(self) -> list[bytes]:
         """What it carried, as the last line of a pipe that ends."""
@@ -175,7 +185,9 @@ class _Take:
     recorded (see output_intents); after it, the lines' bytes are taken out of the pipe
     and the intent cleared."""
 
-    __slots__ = ("buffer", "carried", "done", "end", "ends", "intents", "lines", "reader", "taken")
+    __slots__ = (
+        "buffer", "carried", "done", "end", "ends", "intents", "lines", "reader", "sums", "taken",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -194,6 +206,8 @@ class _Take:
         self.lines = lines
         self.end = end
         self.ends = ends
+        self.sums: list[int] = []
+        """Where each of the first lines ends, when `ends` is None (as far as asked)."""
         self.carried = carried
         self.done = 0
         """Lines written so far."""
@@ -208,8 +222,13 @@ class _Take:
             end = self.end
         elif self.ends is not None:
             end = self.ends[count - 1]
-        else:
-            end = sum(len(line) + 1 for line in self.lines[:count])
+        else:  # each line is followed by its newline: summed on as far as asked
+            sums, known = self.sums, len(self.sums)
+            if known < count:
+                lengths = (len(line) + 1 for line in self.lines[known:count])
+                sums += itertools.accumulate(lengths, initial=sums[-1] if sums else 0)
+                del sums[known]  # (the initial sum, already there)
+            end = sums[count - 1]
         return max(0, end - self.carried)
 
     def before(self, lines: int, inode: tuple[int, int], size: int, size_after: int) -> None:
@@ -408,19 +427,25 @@ class LogHub:
             reader = self._readers.get(fd)
             if reader is not None:
                 reader.ended |= bool(events & (select.EPOLLHUP | select.EPOLLERR))
-                self._read_on(reader)
+                if not reader.queued:  # (else that read sees what woke the agent now)
+                    self._read_on(reader)
 
     def _read_on(self, reader: _Reader) -> None:
         """One peek of the pipe; when it may hold more, another at the next turn of the
         loop: a worker that writes without pause must not keep the loop to itself, and
-        edge-triggered, the pipe would not wake it again for what it holds already."""
+        edge-triggered, the pipe would not wake it again for what it holds already.
+
+        One read at a time per pipe: each write of a busy worker wakes the agent again,
+        and a read started at each wake piled up turns that took longer and longer."""
+        reader.queued = False
         if self._readers.get(reader.fd) is reader and self._drain(reader):
+            reader.queued = True
             asyncio.get_running_loop().call_soon(self._read_on, reader)
 
-    def _drain(self, reader: _Reader) -> bool:
-        """Write the complete lines of one peek of the pipe, then take them out of it
-        (once it has ended, its last partial line too; at its end, close it). True when
-        it may hold more."""
+    def _drain(self, reader: _Reader, seconds: float = TURN_SECONDS) -> bool:
+        """Write the complete lines of one peek of the pipe (those that `seconds` allow,
+        see TURN_SECONDS), then take them out of it (once it has ended, its last partial
+        line too; at its end, close it). True when it may hold more."""
         assert self._peeker is not None and self._intents is not None
         try:
             data = self._peeker.peek(reader.fd)
@@ -440,12 +465,16 @@ class LogHub:
             return False  # a partial line: the pipe wakes the agent when more comes
         reader.carried = b""
         take = _Take(self._intents, reader, buffer, lines, end, ends, len(carried))
-        self._emit(reader.watcher, reader.wid, reader.stream, lines, take)
-        take.rest()
-        # Left: when the peek saw all it could, maybe more (a partial line at its end
-        # may go on past it); else a partial line, which waits, or what came after the
-        # peek, which woke the agent again.
-        return reader.ended or not whole
+        done, began = 0, time.monotonic()
+        while done < len(lines) and (not done or time.monotonic() - began < seconds):
+            batch = lines[done : done + TURN_LINES] if done or len(lines) > TURN_LINES else lines
+            self._emit(reader.watcher, reader.wid, reader.stream, batch, take)
+            done += len(batch)
+        take.rest(done)
+        # Left: the lines not written in this turn; when the peek saw all it could, maybe
+        # more (a partial line at its end may go on past it); else a partial line, which
+        # waits, or what came after the peek, which woke the agent again.
+        return done < len(lines) or reader.ended or not whole
 
     def _close(self, reader: _Reader) -> None:
         assert self._poll is not None and self._intents is not None
@@ -459,7 +488,7 @@ class LogHub:
         for reader in list(self._readers.values()):
             reader.ended = True
             for _ in range(64):  # (bounded: a worker left running may write on)
-                if not self._drain(reader):
+                if not self._drain(reader, math.inf):  # each peek whole: no turns to share
                     break
             if reader.fd in self._readers:  # a writer is still there: stop anyway
                 self._emit(reader.watcher, reader.wid, reader.stream, reader.last_words())

@@ -282,6 +282,54 @@ def test_fast_writer_never_blocks_and_lines_dropped_from_shipping_are_counted(
     run(scenario())
 
 
+def test_a_flood_of_tiny_lines_into_a_file_rotating_every_few_keeps_the_agent_turning(
+    tmp_path: Path,
+) -> None:
+    """30,000 lines of a few bytes, to a file that rotates every 7 of them, all at once.
+    Before, the agent wrote a whole peek of the pipe in one turn of its loop, and each
+    write's journal summed the peek's lines up to it: the turn took tens of seconds, and
+    another watcher waited that long to start. The lines are still all written, whole
+    and in order, across the turns."""
+    total, backups = 30_000, 10
+    cmd, args = python_cmd(
+        f"import sys\nsys.stdout.write(''.join(f'{{i}}\\n' for i in range({total})))\n"
+    )
+    flood = watcher(
+        "flood", cmd, [1], args=args, respawn=False,
+        stdout_stream=StreamSpec(max_bytes=300, backup_count=backups),
+    )  # fmt: skip
+    other = watcher("other", "sleep 600", [1])
+    gaps: list[float] = []
+
+    async def scenario() -> None:
+        async with Engine(settings(tmp_path)) as engine:
+
+            def last_line_written() -> bool:
+                return [line.text for line in engine.tail("flood", "out", 1)] == [f"{total - 1}"]
+
+            async def watch_the_loop() -> None:
+                while not last_line_written():
+                    before = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    gaps.append(time.monotonic() - before)
+
+            watching = asyncio.create_task(watch_the_loop())
+            engine.apply(assignment(flood))
+            await until(lambda: engine.tail("flood", "out", 1), what="the flood to begin")
+            engine.apply(assignment(flood, other, generation=2))
+            await until(lambda: running_pids(engine.observed(), "other"), what="the other watcher")
+            await asyncio.wait_for(watching, 60)
+
+    run(scenario())
+    # A turn now takes tens of milliseconds (a few hundred under load); before, seconds.
+    assert max(gaps) < 1.5, f"the loop stood still for {max(gaps):.1f} s"
+    logs = tmp_path / "agent" / "logs"
+    files = [logs / f"flood.out.log.{n}" for n in range(backups, 0, -1)] + [logs / "flood.out.log"]
+    lines = [line for path in files for line in path.read_text().splitlines()]
+    numbers = [int(LINE.sub(r"\2", line)) for line in lines]
+    assert numbers == list(range(total - len(numbers), total)) and len(numbers) > 50
+
+
 def test_a_moved_socket_is_bound_anew_and_its_workers_replaced_other_changes_are_not(
     tmp_path: Path, reserved_port: int
 ) -> None:
