@@ -119,6 +119,8 @@ class Engine:
         self._save_error = ""
         """Why saving to the data dir fails ("" while it works): a full disk."""
         self._save_retry: asyncio.TimerHandle | None = None
+        self._save_waiters: list[asyncio.Future[None]] = []
+        """Those waiting in records_saved for the next save."""
         self._workers_changed = False
         """Records changed since the flush loop last gave freed heap back."""
         self._flush_due = asyncio.Event()
@@ -255,6 +257,18 @@ class Engine:
     def _save_if_dirty(self) -> None:
         if self._records_dirty and not self._frozen:
             self._save_state()
+
+    async def records_saved(self) -> None:
+        """Save the worker records as they stand now, with the other changes of this turn
+        of the loop, and return once they are written: what a stop records before its
+        signal (a new agent after a kill -9 finishes that stop). Not held up by a save
+        that fails (a full disk: the retry saves), nor while handed over for an exec."""
+        self._records_changed()
+        if self._frozen or self._save_error:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._save_waiters.append(waiter)
+        await waiter
 
     def wake(self) -> None:
         if self._wake_event is not None:
@@ -740,6 +754,10 @@ class Engine:
             self._save_failed("the worker records", exc)
         else:
             self._save_works()
+        waiters, self._save_waiters = self._save_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         return records
 
     def _save_assignment(self) -> None:

@@ -35,7 +35,7 @@ import pwd
 import shlex
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -555,6 +555,7 @@ async def stop_process(
     resume: bool = False,
     send: bool = True,
     clock: Clock = SYSTEM,
+    recorded: Callable[[], Awaitable[None]] | None = None,
 ) -> bool:
     """Stop signal to the group, SIGKILL after graceful_timeout; True if it had to SIGKILL.
 
@@ -564,13 +565,17 @@ async def stop_process(
     way the descendants
     outside the group that got the stop signal (`proc.stopping_children`) are waited
     for and killed with it. Returns once the worker has exited and no member of its
-    group is left. The deadlines are `clock`'s.
+    group is left. The deadlines are `clock`'s. `recorded` returns once the stop's
+    deadline and children are saved, before the signal: a worker that exits on it hands
+    its children to init, and a new agent after a kill -9 could no longer find them.
     """
     pgid = proc.pid if proc.own_group else 0
     if not resume:
         extra = tuple(descendants_outside_group(proc.pid)) if children and pgid else ()
         proc.stopping_children = extra
         proc.stop_deadline = clock.monotonic() + graceful_timeout
+        if recorded is not None:
+            await recorded()
         if send and (proc.alive() or (pgid and group_alive(pgid))):
             if pgid:
                 signal_group(pgid, signum)

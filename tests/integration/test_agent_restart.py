@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import random
 import signal
@@ -671,6 +672,36 @@ def test_a_graceful_stop_goes_on_across_an_agent_restart_with_its_stop_children(
                  30, "the worker to exit")  # fmt: skip
     _restart(cluster, how)
     assert child.is_running(), "the stop's deadline is not there yet"
+    wait_for(lambda: not child.is_running() or child.status() == "zombie", GRACE + 30,
+             "the setsid child to be killed at the stop's deadline")  # fmt: skip
+    assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
+    stopped = [types_pb2.PROCESS_STATE_STOPPED]
+    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopped, 30, "stopped")
+    assert not worker_processes(cluster.tag)
+
+
+def test_a_stop_is_on_disk_with_its_deadline_and_children_before_its_signal(
+    cluster: Cluster,
+) -> None:
+    """The worker freezes its agent (SIGSTOP) when the stop signal comes, then exits: that
+    agent neither reaps it nor saves anything after sending the signal, and is killed
+    (kill -9) so. Its records must already hold the stop's deadline and the setsid child,
+    for the next agent to kill the child at that deadline. Before, the save of the turn
+    that asked for the stop ran first, without them, and the child was left for good."""
+    cluster.apply(watcher_toml("w", cluster.tag, "--setsid-child", "--freeze-agent",
+                               stop_children=True, graceful_timeout=GRACE))  # fmt: skip
+    (pid,) = cluster.wait_running("w", 1).values()
+    child = _the_child(cluster)
+    asked = time.monotonic()
+    cluster.stackctl("stop", "w", check=True)
+    agent = psutil.Process(cluster.agent.pid)
+    wait_for(lambda: agent.status() == psutil.STATUS_STOPPED, 30, "the worker to freeze the agent")
+    wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30, "the worker's exit")
+    state = json.loads((cluster.root / "agent" / "agent-state.json").read_text())
+    (stopping,) = [worker["stopping"] for worker in state["workers"] if worker["pid"] == pid]
+    assert [pid for pid, _ in stopping["children"]] == [child.pid] and stopping["deadline"] > 0
+    cluster.agent.kill9()
+    cluster.start_agent()
     wait_for(lambda: not child.is_running() or child.status() == "zombie", GRACE + 30,
              "the setsid child to be killed at the stop's deadline")  # fmt: skip
     assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"

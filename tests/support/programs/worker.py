@@ -16,6 +16,8 @@
 --burst K        with --tick (not serving): print K numbered lines each time, one write each
 --split          with --burst: write each line in two writes, "tick N" then its newline
 --report FILE    write the pid, LISTEN_* and STACK_* variables as JSON to FILE.<pid>
+--freeze-agent   on SIGTERM, SIGSTOP our parent (the agent) and exit: the agent can
+                 then neither reap us nor save anything after its stop signal
 --hostile        print HOSTILE_LINE: terminal escape sequences (clipboard, link, clear
                  screen) and carriage-return and backspace tricks
 """
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--split", action="store_true")
     parser.add_argument("--hostile", action="store_true")
+    parser.add_argument("--freeze-agent", action="store_true")
     ns = parser.parse_args()
 
     if ns.report:
@@ -110,6 +113,13 @@ def main() -> None:
         sys.exit(ns.exit)
     if ns.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if ns.freeze_agent:
+
+        def freeze_and_exit(*_: object) -> None:
+            os.kill(os.getppid(), signal.SIGSTOP)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, freeze_and_exit)
     if ns.grandchild:
         subprocess.Popen(["sleep", "3600"])  # same group: stopped with us
     if ns.setsid_child:  # not in our group: an orphan when we exit, unless it is killed
