@@ -10,7 +10,7 @@ import pytest
 from tests.support.fleet import Fleet, spread_webapp
 from tests.support.harness import RUNNING, UNKNOWN
 from tests.support.netns import namespace_of
-from tests.support.processes import worker_processes
+from tests.support.processes import ended, worker_processes
 
 COUNT = 8
 # The lost host is the first or the last in host id order, so that no tie-break
@@ -72,13 +72,6 @@ def assert_real_workers_match(fleet: Fleet, final: dict[int, tuple[str, int]]) -
     assert real == {pid for _, pid in final.values()}, (real, final)
     for host_id, pid in final.values():
         assert namespace_of(pid) == fleet.node(host_id).inode
-
-
-def ended(proc: psutil.Process) -> bool:
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @VICTIMS

@@ -30,7 +30,7 @@ from stack.security import certs
 from stack.security.layout import CertDir, Role
 from stack.v1 import admin_pb2, types_pb2
 from tests.support.cluster import Cluster
-from tests.support.processes import AGENT, PYTHON, ROOT, stack_env, worker_processes
+from tests.support.processes import AGENT, PYTHON, ROOT, ended, stack_env, worker_processes
 from tests.support.wait import wait_for
 from tests.support.workers import fetch, socket_stack, watcher_toml
 
@@ -672,11 +672,10 @@ def test_a_graceful_stop_goes_on_across_an_agent_restart_with_its_stop_children(
     stopping = [types_pb2.PROCESS_STATE_STOPPING]
     wait_for(lambda: [p.state for p in cluster.processes("w")] == stopping, 30, "the stop")
     if worker == "exits on TERM":
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
-                 30, "the worker to exit")  # fmt: skip
+        wait_for(lambda: ended(pid), 30, "the worker to exit")
     _restart(cluster, how)
     assert child.is_running(), "the stop's deadline is not there yet"
-    wait_for(lambda: not child.is_running() or child.status() == "zombie", GRACE + 30,
+    wait_for(lambda: ended(child), GRACE + 30,
              "the setsid child to be killed at the stop's deadline")  # fmt: skip
     assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
     stopped = [types_pb2.PROCESS_STATE_STOPPED]
@@ -706,7 +705,7 @@ def test_a_stop_is_on_disk_with_its_deadline_and_children_before_its_signal(
     assert [pid for pid, _ in stopping["children"]] == [child.pid] and stopping["deadline"] > 0
     cluster.agent.kill9()
     cluster.start_agent()
-    wait_for(lambda: not child.is_running() or child.status() == "zombie", GRACE + 30,
+    wait_for(lambda: ended(child), GRACE + 30,
              "the setsid child to be killed at the stop's deadline")  # fmt: skip
     assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
     stopped = [types_pb2.PROCESS_STATE_STOPPED]
@@ -729,7 +728,7 @@ def test_an_adopted_worker_leaves_no_orphan_when_it_exits(cluster: Cluster, end:
         os.kill(pids[1], signal.SIGKILL)
     else:
         cluster.stackctl("stop", "w", check=True)
-    wait_for(lambda: not child.is_running() or child.status() == "zombie", 30,
+    wait_for(lambda: ended(child), 30,
              "the orphan to be killed")  # fmt: skip
     if end == "crash":  # respawned: the new worker's own child is spared
         wait_for(lambda: cluster.running_pids("w").get(1, pids[1]) != pids[1], 30, "respawn")

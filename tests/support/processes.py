@@ -135,6 +135,17 @@ def worker_processes(marker: str, uid: int | None = None) -> list[psutil.Process
     return found
 
 
+def ended(proc: psutil.Process | int) -> bool:
+    """Whether a process (or pid) has exited: gone, or a zombie not reaped yet. It can be
+    reaped between two looks at it, which then is an exit too."""
+    try:
+        if isinstance(proc, int):
+            proc = psutil.Process(proc)
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def kill_descendants(spare: Iterable[int] = ()) -> None:
     """SIGKILL whatever this test process still has below it, and reap it; but the
     processes `spare` and theirs (another harness's daemons), and the hogs of `--hog`
