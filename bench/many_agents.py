@@ -420,11 +420,9 @@ class Bench:
 
     def start_baseline(self) -> tuple[str, int]:
         """The bare AgentService's process: (its address, its pid)."""
-        settings = ControllerSettings()
-        cadence = Cadence(settings.heartbeat_interval, AGENT_TIMEOUT, settings.max_heartbeats)
         parent, child = multiprocessing.get_context("spawn").Pipe()
         proc = multiprocessing.get_context("spawn").Process(
-            target=baseline_main, args=(child, cadence.interval(self.ns.agents)),
+            target=baseline_main, args=(child, heartbeat_interval(self.ns.agents)),
             name="bare-grpc-baseline", daemon=True,
         )  # fmt: skip
         proc.start()
@@ -642,6 +640,13 @@ def measure_metrics(bench: Bench, controller: psutil.Process, window: float) -> 
     ]
 
 
+def heartbeat_interval(agents: int) -> float:
+    """The heartbeat interval the controller tells `agents` agents (its --agent-timeout here)."""
+    settings = ControllerSettings()
+    cadence = Cadence(settings.heartbeat_interval, AGENT_TIMEOUT, settings.max_heartbeats)
+    return cadence.interval(agents)
+
+
 def fmt_ms(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds * 1000:.0f} ms"
 
@@ -793,11 +798,7 @@ def main() -> None:
                     f"{bench.ready_agents()} of {ns.agents} agents ready and {bench.running()} "
                     "processes RUNNING (-1: it did not answer within 5 s)"
                 )
-            heartbeat = Cadence(
-                ControllerSettings().heartbeat_interval,
-                AGENT_TIMEOUT,
-                ControllerSettings().max_heartbeats,
-            ).interval(ns.agents)
+            heartbeat = heartbeat_interval(ns.agents)
             lines.insert(
                 0,
                 f"{ns.agents} simulated agents in {ns.workers} processes, {ns.per_channel} "

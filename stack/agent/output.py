@@ -467,7 +467,7 @@ class LogHub:
         take = _Take(self._intents, reader, buffer, lines, end, ends, len(carried))
         done, began = 0, time.monotonic()
         while done < len(lines) and (not done or time.monotonic() - began < seconds):
-            batch = lines[done : done + TURN_LINES] if done or len(lines) > TURN_LINES else lines
+            batch = lines[done : done + TURN_LINES]
             self._emit(reader.watcher, reader.wid, reader.stream, batch, take)
             done += len(batch)
         take.rest(done)

@@ -648,6 +648,17 @@ def _restart(cluster: Cluster, how: str) -> None:
         cluster.start_agent()
 
 
+def _killed_at_the_stop_deadline(cluster: Cluster, child: psutil.Process, asked: float) -> None:
+    """`child` is SIGKILLed at the deadline of the stop of `w` asked at `asked`, not
+    before, and then `w` is stopped with nothing of it left."""
+    wait_for(lambda: ended(child), GRACE + 30,
+             "the setsid child to be killed at the stop's deadline")  # fmt: skip
+    assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
+    stopped = [types_pb2.PROCESS_STATE_STOPPED]
+    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopped, 30, "stopped")
+    assert not worker_processes(cluster.tag)
+
+
 def _the_child(cluster: Cluster) -> psutil.Process:
     """The setsid grandchild of the test's worker (worker.py --setsid-child)."""
     found = wait_for(lambda: worker_processes(f"{cluster.tag}-child"), 30, "the setsid child")
@@ -675,12 +686,7 @@ def test_a_graceful_stop_goes_on_across_an_agent_restart_with_its_stop_children(
         wait_for(lambda: ended(pid), 30, "the worker to exit")
     _restart(cluster, how)
     assert child.is_running(), "the stop's deadline is not there yet"
-    wait_for(lambda: ended(child), GRACE + 30,
-             "the setsid child to be killed at the stop's deadline")  # fmt: skip
-    assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
-    stopped = [types_pb2.PROCESS_STATE_STOPPED]
-    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopped, 30, "stopped")
-    assert not worker_processes(cluster.tag)
+    _killed_at_the_stop_deadline(cluster, child, asked)
 
 
 def test_a_stop_is_on_disk_with_its_deadline_and_children_before_its_signal(
@@ -702,15 +708,11 @@ def test_a_stop_is_on_disk_with_its_deadline_and_children_before_its_signal(
     wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30, "the worker's exit")
     state = json.loads((cluster.root / "agent" / "agent-state.json").read_text())
     (stopping,) = [worker["stopping"] for worker in state["workers"] if worker["pid"] == pid]
-    assert [pid for pid, _ in stopping["children"]] == [child.pid] and stopping["deadline"] > 0
+    assert [child_pid for child_pid, _ in stopping["children"]] == [child.pid]
+    assert stopping["deadline"] > 0
     cluster.agent.kill9()
     cluster.start_agent()
-    wait_for(lambda: ended(child), GRACE + 30,
-             "the setsid child to be killed at the stop's deadline")  # fmt: skip
-    assert time.monotonic() - asked >= GRACE, "killed before the stop's deadline"
-    stopped = [types_pb2.PROCESS_STATE_STOPPED]
-    wait_for(lambda: [p.state for p in cluster.processes("w")] == stopped, 30, "stopped")
-    assert not worker_processes(cluster.tag)
+    _killed_at_the_stop_deadline(cluster, child, asked)
 
 
 @pytest.mark.parametrize("end", ["crash", "stop"])
